@@ -1,0 +1,1 @@
+"""cmgit: sealed child-protection case records in git."""

@@ -1,0 +1,513 @@
+"""The command line: the only module that prints or exits.
+
+Each command opens the repository, calls one library method and prints the result.
+Every CmgitError becomes ``Error: ...`` on stderr and its exit code in one place
+(``CmgitGroup.invoke``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import editing, errors, ids, yamlio
+from .errors import CmgitError, UsageError
+from .registry import ROLES, Staff
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class CmgitGroup(click.Group):
+    """Translates cmgit's errors into messages and exit codes, once for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CmgitError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; nothing was changed", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # the last line of defence: never print a traceback
+            if os.environ.get("CMGIT_DEBUG"):
+                raise
+            click.echo(
+                f"Error: internal error ({type(exc).__name__}); nothing was changed. "
+                "Run again with CMGIT_DEBUG=1 to see where, and report it.",
+                err=True,
+            )
+            ctx.exit(errors.OTHER)
+
+
+def fail(exc: CmgitError) -> NoReturn:
+    click.echo(f"Error: {exc}", err=True)
+    raise click.exceptions.Exit(exc.exit_code)
+
+
+class State:
+    """Options every command shares: the repository folder and the identity file."""
+
+    def __init__(self, directory: str | None, identity: str | None):
+        self.directory = Path(directory) if directory else None
+        self.identity_path = identity
+
+    def repo(self) -> Any:
+        from .store import Repository
+
+        return Repository.open(self.directory)
+
+    def identities(self) -> Any:
+        from .store import load_identities
+
+        return load_identities(self.identity_path)
+
+    def optional_identities(self) -> Any:
+        return self.identities() if self.identity_path else None
+
+
+def today() -> dt.date:
+    """Today, or CMGIT_TODAY=YYYY-MM-DD for tests, demos and back-dated data entry."""
+    text = os.environ.get("CMGIT_TODAY")
+    if not text:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError("CMGIT_TODAY must be a date such as 2026-03-01") from None
+
+
+def read_input(path: str) -> bytes:
+    from .store import MAX_FORM_BYTES
+
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_FORM_BYTES + 1)
+        else:
+            size = os.stat(path).st_size
+            if size > MAX_FORM_BYTES:
+                raise errors.TooLarge("form file is larger than cmgit accepts (1 MiB)")
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_FORM_BYTES + 1)
+    except OSError:
+        raise UsageError(
+            "cannot read the form file", hint="check the path given to --from"
+        ) from None
+    if len(data) > MAX_FORM_BYTES:
+        raise errors.TooLarge("form file is larger than cmgit accepts (1 MiB)")
+    return data
+
+
+def emit(data: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        click.echo(yamlio.dump(data), nl=False)
+
+
+pass_state = click.make_pass_decorator(State)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(cls=CmgitGroup, context_settings=CONTEXT)
+@click.option("-C", "directory", metavar="DIR", help="Act on the case repository in DIR.")
+@click.option(
+    "--identity",
+    envvar="CMGIT_IDENTITY",
+    metavar="PATH",
+    help="Your age identity file (default: $CMGIT_IDENTITY).",
+)
+@click.version_option(package_name="cmgit")
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None, identity: str | None) -> None:
+    """cmgit: child-protection case records, sealed with age, kept in git.
+
+    Every change is one git commit; everything personal is sealed to the staff who may
+    read it. Commands act on the case repository around the current folder, or -C DIR.
+
+    \b
+    Example:
+      cmgit keygen -o ~/.config/cmgit/identity.txt
+      export CMGIT_IDENTITY=~/.config/cmgit/identity.txt
+      cmgit new --from intake.yaml
+    """
+    ctx.obj = State(directory, identity)
+
+
+# -- repository and people ---------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", required=False, default=".")
+@click.option("--admin", required=True, metavar="ID",
+              help="Staff ID of the first programme manager.")
+@click.option("--recipient", required=True, metavar="AGE1...", help="Their age recipient.")
+@click.option("--signing-key", metavar="SSHPUB", help="Their SSH public signing key (text).")
+@click.option("--team", default="programme", show_default=True, help="Their team.")
+@click.option("--prefix", default="CP", show_default=True, help="Case ID prefix.")
+@click.option("--programme", default="Child protection programme", show_default=True,
+              help="Programme name.")
+def init(directory: str, admin: str, recipient: str, signing_key: str | None, team: str,
+         prefix: str, programme: str) -> None:
+    """Create a case repository in DIR (new or empty).
+
+    The first programme manager is registered in the first commit, the trust root.
+
+    \b
+    Example:
+      cmgit init ./cases --admin pm-001 --recipient age1...
+    """
+    from .store import init_repository
+
+    target = init_repository(
+        Path(directory), admin=admin, recipient=recipient, team=team,
+        signing_key=signing_key, prefix=prefix, programme=programme,
+    )
+    click.echo(f"Created case repository {target}")
+
+
+@cli.command()
+@click.option("-o", "--output", metavar="FILE", required=True,
+              help="Where to write the identity (created with mode 0600; never overwritten).")
+def keygen(output: str) -> None:
+    """Create an age identity and print its recipient.
+
+    Give the recipient (age1...) to a programme manager to be registered; keep the file
+    private and outside any repository.
+
+    \b
+    Example:
+      cmgit keygen -o ~/.config/cmgit/identity.txt
+    """
+    from .store import keygen as make_key
+
+    click.echo(make_key(Path(output)))
+
+
+@cli.command()
+@json_option
+@pass_state
+def whoami(state: State, as_json: bool) -> None:
+    """Say which staff member the current identity is.
+
+    \b
+    Example:
+      CMGIT_IDENTITY=me.txt cmgit whoami
+    """
+    actor = state.repo().actor(state.identities())
+    if as_json:
+        emit({"id": actor.id, "role": actor.role, "team": actor.team}, True)
+    else:
+        click.echo(f"{actor.id} ({actor.role}, team {actor.team})")
+
+
+@cli.group(cls=CmgitGroup)
+def staff() -> None:
+    """Register and manage staff (programme managers only change them).
+
+    \b
+    Example:
+      cmgit staff add cw-001 --role caseworker --team north --recipient age1...
+    """
+
+
+@staff.command("add")
+@click.argument("staff_id", metavar="ID")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--team", required=True)
+@click.option("--recipient", required=True, metavar="AGE1...")
+@click.option("--signing-key", metavar="SSHPUB")
+@pass_state
+def staff_add(state: State, staff_id: str, role: str, team: str, recipient: str,
+              signing_key: str | None) -> None:
+    """Register a staff member; re-encrypts the cases they now read.
+
+    \b
+    Example:
+      cmgit staff add sv-north --role supervisor --team north --recipient age1...
+    """
+    from . import crypto
+
+    member = Staff(ids.check_staff_id(staff_id), role, ids.check_team_id(team),
+                   crypto.check_recipient(recipient), signing_key, True)
+    repo = state.repo()
+    count = repo.staff_add(state.identities(), member)
+    click.echo(f"Added {staff_id} ({role}, team {team}); re-encrypted {count} case(s)")
+
+
+@staff.command("list")
+@json_option
+@pass_state
+def staff_list(state: State, as_json: bool) -> None:
+    """List staff from the committed registry.
+
+    \b
+    Example:
+      cmgit staff list --json
+    """
+    registry = state.repo().registry
+    rows = [{"id": m.id, **m.as_doc()} for m in registry.staff.values()]
+    if as_json:
+        emit(rows, True)
+        return
+    for row in rows:
+        flag = "" if row["active"] else "  (deactivated)"
+        click.echo(f"{row['id']:<16} {row['role']:<18} {row['team']:<14}{flag}")
+
+
+@staff.command("update")
+@click.argument("staff_id", metavar="ID")
+@click.option("--team")
+@click.option("--role", type=click.Choice(ROLES))
+@click.option("--recipient", metavar="AGE1...")
+@click.option("--signing-key", metavar="SSHPUB")
+@pass_state
+def staff_update(state: State, staff_id: str, team: str | None, role: str | None,
+                 recipient: str | None, signing_key: str | None) -> None:
+    """Change a staff member's team, role, recipient (a lost laptop) or signing key.
+
+    \b
+    Example:
+      cmgit staff update cw-001 --recipient age1...
+    """
+    from . import crypto
+
+    count = state.repo().staff_update(
+        state.identities(), ids.check_staff_id(staff_id),
+        team=ids.check_team_id(team) if team else None, role=role,
+        recipient=crypto.check_recipient(recipient) if recipient else None,
+        signing_key=signing_key,
+    )
+    click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
+
+
+@staff.command("deactivate")
+@click.argument("staff_id", metavar="ID")
+@pass_state
+def staff_deactivate(state: State, staff_id: str) -> None:
+    """Deactivate a staff member and re-encrypt every case they could read.
+
+    Refused while they still hold open cases: reassign those first.
+
+    \b
+    Example:
+      cmgit staff deactivate cw-007
+    """
+    count = state.repo().staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
+    click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
+
+
+@cli.group(cls=CmgitGroup)
+def settings() -> None:
+    """Show and change the programme settings.
+
+    \b
+    Example:
+      cmgit settings set caseload_limit 20
+    """
+
+
+@settings.command("show")
+@json_option
+@pass_state
+def settings_show(state: State, as_json: bool) -> None:
+    """Print the committed settings.
+
+    \b
+    Example:
+      cmgit settings show --json
+    """
+    emit(state.repo().settings, as_json)
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@pass_state
+def settings_set(state: State, key: str, value: str) -> None:
+    """Change one setting (programme managers); VALUE is YAML, e.g. '[coordinator]'.
+
+    \b
+    Example:
+      cmgit settings set reader_roles '[coordinator]'
+    """
+    count = state.repo().settings_set(state.identities(), key, value)
+    click.echo(f"Set {key}; re-encrypted {count} case(s)")
+
+
+# -- cases ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--from", "source", required=True, metavar="FILE",
+              help="Form file with the identification form (and registration, if at hand).")
+@click.option("--caseworker", metavar="ID", help="Key caseworker (default: you, if a caseworker).")
+@click.option("--team", metavar="T", help="Team (default: the caseworker's).")
+@pass_state
+def new(state: State, source: str, caseworker: str | None, team: str | None) -> None:
+    """Create a case in state identified and print its new case ID.
+
+    \b
+    Example:
+      cmgit new --from intake.yaml --caseworker cw-001
+    """
+    data = read_input(source)
+    repo = state.repo()
+    click.echo(repo.new_case(state.identities(), data, today=today(),
+                             caseworker=caseworker, team=team))
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@json_option
+@pass_state
+def show(state: State, case_id: str, as_json: bool) -> None:
+    """Print a case, decrypted (recipients only).
+
+    \b
+    Example:
+      cmgit show CP-7K2M9QX4
+    """
+    ids.check_case_id(case_id)
+    emit(state.repo().show(state.identities(), case_id), as_json)
+
+
+@cli.command()
+@click.argument("text")
+@json_option
+@pass_state
+def find(state: State, text: str, as_json: bool) -> None:
+    """Search the sealed text of the cases you can open; prints case IDs.
+
+    \b
+    Example:
+      cmgit find "Amina"
+    """
+    hits = state.repo().find(state.identities(), text)
+    if as_json:
+        emit(hits, True)
+    else:
+        for case_id in hits:
+            click.echo(case_id)
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@pass_state
+def edit(state: State, case_id: str) -> None:
+    """Edit a case's sealed forms in $EDITOR, then validate, re-seal and commit.
+
+    The forms go to a private temporary file (mode 0600, in memory where the system
+    allows) that is removed on every exit. An invalid edit can be re-opened.
+
+    \b
+    Example:
+      EDITOR=nano cmgit edit CP-7K2M9QX4
+    """
+    ids.check_case_id(case_id)
+    repo = state.repo()
+    identities = state.identities()
+    changed = repo.edit(identities, case_id, editing.run_editor, _ask_retry, today=today())
+    click.echo(f"{case_id}: saved" if changed else f"{case_id}: no change; nothing committed")
+
+
+def _ask_retry(problem: CmgitError) -> bool:
+    click.echo(f"Error: {problem}", err=True)
+    if not sys.stdin.isatty():
+        return False
+    return click.confirm("Re-open the editor?", default=True, err=True)
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@click.argument("form", metavar="FORM")
+@click.option("--from", "source", required=True, metavar="FILE",
+              help="Form file holding exactly this form (- for standard input).")
+@pass_state
+def record(state: State, case_id: str, form: str, source: str) -> None:
+    """Add or update one form of a case, with no change of state.
+
+    Repeated forms (consent, follow_up, referral, ...) get an id; give an existing id
+    to update that item. Follow-ups are append-only; a new case plan supersedes the
+    previous one, which is kept.
+
+    \b
+    Example:
+      cmgit record CP-7K2M9QX4 follow_up --from visit.yaml
+    """
+    ids.check_case_id(case_id)
+    data = read_input(source)
+    item = state.repo().record_form(state.identities(), case_id, form, data, today=today())
+    click.echo(f"{case_id}: recorded {item}")
+
+
+@cli.command()
+@click.argument("case_ids", metavar="[ID]...", nargs=-1)
+@json_option
+@pass_state
+def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
+    """Check records: format, schema, integrity; decrypts where your identity allows.
+
+    Without IDs every case at HEAD is checked. Exit 3 if any record is invalid.
+
+    \b
+    Example:
+      cmgit validate CP-7K2M9QX4
+    """
+    for case_id in case_ids:
+        ids.check_case_id(case_id)
+    repo = state.repo()
+    results = repo.validate(state.optional_identities(), list(case_ids))
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        emit([{"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
+              for r in results], True)
+    else:
+        for r in results:
+            if r.ok:
+                click.echo(f"{r.case_id}  ok{'' if r.opened else ' (open fields only)'}")
+            else:
+                click.echo(f"{r.case_id}  INVALID  {r.problem}")
+        click.echo(f"{len(results) - len(bad)} valid, {len(bad)} invalid", err=True)
+    if bad:
+        raise click.exceptions.Exit(max(r.exit_code for r in bad))
+
+
+@cli.command()
+@click.argument("directory", metavar="[DIR]", required=False)
+@click.option("--cases", default=300, show_default=True, help="How many cases to make.")
+@click.option("--seed", default=7, show_default=True, help="Random seed, for the same demo twice.")
+def demo(directory: str | None, cases: int, seed: int) -> None:
+    """Build a synthetic programme: staff, keys, cases; then print a short tour.
+
+    The case repository and the staff identity files are made side by side in DIR
+    (default: a new folder named cmgit-demo-N); identities never go in the repository.
+
+    \b
+    Example:
+      cmgit demo ./demo && cd ./demo/cases && cmgit log --help
+    """
+    from . import demo as demo_module
+
+    target = Path(directory) if directory else demo_module.free_folder(Path.cwd())
+    tour = demo_module.build(target, cases=cases, seed=seed, today=today(),
+                             progress=_progress_printer())
+    click.echo(tour)
+
+
+def _progress_printer() -> Any:
+    from .progress import Progress
+
+    return Progress(enabled=sys.stderr.isatty())
+
+
+def main() -> None:
+    cli(prog_name="cmgit")

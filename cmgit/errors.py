@@ -1,0 +1,159 @@
+"""The CmgitError hierarchy and the exit codes of SPEC section 4.
+
+Every failure the product knows about is one of these classes. A message says what
+happened, which case (by ID only) and what to do next; it never carries record
+content. The command line translates them to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+OK = 0
+OTHER = 1
+USAGE = 2
+INVALID_RECORD = 3
+REFUSED = 4
+ACCESS = 5
+REPOSITORY = 6
+
+
+class CmgitError(Exception):
+    """Base of every error cmgit reports to a user."""
+
+    exit_code = OTHER
+
+    def __init__(self, message: str, *, hint: str | None = None, case_id: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.case_id = case_id
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.case_id and self.case_id not in text:
+            text = f"{self.case_id}: {text}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+# exit 2: usage
+
+
+class UsageError(CmgitError):
+    """The command was called wrongly."""
+
+    exit_code = USAGE
+
+
+class BadCaseId(UsageError):
+    """A case ID does not match the one case-ID pattern."""
+
+
+class CaseNotFound(UsageError):
+    """No record exists for this case ID."""
+
+
+class BadStaffId(UsageError):
+    """A staff or team ID does not match its pattern."""
+
+
+# exit 3: invalid record
+
+
+class InvalidRecord(CmgitError):
+    """A record or form could not be parsed, failed its schema or its integrity check."""
+
+    exit_code = INVALID_RECORD
+
+
+class ParseError(InvalidRecord):
+    """Input is not well-formed or uses a YAML feature cmgit refuses."""
+
+
+class SchemaError(InvalidRecord):
+    """A document does not validate against its JSON Schema."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, **kw: object):
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+class IntegrityError(InvalidRecord):
+    """A record's sealed part does not match its path, version or open fields."""
+
+
+class TooLarge(InvalidRecord):
+    """An input is larger than cmgit accepts; refused before it is parsed or decrypted."""
+
+
+# exit 4: refused by the workflow
+
+
+class Refused(CmgitError):
+    """The workflow, a role or a scope rule refuses the action."""
+
+    exit_code = REFUSED
+
+
+class PermissionDenied(Refused):
+    """The actor's role or scope does not allow this action."""
+
+
+# exit 5: key or access
+
+
+class AccessError(CmgitError):
+    """No usable identity, an unknown actor, not a recipient, or decryption failed."""
+
+    exit_code = ACCESS
+
+
+class NoIdentity(AccessError):
+    """No identity file was given or it cannot be used."""
+
+
+class UnknownActor(AccessError):
+    """The identity matches no active staff member, or several."""
+
+
+class NotARecipient(AccessError):
+    """The identity cannot open this sealed block."""
+
+
+class DecryptionFailed(AccessError):
+    """The sealed block could not be opened with a key that should open it."""
+
+
+# exit 6: repository state
+
+
+class RepositoryError(CmgitError):
+    """The repository is not in a state where the command can run."""
+
+    exit_code = REPOSITORY
+
+
+class NotACaseRepository(RepositoryError):
+    """The directory is not inside a cmgit case repository."""
+
+
+class DirtyWorkTree(RepositoryError):
+    """What the command touches has uncommitted changes."""
+
+
+class OperationInProgress(RepositoryError):
+    """A merge, rebase or cherry-pick is in progress, or HEAD is detached."""
+
+
+class RepositoryBusy(RepositoryError):
+    """Another cmgit or git process holds the repository lock."""
+
+
+
+
+class GitFailed(RepositoryError):
+    """A git command failed."""

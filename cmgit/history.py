@@ -1,0 +1,367 @@
+"""The git adapter: the only module that runs git.
+
+git runs with a cleaned environment and list arguments, never through a shell, with
+``--`` before paths. Commits are built from the changed blobs and trees with plumbing
+(hash-object, mktree, commit-tree) and published by one compare-and-swap of the branch
+ref: until that swap nothing is visible, so a failure or a kill leaves history as it was.
+git's porcelain ``commit`` rewrites the whole index, which costs 250 ms at 50,000 files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy
+
+ZERO_OID = "0" * 40
+LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without GIT_* variables that could redirect git."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    kind: str
+    oid: str
+    path: str
+
+
+class Git:
+    def __init__(self, root: Path):
+        self.root = root
+
+    # -- running -------------------------------------------------------------------
+
+    def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        ok: Sequence[int] = (0,),
+    ) -> bytes:
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), *args],
+            input=input,
+            capture_output=True,
+            env=clean_env(env),
+            check=False,
+        )
+        if proc.returncode not in ok:
+            raise GitFailed(f"git {args[0]} failed (exit {proc.returncode})")
+        return proc.stdout
+
+    def text(self, *args: str, ok: Sequence[int] = (0,)) -> str:
+        return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
+
+    @classmethod
+    def discover(cls, start: Path) -> Git:
+        proc = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            env=clean_env(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NotACaseRepository(
+                "not inside a git repository", hint="run cmgit init, or use -C DIR"
+            )
+        return cls(Path(proc.stdout.decode().strip()))
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.text("rev-parse", "--absolute-git-dir"))
+
+    def head(self) -> str | None:
+        out = self.text("rev-parse", "-q", "--verify", "HEAD^{commit}", ok=(0, 1))
+        return out or None
+
+    def blob_id(self, rev: str, path: str) -> str | None:
+        out = self.text("rev-parse", "-q", "--verify", f"{rev}:{path}", ok=(0, 1, 128))
+        return out or None
+
+    def read_blob(self, oid: str) -> bytes:
+        return self.run("cat-file", "blob", oid)
+
+    def ls_tree(self, rev: str, *paths: str, recursive: bool = True) -> list[TreeEntry]:
+        args = ["ls-tree", "-z", "--full-tree"]
+        if recursive:
+            args.append("-r")
+        out = self.run(*args, rev, "--", *paths)
+        entries = []
+        for item in out.split(b"\0"):
+            if item:
+                meta, _, path = item.decode("utf-8", "surrogateescape").partition("\t")
+                mode, kind, oid = meta.split(" ")
+                entries.append(TreeEntry(mode, kind, oid, path))
+        return entries
+
+    def read_paths(self, rev: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """Contents of many files at ``rev`` from one ``git cat-file --batch`` process."""
+        if not paths:
+            return {}
+        request = "".join(f"{rev}:{path}\n" for path in paths).encode("utf-8")
+        out = self.run("cat-file", "--batch", input=request)
+        found: dict[str, bytes | None] = {}
+        pos = 0
+        for path in paths:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split(b" ")
+            pos = end + 1
+            if header[-1] == b"missing" or len(header) != 3:
+                found[path] = None
+                continue
+            size = int(header[2])
+            found[path] = out[pos : pos + size] if header[1] == b"blob" else None
+            pos += size + 1
+        return found
+
+    def status(self, *paths: str) -> list[str]:
+        """Paths with uncommitted changes (staged, unstaged or untracked) under ``paths``."""
+        out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *paths)
+        found = []
+        items = out.split(b"\0")
+        skip = False
+        for item in items:
+            if skip:
+                skip = False
+                continue
+            if item:
+                found.append(item[3:].decode("utf-8", "replace"))
+                skip = item[:1] in (b"R", b"C")  # renames carry a second path
+        return found
+
+    def operation_in_progress(self) -> str | None:
+        """A merge, rebase, cherry-pick or revert under way, or a detached HEAD."""
+        git_dir = self.git_dir
+        markers = {
+            "MERGE_HEAD": "a merge",
+            "rebase-merge": "a rebase",
+            "rebase-apply": "a rebase or am",
+            "CHERRY_PICK_HEAD": "a cherry-pick",
+            "REVERT_HEAD": "a revert",
+            "BISECT_LOG": "a bisect",
+        }
+        for name, what in markers.items():
+            if (git_dir / name).exists():
+                return what
+        if not self.text("symbolic-ref", "-q", "HEAD", ok=(0, 1)):
+            return "a detached HEAD"
+        return None
+
+    def check_no_operation(self) -> None:
+        what = self.operation_in_progress()
+        if what:
+            raise OperationInProgress(
+                f"repository has {what} in progress",
+                hint="finish or abort it with git, then run the command again",
+            )
+
+    # -- writing ---------------------------------------------------------------------
+
+    def hash_blob(self, data: bytes) -> str:
+        return self.run("hash-object", "-w", "--stdin", input=data).decode().strip()
+
+    def _tree_entries(self, tree: str | None) -> dict[str, tuple[str, str, str]]:
+        if tree is None:
+            return {}
+        out = self.run("ls-tree", "-z", tree)
+        entries = {}
+        for item in out.split(b"\0"):
+            if item:
+                meta, _, name = item.decode("utf-8", "surrogateescape").partition("\t")
+                mode, kind, oid = meta.split(" ")
+                entries[name] = (mode, kind, oid)
+        return entries
+
+    def _make_tree(self, entries: Mapping[str, tuple[str, str, str]]) -> str:
+        listing = b"".join(
+            f"{mode} {kind} {oid}\t{name}".encode("utf-8", "surrogateescape") + b"\0"
+            for name, (mode, kind, oid) in sorted(entries.items())
+        )
+        return self.run("mktree", "-z", input=listing).decode().strip()
+
+    def build_tree(self, base: str | None, changes: Mapping[str, str | None]) -> str | None:
+        """A new tree: ``base`` with each path set to a blob id (or removed, for None).
+
+        Only the trees on the changed paths are read and written, so the cost grows with
+        the depth of the change, not with the number of records.
+        """
+        entries = self._tree_entries(base)
+        nested: dict[str, dict[str, str | None]] = {}
+        for path, oid in changes.items():
+            head, sep, rest = path.partition("/")
+            if sep:
+                nested.setdefault(head, {})[rest] = oid
+            elif oid is None:
+                entries.pop(head, None)
+            else:
+                entries[head] = ("100644", "blob", oid)
+        for name, sub_changes in nested.items():
+            current = entries.get(name)
+            sub_base = current[2] if current and current[1] == "tree" else None
+            sub_tree = self.build_tree(sub_base, sub_changes)
+            if sub_tree is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = ("040000", "tree", sub_tree)
+        if not entries:
+            return None
+        return self._make_tree(entries)
+
+    def commit(
+        self,
+        files: Mapping[str, bytes | None],
+        message: str,
+        author: Author,
+        parent: str | None,
+    ) -> str:
+        """Create a commit of ``files`` on top of ``parent`` and move the branch to it.
+
+        The branch moves only if it still points at ``parent`` (compare and swap), so a
+        concurrent writer can never be overwritten. Returns the new commit id.
+        """
+        blobs = {
+            path: None if data is None else self.hash_blob(data) for path, data in files.items()
+        }
+        base_tree = self.text("rev-parse", f"{parent}^{{tree}}") if parent else None
+        tree = self.build_tree(base_tree, blobs) or self._make_tree({})
+        args = ["commit-tree", "--no-gpg-sign", tree]
+        if parent:
+            args += ["-p", parent]
+        stamp = f"{int(time.time())} +0000"
+        who = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_AUTHOR_DATE": stamp,
+            "GIT_COMMITTER_NAME": author.name,
+            "GIT_COMMITTER_EMAIL": author.email,
+            "GIT_COMMITTER_DATE": stamp,
+        }
+        commit = self.run(*args, input=message.encode("utf-8"), env=who).decode().strip()
+        ref = self.text("symbolic-ref", "-q", "HEAD")
+        self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        self._sync_worktree(blobs, files)
+        return commit
+
+    def _sync_worktree(
+        self, blobs: Mapping[str, str | None], files: Mapping[str, bytes | None]
+    ) -> None:
+        """Bring index and work tree to the new commit for the changed paths only."""
+        for path, data in files.items():
+            target = self.root / path
+            if data is None:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+            else:
+                write_atomic(target, data)
+        info = "".join(
+            f"0 {ZERO_OID}\t{path}\n" if oid is None else f"100644 {oid}\t{path}\n"
+            for path, oid in blobs.items()
+        )
+        self.run("update-index", "--index-info", input=info.encode("utf-8"))
+        # Record fresh stat data so `git status` does not re-hash the files.
+        existing = [path for path, oid in blobs.items() if oid is not None]
+        if existing:
+            self.run("update-index", "-q", "--refresh", "--", *existing, ok=(0, 1))
+
+    def init(self, branch: str = "main") -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.run("init", "-q", "-b", branch)
+
+
+def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
+    """A generated commit message (SPEC section 5): a subject and ``Cmgit-*`` trailers.
+
+    Values are codes and IDs only; anything else is a programming error, because free
+    text in a commit message would be a plaintext leak (hostile B13).
+    """
+    if not _SUBJECT_RE.fullmatch(subject):
+        raise ValueError("commit subject holds characters cmgit never writes")
+    lines = [subject, ""]
+    for key, value in trailers:
+        if not _TRAILER_KEY_RE.fullmatch(key) or not _TOKEN_RE.fullmatch(value):
+            raise ValueError("commit trailer holds characters cmgit never writes")
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")
+_SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.: >-]{0,119}")
+
+
+def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write through a temporary file in the same folder and rename over the target."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cmgit-tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Serialise cmgit writers on one clone. The kernel drops the lock if a process dies,
+    so a killed command never leaves a stale cmgit lock behind."""
+    folder = git_dir / "cmgit"
+    folder.mkdir(exist_ok=True)
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise RepositoryBusy(
+                        "repository is busy: another cmgit command is running",
+                        hint="wait for it to finish and try again",
+                    ) from None
+                time.sleep(0.05)
+        while (git_dir / "index.lock").exists():
+            if time.monotonic() >= deadline:
+                raise RepositoryBusy(
+                    "repository is busy: git's index.lock is held",
+                    hint="if no git command is running, run cmgit recover",
+                )
+            time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)

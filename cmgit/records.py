@@ -1,0 +1,231 @@
+"""The record value and its file format (SPEC section 2).
+
+A record file is canonical YAML: the open fields, one a line in schema order, then the
+sealed block as a literal scalar. The sealed plaintext is compact JSON (valid YAML and
+about forty times faster to parse than YAML) carrying the case ID, the version, a digest
+of the open fields and the git blob id of the previous version, padded with spaces to a
+size bucket so the ciphertext length does not tell how much was written about a child.
+
+Pure: no files, clock or keys here; the store hands in bytes and takes bytes back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import IntegrityError, ParseError, TooLarge
+
+PAYLOAD_FORMAT = 1
+BUCKET_MIN = 4096
+MAX_PAYLOAD = 4 * 1024 * 1024
+MAX_RECORD_FILE = 12 * 1024 * 1024
+SEALED_KEY = "sealed"
+
+# Strings that every YAML reader (1.1 and 1.2) takes as a string when written plain.
+_PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_YAML11_WORDS = frozenset(
+    w for word in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
+    for w in (word, word.capitalize(), word.upper())
+)
+_INT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+
+
+@dataclass
+class Record:
+    """A decrypted case: open fields (in clear on disk) and forms (sealed on disk)."""
+
+    open: dict[str, Any]
+    forms: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def case_id(self) -> str:
+        return str(self.open["case_id"])
+
+    @property
+    def version(self) -> int:
+        return int(self.open["version"])
+
+    def document(self, order: Sequence[str]) -> dict[str, Any]:
+        """The whole record as one mapping in schema order: what `show` prints."""
+        whole = {**self.open, **self.forms}
+        return {key: whole[key] for key in order if key in whole}
+
+
+# -- open fields -------------------------------------------------------------------
+
+
+def open_digest(open_fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the open fields in canonical JSON; binds them to the sealed block."""
+    canonical = json.dumps(open_fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if _PLAIN_RE.fullmatch(value) and value not in _YAML11_WORDS:
+            return value
+        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return json.dumps(value, ensure_ascii=True)
+    raise TypeError(f"open field of unsupported type {type(value).__name__}")
+
+
+def _parse_scalar(text: str, line: int) -> Any:
+    if text == "null":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT_RE.fullmatch(text):
+        return int(text)
+    if _PLAIN_RE.fullmatch(text) and text not in _YAML11_WORDS:
+        return text
+    if text.startswith(('"', "[")):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            if isinstance(value, str) or (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                return value
+    raise ParseError(f"record file: unreadable open field value at line {line}, column 1")
+
+
+# -- the file ----------------------------------------------------------------------
+
+
+def render_file(open_fields: Mapping[str, Any], order: Sequence[str], armored: str) -> bytes:
+    """Canonical bytes of a record file: a change to one open field is a one-line diff."""
+    if set(open_fields) != set(order):
+        raise ValueError("open fields do not match the schema's open set")
+    lines = [f"{key}: {_scalar(open_fields[key])}" for key in order]
+    lines.append(f"{SEALED_KEY}: |")
+    lines.extend("  " + part for part in armored.rstrip("\n").split("\n"))
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """Open fields and armored sealed block of a record file; refuses anything not canonical."""
+    if len(data) > MAX_RECORD_FILE:
+        raise TooLarge("record file is larger than cmgit accepts")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        where = data[: exc.start].count(b"\n") + 1
+        raise ParseError(f"record file: non-ASCII byte at line {where}") from None
+    lines = text.split("\n")
+    if len(lines) < len(order) + 3 or lines[-1] != "":
+        raise ParseError("record file: truncated or not a cmgit record")
+    open_fields: dict[str, Any] = {}
+    for number, (key, line) in enumerate(zip(order, lines, strict=False), start=1):
+        name, sep, value = line.partition(": ")
+        if not sep or name != key:
+            raise ParseError(f"record file: expected field '{key}' at line {number}, column 1")
+        open_fields[key] = _parse_scalar(value, number)
+    header = len(order)
+    if lines[header] != f"{SEALED_KEY}: |":
+        raise ParseError(f"record file: expected the sealed block at line {header + 1}, column 1")
+    body = lines[header + 1 : -1]
+    if not body or any(not part.startswith("  ") for part in body):
+        raise ParseError("record file: sealed block is not indented as cmgit writes it")
+    armored = "\n".join(part[2:] for part in body) + "\n"
+    if render_file(open_fields, order, armored) != data:
+        raise IntegrityError("record file is not in canonical form (was it edited by hand?)")
+    return open_fields, armored
+
+
+# -- the sealed plaintext ----------------------------------------------------------
+
+
+def bucket_size(length: int) -> int:
+    """The padded size: the smallest power of two from 4 KiB that holds ``length``."""
+    size = BUCKET_MIN
+    while size < length:
+        size *= 2
+    return size
+
+
+def seal_payload(record: Record, prev_blob: str | None) -> bytes:
+    """The sealed plaintext of a record: integrity fields and forms, padded to its bucket."""
+    doc = {
+        "cmgit_record": PAYLOAD_FORMAT,
+        "case_id": record.case_id,
+        "version": record.version,
+        "open_digest": open_digest(record.open),
+        "prev_blob": prev_blob,
+        "forms": record.forms,
+    }
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_PAYLOAD:
+        raise TooLarge("case record is larger than cmgit accepts", case_id=record.case_id)
+    # JSON allows trailing whitespace, so spaces pad without any framing of their own.
+    return body + b" " * (bucket_size(len(body)) - len(body))
+
+
+@dataclass(frozen=True)
+class Payload:
+    case_id: str
+    version: int
+    open_digest: str
+    prev_blob: str | None
+    forms: dict[str, Any]
+
+
+def parse_payload(data: bytes) -> Payload:
+    """Read a sealed plaintext; any surprise is an integrity failure, never a crash."""
+    if len(data) > MAX_PAYLOAD * 2:
+        raise TooLarge("sealed block is larger than cmgit accepts")
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise IntegrityError("sealed block does not hold a cmgit record") from None
+    keys = {"cmgit_record", "case_id", "version", "open_digest", "prev_blob", "forms"}
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != keys
+        or doc["cmgit_record"] != PAYLOAD_FORMAT
+        or not isinstance(doc["case_id"], str)
+        or not isinstance(doc["version"], int)
+        or isinstance(doc["version"], bool)
+        or not isinstance(doc["open_digest"], str)
+        or not (doc["prev_blob"] is None or isinstance(doc["prev_blob"], str))
+        or not isinstance(doc["forms"], dict)
+    ):
+        raise IntegrityError("sealed block does not hold a cmgit record")
+    return Payload(
+        doc["case_id"], doc["version"], doc["open_digest"], doc["prev_blob"], doc["forms"]
+    )
+
+
+def check_binding(path_case_id: str, open_fields: Mapping[str, Any], payload: Payload) -> None:
+    """The sealed block must belong to this path, this version and these open fields."""
+    if open_fields.get("case_id") != path_case_id or payload.case_id != path_case_id:
+        raise IntegrityError(
+            "record belongs to another case (file copied or swapped)",
+            case_id=path_case_id,
+            hint="restore it with git or run cmgit audit",
+        )
+    if payload.version != open_fields.get("version"):
+        raise IntegrityError(
+            "sealed version does not match the open version",
+            case_id=path_case_id,
+            hint="the file was altered outside cmgit; restore it with git",
+        )
+    if payload.open_digest != open_digest(open_fields):
+        raise IntegrityError(
+            "open fields do not match the sealed digest (edited by hand?)",
+            case_id=path_case_id,
+            hint="open fields change only through cmgit commands; restore the file with git",
+        )

@@ -1,0 +1,121 @@
+"""Staff registry and programme settings: who works here, and who may read which case.
+
+Pure: documents in, answers out. The store reads and writes the YAML files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .errors import Refused, UnknownActor, UsageError
+
+ROLES = ("caseworker", "supervisor", "programme_manager", "coordinator", "auditor")
+CASEWORKER, SUPERVISOR, PROGRAMME_MANAGER, COORDINATOR, AUDITOR = ROLES
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: str
+    role: str
+    team: str
+    recipient: str
+    signing_key: str | None
+    active: bool
+
+    def as_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        del doc["id"]
+        return doc
+
+
+class Registry:
+    """The staff registry (``staff.yaml``), kept in the order people were added."""
+
+    def __init__(self, staff: Iterable[Staff]):
+        self.staff = {member.id: member for member in staff}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Registry:
+        return cls(Staff(id=sid, **fields) for sid, fields in doc["staff"].items())
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"staff": {sid: member.as_doc() for sid, member in self.staff.items()}}
+
+    def get(self, staff_id: str) -> Staff:
+        try:
+            return self.staff[staff_id]
+        except KeyError:
+            raise UsageError(f"no staff member {staff_id}", hint="see cmgit staff list") from None
+
+    def active(self, role: str | None = None, team: str | None = None) -> list[Staff]:
+        return [
+            m for m in self.staff.values()
+            if m.active and (role is None or m.role == role) and (team is None or m.team == team)
+        ]
+
+    def with_member(self, member: Staff) -> Registry:
+        staff = dict(self.staff)
+        staff[member.id] = member
+        return Registry(staff.values())
+
+    def updated(self, staff_id: str, **changes: Any) -> Registry:
+        return self.with_member(replace(self.get(staff_id), **changes))
+
+    def actor_for(self, recipients: Iterable[str]) -> Staff:
+        """The one active staff member whose recipient is among the identity's keys."""
+        keys = set(recipients)
+        matches = [m for m in self.staff.values() if m.recipient in keys]
+        active = [m for m in matches if m.active]
+        if len(active) == 1:
+            return active[0]
+        if len(active) > 1:
+            raise UnknownActor(
+                "identity matches several staff members",
+                hint="use an identity file holding one person's key",
+            )
+        if matches:
+            raise UnknownActor(
+                f"staff member {matches[0].id} is deactivated",
+                hint="ask a programme manager",
+            )
+        raise UnknownActor(
+            "identity matches no staff member of this repository",
+            hint="check CMGIT_IDENTITY, or ask a programme manager to register your recipient",
+        )
+
+    def check_role(self, actor: Staff, *roles: str, action: str) -> None:
+        if actor.role not in roles:
+            raise Refused(
+                f"{action} needs the role {' or '.join(roles)}; {actor.id} is {actor.role}",
+                hint="ask someone with that role",
+            )
+
+    def recipients_for(
+        self, team: str, caseworker: str | None, settings: Mapping[str, Any]
+    ) -> list[str]:
+        """Who can open a case (SPEC section 2): caseworker, team supervisors, programme
+        managers, the team's members in reader roles, and the recovery recipients.
+        Auditors never."""
+        readers = set(settings.get("reader_roles", ())) - {AUDITOR}
+        chosen: set[str] = set(settings.get("recovery_recipients", ()))
+        for member in self.active():
+            if (
+                member.id == caseworker
+                or member.role == PROGRAMME_MANAGER
+                or (member.team == team and (member.role == SUPERVISOR or member.role in readers))
+            ) and member.role != AUDITOR:
+                chosen.add(member.recipient)
+        return sorted(chosen)
+
+
+def settings_defaults(settings_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A new programme's settings: every ``default`` the settings schema declares."""
+    out: dict[str, Any] = {}
+    for key, prop in settings_schema["properties"].items():
+        if "default" in prop:
+            out[key] = prop["default"]
+        elif prop.get("type") == "object" and "properties" in prop:
+            out[key] = {k: v["default"] for k, v in prop["properties"].items() if "default" in v}
+    return out

@@ -1,0 +1,165 @@
+"""The JSON Schema adapter: loads ``schemas/``, compiles validators, explains failures safely.
+
+jsonschema-rs validates a 3.6 KB record in about 0.02 ms against about 3.7 ms for the
+pure-Python jsonschema (measured; see bench/), so the product uses jsonschema-rs and the
+test suite keeps python-jsonschema as the reference and checks that both agree.
+
+Error messages are built from the JSON path and the rule only: both validators' own
+messages quote the offending value, which may be a child's name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+from . import yamlio
+from .errors import SchemaError
+
+CASE = "urn:cmgit:schema:case"
+STAFF = "urn:cmgit:schema:staff"
+SETTINGS = "urn:cmgit:schema:settings"
+FORM_PREFIX = "urn:cmgit:form:"
+
+OPEN = "open"
+SEALED = "sealed"
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_PROBLEMS = 20
+
+
+def form_id(name: str) -> str:
+    return FORM_PREFIX + name
+
+
+class SchemaSet:
+    """Every schema of a case repository, by ``$id``."""
+
+    def __init__(self, schemas: Mapping[str, dict[str, Any]]):
+        self.schemas = dict(schemas)
+        self._registry = jsonschema_rs.Registry(list(self.schemas.items()))
+        self._validators: dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, folder: Path) -> SchemaSet:
+        schemas: dict[str, dict[str, Any]] = {}
+        for path in sorted(folder.rglob("*.schema.json")):
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            schemas[doc["$id"]] = doc
+        return cls(schemas)
+
+    # -- the case record's shape ------------------------------------------------
+
+    @cached_property
+    def case_properties(self) -> dict[str, dict[str, Any]]:
+        props: dict[str, dict[str, Any]] = self.schemas[CASE]["properties"]
+        return props
+
+    @cached_property
+    def open_fields(self) -> tuple[str, ...]:
+        """Top-level fields stored in clear, in schema order (the x-cmgit annotation decides)."""
+        return tuple(k for k, v in self.case_properties.items() if v.get("x-cmgit") == OPEN)
+
+    @cached_property
+    def sealed_fields(self) -> tuple[str, ...]:
+        return tuple(k for k, v in self.case_properties.items() if v.get("x-cmgit") == SEALED)
+
+    @cached_property
+    def field_order(self) -> tuple[str, ...]:
+        return tuple(self.case_properties)
+
+    def form_mode(self, form: str) -> str:
+        """How a form is recorded: single, append, upsert or supersede."""
+        return str(self.case_properties[form].get("x-cmgit-mode", "single"))
+
+    def form_id_field(self, form: str) -> str | None:
+        value = self.case_properties[form].get("x-cmgit-id")
+        return str(value) if value else None
+
+    @cached_property
+    def _open_schema(self) -> dict[str, Any]:
+        """The case schema cut down to the open fields: what can be checked without a key."""
+        case = self.schemas[CASE]
+        return {
+            "$schema": case["$schema"],
+            "type": "object",
+            "properties": {k: self.case_properties[k] for k in self.open_fields},
+            "required": list(self.open_fields),
+            "additionalProperties": False,
+        }
+
+    # -- validation ---------------------------------------------------------------
+
+    def _validator(self, key: str, schema: Mapping[str, Any]) -> Any:
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = jsonschema_rs.validator_for(
+                dict(schema), registry=self._registry, validate_formats=True
+            )
+            self._validators[key] = validator
+        return validator
+
+    def item_schema(self, form: str) -> dict[str, Any]:
+        return self.schemas[form_id(form)]
+
+    def validate(
+        self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None
+    ) -> None:
+        self._check(self._validator(schema_id, self.schemas[schema_id]), doc, what, case_id)
+
+    def validate_open(self, doc: Any, *, case_id: str | None = None) -> None:
+        self._check(self._validator("open", self._open_schema), doc, "open fields", case_id)
+
+    def _check(self, validator: Any, doc: Any, what: str, case_id: str | None) -> None:
+        if validator.is_valid(doc):
+            return
+        problems = []
+        for error in validator.iter_errors(doc):
+            problems.append(explain(error))
+            if len(problems) == MAX_PROBLEMS:
+                problems.append("... (more problems not shown)")
+                break
+        raise SchemaError(
+            f"{what} do not match the schema" if what.endswith("s") else
+            f"{what} does not match the schema",
+            problems=problems,
+            case_id=case_id,
+            hint="correct the fields listed and try again",
+        )
+
+    # -- typing people's YAML ---------------------------------------------------
+
+    def resolve(self, ref: str) -> Mapping[str, Any]:
+        """The subschema a ``$ref`` points to (URN plus optional JSON pointer)."""
+        base, _, pointer = ref.partition("#")
+        node: Any = self.schemas[base]
+        for part in filter(None, pointer.split("/")):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node  # type: ignore[no-any-return]
+
+    def coerce(self, doc: Any, schema: Mapping[str, Any], *, what: str) -> Any:
+        """Type a freshly loaded YAML document the way its schema says (hostile B3)."""
+        return yamlio.coerce(doc, schema, self.resolve, what=what)
+
+
+def explain(error: Any) -> str:
+    """A schema failure as path and rule, never the value."""
+    path = "/" + "/".join(str(p) for p in error.instance_path)
+    rule = str(error.schema_path[-1]) if error.schema_path else "schema"
+    kind = error.kind
+    detail = ""
+    if rule == "required" and hasattr(kind, "property"):
+        name = str(kind.property)
+        detail = f" '{name}' is missing" if _NAME_RE.fullmatch(name) else " a field is missing"
+    elif rule == "additionalProperties" and hasattr(kind, "unexpected"):
+        names = [str(n) for n in kind.unexpected]
+        shown = [n for n in names if _NAME_RE.fullmatch(n)]
+        detail = " unexpected field " + ", ".join(f"'{n}'" for n in shown) if shown else (
+            " unexpected field"
+        )
+    return f"at {path}: fails '{rule}'{detail}"

@@ -1,0 +1,842 @@
+"""Orchestration: one unit of work per command.
+
+load -> open -> validate -> change -> seal -> commit, where nothing becomes visible until
+the commit moves the branch, so a refused or failed command leaves the work tree, the
+index and the history as they were. Configuration (schemas, settings, staff registry) is
+read from the committed tree, never from the work tree, so an uncommitted edit of
+``staff.yaml`` cannot grant anyone anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import stat
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from . import crypto, ids, records, workflow, yamlio
+from .errors import (
+    CaseNotFound,
+    CmgitError,
+    DirtyWorkTree,
+    IntegrityError,
+    InvalidRecord,
+    NoIdentity,
+    NotACaseRepository,
+    NotARecipient,
+    ParseError,
+    Refused,
+    SchemaError,
+    TooLarge,
+    UsageError,
+)
+from .history import Author, Git, format_message, repository_lock
+from .records import Record
+from .registry import (
+    AUDITOR,
+    CASEWORKER,
+    PROGRAMME_MANAGER,
+    ROLES,
+    Registry,
+    Staff,
+    settings_defaults,
+)
+from .schema import CASE, SETTINGS, STAFF, SchemaSet
+from .template import template_root
+
+STAFF_FILE = "staff.yaml"
+SETTINGS_FILE = "settings.yaml"
+SCHEMAS_DIR = "schemas"
+MAX_FORM_BYTES = 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+DEFAULT_CRITERIA = [
+    "unaccompanied_or_separated",
+    "abuse_neglect_or_exploitation",
+    "trafficked_or_at_risk",
+    "child_labour",
+    "associated_with_armed_groups",
+    "child_marriage",
+    "in_conflict_with_the_law",
+    "other_protection_risk",
+]
+# What `cmgit init` copies from the template into a new case repository.
+TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml")
+
+
+def staff_author(actor: Staff) -> Author:
+    # Staff IDs only: no names in history (SPEC section 8).
+    return Author(actor.id, f"{actor.id}@cmgit.invalid")
+
+
+@dataclass
+class Loaded:
+    """A record as read from the work tree, with what was committed for its path."""
+
+    record: Record
+    path: str
+    armored: str
+    head_blob: str | None
+    header: crypto.Header
+
+
+@dataclass
+class CheckResult:
+    case_id: str
+    ok: bool
+    opened: bool
+    problem: str | None = None
+    exit_code: int = 0
+
+
+@dataclass
+class Repository:
+    git: Git
+    cipher: crypto.Cipher = field(default_factory=crypto.AgeCipher)
+
+    @classmethod
+    def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Repository:
+        git = Git.discover(where or Path.cwd())
+        repo = cls(git, cipher or crypto.AgeCipher())
+        if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
+            raise NotACaseRepository(
+                "not a cmgit case repository", hint="run cmgit init DIR, or use -C DIR"
+            )
+        return repo
+
+    @property
+    def root(self) -> Path:
+        return self.git.root
+
+    # -- committed configuration ------------------------------------------------------
+
+    @cached_property
+    def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry]:
+        paths = [e.path for e in self.git.ls_tree("HEAD", SCHEMAS_DIR) if e.path.endswith(".json")]
+        files = self.git.read_paths("HEAD", [*paths, STAFF_FILE, SETTINGS_FILE])
+        schemas = SchemaSet(
+            {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
+        )
+        settings = self._read_config(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
+        staff = self._read_config(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
+        return schemas, settings, Registry.from_doc(staff)
+
+    @staticmethod
+    def _read_config(
+        data: bytes | None, schemas: SchemaSet, schema_id: str, name: str
+    ) -> dict[str, Any]:
+        if data is None:
+            raise NotACaseRepository(f"{name} is missing from the committed tree")
+        schema = schemas.schemas[schema_id]
+        doc = load_yaml(data, schemas, schema, what=name, limit=MAX_CONFIG_BYTES)
+        schemas.validate(doc, schema_id, what=name)
+        return doc  # type: ignore[no-any-return]
+
+    @property
+    def schemas(self) -> SchemaSet:
+        return self._config[0]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self._config[1]
+
+    @property
+    def registry(self) -> Registry:
+        return self._config[2]
+
+    def _reload(self) -> None:
+        self.__dict__.pop("_config", None)
+
+    # -- who is acting ----------------------------------------------------------------
+
+    def actor(self, identities: Sequence[crypto.Identity]) -> Staff:
+        return self.registry.actor_for(i.recipient for i in identities)
+
+    def _acting(self, identities: Sequence[crypto.Identity], *roles: str, action: str) -> Staff:
+        actor = self.actor(identities)
+        if roles:
+            self.registry.check_role(actor, *roles, action=action)
+        return actor
+
+    # -- reading records --------------------------------------------------------------
+
+    def case_ids(self) -> list[str]:
+        """Every case committed at HEAD, from the tree alone."""
+        found = []
+        for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR):
+            case_id = ids.case_id_from_path(entry.path)
+            if case_id:
+                found.append(case_id)
+        return found
+
+    def _read_work_file(self, path: str, case_id: str) -> bytes:
+        full = self.root / path
+        try:
+            info = os.lstat(full)
+        except FileNotFoundError:
+            raise CaseNotFound(f"no record for case {case_id}", case_id=case_id) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(
+                "record path is not a regular file", case_id=case_id,
+                hint="remove the link and restore the file with git",
+            )
+        if info.st_size > records.MAX_RECORD_FILE:
+            raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(records.MAX_RECORD_FILE + 1)
+
+    def load_open(self, case_id: str) -> Loaded:
+        """A record's open fields and sealed block, checked without any key."""
+        ids.check_case_id(case_id)
+        path = ids.record_path(case_id)
+        entry = next(iter(self.git.ls_tree("HEAD", path)), None)
+        if entry is not None and entry.mode not in ("100644", "100755"):
+            raise IntegrityError(
+                "committed record is not a regular file", case_id=case_id,
+                hint="run cmgit audit; a link or submodule was committed in its place",
+            )
+        data = self._read_work_file(path, case_id)
+        try:
+            open_fields, armored = records.parse_file(data, self.schemas.open_fields)
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        if open_fields.get("case_id") != case_id:
+            raise IntegrityError(
+                "record belongs to another case (file copied or swapped)", case_id=case_id,
+                hint="restore it with git",
+            )
+        self.schemas.validate_open(open_fields, case_id=case_id)
+        if entry is not None:
+            committed = self.git.read_blob(entry.oid)
+            if committed != data:
+                # Only cmgit writes records, and it commits what it writes: any
+                # difference from the committed file was made by something else.
+                old, _ = records.parse_file(committed, self.schemas.open_fields)
+                older = open_fields["version"] < old["version"]
+                raise IntegrityError(
+                    "record is older than the committed one (an old copy restored?)" if older
+                    else "record was changed outside cmgit",
+                    case_id=case_id,
+                    hint=f"restore it with: git checkout -- {path}",
+                )
+        try:
+            header = crypto.inspect(armored)
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        return Loaded(Record(open_fields), path, armored, entry.oid if entry else None, header)
+
+    def expected_recipients(self, open_fields: Mapping[str, Any]) -> list[str]:
+        return self.registry.recipients_for(
+            open_fields["team"], open_fields["caseworker"], self.settings
+        )
+
+    def load(self, case_id: str, identities: Sequence[crypto.Identity]) -> Loaded:
+        """A record opened and checked: binding to path, version and open fields, schema."""
+        loaded = self.load_open(case_id)
+        try:
+            plaintext = self.cipher.open(loaded.armored, identities)
+        except NotARecipient:
+            mine = {i.recipient for i in identities}
+            if mine & set(self.expected_recipients(loaded.record.open)):
+                raise IntegrityError(
+                    "sealed block does not open with a key it was sealed for "
+                    "(tampered, or not re-encrypted after a staff change)",
+                    case_id=case_id,
+                    hint="run cmgit validate and cmgit audit",
+                ) from None
+            raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        payload = records.parse_payload(plaintext)
+        records.check_binding(case_id, loaded.record.open, payload)
+        loaded.record.forms = payload.forms
+        self.schemas.validate(
+            loaded.record.document(self.schemas.field_order), CASE,
+            what="case record", case_id=case_id,
+        )
+        return loaded
+
+    # -- writing ----------------------------------------------------------------------
+
+    def ensure_clean(self, paths: Sequence[str]) -> None:
+        """Refuse (exit 6) if a git operation is under way or ``paths`` are not committed."""
+        self.git.check_no_operation()
+        dirty = self.git.status(*paths)
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
+            raise DirtyWorkTree(
+                f"uncommitted changes in {shown}",
+                hint="commit or discard them with git, then run the command again",
+            )
+
+    @contextlib.contextmanager
+    def change(self, paths: Sequence[str]) -> Iterator[str | None]:
+        """Hold the repository lock, refuse if ``paths`` have uncommitted changes or a git
+        operation is under way, and yield the parent commit for the new one."""
+        with repository_lock(self.git.git_dir):
+            self.ensure_clean(paths)
+            head = self.git.head()
+            self._reload()
+            yield head
+
+    def seal(self, record: Record, prev_blob: str | None, today: dt.date) -> bytes:
+        """Summarise, validate and seal a record into the bytes of its file."""
+        record.open = workflow.summarise(record.open, record.forms, self.settings, today)
+        self.schemas.validate(
+            record.document(self.schemas.field_order), CASE,
+            what="case record", case_id=record.case_id,
+        )
+        check_item_ids(record, self.schemas)
+        recipients = self.expected_recipients(record.open)
+        armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
+        return records.render_file(record.open, self.schemas.open_fields, armored)
+
+    def _commit(
+        self,
+        files: Mapping[str, bytes | None],
+        subject: str,
+        trailers: Sequence[tuple[str, str]],
+        actor: Staff,
+        parent: str | None,
+    ) -> str:
+        message = format_message(subject, [*trailers, ("Cmgit-Actor", actor.id)])
+        return self.git.commit(files, message, staff_author(actor), parent)
+
+    # -- cases ------------------------------------------------------------------------
+
+    def new_case(
+        self,
+        identities: Sequence[crypto.Identity],
+        form_data: bytes,
+        *,
+        today: dt.date,
+        caseworker: str | None = None,
+        team: str | None = None,
+    ) -> str:
+        actor = self.actor(identities)
+        if actor.role == AUDITOR:
+            raise Refused("auditors do not create cases")
+        forms = self.read_form_file(form_data, allowed=("identification", "registration"))
+        if "identification" not in forms:
+            raise UsageError("the form file needs an identification form")
+        worker_id = caseworker or (actor.id if actor.role == CASEWORKER else None)
+        if worker_id is None:
+            raise UsageError("name the key caseworker with --caseworker ID")
+        worker = self.registry.get(ids.check_staff_id(worker_id))
+        if not worker.active or worker.role != CASEWORKER:
+            raise Refused(f"{worker.id} is not an active caseworker (guard G03)")
+        case_team = ids.check_team_id(team) if team else worker.team
+        if case_team != worker.team:
+            raise UsageError(f"{worker.id} works in team {worker.team}, not {case_team}")
+        while True:
+            case_id = ids.new_case_id(self.settings["case_id_prefix"], os.urandom(5))
+            if self.git.blob_id("HEAD", ids.record_path(case_id)) is None:
+                break
+        path = ids.record_path(case_id)
+        open_fields: dict[str, Any] = {name: None for name in self.schemas.open_fields}
+        open_fields.update(
+            case_id=case_id, version=1, state=workflow.INITIAL_STATE, episode=1,
+            team=case_team, caseworker=worker.id, state_since=today.isoformat(),
+            immediate_risk=False, comprehensive_assessment_required=False,
+        )
+        forms["assignment"] = [{
+            "assignment_id": "assignment-1", "staff_id": worker.id,
+            "role_on_case": "key_caseworker", "from": today.isoformat(), "reason": "initial",
+        }]
+        record = Record(open_fields, forms)
+        with self.change([path]) as parent:
+            data = self.seal(record, None, today)
+            self._commit(
+                {path: data}, f"{case_id}: new -> {workflow.INITIAL_STATE}",
+                [("Cmgit-Case", case_id), ("Cmgit-Action", "new"),
+                 ("Cmgit-To", workflow.INITIAL_STATE)],
+                actor, parent,
+            )
+        return case_id
+
+    def show(self, identities: Sequence[crypto.Identity], case_id: str) -> dict[str, Any]:
+        self.actor(identities)
+        return self.load(case_id, identities).record.document(self.schemas.field_order)
+
+    def record_form(
+        self,
+        identities: Sequence[crypto.Identity],
+        case_id: str,
+        form: str,
+        form_data: bytes,
+        *,
+        today: dt.date,
+    ) -> str:
+        """Add or update one form; returns the form's item id (or the form name)."""
+        actor = self._writer(identities)
+        if form not in self.schemas.sealed_fields:
+            raise UsageError(f"unknown form '{form}'" if ids.REASON_RE.fullmatch(form) else
+                             "unknown form", hint="see cmgit record --help for the forms")
+        item = self.read_form_file(form_data, allowed=(form,), exactly=True)[form]
+        self.ensure_clean([ids.record_path(case_id)])
+        loaded = self.load(case_id, identities)
+        if loaded.record.open["state"] == "closed":
+            raise Refused("closed cases are read-only (guard GD)", case_id=case_id,
+                          hint="reopen the case first")
+        item_id = merge_form(loaded.record, form, item, self.schemas)
+        return self._save(loaded, actor, today, "record", item_id, [("Cmgit-Form", form)])
+
+    def edit(
+        self,
+        identities: Sequence[crypto.Identity],
+        case_id: str,
+        editor: Callable[[str], str | None],
+        retry: Callable[[CmgitError], bool],
+        *,
+        today: dt.date,
+    ) -> bool:
+        """Let a person change the sealed forms in an editor; False when nothing changed.
+
+        ``editor`` gets the forms as YAML and returns the edited text, or None to abort.
+        An invalid edit is refused; ``retry`` decides whether to re-open the editor on
+        the person's text (the command line asks them) or to give up, changing nothing.
+        """
+        actor = self._writer(identities)
+        self.ensure_clean([ids.record_path(case_id)])
+        loaded = self.load(case_id, identities)
+        record = loaded.record
+        if record.open["state"] == "closed":
+            raise Refused("closed cases are read-only (guard GD)", case_id=case_id)
+        order = [f for f in self.schemas.sealed_fields if f in record.forms]
+        before = yamlio.dump({f: record.forms[f] for f in order}) if order else "{}\n"
+        text = before
+        while True:
+            edited = editor(text)
+            if edited is None or edited == before:
+                return False
+            try:
+                forms = self.read_form_file(
+                    edited.encode("utf-8"), allowed=self.schemas.sealed_fields,
+                    what="edited forms",
+                )
+                dropped = [f for f in record.forms if f not in forms]
+                if dropped:
+                    raise SchemaError(
+                        "an edit cannot remove whole forms: " + ", ".join(dropped),
+                        hint="put them back, or abort by leaving the editor without saving",
+                    )
+                candidate = Record(dict(record.open), forms)
+                self.schemas.validate(candidate.document(self.schemas.field_order), CASE,
+                                      what="case record", case_id=case_id)
+                check_item_ids(candidate, self.schemas)
+                break
+            except InvalidRecord as exc:
+                exc.case_id = case_id
+                if not retry(exc):
+                    raise
+                text = edited
+        if forms == record.forms:
+            return False
+        record.forms = forms
+        self._save(loaded, actor, today, "edit", None, [])
+        return True
+
+    def _writer(self, identities: Sequence[crypto.Identity]) -> Staff:
+        actor = self.actor(identities)
+        if actor.role == AUDITOR:
+            raise Refused("auditors never change cases")
+        return actor
+
+    def _save(
+        self,
+        loaded: Loaded,
+        actor: Staff,
+        today: dt.date,
+        action: str,
+        item_id: str | None,
+        trailers: list[tuple[str, str]],
+    ) -> str:
+        record = loaded.record
+        case_id = record.case_id
+        with self.change([loaded.path]) as parent:
+            if self.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
+                raise Refused("case changed while this command ran; run it again",
+                              case_id=case_id)
+            record.open["version"] = record.version + 1
+            data = self.seal(record, loaded.head_blob, today)
+            subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
+            self._commit(
+                {loaded.path: data}, subject,
+                [("Cmgit-Case", case_id), ("Cmgit-Action", action), *trailers,
+                 ("Cmgit-Version", str(record.version))],
+                actor, parent,
+            )
+        return item_id or action
+
+    def find(self, identities: Sequence[crypto.Identity], text: str) -> list[str]:
+        """Cases whose sealed text contains ``text`` (case-insensitive), in memory only."""
+        actor = self.actor(identities)
+        needle = unicodedata.normalize("NFC", text).casefold()
+        if not needle.strip():
+            raise UsageError("give some text to look for")
+        hits = []
+        for case_id in self.case_ids():
+            try:
+                loaded = self.load_open(case_id)
+                if actor.recipient not in self.expected_recipients(loaded.record.open):
+                    continue
+                plaintext = self.cipher.open(loaded.armored, identities)
+            except (InvalidRecord, NotARecipient, CaseNotFound):
+                continue
+            payload = records.parse_payload(plaintext)
+            haystack = json.dumps(payload.forms, ensure_ascii=False).casefold()
+            if needle in haystack:
+                hits.append(case_id)
+        return hits
+
+    def validate(
+        self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str]
+    ) -> list[CheckResult]:
+        mine = {i.recipient for i in identities or ()}
+        results = []
+        for case_id in case_ids or self.case_ids():
+            try:
+                loaded = self.load_open(case_id)
+                expected = self.expected_recipients(loaded.record.open)
+                if loaded.header.stanza_count != len(expected):
+                    raise IntegrityError(
+                        f"sealed for {loaded.header.stanza_count} recipients, "
+                        f"the registry calls for {len(expected)}",
+                        case_id=case_id, hint="a programme manager can re-encrypt it",
+                    )
+                opened = bool(identities) and bool(mine & set(expected))
+                if opened:
+                    assert identities is not None
+                    self.load(case_id, identities)
+                results.append(CheckResult(case_id, True, opened))
+            except CmgitError as exc:
+                if exc.case_id is None:
+                    exc.case_id = case_id
+                results.append(CheckResult(case_id, False, False, str(exc), exc.exit_code))
+        return results
+
+    # -- forms ------------------------------------------------------------------------
+
+    def read_form_file(
+        self,
+        data: bytes,
+        *,
+        allowed: Sequence[str],
+        exactly: bool = False,
+        what: str = "form file",
+    ) -> dict[str, Any]:
+        """A form file (SPEC section 4): one top-level key per form, typed by its schema."""
+        doc = yamlio.load(data, what=what, max_bytes=MAX_FORM_BYTES)
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise ParseError(f"{what}: expected form names at the top level, line 1, column 1")
+        unknown = [k for k in doc if k not in allowed]
+        if unknown:
+            named = [k for k in unknown if ids.REASON_RE.fullmatch(k)]
+            raise SchemaError(
+                f"{what} holds forms that do not belong here"
+                + (f": {', '.join(named)}" if named else ""),
+                hint="allowed: " + ", ".join(allowed),
+            )
+        if exactly and len(doc) != 1:
+            raise UsageError(f"{what} must hold exactly the form {allowed[0]}")
+        props = self.schemas.case_properties
+        typed = {}
+        for name, value in doc.items():
+            schema = props[name]
+            # A form file holds one item of a repeated form; `edit` holds whole lists.
+            if "items" in schema and not isinstance(value, list):
+                schema = schema["items"]
+            typed[name] = self.schemas.coerce(value, schema, what=what)
+        return typed
+
+    # -- staff and settings -----------------------------------------------------------
+
+    def staff_add(self, identities: Sequence[crypto.Identity], member: Staff) -> int:
+        actor = self._acting(identities, PROGRAMME_MANAGER, action="adding staff")
+        if member.id in self.registry.staff:
+            raise UsageError(f"staff member {member.id} exists", hint="use cmgit staff update")
+        clash = [m.id for m in self.registry.staff.values() if m.recipient == member.recipient]
+        if clash:
+            raise UsageError(f"that recipient already belongs to {clash[0]}")
+        return self._change_registry(
+            identities, actor, self.registry.with_member(member), "add", member.id
+        )
+
+    def staff_update(
+        self, identities: Sequence[crypto.Identity], staff_id: str, **changes: Any
+    ) -> int:
+        actor = self._acting(identities, PROGRAMME_MANAGER, action="changing staff")
+        current = self.registry.get(staff_id)
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            raise UsageError("nothing to change", hint="give --team, --role, --recipient or "
+                             "--signing-key")
+        if "recipient" in changes:
+            clash = [m.id for m in self.registry.staff.values()
+                     if m.recipient == changes["recipient"] and m.id != staff_id]
+            if clash:
+                raise UsageError(f"that recipient already belongs to {clash[0]}")
+        if ("team" in changes or "role" in changes) and current.role == CASEWORKER:
+            held = self._held_cases(staff_id)
+            if held:
+                raise Refused(
+                    f"{staff_id} still holds {len(held)} case(s)",
+                    hint="reassign them first (cmgit assign)",
+                )
+        return self._change_registry(
+            identities, actor, self.registry.updated(staff_id, **changes), "update", staff_id
+        )
+
+    def staff_deactivate(self, identities: Sequence[crypto.Identity], staff_id: str) -> int:
+        actor = self._acting(identities, PROGRAMME_MANAGER, action="deactivating staff")
+        member = self.registry.get(staff_id)
+        if not member.active:
+            raise UsageError(f"{staff_id} is already deactivated")
+        if member.id == actor.id:
+            raise Refused("you cannot deactivate yourself", hint="ask another programme manager")
+        held = self._held_cases(staff_id)
+        if held:
+            raise Refused(
+                f"{staff_id} still holds {len(held)} open case(s)",
+                hint="reassign them first (cmgit assign)",
+            )
+        registry = self.registry.updated(staff_id, active=False)
+        if not registry.active(PROGRAMME_MANAGER):
+            raise Refused("the last programme manager cannot be deactivated")
+        return self._change_registry(identities, actor, registry, "deactivate", staff_id)
+
+    def _held_cases(self, staff_id: str) -> list[str]:
+        held = []
+        for case_id in self.case_ids():
+            open_fields = self.load_open(case_id).record.open
+            if open_fields["caseworker"] == staff_id and open_fields["state"] in (
+                workflow.HELD_STATES
+            ):
+                held.append(case_id)
+        return held
+
+    def _change_registry(
+        self,
+        identities: Sequence[crypto.Identity],
+        actor: Staff,
+        registry: Registry,
+        verb: str,
+        staff_id: str,
+    ) -> int:
+        doc = registry.to_doc()
+        self.schemas.validate(doc, STAFF, what="staff registry")
+        data = yamlio.dump(doc).encode("utf-8")
+        return self._reconfigure(
+            identities, actor, {STAFF_FILE: data}, registry, self.settings,
+            f"staff: {verb} {staff_id}",
+            [("Cmgit-Action", f"staff-{verb}"), ("Cmgit-Staff", staff_id)],
+        )
+
+    def settings_set(self, identities: Sequence[crypto.Identity], key: str, value: str) -> int:
+        actor = self._acting(identities, PROGRAMME_MANAGER, action="changing settings")
+        props = self.schemas.schemas[SETTINGS]["properties"]
+        if key not in props:
+            named = f" '{key}'" if ids.REASON_RE.fullmatch(key) else ""
+            raise UsageError(f"unknown setting{named}", hint="see cmgit settings show")
+        typed = load_yaml(value.encode("utf-8"), self.schemas, props[key], what="setting value",
+                          limit=64 * 1024)
+        settings = {**self.settings, key: typed}
+        self.schemas.validate(settings, SETTINGS, what="settings")
+        if settings == self.settings:
+            raise UsageError(f"{key} already has that value")
+        return self._reconfigure(
+            identities, actor, {SETTINGS_FILE: yamlio.dump(settings).encode("utf-8")},
+            self.registry, settings, f"settings: set {key}",
+            [("Cmgit-Action", "settings-set"), ("Cmgit-Setting", key)],
+        )
+
+    def _reconfigure(
+        self,
+        identities: Sequence[crypto.Identity],
+        actor: Staff,
+        files: dict[str, bytes | None],
+        registry: Registry,
+        settings: Mapping[str, Any],
+        subject: str,
+        trailers: list[tuple[str, str]],
+    ) -> int:
+        """Commit a registry or settings change together with every record whose
+        recipients it changes, re-encrypted; their open fields stay as they were."""
+        todo = []
+        for case_id in self.case_ids():
+            loaded = self.load_open(case_id)
+            open_fields = loaded.record.open
+            before = self.expected_recipients(open_fields)
+            after = registry.recipients_for(open_fields["team"], open_fields["caseworker"],
+                                            settings)
+            if before != after:
+                todo.append((loaded, after))
+        with self.change([*files, *(loaded.path for loaded, _ in todo)]) as parent:
+            for loaded, after in todo:
+                try:
+                    plaintext = self.cipher.open(loaded.armored, identities)
+                except NotARecipient:
+                    raise Refused(
+                        "this change re-encrypts cases you cannot open",
+                        case_id=loaded.record.case_id,
+                        hint="a programme manager who can open every case must run it",
+                    ) from None
+                files[loaded.path] = records.render_file(
+                    loaded.record.open, self.schemas.open_fields,
+                    self.cipher.seal(plaintext, after),
+                )
+            self._commit(files, subject, trailers, actor, parent)
+        return len(todo)
+
+
+# -- helpers shared by commands --------------------------------------------------------
+
+
+def load_yaml(
+    data: bytes, schemas: SchemaSet, schema: Mapping[str, Any], *, what: str, limit: int
+) -> Any:
+    return schemas.coerce(yamlio.load(data, what=what, max_bytes=limit), schema, what=what)
+
+
+def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
+    """Put one form into a record the way its schema's x-cmgit-mode says (SPEC section 4)."""
+    mode = schemas.form_mode(form)
+    if mode == "single":
+        record.forms[form] = item
+        return form
+    if not isinstance(item, dict):
+        raise SchemaError(f"the {form} form must be a mapping of fields",
+                          problems=[f"at /{form}: fails 'type'"])
+    id_field = schemas.form_id_field(form) or f"{form}_id"
+    items: list[dict[str, Any]] = list(record.forms.get(form) or [])
+    given = item.get(id_field)
+    if given is not None:
+        position = next((i for i, old in enumerate(items) if old.get(id_field) == given), None)
+        if position is None:
+            raise UsageError(f"{record.case_id} has no {form} with that id",
+                             hint=f"leave {id_field} out to add a new one")
+        if mode == "append":
+            raise Refused(f"{form} entries are append-only; record a new one",
+                          case_id=record.case_id)
+        if mode == "supersede" and items[position].get("status") == "superseded":
+            raise Refused(f"that {form} was superseded and is kept as it was",
+                          case_id=record.case_id)
+        items[position] = item
+        record.forms[form] = items
+        return str(given)
+    numbers = [
+        int(str(old.get(id_field, "")).rpartition("-")[2])
+        for old in items if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
+    ]
+    new_id = f"{form}-{max(numbers, default=0) + 1}"
+    item = {id_field: new_id, **item}
+    if mode == "supersede":
+        for old in items:
+            old["status"] = "superseded"
+    items.append(item)
+    record.forms[form] = items
+    return new_id
+
+
+def check_item_ids(record: Record, schemas: SchemaSet) -> None:
+    for form in schemas.sealed_fields:
+        id_field = schemas.form_id_field(form)
+        items = record.forms.get(form)
+        if not id_field or not isinstance(items, list):
+            continue
+        seen: set[Any] = set()
+        for index, item in enumerate(items):
+            value = item.get(id_field)
+            if value in seen:
+                raise SchemaError(
+                    "case record has a repeated form id", case_id=record.case_id,
+                    problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
+                )
+            seen.add(value)
+
+
+def init_repository(
+    target: Path,
+    *,
+    admin: str,
+    recipient: str,
+    team: str,
+    signing_key: str | None,
+    prefix: str,
+    programme: str,
+) -> Path:
+    """Create a case repository from the template; the first programme manager is
+    registered in its first commit, the trust root audit starts from."""
+    ids.check_staff_id(admin)
+    ids.check_team_id(team)
+    ids.check_prefix(prefix)
+    recipient = crypto.check_recipient(recipient)
+    if target.exists() and any(target.iterdir()):
+        raise UsageError("target folder is not empty", hint="choose a new or empty folder")
+    source = template_root()
+    created = not target.exists()
+    try:
+        git = Git(target)
+        git.init()
+        for item in TEMPLATE_ITEMS:
+            src = source / item
+            if src.is_dir():
+                shutil.copytree(src, target / item)
+            elif src.is_file():
+                shutil.copy2(src, target / item)
+        (target / ids.RECORDS_DIR).mkdir(exist_ok=True)
+        schemas = SchemaSet.load(target / SCHEMAS_DIR)
+        settings = settings_defaults(schemas.schemas[SETTINGS])
+        settings.update(programme_name=programme, case_id_prefix=prefix,
+                        vulnerability_criteria=list(DEFAULT_CRITERIA))
+        schemas.validate(settings, SETTINGS, what="settings")
+        admin_member = Staff(admin, PROGRAMME_MANAGER, team, recipient, signing_key, True)
+        registry = Registry([admin_member])
+        schemas.validate(registry.to_doc(), STAFF, what="staff registry")
+        files: dict[str, bytes | None] = {
+            SETTINGS_FILE: yamlio.dump(settings).encode("utf-8"),
+            STAFF_FILE: yamlio.dump(registry.to_doc()).encode("utf-8"),
+            f"{ids.RECORDS_DIR}/.gitkeep": b"",
+        }
+        for path in sorted(p for p in target.rglob("*") if p.is_file() and ".git" not in p.parts):
+            rel = path.relative_to(target).as_posix()
+            files.setdefault(rel, path.read_bytes())
+        message = format_message(
+            "init: case repository", [("Cmgit-Action", "init"), ("Cmgit-Actor", admin)]
+        )
+        git.commit(files, message, staff_author(admin_member), None)
+    except BaseException:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
+
+
+def keygen(path: Path) -> str:
+    secret, recipient = crypto.generate_identity()
+    crypto.write_identity_file(path, secret, recipient)
+    return recipient
+
+
+def load_identities(path: str | os.PathLike[str] | None) -> tuple[crypto.Identity, ...]:
+    if not path:
+        raise NoIdentity(
+            "no identity given", hint="set CMGIT_IDENTITY to your identity file, or use --identity"
+        )
+    return crypto.load_identities(Path(path))
+
+
+__all__ = ["ROLES", "CheckResult", "Loaded", "Repository", "init_repository", "keygen"]

@@ -1,0 +1,690 @@
+"""Safe YAML in, canonical YAML out.
+
+People type forms as YAML, so everything here treats its input as hostile: the text is
+checked before parsing, the parser runs at the event level so that anchors, aliases,
+tags, duplicate keys and deep nesting are refused before anything is built, and no
+scalar is typed by YAML's rules. A plain (unquoted) scalar comes back as `Plain` and
+`coerce` lets the JSON Schema decide what it becomes ("the schema decides").
+
+Error messages are built from fixed phrases plus line and column only: they never quote
+the input, because the input is a child-protection record.
+
+Pure: no files, no clock, no environment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+import yaml
+
+from cmgit.errors import ParseError, TooLarge
+
+__all__ = ["MAX_DEPTH", "Plain", "coerce", "dump", "load"]
+
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and sequences that `load` accepts; forms need 4 or 5."""
+
+# libyaml is both fast and free of the pure-Python scanner's habit of quoting the
+# offending character in its messages; the pure-Python parser is only a fallback for an
+# installation without it and produces the same events.
+_Loader: Any = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+_ScalarEvent: Any = yaml.ScalarEvent
+_MappingStartEvent: Any = yaml.MappingStartEvent
+_MappingEndEvent: Any = yaml.MappingEndEvent
+_SequenceStartEvent: Any = yaml.SequenceStartEvent
+_SequenceEndEvent: Any = yaml.SequenceEndEvent
+_AliasEvent: Any = yaml.AliasEvent
+_DocumentStartEvent: Any = yaml.DocumentStartEvent
+_StreamEndEvent: Any = yaml.StreamEndEvent
+
+
+class Plain(str):
+    """A scalar written plain (unquoted) in the source; `coerce` decides its type."""
+
+    __slots__ = ()
+
+
+# --------------------------------------------------------------------------- load
+
+# Characters refused anywhere in the text: C0 controls other than TAB, LF and CR; DEL
+# and the C1 controls; bidi embeddings, overrides and isolates (they make text read
+# differently from what it is, e.g. in an ID); U+FEFF; the two non-characters YAML
+# calls unprintable; and lone surrogates, which a str argument can carry.
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+def _position(text: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of character offset `pos`, counting breaks as YAML does."""
+    breaks = list(_LINE_BREAK.finditer(text, 0, pos))
+    start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, pos - start + 1
+
+
+def _byte_position(data: bytes, pos: int) -> tuple[int, int]:
+    """1-based line and character column of byte offset `pos` in undecoded input."""
+    prefix = data[:pos].decode("utf-8", "replace")
+    return _position(prefix, len(prefix))
+
+
+def _at(what: str, reason: str, line: int, column: int) -> ParseError:
+    return ParseError(f"{what}: {reason} at line {line}, column {column}")
+
+
+def _char_reason(ch: str) -> str:
+    # Fixed phrases only: naming the code point would already describe the content.
+    code = ord(ch)
+    if code == 0:
+        return "NUL character"
+    if 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:
+        return "bidirectional text control character"
+    if code == 0xFEFF:
+        return "byte-order mark (U+FEFF)"
+    if 0xD800 <= code <= 0xDFFF:
+        return "unpaired surrogate"
+    if code in (0xFFFE, 0xFFFF):
+        return "non-character"
+    return "control character"
+
+
+def _decode(data: bytes | str, what: str, max_bytes: int) -> str:
+    """Size-check, decode and screen the text; the parser only ever sees clean UTF-8."""
+    if isinstance(data, str):
+        # A str is measured in UTF-8 bytes too, so the limit means the same for both.
+        if len(data) > max_bytes or (
+            not data.isascii() and len(data.encode("utf-8", "surrogatepass")) > max_bytes
+        ):
+            raise TooLarge(f"{what}: larger than {max_bytes} bytes")
+        text = data
+    elif isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        if len(raw) > max_bytes:
+            raise TooLarge(f"{what}: larger than {max_bytes} bytes")
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise _at(what, "UTF-8 byte-order mark (save the file as UTF-8 without BOM)", 1, 1)
+        if raw.startswith(_UTF16_32_BOMS):
+            raise _at(what, "UTF-16 or UTF-32 text (save the file as UTF-8)", 1, 1)
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            # NUL bytes in the first few bytes are the signature of UTF-16/32 without BOM.
+            utf16 = "UTF-16 or UTF-32 text (save the file as UTF-8)"
+            reason = utf16 if nul < 4 else "NUL character"
+            raise _at(what, reason, *_byte_position(raw, nul))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _at(what, "text is not valid UTF-8", *_byte_position(raw, exc.start)) from None
+    else:
+        raise TypeError("load() takes bytes or str")
+    bad = _FORBIDDEN.search(text)
+    if bad is not None:
+        pos = bad.start()
+        reason = _char_reason(bad.group())
+        if pos == 0 and bad.group() == "\ufeff":
+            reason = "UTF-8 byte-order mark (save the file as UTF-8 without BOM)"
+        raise _at(what, reason, *_position(text, pos))
+    return text
+
+
+# Parser problem texts are fixed phrases in libyaml, but the pure-Python scanner puts
+# %r of the offending character into some of them. Quoted parts survive only when they
+# are YAML punctuation (":", ",", "]"...) or a token name such as <document start>.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_SAFE_QUOTED = re.compile(r"""['"](?:[^\w\s'"]{1,3}|<[a-z -]{1,30}>)['"]""")
+_SAFE_PHRASE = re.compile(r"[A-Za-z][ -~]{0,119}")
+
+
+def _phrase(problem: object) -> str:
+    if not isinstance(problem, str):
+        return "invalid YAML"
+    text = _QUOTED.sub(lambda m: m.group() if _SAFE_QUOTED.fullmatch(m.group()) else "", problem)
+    text = " ".join(text.split())
+    return text if _SAFE_PHRASE.fullmatch(text) else "invalid YAML"
+
+
+def _from_yaml_error(exc: Exception, what: str, text: str) -> ParseError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+        return ParseError(
+            f"{what}: YAML syntax error at line {line}, column {column}: {_phrase(problem)}"
+        )
+    position = getattr(exc, "position", None)
+    if isinstance(position, int) and 0 <= position <= len(text):
+        return _at(what, "YAML syntax error", *_position(text, position))
+    return ParseError(f"{what}: YAML syntax error")
+
+
+def _refuse(what: str, reason: str, event: Any) -> NoReturn:
+    mark = event.start_mark
+    raise _at(what, reason, mark.line + 1, mark.column + 1)
+
+
+_NO_KEY: Any = object()  # a mapping frame waiting for its next key
+
+
+def _build(parser: Any, what: str) -> Any:
+    """Build dicts, lists and strings from the parser's events, refusing as we go.
+
+    Iterative, so depth costs no Python stack; every refusal happens on the event that
+    introduces the feature, so an alias bomb stops at its first anchor.
+    """
+    get_event = parser.get_event
+    normalize = unicodedata.normalize
+    stack: list[Any] = []  # open containers, innermost last
+    keys: list[Any] = []  # per open mapping: the key awaiting its value, or _NO_KEY
+    root: Any = None
+    documents = 0
+    while True:
+        event = get_event()
+        cls = event.__class__
+        if cls is _ScalarEvent:
+            if event.anchor is not None:
+                _refuse(what, "anchors are not allowed", event)
+            # The parser reports tag None for every untagged scalar, plain or quoted;
+            # anything else (including a written "!") is an explicit tag.
+            if event.tag is not None:
+                _refuse(what, "tags are not allowed", event)
+            value = event.value
+            style = event.style
+            if not value.isascii():
+                # Escapes in double quotes can produce characters the text check refused.
+                if style == '"' and _FORBIDDEN.search(value) is not None:
+                    _refuse(what, "escaped control character is not allowed", event)
+                value = normalize("NFC", value)
+            elif style == '"' and _FORBIDDEN.search(value) is not None:
+                _refuse(what, "escaped control character is not allowed", event)
+            if not stack:
+                # A document that is just an empty plain scalar ("---") is empty.
+                root = (Plain(value) if value else None) if not style else value
+                continue
+            top = stack[-1]
+            if top.__class__ is dict:
+                key = keys[-1]
+                if key is _NO_KEY:
+                    if value in top:
+                        _refuse(what, "duplicate key", event)
+                    keys[-1] = value
+                    continue
+                top[key] = value if style else Plain(value)
+                keys[-1] = _NO_KEY
+            else:
+                top.append(value if style else Plain(value))
+        elif cls is _MappingStartEvent or cls is _SequenceStartEvent:
+            if event.anchor is not None:
+                _refuse(what, "anchors are not allowed", event)
+            if event.tag is not None:
+                _refuse(what, "tags are not allowed", event)
+            if len(stack) >= MAX_DEPTH:
+                _refuse(what, f"nesting deeper than {MAX_DEPTH} levels", event)
+            new: Any = {} if cls is _MappingStartEvent else []
+            if not stack:
+                root = new
+            else:
+                top = stack[-1]
+                if top.__class__ is dict:
+                    key = keys[-1]
+                    if key is _NO_KEY:
+                        _refuse(what, "a mapping key must be a single value", event)
+                    top[key] = new
+                    keys[-1] = _NO_KEY
+                else:
+                    top.append(new)
+            stack.append(new)
+            keys.append(_NO_KEY)
+        elif cls is _MappingEndEvent or cls is _SequenceEndEvent:
+            stack.pop()
+            keys.pop()
+        elif cls is _AliasEvent:
+            _refuse(what, "aliases are not allowed", event)
+        elif cls is _DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                _refuse(what, "more than one document", event)
+        elif cls is _StreamEndEvent or event is None:
+            return root
+        # StreamStart and DocumentEnd carry nothing.
+
+
+def load(data: bytes | str, *, what: str = "input", max_bytes: int = 1_048_576) -> Any:
+    """Parse one YAML document safely into dicts, lists, `Plain` and str (or None).
+
+    Refuses (ParseError) anything but clean UTF-8 text, anchors, aliases, tags,
+    duplicate or non-scalar keys, several documents and nesting deeper than MAX_DEPTH;
+    refuses (TooLarge) more than `max_bytes`. Strings are NFC-normalised.
+    """
+    text = _decode(data, what, max_bytes)
+    # Bytes go to the parser as they are (already checked): it saves an encode.
+    parser = _Loader(data if isinstance(data, bytes) else text)
+    try:
+        return _build(parser, what)
+    except ParseError:
+        raise
+    except (yaml.YAMLError, RecursionError, ValueError, UnicodeError, TypeError) as exc:
+        raise _from_yaml_error(exc, what, text) from None
+    finally:
+        dispose = getattr(parser, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+# ------------------------------------------------------------------------- coerce
+
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?")
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "null", "object", "array"})
+_MAX_COERCE_DEPTH = 4 * MAX_DEPTH  # values from load() are far shallower
+
+
+def _type_set(spec: object) -> frozenset[str] | None:
+    if isinstance(spec, str):
+        names = {spec}
+    elif isinstance(spec, list):
+        names = {t for t in spec if isinstance(t, str)}
+    else:
+        return None
+    # Every integer is a number, so "number" admits the integer reading too; this keeps
+    # intersections such as number and integer right.
+    if "number" in names:
+        names.add("integer")
+    return frozenset(names & _JSON_TYPES)
+
+
+def _value_types(values: list[Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for v in values:
+        if v is None:
+            names.add("null")
+        elif isinstance(v, bool):
+            names.add("boolean")
+        elif isinstance(v, int):
+            names.update(("integer", "number"))
+        elif isinstance(v, float):
+            names.add("number")
+            if v.is_integer():
+                names.add("integer")
+        elif isinstance(v, str):
+            names.add("string")
+        elif isinstance(v, Mapping):
+            names.add("object")
+        elif isinstance(v, list):
+            names.add("array")
+    return frozenset(names)
+
+
+def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Both constraints hold (None = unconstrained)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
+
+
+def _allowed(
+    schema: Any,
+    resolve: Callable[[str], Mapping[str, Any]],
+    seen: set[str],
+    enum: list[Any],
+) -> frozenset[str] | None:
+    """The JSON types a schema allows at one position (None: it says nothing).
+
+    Conjunctive keywords ("type", "enum"/"const", "$ref", "allOf") intersect; "anyOf" and
+    "oneOf" contribute the union of the branches that say something. Enum and const
+    values are collected into `enum` so the caller can prefer a reading they contain.
+    `seen` holds the $refs already followed at this position: a cycle stops there.
+    """
+    if not isinstance(schema, Mapping):
+        return None  # a boolean schema (or junk) constrains no type
+    result = _type_set(schema.get("type"))
+    if "const" in schema:
+        enum.append(schema["const"])
+        result = _meet(result, _value_types([schema["const"]]))
+    values = schema.get("enum")
+    if isinstance(values, list):
+        enum.extend(values)
+        result = _meet(result, _value_types(values))
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in seen:
+        seen.add(ref)
+        result = _meet(result, _allowed(resolve(ref), resolve, seen, enum))
+    branches = schema.get("allOf")
+    if isinstance(branches, list):
+        for branch in branches:
+            result = _meet(result, _allowed(branch, resolve, seen, enum))
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list):
+            said = [
+                t for t in (_allowed(b, resolve, seen, enum) for b in branches) if t is not None
+            ]
+            if said:
+                result = _meet(result, frozenset().union(*said))
+    return result
+
+
+def _child(
+    schema: Any,
+    key: str | int,
+    resolve: Callable[[str], Mapping[str, Any]],
+    seen: set[str],
+) -> Any:
+    """The subschema for one member (str key) or item (int index), or None.
+
+    Several applicable subschemas are combined into a synthetic allOf/anyOf that mirrors
+    the keyword they came from, so `_allowed` treats them with the same logic.
+    """
+    if not isinstance(schema, Mapping):
+        return None
+    parts: list[Any] = []
+    if isinstance(key, str):
+        props = schema.get("properties")
+        if isinstance(props, Mapping) and key in props:
+            parts.append(props[key])
+        else:
+            matched = False
+            patterns = schema.get("patternProperties")
+            if isinstance(patterns, Mapping):
+                for pattern, sub in patterns.items():
+                    if re.search(pattern, key):
+                        parts.append(sub)
+                        matched = True
+            extra = schema.get("additionalProperties")
+            if not matched and isinstance(extra, Mapping):
+                parts.append(extra)
+    else:
+        prefix = schema.get("prefixItems")
+        if isinstance(prefix, list) and key < len(prefix):
+            parts.append(prefix[key])
+        else:
+            items = schema.get("items")
+            if isinstance(items, Mapping):
+                parts.append(items)
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in seen:
+        seen.add(ref)
+        sub = _child(resolve(ref), key, resolve, seen)
+        if sub is not None:
+            parts.append(sub)
+    branches = schema.get("allOf")
+    if isinstance(branches, list):
+        for branch in branches:
+            sub = _child(branch, key, resolve, seen)
+            if sub is not None:
+                parts.append(sub)
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list):
+            subs = [s for s in (_child(b, key, resolve, seen) for b in branches) if s is not None]
+            if subs:
+                parts.append({"anyOf": subs})
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"allOf": parts}
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int | float):
+        return "number"
+    return "string" if isinstance(v, str) else "other"
+
+
+def _convert(text: str, types: frozenset[str] | None, enum: list[Any]) -> Any:
+    if types is None:
+        return text
+    is_null = "null" in types and text in _NULLS
+    readings: list[Any] = []
+    if "string" in types and not is_null:
+        readings.append(text)
+    if "integer" in types and _INTEGER.fullmatch(text):
+        readings.append(int(text))
+    if "boolean" in types and (text in _TRUE or text in _FALSE):
+        readings.append(text in _TRUE)
+    if is_null:
+        readings.append(None)
+    if "number" in types:
+        match = _DECIMAL.fullmatch(text)
+        if match:
+            readings.append(float(text) if match.group(1) else int(text))
+    if not readings:
+        return text  # validation will report the mismatch, without the value
+    if enum:
+        # A mixed enum such as [1, "a"] allows both readings; take the one it contains.
+        for reading in readings:
+            kind = _kind(reading)
+            if any(_kind(e) == kind and e == reading for e in enum):
+                return reading
+    return readings[0]
+
+
+def _coerce(
+    value: Any,
+    schema: Any,
+    resolve: Callable[[str], Mapping[str, Any]],
+    what: str,
+    depth: int,
+) -> Any:
+    if isinstance(value, Plain):
+        enum: list[Any] = []
+        types = _allowed(schema, resolve, set(), enum) if schema is not None else None
+        return _convert(str(value), types, enum)
+    if isinstance(value, str):
+        return str(value)
+    if depth > _MAX_COERCE_DEPTH:
+        raise ParseError(f"{what}: nesting deeper than {_MAX_COERCE_DEPTH} levels")
+    if isinstance(value, dict):
+        return {
+            str(k): _coerce(
+                v,
+                None if schema is None else _child(schema, str(k), resolve, set()),
+                resolve,
+                what,
+                depth + 1,
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _coerce(
+                v,
+                None if schema is None else _child(schema, i, resolve, set()),
+                resolve,
+                what,
+                depth + 1,
+            )
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+def coerce(
+    value: Any,
+    schema: Mapping[str, Any],
+    resolve: Callable[[str], Mapping[str, Any]],
+    *,
+    what: str = "input",
+) -> Any:
+    """Give each `Plain` scalar in `value` the type the schema expects where it stands.
+
+    A string reading wins whenever "string" is allowed, so NO, 0123, 1.10 and dates stay
+    exactly as typed; integers are read only up to 18 digits; booleans only from
+    true/false; nulls only from empty, ~ and null. Anything else is returned as str and
+    left for schema validation to report. Never raises for a type mismatch.
+    """
+    return _coerce(value, schema, resolve, what, 0)
+
+
+# --------------------------------------------------------------------------- dump
+
+# Written plain only if no YAML 1.1 or 1.2 reader can take it for anything but a string:
+# starts with a letter or underscore (so never a number, date, sexagesimal, .inf or an
+# indicator), then letters, digits, "_./-", with single spaces between words (so never
+# ": ", " #", leading or trailing space).
+_PLAIN_SAFE = re.compile(r"[^\W\d](?:[^\W\d]|[0-9./-])*(?: (?:[^\W\d]|[0-9./-])+)*")
+_RESERVED_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null"})
+# Escaped inside double quotes: what JSON escapes, plus what YAML treats as a line break
+# or unprintable, plus what load refuses (so it shows as an escape, not invisibly).
+_NEEDS_ESCAPE = re.compile(
+    '["\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff\ud800-\udfff]'
+)
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# A literal block must read back exactly: no character that needs escaping (\n aside).
+_NOT_IN_BLOCK = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+_MAX_SIMPLE_KEY = 1000  # libyaml refuses implicit keys over 1024 characters
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _SHORT_ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
+
+
+def _quote(text: str) -> str:
+    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
+
+
+def _string(text: str) -> str:
+    if _PLAIN_SAFE.fullmatch(text) and text.lower() not in _RESERVED_WORDS:
+        return text
+    return _quote(text)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("dump() cannot write an infinite or NaN number")
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    raise TypeError(f"dump() cannot write a {type(value).__name__}")
+
+
+def _block_chomping(text: str, last: bool) -> str | None:
+    """The literal-block header for `text`, or None when it must be double-quoted."""
+    if "\n" not in text or _NOT_IN_BLOCK.search(text):
+        return None
+    body = text.rstrip("\n")
+    if not body:
+        return None
+    lines = body.split("\n")
+    first = next(line for line in lines if line)
+    if first.startswith(" ") or any(
+        line.startswith("\t") or line.endswith((" ", "\t")) for line in lines
+    ):
+        # A leading space on the first line would be taken for indentation, a leading
+        # tab looks like indentation to a reader, and trailing blanks are invisible.
+        return None
+    trailing = len(text) - len(body)
+    if trailing == 0:
+        return "|-"
+    if trailing == 1:
+        return "|"
+    # Kept trailing empty lines at the very end would end the output with a blank line.
+    return None if last else "|+"
+
+
+def _emit(value: Any, head: str, indent: str, last: bool, out: list[str]) -> None:
+    """Append `value` as the node that follows `head` ("key:" or "-", already indented)."""
+    if isinstance(value, dict):
+        if not value:
+            out.append(f"{head} {{}}")
+        else:
+            out.append(head)
+            _emit_mapping(value, indent + "  ", last, out)
+    elif isinstance(value, list | tuple):
+        if not value:
+            out.append(f"{head} []")
+        else:
+            out.append(head)
+            _emit_sequence(value, indent + "  ", last, out)
+    elif isinstance(value, str) and (chomping := _block_chomping(value, last)) is not None:
+        out.append(f"{head} {chomping}")
+        inner = indent + "  "
+        body = value.rstrip("\n")
+        out.extend(inner + line if line else "" for line in body.split("\n"))
+        out.extend("" for _ in range(len(value) - len(body) - 1))
+    else:
+        out.append(f"{head} {_scalar(value)}")
+
+
+def _emit_mapping(mapping: dict[Any, Any], indent: str, last: bool, out: list[str]) -> None:
+    final = len(mapping) - 1
+    for i, (key, value) in enumerate(mapping.items()):
+        if not isinstance(key, str):
+            raise TypeError("dump() writes only str mapping keys")
+        text = _string(key)
+        if len(text) > _MAX_SIMPLE_KEY:
+            out.append(f"{indent}? {text}")
+            head = f"{indent}:"
+        else:
+            head = f"{indent}{text}:"
+        _emit(value, head, indent, last and i == final, out)
+
+
+def _emit_sequence(
+    items: list[Any] | tuple[Any, ...], indent: str, last: bool, out: list[str]
+) -> None:
+    final = len(items) - 1
+    for i, item in enumerate(items):
+        is_last = last and i == final
+        if isinstance(item, dict | list | tuple) and item:
+            # Compact form "- key: v" / "- - v": write the node one level in, then put
+            # the dash into the indentation of its first line.
+            start = len(out)
+            if isinstance(item, dict):
+                _emit_mapping(item, indent + "  ", is_last, out)
+            else:
+                _emit_sequence(item, indent + "  ", is_last, out)
+            out[start] = f"{indent}- {out[start][len(indent) + 2 :]}"
+        else:
+            _emit(item, f"{indent}-", indent, is_last, out)
+
+
+def dump(value: Any) -> str:
+    """Canonical block-style YAML for people; `load` reads it back.
+
+    Keys keep the dict's order; strings are plain only where no YAML reader could
+    mistake them for another type; narratives become literal blocks. No anchors, no
+    tags, no document markers; ends with exactly one newline.
+    """
+    out: list[str] = []
+    if isinstance(value, dict) and value:
+        _emit_mapping(value, "", True, out)
+    elif isinstance(value, list | tuple) and value:
+        _emit_sequence(value, "", True, out)
+    elif isinstance(value, dict):
+        out.append("{}")
+    elif isinstance(value, list | tuple):
+        out.append("[]")
+    elif isinstance(value, str) and (chomping := _block_chomping(value, True)) is not None:
+        out.append(chomping)
+        body = value.rstrip("\n")
+        out.extend("  " + line if line else "" for line in body.split("\n"))
+    else:
+        out.append(_scalar(value))
+    return "\n".join(out) + "\n"
