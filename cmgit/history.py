@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy
@@ -93,7 +94,7 @@ class Git:
 
     # -- reading ---------------------------------------------------------------------
 
-    @property
+    @cached_property
     def git_dir(self) -> Path:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
 
@@ -249,8 +250,8 @@ class Git:
         blobs = {
             path: None if data is None else self.hash_blob(data) for path, data in files.items()
         }
-        base_tree = self.text("rev-parse", f"{parent}^{{tree}}") if parent else None
-        tree = self.build_tree(base_tree, blobs) or self._make_tree({})
+        # ls-tree reads a commit's root tree directly: no rev-parse of the tree needed.
+        tree = self.build_tree(parent, blobs) or self._make_tree({})
         args = ["commit-tree", "--no-gpg-sign", tree]
         if parent:
             args += ["-p", parent]
@@ -280,15 +281,10 @@ class Git:
                     target.unlink()
             else:
                 write_atomic(target, data)
-        info = "".join(
-            f"0 {ZERO_OID}\t{path}\n" if oid is None else f"100644 {oid}\t{path}\n"
-            for path, oid in blobs.items()
-        )
-        self.run("update-index", "--index-info", input=info.encode("utf-8"))
-        # Record fresh stat data so `git status` does not re-hash the files.
-        existing = [path for path, oid in blobs.items() if oid is not None]
-        if existing:
-            self.run("update-index", "-q", "--refresh", "--", *existing, ok=(0, 1))
+        # --add/--remove take each path from the work tree just written, with fresh stat
+        # data, so `git status` has nothing to re-hash. -z: paths never need quoting.
+        listing = "".join(f"{path}\0" for path in blobs).encode("utf-8")
+        self.run("update-index", "--add", "--remove", "-z", "--stdin", input=listing)
 
     def init(self, branch: str = "main") -> None:
         self.root.mkdir(parents=True, exist_ok=True)

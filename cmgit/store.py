@@ -100,6 +100,7 @@ class CheckResult:
 class Repository:
     git: Git
     cipher: crypto.Cipher = field(default_factory=crypto.AgeCipher)
+    _loaded_key: str = field(default="", init=False, repr=False)
 
     @classmethod
     def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Repository:
@@ -117,8 +118,15 @@ class Repository:
 
     # -- committed configuration ------------------------------------------------------
 
+    def _config_key(self) -> str:
+        """Object ids of the committed configuration: equal ids, equal configuration."""
+        entries = self.git.ls_tree("HEAD", SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE,
+                                   recursive=False)
+        return " ".join(f"{e.path}={e.oid}" for e in entries)
+
     @cached_property
     def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry]:
+        self._loaded_key = self._config_key()
         paths = [e.path for e in self.git.ls_tree("HEAD", SCHEMAS_DIR) if e.path.endswith(".json")]
         files = self.git.read_paths("HEAD", [*paths, STAFF_FILE, SETTINGS_FILE])
         schemas = SchemaSet(
@@ -152,7 +160,9 @@ class Repository:
         return self._config[2]
 
     def _reload(self) -> None:
-        self.__dict__.pop("_config", None)
+        """Forget the configuration if a commit since it was read has changed it."""
+        if "_config" in self.__dict__ and self._config_key() != self._loaded_key:
+            del self.__dict__["_config"]
 
     # -- who is acting ----------------------------------------------------------------
 
@@ -311,7 +321,10 @@ class Repository:
         parent: str | None,
     ) -> str:
         message = format_message(subject, [*trailers, ("Cmgit-Actor", actor.id)])
-        return self.git.commit(files, message, staff_author(actor), parent)
+        commit = self.git.commit(files, message, staff_author(actor), parent)
+        if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
+            self.__dict__.pop("_config", None)
+        return commit
 
     # -- cases ------------------------------------------------------------------------
 

@@ -197,13 +197,11 @@ def _build(parser: Any, what: str) -> Any:
                 _refuse(what, "tags are not allowed", event)
             value = event.value
             style = event.style
-            if not value.isascii():
-                # Escapes in double quotes can produce characters the text check refused.
-                if style == '"' and _FORBIDDEN.search(value) is not None:
-                    _refuse(what, "escaped control character is not allowed", event)
-                value = normalize("NFC", value)
-            elif style == '"' and _FORBIDDEN.search(value) is not None:
+            # Escapes in double quotes can produce characters the text check refused.
+            if style == '"' and _FORBIDDEN.search(value) is not None:
                 _refuse(what, "escaped control character is not allowed", event)
+            if not value.isascii():
+                value = normalize("NFC", value)
             if not stack:
                 # A document that is just an empty plain scalar ("---") is empty.
                 root = (Plain(value) if value else None) if not style else value
@@ -264,15 +262,15 @@ def load(data: bytes | str, *, what: str = "input", max_bytes: int = 1_048_576) 
     refuses (TooLarge) more than `max_bytes`. Strings are NFC-normalised.
     """
     text = _decode(data, what, max_bytes)
-    # Bytes go to the parser as they are (already checked): it saves an encode.
-    parser = _Loader(data if isinstance(data, bytes) else text)
+    parser: Any = None
     try:
+        # Bytes go to the parser as they are (already checked): it saves an encode.
+        parser = _Loader(data if isinstance(data, bytes) else text)
         return _build(parser, what)
-    except ParseError:
-        raise
-    except (yaml.YAMLError, RecursionError, ValueError, UnicodeError, TypeError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError, UnicodeError) as exc:
         raise _from_yaml_error(exc, what, text) from None
     finally:
+        # The pure-Python fallback keeps references until disposed; libyaml's is a no-op.
         dispose = getattr(parser, "dispose", None)
         if dispose is not None:
             dispose()
@@ -334,10 +332,15 @@ def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] 
     return a & b
 
 
+def _is_map(x: object) -> bool:
+    # Schemas are almost always plain dicts; the ABC check is the slow path.
+    return x.__class__ is dict or isinstance(x, Mapping)
+
+
 def _allowed(
     schema: Any,
     resolve: Callable[[str], Mapping[str, Any]],
-    seen: set[str],
+    chain: frozenset[str],
     enum: list[Any],
 ) -> frozenset[str] | None:
     """The JSON types a schema allows at one position (None: it says nothing).
@@ -345,31 +348,31 @@ def _allowed(
     Conjunctive keywords ("type", "enum"/"const", "$ref", "allOf") intersect; "anyOf" and
     "oneOf" contribute the union of the branches that say something. Enum and const
     values are collected into `enum` so the caller can prefer a reading they contain.
-    `seen` holds the $refs already followed at this position: a cycle stops there.
+    `chain` holds the $refs followed to get here: a cycle stops where it closes.
     """
-    if not isinstance(schema, Mapping):
+    if not _is_map(schema):
         return None  # a boolean schema (or junk) constrains no type
-    result = _type_set(schema.get("type"))
+    get = schema.get
+    result = _type_set(get("type"))
     if "const" in schema:
         enum.append(schema["const"])
         result = _meet(result, _value_types([schema["const"]]))
-    values = schema.get("enum")
+    values = get("enum")
     if isinstance(values, list):
         enum.extend(values)
         result = _meet(result, _value_types(values))
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref not in seen:
-        seen.add(ref)
-        result = _meet(result, _allowed(resolve(ref), resolve, seen, enum))
-    branches = schema.get("allOf")
+    ref = get("$ref")
+    if isinstance(ref, str) and ref not in chain:
+        result = _meet(result, _allowed(resolve(ref), resolve, chain | {ref}, enum))
+    branches = get("allOf")
     if isinstance(branches, list):
         for branch in branches:
-            result = _meet(result, _allowed(branch, resolve, seen, enum))
+            result = _meet(result, _allowed(branch, resolve, chain, enum))
     for keyword in ("anyOf", "oneOf"):
-        branches = schema.get(keyword)
+        branches = get(keyword)
         if isinstance(branches, list):
             said = [
-                t for t in (_allowed(b, resolve, seen, enum) for b in branches) if t is not None
+                t for t in (_allowed(b, resolve, chain, enum) for b in branches) if t is not None
             ]
             if said:
                 result = _meet(result, frozenset().union(*said))
@@ -380,55 +383,55 @@ def _child(
     schema: Any,
     key: str | int,
     resolve: Callable[[str], Mapping[str, Any]],
-    seen: set[str],
+    chain: frozenset[str],
 ) -> Any:
     """The subschema for one member (str key) or item (int index), or None.
 
     Several applicable subschemas are combined into a synthetic allOf/anyOf that mirrors
     the keyword they came from, so `_allowed` treats them with the same logic.
     """
-    if not isinstance(schema, Mapping):
+    if not _is_map(schema):
         return None
+    get = schema.get
     parts: list[Any] = []
     if isinstance(key, str):
-        props = schema.get("properties")
-        if isinstance(props, Mapping) and key in props:
+        props = get("properties")
+        if props is not None and _is_map(props) and key in props:
             parts.append(props[key])
         else:
             matched = False
-            patterns = schema.get("patternProperties")
-            if isinstance(patterns, Mapping):
+            patterns = get("patternProperties")
+            if patterns is not None and _is_map(patterns):
                 for pattern, sub in patterns.items():
                     if re.search(pattern, key):
                         parts.append(sub)
                         matched = True
-            extra = schema.get("additionalProperties")
-            if not matched and isinstance(extra, Mapping):
+            extra = get("additionalProperties")
+            if not matched and extra is not None and _is_map(extra):
                 parts.append(extra)
     else:
-        prefix = schema.get("prefixItems")
+        prefix = get("prefixItems")
         if isinstance(prefix, list) and key < len(prefix):
             parts.append(prefix[key])
         else:
-            items = schema.get("items")
-            if isinstance(items, Mapping):
+            items = get("items")
+            if items is not None and _is_map(items):
                 parts.append(items)
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref not in seen:
-        seen.add(ref)
-        sub = _child(resolve(ref), key, resolve, seen)
+    ref = get("$ref")
+    if isinstance(ref, str) and ref not in chain:
+        sub = _child(resolve(ref), key, resolve, chain | {ref})
         if sub is not None:
             parts.append(sub)
-    branches = schema.get("allOf")
+    branches = get("allOf")
     if isinstance(branches, list):
         for branch in branches:
-            sub = _child(branch, key, resolve, seen)
+            sub = _child(branch, key, resolve, chain)
             if sub is not None:
                 parts.append(sub)
     for keyword in ("anyOf", "oneOf"):
-        branches = schema.get(keyword)
+        branches = get(keyword)
         if isinstance(branches, list):
-            subs = [s for s in (_child(b, key, resolve, seen) for b in branches) if s is not None]
+            subs = [s for s in (_child(b, key, resolve, chain) for b in branches) if s is not None]
             if subs:
                 parts.append({"anyOf": subs})
     if not parts:
@@ -474,44 +477,56 @@ def _convert(text: str, types: frozenset[str] | None, enum: list[Any]) -> Any:
     return readings[0]
 
 
-def _coerce(
-    value: Any,
-    schema: Any,
-    resolve: Callable[[str], Mapping[str, Any]],
-    what: str,
-    depth: int,
-) -> Any:
-    if isinstance(value, Plain):
-        enum: list[Any] = []
-        types = _allowed(schema, resolve, set(), enum) if schema is not None else None
-        return _convert(str(value), types, enum)
-    if isinstance(value, str):
-        return str(value)
-    if depth > _MAX_COERCE_DEPTH:
-        raise ParseError(f"{what}: nesting deeper than {_MAX_COERCE_DEPTH} levels")
-    if isinstance(value, dict):
-        return {
-            str(k): _coerce(
-                v,
-                None if schema is None else _child(schema, str(k), resolve, set()),
-                resolve,
-                what,
-                depth + 1,
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _coerce(
-                v,
-                None if schema is None else _child(schema, i, resolve, set()),
-                resolve,
-                what,
-                depth + 1,
-            )
-            for i, v in enumerate(value)
-        ]
-    return value
+_NO_REFS: frozenset[str] = frozenset()
+
+
+class _Coercer:
+    """One coerce() call: the resolver, the input's name and a memo of position types."""
+
+    def __init__(self, resolve: Callable[[str], Mapping[str, Any]], what: str) -> None:
+        self.resolve = resolve
+        self.what = what
+        # id(schema) -> (schema, types, enum). Holding the schema keeps its id unique for
+        # the life of the call; list items share one item schema, so this pays off there.
+        self.memo: dict[int, tuple[Any, frozenset[str] | None, list[Any]]] = {}
+
+    def scalar(self, text: str, schema: Any) -> Any:
+        if schema is None:
+            return text
+        hit = self.memo.get(id(schema))
+        if hit is None or hit[0] is not schema:
+            enum: list[Any] = []
+            hit = (schema, _allowed(schema, self.resolve, _NO_REFS, enum), enum)
+            self.memo[id(schema)] = hit
+        return _convert(text, hit[1], hit[2])
+
+    def walk(self, value: Any, schema: Any, depth: int) -> Any:
+        if isinstance(value, Plain):
+            return self.scalar(str(value), schema)
+        if isinstance(value, str):
+            return str(value)
+        if depth > _MAX_COERCE_DEPTH:
+            raise ParseError(f"{self.what}: nesting deeper than {_MAX_COERCE_DEPTH} levels")
+        resolve = self.resolve
+        if isinstance(value, dict):
+            return {
+                str(k): self.walk(
+                    v,
+                    None if schema is None else _child(schema, str(k), resolve, _NO_REFS),
+                    depth + 1,
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self.walk(
+                    v,
+                    None if schema is None else _child(schema, i, resolve, _NO_REFS),
+                    depth + 1,
+                )
+                for i, v in enumerate(value)
+            ]
+        return value
 
 
 def coerce(
@@ -528,7 +543,7 @@ def coerce(
     true/false; nulls only from empty, ~ and null. Anything else is returned as str and
     left for schema validation to report. Never raises for a type mismatch.
     """
-    return _coerce(value, schema, resolve, what, 0)
+    return _Coercer(resolve, what).walk(value, schema, 0)
 
 
 # --------------------------------------------------------------------------- dump

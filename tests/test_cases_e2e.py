@@ -466,3 +466,71 @@ def test_leaks_nowhere_after_a_scenario(programme: Programme, tmp_path: Path) ->
         files = [place] if place.is_file() else [p for p in place.rglob("*") if p.is_file()]
         for path in files:
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_recovery_recipients_can_open_every_case(programme: Programme, tmp_path: Path) -> None:
+    from cmgit import crypto
+
+    case_id = programme.new_case()
+    recovery = tmp_path / "recovery.txt"
+    secret, recipient = crypto.generate_identity()
+    crypto.write_identity_file(recovery, secret, recipient)
+    result = programme.cli("settings", "set", "recovery_recipients", f"[{recipient}]",
+                           as_="pm-001")
+    assert result.exit_code == 0, result.output
+    armored = "".join(
+        line[2:] + "\n"
+        for line in record_file(programme, case_id).read_text()
+        .split("sealed: |\n", 1)[1].splitlines()
+    )
+    payload = json.loads(crypto.open_sealed(armored, crypto.load_identities(recovery)))
+    assert payload["case_id"] == case_id
+
+
+def test_a_passphrase_stanza_is_refused_before_decrypting(programme: Programme) -> None:
+    import pyrage
+
+    from cmgit import records
+
+    case_id = programme.new_case()
+    repo = programme.repo()
+    loaded = repo.load_open(case_id)
+    forged = pyrage.passphrase.encrypt(b"{}", "CANARY-PASS")
+    import base64
+
+    body = base64.b64encode(forged).decode()
+    armored = ("-----BEGIN AGE ENCRYPTED FILE-----\n"
+               + "".join(body[i:i + 64] + "\n" for i in range(0, len(body), 64))
+               + "-----END AGE ENCRYPTED FILE-----\n")
+    record_file(programme, case_id).write_bytes(
+        records.render_file(loaded.record.open, repo.schemas.open_fields, armored))
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "forged")
+    result = programme.cli("show", case_id)
+    assert result.exit_code == 3 and "scrypt" in result.stderr
+    assert programme.cli("validate", case_id, as_=None).exit_code == 3
+
+
+def test_ctrl_c_in_the_editor_removes_the_private_file(programme: Programme,
+                                                        tmp_path: Path) -> None:
+    import sys
+
+    case_id = programme.new_case()
+    seen = tmp_path / "seen.txt"
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import os, signal, sys, time\n"
+        f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
+        "os.kill(os.getppid(), signal.SIGINT)  # what Ctrl-C sends\n"
+        "time.sleep(5)\n"
+    )
+    cmgit = Path(sys.executable).parent / "cmgit"
+    env = {**os.environ, "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
+           "EDITOR": f"{sys.executable} {editor}"}
+    before = programme.state()
+    proc = subprocess.run([str(cmgit), "-C", str(programme.root), "edit", case_id],
+                          env=env, capture_output=True, text=True, timeout=60,
+                          start_new_session=True)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert not Path(seen.read_text()).exists()
+    assert programme.state() == before

@@ -526,7 +526,7 @@ def test_result_contains_no_plain() -> None:
     walk(result)
 
 
-COMMON = {
+COMMON: dict[str, Mapping[str, Any]] = {
     "urn:cmgit:schema:common#/$defs/date": {"type": "string", "format": "date"},
     "urn:cmgit:schema:common#/$defs/count": {"type": "integer", "minimum": 0},
     "urn:cmgit:schema:common#/$defs/flag": {"$ref": "urn:cmgit:schema:common#/$defs/bool"},
@@ -637,13 +637,26 @@ def test_items_and_prefix_items() -> None:
 
 
 def test_ref_cycles_terminate() -> None:
-    loop = {"a": {"$ref": "b"}, "b": {"allOf": [{"$ref": "a"}, {"type": "integer"}]}}
+    loop: dict[str, Mapping[str, Any]] = {
+        "a": {"$ref": "b"},
+        "b": {"allOf": [{"$ref": "a"}, {"type": "integer"}]},
+    }
 
     def resolve(ref: str) -> Mapping[str, Any]:
         return loop[ref]
 
     assert coerce(Plain("5"), {"$ref": "a"}, resolve) == 5
     assert coerce({"x": Plain("5")}, {"$ref": "a"}, resolve) == {"x": "5"}
+
+
+def test_a_ref_repeated_in_a_branch_still_counts() -> None:
+    # The same $ref outside and inside anyOf: the branch must not be read as "nothing".
+    schema = {
+        "$ref": "urn:cmgit:schema:common#/$defs/date",
+        "anyOf": [{"$ref": "urn:cmgit:schema:common#/$defs/date"}, {"type": "null"}],
+    }
+    assert coerce(Plain("2026-01-02"), schema, common) == "2026-01-02"
+    assert coerce(Plain("~"), schema, common) == "~"
 
 
 def test_recursive_schema_follows_the_data() -> None:
@@ -896,7 +909,7 @@ text_strategy = st.one_of(
     st.text(
         st.characters(
             codec="utf-8",
-            exclude_categories=("Cs",),
+            exclude_categories=["Cs"],
             exclude_characters="".join(map(chr, _REFUSED)),
         ),
         max_size=30,
