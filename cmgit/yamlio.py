@@ -591,6 +591,8 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        # Outside the round-trip promise (coerce reads back plain decimals only), but
+        # written exactly rather than refused; NaN and infinities have no JSON form.
         if not math.isfinite(value):
             raise ValueError("dump() cannot write an infinite or NaN number")
         return repr(value)

@@ -488,20 +488,24 @@ def test_recovery_recipients_can_open_every_case(programme: Programme, tmp_path:
 
 
 def test_a_passphrase_stanza_is_refused_before_decrypting(programme: Programme) -> None:
-    import pyrage
+    import base64
 
     from cmgit import records
 
     case_id = programme.new_case()
     repo = programme.repo()
     loaded = repo.load_open(case_id)
-    forged = pyrage.passphrase.encrypt(b"{}", "CANARY-PASS")
-    import base64
-
-    body = base64.b64encode(forged).decode()
+    # A real message whose first stanza is relabelled as a passphrase (scrypt) stanza:
+    # it must be refused from the header alone, before any key is tried.
+    binary = base64.b64decode("".join(loaded.armored.splitlines()[1:-1]))
+    head, sep, rest = binary.partition(b"\n-> X25519 ")
+    _, _, body = rest.partition(b"\n")
+    binary = head + b"\n-> scrypt " + base64.b64encode(b"s" * 16).rstrip(b"=") + b" 18\n" + body
+    body64 = base64.b64encode(binary).decode()
     armored = ("-----BEGIN AGE ENCRYPTED FILE-----\n"
-               + "".join(body[i:i + 64] + "\n" for i in range(0, len(body), 64))
+               + "".join(body64[i:i + 64] + "\n" for i in range(0, len(body64), 64))
                + "-----END AGE ENCRYPTED FILE-----\n")
+    assert sep, "the sealed block has an X25519 stanza to relabel"
     record_file(programme, case_id).write_bytes(
         records.render_file(loaded.record.open, repo.schemas.open_fields, armored))
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "forged")

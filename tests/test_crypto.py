@@ -803,7 +803,7 @@ def test_truncation_every_length(alice: Identity) -> None:
 
 _FAST = settings(
     max_examples=300,
-    deadline=500,
+    deadline=1000,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
