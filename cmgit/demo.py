@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,7 @@ Demo programme ready: {cases} cases, {len(people)} staff in teams {", ".join(TEA
   Identities:       {target / "identities"}   (one per staff member, kept outside the repository)
 
 A short tour:
+  export PATH={Path(sys.executable).parent}:$PATH   # where this cmgit is installed
   cd {repo_dir}
   export CMGIT_IDENTITY={owner_key}
   cmgit whoami                      # who you are: {owner}
