@@ -450,6 +450,150 @@ def record(state: State, case_id: str, form: str, source: str) -> None:
 
 
 @cli.command()
+@click.argument("case_id", metavar="ID")
+@click.argument("target", metavar="STATE")
+@click.option("--reason", metavar="CODE", help="Reason code the transition asks for.")
+@click.option("--from", "source", metavar="FILE", help="Merge one form in the same commit.")
+@click.option("--override-caseload", "override", metavar="REASON",
+              help="Supervisors: accept a caseworker above the caseload limit (reason in words; "
+                   "kept sealed).")
+@pass_state
+def move(state: State, case_id: str, target: str, source: str | None,
+         reason: str | None, override: str | None) -> None:
+    """Move a case to STATE through one guarded transition of the workflow.
+
+    A refused move lists every failing guard by code (G01...) and changes nothing
+    (exit 4). Warnings print but do not refuse. Transitions that need authorisation
+    (plan approval, closure, archive, reopening) are run by the authorising supervisor.
+
+    \b
+    Example:
+      cmgit move CP-7K2M9QX4 case_planning
+      cmgit move CP-7K2M9QX4 closed --reason death --from closure.yaml
+    """
+    ids.check_case_id(case_id)
+    data = read_input(source) if source else None
+    result = state.repo().move(state.identities(), case_id, target, today=today(),
+                               reason=reason, form_data=data, override=override)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    assert result.transition is not None
+    click.echo(f"{case_id}: {result.source} -> {result.target} ({result.transition.id})")
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@click.argument("staff_id", metavar="STAFF")
+@click.option("--reason", metavar="CODE", required=True,
+              help="specific_qualification_needed, child_family_request, staff_departure, "
+                   "caseload_balancing or transfer_in.")
+@click.option("--override-caseload", "override", metavar="REASON",
+              help="Accept a caseworker above the caseload limit (reason in words; sealed).")
+@pass_state
+def assign(state: State, case_id: str, staff_id: str, reason: str,
+           override: str | None) -> None:
+    """Reassign a case's key caseworker (supervisors, programme managers); re-encrypts.
+
+    \b
+    Example:
+      cmgit assign CP-7K2M9QX4 cw-north-2 --reason caseload_balancing
+    """
+    ids.check_case_id(case_id)
+    state.repo().assign(state.identities(), case_id, staff_id, today=today(), reason=reason,
+                        override=override)
+    click.echo(f"{case_id}: assigned to {staff_id}")
+
+
+@cli.command("list")
+@click.option("--state", "states", metavar="S", multiple=True, help="Only cases in state S.")
+@click.option("--team", metavar="T", help="Only cases of team T.")
+@click.option("--caseworker", metavar="ID", help="Only cases of this caseworker.")
+@click.option("--mine", is_flag=True, help="Only your cases (needs your identity).")
+@click.option("--overdue", is_flag=True, help="Only cases with a follow-up or review overdue.")
+@click.option("--profile", metavar="NAME", help="Display profile for the step names.")
+@json_option
+@pass_state
+def list_cases(state: State, states: Sequence[str], team: str | None, caseworker: str | None,
+               mine: bool, overdue: bool, profile: str | None, as_json: bool) -> None:
+    """List cases from their open fields; no key needed (except for --mine).
+
+    \b
+    Example:
+      cmgit list --team north --overdue
+    """
+    repo = state.repo()
+    if mine:
+        caseworker = repo.actor(state.identities()).id
+    rows = repo.list_cases(states=states, team=team, caseworker=caseworker, overdue=overdue,
+                           today=today(), profile=profile)
+    if as_json:
+        emit(rows, True)
+        return
+    table = [(r["case_id"], r["step"], r["team"], r["caseworker"], r["risk_level"] or "-",
+              r["next_follow_up_due"] or "-", r["next_review_due"] or "-") for r in rows]
+    print_table(("case", "step", "team", "caseworker", "risk", "follow-up due", "review due"),
+                table)
+    click.echo(f"{len(rows)} case(s)", err=True)
+
+
+@cli.command()
+@click.option("--within", default=7, show_default=True, metavar="DAYS",
+              help="Also show what falls due within DAYS.")
+@json_option
+@pass_state
+def due(state: State, within: int, as_json: bool) -> None:
+    """Follow-ups and reviews due or overdue, by risk level; no key needed.
+
+    A failed contact attempt does not reset the follow-up clock.
+
+    \b
+    Example:
+      cmgit due --within 3 --json
+    """
+    rows = state.repo().due(today=today(), within=within)
+    if as_json:
+        emit(rows, True)
+        return
+    table = [(r["risk_level"] or "-", r["case_id"], r["kind"], r["due_on"],
+              f"{r['days_overdue']} days overdue" if r["days_overdue"] > 0 else
+              ("due today" if r["days_overdue"] == 0 else f"in {-r['days_overdue']} days"),
+              r["caseworker"]) for r in rows]
+    print_table(("risk", "case", "what", "due", "when", "caseworker"), table)
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@click.option("--profile", metavar="NAME", help="Display profile for the step names.")
+@json_option
+@pass_state
+def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
+    """A case's history from git: when, who, role, action, from -> to, reason.
+
+    Needs no key: it reads commit messages, which hold IDs and codes only.
+
+    \b
+    Example:
+      cmgit log CP-7K2M9QX4
+    """
+    ids.check_case_id(case_id)
+    rows = state.repo().case_log(case_id, profile=profile)
+    if as_json:
+        emit(rows, True)
+        return
+    table = [(r["date"], r["actor"], r["role"], r["action"],
+              f"{r['from']} -> {r['to']}" if r["from"] else (r["to"] or ""),
+              r["reason"] or "", r["detail"] or "") for r in rows]
+    print_table(("when", "who", "role", "action", "from -> to", "reason", "detail"), table)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain aligned table: stable for scripts and golden tests, fine in a terminal."""
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+
+
+@cli.command()
 @click.argument("case_ids", metavar="[ID]...", nargs=-1)
 @json_option
 @pass_state

@@ -21,11 +21,20 @@ class CmgitError(Exception):
 
     exit_code = OTHER
 
-    def __init__(self, message: str, *, hint: str | None = None, case_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        case_id: str | None = None,
+        problems: list[str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.case_id = case_id
+        # One line each: failing guards, schema paths. Never a value from a record.
+        self.problems = problems or []
 
     def __str__(self) -> str:
         text = self.message
@@ -33,7 +42,7 @@ class CmgitError(Exception):
             text = f"{self.case_id}: {text}"
         if self.hint:
             text = f"{text} ({self.hint})"
-        return text
+        return "\n".join([text, *(f"  {p}" for p in self.problems)])
 
 
 # exit 2: usage
@@ -72,14 +81,6 @@ class ParseError(InvalidRecord):
 
 class SchemaError(InvalidRecord):
     """A document does not validate against its JSON Schema."""
-
-    def __init__(self, message: str, *, problems: list[str] | None = None, **kw: object):
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.problems = problems or []
-
-    def __str__(self) -> str:
-        head = super().__str__()
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
 
 class IntegrityError(InvalidRecord):

@@ -44,6 +44,30 @@ class Author:
 
 
 @dataclass(frozen=True)
+class Commit:
+    oid: str
+    when: str
+    author: str
+    message: str
+    trailers: dict[str, list[str]]
+
+    def trailer(self, key: str) -> str | None:
+        values = self.trailers.get(key)
+        return values[-1] if values else None
+
+
+def parse_trailers(message: str) -> dict[str, list[str]]:
+    """The ``Cmgit-*`` trailers of a message (the last paragraph), by key."""
+    found: dict[str, list[str]] = {}
+    paragraphs = message.strip().split("\n\n")
+    for line in paragraphs[-1].splitlines() if len(paragraphs) > 1 else ():
+        key, sep, value = line.partition(": ")
+        if sep and _TRAILER_KEY_RE.fullmatch(key):
+            found.setdefault(key, []).append(value.strip())
+    return found
+
+
+@dataclass(frozen=True)
 class TreeEntry:
     mode: str
     kind: str
@@ -156,6 +180,19 @@ class Git:
                 found.append(item[3:].decode("utf-8", "replace"))
                 skip = item[:1] in (b"R", b"C")  # renames carry a second path
         return found
+
+    def log(self, *paths: str, rev: str = "HEAD") -> list[Commit]:
+        """Commits touching ``paths``, oldest first, with their trailers parsed."""
+        out = self.run("log", "--reverse", "--format=%H%x1f%aI%x1f%an%x1f%B%x1e", rev,
+                       "--", *paths)
+        commits = []
+        for chunk in out.decode("utf-8", "replace").split("\x1e"):
+            chunk = chunk.strip("\n")
+            if not chunk:
+                continue
+            oid, when, author, body = chunk.split("\x1f", 3)
+            commits.append(Commit(oid, when, author, body, parse_trailers(body)))
+        return commits
 
     def operation_in_progress(self) -> str | None:
         """A merge, rebase, cherry-pick or revert under way, or a detached HEAD."""

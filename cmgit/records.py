@@ -116,6 +116,31 @@ def render_file(open_fields: Mapping[str, Any], order: Sequence[str], armored: s
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
+def _open_lines(lines: Sequence[str], order: Sequence[str]) -> dict[str, Any]:
+    open_fields: dict[str, Any] = {}
+    for number, (key, line) in enumerate(zip(order, lines, strict=False), start=1):
+        name, sep, value = line.partition(": ")
+        if not sep or name != key:
+            raise ParseError(f"record file: expected field '{key}' at line {number}, column 1")
+        open_fields[key] = _parse_scalar(value, number)
+    if len(open_fields) != len(order):
+        raise ParseError("record file: truncated or not a cmgit record")
+    return open_fields
+
+
+def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
+    """Only the open fields of a record file: what keyless commands read, quickly.
+
+    The same strict line rules as `parse_file`, without reading the sealed block.
+    """
+    head = data[: 4096 + 256 * len(order)]
+    try:
+        lines = head.decode("ascii").split("\n", len(order))
+    except UnicodeDecodeError:
+        raise ParseError("record file: non-ASCII byte in the open fields") from None
+    return _open_lines(lines[: len(order)], order)
+
+
 def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     """Open fields and armored sealed block of a record file; refuses anything not canonical."""
     if len(data) > MAX_RECORD_FILE:
@@ -128,12 +153,7 @@ def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if len(lines) < len(order) + 3 or lines[-1] != "":
         raise ParseError("record file: truncated or not a cmgit record")
-    open_fields: dict[str, Any] = {}
-    for number, (key, line) in enumerate(zip(order, lines, strict=False), start=1):
-        name, sep, value = line.partition(": ")
-        if not sep or name != key:
-            raise ParseError(f"record file: expected field '{key}' at line {number}, column 1")
-        open_fields[key] = _parse_scalar(value, number)
+    open_fields = _open_lines(lines, order)
     header = len(order)
     if lines[header] != f"{SEALED_KEY}: |":
         raise ParseError(f"record file: expected the sealed block at line {header + 1}, column 1")

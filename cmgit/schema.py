@@ -23,6 +23,7 @@ from . import yamlio
 from .errors import SchemaError
 
 CASE = "urn:cmgit:schema:case"
+WORKFLOW = "urn:cmgit:schema:workflow"
 STAFF = "urn:cmgit:schema:staff"
 SETTINGS = "urn:cmgit:schema:settings"
 FORM_PREFIX = "urn:cmgit:form:"
@@ -70,6 +71,11 @@ class SchemaSet:
         return tuple(k for k, v in self.case_properties.items() if v.get("x-cmgit") == SEALED)
 
     @cached_property
+    def editable_fields(self) -> tuple[str, ...]:
+        """Sealed forms people write; "system" ones (earlier episodes) only cmgit writes."""
+        return tuple(f for f in self.sealed_fields if self.form_mode(f) != "system")
+
+    @cached_property
     def field_order(self) -> tuple[str, ...]:
         return tuple(self.case_properties)
 
@@ -111,6 +117,10 @@ class SchemaSet:
         self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None
     ) -> None:
         self._check(self._validator(schema_id, self.schemas[schema_id]), doc, what, case_id)
+
+    def holds(self, key: str, condition: Mapping[str, Any], doc: Any) -> bool:
+        """Whether ``doc`` meets a schema condition (a workflow guard), compiled once."""
+        return bool(self._validator(f"guard:{key}", condition).is_valid(doc))
 
     def validate_open(self, doc: Any, *, case_id: str | None = None) -> None:
         self._check(self._validator("open", self._open_schema), doc, "open fields", case_id)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import crypto, ids, records, workflow, yamlio
+from . import guards as checks
 from .errors import (
     CaseNotFound,
     CmgitError,
@@ -38,10 +39,10 @@ from .errors import (
     TooLarge,
     UsageError,
 )
+from .guards import Situation
 from .history import Author, Git, format_message, repository_lock
 from .records import Record
 from .registry import (
-    AUDITOR,
     CASEWORKER,
     PROGRAMME_MANAGER,
     ROLES,
@@ -49,10 +50,12 @@ from .registry import (
     Staff,
     settings_defaults,
 )
-from .schema import CASE, SETTINGS, STAFF, SchemaSet
+from .schema import CASE, SETTINGS, STAFF, WORKFLOW, SchemaSet
 from .template import template_root
+from .workflow import Failure, Transition, Workflow, WorkflowError
 
 STAFF_FILE = "staff.yaml"
+WORKFLOW_FILE = "schemas/workflow.yaml"
 SETTINGS_FILE = "settings.yaml"
 SCHEMAS_DIR = "schemas"
 MAX_FORM_BYTES = 1024 * 1024
@@ -85,6 +88,15 @@ class Loaded:
     armored: str
     head_blob: str | None
     header: crypto.Header
+
+
+@dataclass
+class MoveResult:
+    case_id: str
+    transition: Transition | None
+    source: str
+    target: str
+    warnings: list[Failure]
 
 
 @dataclass
@@ -125,16 +137,18 @@ class Repository:
         return " ".join(f"{e.path}={e.oid}" for e in entries)
 
     @cached_property
-    def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry]:
+    def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry, Workflow]:
         self._loaded_key = self._config_key()
         paths = [e.path for e in self.git.ls_tree("HEAD", SCHEMAS_DIR) if e.path.endswith(".json")]
-        files = self.git.read_paths("HEAD", [*paths, STAFF_FILE, SETTINGS_FILE])
+        files = self.git.read_paths("HEAD", [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
         schemas = SchemaSet(
             {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
         )
         settings = self._read_config(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
         staff = self._read_config(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-        return schemas, settings, Registry.from_doc(staff)
+        return schemas, settings, Registry.from_doc(staff), load_workflow(
+            files[WORKFLOW_FILE], schemas
+        )
 
     @staticmethod
     def _read_config(
@@ -159,6 +173,10 @@ class Repository:
     def registry(self) -> Registry:
         return self._config[2]
 
+    @property
+    def workflow(self) -> Workflow:
+        return self._config[3]
+
     def _reload(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
         if "_config" in self.__dict__ and self._config_key() != self._loaded_key:
@@ -179,12 +197,36 @@ class Repository:
 
     def case_ids(self) -> list[str]:
         """Every case committed at HEAD, from the tree alone."""
+        return [case_id for case_id, _ in self._record_entries()]
+
+    def _record_entries(self) -> list[tuple[str, str]]:
         found = []
         for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR):
             case_id = ids.case_id_from_path(entry.path)
-            if case_id:
-                found.append(case_id)
+            if case_id and entry.kind == "blob":
+                found.append((case_id, entry.path))
         return found
+
+    def open_index(self) -> dict[str, dict[str, Any]]:
+        """Open fields of every committed case, read from git without any key.
+
+        Records that cannot be read are left out here; `cmgit validate` reports them.
+        """
+        entries = self._record_entries()
+        blobs = self.git.read_paths("HEAD", [path for _, path in entries])
+        order = self.schemas.open_fields
+        index = {}
+        for case_id, path in entries:
+            data = blobs.get(path)
+            if data is None:
+                continue
+            try:
+                fields = records.parse_open_fields(data, order)
+            except InvalidRecord:
+                continue
+            if fields.get("case_id") == case_id:
+                index[case_id] = fields
+        return index
 
     def _read_work_file(self, path: str, case_id: str) -> bytes:
         full = self.root / path
@@ -320,7 +362,9 @@ class Repository:
         actor: Staff,
         parent: str | None,
     ) -> str:
-        message = format_message(subject, [*trailers, ("Cmgit-Actor", actor.id)])
+        message = format_message(
+            subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
+        )
         commit = self.git.commit(files, message, staff_author(actor), parent)
         if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
             self.__dict__.pop("_config", None)
@@ -338,8 +382,6 @@ class Repository:
         team: str | None = None,
     ) -> str:
         actor = self.actor(identities)
-        if actor.role == AUDITOR:
-            raise Refused("auditors do not create cases")
         forms = self.read_form_file(form_data, allowed=("identification", "registration"))
         if "identification" not in forms:
             raise UsageError("the form file needs an identification form")
@@ -357,9 +399,15 @@ class Repository:
             if self.git.blob_id("HEAD", ids.record_path(case_id)) is None:
                 break
         path = ids.record_path(case_id)
+        denied = self.workflow.permission(
+            self.workflow.events["identification"].by, actor.role, actor.id, actor.team,
+            {"team": case_team, "caseworker": worker.id}, "creating a case",
+        )
+        if denied:
+            raise Refused(f"refused: {denied}")
         open_fields: dict[str, Any] = {name: None for name in self.schemas.open_fields}
         open_fields.update(
-            case_id=case_id, version=1, state=workflow.INITIAL_STATE, episode=1,
+            case_id=case_id, version=1, state=self.workflow.initial_state, episode=1,
             team=case_team, caseworker=worker.id, state_since=today.isoformat(),
             immediate_risk=False, comprehensive_assessment_required=False,
         )
@@ -371,9 +419,10 @@ class Repository:
         with self.change([path]) as parent:
             data = self.seal(record, None, today)
             self._commit(
-                {path: data}, f"{case_id}: new -> {workflow.INITIAL_STATE}",
+                {path: data}, f"{case_id}: new -> {self.workflow.initial_state}",
                 [("Cmgit-Case", case_id), ("Cmgit-Action", "new"),
-                 ("Cmgit-To", workflow.INITIAL_STATE)],
+                 ("Cmgit-To", self.workflow.initial_state), ("Cmgit-Version", "1"),
+                 ("Cmgit-Date", today.isoformat())],
                 actor, parent,
             )
         return case_id
@@ -391,18 +440,29 @@ class Repository:
         *,
         today: dt.date,
     ) -> str:
-        """Add or update one form; returns the form's item id (or the form name)."""
-        actor = self._writer(identities)
-        if form not in self.schemas.sealed_fields:
-            raise UsageError(f"unknown form '{form}'" if ids.REASON_RE.fullmatch(form) else
-                             "unknown form", hint="see cmgit record --help for the forms")
+        """Add or update one form (an event: no change of state); returns its item id."""
+        actor = self.actor(identities)
+        event = self.workflow.events.get(form)
+        if event is None:
+            known = form in self.schemas.sealed_fields
+            raise UsageError(
+                (f"the {form} form is recorded with a move or an assignment, not on its own"
+                 if known else "unknown form"),
+                hint="see cmgit record --help for the forms",
+            )
         item = self.read_form_file(form_data, allowed=(form,), exactly=True)[form]
         self.ensure_clean([ids.record_path(case_id)])
         loaded = self.load(case_id, identities)
-        if loaded.record.open["state"] == "closed":
-            raise Refused("closed cases are read-only (guard GD)", case_id=case_id,
-                          hint="reopen the case first")
+        before = loaded.record.document(self.schemas.field_order)
+        state = before["state"]
+        self._refuse_if_closed(state, case_id)
+        failures = [f for f in [self.workflow.permission(
+            event.by, actor.role, actor.id, actor.team, before, f"recording {form}")] if f]
+        if state not in event.states:
+            failures.append(Failure("GA", "hard", f"{form} is not recorded in state {state}"))
         item_id = merge_form(loaded.record, form, item, self.schemas)
+        situation = self._situation(loaded.record, before, actor, today)
+        self._check_guards(event.guards, situation, failures, case_id, f"recording {form}")
         return self._save(loaded, actor, today, "record", item_id, [("Cmgit-Form", form)])
 
     def edit(
@@ -420,13 +480,19 @@ class Repository:
         An invalid edit is refused; ``retry`` decides whether to re-open the editor on
         the person's text (the command line asks them) or to give up, changing nothing.
         """
-        actor = self._writer(identities)
+        actor = self.actor(identities)
         self.ensure_clean([ids.record_path(case_id)])
         loaded = self.load(case_id, identities)
         record = loaded.record
-        if record.open["state"] == "closed":
-            raise Refused("closed cases are read-only (guard GD)", case_id=case_id)
-        order = [f for f in self.schemas.sealed_fields if f in record.forms]
+        self._refuse_if_closed(record.open["state"], case_id)
+        editors = {role for event in self.workflow.events.values() for role in event.by}
+        denied = self.workflow.permission(editors, actor.role, actor.id, actor.team,
+                                          record.open, "editing forms")
+        if denied:
+            raise Refused(f"refused: {denied}", case_id=case_id)
+        editable = self.schemas.editable_fields
+        system = {f: record.forms[f] for f in record.forms if f not in editable}
+        order = [f for f in editable if f in record.forms]
         before = yamlio.dump({f: record.forms[f] for f in order}) if order else "{}\n"
         text = before
         while True:
@@ -435,9 +501,9 @@ class Repository:
                 return False
             try:
                 forms = self.read_form_file(
-                    edited.encode("utf-8"), allowed=self.schemas.sealed_fields,
-                    what="edited forms",
+                    edited.encode("utf-8"), allowed=editable, what="edited forms",
                 )
+                forms.update(system)
                 dropped = [f for f in record.forms if f not in forms]
                 if dropped:
                     raise SchemaError(
@@ -460,11 +526,291 @@ class Repository:
         self._save(loaded, actor, today, "edit", None, [])
         return True
 
-    def _writer(self, identities: Sequence[crypto.Identity]) -> Staff:
+    # -- the workflow -------------------------------------------------------------------
+
+    def _refuse_if_closed(self, state: str, case_id: str) -> None:
+        if state == workflow.CLOSED:
+            raise Refused(
+                "GD: a closed case is read-only", case_id=case_id,
+                hint="reopen it first (cmgit move ID registered --from reopen.yaml)",
+            )
+
+    def caseloads(self, exclude: str | None = None) -> dict[str, int]:
+        """Open cases per caseworker, from the open fields at HEAD (no key needed)."""
+        counts: dict[str, int] = {}
+        open_states = self.workflow.caseload_states
+        for case_id, fields in self.open_index().items():
+            if case_id != exclude and fields["state"] in open_states:
+                counts[fields["caseworker"]] = counts.get(fields["caseworker"], 0) + 1
+        return counts
+
+    def _situation(
+        self,
+        record: Record,
+        before: Mapping[str, Any],
+        actor: Staff,
+        today: dt.date,
+        *,
+        reason: str | None = None,
+        override: str | None = None,
+        caseload: Mapping[str, int] | None = None,
+    ) -> Situation:
+        return Situation(
+            record=record.document(self.schemas.field_order),
+            before=before,
+            actor_id=actor.id,
+            actor_role=actor.role,
+            today=today,
+            settings=self.settings,
+            active_caseworkers=frozenset(m.id for m in self.registry.active(CASEWORKER)),
+            caseload=caseload or {},
+            authorisers=self.workflow.authorisers,
+            reason=reason,
+            override=override,
+        )
+
+    def _check_guards(
+        self,
+        codes: Sequence[str],
+        situation: Situation,
+        failures: list[Failure],
+        case_id: str,
+        action: str,
+    ) -> list[Failure]:
+        """Refuse (exit 4) with every failing guard; return the warnings."""
+        found = self.workflow.evaluate(
+            codes, situation,
+            lambda guard, doc: self.schemas.holds(guard.code, guard.schema or {}, doc),
+        )
+        hard = [*failures, *(f for f in found if f.severity != "warn")]
+        warnings = [f for f in found if f.severity == "warn"]
+        if hard:
+            raise Refused(
+                f"{action} refused",
+                case_id=case_id,
+                problems=[str(f) for f in hard] + [f"{w} (warning)" for w in warnings],
+            )
+        return warnings
+
+    def move(
+        self,
+        identities: Sequence[crypto.Identity],
+        case_id: str,
+        target: str,
+        *,
+        today: dt.date,
+        reason: str | None = None,
+        form_data: bytes | None = None,
+        override: str | None = None,
+    ) -> MoveResult:
+        """One workflow transition, guarded; ``form_data`` merges one form in the same commit."""
         actor = self.actor(identities)
-        if actor.role == AUDITOR:
-            raise Refused("auditors never change cases")
-        return actor
+        if target not in workflow.STATES:
+            raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
+        if reason is not None:
+            ids.check_reason(reason)
+        recordable = [*self.workflow.events, "reopen"]
+        forms = (self.read_form_file(form_data, allowed=recordable, exactly=True)
+                 if form_data is not None else {})
+        self.ensure_clean([ids.record_path(case_id)])
+        loaded = self.load(case_id, identities)
+        record = loaded.record
+        before = record.document(self.schemas.field_order)
+        source = before["state"]
+        transition = self.workflow.find(source, target)
+        if transition is None:
+            raise Refused(f"illegal transition: no move from {source} to {target}",
+                          case_id=case_id, hint="see the transition table: cmgit move --help")
+        extra = self.workflow.reasons_for(transition, reason)
+        failures = [f for f in [self.workflow.permission(
+            transition.by, actor.role, actor.id, actor.team, before, transition.id)] if f]
+        if transition.four_eyes and actor.id == before["caseworker"]:
+            failures.append(Failure(transition.four_eyes, "hard",
+                                    "the case's own caseworker cannot authorise this (four eyes)"))
+        for name, item in forms.items():
+            merge_form(record, name, item, self.schemas)
+        caseload = self.caseloads(exclude=case_id) if "G03c" in transition.guards else None
+        situation = self._situation(record, before, actor, today, reason=reason,
+                                    override=override, caseload=caseload)
+        case = situation.record
+        workflow.apply_effects(transition, case, situation)
+        if "minimise" in transition.effects:
+            situation.personal_left = strip_personal(case, self.schemas)
+        case["state"] = target
+        case["state_since"] = today.isoformat()
+        if override and "G03c" in transition.guards:
+            note_override(case, override)
+        record.open = {k: case[k] for k in self.schemas.open_fields}
+        record.forms = {k: case[k] for k in self.schemas.sealed_fields if k in case}
+        record.open = workflow.summarise(record.open, record.forms, self.settings, today)
+        situation.record = record.document(self.schemas.field_order)
+        self._validate_gb(record)
+        warnings = self._check_guards([*transition.guards, *extra], situation, failures,
+                                      case_id, f"move {source} -> {target} ({transition.id})")
+        trailers = [("Cmgit-Transition", transition.id), ("Cmgit-From", source),
+                    ("Cmgit-To", target)]
+        if reason:
+            trailers.append(("Cmgit-Reason", reason))
+        trailers += [("Cmgit-Form", name) for name in forms]
+        if override and "G03c" in transition.guards:
+            trailers.append(("Cmgit-Override", "G03c"))
+        trailers += [("Cmgit-Warning", w.code) for w in warnings]
+        self._save(loaded, actor, today, "move", None, trailers,
+                   subject=f"{case_id}: {source} -> {target}")
+        return MoveResult(case_id, transition, source, target, warnings)
+
+    # -- keyless views -------------------------------------------------------------------
+
+    def _profile(self, profile: str | None) -> str:
+        name = profile or self.settings.get("display_profile", "iag6")
+        if name not in self.workflow.profiles:
+            raise UsageError("unknown display profile",
+                             hint="profiles: " + ", ".join(self.workflow.profiles))
+        return str(name)
+
+    def list_cases(
+        self,
+        *,
+        today: dt.date,
+        states: Sequence[str] = (),
+        team: str | None = None,
+        caseworker: str | None = None,
+        overdue: bool = False,
+        profile: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Cases from their open fields, filtered; each with its step in the display profile."""
+        for name in states:
+            if name not in workflow.STATES:
+                raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
+        shown = self._profile(profile)
+        rows = []
+        for _, fields in sorted(self.open_index().items()):
+            if states and fields["state"] not in states:
+                continue
+            if (team and fields["team"] != team) or (
+                caseworker and fields["caseworker"] != caseworker
+            ):
+                continue
+            if overdue and not _is_overdue(fields, today):
+                continue
+            rows.append({**fields, "step": self.workflow.label(fields["state"], shown)})
+        return rows
+
+    def due(self, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
+        """Follow-ups and reviews due within ``within`` days or overdue, highest risk first."""
+        horizon = today + dt.timedelta(days=within)
+        rank = {"high": 0, "medium": 1, "low": 2}
+        rows = []
+        for case_id, fields in self.open_index().items():
+            for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
+                when = checks.to_date(fields.get(key))
+                if when is not None and when <= horizon:
+                    rows.append({
+                        "case_id": case_id, "kind": kind, "due_on": when.isoformat(),
+                        "days_overdue": (today - when).days, "risk_level": fields["risk_level"],
+                        "state": fields["state"], "team": fields["team"],
+                        "caseworker": fields["caseworker"],
+                    })
+        rows.sort(key=lambda r: (rank.get(r["risk_level"] or "", 3), -r["days_overdue"],
+                                 r["case_id"], r["kind"]))
+        return rows
+
+    def case_log(self, case_id: str, *, profile: str | None = None) -> list[dict[str, Any]]:
+        """The case's history from commit messages alone: the path it took, and who acted."""
+        path = ids.record_path(ids.check_case_id(case_id))
+        commits = self.git.log(path)
+        if not commits:
+            raise CaseNotFound(f"no history for case {case_id}", case_id=case_id)
+        shown = self._profile(profile)
+        rows = []
+        for commit in commits:
+            t = commit.trailer
+            action = t("Cmgit-Action") or "unknown"
+            if action.startswith(("staff-", "settings-")):
+                action = "re-encrypt"
+            source, target = t("Cmgit-From"), t("Cmgit-To")
+            rows.append({
+                "commit": commit.oid,
+                # The day the action happened (CMGIT_TODAY for back-dated entry).
+                "date": t("Cmgit-Date") or commit.when[:10],
+                "actor": t("Cmgit-Actor") or commit.author,
+                "role": t("Cmgit-Role") or "",
+                "action": action,
+                "transition": t("Cmgit-Transition"),
+                "from": source,
+                "to": target,
+                "from_step": self.workflow.label(source, shown) if source else None,
+                "to_step": self.workflow.label(target, shown) if target else None,
+                "reason": t("Cmgit-Reason"),
+                "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
+                "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
+                "warnings": commit.trailers.get("Cmgit-Warning", []),
+            })
+        return rows
+
+    def _validate_gb(self, record: Record) -> None:
+        try:
+            self.schemas.validate(record.document(self.schemas.field_order), CASE,
+                                  what="case record", case_id=record.case_id)
+        except SchemaError as exc:
+            exc.message = f"GB: {exc.message}"
+            raise
+
+    def assign(
+        self,
+        identities: Sequence[crypto.Identity],
+        case_id: str,
+        staff_id: str,
+        *,
+        today: dt.date,
+        reason: str | None = None,
+        override: str | None = None,
+    ) -> MoveResult:
+        """Reassign the key caseworker (supervisor or programme manager) and re-encrypt."""
+        actor = self.actor(identities)
+        rules = self.workflow.assignment
+        if reason is None:
+            raise UsageError("assign needs --reason, one of: " + ", ".join(rules.reasons))
+        if reason not in rules.reasons:
+            raise UsageError("assign takes --reason " + ", ".join(rules.reasons))
+        worker = self.registry.get(ids.check_staff_id(staff_id))
+        self.ensure_clean([ids.record_path(case_id)])
+        loaded = self.load(case_id, identities)
+        record = loaded.record
+        before = record.document(self.schemas.field_order)
+        if before["caseworker"] == worker.id:
+            raise UsageError(f"{worker.id} is already the key caseworker", case_id=case_id)
+        failures = [f for f in [self.workflow.permission(
+            rules.by, actor.role, actor.id, actor.team, before, "reassignment")] if f]
+        if before["state"] not in rules.states:
+            self._refuse_if_closed(before["state"], case_id)
+            failures.append(Failure("GA", "hard", f"no reassignment in state {before['state']}"))
+        if self.workflow.scopes.get(actor.role) == "team" and worker.team != actor.team:
+            failures.append(Failure("GA", "hard", "a supervisor reassigns within their team"))
+        items = [dict(a) for a in record.forms.get("assignment") or ()]
+        for item in items:
+            if item.get("role_on_case") == "key_caseworker" and "to" not in item:
+                item["to"] = today.isoformat()
+        new_item: dict[str, Any] = {
+            "assignment_id": f"assignment-{len(items) + 1}", "staff_id": worker.id,
+            "role_on_case": "key_caseworker", "from": today.isoformat(), "reason": reason,
+            "authorised_by": actor.id,
+        }
+        if override:
+            new_item["caseload_override_reason"] = override
+        record.forms["assignment"] = [*items, new_item]
+        record.open = {**record.open, "caseworker": worker.id, "team": worker.team}
+        situation = self._situation(record, before, actor, today, reason=reason,
+                                    override=override, caseload=self.caseloads(exclude=case_id))
+        self._validate_gb(record)
+        self._check_guards(rules.guards, situation, failures, case_id, "reassignment")
+        trailers = [("Cmgit-Staff", worker.id), ("Cmgit-Reason", reason)]
+        if override:
+            trailers.append(("Cmgit-Override", "G03c"))
+        self._save(loaded, actor, today, "assign", None, trailers,
+                   subject=f"{case_id}: assign {worker.id}")
+        state = before["state"]
+        return MoveResult(case_id, None, state, state, [])
 
     def _save(
         self,
@@ -474,6 +820,8 @@ class Repository:
         action: str,
         item_id: str | None,
         trailers: list[tuple[str, str]],
+        *,
+        subject: str | None = None,
     ) -> str:
         record = loaded.record
         case_id = record.case_id
@@ -483,11 +831,12 @@ class Repository:
                               case_id=case_id)
             record.open["version"] = record.version + 1
             data = self.seal(record, loaded.head_blob, today)
-            subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
+            if subject is None:
+                subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
             self._commit(
                 {loaded.path: data}, subject,
                 [("Cmgit-Case", case_id), ("Cmgit-Action", action), *trailers,
-                 ("Cmgit-Version", str(record.version))],
+                 ("Cmgit-Version", str(record.version)), ("Cmgit-Date", today.isoformat())],
                 actor, parent,
             )
         return item_id or action
@@ -636,7 +985,7 @@ class Repository:
         for case_id in self.case_ids():
             open_fields = self.load_open(case_id).record.open
             if open_fields["caseworker"] == staff_id and open_fields["state"] in (
-                workflow.HELD_STATES
+                self.workflow.held_states
             ):
                 held.append(case_id)
         return held
@@ -724,6 +1073,28 @@ def load_yaml(
     return schemas.coerce(yamlio.load(data, what=what, max_bytes=limit), schema, what=what)
 
 
+def load_workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:
+    """The procedure from its data file, validated and checked for dangling names."""
+    if data is None:
+        raise NotACaseRepository(f"{WORKFLOW_FILE} is missing from the committed tree")
+    what = "workflow data"
+    doc = yamlio.load(data, what=what, max_bytes=MAX_CONFIG_BYTES)
+    # Guard conditions are JSON Schema themselves: no schema can type them, so their
+    # unquoted scalars take YAML's core types (true, 3, null).
+    guards = doc.get("guards") if isinstance(doc, dict) else None
+    for guard in guards.values() if isinstance(guards, dict) else ():
+        for key in ("schema", "params"):
+            if isinstance(guard, dict) and key in guard:
+                guard[key] = yamlio.core(guard[key])
+    doc = schemas.coerce(doc, schemas.schemas[WORKFLOW], what=what)
+    schemas.validate(doc, WORKFLOW, what=what)
+    try:
+        return Workflow(doc)
+    except WorkflowError as exc:
+        raise SchemaError(f"workflow data is inconsistent: {exc}",
+                          hint=f"correct {WORKFLOW_FILE}") from None
+
+
 def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
     """Put one form into a record the way its schema's x-cmgit-mode says (SPEC section 4)."""
     mode = schemas.form_mode(form)
@@ -762,6 +1133,55 @@ def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
     items.append(item)
     record.forms[form] = items
     return new_id
+
+
+def _is_overdue(fields: Mapping[str, Any], today: dt.date) -> bool:
+    return any(
+        (day := checks.to_date(fields.get(key))) is not None and day < today
+        for key in ("next_follow_up_due", "next_review_due")
+    )
+
+
+def strip_personal(case: dict[str, Any], schemas: SchemaSet) -> int:
+    """Remove every field the form schemas class as personal (P) from the sealed forms of
+    ``case`` (guard G21: a case closed before registration keeps no personal details).
+    Returns how many personal fields are left, which is none unless a P field is required
+    by its schema (then it stays and the guard refuses)."""
+    left = 0
+
+    def walk(value: Any, schema: Mapping[str, Any]) -> Any:
+        nonlocal left
+        if "$ref" in schema:
+            schema = {**schemas.resolve(schema["$ref"]), **{k: v for k, v in schema.items()
+                                                            if k != "$ref"}}
+        if isinstance(value, dict):
+            props = schema.get("properties", {})
+            required = set(schema.get("required", ()))
+            out = {}
+            for key, item in value.items():
+                sub = props.get(key, {})
+                if sub.get("x-cmgit-class") == "P":
+                    if key in required:
+                        left += 1
+                        out[key] = item
+                    continue
+                out[key] = walk(item, sub)
+            return out
+        if isinstance(value, list):
+            return [walk(item, schema.get("items", {})) for item in value]
+        return value
+
+    for form in schemas.sealed_fields:
+        if form in case:
+            case[form] = walk(case[form], schemas.case_properties[form])
+    return left
+
+
+def note_override(case: dict[str, Any], reason: str) -> None:
+    """Keep a caseload override's reason, in words, in the sealed assignment record."""
+    items = case.get("assignment") or []
+    if items:
+        items[-1] = {**items[-1], "caseload_override_reason": reason}
 
 
 def check_item_ids(record: Record, schemas: SchemaSet) -> None:

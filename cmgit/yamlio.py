@@ -546,6 +546,26 @@ def coerce(
     return _Coercer(resolve, what).walk(value, schema, 0)
 
 
+def core(value: Any) -> Any:
+    """Type unquoted scalars by the YAML 1.2 core rules (true/false, null, integers):
+    for data that is itself a schema or free parameters, where no schema can decide.
+    Only the canonical spellings count; everything else stays a string."""
+    if isinstance(value, dict):
+        return {key: core(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [core(item) for item in value]
+    if isinstance(value, Plain):
+        text = str(value)
+        if text in ("true", "false"):
+            return text == "true"
+        if text in ("null", "~", ""):
+            return None
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        return text
+    return value
+
+
 # --------------------------------------------------------------------------- dump
 
 # Written plain only if no YAML 1.1 or 1.2 reader can take it for anything but a string:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from cmgit import crypto
+from cmgit import crypto, demo
 from cmgit.cli import cli
 from cmgit.registry import Staff
 from cmgit.store import Repository, init_repository
@@ -123,6 +125,24 @@ class Programme:
 
     def repo(self) -> Repository:
         return Repository.open(self.root)
+
+    def person(self, staff_id: str) -> demo.Person:
+        repo = self.repo()
+        return demo.Person(repo.registry.get(staff_id), self.identities(staff_id))
+
+    def journey(self, worker: str = "cw-north-1", supervisor: str = "sv-north", *,
+                days_before: int = 120, seed: int = 1, **kw: Any) -> demo.Journey:
+        """A case walked through the real transitions by its staff, with invented forms."""
+        repo = self.repo()
+        start = dt.date.fromisoformat(TODAY) - dt.timedelta(days=days_before)
+        return demo.Journey(repo, demo.Forms(random.Random(seed), seed, **kw),
+                            self.person(worker), self.person(supervisor), start,
+                            list(repo.settings["vulnerability_criteria"]))
+
+    def walk(self, destination: str, **kw: Any) -> str:
+        journey = self.journey(days_before=demo.DURATION[destination] + 10, **kw)
+        demo.walk(journey, destination)
+        return journey.case_id
 
 
 def build_programme(base: Path) -> Programme:

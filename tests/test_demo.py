@@ -22,7 +22,7 @@ def test_demo_builds_a_programme_and_prints_where(tmp_path: Path) -> None:
     repo = target / "cases"
     assert f"Case repository:  {repo}" in result.stdout
     keys = sorted((target / "identities").glob("*.txt"))
-    assert len(keys) == 17
+    assert len(keys) == 18
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     # identities never inside the repository
     assert not [p for p in repo.rglob("*") if p.is_file() and b"AGE-SECRET-KEY" in p.read_bytes()]
