@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -126,12 +128,28 @@ class Git:
         out = self.text("rev-parse", "-q", "--verify", "HEAD^{commit}", ok=(0, 1))
         return out or None
 
+    @cached_property
+    def objects(self) -> Objects:
+        return Objects(self)
+
     def blob_id(self, rev: str, path: str) -> str | None:
-        out = self.text("rev-parse", "-q", "--verify", f"{rev}:{path}", ok=(0, 1, 128))
-        return out or None
+        """The blob at ``path`` in commit ``rev`` (HEAD or a commit id), or None."""
+        commit = self.head() if rev == "HEAD" else rev
+        if commit is None:
+            return None
+        entry = self.objects.lookup(commit, path)
+        return entry[1] if entry and entry[0] in BLOB_MODES else None
+
+    def path_entry(self, rev: str, path: str) -> tuple[str, str] | None:
+        """(mode, object id) of ``path`` in commit ``rev``, or None."""
+        commit = self.head() if rev == "HEAD" else rev
+        return self.objects.lookup(commit, path) if commit else None
 
     def read_blob(self, oid: str) -> bytes:
-        return self.run("cat-file", "blob", oid)
+        kind, data = self.objects.read(oid)
+        if kind != "blob":
+            raise GitFailed("expected a blob")
+        return data
 
     def ls_tree(self, rev: str, *paths: str, recursive: bool = True) -> list[TreeEntry]:
         args = ["ls-tree", "-z", "--full-tree"]
@@ -194,6 +212,14 @@ class Git:
             commits.append(Commit(oid, when, author, body, parse_trailers(body)))
         return commits
 
+    def branch_ref(self) -> str | None:
+        """The branch HEAD points at, read from HEAD itself; None when detached."""
+        try:
+            text = (self.git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return text[5:] if text.startswith("ref: refs/heads/") else None
+
     def operation_in_progress(self) -> str | None:
         """A merge, rebase, cherry-pick or revert under way, or a detached HEAD."""
         git_dir = self.git_dir
@@ -208,7 +234,7 @@ class Git:
         for name, what in markers.items():
             if (git_dir / name).exists():
                 return what
-        if not self.text("symbolic-ref", "-q", "HEAD", ok=(0, 1)):
+        if self.branch_ref() is None:
             return "a detached HEAD"
         return None
 
@@ -223,26 +249,13 @@ class Git:
     # -- writing ---------------------------------------------------------------------
 
     def hash_blob(self, data: bytes) -> str:
-        return self.run("hash-object", "-w", "--stdin", input=data).decode().strip()
+        return self.objects.write("blob", data)
 
-    def _tree_entries(self, tree: str | None) -> dict[str, tuple[str, str, str]]:
-        if tree is None:
-            return {}
-        out = self.run("ls-tree", "-z", tree)
-        entries = {}
-        for item in out.split(b"\0"):
-            if item:
-                meta, _, name = item.decode("utf-8", "surrogateescape").partition("\t")
-                mode, kind, oid = meta.split(" ")
-                entries[name] = (mode, kind, oid)
-        return entries
+    def _tree_entries(self, tree: str | None) -> dict[str, tuple[str, str]]:
+        return {} if tree is None else self.objects.tree(tree)
 
-    def _make_tree(self, entries: Mapping[str, tuple[str, str, str]]) -> str:
-        listing = b"".join(
-            f"{mode} {kind} {oid}\t{name}".encode("utf-8", "surrogateescape") + b"\0"
-            for name, (mode, kind, oid) in sorted(entries.items())
-        )
-        return self.run("mktree", "-z", input=listing).decode().strip()
+    def _make_tree(self, entries: Mapping[str, tuple[str, str]]) -> str:
+        return self.objects.write("tree", encode_tree(entries))
 
     def build_tree(self, base: str | None, changes: Mapping[str, str | None]) -> str | None:
         """A new tree: ``base`` with each path set to a blob id (or removed, for None).
@@ -259,15 +272,15 @@ class Git:
             elif oid is None:
                 entries.pop(head, None)
             else:
-                entries[head] = ("100644", "blob", oid)
+                entries[head] = ("100644", oid)
         for name, sub_changes in nested.items():
             current = entries.get(name)
-            sub_base = current[2] if current and current[1] == "tree" else None
+            sub_base = current[1] if current and current[0] == TREE_MODE else None
             sub_tree = self.build_tree(sub_base, sub_changes)
             if sub_tree is None:
                 entries.pop(name, None)
             else:
-                entries[name] = ("040000", "tree", sub_tree)
+                entries[name] = (TREE_MODE, sub_tree)
         if not entries:
             return None
         return self._make_tree(entries)
@@ -287,22 +300,15 @@ class Git:
         blobs = {
             path: None if data is None else self.hash_blob(data) for path, data in files.items()
         }
-        # ls-tree reads a commit's root tree directly: no rev-parse of the tree needed.
-        tree = self.build_tree(parent, blobs) or self._make_tree({})
-        args = ["commit-tree", "--no-gpg-sign", tree]
-        if parent:
-            args += ["-p", parent]
-        stamp = f"{int(time.time())} +0000"
-        who = {
-            "GIT_AUTHOR_NAME": author.name,
-            "GIT_AUTHOR_EMAIL": author.email,
-            "GIT_AUTHOR_DATE": stamp,
-            "GIT_COMMITTER_NAME": author.name,
-            "GIT_COMMITTER_EMAIL": author.email,
-            "GIT_COMMITTER_DATE": stamp,
-        }
-        commit = self.run(*args, input=message.encode("utf-8"), env=who).decode().strip()
-        ref = self.text("symbolic-ref", "-q", "HEAD")
+        base = self.objects.commit_tree(parent) if parent else None
+        tree = self.build_tree(base, blobs) or self._make_tree({})
+        person = f"{author.name} <{author.email}> {int(time.time())} +0000"
+        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+        header += f"author {person}\ncommitter {person}\n\n"
+        commit = self.objects.write("commit", (header + message).encode("utf-8"))
+        ref = self.branch_ref()
+        if ref is None:
+            raise OperationInProgress("HEAD is detached", hint="check out a branch first")
         self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
         self._sync_worktree(blobs, files)
         return commit
@@ -326,6 +332,126 @@ class Git:
     def init(self, branch: str = "main") -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.run("init", "-q", "-b", branch)
+
+
+BLOB_MODES = ("100644", "100755")
+TREE_MODE = "40000"
+
+
+def encode_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
+    """A git tree object's body. git orders entries by name, a tree's name as if it ended
+    in "/", and mode and name are written as text, the object id as 20 raw bytes."""
+
+    def order(name: str) -> bytes:
+        raw = name.encode("utf-8", "surrogateescape")
+        return raw + b"/" if entries[name][0] == TREE_MODE else raw
+
+    return b"".join(
+        f"{entries[name][0]} ".encode() + name.encode("utf-8", "surrogateescape") + b"\0"
+        + bytes.fromhex(entries[name][1])
+        for name in sorted(entries, key=order)
+    )
+
+
+def decode_tree(data: bytes) -> dict[str, tuple[str, str]]:
+    entries = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        mode = data[pos:space].decode("ascii")
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (mode, data[nul + 1 : nul + 21].hex())
+        pos = nul + 21
+    return entries
+
+
+class Objects:
+    """git objects read through one long-lived ``git cat-file --batch`` and written as
+    loose objects directly, as git itself writes them (zlib, SHA-1 name, write to a
+    temporary file and rename). A process per object costs about 2 ms; this, microseconds.
+    """
+
+    def __init__(self, git: Git):
+        self.git = git
+        self.folder = Path(git.root, git.text("rev-parse", "--git-path", "objects"))
+        if git.text("rev-parse", "--show-object-format") != "sha1":
+            raise GitFailed("cmgit needs a repository with SHA-1 object names")
+        self._reader: subprocess.Popen[bytes] | None = None
+
+    def _batch(self) -> subprocess.Popen[bytes]:
+        if self._reader is None or self._reader.poll() is not None:
+            self._reader = subprocess.Popen(
+                ["git", "-C", str(self.git.root), "cat-file", "--batch"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=clean_env(),
+            )
+        return self._reader
+
+    def read(self, oid: str) -> tuple[str, bytes]:
+        if not _OID_RE.fullmatch(oid):
+            raise GitFailed("not an object id")
+        proc = self._batch()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(oid.encode() + b"\n")
+        proc.stdin.flush()
+        header = proc.stdout.readline().split()
+        if len(header) != 3:
+            raise GitFailed("object not found")
+        data = proc.stdout.read(int(header[2]) + 1)[:-1]
+        return header[1].decode(), data
+
+    def tree(self, oid: str) -> dict[str, tuple[str, str]]:
+        kind, data = self.read(oid)
+        if kind != "tree":
+            raise GitFailed("expected a tree")
+        return decode_tree(data)
+
+    def commit_tree(self, commit: str) -> str:
+        kind, data = self.read(commit)
+        if kind != "commit" or not data.startswith(b"tree "):
+            raise GitFailed("expected a commit")
+        return data[5:45].decode("ascii")
+
+    def lookup(self, commit: str, path: str) -> tuple[str, str] | None:
+        """(mode, object id) at ``path`` in ``commit``, walking its trees."""
+        mode, oid = TREE_MODE, self.commit_tree(commit)
+        for part in path.split("/"):
+            if mode != TREE_MODE:
+                return None
+            found = self.tree(oid).get(part)
+            if found is None:
+                return None
+            mode, oid = found
+        return mode, oid
+
+    def write(self, kind: str, data: bytes) -> str:
+        raw = f"{kind} {len(data)}".encode() + b"\0" + data
+        oid = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        target = self.folder / oid[:2] / oid[2:]
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(zlib.compress(raw, 1))
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        return oid
+
+    def close(self) -> None:
+        if self._reader is not None and self._reader.poll() is None:
+            assert self._reader.stdin is not None
+            self._reader.stdin.close()
+            self._reader.wait()
+        self._reader = None
+
+
+_OID_RE = re.compile(r"[0-9a-f]{40}")
 
 
 def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:

@@ -40,7 +40,7 @@ from .errors import (
     UsageError,
 )
 from .guards import Situation
-from .history import Author, Git, format_message, repository_lock
+from .history import BLOB_MODES, Author, Git, format_message, repository_lock
 from .records import Record
 from .registry import (
     CASEWORKER,
@@ -132,9 +132,10 @@ class Repository:
 
     def _config_key(self) -> str:
         """Object ids of the committed configuration: equal ids, equal configuration."""
-        entries = self.git.ls_tree("HEAD", SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE,
-                                   recursive=False)
-        return " ".join(f"{e.path}={e.oid}" for e in entries)
+        head = self.git.head()
+        root = self.git.objects.tree(self.git.objects.commit_tree(head)) if head else {}
+        return " ".join(f"{name}={root.get(name)}"
+                        for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE))
 
     @cached_property
     def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry, Workflow]:
@@ -249,8 +250,8 @@ class Repository:
         """A record's open fields and sealed block, checked without any key."""
         ids.check_case_id(case_id)
         path = ids.record_path(case_id)
-        entry = next(iter(self.git.ls_tree("HEAD", path)), None)
-        if entry is not None and entry.mode not in ("100644", "100755"):
+        entry = self.git.path_entry("HEAD", path)
+        if entry is not None and entry[0] not in BLOB_MODES:
             raise IntegrityError(
                 "committed record is not a regular file", case_id=case_id,
                 hint="run cmgit audit; a link or submodule was committed in its place",
@@ -268,7 +269,7 @@ class Repository:
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
         if entry is not None:
-            committed = self.git.read_blob(entry.oid)
+            committed = self.git.read_blob(entry[1])
             if committed != data:
                 # Only cmgit writes records, and it commits what it writes: any
                 # difference from the committed file was made by something else.
@@ -285,7 +286,7 @@ class Repository:
         except CmgitError as exc:
             exc.case_id = case_id
             raise
-        return Loaded(Record(open_fields), path, armored, entry.oid if entry else None, header)
+        return Loaded(Record(open_fields), path, armored, entry[1] if entry else None, header)
 
     def expected_recipients(self, open_fields: Mapping[str, Any]) -> list[str]:
         return self.registry.recipients_for(
