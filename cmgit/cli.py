@@ -586,6 +586,41 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
     print_table(("when", "who", "role", "action", "from -> to", "reason", "detail"), table)
 
 
+@cli.command("workflow")
+@click.option("--guards", "show_guards", is_flag=True, help="List the guards instead.")
+@json_option
+@pass_state
+def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
+    """Print the procedure from the repository's workflow data: transitions or guards.
+
+    \b
+    Example:
+      cmgit workflow
+      cmgit workflow --guards --json
+    """
+    flow = state.repo().workflow
+    if show_guards:
+        rows = [{"code": g.code, "severity": g.severity, "summary": g.summary}
+                for g in flow.guards.values()]
+        if as_json:
+            emit(rows, True)
+        else:
+            print_table(("guard", "kind", "rule"),
+                        [(r["code"], r["severity"], r["summary"]) for r in rows])
+        return
+    rows = [{"id": t.id, "from": list(t.sources), "to": t.target, "by": list(t.by),
+             "four_eyes": t.four_eyes, "guards": list(t.guards),
+             "reasons": dict(t.reasons) if t.reasons else None, "summary": t.summary}
+            for t in flow.transitions.values()]
+    if as_json:
+        emit(rows, True)
+        return
+    print_table(("id", "from", "to", "by", "guards", "reasons"), [
+        (r["id"], ", ".join(r["from"]), r["to"], ", ".join(r["by"]),
+         " ".join([*r["guards"], *([r["four_eyes"]] if r["four_eyes"] else [])]),
+         ", ".join(r["reasons"] or ())) for r in rows])
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A plain aligned table: stable for scripts and golden tests, fine in a terminal."""
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]

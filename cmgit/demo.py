@@ -497,8 +497,8 @@ DURATION = {
 }
 
 
-OPEN_DESTINATIONS = ("registered", "assessment", "case_planning", "implementation",
-                     "follow_up_review", "closure_pending")
+OPEN_DESTINATIONS = ("registered", "assessment", "immediate_action", "case_planning",
+                     "implementation", "follow_up_review", "closure_pending")
 
 
 def walk(journey: Journey, destination: str, today: dt.date | None = None) -> None:

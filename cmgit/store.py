@@ -621,7 +621,7 @@ class Repository:
         transition = self.workflow.find(source, target)
         if transition is None:
             raise Refused(f"illegal transition: no move from {source} to {target}",
-                          case_id=case_id, hint="see the transition table: cmgit move --help")
+                          case_id=case_id, hint="see the transition table: cmgit workflow")
         extra = self.workflow.reasons_for(transition, reason)
         failures = [f for f in [self.workflow.permission(
             transition.by, actor.role, actor.id, actor.team, before, transition.id)] if f]

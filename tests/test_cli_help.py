@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from cmgit.cli import cli
 
 SPEC_COMMANDS = {"init", "keygen", "whoami", "staff", "settings", "new", "show", "find",
-                 "edit", "record", "validate", "demo"}
+                 "edit", "record", "validate", "demo", "move", "assign", "list", "due", "log"}
 
 
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
