@@ -63,7 +63,9 @@ class State:
     def repo(self) -> Any:
         from .store import Repository
 
-        return Repository.open(self.directory)
+        repo = Repository.open(self.directory)
+        repo.signing_key_path = signing_key_path()
+        return repo
 
     def identities(self) -> Any:
         from .store import load_identities
@@ -72,6 +74,12 @@ class State:
 
     def optional_identities(self) -> Any:
         return self.identities() if self.identity_path else None
+
+
+def signing_key_path() -> Path | None:
+    """CMGIT_SIGNING_KEY: the SSH private key cmgit signs commits with (SPEC section 3)."""
+    text = os.environ.get("CMGIT_SIGNING_KEY")
+    return Path(text) if text else None
 
 
 def today() -> dt.date:
@@ -170,6 +178,7 @@ def init(directory: str, admin: str, recipient: str, signing_key: str | None, te
     target = init_repository(
         Path(directory), admin=admin, recipient=recipient, team=team,
         signing_key=signing_key, prefix=prefix, programme=programme,
+        signing_key_path=signing_key_path(),
     )
     click.echo(f"Created case repository {target}")
 

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -291,11 +291,14 @@ class Git:
         message: str,
         author: Author,
         parent: str | None,
+        sign: Callable[[bytes], str] | None = None,
     ) -> str:
         """Create a commit of ``files`` on top of ``parent`` and move the branch to it.
 
         The branch moves only if it still points at ``parent`` (compare and swap), so a
-        concurrent writer can never be overwritten. Returns the new commit id.
+        concurrent writer can never be overwritten. ``sign`` turns the commit's bytes into
+        an armored signature, stored in a ``gpgsig`` header as git does. Returns the new
+        commit id.
         """
         blobs = {
             path: None if data is None else self.hash_blob(data) for path, data in files.items()
@@ -304,8 +307,12 @@ class Git:
         tree = self.build_tree(base, blobs) or self._make_tree({})
         person = f"{author.name} <{author.email}> {int(time.time())} +0000"
         header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
-        header += f"author {person}\ncommitter {person}\n\n"
-        commit = self.objects.write("commit", (header + message).encode("utf-8"))
+        header += f"author {person}\ncommitter {person}\n"
+        body = (header + "\n" + message).encode("utf-8")
+        if sign is not None:
+            signature = sign(body).replace("\n", "\n ")
+            body = (header + f"gpgsig {signature}\n\n" + message).encode("utf-8")
+        commit = self.objects.write("commit", body)
         ref = self.branch_ref()
         if ref is None:
             raise OperationInProgress("HEAD is detached", hint="check out a branch first")
@@ -406,6 +413,26 @@ class Objects:
         if kind != "tree":
             raise GitFailed("expected a tree")
         return decode_tree(data)
+
+    def signed_commit(self, commit: str) -> tuple[bytes, str | None]:
+        """The bytes a commit's signature covers, and the armored signature (or None)."""
+        kind, data = self.read(commit)
+        if kind != "commit":
+            raise GitFailed("expected a commit")
+        head, sep, message = data.partition(b"\n\n")
+        kept, signature, in_sig = [], [], False
+        for line in head.split(b"\n"):
+            if line.startswith(b"gpgsig "):
+                in_sig = True
+                signature.append(line[7:])
+            elif in_sig and line.startswith(b" "):
+                signature.append(line[1:])
+            else:
+                in_sig = False
+                kept.append(line)
+        payload = b"\n".join(kept) + sep + message
+        text = b"\n".join(signature).decode("ascii", "replace") if signature else None
+        return payload, text
 
     def commit_tree(self, commit: str) -> str:
         kind, data = self.read(commit)

@@ -17,14 +17,15 @@ import shutil
 import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import crypto, ids, records, workflow, yamlio
+from . import crypto, ids, records, signing, workflow, yamlio
 from . import guards as checks
 from .errors import (
+    AccessError,
     CaseNotFound,
     CmgitError,
     DirtyWorkTree,
@@ -112,6 +113,8 @@ class CheckResult:
 class Repository:
     git: Git
     cipher: crypto.Cipher = field(default_factory=crypto.AgeCipher)
+    # CMGIT_SIGNING_KEY: the actor's SSH private key, for signed commits (SPEC section 3).
+    signing_key_path: Path | None = None
     _loaded_key: str = field(default="", init=False, repr=False)
 
     @classmethod
@@ -355,6 +358,11 @@ class Repository:
         armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
         return records.render_file(record.open, self.schemas.open_fields, armored)
 
+    def _signer(self, actor: Staff) -> Callable[[bytes], str] | None:
+        """Sign with the actor's registered key; required when the settings say so."""
+        return make_signer(self.signing_key_path, actor,
+                           bool(self.settings.get("require_signed_commits")))
+
     def _commit(
         self,
         files: Mapping[str, bytes | None],
@@ -366,7 +374,8 @@ class Repository:
         message = format_message(
             subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
         )
-        commit = self.git.commit(files, message, staff_author(actor), parent)
+        commit = self.git.commit(files, message, staff_author(actor), parent,
+                                 sign=self._signer(actor))
         if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
             self.__dict__.pop("_config", None)
         return commit
@@ -929,6 +938,8 @@ class Repository:
 
     def staff_add(self, identities: Sequence[crypto.Identity], member: Staff) -> int:
         actor = self._acting(identities, PROGRAMME_MANAGER, action="adding staff")
+        if member.signing_key:
+            member = replace(member, signing_key=signing.check_public_key(member.signing_key))
         if member.id in self.registry.staff:
             raise UsageError(f"staff member {member.id} exists", hint="use cmgit staff update")
         clash = [m.id for m in self.registry.staff.values() if m.recipient == member.recipient]
@@ -944,6 +955,8 @@ class Repository:
         actor = self._acting(identities, PROGRAMME_MANAGER, action="changing staff")
         current = self.registry.get(staff_id)
         changes = {k: v for k, v in changes.items() if v is not None}
+        if changes.get("signing_key"):
+            changes["signing_key"] = signing.check_public_key(changes["signing_key"])
         if not changes:
             raise UsageError("nothing to change", hint="give --team, --role, --recipient or "
                              "--signing-key")
@@ -1211,6 +1224,7 @@ def init_repository(
     signing_key: str | None,
     prefix: str,
     programme: str,
+    signing_key_path: Path | None = None,
 ) -> Path:
     """Create a case repository from the template; the first programme manager is
     registered in its first commit, the trust root audit starts from."""
@@ -1218,6 +1232,8 @@ def init_repository(
     ids.check_team_id(team)
     ids.check_prefix(prefix)
     recipient = crypto.check_recipient(recipient)
+    if signing_key:
+        signing_key = signing.check_public_key(signing_key)
     if target.exists() and any(target.iterdir()):
         raise UsageError("target folder is not empty", hint="choose a new or empty folder")
     source = template_root()
@@ -1251,12 +1267,32 @@ def init_repository(
         message = format_message(
             "init: case repository", [("Cmgit-Action", "init"), ("Cmgit-Actor", admin)]
         )
-        git.commit(files, message, staff_author(admin_member), None)
+        git.commit(files, message, staff_author(admin_member), None,
+                   sign=make_signer(signing_key_path, admin_member, False))
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)
         raise
     return target
+
+
+def make_signer(
+    path: Path | None, actor: Staff, required: bool
+) -> Callable[[bytes], str] | None:
+    if path is None:
+        if required:
+            raise NoIdentity(
+                "this repository requires signed commits",
+                hint="set CMGIT_SIGNING_KEY to your SSH signing key (ssh-keygen -t ed25519)",
+            )
+        return None
+    key = signing.load_private_key(path)
+    if signing.public_key_text(key.public_key()) != actor.signing_key:
+        raise AccessError(
+            f"your signing key is not the one registered for {actor.id}",
+            hint="a programme manager registers it: cmgit staff update ID --signing-key ...",
+        )
+    return lambda data: signing.sign(data, key)
 
 
 def keygen(path: Path) -> str:

@@ -11,7 +11,7 @@ LAYERS: dict[str, float] = {
     "errors": 0,
     "ids": 1, "records": 1, "guards": 1, "registry": 1, "yamlio": 1,
     "workflow": 1.5,  # the procedure model, built on the named guards
-    "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2,
+    "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
     "store": 3, "editing": 3,
     "demo": 3.5,  # a programme built through the store, as a user would
     "cli": 4,
@@ -24,6 +24,7 @@ OWNERS = {
     "click": {"cli"},
     "rich": {"progress"},
     "subprocess": {"history", "editing"},
+    "cryptography": {"signing"},
 }
 PURE_FORBIDDEN = {"os", "subprocess", "pathlib", "time", "tempfile", "shutil", "socket"}
 

@@ -1,0 +1,144 @@
+"""SSH commit signatures, made and checked in-process (the SSHSIG format git uses).
+
+git's own check of an SSH signature answers "signed by someone in the allowed list", and
+accepts a commit signed by one allowed person under another's name. cmgit compares the
+signing key itself with the key registered for the commit's actor instead, so it only
+needs this module to say which key made a valid signature.
+
+Keys are Ed25519 (`ssh-keygen -t ed25519`). Signatures use the namespace "git" and
+SHA-512, as `git commit -S` with gpg.format=ssh makes them, so plain git verifies them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+import struct
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import NoIdentity, UsageError
+
+MAGIC = b"SSHSIG"
+NAMESPACE = b"git"
+HASH = b"sha512"
+KEY_TYPE = b"ssh-ed25519"
+BEGIN = "-----BEGIN SSH SIGNATURE-----"
+END = "-----END SSH SIGNATURE-----"
+MAX_KEY_FILE = 64 * 1024
+
+
+class BadSignature(Exception):
+    """The signature is malformed, not Ed25519, or does not match the data."""
+
+
+def _string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _read_string(blob: bytes, pos: int) -> tuple[bytes, int]:
+    if pos + 4 > len(blob):
+        raise BadSignature("truncated signature")
+    (size,) = struct.unpack(">I", blob[pos : pos + 4])
+    end = pos + 4 + size
+    if end > len(blob):
+        raise BadSignature("truncated signature")
+    return blob[pos + 4 : end], end
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return raw.decode("ascii")
+
+
+def check_public_key(text: str) -> str:
+    """``ssh-ed25519 AAAA...`` (a trailing comment is dropped), or UsageError."""
+    parts = text.strip().split()
+    if len(parts) < 2 or parts[0] != KEY_TYPE.decode():
+        raise UsageError("signing key must be an ssh-ed25519 public key")
+    try:
+        key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, TypeError):
+        raise UsageError("signing key is not a valid ssh-ed25519 public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError("signing key must be an ssh-ed25519 public key")
+    return public_key_text(key)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """An unencrypted OpenSSH Ed25519 private key file, private to its owner."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        raise NoIdentity("cannot read the signing key", hint="check CMGIT_SIGNING_KEY") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_KEY_FILE:
+            raise NoIdentity("signing key is not a key file", hint="check CMGIT_SIGNING_KEY")
+        if info.st_mode & 0o077:
+            raise NoIdentity("signing key file is readable by others",
+                             hint="run chmod 600 on it")
+        data = handle.read()
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise NoIdentity("signing key cannot be loaded (passphrase-protected keys are not "
+                         "supported)", hint="use an unencrypted ed25519 key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise NoIdentity("signing key must be an ed25519 key", hint="ssh-keygen -t ed25519")
+    return key
+
+
+def _signed_data(message: bytes) -> bytes:
+    digest = hashlib.sha512(message).digest()
+    return MAGIC + _string(NAMESPACE) + _string(b"") + _string(HASH) + _string(digest)
+
+
+def sign(message: bytes, key: Ed25519PrivateKey) -> str:
+    """An armored SSHSIG signature of ``message`` (namespace git, SHA-512)."""
+    public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    signature = key.sign(_signed_data(message))
+    blob = (MAGIC + struct.pack(">I", 1) + _string(_string(KEY_TYPE) + _string(public))
+            + _string(NAMESPACE) + _string(b"") + _string(HASH)
+            + _string(_string(KEY_TYPE) + _string(signature)))
+    text = base64.b64encode(blob).decode("ascii")
+    lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+    return "\n".join([BEGIN, *lines, END])
+
+
+def verify(message: bytes, armored: str) -> str:
+    """The public key (``ssh-ed25519 AAAA...``) whose valid signature ``armored`` is."""
+    lines = armored.strip().splitlines()
+    if len(lines) < 3 or lines[0] != BEGIN or lines[-1] != END:
+        raise BadSignature("not an SSH signature")
+    try:
+        blob = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except ValueError:
+        raise BadSignature("not an SSH signature") from None
+    if not blob.startswith(MAGIC) or blob[6:10] != struct.pack(">I", 1):
+        raise BadSignature("not an SSH signature")
+    public_blob, pos = _read_string(blob, 10)
+    namespace, pos = _read_string(blob, pos)
+    _, pos = _read_string(blob, pos)
+    hash_name, pos = _read_string(blob, pos)
+    signature_blob, pos = _read_string(blob, pos)
+    if pos != len(blob) or namespace != NAMESPACE or hash_name != HASH:
+        raise BadSignature("not a git commit signature")
+    key_type, at = _read_string(public_blob, 0)
+    raw_key, at = _read_string(public_blob, at)
+    sig_type, sat = _read_string(signature_blob, 0)
+    raw_sig, sat = _read_string(signature_blob, sat)
+    if key_type != KEY_TYPE or sig_type != KEY_TYPE or len(raw_key) != 32:
+        raise BadSignature("only ed25519 signatures are accepted")
+    key = Ed25519PublicKey.from_public_bytes(raw_key)
+    try:
+        key.verify(raw_sig, _signed_data(message))
+    except InvalidSignature:
+        raise BadSignature("signature does not match") from None
+    return public_key_text(key)

@@ -1,0 +1,82 @@
+"""SSH commit signatures: made in-process, checked against the registered key, and
+accepted by git itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cmgit import signing
+from cmgit.history import Git
+
+from .conftest import Programme
+
+
+def ssh_key(folder: Path, name: str) -> tuple[Path, str]:
+    path = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
+                   check=True)
+    return path, (folder / f"{name}.pub").read_text().strip()
+
+
+def test_sign_and_verify_round_trip(tmp_path: Path) -> None:
+    path, public = ssh_key(tmp_path, "k")
+    key = signing.load_private_key(path)
+    armored = signing.sign(b"payload", key)
+    assert signing.verify(b"payload", armored) == signing.check_public_key(public)
+    with pytest.raises(signing.BadSignature):
+        signing.verify(b"other payload", armored)
+    tampered = armored.replace(armored.splitlines()[2][:4], "AAAA", 1)
+    with pytest.raises(signing.BadSignature):
+        signing.verify(b"payload", tampered)
+
+
+def test_signing_key_file_must_be_private(tmp_path: Path) -> None:
+    path, _ = ssh_key(tmp_path, "k")
+    os.chmod(path, 0o644)
+    from cmgit.errors import NoIdentity
+
+    with pytest.raises(NoIdentity, match="readable by others"):
+        signing.load_private_key(path)
+
+
+def test_required_signatures_with_the_registered_key(programme: Programme,
+                                                     tmp_path: Path) -> None:
+    worker_key, worker_pub = ssh_key(tmp_path, "cw")
+    pm_key, pm_pub = ssh_key(tmp_path, "pm")
+    other_key, _ = ssh_key(tmp_path, "other")
+    assert programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub,
+                         as_="pm-001").exit_code == 0
+    assert programme.cli("staff", "update", "cw-north-1", "--signing-key", worker_pub,
+                         as_="pm-001", env={"CMGIT_SIGNING_KEY": str(pm_key)}).exit_code == 0
+    result = programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001",
+                           env={"CMGIT_SIGNING_KEY": str(pm_key)})
+    assert result.exit_code == 0, result.output
+
+    before = programme.state()
+    unsigned = programme.cli("new", "--from", programme.form_file("identification"))
+    assert unsigned.exit_code == 5 and "requires signed commits" in unsigned.stderr
+    wrong = programme.cli("new", "--from", programme.form_file("identification"),
+                          env={"CMGIT_SIGNING_KEY": str(other_key)})
+    assert wrong.exit_code == 5 and "not the one registered" in wrong.stderr
+    assert programme.state() == before
+
+    ok = programme.cli("new", "--from", programme.form_file("identification"),
+                       env={"CMGIT_SIGNING_KEY": str(worker_key)})
+    assert ok.exit_code == 0, ok.output
+    git = Git(programme.root)
+    payload, armored = git.objects.signed_commit(git.head() or "")
+    assert armored is not None
+    assert signing.verify(payload, armored) == signing.check_public_key(worker_pub)
+
+    # git itself accepts the signature with an allowed-signers file
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f"cw-north-1@cmgit.invalid {worker_pub}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    check = subprocess.run(["git", "-C", str(programme.root), "-c", "gpg.format=ssh",
+                            "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit",
+                            "HEAD"], capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr
