@@ -595,6 +595,39 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
     print_table(("when", "who", "role", "action", "from -> to", "reason", "detail"), table)
 
 
+@cli.command()
+@click.option("--since", metavar="REV", help="Check only the commits after REV.")
+@json_option
+@pass_state
+def audit(state: State, since: str | None, as_json: bool) -> None:
+    """Verify the history without any key; exit 6 on any violation.
+
+    For every commit since the trust root (or the last verified commit): the generated
+    message, the actor's role at the time, the signature and its key, the transition and
+    its four-eyes rule, the change matching the action, every record sealed; then git
+    fsck. A history rewritten under the last verified commit is reported.
+
+    \b
+    Example:
+      cmgit audit --json
+    """
+    from .audit import Auditor, summarise
+    from .history import Git
+
+    git = Git.discover(state.directory or Path.cwd())
+    start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
+    report = Auditor(git).run(start)
+    if as_json:
+        emit(summarise(report), True)
+    else:
+        for v in report.violations:
+            click.echo(f"{v.commit[:12]}  {v.rule:<18} {v.detail}")
+        verdict = "ok" if report.ok else f"{len(report.violations)} violation(s)"
+        click.echo(f"audit: {report.checked} commit(s) checked, {verdict}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(errors.REPOSITORY)
+
+
 @cli.command("workflow")
 @click.option("--guards", "show_guards", is_flag=True, help="List the guards instead.")
 @json_option

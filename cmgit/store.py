@@ -141,45 +141,27 @@ class Repository:
                         for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE))
 
     @cached_property
-    def _config(self) -> tuple[SchemaSet, dict[str, Any], Registry, Workflow]:
+    def _config(self) -> Config:
         self._loaded_key = self._config_key()
-        paths = [e.path for e in self.git.ls_tree("HEAD", SCHEMAS_DIR) if e.path.endswith(".json")]
-        files = self.git.read_paths("HEAD", [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
-        schemas = SchemaSet(
-            {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
-        )
-        settings = self._read_config(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
-        staff = self._read_config(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-        return schemas, settings, Registry.from_doc(staff), load_workflow(
-            files[WORKFLOW_FILE], schemas
-        )
-
-    @staticmethod
-    def _read_config(
-        data: bytes | None, schemas: SchemaSet, schema_id: str, name: str
-    ) -> dict[str, Any]:
-        if data is None:
-            raise NotACaseRepository(f"{name} is missing from the committed tree")
-        schema = schemas.schemas[schema_id]
-        doc = load_yaml(data, schemas, schema, what=name, limit=MAX_CONFIG_BYTES)
-        schemas.validate(doc, schema_id, what=name)
-        return doc  # type: ignore[no-any-return]
+        head = self.git.head()
+        assert head is not None
+        return read_config(self.git, head)
 
     @property
     def schemas(self) -> SchemaSet:
-        return self._config[0]
+        return self._config.schemas
 
     @property
     def settings(self) -> dict[str, Any]:
-        return self._config[1]
+        return self._config.settings
 
     @property
     def registry(self) -> Registry:
-        return self._config[2]
+        return self._config.registry
 
     @property
     def workflow(self) -> Workflow:
-        return self._config[3]
+        return self._config.workflow
 
     def _reload(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
@@ -1085,6 +1067,38 @@ def load_yaml(
     data: bytes, schemas: SchemaSet, schema: Mapping[str, Any], *, what: str, limit: int
 ) -> Any:
     return schemas.coerce(yamlio.load(data, what=what, max_bytes=limit), schema, what=what)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A case repository's configuration as committed in one commit."""
+
+    schemas: SchemaSet
+    settings: dict[str, Any]
+    registry: Registry
+    workflow: Workflow
+
+
+def read_config(git: Git, commit: str) -> Config:
+    """Schemas, settings, staff registry and workflow as of ``commit``."""
+    paths = [e.path for e in git.ls_tree(commit, SCHEMAS_DIR) if e.path.endswith(".json")]
+    files = git.read_paths(commit, [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
+    schemas = SchemaSet(
+        {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
+    )
+    settings = _read_config(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
+    staff = _read_config(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
+    return Config(schemas, settings, Registry.from_doc(staff),
+                  load_workflow(files[WORKFLOW_FILE], schemas))
+
+
+def _read_config(data: bytes | None, schemas: SchemaSet, schema_id: str, name: str) -> Any:
+    if data is None:
+        raise NotACaseRepository(f"{name} is missing from the committed tree")
+    schema = schemas.schemas[schema_id]
+    doc = load_yaml(data, schemas, schema, what=name, limit=MAX_CONFIG_BYTES)
+    schemas.validate(doc, schema_id, what=name)
+    return doc
 
 
 def load_workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:

@@ -1,0 +1,338 @@
+"""`cmgit audit`: replay the history and prove, without any key, that every change was
+made by the person named, who had the role for it at the time, following the procedure.
+
+Each commit is judged against the staff registry, settings and workflow of its parent
+(SPEC section 6). What needs sealed content (most guards) cannot be checked here; what
+the open fields, the commit and its signature show is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import crypto, ids, records, signing
+from .errors import CmgitError, RepositoryError
+from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers
+from .registry import PROGRAMME_MANAGER
+from .store import SETTINGS_FILE, STAFF_FILE, Config, read_config
+
+CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
+CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
+                  "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
+STATE_FILE = "audit-verified"
+
+
+@dataclass(frozen=True)
+class Violation:
+    commit: str
+    rule: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"commit": self.commit, "rule": self.rule, "detail": self.detail}
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    start: str | None = None
+    head: str | None = None
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass(frozen=True)
+class Change:
+    old_mode: str
+    new_mode: str
+    old: str | None
+    new: str | None
+    path: str
+
+
+class Auditor:
+    def __init__(self, git: Git):
+        self.git = git
+        self._configs: dict[str, Config] = {}
+
+    # -- configuration as of a commit, cached by the objects that make it up ------------
+
+    def config(self, commit: str) -> Config:
+        root = self.git.objects.tree(self.git.objects.commit_tree(commit))
+        key = " ".join(str(root.get(n)) for n in ("schemas", STAFF_FILE, SETTINGS_FILE))
+        if key not in self._configs:
+            self._configs[key] = read_config(self.git, commit)
+        return self._configs[key]
+
+    # -- the walk -----------------------------------------------------------------------
+
+    def commits(self, since: str | None) -> Iterator[tuple[Commit, list[str], list[Change]]]:
+        """Commits after ``since`` (all, from the root, if None), oldest first, each with
+        its parents and the files it changed, from one `git log` process."""
+        rev = f"{since}..HEAD" if since else "HEAD"
+        out = self.git.run("log", "--reverse", "--root", "--raw", "--no-renames",
+                           "--no-abbrev", "-z", "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
+                           rev)
+        for chunk in out.split(b"\x01")[1:]:
+            head, _, raw = chunk.partition(b"\x03")
+            ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
+            oid, *parents = ids_line.split()
+            commit = Commit(oid, when, author, message, parse_trailers(message))
+            yield commit, parents, _parse_raw(raw)
+
+    def run(self, since: str | None = None, *, remembered: bool = True) -> Report:
+        report = Report(head=self.git.head())
+        if report.head is None:
+            raise RepositoryError("the repository has no commits")
+        state = self.git.git_dir / "cmgit" / STATE_FILE
+        start = since
+        if start is None and remembered and state.exists():
+            verified = state.read_text().strip()
+            if self._is_ancestor(verified, report.head):
+                start = verified
+            else:
+                report.violations.append(Violation(
+                    verified, "history-rewritten",
+                    "the last verified commit is no longer in the history: it was rewritten"))
+        report.start = start
+        for commit, parents, changes in self.commits(start):
+            report.checked += 1
+            for rule, detail in self.check(commit, parents, changes):
+                report.violations.append(Violation(commit.oid, rule, detail))
+        if since is None:
+            try:
+                self.git.run("fsck", "--no-progress", "--no-dangling", "--strict")
+            except CmgitError:
+                report.violations.append(Violation(report.head, "fsck",
+                                                   "git fsck found damaged or missing objects"))
+        if report.ok:
+            state.parent.mkdir(exist_ok=True)
+            state.write_text(report.head + "\n")
+        return report
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self.git.run("merge-base", "--is-ancestor", older, newer)
+        except CmgitError:
+            return False
+        return True
+
+    # -- one commit -----------------------------------------------------------------------
+
+    def check(self, commit: Commit, parents: list[str],
+              changes: list[Change]) -> Iterator[tuple[str, str]]:
+        action = commit.trailer("Cmgit-Action")
+        if len(parents) > 1:
+            yield "linear", "a merge commit: the history must stay linear"
+            return
+        if not parents:
+            if action != "init":
+                yield "message", "the first commit is not a cmgit init"
+            yield from self._check_signature(commit, read_config(self.git, commit.oid),
+                                             "init")
+            return
+        parent = parents[0]
+        try:
+            before = self.config(parent)
+            after = self.config(commit.oid)
+        except CmgitError as exc:
+            yield "config", f"configuration cannot be read: {exc.message}"
+            return
+        yield from self._check_message(commit)
+        actor_id = commit.trailer("Cmgit-Actor") or ""
+        actor = before.registry.staff.get(actor_id)
+        if actor is None or not actor.active:
+            yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
+            return
+        if commit.trailer("Cmgit-Role") != actor.role or commit.author != actor.id:
+            yield "actor", f"role or author does not match {actor.id} in the registry"
+        yield from self._check_signature(commit, before, actor.id)
+        yield from self._check_records(changes, after)
+        if action in CONFIG_ACTIONS:
+            yield from self._check_config_change(action, actor.role, changes, parent, commit,
+                                                 after)
+        elif action in CASE_ACTIONS:
+            yield from self._check_case_change(action, commit, actor, changes, parent, before)
+        else:
+            yield "message", "unknown action"
+
+    def _check_message(self, commit: Commit) -> Iterator[tuple[str, str]]:
+        # Rebuild the message from its own subject and trailers with cmgit's formatter:
+        # anything else in it (free text, a forged trailer line) makes it differ.
+        lines = commit.message.split("\n")
+        trailers = [tuple(line.split(": ", 1)) for line in lines[2:] if ": " in line]
+        try:
+            expected = format_message(lines[0], [(k, v) for k, v in trailers])
+        except ValueError:
+            expected = ""
+        if commit.message != expected or not commit.trailer("Cmgit-Actor"):
+            yield "message", "the message is not in cmgit's generated form"
+
+    def _check_signature(self, commit: Commit, config: Config,
+                         actor_id: str) -> Iterator[tuple[str, str]]:
+        required = bool(config.settings.get("require_signed_commits"))
+        payload, armored = self.git.objects.signed_commit(commit.oid)
+        if armored is None:
+            if required:
+                yield "signature", "unsigned commit where signatures are required"
+            return
+        try:
+            key = signing.verify(payload, armored)
+        except signing.BadSignature as exc:
+            yield "signature", f"invalid signature ({exc})"
+            return
+        member = config.registry.staff.get(actor_id)
+        if member is None or member.signing_key != key:
+            yield "signature", f"signed by a key that is not {actor_id}'s registered key"
+
+    def _check_records(self, changes: list[Change], after: Config) -> Iterator[tuple[str, str]]:
+        for change in changes:
+            if change.new is None or not change.path.startswith(ids.RECORDS_DIR + "/"):
+                continue
+            case_id = ids.case_id_from_path(change.path)
+            if case_id is None:
+                if change.path != f"{ids.RECORDS_DIR}/.gitkeep":
+                    yield "record", f"{change.path} is not a record path"
+                continue
+            if change.new_mode not in BLOB_MODES:
+                yield "record", f"{case_id}: not a regular file (link or submodule)"
+                continue
+            try:
+                fields, armored = records.parse_file(self.git.read_blob(change.new),
+                                                     after.schemas.open_fields)
+                header = crypto.inspect(armored)
+            except CmgitError:
+                yield "record", f"{case_id}: not a sealed cmgit record"
+                continue
+            if fields.get("case_id") != case_id:
+                yield "record", f"{case_id}: the record inside belongs to another case"
+            wanted = after.registry.recipients_for(fields["team"], fields["caseworker"],
+                                                   after.settings)
+            if header.stanza_count != len(wanted):
+                yield "record", (f"{case_id}: sealed for {header.stanza_count} recipients, "
+                                 f"the registry called for {len(wanted)}")
+
+    def _open(self, oid: str | None, config: Config) -> dict[str, Any] | None:
+        if oid is None:
+            return None
+        with contextlib.suppress(CmgitError):
+            return records.parse_open_fields(self.git.read_blob(oid), config.schemas.open_fields)
+        return None
+
+    def _check_config_change(self, action: str, role: str, changes: list[Change], parent: str,
+                             commit: Commit, after: Config) -> Iterator[tuple[str, str]]:
+        if role != PROGRAMME_MANAGER:
+            yield "config", f"{action} by a {role}: only a programme manager changes it"
+        allowed = CONFIG_ACTIONS[action]
+        for change in changes:
+            if change.path == allowed:
+                continue
+            if ids.case_id_from_path(change.path) is None:
+                yield "paths", f"{action} also changed {change.path}"
+                continue
+            before = self._open(change.old, after)
+            now = self._open(change.new, after)
+            if before is None or now is None or before != now:
+                yield "paths", f"{action} changed the open fields of a record"
+
+    def _check_case_change(self, action: str, commit: Commit, actor: Any,
+                           changes: list[Change], parent: str,
+                           before: Config) -> Iterator[tuple[str, str]]:
+        case_id = commit.trailer("Cmgit-Case") or ""
+        paths = {c.path for c in changes}
+        try:
+            expected_path = ids.record_path(case_id)
+        except CmgitError:
+            yield "message", "malformed case ID"
+            return
+        if paths != {expected_path}:
+            yield "paths", f"a {action} must change exactly the record of {case_id}"
+            return
+        change = changes[0]
+        old = self._open(change.old, before)
+        new = self._open(change.new, before)
+        if new is None:
+            return  # reported by the record check
+        flow = before.workflow
+        if action == "new":
+            if old is not None or new["version"] != 1 or new["state"] != flow.initial_state:
+                yield "version", f"{case_id}: a new case starts at version 1 in the first state"
+            return
+        if old is None:
+            yield "paths", f"{case_id}: {action} of a case that did not exist"
+            return
+        if new["version"] != old["version"] + 1:
+            yield "version", f"{case_id}: version {old['version']} -> {new['version']}"
+        team = actor.team
+        if action in ("record", "edit"):
+            if (new["state"], new["team"], new["caseworker"]) != (
+                old["state"], old["team"], old["caseworker"]
+            ):
+                yield "transition", f"{case_id}: a {action} changed state or assignment"
+            form = commit.trailer("Cmgit-Form")
+            event = flow.events.get(form or "") if action == "record" else None
+            roles = event.by if event else tuple(
+                {r for e in flow.events.values() for r in e.by})
+            if event is not None and old["state"] not in event.states:
+                yield "transition", f"{case_id}: {form} is not recorded in {old['state']}"
+            if flow.permission(roles, actor.role, actor.id, team, old, action):
+                yield "scope", f"{case_id}: {actor.id} may not {action} this case"
+            return
+        if action == "assign":
+            rules = flow.assignment
+            if new["caseworker"] != commit.trailer("Cmgit-Staff"):
+                yield "transition", f"{case_id}: the caseworker is not the one named"
+            if flow.permission(rules.by, actor.role, actor.id, team, old, action):
+                yield "scope", f"{case_id}: {actor.id} may not reassign this case"
+            return
+        source, target = commit.trailer("Cmgit-From"), commit.trailer("Cmgit-To")
+        if (old["state"], new["state"]) != (source, target):
+            yield "transition", f"{case_id}: the states do not match the declared move"
+            return
+        transition = flow.find(str(source), str(target))
+        if transition is None or transition.id != commit.trailer("Cmgit-Transition"):
+            yield "transition", f"{case_id}: {source} -> {target} is not in the workflow"
+            return
+        if flow.permission(transition.by, actor.role, actor.id, team, old, transition.id):
+            yield "scope", f"{case_id}: {actor.id} may not make {transition.id}"
+        if transition.four_eyes and actor.id == old["caseworker"]:
+            yield "four-eyes", f"{case_id}: the case's caseworker authorised {transition.id}"
+        reason = commit.trailer("Cmgit-Reason")
+        if transition.reasons is not None and reason not in transition.reasons:
+            yield "transition", f"{case_id}: {transition.id} without an allowed reason"
+
+
+def _parse_raw(raw: bytes) -> list[Change]:
+    """`git log --raw -z` entries: ":old new oldoid newoid status\\0path\\0"."""
+    parts = raw.strip(b"\n\0").split(b"\0")
+    changes = []
+    for meta, path in zip(parts[::2], parts[1::2], strict=False):
+        fields = meta.decode("ascii", "replace").lstrip("\n:").split()
+        if len(fields) < 5:
+            continue
+        old_mode, new_mode, old, new = fields[:4]
+        changes.append(Change(old_mode, new_mode, None if set(old) == {"0"} else old,
+                              None if set(new) == {"0"} else new,
+                              path.decode("utf-8", "surrogateescape")))
+    return changes
+
+
+def audit(root: Path, since: str | None = None) -> Report:
+    git = Git(root)
+    if since is not None:
+        since = git.text("rev-parse", "--verify", f"{since}^{{commit}}")
+    return Auditor(git).run(since)
+
+
+def summarise(report: Report) -> Mapping[str, Any]:
+    return {
+        "head": report.head, "since": report.start, "checked": report.checked,
+        "ok": report.ok, "violations": [v.as_dict() for v in report.violations],
+    }

@@ -1,0 +1,142 @@
+"""`cmgit audit`: needs no key, finds each kind of forged or broken history."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from cmgit import ids, signing
+from cmgit.history import Author, Git, format_message
+
+from .conftest import Programme
+from .test_signing import ssh_key
+
+
+def audit(programme: Programme, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = programme.cli("audit", "--json", *args, as_=None)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def rules(report: dict) -> set[str]:  # type: ignore[type-arg]
+    return {v["rule"] for v in report["violations"]}
+
+
+def forge(programme: Programme, files: dict[str, bytes | None], subject: str,
+          trailers: list[tuple[str, str]], author: str, sign_with: Path | None = None) -> str:
+    """A commit made without cmgit's checks: what a malicious insider could push."""
+    git = Git(programme.root)
+    signer = None
+    if sign_with is not None:
+        key = signing.load_private_key(sign_with)
+
+        def signer(data: bytes) -> str:
+            return signing.sign(data, key)
+    return git.commit(files, format_message(subject, trailers),
+                      Author(author, f"{author}@cmgit.invalid"), git.head(), sign=signer)
+
+
+def test_clean_history_passes_and_is_remembered(programme: Programme) -> None:
+    programme.walk("implementation")
+    code, report = audit(programme)
+    assert code == 0 and report["ok"] and report["checked"] > 10
+    code, again = audit(programme)
+    assert code == 0 and again["checked"] == 0
+
+
+def test_hand_made_commit_is_flagged(programme: Programme) -> None:
+    case_id = programme.new_case()
+    path = programme.root / ids.record_path(case_id)
+    path.write_text(path.read_text().replace("state: identified", "state: closed"))
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "fix")
+    code, report = audit(programme)
+    assert code == 6 and "message" in rules(report)
+
+
+def test_registry_change_by_a_caseworker(programme: Programme) -> None:
+    staff = (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor",
+                                                                  b"role: supervisor")
+    forge(programme, {"staff.yaml": staff}, "staff: update aud-001",
+          [("Cmgit-Action", "staff-update"), ("Cmgit-Staff", "aud-001"),
+           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+    code, report = audit(programme)
+    assert code == 6 and "config" in rules(report)
+
+
+def test_caseworker_authorising_closure_of_own_case(programme: Programme) -> None:
+    case_id = programme.walk("implementation")
+    path = ids.record_path(case_id)
+    data = (programme.root / path).read_text()
+    version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
+    forged = data.replace("state: implementation", "state: closed").replace(
+        f"version: {version}\n", f"version: {version + 1}\n")
+    forge(programme, {path: forged.encode()}, f"{case_id}: implementation -> closed",
+          [("Cmgit-Case", case_id), ("Cmgit-Action", "move"), ("Cmgit-Transition", "T26"),
+           ("Cmgit-From", "implementation"), ("Cmgit-To", "closed"), ("Cmgit-Reason", "death"),
+           ("Cmgit-Version", str(version + 1)), ("Cmgit-Date", "2026-04-01"),
+           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+    code, report = audit(programme)
+    assert code == 6
+    assert {"scope", "four-eyes"} <= rules(report)
+
+
+def test_plaintext_under_records(programme: Programme) -> None:
+    case_id = programme.new_case()
+    path = ids.record_path(case_id)
+    forge(programme, {path: b"case_id: x\nname: CANARY-NAME\n"}, f"{case_id}: edit",
+          [("Cmgit-Case", case_id), ("Cmgit-Action", "edit"), ("Cmgit-Version", "2"),
+           ("Cmgit-Date", "2026-04-01"), ("Cmgit-Actor", "cw-north-1"),
+           ("Cmgit-Role", "caseworker")], "cw-north-1")
+    result = programme.cli("audit", as_=None)
+    assert result.exit_code == 6 and "record" in result.stdout
+    assert "CANARY" not in result.output
+
+
+def test_signatures(programme: Programme, tmp_path: Path) -> None:
+    pm_key, pm_pub = ssh_key(tmp_path, "pm")
+    cw_key, cw_pub = ssh_key(tmp_path, "cw")
+    stranger, _ = ssh_key(tmp_path, "stranger")
+    signed = {"CMGIT_SIGNING_KEY": str(pm_key)}
+    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
+    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001",
+                  env=signed)
+    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=signed)
+    ok = programme.cli("new", "--from", programme.form_file("identification"),
+                       env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    assert ok.exit_code == 0, ok.output
+    assert audit(programme)[0] == 0
+    case_id = ok.stdout.strip()
+    # unsigned, signed by a stranger, signed by staff A in the name of staff B
+    for key, actor in ((None, "cw-north-1"), (stranger, "cw-north-1"), (pm_key, "cw-north-1")):
+        forge(programme, {"records/.gitkeep": os.urandom(4)}, f"{case_id}: record note",
+              [("Cmgit-Case", case_id), ("Cmgit-Action", "record"), ("Cmgit-Form", "note"),
+               ("Cmgit-Version", "2"), ("Cmgit-Date", "2026-04-01"), ("Cmgit-Actor", actor),
+               ("Cmgit-Role", "caseworker")], actor, sign_with=key)
+        code, report = audit(programme)
+        assert code == 6 and "signature" in rules(report), (key, report)
+        programme.git("reset", "-q", "--hard", "HEAD~1")
+        (programme.root / ".git" / "cmgit" / "audit-verified").unlink(missing_ok=True)
+
+
+def test_corrupted_object_and_rewritten_history(programme: Programme) -> None:
+    programme.new_case()
+    assert audit(programme)[0] == 0
+    # rewrite: drop the verified commit and make another
+    programme.git("reset", "-q", "--hard", "HEAD~1")
+    programme.new_case()
+    code, report = audit(programme)
+    assert code == 6 and "history-rewritten" in rules(report)
+    os.remove(programme.root / ".git" / "cmgit" / "audit-verified")
+    # corrupt a loose object of the newest record
+    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
+        "show", "--name-only", "--format=", "HEAD").strip()).strip()
+    obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    result = subprocess.run(["git", "-C", str(programme.root), "fsck"], capture_output=True)
+    assert result.returncode != 0
+    code, report = audit(programme)
+    assert code == 6 and "fsck" in rules(report)
