@@ -61,6 +61,7 @@ class Auditor:
     def __init__(self, git: Git):
         self.git = git
         self._configs: dict[str, Config] = {}
+        self.require_signatures = False
 
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
@@ -73,10 +74,11 @@ class Auditor:
 
     # -- the walk -----------------------------------------------------------------------
 
-    def commits(self, since: str | None) -> Iterator[tuple[Commit, list[str], list[Change]]]:
+    def commits(self, since: str | None,
+                until: str = "HEAD") -> Iterator[tuple[Commit, list[str], list[Change]]]:
         """Commits after ``since`` (all, from the root, if None), oldest first, each with
         its parents and the files it changed, from one `git log` process."""
-        rev = f"{since}..HEAD" if since else "HEAD"
+        rev = f"{since}..{until}" if since else until
         out = self.git.run("log", "--reverse", "--root", "--raw", "--no-renames",
                            "--no-abbrev", "-z", "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
                            rev)
@@ -87,8 +89,10 @@ class Auditor:
             commit = Commit(oid, when, author, message, parse_trailers(message))
             yield commit, parents, _parse_raw(raw)
 
-    def run(self, since: str | None = None, *, remembered: bool = True) -> Report:
-        report = Report(head=self.git.head())
+    def run(self, since: str | None = None, *, remembered: bool = True,
+            until: str | None = None, require_signatures: bool = False) -> Report:
+        self.require_signatures = require_signatures
+        report = Report(head=until or self.git.head())
         if report.head is None:
             raise RepositoryError("the repository has no commits")
         state = self.git.git_dir / "cmgit" / STATE_FILE
@@ -102,17 +106,17 @@ class Auditor:
                     verified, "history-rewritten",
                     "the last verified commit is no longer in the history: it was rewritten"))
         report.start = start
-        for commit, parents, changes in self.commits(start):
+        for commit, parents, changes in self.commits(start, report.head):
             report.checked += 1
             for rule, detail in self.check(commit, parents, changes):
                 report.violations.append(Violation(commit.oid, rule, detail))
-        if since is None:
+        if since is None and until is None:
             try:
                 self.git.run("fsck", "--no-progress", "--no-dangling", "--strict")
             except CmgitError:
                 report.violations.append(Violation(report.head, "fsck",
                                                    "git fsck found damaged or missing objects"))
-        if report.ok:
+        if report.ok and until is None:
             state.parent.mkdir(exist_ok=True)
             state.write_text(report.head + "\n")
         return report
@@ -147,13 +151,13 @@ class Auditor:
             return
         yield from self._check_message(commit)
         actor_id = commit.trailer("Cmgit-Actor") or ""
+        yield from self._check_signature(commit, before, actor_id)
         actor = before.registry.staff.get(actor_id)
         if actor is None or not actor.active:
             yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
             return
         if commit.trailer("Cmgit-Role") != actor.role or commit.author != actor.id:
             yield "actor", f"role or author does not match {actor.id} in the registry"
-        yield from self._check_signature(commit, before, actor.id)
         yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit,
@@ -177,7 +181,7 @@ class Auditor:
 
     def _check_signature(self, commit: Commit, config: Config,
                          actor_id: str) -> Iterator[tuple[str, str]]:
-        required = bool(config.settings.get("require_signed_commits"))
+        required = self.require_signatures or bool(config.settings.get("require_signed_commits"))
         payload, armored = self.git.objects.signed_commit(commit.oid)
         if armored is None:
             if required:

@@ -591,8 +591,9 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
         return
     table = [(r["date"], r["actor"], r["role"], r["action"],
               f"{r['from']} -> {r['to']}" if r["from"] else (r["to"] or ""),
-              r["reason"] or "", r["detail"] or "") for r in rows]
-    print_table(("when", "who", "role", "action", "from -> to", "reason", "detail"), table)
+              r["reason"] or "", r["detail"] or "", r["signature"]) for r in rows]
+    print_table(("when", "who", "role", "action", "from -> to", "reason", "detail",
+                 "signature"), table)
 
 
 @cli.command()
@@ -626,6 +627,80 @@ def audit(state: State, since: str | None, as_json: bool) -> None:
         click.echo(f"audit: {report.checked} commit(s) checked, {verdict}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(errors.REPOSITORY)
+
+
+@cli.group(cls=CmgitGroup)
+def hooks() -> None:
+    """git hooks: refuse commits cmgit did not make; let the server refuse what audit would.
+
+    \b
+    Example:
+      cmgit hooks install
+      cmgit -C /srv/git/cases.git hooks install --server
+    """
+
+
+@hooks.command("install")
+@click.option("--server", is_flag=True, help="Install the pre-receive hook into this bare "
+              "central repository (use -C DIR).")
+@pass_state
+def hooks_install(state: State, server: bool) -> None:
+    """Install the client hooks (pre-commit, diff driver) or, with --server, the
+    central repository's pre-receive hook.
+
+    \b
+    Example:
+      cmgit hooks install
+    """
+    from . import hooks as hook_module
+    from .history import Git
+
+    if server:
+        where = (state.directory or Path.cwd()).resolve()
+        click.echo(f"Installed {hook_module.install_server(where)}")
+        return
+    for item in hook_module.install_client(Git.discover(state.directory or Path.cwd())):
+        click.echo(f"Installed {item}")
+
+
+@hooks.command("pre-commit", hidden=True)
+@pass_state
+def hooks_pre_commit(state: State) -> None:
+    """Refuse a git commit that changes records/ (cmgit never runs git commit)."""
+    from . import hooks as hook_module
+    from .history import Git
+
+    staged = hook_module.pre_commit(Git.discover(state.directory or Path.cwd()))
+    if staged:
+        click.echo("Error: records change only through cmgit commands; this commit touches "
+                   f"{len(staged)} record file(s) (unstage them: git restore --staged records)",
+                   err=True)
+        raise click.exceptions.Exit(1)
+
+
+@hooks.command("pre-receive", hidden=True)
+@pass_state
+def hooks_pre_receive(state: State) -> None:
+    """Check a push (reads "old new ref" lines on standard input)."""
+    from . import hooks as hook_module
+    from .history import Git
+
+    git = Git((state.directory or Path.cwd()).resolve())
+    problems = hook_module.pre_receive(git, sys.stdin.read().splitlines())
+    for line in problems:
+        click.echo(f"cmgit: refused: {line}", err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+
+
+@hooks.command("textconv", hidden=True)
+@click.argument("path")
+@pass_state
+def hooks_textconv(state: State, path: str) -> None:
+    """git diff driver: a record decrypted for a recipient, to the terminal only."""
+    data = Path(path).read_bytes()
+    text = state.repo().textconv(data, state.optional_identities())
+    sys.stdout.write(text)
 
 
 @cli.command("workflow")
@@ -732,3 +807,7 @@ def _progress_printer() -> Any:
 
 def main() -> None:
     cli(prog_name="cmgit")
+
+
+if __name__ == "__main__":  # the hooks run `python -m cmgit.cli`
+    main()

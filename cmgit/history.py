@@ -30,9 +30,17 @@ ZERO_OID = "0" * 40
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
 
 
+# Inside a server's pre-receive hook, pushed objects wait in a quarantine folder that git
+# names through these; without them the hook could not read what it must check.
+_RECEIVE_VARIABLES = frozenset(
+    {"GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH"}
+)
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without GIT_* variables that could redirect git."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES}
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
     if extra:
         env.update(extra)

@@ -737,8 +737,33 @@ class Repository:
                 "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
                 "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
                 "warnings": commit.trailers.get("Cmgit-Warning", []),
+                "signature": self._signature_status(commit.oid, t("Cmgit-Actor")),
             })
         return rows
+
+    def textconv(self, data: bytes, identities: Sequence[crypto.Identity] | None) -> str:
+        """A record file as a recipient should see it in `git diff`: open fields and
+        decrypted forms; anyone else, and anything unreadable, sees the file as it is."""
+        try:
+            open_fields, armored = records.parse_file(data, self.schemas.open_fields)
+            if not identities:
+                raise NotARecipient("no identity")
+            payload = records.parse_payload(self.cipher.open(armored, identities))
+        except CmgitError:
+            return data.decode("utf-8", "replace")
+        return yamlio.dump(Record(open_fields, payload.forms).document(self.schemas.field_order))
+
+    def _signature_status(self, commit: str, actor_id: str | None) -> str:
+        """good: valid and by the actor's registered key; bad: anything else signed; none."""
+        payload, armored = self.git.objects.signed_commit(commit)
+        if armored is None:
+            return "none"
+        try:
+            key = signing.verify(payload, armored)
+        except signing.BadSignature:
+            return "bad"
+        member = self.registry.staff.get(actor_id or "")
+        return "good" if member is not None and member.signing_key == key else "bad"
 
     def _validate_gb(self, record: Record) -> None:
         try:

@@ -177,11 +177,18 @@ class Workflow:
         """States in which a caseworker still holds the case (all but closed)."""
         return frozenset(s for s in self.states if s != CLOSED)
 
-    def find(self, source: str, target: str) -> Transition | None:
-        for transition in self.transitions.values():
-            if source in transition.sources and transition.target == target:
+    def find(self, source: str, target: str, reason: str | None = None) -> Transition | None:
+        """The transition from ``source`` to ``target``. Some pairs have several (T19 and
+        T19b, T22 and T26, T23 and T26): the reason picks the one that takes it, and
+        without a reason the one that takes none; otherwise the first in the data."""
+        found = [t for t in self.transitions.values()
+                 if source in t.sources and t.target == target]
+        for transition in found:
+            if (transition.reasons is None) if reason is None else (
+                reason in (transition.reasons or {})
+            ):
                 return transition
-        return None
+        return found[0] if found else None
 
     def label(self, state: str, profile: str) -> str:
         labels = self.profiles.get(profile, {}).get("labels", {})
@@ -311,14 +318,13 @@ def _drop(key: str) -> Callable[[dict[str, Any], Situation, Transition], None]:
     return effect
 
 
-def _nothing(case: dict[str, Any], s: Situation, transition: Transition) -> None:
-    return None
-
-
 EFFECTS: dict[str, Callable[[dict[str, Any], Situation, Transition], None]] = {
     "close": _close,
-    # Removing personal details needs the schema's classes: the store does it.
-    "minimise": _nothing,
+    # Removing personal details field by field needs the schema's classes: the store
+    # does it. A registration form cannot lose its personal fields (the child, where
+    # registered, the address are required), and a case closed without registration
+    # has no use for one: it goes whole.
+    "minimise": _drop("registration"),
     "require_comprehensive": _set("comprehensive_assessment_required", True),
     "assessment_done": _set("comprehensive_assessment_required", False),
     "activate_plan": _activate_plan,

@@ -14,6 +14,7 @@ LAYERS: dict[str, float] = {
     "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
     "store": 3, "editing": 3,
     "demo": 3.5,  # a programme built through the store, as a user would
+    "audit": 3.5,  # replays history against the configuration the store reads
     "cli": 4,
 }
 # Each outside library has one home (its adapter); everything else goes through it.

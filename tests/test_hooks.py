@@ -1,0 +1,79 @@
+"""Hooks: the client refuses commits cmgit did not make; the central server refuses
+rewrites, deletions, unsigned commits and whatever audit flags."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from cmgit import ids
+
+from .conftest import CANARY, Programme
+from .test_signing import ssh_key
+
+
+def run_git(cwd: Path, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return subprocess.run(["git", "-C", str(cwd), "-c", "user.name=x", "-c", "user.email=x@x",
+                           *args], capture_output=True, text=True, env={**base, **(env or {})})
+
+
+def test_client_hooks(programme: Programme) -> None:
+    case_id = programme.new_case()
+    result = programme.cli("hooks", "install", as_=None)
+    assert result.exit_code == 0, result.output
+    path = programme.root / ids.record_path(case_id)
+    path.write_text(path.read_text() + "\n")
+    run_git(programme.root, "add", "-A")
+    refused = run_git(programme.root, "commit", "-m", "hand edit")
+    assert refused.returncode != 0 and "only through cmgit" in refused.stderr
+    run_git(programme.root, "reset", "-q", "--hard")
+    programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
+    mine = {"CMGIT_IDENTITY": str(programme.key("cw-north-1"))}
+    shown = run_git(programme.root, "log", "-p", "-1", env=mine)
+    assert CANARY in shown.stdout and "consent:" in shown.stdout
+    sealed = run_git(programme.root, "log", "-p", "-1",
+                     env={"CMGIT_IDENTITY": str(programme.key("cw-south-1"))})
+    assert CANARY not in sealed.stdout and "BEGIN AGE ENCRYPTED FILE" in sealed.stdout
+    assert run_git(programme.root, "status", "--porcelain").stdout == ""
+
+
+def test_server_refuses_what_audit_would(programme: Programme, tmp_path: Path) -> None:
+    pm_key, pm_pub = ssh_key(tmp_path, "pm")
+    cw_key, cw_pub = ssh_key(tmp_path, "cw")
+    pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
+    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
+    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001", env=pm)
+    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=pm)
+    server = tmp_path / "central.git"
+    cloned = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server))
+    assert cloned.returncode == 0
+    installed = programme.cli("-C", str(server), "hooks", "install", "--server", as_=None)
+    assert installed.exit_code == 0, installed.output
+    run_git(programme.root, "remote", "add", "origin", str(server))
+
+    signed = {"CMGIT_SIGNING_KEY": str(cw_key)}
+    assert programme.cli("new", "--from", programme.form_file("identification"),
+                         env=signed).exit_code == 0
+    pushed = run_git(programme.root, "push", "-q", "origin", "main")
+    assert pushed.returncode == 0, pushed.stderr
+
+    # an unsigned hand-made commit
+    (programme.root / "notes.txt").write_text("x")
+    run_git(programme.root, "add", "notes.txt")
+    run_git(programme.root, "commit", "-q", "--no-verify", "-m", "note")
+    refused = run_git(programme.root, "push", "-q", "origin", "main")
+    assert refused.returncode != 0 and "signature" in refused.stderr
+    assert "message" in refused.stderr
+    run_git(programme.root, "reset", "-q", "--hard", "HEAD~1")
+
+    # a force push that drops a published commit, and a branch deletion
+    run_git(programme.root, "reset", "-q", "--hard", "HEAD~1")
+    forced = run_git(programme.root, "push", "-q", "-f", "origin", "main")
+    assert forced.returncode != 0
+    deleted = run_git(programme.root, "push", "-q", "origin", ":main")
+    assert deleted.returncode != 0
+    head = run_git(server, "rev-parse", "main").stdout.strip()
+    assert head == run_git(programme.root, "rev-parse", "origin/main").stdout.strip()
