@@ -602,7 +602,7 @@ class Repository:
         if reason is not None:
             ids.check_reason(reason)
         recordable = [*self.workflow.events, "reopen"]
-        forms = (self.read_form_file(form_data, allowed=recordable, exactly=True)
+        forms = (self.read_form_file(form_data, allowed=recordable)
                  if form_data is not None else {})
         self.ensure_clean([ids.record_path(case_id)])
         loaded = self.load(case_id, identities)
@@ -614,6 +614,10 @@ class Repository:
             raise Refused(f"illegal transition: no move from {source} to {target}",
                           case_id=case_id, hint="see the transition table: cmgit workflow")
         extra = self.workflow.reasons_for(transition, reason)
+        # One form rides with a move; reopening may bring the fresh consents it needs too,
+        # since nothing can be recorded on a closed case before it reopens.
+        if len(forms) > 1 and "new_episode" not in transition.effects:
+            raise UsageError("--from holds one form for this move", case_id=case_id)
         failures = [f for f in [self.workflow.permission(
             transition.by, actor.role, actor.id, actor.team, before, transition.id)] if f]
         if transition.four_eyes and actor.id == before["caseworker"]:

@@ -14,6 +14,8 @@ SPEC_COMMANDS = {"init", "keygen", "whoami", "staff", "settings", "new", "show",
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []
     for name, command in group.commands.items():
+        if command.hidden:  # run by git hooks, not by people
+            continue
         found.append((*prefix, name))
         if isinstance(command, click.Group):
             found.extend(walk(command, (*prefix, name)))

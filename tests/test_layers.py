@@ -15,6 +15,7 @@ LAYERS: dict[str, float] = {
     "store": 3, "editing": 3,
     "demo": 3.5,  # a programme built through the store, as a user would
     "audit": 3.5,  # replays history against the configuration the store reads
+    "hooks": 3.7,  # the server hook runs the audit
     "cli": 4,
 }
 # Each outside library has one home (its adapter); everything else goes through it.
