@@ -140,7 +140,7 @@ class Auditor:
             if action != "init":
                 yield "message", "the first commit is not a cmgit init"
             yield from self._check_signature(commit, read_config(self.git, commit.oid),
-                                             "init")
+                                             commit.trailer("Cmgit-Actor") or "")
             return
         parent = parents[0]
         try:

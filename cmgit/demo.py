@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import crypto, yamlio
+from . import crypto, signing, yamlio
 from .errors import UsageError
 from .progress import SILENT, Progress
 from .registry import CASEWORKER, COORDINATOR, PROGRAMME_MANAGER, SUPERVISOR, Staff
@@ -44,6 +44,7 @@ DESTINATIONS = (
 class Person:
     staff: Staff
     identities: tuple[crypto.Identity, ...]
+    signing_key: Path | None = None
 
 
 def free_folder(parent: Path) -> Path:
@@ -71,8 +72,10 @@ def make_people(keys: Path, plan: Iterator[tuple[str, str, str]]) -> dict[str, P
         path = keys / f"{staff_id}.txt"
         secret, recipient = crypto.generate_identity()
         crypto.write_identity_file(path, secret, recipient)
-        member = Staff(staff_id, role, team, recipient, None, True)
-        people[staff_id] = Person(member, crypto.load_identities(path))
+        key_path = keys / f"{staff_id}.ssh"
+        public = signing.generate_key(key_path)
+        member = Staff(staff_id, role, team, recipient, public, True)
+        people[staff_id] = Person(member, crypto.load_identities(path), key_path)
     return people
 
 
@@ -375,21 +378,26 @@ class Journey:
     def wait(self, days: int) -> None:
         self.day += dt.timedelta(days=days)
 
+    def acting(self, person: Person) -> tuple[crypto.Identity, ...]:
+        """The person at the keyboard: their identity, and their key to sign with."""
+        self.repo.signing_key_path = person.signing_key
+        return person.identities
+
     def record(self, form: str, body: dict[str, Any], by: Person | None = None) -> str:
-        return self.repo.record_form((by or self.worker).identities, self.case_id, form,
+        return self.repo.record_form(self.acting(by or self.worker), self.case_id, form,
                                      form_file(form, body), today=self.day)
 
     def move(self, target: str, *, by: Person | None = None, reason: str | None = None,
              form: tuple[str, dict[str, Any]] | None = None) -> None:
         data = form_file(*form) if form else None
-        self.repo.move((by or self.worker).identities, self.case_id, target, today=self.day,
+        self.repo.move(self.acting(by or self.worker), self.case_id, target, today=self.day,
                        reason=reason, form_data=data)
 
     # -- the steps ---------------------------------------------------------------------
 
     def identify(self) -> str:
         ident = form_file("identification", self.forms.identification(self.cw, self.day))
-        self.case_id = self.repo.new_case(self.worker.identities, ident, today=self.day)
+        self.case_id = self.repo.new_case(self.acting(self.worker), ident, today=self.day)
         return self.case_id
 
     def consents(self, adult_decision: str = "granted") -> None:
@@ -585,9 +593,12 @@ def build(
     admin = people["pm-001"]
     repo_dir = target / "cases"
     init_repository(repo_dir, admin=admin.staff.id, recipient=admin.staff.recipient,
-                    team=admin.staff.team, signing_key=None, prefix="CP",
-                    programme="Demo child protection programme")
+                    team=admin.staff.team, signing_key=admin.staff.signing_key, prefix="CP",
+                    programme="Demo child protection programme",
+                    signing_key_path=admin.signing_key)
     repo = Repository.open(repo_dir)
+    repo.signing_key_path = admin.signing_key
+    repo.settings_set(admin.identities, "require_signed_commits", "true")
     repo.settings_set(admin.identities, "reader_roles", "[coordinator]")
     for person in people.values():
         if person is not admin:
@@ -619,7 +630,8 @@ def tour(target: Path, repo: Repository, shown: dict[str, str], staff: int, case
 Demo programme ready: {cases} cases, {staff} staff in teams {", ".join(TEAMS)}.
 
   Case repository:  {repo_dir}
-  Identities:       {target / "identities"}   (one per staff member, kept outside the repository)
+  Identities:       {target / "identities"}
+                    (an age identity and an SSH signing key per person, outside the repository)
 
 A short tour:
   export PATH={Path(sys.executable).parent}:$PATH   # where this cmgit is installed
@@ -632,5 +644,6 @@ A short tour:
   cmgit show {example}            # the case, decrypted for you
   git log --format='%h %an %s' -5   # the history: IDs and codes only, nothing personal
   git show HEAD -- records          # what anyone without a key sees: open fields, sealed text
+  cmgit audit                       # every commit signed by its actor, by the rules: ok
 """
 

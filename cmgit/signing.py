@@ -94,6 +94,17 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def generate_key(path: Path) -> str:
+    """A new Ed25519 signing key in OpenSSH format (mode 0600); returns its public key."""
+    key = Ed25519PrivateKey.generate()
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                             serialization.NoEncryption())
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return public_key_text(key.public_key())
+
+
 def _signed_data(message: bytes) -> bytes:
     digest = hashlib.sha512(message).digest()
     return MAGIC + _string(NAMESPACE) + _string(b"") + _string(HASH) + _string(digest)

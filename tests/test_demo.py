@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cmgit.cli import cli
+from cmgit.history import Git
 
 from .conftest import CANARY, git
 
@@ -30,6 +31,14 @@ def test_demo_builds_a_programme_and_prints_where(tmp_path: Path) -> None:
     history = git(repo, "log", "-p", "--all")
     assert CANARY not in history and "AGE-SECRET-KEY" not in history
     assert CANARY not in result.output
+
+    # every commit is signed, and the tour's last step, a keyless audit, is clean
+    objects = Git(repo).objects
+    commits = git(repo, "rev-list", "HEAD").split()
+    assert all(objects.signed_commit(oid)[1] for oid in commits)
+    audited = CliRunner().invoke(cli, ["-C", str(repo), "audit"], catch_exceptions=False)
+    assert audited.exit_code == 0, audited.output
+    assert "cmgit audit" in result.stdout
 
     pm = str(target / "identities" / "pm-001.txt")
     runner = CliRunner()
