@@ -629,6 +629,28 @@ def audit(state: State, since: str | None, as_json: bool) -> None:
         raise click.exceptions.Exit(errors.REPOSITORY)
 
 
+@cli.command()
+@click.option("--remote", default="origin", show_default=True, help="The central repository.")
+@pass_state
+def sync(state: State, remote: str) -> None:
+    """Exchange work with the central repository; history stays linear.
+
+    Local commits are replayed on top of the central ones and re-signed; two offices'
+    changes to the same case merge field by field; a true conflict (for example two
+    different moves of one case) is refused and nothing is lost.
+
+    \b
+    Example:
+      cmgit sync
+    """
+    from .sync import sync as run_sync
+
+    repo = state.repo()
+    result = run_sync(repo, state.identities(), remote=remote, today=today())
+    click.echo(f"sync: {result.fetched} fetched, {result.replayed} replayed "
+               f"({result.merged} merged), {'pushed' if result.pushed else 'nothing to push'}")
+
+
 @cli.group(cls=CmgitGroup)
 def hooks() -> None:
     """git hooks: refuse commits cmgit did not make; let the server refuse what audit would.
@@ -643,8 +665,10 @@ def hooks() -> None:
 @hooks.command("install")
 @click.option("--server", is_flag=True, help="Install the pre-receive hook into this bare "
               "central repository (use -C DIR).")
+@click.option("--allow-unsigned", is_flag=True,
+              help="Server: accept unsigned commits where the settings do not require them.")
 @pass_state
-def hooks_install(state: State, server: bool) -> None:
+def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
     """Install the client hooks (pre-commit, diff driver) or, with --server, the
     central repository's pre-receive hook.
 
@@ -657,7 +681,8 @@ def hooks_install(state: State, server: bool) -> None:
 
     if server:
         where = (state.directory or Path.cwd()).resolve()
-        click.echo(f"Installed {hook_module.install_server(where)}")
+        path = hook_module.install_server(where, require_signatures=not allow_unsigned)
+        click.echo(f"Installed {path}")
         return
     for item in hook_module.install_client(Git.discover(state.directory or Path.cwd())):
         click.echo(f"Installed {item}")
@@ -679,18 +704,49 @@ def hooks_pre_commit(state: State) -> None:
 
 
 @hooks.command("pre-receive", hidden=True)
+@click.option("--allow-unsigned", is_flag=True)
 @pass_state
-def hooks_pre_receive(state: State) -> None:
+def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
     """Check a push (reads "old new ref" lines on standard input)."""
     from . import hooks as hook_module
     from .history import Git
 
     git = Git((state.directory or Path.cwd()).resolve())
-    problems = hook_module.pre_receive(git, sys.stdin.read().splitlines())
+    problems = hook_module.pre_receive(git, sys.stdin.read().splitlines(),
+                                       require_signatures=not allow_unsigned)
     for line in problems:
         click.echo(f"cmgit: refused: {line}", err=True)
     if problems:
         raise click.exceptions.Exit(1)
+
+
+@hooks.command("merge-driver", hidden=True)
+@click.argument("base")
+@click.argument("ours")
+@click.argument("theirs")
+@click.argument("path")
+@pass_state
+def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: str) -> None:
+    """git merge driver: merge a record field by field and re-seal it; exit 1 on a true
+    conflict, leaving our sealed version in place (never plaintext)."""
+    import hashlib
+
+    case_id = ids.case_id_from_path(path)
+    if case_id is None:
+        raise click.exceptions.Exit(1)
+    data = {name: Path(p).read_bytes() for name, p in
+            (("base", base), ("ours", ours), ("theirs", theirs))}
+    theirs_blob = hashlib.sha1(  # the git blob id of their version
+        f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"],
+        usedforsecurity=False).hexdigest()
+    try:
+        merged = state.repo().merge_record(case_id, data["base"] or None, data["ours"],
+                                           data["theirs"], theirs_blob, state.identities(),
+                                           today())
+    except CmgitError as exc:
+        click.echo(f"cmgit: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    Path(ours).write_bytes(merged)
 
 
 @hooks.command("textconv", hidden=True)
@@ -736,6 +792,69 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
         (r["id"], ", ".join(r["from"]), r["to"], ", ".join(r["by"]),
          " ".join([*r["guards"], *([r["four_eyes"]] if r["four_eyes"] else [])]),
          ", ".join(r["reasons"] or ())) for r in rows])
+
+
+@cli.command("stats")
+@json_option
+@pass_state
+def stats_command(state: State, as_json: bool) -> None:
+    """Programme statistics from open fields and history, suppressed as the site
+    publishes them; no key needed.
+
+    \b
+    Example:
+      cmgit stats
+      cmgit stats --json
+    """
+    from . import site as site_module
+
+    rep = site_module.statistics_report(state.directory, today=today())
+    if as_json:
+        emit(rep.as_dict(), True)
+        return
+    k = rep.result.threshold
+    click.echo(f"{rep.programme_name}: figures as of {rep.result.as_of.isoformat()}, "
+               f"commit {rep.commit[:12]}, counts below {k} hidden")
+    for table in rep.tables:
+        click.echo(f"\n{table.title}")
+        print_table(*table.grid_rows())
+    if rep.result.withheld:
+        click.echo("\nFewer than 20 open cases: the finer tables are not published.")
+
+
+@cli.group("site", cls=CmgitGroup)
+def site_group() -> None:
+    """The SOP site: reference pages, statistics and the static HTML build.
+
+    \b
+    Example:
+      cmgit site build --out /tmp/site
+    """
+
+
+@site_group.command("build")
+@click.option("--out", metavar="DIR", help="Output folder (default: site-build/ at the "
+              "top of the repository).")
+@pass_state
+def site_build(state: State, out: str | None) -> None:
+    """Build the static site: SOP pages, reference pages from the workflow and schemas,
+    statistics; needs no key and works offline.
+
+    The build fails (exit 3) and publishes nothing if a record, an age message or
+    anything shaped like a case record would reach the output.
+
+    \b
+    Example:
+      cmgit site build
+      cmgit -C ./cases site build --out /srv/www/sop
+    """
+    from . import site as site_module
+
+    result = site_module.build(state.directory, Path(out) if out else None, today=today(),
+                               progress=_progress_printer())
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"Built {result.pages} pages from commit {result.commit[:12]} in {result.out}")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -308,6 +308,23 @@ class Git:
         an armored signature, stored in a ``gpgsig`` header as git does. Returns the new
         commit id.
         """
+        commit, blobs = self.make_commit(files, message, author, parent, sign)
+        ref = self.branch_ref()
+        if ref is None:
+            raise OperationInProgress("HEAD is detached", hint="check out a branch first")
+        self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        self._sync_worktree(blobs, files)
+        return commit
+
+    def make_commit(
+        self,
+        files: Mapping[str, bytes | None],
+        message: str,
+        author: Author,
+        parent: str | None,
+        sign: Callable[[bytes], str] | None = None,
+    ) -> tuple[str, dict[str, str | None]]:
+        """The objects of a commit, not yet on any branch: its id and the blob ids."""
         blobs = {
             path: None if data is None else self.hash_blob(data) for path, data in files.items()
         }
@@ -320,13 +337,19 @@ class Git:
         if sign is not None:
             signature = sign(body).replace("\n", "\n ")
             body = (header + f"gpgsig {signature}\n\n" + message).encode("utf-8")
-        commit = self.objects.write("commit", body)
-        ref = self.branch_ref()
-        if ref is None:
-            raise OperationInProgress("HEAD is detached", hint="check out a branch first")
-        self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
-        self._sync_worktree(blobs, files)
-        return commit
+        return self.objects.write("commit", body), blobs
+
+    def changed(self, old: str, new: str) -> list[tuple[str, str | None]]:
+        """(path, new blob id or None if removed) for every file that differs."""
+        out = self.run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", old, new)
+        parts = out.split(b"\0")
+        found = []
+        for meta, path in zip(parts[::2], parts[1::2], strict=False):
+            fields = meta.decode("ascii").lstrip(":").split()
+            new_oid = fields[3]
+            found.append((path.decode("utf-8", "surrogateescape"),
+                          None if set(new_oid) == {"0"} else new_oid))
+        return found
 
     def _sync_worktree(
         self, blobs: Mapping[str, str | None], files: Mapping[str, bytes | None]

@@ -44,27 +44,31 @@ def install_client(git: Git) -> list[str]:
     git.run("config", "diff.cmgit.textconv", f"{_command()} hooks textconv")
     # Never keep decrypted text in git's textconv cache (notes on disk).
     git.run("config", "diff.cmgit.cachetextconv", "false")
+    git.run("config", "merge.cmgit.name", "cmgit field-by-field record merge")
+    git.run("config", "merge.cmgit.driver", f"{_command()} hooks merge-driver %O %A %B %P")
     info = git.git_dir / "info"
     info.mkdir(exist_ok=True)
     attributes = info / "attributes"
-    line = f"{ids.RECORDS_DIR}/** diff=cmgit"
+    line = f"{ids.RECORDS_DIR}/** diff=cmgit merge=cmgit"
     existing = attributes.read_text() if attributes.exists() else ""
     if line not in existing.splitlines():
         attributes.write_text(existing + ("" if existing.endswith("\n") or not existing
                                           else "\n") + line + "\n")
-    done.append("diff driver for records/ (local: .git/info/attributes)")
+    done.append("diff and merge drivers for records/ (local: .git/info/attributes)")
     return done
 
 
-def install_server(bare: Path) -> str:
+def install_server(bare: Path, *, require_signatures: bool = True) -> str:
     git = Git(bare)
     if git.text("rev-parse", "--is-bare-repository") != "true":
         raise RepositoryError("--server installs into a bare central repository",
                               hint="run it in the repository offices push to")
     git.run("config", "receive.denyNonFastForwards", "true")
     git.run("config", "receive.denyDeletes", "true")
-    return str(_write_hook(bare / "hooks", "pre-receive",
-                           f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive"))
+    flag = "" if require_signatures else " --allow-unsigned"
+    return str(_write_hook(
+        bare / "hooks", "pre-receive",
+        f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive{flag}"))
 
 
 def pre_commit(git: Git) -> list[str]:
@@ -73,7 +77,7 @@ def pre_commit(git: Git) -> list[str]:
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
 
 
-def pre_receive(git: Git, lines: list[str]) -> list[str]:
+def pre_receive(git: Git, lines: list[str], *, require_signatures: bool = True) -> list[str]:
     """Problems with a push: deletions, rewrites, and whatever audit finds (signatures
     required), each a line for the pusher. Empty when the push may land."""
     problems = []
@@ -89,7 +93,7 @@ def pre_receive(git: Git, lines: list[str]) -> list[str]:
             problems.append(f"{ref}: history may not be rewritten (force push refused)")
             continue
         report = Auditor(git).run(None if old == ZERO_OID else old, remembered=False,
-                                  until=new, require_signatures=True)
+                                  until=new, require_signatures=require_signatures)
         problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
     return problems
 

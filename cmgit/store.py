@@ -41,6 +41,7 @@ from .errors import (
     UsageError,
 )
 from .guards import Situation
+from .merge import merge_cases
 from .history import BLOB_MODES, Author, Git, format_message, repository_lock
 from .records import Record
 from .registry import (
@@ -744,6 +745,29 @@ class Repository:
                 "signature": self._signature_status(commit.oid, t("Cmgit-Actor")),
             })
         return rows
+
+    def open_blob(self, data: bytes, identities: Sequence[crypto.Identity],
+                  case_id: str) -> Record:
+        """A record from bytes (any version in history), opened and checked."""
+        open_fields, armored = records.parse_file(data, self.schemas.open_fields)
+        payload = records.parse_payload(self.cipher.open(armored, identities))
+        records.check_binding(case_id, open_fields, payload)
+        return Record(open_fields, payload.forms)
+
+    def merge_record(self, case_id: str, base: bytes | None, ours: bytes, theirs: bytes,
+                     theirs_blob: str, identities: Sequence[crypto.Identity],
+                     today: dt.date) -> bytes:
+        """Two offices' versions of one case merged field by field, re-sealed; its
+        version is theirs plus one (SPEC section 6). A true conflict is refused."""
+        order = self.schemas.field_order
+        mine = self.open_blob(ours, identities, case_id).document(order)
+        other = self.open_blob(theirs, identities, case_id).document(order)
+        old = self.open_blob(base, identities, case_id).document(order) if base else {}
+        merged = merge_cases(old, mine, other, case_id=case_id)
+        record = Record({k: merged[k] for k in self.schemas.open_fields},
+                        {k: merged[k] for k in self.schemas.sealed_fields if k in merged})
+        record.open["version"] = int(other["version"]) + 1
+        return self.seal(record, theirs_blob, today)
 
     def textconv(self, data: bytes, identities: Sequence[crypto.Identity] | None) -> str:
         """A record file as a recipient should see it in `git diff`: open fields and

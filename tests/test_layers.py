@@ -10,12 +10,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cmgit"
 LAYERS: dict[str, float] = {
     "errors": 0,
     "ids": 1, "records": 1, "guards": 1, "registry": 1, "yamlio": 1,
+    "stats": 1,  # suppressed tables from open fields and history
     "workflow": 1.5,  # the procedure model, built on the named guards
     "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
     "store": 3, "editing": 3,
+    "site": 3,  # reads git directly: never the store, never a key
     "demo": 3.5,  # a programme built through the store, as a user would
     "audit": 3.5,  # replays history against the configuration the store reads
     "hooks": 3.7,  # the server hook runs the audit
+    "sync": 3.5,  # replays commits through the store
+    "merge": 1,
     "cli": 4,
 }
 # Each outside library has one home (its adapter); everything else goes through it.

@@ -1,0 +1,103 @@
+"""Three-way merge of two offices' changes to one case, field by field and item by item.
+
+Both sides started from the same base. Where only one side changed a value, that change
+wins; where both made the same change, it stands; where both changed the same value
+differently, it is a true conflict and nothing is merged. Lists of items that carry an
+id (consents, follow-ups, objectives...) are merged item by item; other lists as values.
+Pure: documents in, a document or the list of conflicting paths out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import Refused
+
+MISSING: Any = object()
+# Open fields a move or an assignment changes: both sides changing them is two different
+# workflow decisions, which no merge may make for the people involved.
+DECISIONS = ("state", "episode", "team", "caseworker")
+# Open fields cmgit recomputes after the merge; their values on either side do not count.
+DERIVED = ("version", "state_since", "next_follow_up_due", "next_review_due", "risk_level",
+           "immediate_risk", "separation_status", "sex", "age_band", "closure_reason",
+           "closed_on", "registered_on", "identified_on")
+
+
+class MergeConflict(Refused):
+    """Both offices changed the same part of a case differently."""
+
+
+def _id_key(items: Sequence[Any]) -> str | None:
+    """The id field shared by every item of a list of mappings, if there is one."""
+    if not items or not all(isinstance(item, Mapping) for item in items):
+        return None
+    keys = set.intersection(*(
+        {k for k in item if k.endswith("_id") and isinstance(item[k], str)} for item in items
+    ))
+    return sorted(keys)[0] if keys else None
+
+
+def _merge(base: Any, ours: Any, theirs: Any, path: str, conflicts: list[str]) -> Any:
+    if ours == theirs:
+        return ours
+    if ours == base:
+        return theirs
+    if theirs == base:
+        return ours
+    if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
+        old = base if isinstance(base, Mapping) else {}
+        merged = {}
+        for key in [*theirs, *(k for k in ours if k not in theirs)]:
+            value = _merge(old.get(key, MISSING), ours.get(key, MISSING),
+                           theirs.get(key, MISSING), f"{path}/{key}", conflicts)
+            if value is not MISSING:
+                merged[key] = value
+        return merged
+    if isinstance(ours, list) and isinstance(theirs, list):
+        old_list = base if isinstance(base, list) else []
+        key = _id_key([*old_list, *ours, *theirs])
+        if key is not None:
+            by_id = {item[key]: item for item in old_list}
+            mine = {item[key]: item for item in ours}
+            other = {item[key]: item for item in theirs}
+            order = [*other, *(i for i in mine if i not in other)]
+            out = []
+            for item_id in order:
+                value = _merge(by_id.get(item_id, MISSING), mine.get(item_id, MISSING),
+                               other.get(item_id, MISSING), f"{path}/{item_id}", conflicts)
+                if value is not MISSING:
+                    out.append(value)
+            return out
+    conflicts.append(path)
+    return theirs
+
+
+def merge_cases(base: Mapping[str, Any], ours: Mapping[str, Any],
+                theirs: Mapping[str, Any], *, case_id: str) -> dict[str, Any]:
+    """Our case and theirs, merged against their common base. Raises MergeConflict naming
+    the paths both changed (field names and item ids only, never values)."""
+    conflicts = [
+        f"/{key}" for key in DECISIONS
+        if ours.get(key) != base.get(key) and theirs.get(key) != base.get(key)
+        and ours.get(key) != theirs.get(key)
+    ]
+    if conflicts:
+        raise MergeConflict("both offices made a different workflow decision on this case",
+                            case_id=case_id, problems=conflicts,
+                            hint="agree which one stands; one office undoes its change")
+    skip = set(DERIVED)
+    merged = _merge(
+        {k: v for k, v in base.items() if k not in skip},
+        {k: v for k, v in ours.items() if k not in skip},
+        {k: v for k, v in theirs.items() if k not in skip},
+        "", conflicts,
+    )
+    if conflicts:
+        raise MergeConflict("both offices changed the same fields differently",
+                            case_id=case_id, problems=conflicts[:20],
+                            hint="one office records the change again after sync")
+    for key in skip:
+        if key in theirs:
+            merged[key] = theirs[key]
+    return dict(merged)
