@@ -41,8 +41,8 @@ from .errors import (
     UsageError,
 )
 from .guards import Situation
-from .merge import merge_cases
 from .history import BLOB_MODES, Author, Git, format_message, repository_lock
+from .merge import merge_cases
 from .records import Record
 from .registry import (
     CASEWORKER,
