@@ -77,3 +77,58 @@ def test_server_refuses_what_audit_would(programme: Programme, tmp_path: Path) -
     assert deleted.returncode != 0
     head = run_git(server, "rev-parse", "main").stdout.strip()
     assert head == run_git(programme.root, "rev-parse", "origin/main").stdout.strip()
+
+
+def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> None:
+    """Every forgery cmgit audit reports is also refused by the central repository."""
+    from .test_audit import forge
+
+    pm_key, pm_pub = ssh_key(tmp_path, "pm")
+    cw_key, cw_pub = ssh_key(tmp_path, "cw")
+    stranger, _ = ssh_key(tmp_path, "stranger")
+    pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
+    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
+    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001", env=pm)
+    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=pm)
+    made = programme.cli("new", "--from", programme.form_file("identification"),
+                         env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    case_id = made.stdout.strip()
+    server = tmp_path / "central.git"
+    run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server))
+    assert programme.cli("-C", str(server), "hooks", "install", "--server",
+                         as_=None).exit_code == 0
+    run_git(programme.root, "remote", "add", "origin", str(server))
+    path = ids.record_path(case_id)
+    record = (programme.root / path).read_bytes()
+    staff = (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor",
+                                                                  b"role: supervisor")
+
+    def trailers(action: str, actor: str, role: str, **extra: str) -> list[tuple[str, str]]:
+        return [*extra.items(), ("Cmgit-Action", action), ("Cmgit-Actor", actor),
+                ("Cmgit-Role", role)]
+
+    cases = {
+        "signed by a key that is not staff": (
+            {path: record + b""}, f"{case_id}: edit",
+            [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
+            "cw-north-1", stranger, "signature"),
+        "signed by staff A naming actor B": (
+            {path: record}, f"{case_id}: edit",
+            [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
+            "cw-north-1", pm_key, "signature"),
+        "a staff registry change by a caseworker": (
+            {"staff.yaml": staff}, "staff: update aud-001",
+            [("Cmgit-Staff", "aud-001"), *trailers("staff-update", "cw-north-1", "caseworker")],
+            "cw-north-1", cw_key, "config"),
+        "a plaintext file under records": (
+            {path: b"name: CANARY-NAME\n"}, f"{case_id}: edit",
+            [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
+            "cw-north-1", cw_key, "record"),
+    }
+    for name, (files, subject, trail, author, key, rule) in cases.items():
+        forge(programme, files, subject, trail, author, sign_with=key)
+        pushed = run_git(programme.root, "push", "-q", "origin", "main")
+        assert pushed.returncode != 0, name
+        assert rule in pushed.stderr, (name, pushed.stderr)
+        assert CANARY not in pushed.stderr
+        run_git(programme.root, "reset", "-q", "--hard", "HEAD~1")
