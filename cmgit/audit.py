@@ -300,8 +300,8 @@ class Auditor:
         if (old["state"], new["state"]) != (source, target):
             yield "transition", f"{case_id}: the states do not match the declared move"
             return
-        transition = flow.find(str(source), str(target))
-        if transition is None or transition.id != commit.trailer("Cmgit-Transition"):
+        transition = flow.transitions.get(commit.trailer("Cmgit-Transition") or "")
+        if transition is None or source not in transition.sources or transition.target != target:
             yield "transition", f"{case_id}: {source} -> {target} is not in the workflow"
             return
         if flow.permission(transition.by, actor.role, actor.id, team, old, transition.id):

@@ -454,6 +454,7 @@ class Repository:
         if state not in event.states:
             failures.append(Failure("GA", "hard", f"{form} is not recorded in state {state}"))
         item_id = merge_form(loaded.record, form, item, self.schemas)
+        self._validate_gb(loaded.record)
         situation = self._situation(loaded.record, before, actor, today)
         self._check_guards(event.guards, situation, failures, case_id, f"recording {form}")
         return self._save(loaded, actor, today, "record", item_id, [("Cmgit-Form", form)])
@@ -610,7 +611,7 @@ class Repository:
         record = loaded.record
         before = record.document(self.schemas.field_order)
         source = before["state"]
-        transition = self.workflow.find(source, target)
+        transition = self.workflow.find(source, target, reason)
         if transition is None:
             raise Refused(f"illegal transition: no move from {source} to {target}",
                           case_id=case_id, hint="see the transition table: cmgit workflow")
