@@ -25,7 +25,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from click.testing import Result
 
