@@ -491,6 +491,7 @@ class Journey:
 
     def reopen(self) -> None:
         self.wait(20)
+        self.consents()
         self.move("registered", by=self.supervisor,
                   form=("reopen", self.forms.reopen(self.supervisor.staff.id, self.day)))
 

@@ -131,6 +131,19 @@ def criteria_met(s: Situation, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def fresh_consent(s: Situation, params: Mapping[str, Any]) -> str | None:
+    closed = to_date(s.before.get("closed_on")) or dt.date.min
+    given = {
+        c.get("given_by_role") for c in s.record.get("consent") or ()
+        if c.get("decision") == "granted"
+        and "registration_and_services" in c.get("scopes", ())
+        and (to_date(c.get("decision_on")) or dt.date.min) >= closed
+    }
+    if "child" not in given or not given & {"parent", "caregiver", "legal_guardian"}:
+        return "consent of the child and of an adult, given since the case closed, is needed"
+    return None
+
+
 def key_caseworker_active(s: Situation, params: Mapping[str, Any]) -> str | None:
     if s.record.get("caseworker") not in s.active_caseworkers:
         return "the key caseworker is not an active caseworker"
@@ -477,6 +490,7 @@ CHECKS: dict[str, Callable[[Situation, Mapping[str, Any]], str | None]] = {
     "closed_read_only": _unused,
     "criteria_met": criteria_met,
     "key_caseworker_active": key_caseworker_active,
+    "fresh_consent": fresh_consent,
     "caseload_limit": caseload_limit,
     "assessment_opens_case": assessment_opens_case,
     "assessment_no_concern": assessment_no_concern,

@@ -448,7 +448,8 @@ class Repository:
         loaded = self.load(case_id, identities)
         before = loaded.record.document(self.schemas.field_order)
         state = before["state"]
-        self._refuse_if_closed(state, case_id)
+        if workflow.CLOSED not in event.states:
+            self._refuse_if_closed(state, case_id)
         failures = [f for f in [self.workflow.permission(
             event.by, actor.role, actor.id, actor.team, before, f"recording {form}")] if f]
         if state not in event.states:

@@ -534,25 +534,26 @@ def test_reopen_after_consent_was_withdrawn(programme: Programme) -> None:
     consent = f.consent(journey.cw, "parent", journey.day)
     reopen = f.reopen("sv-north", journey.day)
     today = journey.day.isoformat()
-    # The withdrawn consent fails G02; GD keeps a closed case read-only, so the fresh
-    # consent travels with the reopening move, in the same form file as the reopen form.
+    # The withdrawn consent fails G02, and nothing given since closure satisfies G02f.
     alone = programme.form_file("r", {"reopen": reopen})
     before = programme.state()
     result = programme.cli("move", journey.case_id, "registered", "--from", alone,
                            as_="sv-north", today=today)
-    assert result.exit_code == 4 and failing_codes(result.stderr) == ["G02"]
+    assert result.exit_code == 4 and failing_codes(result.stderr) == ["G02", "G02f"]
     assert programme.state() == before
-    result = programme.cli("record", journey.case_id, "consent", "--from",
-                           programme.form_file("c", {"consent": consent}), today=today)
-    assert result.exit_code == 4 and "GD" in result.stderr
-    assert programme.state() == before
-    both = programme.form_file("r", {"consent": consent, "reopen": reopen})
-    result = programme.cli("move", journey.case_id, "registered", "--from", both,
+    # Fresh consent is the one thing a closed case takes before it reopens.
+    for given in (consent, f.consent(journey.cw, "child", journey.day)):
+        result = programme.cli("record", journey.case_id, "consent", "--from",
+                               programme.form_file("c", {"consent": given}), today=today)
+        assert result.exit_code == 0, result.output
+    note = programme.cli("record", journey.case_id, "note", "--from",
+                         programme.form_file("note"), today=today)
+    assert note.exit_code == 4 and "GD" in note.stderr
+    result = programme.cli("move", journey.case_id, "registered", "--from", alone,
                            as_="sv-north", today=today)
     assert result.exit_code == 0, result.output
     message = programme.git("log", "-1", "--format=%B")
-    assert "Cmgit-Transition: T25" in message
-    assert "Cmgit-Form: consent" in message and "Cmgit-Form: reopen" in message
+    assert "Cmgit-Transition: T25" in message and "Cmgit-Form: reopen" in message
     doc = json.loads(programme.cli("show", journey.case_id, "--json", as_="sv-north").stdout)
     assert doc["state"] == "registered" and doc["episode"] == 2
     assert doc["consent"][-1]["decision"] == "granted"
