@@ -651,6 +651,23 @@ def sync(state: State, remote: str) -> None:
                f"({result.merged} merged), {'pushed' if result.pushed else 'nothing to push'}")
 
 
+@cli.command()
+@pass_state
+def recover(state: State) -> None:
+    """Clean up after an interrupted command: temporary files, private edit files, and
+    records whose commit was made but whose work-tree copy was not yet updated.
+
+    \b
+    Example:
+      cmgit recover
+    """
+    done = state.repo().recover()
+    done += [f"removed an edit file left in {p.parent}" for p in editing.recover_private_files()]
+    for line in done:
+        click.echo(line)
+    click.echo(f"recover: {len(done)} thing(s) put right", err=True)
+
+
 @cli.group(cls=CmgitGroup)
 def hooks() -> None:
     """git hooks: refuse commits cmgit did not make; let the server refuse what audit would.

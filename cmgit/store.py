@@ -771,6 +771,37 @@ class Repository:
         record.open["version"] = int(other["version"]) + 1
         return self.seal(record, theirs_blob, today)
 
+    def recover(self) -> list[str]:
+        """Finish what an interrupted command left: temporary files, and records whose
+        commit was made but whose index and work-tree copy were not yet brought up to
+        date. A file someone changed by hand is never touched (it stays for git)."""
+        done = []
+        with repository_lock(self.git.git_dir):
+            for folder in (self.root / ids.RECORDS_DIR, self.git.objects.folder):
+                for stray in folder.rglob(".cmgit-tmp-*"):
+                    stray.unlink()
+                    done.append(f"removed an unfinished temporary file in {folder.name}/")
+                for stray in folder.rglob("tmp_obj_*"):
+                    stray.unlink()
+                    done.append("removed an unfinished object file")
+            staged = self.git.run("diff-index", "--cached", "-z", "--no-renames", "HEAD",
+                                  "--", ids.RECORDS_DIR)
+            parts = staged.split(b"\0")
+            for meta, raw in zip(parts[::2], parts[1::2], strict=False):
+                path = raw.decode("utf-8", "surrogateescape")
+                index_oid = meta.decode("ascii").split()[3]
+                current = self.root / path
+                on_disk = current.read_bytes() if current.is_file() else None
+                head_oid = self.git.blob_id("HEAD", path)
+                if on_disk is not None and self.git.objects.write("blob", on_disk) not in (
+                    index_oid, head_oid
+                ):
+                    continue  # changed by hand since: leave it for the person to decide
+                data = self.git.read_blob(head_oid) if head_oid else None
+                self.git._sync_worktree({path: head_oid}, {path: data})
+                done.append(f"brought {path} up to its committed version")
+        return done
+
     def textconv(self, data: bytes, identities: Sequence[crypto.Identity] | None) -> str:
         """A record file as a recipient should see it in `git diff`: open fields and
         decrypted forms; anyone else, and anything unreadable, sees the file as it is."""

@@ -538,3 +538,28 @@ def test_ctrl_c_in_the_editor_removes_the_private_file(programme: Programme,
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
     assert not Path(seen.read_text()).exists()
     assert programme.state() == before
+
+
+def test_recover_finishes_a_half_made_change(programme: Programme) -> None:
+    """A kill between moving the branch and updating the index and work tree leaves the
+    old file checked out; recover brings it to the committed version, nothing else."""
+    case_id = programme.new_case()
+    path = ids.record_path(case_id)
+    old = record_file(programme, case_id).read_bytes()
+    assert programme.cli("record", case_id, "note", "--from",
+                         programme.form_file("note")).exit_code == 0
+    new = record_file(programme, case_id).read_bytes()
+    # simulate the interruption: index and work tree still at the old version
+    record_file(programme, case_id).write_bytes(old)
+    programme.git("update-index", "--cacheinfo",
+                  f"100644,{programme.git('rev-parse', 'HEAD~1:' + path).strip()},{path}")
+    (programme.root / "records" / ".cmgit-tmp-x").write_bytes(b"partial")
+    assert programme.git("status", "--porcelain") != ""
+    result = programme.cli("recover", as_=None)
+    assert result.exit_code == 0, result.output
+    assert record_file(programme, case_id).read_bytes() == new
+    assert programme.git("status", "--porcelain") == ""
+    # a file changed by hand is left alone
+    record_file(programme, case_id).write_bytes(new + b"\n")
+    programme.cli("recover", as_=None)
+    assert record_file(programme, case_id).read_bytes() == new + b"\n"
