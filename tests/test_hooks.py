@@ -125,6 +125,16 @@ def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> No
             [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
             "cw-north-1", cw_key, "record"),
     }
+    # a caseworker authorising the closure of their own case
+    data = record.decode()
+    closed = data.replace("state: identified", "state: closed").replace(
+        "version: 1\n", "version: 2\n").encode()
+    cases["a caseworker closing their own case"] = (
+        {path: closed}, f"{case_id}: identified -> closed",
+        [("Cmgit-Case", case_id), ("Cmgit-Transition", "T02"), ("Cmgit-From", "identified"),
+         ("Cmgit-To", "closed"), ("Cmgit-Reason", "duplicate"),
+         *trailers("move", "cw-north-1", "caseworker")],
+        "cw-north-1", cw_key, "four-eyes")
     for name, (files, subject, trail, author, key, rule) in cases.items():
         forge(programme, files, subject, trail, author, sign_with=key)
         pushed = run_git(programme.root, "push", "-q", "origin", "main")

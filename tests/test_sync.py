@@ -109,3 +109,17 @@ def test_git_merge_uses_the_record_merge_driver(programme: Programme, tmp_path: 
     assert doc["consent"] and doc["note"]
     text = next((b / "records").rglob(f"{case_id}.yaml")).read_text()
     assert CANARY not in text and "BEGIN AGE ENCRYPTED FILE" in text
+
+
+def test_an_auditor_with_no_key_reviews_a_clone(programme: Programme, tmp_path: Path) -> None:
+    case_id = programme.walk("implementation")
+    central, _, clone = offices(programme, tmp_path)
+    assert in_office(programme, clone, "audit", as_=None).exit_code == 0
+    log = json.loads(in_office(programme, clone, "log", case_id, "--json", as_=None).stdout)
+    approval = next(r for r in log if r["transition"] == "T09")
+    assert (approval["actor"], approval["role"]) == ("sv-north", "supervisor")
+    assert {r["signature"] for r in log} == {"none"}
+    text = in_office(programme, clone, "log", case_id, as_=None).stdout
+    assert "case_planning -> implementation" in text and CANARY not in text
+    # the auditor's own key opens nothing
+    assert in_office(programme, clone, "show", case_id, as_="aud-001").exit_code == 5
