@@ -113,7 +113,7 @@ def test_git_merge_uses_the_record_merge_driver(programme: Programme, tmp_path: 
 
 def test_an_auditor_with_no_key_reviews_a_clone(programme: Programme, tmp_path: Path) -> None:
     case_id = programme.walk("implementation")
-    central, _, clone = offices(programme, tmp_path)
+    _, _, clone = offices(programme, tmp_path)
     assert in_office(programme, clone, "audit", as_=None).exit_code == 0
     log = json.loads(in_office(programme, clone, "log", case_id, "--json", as_=None).stdout)
     approval = next(r for r in log if r["transition"] == "T09")
