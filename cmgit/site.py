@@ -67,13 +67,29 @@ GENERATED_PAGES = (
 _CASE_ID_BYTES = re.compile(rb"[A-Z]{2,5}-[0-9A-HJKMNP-TV-Z]{8}")
 _RECORD_LINE = re.compile(rb"(?m)^[ \t]*case_id:")
 _AGE_MARKERS = (b"BEGIN AGE ENCRYPTED FILE", b"age-encryption.org")
-_EXTERNAL = re.compile(
-    r"""<(?:script|img|iframe|source|embed)\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//"""
-    r"""|<link\b[^>]*\bhref\s*=\s*["']?\s*(?:https?:)?//"""
-    r"""|@import\s+(?:url\()?\s*["']?\s*(?:https?:)?//"""
-    r"""|url\(\s*["']?\s*(?:https?:)?//""",
+_REMOTE = r"""["']?\s*(?:https?:)?//"""
+# What a browser fetches by itself when a page is viewed: scripts, styles, fonts, images,
+# frames. Links a reader may follow (<a href>, rel="canonical") fetch nothing.
+_FETCHING_TAG = re.compile(
+    r"<(?:script|img|iframe|frame|source|embed|video|audio|track|input)\b[^>]*\s(?:src|srcset|poster)"
+    r"\s*=\s*" + _REMOTE + r"|<object\b[^>]*\sdata\s*=\s*" + _REMOTE,
     re.IGNORECASE,
 )
+_LINK_TAG = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
+_LINK_FOLLOWED = re.compile(
+    r"""\srel\s*=\s*["']?(?:canonical|alternate|next|prev|author|license|help|me)\b""",
+    re.IGNORECASE,
+)
+_LINK_REMOTE = re.compile(r"\shref\s*=\s*" + _REMOTE, re.IGNORECASE)
+_CSS_REMOTE = re.compile(r"url\(\s*" + _REMOTE + r"|@import\s+" + _REMOTE, re.IGNORECASE)
+
+
+def fetches_from_the_web(text: str) -> bool:
+    """Whether an HTML page or a stylesheet makes the browser fetch something remote."""
+    if _FETCHING_TAG.search(text) or _CSS_REMOTE.search(text):
+        return True
+    return any(_LINK_REMOTE.search(tag) and not _LINK_FOLLOWED.search(tag)
+               for tag in _LINK_TAG.findall(text))
 
 
 class UnsafeOutput(InvalidRecord):
@@ -725,9 +741,9 @@ def _describe(schemas: SchemaSet, node: Mapping[str, Any]) -> tuple[str, str, Ma
         allowed.append(", ".join(code(v) for v in resolved["enum"]))
     if "const" in resolved:
         allowed.append(f"only {code(json.dumps(resolved['const']))}")
-    if "format" in resolved and not name:
+    if "format" in resolved:
         allowed.append(f"format {esc(resolved['format'])}")
-    if "pattern" in resolved and not name:
+    elif "pattern" in resolved:
         allowed.append(f"pattern {code(resolved['pattern'])}")
     bounds = [f"{label} {resolved[key]}" for key, label in (
         ("minimum", "at least"), ("maximum", "at most"), ("minItems", "at least"),
@@ -736,7 +752,7 @@ def _describe(schemas: SchemaSet, node: Mapping[str, Any]) -> tuple[str, str, Ma
     ) if key in resolved]
     if bounds and kind.startswith("list of"):
         allowed.append("items: " + ", ".join(bounds))
-    elif bounds and kind in ("integer", "number"):
+    elif bounds:
         allowed.append(", ".join(bounds))
     return str(kind or "any"), "; ".join(allowed), resolved
 
@@ -977,8 +993,8 @@ def _check_out(root: Path, target: Path) -> None:
     ):
         raise UsageError("the output folder would overwrite the repository or its sources",
                          hint=f"use a new folder such as {DEFAULT_OUT}/")
-    if resolved.exists():
-        if not resolved.is_dir() or resolved.is_symlink():
+    if target.is_symlink() or resolved.exists():
+        if target.is_symlink() or not resolved.is_dir():
             raise UsageError("the output path exists and is not a folder")
         if any(resolved.iterdir()) and not (resolved / "index.html").is_file():
             raise UsageError("the output folder is not empty and holds no earlier site build",
@@ -1149,7 +1165,7 @@ def check_output(site_dir: Path, case_ids: set[str]) -> int:
         suffix = path.name.rsplit(".", 1)[-1].lower() if "." in path.name else ""
         if suffix not in ALLOWED_TYPES:
             drop.append(path)
-        elif suffix == "html" and _EXTERNAL.search(data.decode("utf-8", "replace")):
+        elif suffix in ("html", "css") and fetches_from_the_web(data.decode("utf-8", "replace")):
             findings.append(Finding(rel, "loads a script, style, font or image from the web"))
     if findings:
         shown = [f"{_safe_path(f.path)}: {f.problem}" for f in findings[:10]]

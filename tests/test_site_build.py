@@ -239,3 +239,32 @@ def test_site_build_in_the_project_checkout(tmp_path: Path) -> None:
                                 env={"CMGIT_TODAY": "2026-04-01"})
     assert result.exit_code == 0, result.output
     assert (out / "index.html").is_file() and (out / "statistics" / "index.html").is_file()
+
+
+def test_the_site_build_cannot_decrypt() -> None:
+    """site.py reads git directly: it imports neither the store nor the age adapter, and
+    nothing it imports does."""
+    import ast
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((ROOT / "cmgit" / f"{module}.py").read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                found.update([node.module] if node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+        return found
+
+    todo, seen = ["site"], set()
+    while todo:
+        module = todo.pop()
+        if module in seen or not (ROOT / "cmgit" / f"{module}.py").is_file():
+            continue
+        seen.add(module)
+        todo += [m.split(".")[0] for m in imported(module)]
+    assert "site" in seen and "stats" in seen
+    assert not seen & {"store", "crypto", "editing", "demo"}
+    assert "pyrage" not in {m for mod in seen for m in imported(mod)}
