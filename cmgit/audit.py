@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import crypto, ids, records, signing
+from .config import SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers
 from .registry import PROGRAMME_MANAGER
-from .store import SETTINGS_FILE, STAFF_FILE, Config, read_config
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,

@@ -28,28 +28,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ids, records, stats, yamlio
+from . import ids, records, stats
+from .config import (
+    SCHEMAS_DIR,
+    SETTINGS_FILE,
+    STAFF_FILE,
+    WORKFLOW_FILE,
+    load_workflow,
+    read_document,
+)
 from .errors import (
     CmgitError,
     InvalidRecord,
     NotACaseRepository,
-    SchemaError,
     UsageError,
 )
 from .history import Git
 from .progress import SILENT, Progress
 from .registry import CASEWORKER, Registry, settings_defaults
-from .schema import CASE, FORM_PREFIX, SETTINGS, STAFF, WORKFLOW, SchemaSet
-from .workflow import CLOSED, MONITORING, Workflow, WorkflowError
+from .schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
+from .workflow import CLOSED, MONITORING, Workflow
 
 SITE_DIR = "site"
 MKDOCS_FILE = "mkdocs.yml"
 DEFAULT_OUT = "site-build"
-SCHEMAS_DIR = "schemas"
-WORKFLOW_FILE = "schemas/workflow.yaml"
-SETTINGS_FILE = "settings.yaml"
-STAFF_FILE = "staff.yaml"
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 # What may be published, by file name ending; everything else is removed from the output.
 ALLOWED_TYPES = frozenset(
@@ -196,38 +198,13 @@ def open_source(directory: Path | None) -> Source:
     settings_schema = schemas.schemas[SETTINGS]
     data = files.get(SETTINGS_FILE)
     settings = (settings_defaults(settings_schema) if data is None
-                else _config(data, schemas, SETTINGS, SETTINGS_FILE))
+                else read_document(data, schemas, SETTINGS, SETTINGS_FILE))
     data = files.get(STAFF_FILE)
     registry = None if data is None else Registry.from_doc(
-        _config(data, schemas, STAFF, STAFF_FILE))
+        read_document(data, schemas, STAFF, STAFF_FILE))
     caseworkers = [] if registry is None else [m.id for m in registry.active(CASEWORKER)]
-    return Source(git, head, schemas, _workflow(files[WORKFLOW_FILE], schemas), settings,
+    return Source(git, head, schemas, load_workflow(files.get(WORKFLOW_FILE), schemas), settings,
                   caseworkers)
-
-
-def _config(data: bytes, schemas: SchemaSet, schema_id: str, name: str) -> dict[str, Any]:
-    doc = schemas.coerce(yamlio.load(data, what=name, max_bytes=MAX_CONFIG_BYTES),
-                         schemas.schemas[schema_id], what=name)
-    schemas.validate(doc, schema_id, what=name)
-    return doc  # type: ignore[no-any-return]
-
-
-def _workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:
-    """The procedure from its data file, read as the store reads it."""
-    what = "workflow data"
-    doc = yamlio.load(data or b"", what=what, max_bytes=MAX_CONFIG_BYTES)
-    guards = doc.get("guards") if isinstance(doc, dict) else None
-    for guard in guards.values() if isinstance(guards, dict) else ():
-        for key in ("schema", "params"):
-            if isinstance(guard, dict) and key in guard:
-                guard[key] = yamlio.core(guard[key])
-    doc = schemas.coerce(doc, schemas.schemas[WORKFLOW], what=what)
-    schemas.validate(doc, WORKFLOW, what=what)
-    try:
-        return Workflow(doc)
-    except WorkflowError as exc:
-        raise SchemaError(f"workflow data is inconsistent: {exc}",
-                          hint=f"correct {WORKFLOW_FILE}") from None
 
 
 # -- statistics --------------------------------------------------------------------------

@@ -24,6 +24,14 @@ from typing import Any
 
 from . import crypto, ids, records, signing, workflow, yamlio
 from . import guards as checks
+from .config import (
+    SCHEMAS_DIR,
+    SETTINGS_FILE,
+    STAFF_FILE,
+    Config,
+    load_yaml,
+    read_config,
+)
 from .errors import (
     AccessError,
     CaseNotFound,
@@ -52,16 +60,11 @@ from .registry import (
     Staff,
     settings_defaults,
 )
-from .schema import CASE, SETTINGS, STAFF, WORKFLOW, SchemaSet
+from .schema import CASE, SETTINGS, STAFF, SchemaSet
 from .template import template_root
-from .workflow import Failure, Transition, Workflow, WorkflowError
+from .workflow import Failure, Transition, Workflow
 
-STAFF_FILE = "staff.yaml"
-WORKFLOW_FILE = "schemas/workflow.yaml"
-SETTINGS_FILE = "settings.yaml"
-SCHEMAS_DIR = "schemas"
 MAX_FORM_BYTES = 1024 * 1024
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 DEFAULT_CRITERIA = [
     "unaccompanied_or_separated",
     "abuse_neglect_or_exploitation",
@@ -1147,66 +1150,6 @@ class Repository:
 
 
 # -- helpers shared by commands --------------------------------------------------------
-
-
-def load_yaml(
-    data: bytes, schemas: SchemaSet, schema: Mapping[str, Any], *, what: str, limit: int
-) -> Any:
-    return schemas.coerce(yamlio.load(data, what=what, max_bytes=limit), schema, what=what)
-
-
-@dataclass(frozen=True)
-class Config:
-    """A case repository's configuration as committed in one commit."""
-
-    schemas: SchemaSet
-    settings: dict[str, Any]
-    registry: Registry
-    workflow: Workflow
-
-
-def read_config(git: Git, commit: str) -> Config:
-    """Schemas, settings, staff registry and workflow as of ``commit``."""
-    paths = [e.path for e in git.ls_tree(commit, SCHEMAS_DIR) if e.path.endswith(".json")]
-    files = git.read_paths(commit, [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
-    schemas = SchemaSet(
-        {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
-    )
-    settings = _read_config(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
-    staff = _read_config(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-    return Config(schemas, settings, Registry.from_doc(staff),
-                  load_workflow(files[WORKFLOW_FILE], schemas))
-
-
-def _read_config(data: bytes | None, schemas: SchemaSet, schema_id: str, name: str) -> Any:
-    if data is None:
-        raise NotACaseRepository(f"{name} is missing from the committed tree")
-    schema = schemas.schemas[schema_id]
-    doc = load_yaml(data, schemas, schema, what=name, limit=MAX_CONFIG_BYTES)
-    schemas.validate(doc, schema_id, what=name)
-    return doc
-
-
-def load_workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:
-    """The procedure from its data file, validated and checked for dangling names."""
-    if data is None:
-        raise NotACaseRepository(f"{WORKFLOW_FILE} is missing from the committed tree")
-    what = "workflow data"
-    doc = yamlio.load(data, what=what, max_bytes=MAX_CONFIG_BYTES)
-    # Guard conditions are JSON Schema themselves: no schema can type them, so their
-    # unquoted scalars take YAML's core types (true, 3, null).
-    guards = doc.get("guards") if isinstance(doc, dict) else None
-    for guard in guards.values() if isinstance(guards, dict) else ():
-        for key in ("schema", "params"):
-            if isinstance(guard, dict) and key in guard:
-                guard[key] = yamlio.core(guard[key])
-    doc = schemas.coerce(doc, schemas.schemas[WORKFLOW], what=what)
-    schemas.validate(doc, WORKFLOW, what=what)
-    try:
-        return Workflow(doc)
-    except WorkflowError as exc:
-        raise SchemaError(f"workflow data is inconsistent: {exc}",
-                          hint=f"correct {WORKFLOW_FILE}") from None
 
 
 def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:

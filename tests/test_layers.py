@@ -13,10 +13,11 @@ LAYERS: dict[str, float] = {
     "stats": 1,  # suppressed tables from open fields and history
     "workflow": 1.5,  # the procedure model, built on the named guards
     "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
+    "config": 2.5,  # the committed configuration, read without any key
     "store": 3, "editing": 3,
     "site": 3,  # reads git directly: never the store, never a key
     "demo": 3.5,  # a programme built through the store, as a user would
-    "audit": 3.5,  # replays history against the configuration the store reads
+    "audit": 3,  # replays history against the configuration of each commit
     "hooks": 3.7,  # the server hook runs the audit
     "sync": 3.5,  # replays commits through the store
     "merge": 1,
