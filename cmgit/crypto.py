@@ -120,7 +120,8 @@ _GREASE_MAX_BODY = 100
 _CANONICAL_DECIMAL_RE = re.compile(r"[1-9][0-9]*")
 _X25519_TAG = "X25519"
 _SCRYPT_TAG = "scrypt"
-_X25519_IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
+# Bech32: human-readable part "AGE-SECRET-KEY-" and the separator "1".
+_X25519_IDENTITY_PREFIX = "AGE-SECRET-KEY-" "1"
 
 _NOT_CANONICAL = "sealed block is not in canonical armor"
 _DAMAGED = "sealed block is damaged or was tampered with"
@@ -221,13 +222,13 @@ class Identity:
 
 
 def generate_identity() -> tuple[str, str]:
-    """Return a new (secret "AGE-SECRET-KEY-1...", recipient "age1...") pair."""
+    """Return a new (secret "AGE-SECRET-KEY-...", recipient "age1...") pair."""
     key = x25519.Identity.generate()
     return str(key), str(key.to_public())
 
 
 def parse_identity(secret: str) -> Identity:
-    """Parse one "AGE-SECRET-KEY-1..." string; NoIdentity if it is not one."""
+    """Parse one "AGE-SECRET-KEY-..." string; NoIdentity if it is not one."""
     if not secret.upper().startswith(_X25519_IDENTITY_PREFIX):
         raise NoIdentity("not an age X25519 secret key")
     try:
@@ -325,7 +326,7 @@ def load_identities(path: Path) -> tuple[Identity, ...]:
         if not line.upper().startswith(_X25519_IDENTITY_PREFIX):
             raise NoIdentity(
                 f"identity file {path}, line {number}: not an age X25519 secret key",
-                hint="cmgit uses X25519 keys only (AGE-SECRET-KEY-1...)",
+                hint="cmgit uses X25519 keys only (AGE-SECRET-KEY-...)",
             )
         try:
             identity = parse_identity(line)
