@@ -400,7 +400,8 @@ def find(state: State, text: str, as_json: bool) -> None:
     Example:
       cmgit find "Amina"
     """
-    hits = state.repo().find(state.identities(), text)
+    hits = state.repo().find(state.identities(), text,
+                             progress=_progress_printer(quiet=as_json))
     if as_json:
         emit(hits, True)
     else:
@@ -897,7 +898,8 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
     for case_id in case_ids:
         ids.check_case_id(case_id)
     repo = state.repo()
-    results = repo.validate(state.optional_identities(), list(case_ids))
+    results = repo.validate(state.optional_identities(), list(case_ids),
+                            progress=_progress_printer(quiet=as_json))
     bad = [r for r in results if not r.ok]
     if as_json:
         emit([{"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
@@ -935,10 +937,11 @@ def demo(directory: str | None, cases: int, seed: int) -> None:
     click.echo(tour)
 
 
-def _progress_printer() -> Any:
+def _progress_printer(quiet: bool = False) -> Any:
+    """Bars on stderr only for a person watching: not in pipes, not with --json."""
     from .progress import Progress
 
-    return Progress(enabled=sys.stderr.isatty())
+    return Progress(enabled=sys.stderr.isatty() and not quiet)
 
 
 def main() -> None:

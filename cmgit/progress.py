@@ -4,7 +4,10 @@ output is JSON, so scripts and pipes see only results."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -40,6 +43,14 @@ class Progress:
                 bar.advance(task_id, n)
 
             yield advance
+
+
+    def each(self, description: str, items: Sequence[T]) -> Iterator[T]:
+        """The items, with a bar advancing as each one is done."""
+        with self.task(description, len(items)) as advance:
+            for item in items:
+                yield item
+                advance(1)
 
 
 def _ignore(n: int = 1) -> None:

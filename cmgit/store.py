@@ -51,6 +51,7 @@ from .errors import (
 from .guards import Situation
 from .history import BLOB_MODES, Author, Git, format_message, repository_lock
 from .merge import merge_cases
+from .progress import SILENT, Progress
 from .records import Record
 from .registry import (
     CASEWORKER,
@@ -922,14 +923,15 @@ class Repository:
             )
         return item_id or action
 
-    def find(self, identities: Sequence[crypto.Identity], text: str) -> list[str]:
+    def find(self, identities: Sequence[crypto.Identity], text: str,
+             progress: Progress = SILENT) -> list[str]:
         """Cases whose sealed text contains ``text`` (case-insensitive), in memory only."""
         actor = self.actor(identities)
         needle = unicodedata.normalize("NFC", text).casefold()
         if not needle.strip():
             raise UsageError("give some text to look for")
         hits = []
-        for case_id in self.case_ids():
+        for case_id in progress.each("Searching cases", self.case_ids()):
             try:
                 loaded = self.load_open(case_id)
                 if actor.recipient not in self.expected_recipients(loaded.record.open):
@@ -944,11 +946,12 @@ class Repository:
         return hits
 
     def validate(
-        self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str]
+        self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str],
+        progress: Progress = SILENT,
     ) -> list[CheckResult]:
         mine = {i.recipient for i in identities or ()}
         results = []
-        for case_id in case_ids or self.case_ids():
+        for case_id in progress.each("Validating cases", case_ids or self.case_ids()):
             try:
                 loaded = self.load_open(case_id)
                 expected = self.expected_recipients(loaded.record.open)
