@@ -14,7 +14,7 @@ def test_each_yields_every_item_in_order(bar: Progress, capsys: pytest.CaptureFi
     assert out.out == ""  # never on standard output, which scripts read
 
 
-def test_json_and_pipes_get_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_and_pipes_get_no_bar() -> None:
     from cmgit import cli
 
     assert cli._progress_printer(quiet=True).enabled is False
