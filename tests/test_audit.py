@@ -11,7 +11,7 @@ from cmgit import ids, signing
 from cmgit.history import Author, Git, format_message
 
 from .conftest import Programme
-from .test_signing import ssh_key
+from .test_signing import require_signatures, ssh_key
 
 
 def audit(programme: Programme, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -94,14 +94,8 @@ def test_plaintext_under_records(programme: Programme) -> None:
 
 
 def test_signatures(programme: Programme, tmp_path: Path) -> None:
-    pm_key, pm_pub = ssh_key(tmp_path, "pm")
-    cw_key, cw_pub = ssh_key(tmp_path, "cw")
+    pm_key, cw_key = require_signatures(programme, tmp_path)
     stranger, _ = ssh_key(tmp_path, "stranger")
-    signed = {"CMGIT_SIGNING_KEY": str(pm_key)}
-    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
-    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001",
-                  env=signed)
-    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=signed)
     ok = programme.cli("new", "--from", programme.form_file("identification"),
                        env={"CMGIT_SIGNING_KEY": str(cw_key)})
     assert ok.exit_code == 0, ok.output

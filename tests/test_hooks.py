@@ -10,7 +10,7 @@ from pathlib import Path
 from cmgit import ids
 
 from .conftest import CANARY, Programme
-from .test_signing import ssh_key
+from .test_signing import require_signatures, ssh_key
 
 
 def run_git(cwd: Path, *args: str,
@@ -41,12 +41,7 @@ def test_client_hooks(programme: Programme) -> None:
 
 
 def test_server_refuses_what_audit_would(programme: Programme, tmp_path: Path) -> None:
-    pm_key, pm_pub = ssh_key(tmp_path, "pm")
-    cw_key, cw_pub = ssh_key(tmp_path, "cw")
-    pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
-    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
-    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001", env=pm)
-    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=pm)
+    _, cw_key = require_signatures(programme, tmp_path)
     server = tmp_path / "central.git"
     cloned = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server))
     assert cloned.returncode == 0
@@ -83,13 +78,8 @@ def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> No
     """Every forgery cmgit audit reports is also refused by the central repository."""
     from .test_audit import forge
 
-    pm_key, pm_pub = ssh_key(tmp_path, "pm")
-    cw_key, cw_pub = ssh_key(tmp_path, "cw")
+    pm_key, cw_key = require_signatures(programme, tmp_path)
     stranger, _ = ssh_key(tmp_path, "stranger")
-    pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
-    programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001")
-    programme.cli("staff", "update", "cw-north-1", "--signing-key", cw_pub, as_="pm-001", env=pm)
-    programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001", env=pm)
     made = programme.cli("new", "--from", programme.form_file("identification"),
                          env={"CMGIT_SIGNING_KEY": str(cw_key)})
     case_id = made.stdout.strip()

@@ -22,6 +22,20 @@ def ssh_key(folder: Path, name: str) -> tuple[Path, str]:
     return path, (folder / f"{name}.pub").read_text().strip()
 
 
+def require_signatures(programme: Programme, folder: Path) -> tuple[Path, Path]:
+    """Register SSH keys for pm-001 and cw-north-1 and require signed commits; returns
+    the two private keys (programme manager's, caseworker's)."""
+    pm_key, pm_pub = ssh_key(folder, "pm")
+    cw_key, cw_pub = ssh_key(folder, "cw")
+    pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
+    for staff_id, public, env in (("pm-001", pm_pub, None), ("cw-north-1", cw_pub, pm)):
+        assert programme.cli("staff", "update", staff_id, "--signing-key", public,
+                             as_="pm-001", env=env).exit_code == 0
+    assert programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001",
+                         env=pm).exit_code == 0
+    return pm_key, cw_key
+
+
 def test_sign_and_verify_round_trip(tmp_path: Path) -> None:
     path, public = ssh_key(tmp_path, "k")
     key = signing.load_private_key(path)
