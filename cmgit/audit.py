@@ -99,7 +99,7 @@ class Auditor:
         start = since
         if start is None and remembered and state.exists():
             verified = state.read_text().strip()
-            if self._is_ancestor(verified, report.head):
+            if self.git.is_ancestor(verified, report.head):
                 start = verified
             else:
                 report.violations.append(Violation(
@@ -120,13 +120,6 @@ class Auditor:
             state.parent.mkdir(exist_ok=True)
             state.write_text(report.head + "\n")
         return report
-
-    def _is_ancestor(self, older: str, newer: str) -> bool:
-        try:
-            self.git.run("merge-base", "--is-ancestor", older, newer)
-        except CmgitError:
-            return False
-        return True
 
     # -- one commit -----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import yamlio
+from . import caches, yamlio
 from .errors import NotACaseRepository, SchemaError
 from .history import Git
 from .registry import Registry
@@ -23,6 +23,7 @@ SETTINGS_FILE = "settings.yaml"
 SCHEMAS_DIR = "schemas"
 WORKFLOW_FILE = "schemas/workflow.yaml"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+CONFIG_CACHE = "config"
 
 
 def load_yaml(
@@ -42,16 +43,32 @@ class Config:
 
 
 def read_config(git: Git, commit: str) -> Config:
-    """Schemas, settings, staff registry and workflow as of ``commit``."""
+    """Schemas, settings, staff registry and workflow as of ``commit``.
+
+    The documents, once read and validated, are remembered by the ids of the objects they
+    came from, so a command on an unchanged configuration parses no YAML at all.
+    """
+    root = git.objects.tree(git.objects.commit_tree(commit))
+    key = tuple(str(root.get(name)) for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE))
+    docs = caches.remembered(git, CONFIG_CACHE, key)
+    if docs is None:
+        docs = _read_documents(git, commit)
+        caches.remember(git, CONFIG_CACHE, key, docs)
+    schema_docs, settings, staff, flow = docs
+    return Config(SchemaSet(schema_docs), settings, Registry.from_doc(staff), _workflow(flow))
+
+
+def _read_documents(git: Git, commit: str) -> tuple[Any, ...]:
+    """Every configuration document of ``commit``, parsed and validated."""
     paths = [e.path for e in git.ls_tree(commit, SCHEMAS_DIR) if e.path.endswith(".json")]
     files = git.read_paths(commit, [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
-    schemas = SchemaSet(
-        {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
-    )
+    schema_docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
+    schemas = SchemaSet(schema_docs)
     settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
     staff = read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-    return Config(schemas, settings, Registry.from_doc(staff),
-                  load_workflow(files[WORKFLOW_FILE], schemas))
+    flow = workflow_document(files[WORKFLOW_FILE], schemas)
+    _workflow(flow)  # refuse an inconsistent workflow before remembering it
+    return schema_docs, settings, staff, flow
 
 
 def read_document(data: bytes | None, schemas: SchemaSet, schema_id: str, name: str) -> Any:
@@ -65,6 +82,11 @@ def read_document(data: bytes | None, schemas: SchemaSet, schema_id: str, name: 
 
 def load_workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:
     """The procedure from its data file, validated and checked for dangling names."""
+    return _workflow(workflow_document(data, schemas))
+
+
+def workflow_document(data: bytes | None, schemas: SchemaSet) -> Any:
+    """The workflow data file, parsed and validated against its schema."""
     if data is None:
         raise NotACaseRepository(f"{WORKFLOW_FILE} is missing from the committed tree")
     what = "workflow data"
@@ -78,6 +100,10 @@ def load_workflow(data: bytes | None, schemas: SchemaSet) -> Workflow:
                 guard[key] = yamlio.core(guard[key])
     doc = schemas.coerce(doc, schemas.schemas[WORKFLOW], what=what)
     schemas.validate(doc, WORKFLOW, what=what)
+    return doc
+
+
+def _workflow(doc: Any) -> Workflow:
     try:
         return Workflow(doc)
     except WorkflowError as exc:

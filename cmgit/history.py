@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -191,6 +192,45 @@ class Git:
             found[path] = out[pos : pos + size] if header[1] == b"blob" else None
             pos += size + 1
         return found
+
+    def stream_blobs(self, oids: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
+        """(oid, content) of many blobs, in order, from a ``git cat-file --batch`` of their
+        own, streamed: memory holds one blob at a time, whatever the number."""
+        proc = subprocess.Popen(["git", "-C", str(self.root), "cat-file", "--batch"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=clean_env())
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def feed() -> None:
+            with contextlib.suppress(BrokenPipeError):
+                for start in range(0, len(oids), 4096):
+                    stdin.write("".join(f"{oid}\n" for oid in oids[start:start + 4096])
+                                .encode("ascii"))
+                stdin.close()
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        try:
+            for oid in oids:
+                header = stdout.readline().split()
+                if len(header) != 3:
+                    yield oid, None
+                    continue
+                data = stdout.read(int(header[2]) + 1)[:-1]
+                yield oid, data if header[1] == b"blob" else None
+        finally:
+            stdout.close()
+            proc.kill()
+            proc.wait()
+            writer.join()
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self.run("merge-base", "--is-ancestor", older, newer)
+        except GitFailed:
+            return False
+        return True
 
     def status(self, *paths: str) -> list[str]:
         """Paths with uncommitted changes (staged, unstaged or untracked) under ``paths``."""

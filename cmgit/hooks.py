@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import ids
 from .audit import Auditor
-from .errors import CmgitError, RepositoryError
+from .errors import RepositoryError
 from .history import ZERO_OID, Git
 
 MARK = "# installed by cmgit"
@@ -89,19 +89,11 @@ def pre_receive(git: Git, lines: list[str], *, require_signatures: bool = True) 
         if new == ZERO_OID:
             problems.append(f"{ref}: deleting a branch is not allowed")
             continue
-        if old != ZERO_OID and not _is_ancestor(git, old, new):
+        if old != ZERO_OID and not git.is_ancestor(old, new):
             problems.append(f"{ref}: history may not be rewritten (force push refused)")
             continue
         report = Auditor(git).run(None if old == ZERO_OID else old, remembered=False,
                                   until=new, require_signatures=require_signatures)
         problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
     return problems
-
-
-def _is_ancestor(git: Git, old: str, new: str) -> bool:
-    try:
-        git.run("merge-base", "--is-ancestor", old, new)
-    except CmgitError:
-        return False
-    return True
 

@@ -17,10 +17,15 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+# cryptography is imported where it is used: most commands sign or verify nothing, and
+# importing it costs more than the rest of their start.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 from .errors import NoIdentity, UsageError
 
@@ -52,8 +57,16 @@ def _read_string(blob: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return raw.decode("ascii")
+    from cryptography.hazmat.primitives import serialization
+
+    return _key_text(key.public_bytes(serialization.Encoding.Raw,
+                                      serialization.PublicFormat.Raw))
+
+
+def _key_text(raw: bytes) -> str:
+    """The OpenSSH text of a raw Ed25519 public key."""
+    blob = _string(KEY_TYPE) + _string(raw)
+    return f"{KEY_TYPE.decode()} {base64.b64encode(blob).decode('ascii')}"
 
 
 def check_public_key(text: str) -> str:
@@ -61,6 +74,9 @@ def check_public_key(text: str) -> str:
     parts = text.strip().split()
     if len(parts) < 2 or parts[0] != KEY_TYPE.decode():
         raise UsageError("signing key must be an ssh-ed25519 public key")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
     except (ValueError, TypeError):
@@ -84,6 +100,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
             raise NoIdentity("signing key file is readable by others",
                              hint="run chmod 600 on it")
         data = handle.read()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError):
@@ -96,6 +115,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def generate_key(path: Path) -> str:
     """A new Ed25519 signing key in OpenSSH format (mode 0600); returns its public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                              serialization.NoEncryption())
@@ -112,6 +134,8 @@ def _signed_data(message: bytes) -> bytes:
 
 def sign(message: bytes, key: Ed25519PrivateKey) -> str:
     """An armored SSHSIG signature of ``message`` (namespace git, SHA-512)."""
+    from cryptography.hazmat.primitives import serialization
+
     public = key.public_key().public_bytes(serialization.Encoding.Raw,
                                            serialization.PublicFormat.Raw)
     signature = key.sign(_signed_data(message))
@@ -147,9 +171,11 @@ def verify(message: bytes, armored: str) -> str:
     raw_sig, sat = _read_string(signature_blob, sat)
     if key_type != KEY_TYPE or sig_type != KEY_TYPE or len(raw_key) != 32:
         raise BadSignature("only ed25519 signatures are accepted")
-    key = Ed25519PublicKey.from_public_bytes(raw_key)
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
-        key.verify(raw_sig, _signed_data(message))
+        Ed25519PublicKey.from_public_bytes(raw_key).verify(raw_sig, _signed_data(message))
     except InvalidSignature:
         raise BadSignature("signature does not match") from None
-    return public_key_text(key)
+    return _key_text(raw_key)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ids, records, stats
+from . import caches, ids, stats
 from .config import (
     SCHEMAS_DIR,
     SETTINGS_FILE,
@@ -129,39 +129,18 @@ class Source:
     def cases(self) -> dict[str, dict[str, Any]]:
         """Open fields of every case committed at HEAD; unreadable records are left out."""
         if self._cases is None:
-            entries = [
-                (case_id, e.path) for e in self.git.ls_tree(self.head, ids.RECORDS_DIR)
-                if e.kind == "blob" and (case_id := ids.case_id_from_path(e.path))
-            ]
-            blobs = self.git.read_paths(self.head, [path for _, path in entries])
-            found = {}
-            for case_id, path in entries:
-                data = blobs.get(path)
-                if data is None:
-                    continue
-                try:
-                    fields = records.parse_open_fields(data, self.schemas.open_fields)
-                except InvalidRecord:
-                    continue
-                if fields.get("case_id") == case_id:
-                    found[case_id] = fields
-            self._cases = found
+            self._cases = caches.open_fields(self.git, self.head, self.schemas.open_fields)
         return self._cases
 
     def changes(self) -> list[stats.Change]:
         """Every change of state in history, oldest first, each case under an opaque key."""
         keys: dict[str, str] = {}
         found = []
-        for commit in self.git.log(ids.RECORDS_DIR, rev=self.head):
-            case = commit.trailer("Cmgit-Case")
-            target = commit.trailer("Cmgit-To")
-            if not case or not target or not ids.CASE_ID_RE.fullmatch(case):
-                continue
-            day = stats.to_day(commit.trailer("Cmgit-Date") or commit.when[:10])
-            if day is None:
-                continue
-            key = keys.setdefault(case, f"case-{len(keys) + 1}")
-            found.append(stats.Change(key, day, commit.trailer("Cmgit-From"), target))
+        for case, when, source, target in caches.state_changes(self.git, self.head):
+            day = stats.to_day(when)
+            if day is not None:
+                key = keys.setdefault(case, f"case-{len(keys) + 1}")
+                found.append(stats.Change(key, day, source, target))
         return found
 
     def programme(self) -> stats.Programme:

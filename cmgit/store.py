@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import crypto, ids, records, signing, workflow, yamlio
+from . import caches, crypto, ids, records, signing, workflow, yamlio
 from . import guards as checks
 from .config import (
     SCHEMAS_DIR,
@@ -198,26 +198,15 @@ class Repository:
                 found.append((case_id, entry.path))
         return found
 
-    def open_index(self) -> dict[str, dict[str, Any]]:
+    def open_index(self, progress: Progress = SILENT) -> dict[str, dict[str, Any]]:
         """Open fields of every committed case, read from git without any key.
 
         Records that cannot be read are left out here; `cmgit validate` reports them.
         """
-        entries = self._record_entries()
-        blobs = self.git.read_paths("HEAD", [path for _, path in entries])
-        order = self.schemas.open_fields
-        index = {}
-        for case_id, path in entries:
-            data = blobs.get(path)
-            if data is None:
-                continue
-            try:
-                fields = records.parse_open_fields(data, order)
-            except InvalidRecord:
-                continue
-            if fields.get("case_id") == case_id:
-                index[case_id] = fields
-        return index
+        head = self.git.head()
+        if head is None:
+            return {}
+        return caches.open_fields(self.git, head, self.schemas.open_fields, progress)
 
     def _read_work_file(self, path: str, case_id: str) -> bytes:
         full = self.root / path
@@ -686,6 +675,7 @@ class Repository:
             if name not in workflow.STATES:
                 raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
         shown = self._profile(profile)
+        labels = {state: self.workflow.label(state, shown) for state in self.workflow.states}
         rows = []
         for _, fields in sorted(self.open_index().items()):
             if states and fields["state"] not in states:
@@ -696,7 +686,7 @@ class Repository:
                 continue
             if overdue and not _is_overdue(fields, today):
                 continue
-            rows.append({**fields, "step": self.workflow.label(fields["state"], shown)})
+            rows.append({**fields, "step": labels.get(fields["state"], fields["state"])})
         return rows
 
     def due(self, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
@@ -725,6 +715,7 @@ class Repository:
         if not commits:
             raise CaseNotFound(f"no history for case {case_id}", case_id=case_id)
         shown = self._profile(profile)
+        labels = {state: self.workflow.label(state, shown) for state in self.workflow.states}
         rows = []
         for commit in commits:
             t = commit.trailer

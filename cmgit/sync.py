@@ -81,13 +81,11 @@ def _check_not_rewritten(repo: Repository, path: Path, theirs: str) -> None:
     if not path.exists():
         return
     seen = path.read_text().strip()
-    try:
-        repo.git.run("merge-base", "--is-ancestor", seen, theirs)
-    except CmgitError:
+    if not repo.git.is_ancestor(seen, theirs):
         raise RepositoryError(
             "the central history was rewritten: a commit this clone saw there is gone",
             hint="stop and ask the technical coordinator; run cmgit audit on the server",
-        ) from None
+        )
 
 
 def _replay(repo: Repository, identities: Sequence[crypto.Identity], base: str, ours: str,

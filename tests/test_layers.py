@@ -14,6 +14,7 @@ LAYERS: dict[str, float] = {
     "workflow": 1.5,  # the procedure model, built on the named guards
     "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
     "config": 2.5,  # the committed configuration, read without any key
+    "caches": 2.4,  # keyless reads remembered by object id
     "store": 3, "editing": 3,
     "site": 3,  # reads git directly: never the store, never a key
     "demo": 3.5,  # a programme built through the store, as a user would

@@ -1,0 +1,82 @@
+"""The floors of the scale targets: what the libraries alone do, one process per core.
+
+    python bench/floors.py open REPO          # parse every record's open fields
+    python bench/floors.py sealed REPO KEY    # decrypt, parse and validate every record
+
+Both read the record files of REPO's work tree, split over a pool of one process per core.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import jsonschema_rs
+import pyrage
+from pyrage import x25519
+
+from cmgit import records
+from cmgit.config import read_config
+from cmgit.history import Git
+
+CASE_SCHEMA = "urn:cmgit:schema:case"
+
+
+def record_files(repo: Path) -> list[str]:
+    return [os.path.join(d, f) for d, _, files in os.walk(repo / "records")
+            for f in files if f.endswith(".yaml")]
+
+
+def parse_open(args: tuple[list[str], list[str]]) -> int:
+    paths, order = args
+    for path in paths:
+        with open(path, "rb") as handle:
+            records.parse_open_fields(handle.read(), order)
+    return len(paths)
+
+
+def open_sealed(args: tuple[list[str], list[str], list[str], dict, str]) -> int:
+    paths, order, fields, schemas, secret = args
+    identity = x25519.Identity.from_str(secret)
+    registry = jsonschema_rs.Registry(list(schemas.items()))
+    validator = jsonschema_rs.validator_for(schemas[CASE_SCHEMA], registry=registry,
+                                            validate_formats=True)
+    valid = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            open_fields, armored = records.parse_file(handle.read(), order)
+        binary = base64.b64decode("".join(armored.splitlines()[1:-1]))
+        forms = json.loads(pyrage.decrypt(binary, [identity]))["forms"]
+        valid += validator.is_valid(records.Record(open_fields, forms).document(fields))
+    return valid
+
+
+def main() -> None:
+    kind, repo = sys.argv[1], Path(sys.argv[2])
+    git = Git(repo)
+    head = git.head()
+    assert head is not None
+    schemas = read_config(git, head).schemas
+    order = list(schemas.open_fields)
+    files = record_files(repo)
+    workers = os.cpu_count() or 1
+    chunks = [files[i::workers * 4] for i in range(workers * 4)]
+    with Pool(workers) as pool:
+        if kind == "open":
+            done = sum(pool.map(parse_open, [(c, order) for c in chunks]))
+        else:
+            text = Path(sys.argv[3]).read_text()
+            secret = next(w for w in text.split() if w.startswith("AGE-SECRET-KEY-"))
+            jobs = [(c, order, list(schemas.field_order), schemas.schemas, secret)
+                    for c in chunks]
+            done = sum(pool.map(open_sealed, jobs))
+    if done != len(files):
+        raise SystemExit(f"floor {kind}: {done} of {len(files)} records done")
+
+
+if __name__ == "__main__":
+    main()

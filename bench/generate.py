@@ -1,0 +1,429 @@
+"""Synthetic programmes for the benchmarks: N cases with signed, realistic histories.
+
+A programme is made in two parts:
+
+1. Through cmgit itself: the staff (an age identity and an SSH signing key each) and a few
+   template cases per destination, walked by the demo's caseworkers through the real
+   transitions, every commit made, checked and signed by the product.
+2. In bulk: the remaining cases replay those templates under new case IDs, teams and
+   caseworkers. Each version is re-sealed for its own recipients with real age encryption,
+   bound to its new case ID and previous blob, and committed in a signed commit with the
+   trailers cmgit writes, so `cmgit audit` and `cmgit validate` judge them as any other.
+   The objects go straight into one pack (trees as deltas of their previous version) and
+   `git index-pack` indexes it: no git process per commit, no index rewrite per commit.
+
+The result is cached outside the repository, in ``$CMGIT_BENCH_CACHE`` (default
+``~/.cache/cmgit-bench``), one folder per size, and reused until FORMAT changes.
+
+    python bench/generate.py 10000          # prints the folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmgit import crypto, demo, ids, records, signing
+from cmgit.history import Git, encode_tree, format_message
+from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
+from cmgit.store import Repository, init_repository
+
+FORMAT = 1  # bump when what is generated changes, so old caches are not reused
+TODAY = dt.date(2026, 10, 1)
+CASEWORKERS_PER_TEAM = 8
+CASES_PER_TEAM = 3000
+TEMPLATE_TEAM = "t01"
+# Where the bulk cases stand: mostly early in the procedure, as in a programme that takes
+# in more than it closes, for about three commits a case.
+WEIGHTS = {
+    "identified": 66, "registered": 14, "closed_consent_declined": 8, "assessment": 4,
+    "immediate_action": 3, "closed_no_concern": 2, "case_planning": 1.2, "implementation": 1.2,
+    "follow_up_review": 0.2, "closure_pending": 0.2, "post_closure_monitoring": 0.2,
+    "archived": 0.2, "closed_death": 0.2, "closed_inaccessible": 0.2,
+}
+MAX_DELTA_DEPTH = 50  # git's own default for --depth
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CMGIT_BENCH_CACHE") or Path.home() / ".cache" / "cmgit-bench")
+
+
+def programme(cases: int, *, seed: int = 11, cache: Path | None = None,
+              quiet: bool = False) -> Path:
+    """The folder of a generated programme of ``cases`` cases (``cases/``, ``keys/``)."""
+    base = (cache or cache_root()) / f"programme-{cases}-f{FORMAT}"
+    if (base / "ready").exists():
+        return base
+    partial = base.with_name(base.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    started = time.perf_counter()
+    build(partial, cases, seed, quiet=quiet)
+    (partial / "ready").write_text(f"{time.perf_counter() - started:.1f}\n")
+    shutil.rmtree(base, ignore_errors=True)
+    partial.rename(base)
+    return base
+
+
+# -- staff and templates, through cmgit -------------------------------------------------
+
+def staff_plan(teams: list[str]) -> Iterator[tuple[str, str, str]]:
+    yield "pm-001", PROGRAMME_MANAGER, "programme"
+    yield "aud-001", "auditor", "programme"
+    for team in teams:
+        yield f"sv-{team}", SUPERVISOR, team
+        for n in range(1, CASEWORKERS_PER_TEAM + 1):
+            yield f"cw-{team}-{n}", CASEWORKER, team
+
+
+@dataclass
+class Step:
+    """One commit of a template case."""
+
+    open: dict[str, Any]
+    forms: dict[str, Any]
+    subject: str
+    trailers: list[tuple[str, str]]
+    actor: str
+
+
+def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
+    rng = random.Random(seed)
+    teams = [f"t{n:02d}" for n in range(1, max(2, -(-cases // CASES_PER_TEAM)) + 1)]
+    say = (lambda *_: None) if quiet else (lambda text: print(text, file=sys.stderr))
+    say(f"staff: {2 + len(teams) * (1 + CASEWORKERS_PER_TEAM)} people in {len(teams)} teams")
+    people = demo.make_people(base / "keys", staff_plan(teams))
+    admin = people["pm-001"]
+    root = base / "cases"
+    init_repository(root, admin=admin.staff.id, recipient=admin.staff.recipient,
+                    team=admin.staff.team, signing_key=admin.staff.signing_key, prefix="CP",
+                    programme="Benchmark programme", signing_key_path=admin.signing_key)
+    repo = Repository.open(root)
+    repo.signing_key_path = admin.signing_key
+    repo.settings_set(admin.identities, "require_signed_commits", "true")
+    for person in people.values():
+        if person is not admin:
+            repo.staff_add(admin.identities, person.staff)
+
+    per_destination = 1 if cases < 1000 else 2
+    destinations = [d for d, w in WEIGHTS.items() if w] * per_destination
+    destinations = destinations[:cases]
+    say(f"templates: {len(destinations)} cases walked through cmgit")
+    criteria = list(repo.settings["vulnerability_criteria"])
+    template_ids = []
+    for number, destination in enumerate(destinations, 1):
+        repo.signing_key_path = None  # the journey signs as whoever acts
+        worker = people[f"cw-{TEMPLATE_TEAM}-{1 + number % CASEWORKERS_PER_TEAM}"]
+        start = TODAY - dt.timedelta(days=demo.DURATION[destination] + rng.randint(5, 60))
+        journey = demo.Journey(repo, demo.Forms(rng, number), worker,
+                               people[f"sv-{TEMPLATE_TEAM}"], start, criteria)
+        demo.walk(journey, destination, TODAY)
+        template_ids.append((destination, journey.case_id))
+    templates = {case_id: read_template(repo, case_id, admin.identities)
+                 for _, case_id in template_ids}
+    by_destination: dict[str, list[str]] = {}
+    for destination, case_id in template_ids:
+        by_destination.setdefault(destination, []).append(case_id)
+
+    bulk = cases - len(template_ids)
+    say(f"bulk: {bulk} cases replayed from the templates")
+    replay(repo, people, teams, templates, by_destination, bulk, rng, say)
+
+
+def read_template(repo: Repository, case_id: str,
+                  identities: tuple[crypto.Identity, ...]) -> list[Step]:
+    path = ids.record_path(case_id)
+    order = repo.schemas.open_fields
+    steps = []
+    for commit in repo.git.log(path):
+        blob = repo.git.blob_id(commit.oid, path)
+        assert blob is not None
+        fields, armored = records.parse_file(repo.git.read_blob(blob), order)
+        payload = records.parse_payload(repo.cipher.open(armored, identities))
+        lines = commit.message.rstrip("\n").split("\n")
+        trailers = [(k, v) for k, _, v in (line.partition(": ") for line in lines[2:])]
+        steps.append(Step(fields, payload.forms, lines[0], trailers, commit.author))
+    return steps
+
+
+# -- the bulk, written straight into a pack ----------------------------------------------
+
+def renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with every string equal to a key of ``names`` replaced."""
+    if isinstance(value, str):
+        return names.get(value, value)
+    if isinstance(value, list):
+        return [renamed(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: renamed(v, names) for k, v in value.items()}
+    return value
+
+
+def replay(repo: Repository, people: dict[str, demo.Person], teams: list[str],
+           templates: dict[str, list[Step]], by_destination: dict[str, list[str]],
+           bulk: int, rng: random.Random, say: Any) -> None:
+    git = repo.git
+    order = repo.schemas.open_fields
+    registry, settings = repo.registry, repo.settings
+    keys = {pid: signing.load_private_key(p.signing_key) for pid, p in people.items()
+            if p.signing_key is not None}
+    recipients: dict[tuple[str, str], list[str]] = {}
+    head = git.head()
+    assert head is not None
+    tree = Trees(git, head)
+    pack = Pack()
+    places, weights = zip(*[(d, w) for d, w in WEIGHTS.items() if w], strict=True)
+    taken = set(templates)
+    clock = int(time.time()) - 3 * 365 * 86400
+
+    def cases() -> Iterator[Iterator[tuple[str, bytes]]]:
+        for number in range(bulk):
+            team = teams[number % len(teams)]
+            while True:
+                case_id = ids.new_case_id("CP", rng.randbytes(5))
+                if case_id not in taken:
+                    taken.add(case_id)
+                    break
+            template = rng.choice(by_destination[rng.choices(places, weights)[0]])
+            names = {template: case_id, f"sv-{TEMPLATE_TEAM}": f"sv-{team}",
+                     TEMPLATE_TEAM: team}
+            shift = rng.randint(1, CASEWORKERS_PER_TEAM)
+            for n in range(1, CASEWORKERS_PER_TEAM + 1):
+                names[f"cw-{TEMPLATE_TEAM}-{n}"] = (
+                    f"cw-{team}-{1 + (n + shift) % CASEWORKERS_PER_TEAM}")
+            yield versions(case_id, templates[template], names)
+
+    def versions(case_id: str, steps: list[Step],
+                 names: dict[str, str]) -> Iterator[tuple[str, bytes]]:
+        path = ids.record_path(case_id)
+        prev: str | None = None
+        for step in steps:
+            record = records.Record(renamed(step.open, names), renamed(step.forms, names))
+            who = (record.open["team"], record.open["caseworker"])
+            if who not in recipients:
+                recipients[who] = registry.recipients_for(*who, settings)
+            armored = repo.cipher.seal(records.seal_payload(record, prev), recipients[who])
+            blob = pack.add("blob", records.render_file(record.open, order, armored))
+            prev = blob
+            actor = names.get(step.actor, step.actor)
+            trailers = [(k, names.get(v, v)) for k, v in step.trailers]
+            message = format_message(step.subject.replace(step.open["case_id"], case_id),
+                                     trailers)
+            yield path, commit_body(tree.commit(path, blob, pack), actor, message)
+
+    # Interleave the cases as a busy programme does: a window of cases in progress.
+    window: list[Iterator[tuple[str, bytes]]] = []
+    source = cases()
+    made = 0
+    started = time.perf_counter()
+    parent = head
+
+    def commit_body(tree_id: str, actor: str, message: str) -> bytes:
+        nonlocal clock
+        clock += 37
+        person = f"{actor} <{actor}@cmgit.invalid> {clock} +0000"
+        header = f"tree {tree_id}\nparent {parent}\nauthor {person}\ncommitter {person}\n"
+        signature = signing.sign((header + "\n" + message).encode(), keys[actor])
+        return (header + "gpgsig " + signature.replace("\n", "\n ") + "\n\n" + message).encode()
+
+    while True:
+        while len(window) < 64:
+            nxt = next(source, None)
+            if nxt is None:
+                break
+            window.append(nxt)
+        if not window:
+            break
+        current = window[rng.randrange(len(window))]
+        step = next(current, None)
+        if step is None:
+            window.remove(current)
+            continue
+        parent = pack.add("commit", step[1])
+        made += 1
+        if made % 20000 == 0:
+            rate = made / (time.perf_counter() - started)
+            say(f"  {made} commits, {rate:.0f}/s")
+    if made:
+        say(f"indexing {len(pack.offsets)} objects")
+        pack.finish(git)
+        git.run("update-ref", "-m", "bench: generated", "refs/heads/main", parent, head)
+        git.run("reset", "-q", "--hard")
+    say(f"{made} bulk commits")
+
+
+class Trees:
+    """The tree of HEAD kept in memory; a commit rewrites root, records/ and one bucket."""
+
+    def __init__(self, git: Git, head: str):
+        root = git.objects.tree(git.objects.commit_tree(head))
+        self.root = dict(root)
+        self.records = dict(git.objects.tree(root["records"][1]))
+        self.buckets = {name: dict(git.objects.tree(oid))
+                        for name, (mode, oid) in self.records.items() if mode == "40000"}
+
+    def commit(self, path: str, blob: str, pack: Pack) -> str:
+        _, bucket, name = path.split("/")
+        entries = self.buckets.setdefault(bucket, {})
+        entries[name] = ("100644", blob)
+        self.records[bucket] = ("40000", pack.add("tree", encode_tree(entries), f"b/{bucket}"))
+        self.root["records"] = ("40000", pack.add("tree", encode_tree(self.records), "r"))
+        return pack.add("tree", encode_tree(self.root))
+
+
+class Pack:
+    """A git pack written in memory-light streaming fashion to a temporary file.
+
+    Trees are stored as deltas of the previous version of the same tree (``chain``),
+    each delta one copy-insert-copy: a record tree differs from its last version in one
+    entry, so a 100,000-case history stays a few hundred megabytes.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
+        self.file.write(b"PACK" + struct.pack(">II", 2, 0))
+        self.offsets: dict[str, int] = {}
+        self.chains: dict[str, tuple[int, bytes, int]] = {}  # chain -> offset, data, depth
+
+    def add(self, kind: str, data: bytes, chain: str | None = None) -> str:
+        oid = hashlib.sha1(b"%s %d\0%s" % (kind.encode(), len(data), data)).hexdigest()
+        if oid in self.offsets:
+            return oid
+        offset = self.file.tell()
+        last = self.chains.get(chain) if chain else None
+        if last is not None and last[2] < MAX_DELTA_DEPTH:
+            delta = make_delta(last[1], data)
+            self.file.write(entry_header(6, len(delta)) + ofs_encode(offset - last[0]))
+            self.file.write(zlib.compress(delta, 1))
+            depth = last[2] + 1
+        else:
+            self.file.write(entry_header(TYPES[kind], len(data)) + zlib.compress(data, 1))
+            depth = 0
+        if chain:
+            self.chains[chain] = (offset, data, depth)
+        self.offsets[oid] = offset
+        return oid
+
+    def finish(self, git: Git) -> None:
+        self.file.seek(8)
+        self.file.write(struct.pack(">I", len(self.offsets)))
+        self.file.seek(0)
+        digest = hashlib.sha1()
+        while chunk := self.file.read(1 << 20):
+            digest.update(chunk)
+        self.file.write(digest.digest())
+        self.file.seek(0)
+        subprocess.run(["git", "-C", str(git.root), "index-pack", "--stdin"],
+                       stdin=self.file, stdout=subprocess.DEVNULL, check=True)
+        self.file.close()
+
+
+TYPES = {"commit": 1, "tree": 2, "blob": 3}
+
+
+def entry_header(kind: int, size: int) -> bytes:
+    out = bytearray([(kind << 4) | (size & 0x0F)])
+    size >>= 4
+    while size:
+        out[-1] |= 0x80
+        out.append(size & 0x7F)
+        size >>= 7
+    return bytes(out)
+
+
+def ofs_encode(distance: int) -> bytes:
+    out = [distance & 0x7F]
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.append(0x80 | (distance & 0x7F))
+        distance >>= 7
+    return bytes(reversed(out))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _copy(offset: int, size: int) -> bytes:
+    out = bytearray()
+    while size:
+        part = min(size, 0xFFFFFF)
+        op, args = 0x80, bytearray()
+        for i in range(4):
+            if (offset >> (8 * i)) & 0xFF:
+                op |= 1 << i
+                args.append((offset >> (8 * i)) & 0xFF)
+        for i in range(3):
+            if (part >> (8 * i)) & 0xFF:
+                op |= 1 << (4 + i)
+                args.append((part >> (8 * i)) & 0xFF)
+        out += bytes([op]) + args
+        offset += part
+        size -= part
+    return bytes(out)
+
+
+def make_delta(source: bytes, target: bytes) -> bytes:
+    """A git delta: copy the common prefix and suffix, insert what lies between."""
+    limit = min(len(source), len(target))
+    prefix = 0
+    step = 4096
+    while step:  # a binary-search-like scan: compare big slices first
+        while prefix + step <= limit and source[prefix:prefix + step] == target[
+                prefix:prefix + step]:
+            prefix += step
+        step //= 2
+    suffix = 0
+    step = 4096
+    while step:
+        while (suffix + step <= limit - prefix
+               and source[len(source) - suffix - step:len(source) - suffix]
+               == target[len(target) - suffix - step:len(target) - suffix]):
+            suffix += step
+        step //= 2
+    middle = target[prefix:len(target) - suffix]
+    out = bytearray(_varint(len(source)) + _varint(len(target)))
+    if prefix:
+        out += _copy(0, prefix)
+    for i in range(0, len(middle), 127):
+        piece = middle[i:i + 127]
+        out += bytes([len(piece)]) + piece
+    if suffix:
+        out += _copy(len(source) - suffix, suffix)
+    return bytes(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", type=int)
+    parser.add_argument("--cache", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    base = programme(args.cases, cache=args.cache)
+    print(json.dumps({"folder": str(base), "seconds": round(time.perf_counter() - started, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""What keyless reads remember between runs, in ``.git/cmgit/cache/``.
+
+Every entry is named by the git object it was derived from: a bucket folder's tree id
+names the open fields of the records in it, a commit id names the state changes up to
+it. An entry can therefore be missing but never stale, and a run costs what changed
+since the last one, not the size of the programme. Nothing here is personal: open fields
+and commit trailers are what anyone with the repository reads without a key.
+
+The files are written atomically (temporary file, then rename), so concurrent commands
+can only lose each other's work, never corrupt it; a file that does not load is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import ids, records
+from .errors import CmgitError
+from .history import TREE_MODE, Git, write_atomic
+from .progress import SILENT, Progress
+
+FORMAT = 1
+OPEN_FIELDS_FILE = "open-fields"
+CHANGES_FILE = "changes"
+# Below this many records to read, a second process costs more than it saves.
+PARALLEL_FROM = 2000
+
+# A record's open fields as stored: a tuple in the schema's field order, or None for a
+# file that is not a readable record.
+Values = tuple[Any, ...] | None
+Bucket = tuple[str, dict[str, tuple[str, Values]]]  # tree id, name -> (blob id, values)
+
+
+def _cache_file(git: Git, name: str) -> Path:
+    return git.git_dir / "cmgit" / "cache" / name
+
+
+def _load(path: Path, key: tuple[Any, ...]) -> Any:
+    try:
+        # marshal: several times faster to load than JSON (and loads() of the whole file
+        # many times faster than load() from a handle). The file is in .git, where whoever
+        # can write it can also write hooks: it is trusted as far as .git is.
+        stored = marshal.loads(path.read_bytes())  # noqa: S302
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != key:
+        return None
+    return stored[1]
+
+
+def _save(path: Path, key: tuple[Any, ...], value: Any) -> None:
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, marshal.dumps((key, value)), mode=0o600)
+
+
+def remembered(git: Git, name: str, key: tuple[Any, ...]) -> Any:
+    """The value last remembered under ``name`` if it was for ``key``, else None."""
+    return _load(_cache_file(git, name), (FORMAT, *key))
+
+
+def remember(git: Git, name: str, key: tuple[Any, ...], value: Any) -> None:
+    with contextlib.suppress(ValueError):  # a value marshal cannot store is not remembered
+        _save(_cache_file(git, name), (FORMAT, *key), value)
+
+
+# -- open fields of every record ----------------------------------------------------------
+
+def open_fields(git: Git, commit: str, order: Sequence[str],
+                progress: Progress = SILENT) -> dict[str, dict[str, Any]]:
+    """Open fields of every record committed in ``commit``, by case ID.
+
+    Records that cannot be read, or whose file holds another case, are left out: `cmgit
+    validate` and `cmgit audit` report them.
+    """
+    order = tuple(order)
+    path = _cache_file(git, OPEN_FIELDS_FILE)
+    key = (FORMAT, order)
+    cached: dict[str, Bucket] = _load(path, key) or {}
+    root = git.objects.tree(git.objects.commit_tree(commit))
+    entry = root.get(ids.RECORDS_DIR)
+    buckets: dict[str, Bucket] = {}
+    if entry is not None and entry[0] == TREE_MODE:
+        buckets = _buckets(git, entry[1], cached, order, progress)
+    if buckets != cached:
+        _save(path, key, buckets)
+    found = {}
+    for _, names in buckets.values():
+        for name, (_, values) in names.items():
+            if values is not None:
+                found[name[: -len(ids.RECORD_SUFFIX)]] = dict(zip(order, values, strict=True))
+    return found
+
+
+def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tuple[str, ...],
+             progress: Progress) -> dict[str, Bucket]:
+    """The buckets of ``records_tree``, reusing every cached bucket and blob still there."""
+    buckets: dict[str, Bucket] = {}
+    missing: dict[str, list[tuple[str, str]]] = {}  # blob id -> [(bucket, name)]
+    for bucket, (mode, tree_id) in git.objects.tree(records_tree).items():
+        if mode != TREE_MODE:
+            continue
+        old = cached.get(bucket)
+        if old is not None and old[0] == tree_id:
+            buckets[bucket] = old
+            continue
+        known = old[1] if old else {}
+        names: dict[str, tuple[str, Values]] = {}
+        for name, (entry_mode, oid) in git.objects.tree(tree_id).items():
+            case_id = ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}")
+            if case_id is None or entry_mode not in ("100644", "100755"):
+                continue
+            previous = known.get(name)
+            if previous is not None and previous[0] == oid:
+                names[name] = previous
+            else:
+                names[name] = (oid, None)
+                missing.setdefault(oid, []).append((bucket, name))
+        buckets[bucket] = (tree_id, names)
+    if missing:
+        for oid, values in _read_values(git, list(missing), order, progress):
+            for bucket, name in missing[oid]:
+                case_id = name[: -len(ids.RECORD_SUFFIX)]
+                bound = values is not None and values[order.index("case_id")] == case_id
+                buckets[bucket][1][name] = (oid, values if bound else None)
+    return buckets
+
+
+def _read_values(git: Git, oids: list[str], order: tuple[str, ...],
+                 progress: Progress) -> list[tuple[str, Values]]:
+    """Parse the open fields of many blobs, on every core when there are many."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(oids) < PARALLEL_FROM or workers < 2:
+        with progress.task("Reading open fields", len(oids)) as advance:
+            out = _parse_blobs(git.root, oids, order)
+            advance(len(oids))
+        return out
+    from concurrent.futures import ProcessPoolExecutor  # only here: costly to import
+    from multiprocessing import get_context
+
+    size = -(-len(oids) // (workers * 4))
+    chunks = [oids[i:i + size] for i in range(0, len(oids), size)]
+    found: list[tuple[str, Values]] = []
+    with progress.task("Reading open fields", len(oids)) as advance, ProcessPoolExecutor(
+        workers, mp_context=get_context("fork")
+    ) as pool:
+        for part in pool.map(_parse_blobs, [git.root] * len(chunks), chunks,
+                             [order] * len(chunks)):
+            found.extend(part)
+            advance(len(part))
+    return found
+
+
+def _parse_blobs(root: Path, oids: list[str], order: tuple[str, ...]) -> list[tuple[str, Values]]:
+    out: list[tuple[str, Values]] = []
+    for oid, data in Git(root).stream_blobs(oids):
+        values: Values = None
+        if data is not None:
+            with contextlib.suppress(CmgitError):
+                fields = records.parse_open_fields(data, order)
+                values = tuple(fields[name] for name in order)
+        out.append((oid, values))
+    return out
+
+
+# -- state changes in history ---------------------------------------------------------------
+
+Change = tuple[str, str, str | None, str]  # case ID, day (ISO), from state, to state
+
+
+def state_changes(git: Git, commit: str) -> list[Change]:
+    """Every change of state recorded in the history up to ``commit``, oldest first, read
+    from commit trailers; remembered, so a later run reads only the newer commits."""
+    path = _cache_file(git, CHANGES_FILE)
+    key = (FORMAT,)
+    cached = _load(path, key)
+    since: str | None = None
+    known: list[Change] = []
+    if cached is not None:
+        if cached[0] == commit:
+            return list(cached[1])
+        if git.is_ancestor(cached[0], commit):
+            since, known = cached[0], list(cached[1])
+    rev = f"{since}..{commit}" if since else commit
+    for item in git.log(ids.RECORDS_DIR, rev=rev):
+        case = item.trailer("Cmgit-Case")
+        target = item.trailer("Cmgit-To")
+        if case and target and ids.CASE_ID_RE.fullmatch(case):
+            day = item.trailer("Cmgit-Date") or item.when[:10]
+            known.append((case, day, item.trailer("Cmgit-From"), target))
+    _save(path, key, (commit, known))
+    return known
+
