@@ -12,18 +12,22 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import crypto, ids, records, signing
-from .config import SETTINGS_FILE, STAFF_FILE, Config, read_config
+from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, RepositoryError
-from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers
+from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
 from .registry import PROGRAMME_MANAGER
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
+RECORDS = ids.RECORDS_DIR + "/"
+BATCH = 1000  # commits read from git in one stream
+CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
 CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
                   "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
 STATE_FILE = "audit-verified"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class Auditor:
         self.git = git
         self._configs: dict[str, Config] = {}
         self.require_signatures = False
+        # The configuration after the last commit checked: a commit that changes none of
+        # the configuration files has its parent's, with nothing read from git.
+        self._current: Config | None = None
+        self._current_at: str | None = None
+        # Open fields of the last two versions of each record seen, by path: (blob, order,
+        # values). A change of that record reads its old version from here.
+        self._seen: dict[str, tuple[tuple[str, tuple[str, ...], tuple[Any, ...]], ...]] = {}
+        self._objects: dict[str, bytes] = {}
 
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
@@ -79,10 +91,13 @@ class Auditor:
         """Commits after ``since`` (all, from the root, if None), oldest first, each with
         its parents and the files it changed, from one `git log` process."""
         rev = f"{since}..{until}" if since else until
-        out = self.git.run("log", "--reverse", "--root", "--raw", "--no-renames",
-                           "--no-abbrev", "-z", "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
-                           rev)
-        for chunk in out.split(b"\x01")[1:]:
+        chunks = self.git.stream("log", "--reverse", "--root", "--raw", "--no-renames",
+                                 "--no-abbrev", "-z",
+                                 "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03", rev,
+                                 separator=b"\x01")
+        for chunk in chunks:
+            if not chunk:
+                continue
             head, _, raw = chunk.partition(b"\x03")
             ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
             oid, *parents = ids_line.split()
@@ -106,20 +121,41 @@ class Auditor:
                     verified, "history-rewritten",
                     "the last verified commit is no longer in the history: it was rewritten"))
         report.start = start
-        for commit, parents, changes in self.commits(start, report.head):
-            report.checked += 1
-            for rule, detail in self.check(commit, parents, changes):
-                report.violations.append(Violation(commit.oid, rule, detail))
-        if since is None and until is None:
-            try:
-                self.git.run("fsck", "--no-progress", "--no-dangling", "--strict")
-            except CmgitError:
-                report.violations.append(Violation(report.head, "fsck",
-                                                   "git fsck found damaged or missing objects"))
+        # A whole-history audit has git check every object, on another core meanwhile;
+        # an incremental one checks the objects of the new commits only.
+        fsck = self.git.start("fsck", "--no-progress", "--no-dangling", "--strict") if (
+            since is None and until is None and start is None) else None
+        try:
+            for batch in _batches(self.commits(start, report.head), BATCH):
+                self._prefetch(batch)
+                for commit, parents, changes in batch:
+                    report.checked += 1
+                    for rule, detail in self.check(commit, parents, changes):
+                        report.violations.append(Violation(commit.oid, rule, detail))
+        finally:
+            failed = fsck is not None and fsck.wait() != 0
+        if start is not None and until is None:
+            failed = bool(self.git.damaged_objects(f"{start}..{report.head}"))
+        if failed:
+            report.violations.append(Violation(report.head, "fsck",
+                                               "git fsck found damaged or missing objects"))
         if report.ok and until is None:
             state.parent.mkdir(exist_ok=True)
             state.write_text(report.head + "\n")
         return report
+
+    def _prefetch(self, batch: list[tuple[Commit, list[str], list[Change]]]) -> None:
+        """Read the commits of ``batch`` and the records they wrote in one stream: one
+        round trip to git for many objects instead of one each."""
+        wanted = [commit.oid for commit, _, _ in batch]
+        wanted += [c.new for _, _, changes in batch for c in changes
+                   if c.new and c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)]
+        self._objects = {oid: data for oid, kind, data in self.git.stream_objects(wanted)
+                         if kind}
+
+    def _read(self, oid: str) -> bytes:
+        data = self._objects.get(oid)
+        return data if data is not None else self.git.read_blob(oid)
 
     # -- one commit -----------------------------------------------------------------------
 
@@ -137,11 +173,16 @@ class Auditor:
             return
         parent = parents[0]
         try:
-            before = self.config(parent)
-            after = self.config(commit.oid)
+            before = self._current
+            if before is None or self._current_at != parent:
+                before = self.config(parent)
+            touched = any(c.path.split("/", 1)[0] in CONFIG_PATHS for c in changes)
+            after = self.config(commit.oid) if touched else before
         except CmgitError as exc:
+            self._current_at = None
             yield "config", f"configuration cannot be read: {exc.message}"
             return
+        self._current, self._current_at = after, commit.oid
         yield from self._check_message(commit)
         actor_id = commit.trailer("Cmgit-Actor") or ""
         yield from self._check_signature(commit, before, actor_id)
@@ -175,7 +216,9 @@ class Auditor:
     def _check_signature(self, commit: Commit, config: Config,
                          actor_id: str) -> Iterator[tuple[str, str]]:
         required = self.require_signatures or bool(config.settings.get("require_signed_commits"))
-        payload, armored = self.git.objects.signed_commit(commit.oid)
+        data = self._objects.get(commit.oid)
+        payload, armored = (split_signature(data) if data is not None
+                            else self.git.objects.signed_commit(commit.oid))
         if armored is None:
             if required:
                 yield "signature", "unsigned commit where signatures are required"
@@ -201,13 +244,15 @@ class Auditor:
             if change.new_mode not in BLOB_MODES:
                 yield "record", f"{case_id}: not a regular file (link or submodule)"
                 continue
+            order = after.schemas.open_fields
             try:
-                fields, armored = records.parse_file(self.git.read_blob(change.new),
-                                                     after.schemas.open_fields)
+                fields, armored = records.parse_file(self._read(change.new), order)
                 header = crypto.inspect(armored)
             except CmgitError:
                 yield "record", f"{case_id}: not a sealed cmgit record"
                 continue
+            latest = (change.new, tuple(order), tuple(fields.values()))
+            self._seen[change.path] = (*self._seen.get(change.path, ())[-1:], latest)
             if fields.get("case_id") != case_id:
                 yield "record", f"{case_id}: the record inside belongs to another case"
             wanted = after.registry.recipients_for(fields["team"], fields["caseworker"],
@@ -216,11 +261,15 @@ class Auditor:
                 yield "record", (f"{case_id}: sealed for {header.stanza_count} recipients, "
                                  f"the registry called for {len(wanted)}")
 
-    def _open(self, oid: str | None, config: Config) -> dict[str, Any] | None:
+    def _open(self, oid: str | None, config: Config, path: str) -> dict[str, Any] | None:
         if oid is None:
             return None
+        order = tuple(config.schemas.open_fields)
+        for seen_oid, seen_order, values in self._seen.get(path, ()):
+            if seen_oid == oid and seen_order == order:
+                return dict(zip(order, values, strict=True))
         with contextlib.suppress(CmgitError):
-            return records.parse_open_fields(self.git.read_blob(oid), config.schemas.open_fields)
+            return records.parse_open_fields(self._read(oid), config.schemas.open_fields)
         return None
 
     def _check_config_change(self, action: str, role: str, changes: list[Change], parent: str,
@@ -234,8 +283,8 @@ class Auditor:
             if ids.case_id_from_path(change.path) is None:
                 yield "paths", f"{action} also changed {change.path}"
                 continue
-            before = self._open(change.old, after)
-            now = self._open(change.new, after)
+            before = self._open(change.old, after, change.path)
+            now = self._open(change.new, after, change.path)
             if before is None or now is None or before != now:
                 yield "paths", f"{action} changed the open fields of a record"
 
@@ -253,8 +302,8 @@ class Auditor:
             yield "paths", f"a {action} must change exactly the record of {case_id}"
             return
         change = changes[0]
-        old = self._open(change.old, before)
-        new = self._open(change.new, before)
+        old = self._open(change.old, before, change.path)
+        new = self._open(change.new, before, change.path)
         if new is None:
             return  # reported by the record check
         flow = before.workflow
@@ -304,6 +353,17 @@ class Auditor:
         reason = commit.trailer("Cmgit-Reason")
         if transition.reasons is not None and reason not in transition.reasons:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
+
+
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _parse_raw(raw: bytes) -> list[Change]:

@@ -387,9 +387,11 @@ def _b64_padded(text: bytes) -> bytes | None:
 
 def _armor(data: bytes) -> str:
     """The one canonical armor of DATA, as age and rage write it."""
+    # Whole lines of 48 bytes encode to 64 characters without padding, so one encoding
+    # cut every 64 characters is the same text as 48-byte pieces encoded one by one.
+    text = base64.b64encode(data).decode("ascii")
     lines = [_ARMOR_BEGIN]
-    for start in range(0, len(data), _ARMOR_BYTES_PER_LINE):
-        lines.append(base64.b64encode(data[start : start + _ARMOR_BYTES_PER_LINE]).decode())
+    lines += [text[start : start + _ARMOR_COLUMNS] for start in range(0, len(text), _ARMOR_COLUMNS)]
     lines.append(_ARMOR_END)
     return "\n".join(lines) + "\n"
 
@@ -566,7 +568,21 @@ def _shown_tag(tag: str) -> str:
     return tag if len(tag) <= 32 else tag[:32] + "..."
 
 
+# The last block inspected and what came of it: a record is inspected when loaded and
+# again, by the same string object, when opened; the second time costs nothing.
+_last_inspected: tuple[str, tuple[Header, bytes]] | None = None
+
+
 def _inspect(armored: str) -> tuple[Header, bytes]:
+    global _last_inspected
+    if _last_inspected is not None and _last_inspected[0] is armored:
+        return _last_inspected[1]
+    result = _inspect_anew(armored)
+    _last_inspected = (armored, result)
+    return result
+
+
+def _inspect_anew(armored: str) -> tuple[Header, bytes]:
     if len(armored) > MAX_SEALED_BYTES:
         raise TooLarge(f"sealed block is larger than {MAX_SEALED_BYTES // (1024 * 1024)} MiB")
     data = _dearmor_canonical(armored)

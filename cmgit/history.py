@@ -115,25 +115,48 @@ class Git:
 
     @classmethod
     def discover(cls, start: Path) -> Git:
+        # One git process answers all a command will ask about the repository itself.
         proc = subprocess.run(
-            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel", "--absolute-git-dir",
+             "--git-path", "objects", "--show-object-format"],
             capture_output=True,
             env=clean_env(),
             check=False,
         )
-        if proc.returncode != 0:
+        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+        if proc.returncode != 0 or len(lines) != 4:
             raise NotACaseRepository(
                 "not inside a git repository", hint="run cmgit init, or use -C DIR"
             )
-        return cls(Path(proc.stdout.decode().strip()))
+        git = cls(Path(lines[0]))
+        git.__dict__["git_dir"] = Path(lines[1])
+        git.__dict__["_repository_facts"] = (git.root / lines[2], lines[3])
+        return git
 
     # -- reading ---------------------------------------------------------------------
+
+    @cached_property
+    def _repository_facts(self) -> tuple[Path, str]:
+        """The objects folder and the object format."""
+        folder = Path(self.root, self.text("rev-parse", "--git-path", "objects"))
+        return folder, self.text("rev-parse", "--show-object-format")
 
     @cached_property
     def git_dir(self) -> Path:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
 
     def head(self) -> str | None:
+        """HEAD's commit. Read from the loose ref file when there is one, as git stores it
+        (commands ask often, and a git process costs milliseconds); git itself answers
+        everything else: packed refs, an unborn branch, a linked work tree."""
+        ref = self.branch_ref()
+        if ref is not None and not (self.git_dir / "commondir").exists():
+            try:
+                text = (self.git_dir / ref).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            if _OID_RE.fullmatch(text):
+                return text
         out = self.text("rev-parse", "-q", "--verify", "HEAD^{commit}", ok=(0, 1))
         return out or None
 
@@ -194,8 +217,14 @@ class Git:
         return found
 
     def stream_blobs(self, oids: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-        """(oid, content) of many blobs, in order, from a ``git cat-file --batch`` of their
-        own, streamed: memory holds one blob at a time, whatever the number."""
+        """(oid, content) of many blobs, in order; None for what is not a blob."""
+        for oid, kind, data in self.stream_objects(oids):
+            yield oid, data if kind == "blob" else None
+
+    def stream_objects(self, oids: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
+        """(oid, type, content) of many objects, in order ("" and b"" for one that cannot be
+        read), from a ``git cat-file --batch`` of their own, streamed: memory holds one
+        object at a time, whatever the number."""
         proc = subprocess.Popen(["git", "-C", str(self.root), "cat-file", "--batch"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=clean_env())
@@ -215,15 +244,51 @@ class Git:
             for oid in oids:
                 header = stdout.readline().split()
                 if len(header) != 3:
-                    yield oid, None
+                    yield oid, "", b""
                     continue
                 data = stdout.read(int(header[2]) + 1)[:-1]
-                yield oid, data if header[1] == b"blob" else None
+                yield oid, header[1].decode("ascii", "replace"), data
         finally:
             stdout.close()
             proc.kill()
             proc.wait()
             writer.join()
+
+    def stream(self, *args: str, separator: bytes) -> Iterator[bytes]:
+        """The output of a git command cut at ``separator``, piece by piece as it comes:
+        memory holds one piece, however long the output (a history of a million commits).
+        Raises GitFailed at the end if git failed."""
+        proc = subprocess.Popen(["git", "-C", str(self.root), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=clean_env())
+        assert proc.stdout is not None
+        rest = b""
+        try:
+            while chunk := proc.stdout.read(1 << 20):
+                *pieces, rest = (rest + chunk).split(separator)
+                yield from pieces
+            if rest:
+                yield rest
+        finally:
+            proc.stdout.close()
+            if proc.wait() != 0 and proc.returncode > 0:
+                raise GitFailed(f"git {args[0]} failed (exit {proc.returncode})")
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """A git command running in the background, its output discarded."""
+        return subprocess.Popen(["git", "-C", str(self.root), *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=clean_env())
+
+    def damaged_objects(self, revs: str) -> list[str]:
+        """Objects reachable in ``revs`` (``old..new``) that are missing or whose content
+        does not hash to their name: what `git fsck` would find among them."""
+        listed = self.run("rev-list", "--objects", "--no-object-names", revs).split()
+        oids = [oid.decode("ascii") for oid in listed]
+        damaged = []
+        for oid, kind, data in self.stream_objects(oids):
+            raw = b"%s %d\0" % (kind.encode(), len(data)) if kind else b""
+            if not kind or hashlib.sha1(raw + data, usedforsecurity=False).hexdigest() != oid:
+                damaged.append(oid)
+        return damaged
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:
@@ -452,8 +517,8 @@ class Objects:
 
     def __init__(self, git: Git):
         self.git = git
-        self.folder = Path(git.root, git.text("rev-parse", "--git-path", "objects"))
-        if git.text("rev-parse", "--show-object-format") != "sha1":
+        self.folder, object_format = git._repository_facts
+        if object_format != "sha1":
             raise GitFailed("cmgit needs a repository with SHA-1 object names")
         self._reader: subprocess.Popen[bytes] | None = None
 
@@ -490,20 +555,7 @@ class Objects:
         kind, data = self.read(commit)
         if kind != "commit":
             raise GitFailed("expected a commit")
-        head, sep, message = data.partition(b"\n\n")
-        kept, signature, in_sig = [], [], False
-        for line in head.split(b"\n"):
-            if line.startswith(b"gpgsig "):
-                in_sig = True
-                signature.append(line[7:])
-            elif in_sig and line.startswith(b" "):
-                signature.append(line[1:])
-            else:
-                in_sig = False
-                kept.append(line)
-        payload = b"\n".join(kept) + sep + message
-        text = b"\n".join(signature).decode("ascii", "replace") if signature else None
-        return payload, text
+        return split_signature(data)
 
     def commit_tree(self, commit: str) -> str:
         kind, data = self.read(commit)
@@ -550,6 +602,29 @@ class Objects:
 
 
 _OID_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def split_signature(data: bytes) -> tuple[bytes, str | None]:
+    """A commit object's bytes without its signature, and the armored signature (or None)."""
+    head, sep, message = data.partition(b"\n\n")
+    kept, signature, in_sig = [], [], False
+    for line in head.split(b"\n"):
+        if line.startswith(b"gpgsig "):
+            in_sig = True
+            signature.append(line[7:])
+        elif in_sig and line.startswith(b" "):
+            signature.append(line[1:])
+        else:
+            in_sig = False
+            kept.append(line)
+    payload = b"\n".join(kept) + sep + message
+    text = b"\n".join(signature).decode("ascii", "replace") if signature else None
+    return payload, text
+
+
+def blob_id_of(data: bytes) -> str:
+    """The id git gives a file of these bytes (`git hash-object`), computed in-process."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:

@@ -35,6 +35,7 @@ class Registry:
 
     def __init__(self, staff: Iterable[Staff]):
         self.staff = {member.id: member for member in staff}
+        self._recipients: dict[tuple[str, str | None, str], list[str]] = {}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Registry:
@@ -98,6 +99,16 @@ class Registry:
         """Who can open a case (SPEC section 2): caseworker, team supervisors, programme
         managers, the team's members in reader roles, and the recovery recipients.
         Auditors never."""
+        # Asked once a record in bulk reads: remembered per team, caseworker and settings.
+        key = (team, caseworker, repr(sorted(settings.get("reader_roles", ())))
+               + repr(sorted(settings.get("recovery_recipients", ()))))
+        if key not in self._recipients:
+            self._recipients[key] = self._recipients_for(team, caseworker, settings)
+        return list(self._recipients[key])
+
+    def _recipients_for(
+        self, team: str, caseworker: str | None, settings: Mapping[str, Any]
+    ) -> list[str]:
         readers = set(settings.get("reader_roles", ())) - {AUDITOR}
         chosen: set[str] = set(settings.get("recovery_recipients", ()))
         for member in self.active():

@@ -49,7 +49,7 @@ from .errors import (
     UsageError,
 )
 from .guards import Situation
-from .history import BLOB_MODES, Author, Git, format_message, repository_lock
+from .history import BLOB_MODES, Author, Git, blob_id_of, format_message, repository_lock
 from .merge import merge_cases
 from .progress import SILENT, Progress
 from .records import Record
@@ -103,6 +103,11 @@ class MoveResult:
     source: str
     target: str
     warnings: list[Failure]
+
+
+# What is committed for a record: (mode, blob id), or None; _LOOK_UP: read it from HEAD.
+Committed = tuple[str, str] | None
+_LOOK_UP: Committed = ("look", "up")
 
 
 @dataclass
@@ -225,11 +230,15 @@ class Repository:
         with os.fdopen(fd, "rb") as handle:
             return handle.read(records.MAX_RECORD_FILE + 1)
 
-    def load_open(self, case_id: str) -> Loaded:
-        """A record's open fields and sealed block, checked without any key."""
+    def load_open(self, case_id: str, committed: Committed = _LOOK_UP) -> Loaded:
+        """A record's open fields and sealed block, checked without any key.
+
+        ``committed`` is the (mode, blob id) committed at HEAD for the record, when the
+        caller has already read it from the tree (bulk reads); None if not committed.
+        """
         ids.check_case_id(case_id)
         path = ids.record_path(case_id)
-        entry = self.git.path_entry("HEAD", path)
+        entry = self.git.path_entry("HEAD", path) if committed is _LOOK_UP else committed
         if entry is not None and entry[0] not in BLOB_MODES:
             raise IntegrityError(
                 "committed record is not a regular file", case_id=case_id,
@@ -247,19 +256,20 @@ class Repository:
                 hint="restore it with git",
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
-        if entry is not None:
-            committed = self.git.read_blob(entry[1])
-            if committed != data:
-                # Only cmgit writes records, and it commits what it writes: any
-                # difference from the committed file was made by something else.
-                old, _ = records.parse_file(committed, self.schemas.open_fields)
+        if entry is not None and blob_id_of(data) != entry[1]:
+            # Only cmgit writes records, and it commits what it writes: any difference
+            # from the committed file was made by something else.
+            older = False
+            with contextlib.suppress(CmgitError):
+                old = records.parse_open_fields(self.git.read_blob(entry[1]),
+                                                self.schemas.open_fields)
                 older = open_fields["version"] < old["version"]
-                raise IntegrityError(
-                    "record is older than the committed one (an old copy restored?)" if older
-                    else "record was changed outside cmgit",
-                    case_id=case_id,
-                    hint=f"restore it with: git checkout -- {path}",
-                )
+            raise IntegrityError(
+                "record is older than the committed one (an old copy restored?)" if older
+                else "record was changed outside cmgit",
+                case_id=case_id,
+                hint=f"restore it with: git checkout -- {path}",
+            )
         try:
             header = crypto.inspect(armored)
         except CmgitError as exc:
@@ -272,9 +282,14 @@ class Repository:
             open_fields["team"], open_fields["caseworker"], self.settings
         )
 
-    def load(self, case_id: str, identities: Sequence[crypto.Identity]) -> Loaded:
+    def load(self, case_id: str, identities: Sequence[crypto.Identity],
+             committed: Committed = _LOOK_UP) -> Loaded:
         """A record opened and checked: binding to path, version and open fields, schema."""
-        loaded = self.load_open(case_id)
+        return self.open_loaded(self.load_open(case_id, committed), identities)
+
+    def open_loaded(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> Loaded:
+        """Decrypt a record ``load_open`` has checked, and check its sealed content."""
+        case_id = loaded.record.case_id
         try:
             plaintext = self.cipher.open(loaded.armored, identities)
         except NotARecipient:
@@ -715,7 +730,6 @@ class Repository:
         if not commits:
             raise CaseNotFound(f"no history for case {case_id}", case_id=case_id)
         shown = self._profile(profile)
-        labels = {state: self.workflow.label(state, shown) for state in self.workflow.states}
         rows = []
         for commit in commits:
             t = commit.trailer
@@ -940,28 +954,39 @@ class Repository:
         self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str],
         progress: Progress = SILENT,
     ) -> list[CheckResult]:
+        """Check every record (or those named): a record of the registry's recipients, and,
+        where ``identities`` open it, its sealed forms against the schema."""
+        committed = self.committed_records()
+        wanted = list(case_ids) or sorted(committed)
+        return _in_pool(self, identities, wanted, committed, "Validating cases", progress)
+
+    def committed_records(self) -> dict[str, tuple[str, str]]:
+        """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
+        return {case_id: (entry.mode, entry.oid)
+                for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
+                if (case_id := ids.case_id_from_path(entry.path))}
+
+    def check_record(self, case_id: str, identities: Sequence[crypto.Identity] | None,
+                     committed: tuple[str, str] | None) -> CheckResult:
         mine = {i.recipient for i in identities or ()}
-        results = []
-        for case_id in progress.each("Validating cases", case_ids or self.case_ids()):
-            try:
-                loaded = self.load_open(case_id)
-                expected = self.expected_recipients(loaded.record.open)
-                if loaded.header.stanza_count != len(expected):
-                    raise IntegrityError(
-                        f"sealed for {loaded.header.stanza_count} recipients, "
-                        f"the registry calls for {len(expected)}",
-                        case_id=case_id, hint="a programme manager can re-encrypt it",
-                    )
-                opened = bool(identities) and bool(mine & set(expected))
-                if opened:
-                    assert identities is not None
-                    self.load(case_id, identities)
-                results.append(CheckResult(case_id, True, opened))
-            except CmgitError as exc:
-                if exc.case_id is None:
-                    exc.case_id = case_id
-                results.append(CheckResult(case_id, False, False, str(exc), exc.exit_code))
-        return results
+        try:
+            loaded = self.load_open(case_id, committed)
+            expected = self.expected_recipients(loaded.record.open)
+            if loaded.header.stanza_count != len(expected):
+                raise IntegrityError(
+                    f"sealed for {loaded.header.stanza_count} recipients, "
+                    f"the registry calls for {len(expected)}",
+                    case_id=case_id, hint="a programme manager can re-encrypt it",
+                )
+            opened = bool(identities) and bool(mine & set(expected))
+            if opened:
+                assert identities is not None
+                self.open_loaded(loaded, identities)
+            return CheckResult(case_id, True, opened)
+        except CmgitError as exc:
+            if exc.case_id is None:
+                exc.case_id = case_id
+            return CheckResult(case_id, False, False, str(exc), exc.exit_code)
 
     # -- forms ------------------------------------------------------------------------
 
@@ -1347,3 +1372,57 @@ def load_identities(path: str | os.PathLike[str] | None) -> tuple[crypto.Identit
 
 
 __all__ = ["ROLES", "CheckResult", "Loaded", "Repository", "init_repository", "keygen"]
+
+
+# -- bulk reads on every core -------------------------------------------------------------
+
+# Set in the parent just before the pool forks: the workers inherit the repository, its
+# configuration and the identities instead of having them pickled (keys never are).
+_BULK: tuple[Repository, Sequence[crypto.Identity] | None, dict[str, tuple[str, str]]] | None
+_BULK = None
+# Below this many records a pool costs more than it saves.
+POOL_FROM = 200
+
+
+def _in_pool(repo: Repository, identities: Sequence[crypto.Identity] | None,
+             case_ids: list[str], committed: dict[str, tuple[str, str]], what: str,
+             progress: Progress) -> list[CheckResult]:
+    """``check_record`` of every case, in order, on every core for many cases."""
+    global _BULK
+    workers = min(os.cpu_count() or 1, 8)
+    with progress.task(what, len(case_ids)) as advance:
+        if len(case_ids) < POOL_FROM or workers < 2:
+            results = []
+            for case_id in case_ids:
+                results.append(repo.check_record(case_id, identities, committed.get(case_id)))
+                advance(1)
+            return results
+        from concurrent.futures import ProcessPoolExecutor  # costly to import: only here
+        from multiprocessing import get_context
+
+        size = max(50, min(1000, len(case_ids) // (workers * 8) or 1))
+        chunks = [case_ids[i:i + size] for i in range(0, len(case_ids), size)]
+        _BULK = (repo, identities, committed)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                     initializer=_own_reader) as pool:
+                results = []
+                for part in pool.map(_check_chunk, chunks):
+                    results.extend(part)
+                    advance(len(part))
+                return results
+        finally:
+            _BULK = None
+
+
+def _own_reader() -> None:
+    """A forked worker must not share the parent's `git cat-file` pipe."""
+    assert _BULK is not None
+    _BULK[0].git.__dict__.pop("objects", None)
+
+
+def _check_chunk(case_ids: list[str]) -> list[CheckResult]:
+    assert _BULK is not None
+    repo, identities, committed = _BULK
+    return [repo.check_record(case_id, identities, committed.get(case_id))
+            for case_id in case_ids]
