@@ -18,6 +18,7 @@ from . import crypto, ids, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
+from .progress import SILENT, Progress
 from .registry import PROGRAMME_MANAGER
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
@@ -105,7 +106,8 @@ class Auditor:
             yield commit, parents, _parse_raw(raw)
 
     def run(self, since: str | None = None, *, remembered: bool = True,
-            until: str | None = None, require_signatures: bool = False) -> Report:
+            until: str | None = None, require_signatures: bool = False,
+            progress: Progress = SILENT) -> Report:
         self.require_signatures = require_signatures
         report = Report(head=until or self.git.head())
         if report.head is None:
@@ -125,13 +127,17 @@ class Auditor:
         # an incremental one checks the objects of the new commits only.
         fsck = self.git.start("fsck", "--no-progress", "--no-dangling", "--strict") if (
             since is None and until is None and start is None) else None
+        rev = f"{start}..{report.head}" if start else report.head
+        total = int(self.git.text("rev-list", "--count", rev)) if progress.enabled else 0
         try:
-            for batch in _batches(self.commits(start, report.head), BATCH):
-                self._prefetch(batch)
-                for commit, parents, changes in batch:
-                    report.checked += 1
-                    for rule, detail in self.check(commit, parents, changes):
-                        report.violations.append(Violation(commit.oid, rule, detail))
+            with progress.task("Checking commits", total) as advance:
+                for batch in _batches(self.commits(start, report.head), BATCH):
+                    self._prefetch(batch)
+                    for commit, parents, changes in batch:
+                        report.checked += 1
+                        for rule, detail in self.check(commit, parents, changes):
+                            report.violations.append(Violation(commit.oid, rule, detail))
+                    advance(len(batch))
         finally:
             failed = fsck is not None and fsck.wait() != 0
         if start is not None and until is None:

@@ -536,6 +536,7 @@ def list_cases(state: State, states: Sequence[str], team: str | None, caseworker
       cmgit list --team north --overdue
     """
     repo = state.repo()
+    repo.progress = _progress_printer(quiet=as_json)
     if mine:
         caseworker = repo.actor(state.identities()).id
     rows = repo.list_cases(states=states, team=team, caseworker=caseworker, overdue=overdue,
@@ -564,7 +565,9 @@ def due(state: State, within: int, as_json: bool) -> None:
     Example:
       cmgit due --within 3 --json
     """
-    rows = state.repo().due(today=today(), within=within)
+    repo = state.repo()
+    repo.progress = _progress_printer(quiet=as_json)
+    rows = repo.due(today=today(), within=within)
     if as_json:
         emit(rows, True)
         return
@@ -603,15 +606,19 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--since", metavar="REV", help="Check only the commits after REV.")
+@click.option("--full", is_flag=True,
+              help="Check the whole history and every object, not only what is new since "
+                   "the last verified commit.")
 @json_option
 @pass_state
-def audit(state: State, since: str | None, as_json: bool) -> None:
+def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
     """Verify the history without any key; exit 6 on any violation.
 
     For every commit since the trust root (or the last verified commit): the generated
     message, the actor's role at the time, the signature and its key, the transition and
-    its four-eyes rule, the change matching the action, every record sealed; then git
-    fsck. A history rewritten under the last verified commit is reported.
+    its four-eyes rule, the change matching the action, every record sealed. The first
+    audit (and --full) has git fsck check every object; later ones check the objects of
+    the new commits. A history rewritten under the last verified commit is reported.
 
     \b
     Example:
@@ -622,7 +629,8 @@ def audit(state: State, since: str | None, as_json: bool) -> None:
 
     git = Git.discover(state.directory or Path.cwd())
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
-    report = Auditor(git).run(start)
+    report = Auditor(git).run(start, remembered=not full,
+                              progress=_progress_printer(quiet=as_json))
     if as_json:
         emit(summarise(report), True)
     else:
@@ -832,7 +840,8 @@ def stats_command(state: State, as_json: bool) -> None:
     """
     from . import site as site_module
 
-    rep = site_module.statistics_report(state.directory, today=today())
+    rep = site_module.statistics_report(state.directory, today=today(),
+                                        progress=_progress_printer(quiet=as_json))
     if as_json:
         emit(rep.as_dict(), True)
         return

@@ -7,6 +7,8 @@ content. The command line translates them to exit codes in one place.
 
 from __future__ import annotations
 
+from typing import Any
+
 OK = 0
 OTHER = 1
 USAGE = 2
@@ -35,6 +37,10 @@ class CmgitError(Exception):
         self.case_id = case_id
         # One line each: failing guards, schema paths. Never a value from a record.
         self.problems = problems or []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep hint, case and problems when an error crosses from a worker process.
+        return (_rebuild, (type(self), self.message, self.__dict__))
 
     def __str__(self) -> str:
         text = self.message
@@ -158,3 +164,10 @@ class RepositoryBusy(RepositoryError):
 
 class GitFailed(RepositoryError):
     """A git command failed."""
+
+
+def _rebuild(kind: type[CmgitError], message: str, state: dict[str, Any]) -> CmgitError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

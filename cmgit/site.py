@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import hashlib
 import html
 import json
 import logging
@@ -24,7 +25,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .config import (
     STAFF_FILE,
     WORKFLOW_FILE,
     load_workflow,
+    read_config,
     read_document,
 )
 from .errors import (
@@ -111,6 +113,7 @@ class Source:
     workflow: Workflow
     settings: dict[str, Any]
     caseworkers: list[str]
+    progress: Progress = SILENT
     _cases: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
@@ -129,7 +132,8 @@ class Source:
     def cases(self) -> dict[str, dict[str, Any]]:
         """Open fields of every case committed at HEAD; unreadable records are left out."""
         if self._cases is None:
-            self._cases = caches.open_fields(self.git, self.head, self.schemas.open_fields)
+            self._cases = caches.open_fields(self.git, self.head, self.schemas.open_fields,
+                                             self.progress)
         return self._cases
 
     def changes(self) -> list[stats.Change]:
@@ -167,6 +171,11 @@ def open_source(directory: Path | None) -> Source:
     if head is None:
         raise NotACaseRepository("the repository has no commits yet",
                                  hint="run cmgit init DIR, or use -C DIR")
+    with contextlib.suppress(CmgitError):  # the usual case: the whole configuration, remembered
+        config = read_config(git, head)
+        return Source(git, head, config.schemas, config.workflow, config.settings,
+                      [m.id for m in config.registry.active(CASEWORKER)])
+    # A repository with parts of the configuration missing still gets its SOP pages.
     paths = [e.path for e in git.ls_tree(head, SCHEMAS_DIR) if e.path.endswith(".json")]
     files = git.read_paths(head, [*paths, WORKFLOW_FILE, SETTINGS_FILE, STAFF_FILE])
     docs = [json.loads(data) for p in paths if (data := files.get(p)) is not None]
@@ -208,14 +217,41 @@ class Report:
 
 
 def report(source: Source, as_of: dt.date) -> Report:
-    result = stats.compute(list(source.cases().values()), source.changes(), source.programme(),
-                           as_of)
+    # The figures of a commit on a day never change: remembered under the commit, the day
+    # and the source of the statistics code, a repeated run computes nothing.
+    key = (source.head, as_of.isoformat(), STATS_CODE)
+    remembered = caches.remembered(source.git, STATS_CACHE, key)
+    if remembered is not None:
+        result = _statistics_from(remembered)
+    else:
+        result = stats.compute(list(source.cases().values()), source.changes(),
+                               source.programme(), as_of)
+        caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
     return Report(source.head, str(source.settings.get("programme_name", "")), source.profile,
                   result)
 
 
-def statistics_report(directory: Path | None, *, today: dt.date) -> Report:
-    return report(open_source(directory), today)
+STATS_CACHE = "statistics"
+STATS_CODE = hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _statistics_to(result: stats.Statistics) -> tuple[Any, ...]:
+    tables = tuple(tuple(getattr(t, f.name) for f in fields(stats.Table)) for t in result.tables)
+    return (result.as_of.isoformat(), result.threshold, result.open_cases, tables,
+            result.withheld)
+
+
+def _statistics_from(stored: tuple[Any, ...]) -> stats.Statistics:
+    as_of, threshold, open_cases, tables, withheld = stored
+    return stats.Statistics(dt.date.fromisoformat(as_of), threshold, open_cases,
+                            [stats.Table(*t) for t in tables], withheld)
+
+
+def statistics_report(directory: Path | None, *, today: dt.date,
+                      progress: Progress = SILENT) -> Report:
+    source = open_source(directory)
+    source.progress = progress
+    return report(source, today)
 
 
 # -- Markdown and SVG helpers ------------------------------------------------------------
@@ -898,6 +934,7 @@ def build(
     temporary folder beside ``out`` and moved into place at the end.
     """
     source = open_source(directory)
+    source.progress = progress
     root = source.root
     target = (out if out is not None else default_out(root)).absolute()
     _check_out(root, target)

@@ -125,6 +125,8 @@ class Repository:
     cipher: crypto.Cipher = field(default_factory=crypto.AgeCipher)
     # CMGIT_SIGNING_KEY: the actor's SSH private key, for signed commits (SPEC section 3).
     signing_key_path: Path | None = None
+    # Bars for long reads (the first keyless read after a clone); set by the command line.
+    progress: Progress = SILENT
     _loaded_key: str = field(default="", init=False, repr=False)
 
     @classmethod
@@ -203,7 +205,7 @@ class Repository:
                 found.append((case_id, entry.path))
         return found
 
-    def open_index(self, progress: Progress = SILENT) -> dict[str, dict[str, Any]]:
+    def open_index(self) -> dict[str, dict[str, Any]]:
         """Open fields of every committed case, read from git without any key.
 
         Records that cannot be read are left out here; `cmgit validate` reports them.
@@ -211,7 +213,7 @@ class Repository:
         head = self.git.head()
         if head is None:
             return {}
-        return caches.open_fields(self.git, head, self.schemas.open_fields, progress)
+        return caches.open_fields(self.git, head, self.schemas.open_fields, self.progress)
 
     def _read_work_file(self, path: str, case_id: str) -> bytes:
         full = self.root / path
@@ -935,20 +937,23 @@ class Repository:
         needle = unicodedata.normalize("NFC", text).casefold()
         if not needle.strip():
             raise UsageError("give some text to look for")
-        hits = []
-        for case_id in progress.each("Searching cases", self.case_ids()):
-            try:
-                loaded = self.load_open(case_id)
-                if actor.recipient not in self.expected_recipients(loaded.record.open):
-                    continue
-                plaintext = self.cipher.open(loaded.armored, identities)
-            except (InvalidRecord, NotARecipient, CaseNotFound):
-                continue
-            payload = records.parse_payload(plaintext)
-            haystack = json.dumps(payload.forms, ensure_ascii=False).casefold()
-            if needle in haystack:
-                hits.append(case_id)
-        return hits
+        committed = self.committed_records()
+        found = _in_pool(self, "matches", sorted(committed), committed,
+                         (identities, actor.recipient, needle), "Searching cases", progress)
+        return [case_id for case_id, hit in zip(sorted(committed), found, strict=True) if hit]
+
+    def matches(self, case_id: str, committed: Committed,
+                identities: Sequence[crypto.Identity], recipient: str, needle: str) -> bool:
+        """Whether the sealed forms of a case ``recipient`` can open contain ``needle``."""
+        try:
+            loaded = self.load_open(case_id, committed)
+            if recipient not in self.expected_recipients(loaded.record.open):
+                return False
+            plaintext = self.cipher.open(loaded.armored, identities)
+        except (InvalidRecord, NotARecipient, CaseNotFound):
+            return False
+        payload = records.parse_payload(plaintext)
+        return needle in json.dumps(payload.forms, ensure_ascii=False).casefold()
 
     def validate(
         self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str],
@@ -958,7 +963,8 @@ class Repository:
         where ``identities`` open it, its sealed forms against the schema."""
         committed = self.committed_records()
         wanted = list(case_ids) or sorted(committed)
-        return _in_pool(self, identities, wanted, committed, "Validating cases", progress)
+        return _in_pool(self, "check_record", wanted, committed, (identities,),
+                        "Validating cases", progress)
 
     def committed_records(self) -> dict[str, tuple[str, str]]:
         """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
@@ -966,8 +972,8 @@ class Repository:
                 for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
                 if (case_id := ids.case_id_from_path(entry.path))}
 
-    def check_record(self, case_id: str, identities: Sequence[crypto.Identity] | None,
-                     committed: tuple[str, str] | None) -> CheckResult:
+    def check_record(self, case_id: str, committed: Committed,
+                     identities: Sequence[crypto.Identity] | None) -> CheckResult:
         mine = {i.recipient for i in identities or ()}
         try:
             loaded = self.load_open(case_id, committed)
@@ -1378,41 +1384,41 @@ __all__ = ["ROLES", "CheckResult", "Loaded", "Repository", "init_repository", "k
 
 # Set in the parent just before the pool forks: the workers inherit the repository, its
 # configuration and the identities instead of having them pickled (keys never are).
-_BULK: tuple[Repository, Sequence[crypto.Identity] | None, dict[str, tuple[str, str]]] | None
-_BULK = None
+_BULK: tuple[Repository, str, tuple[Any, ...], dict[str, tuple[str, str]]] | None = None
 # Below this many records a pool costs more than it saves.
 POOL_FROM = 200
 
 
-def _in_pool(repo: Repository, identities: Sequence[crypto.Identity] | None,
-             case_ids: list[str], committed: dict[str, tuple[str, str]], what: str,
-             progress: Progress) -> list[CheckResult]:
-    """``check_record`` of every case, in order, on every core for many cases."""
+def _in_pool(repo: Repository, method: str, case_ids: list[str],
+             committed: dict[str, tuple[str, str]], extra: tuple[Any, ...], what: str,
+             progress: Progress) -> list[Any]:
+    """``repo.<method>(case_id, committed, *extra)`` for every case, in order; on every core
+    when there are many."""
     global _BULK
     workers = min(os.cpu_count() or 1, 8)
-    with progress.task(what, len(case_ids)) as advance:
-        if len(case_ids) < POOL_FROM or workers < 2:
-            results = []
-            for case_id in case_ids:
-                results.append(repo.check_record(case_id, identities, committed.get(case_id)))
-                advance(1)
-            return results
-        from concurrent.futures import ProcessPoolExecutor  # costly to import: only here
-        from multiprocessing import get_context
+    _BULK = (repo, method, extra, committed)
+    try:
+        with progress.task(what, len(case_ids)) as advance:
+            if len(case_ids) < POOL_FROM or workers < 2:
+                results = []
+                for case_id in case_ids:
+                    results.extend(_run_chunk([case_id]))
+                    advance(1)
+                return results
+            from concurrent.futures import ProcessPoolExecutor  # costly to import: only here
+            from multiprocessing import get_context
 
-        size = max(50, min(1000, len(case_ids) // (workers * 8) or 1))
-        chunks = [case_ids[i:i + size] for i in range(0, len(case_ids), size)]
-        _BULK = (repo, identities, committed)
-        try:
+            size = max(50, min(1000, len(case_ids) // (workers * 8) or 1))
+            chunks = [case_ids[i:i + size] for i in range(0, len(case_ids), size)]
             with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
                                      initializer=_own_reader) as pool:
                 results = []
-                for part in pool.map(_check_chunk, chunks):
+                for part in pool.map(_run_chunk, chunks):
                     results.extend(part)
                     advance(len(part))
                 return results
-        finally:
-            _BULK = None
+    finally:
+        _BULK = None
 
 
 def _own_reader() -> None:
@@ -1421,8 +1427,8 @@ def _own_reader() -> None:
     _BULK[0].git.__dict__.pop("objects", None)
 
 
-def _check_chunk(case_ids: list[str]) -> list[CheckResult]:
+def _run_chunk(case_ids: list[str]) -> list[Any]:
     assert _BULK is not None
-    repo, identities, committed = _BULK
-    return [repo.check_record(case_id, identities, committed.get(case_id))
-            for case_id in case_ids]
+    repo, method, extra, committed = _BULK
+    work = getattr(repo, method)
+    return [work(case_id, committed.get(case_id), *extra) for case_id in case_ids]

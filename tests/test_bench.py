@@ -1,0 +1,31 @@
+"""The benchmark generator and scripts run end to end on a small programme, so they
+cannot rot between the full runs `make bench` makes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "bench"
+
+
+def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
+    env = {**os.environ, "CMGIT_BENCH_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "100", "--runs", "1",
+                           "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for target in ("cmgit --help", "cmgit list (repeated)", "cmgit stats (first run)",
+                   "cmgit validate (throughput)", "cmgit audit (per commit)", "cmgit move",
+                   "cmgit site build", "peak memory"):
+        assert target in done.stdout
+        assert target in out.read_text()
+    assert "PASS" in done.stdout or "FAIL" in done.stdout
+    assert "## 100 cases" in out.read_text()
+    # The generated programme is a real one: every record valid, the history audited.
+    programme = next((tmp_path / "cache").glob("programme-100-*"))
+    assert (programme / "ready").exists()
+    assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
