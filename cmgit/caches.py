@@ -21,7 +21,7 @@ from typing import Any
 
 from . import ids, records
 from .errors import CmgitError
-from .history import TREE_MODE, Git, write_atomic
+from .history import TREE_MODE, Git, blob_id_of, write_atomic
 from .progress import SILENT, Progress
 
 FORMAT = 1
@@ -123,7 +123,9 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
                 missing.setdefault(oid, []).append((bucket, name))
         buckets[bucket] = (tree_id, names)
     if missing:
-        for oid, values in _read_values(git, list(missing), order, progress):
+        wanted = [(oid, f"{ids.RECORDS_DIR}/{at[0][0]}/{at[0][1]}")
+                  for oid, at in missing.items()]
+        for oid, values in _read_values(git, wanted, order, progress):
             for bucket, name in missing[oid]:
                 case_id = name[: -len(ids.RECORD_SUFFIX)]
                 bound = values is not None and values[order.index("case_id")] == case_id
@@ -131,9 +133,10 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
     return buckets
 
 
-def _read_values(git: Git, oids: list[str], order: tuple[str, ...],
+def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
                  progress: Progress) -> list[tuple[str, Values]]:
-    """Parse the open fields of many blobs, on every core when there are many."""
+    """Parse the open fields of many blobs, given with a path where each may be checked
+    out, on every core when there are many."""
     workers = min(os.cpu_count() or 1, 8)
     if len(oids) < PARALLEL_FROM or workers < 2:
         with progress.task("Reading open fields", len(oids)) as advance:
@@ -156,16 +159,39 @@ def _read_values(git: Git, oids: list[str], order: tuple[str, ...],
     return found
 
 
-def _parse_blobs(root: Path, oids: list[str], order: tuple[str, ...]) -> list[tuple[str, Values]]:
+def _parse_blobs(root: Path, wanted: list[tuple[str, str]],
+                 order: tuple[str, ...]) -> list[tuple[str, Values]]:
+    """The open fields of each blob. A checked-out file whose bytes hash to the blob's id
+    is the blob: read from the work tree, it costs a fraction of inflating it from git."""
     out: list[tuple[str, Values]] = []
-    for oid, data in Git(root).stream_blobs(oids):
-        values: Values = None
-        if data is not None:
-            with contextlib.suppress(CmgitError):
-                fields = records.parse_open_fields(data, order)
-                values = tuple(fields[name] for name in order)
-        out.append((oid, values))
+    from_git = []
+    for oid, path in wanted:
+        data = _checked_out(root / path, oid)
+        if data is None:
+            from_git.append(oid)
+        else:
+            out.append((oid, _values(data, order)))
+    for oid, blob in Git(root).stream_blobs(from_git):
+        out.append((oid, None if blob is None else _values(blob, order)))
     return out
+
+
+def _checked_out(path: Path, oid: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(records.MAX_RECORD_FILE + 1)
+    return data if blob_id_of(data) == oid else None
+
+
+def _values(data: bytes, order: tuple[str, ...]) -> Values:
+    try:
+        fields = records.parse_open_fields(data, order)
+    except CmgitError:
+        return None
+    return tuple(fields[name] for name in order)
 
 
 # -- state changes in history ---------------------------------------------------------------
@@ -187,12 +213,22 @@ def state_changes(git: Git, commit: str) -> list[Change]:
         if git.is_ancestor(cached[0], commit):
             since, known = cached[0], list(cached[1])
     rev = f"{since}..{commit}" if since else commit
-    for item in git.log(ids.RECORDS_DIR, rev=rev):
-        case = item.trailer("Cmgit-Case")
-        target = item.trailer("Cmgit-To")
+    # Every case commit names its case and new state in trailers, so no path limit is
+    # needed (one would make git compare trees for every commit), and git itself picks
+    # the four trailers out of each message.
+    pieces = git.stream("log", "--format=%x1e%aI%x1f%(trailers:key=Cmgit-Case,"
+                        "key=Cmgit-From,key=Cmgit-To,key=Cmgit-Date,separator=%x1f)", rev,
+                        separator=b"\x1e")
+    newest_first = []
+    for piece in pieces:
+        when, *lines = piece.decode("utf-8", "replace").strip("\n").split("\x1f")
+        trailers = dict(line.split(": ", 1) for line in lines if ": " in line)
+        case, target = trailers.get("Cmgit-Case"), trailers.get("Cmgit-To")
         if case and target and ids.CASE_ID_RE.fullmatch(case):
-            day = item.trailer("Cmgit-Date") or item.when[:10]
-            known.append((case, day, item.trailer("Cmgit-From"), target))
+            day = trailers.get("Cmgit-Date") or when[:10]
+            newest_first.append((case, day, trailers.get("Cmgit-From"), target))
+    # Read newest first and turned here: `git log --reverse` holds the whole history.
+    known.extend(reversed(newest_first))
     _save(path, key, (commit, known))
     return known
 

@@ -43,6 +43,11 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES}
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    # git maps pack files in windows of up to 1 GiB and keeps up to 8 GiB mapped: reading
+    # a large history would show gigabytes resident. Small windows cost nothing measurable.
+    env.update({"GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "core.packedGitWindowSize", "GIT_CONFIG_VALUE_0": "16m",
+                "GIT_CONFIG_KEY_1": "core.packedGitLimit", "GIT_CONFIG_VALUE_1": "128m"})
     if extra:
         env.update(extra)
     return env
