@@ -18,6 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The scale targets of issue #6 at 10,000 and 100,000 cases (generated once, cached in
+# ~/.cache/cmgit-bench): long, and loud about each PASS or FAIL; writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py 10000 100000
+
 lint: $(STAMP)
 	$(BIN)/ruff check cmgit tests
 	$(BIN)/mypy

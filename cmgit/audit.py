@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from . import crypto, ids, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
@@ -28,7 +28,6 @@ CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
 CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
                   "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
 STATE_FILE = "audit-verified"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,10 @@ class Change:
     path: str
 
 
+# A commit with its parents and the files it changed.
+Entry = tuple[Commit, list[str], list[Change]]
+
+
 class Auditor:
     def __init__(self, git: Git):
         self.git = git
@@ -87,23 +90,32 @@ class Auditor:
 
     # -- the walk -----------------------------------------------------------------------
 
-    def commits(self, since: str | None,
-                until: str = "HEAD") -> Iterator[tuple[Commit, list[str], list[Change]]]:
-        """Commits after ``since`` (all, from the root, if None), oldest first, each with
-        its parents and the files it changed, from one `git log` process."""
+    def commits(self, since: str | None, until: str = "HEAD",
+                progress: Progress = SILENT) -> Iterator[list[Entry]]:
+        """Commits after ``since`` (all, from the root, if None), oldest first, in batches,
+        each with its parents and the files it changed.
+
+        The ids come from one `git rev-list`; each batch from one `git log` of just those
+        commits, so git never holds the whole history in memory (as `log --reverse` does).
+        """
         rev = f"{since}..{until}" if since else until
-        chunks = self.git.stream("log", "--reverse", "--root", "--raw", "--no-renames",
-                                 "--no-abbrev", "-z",
-                                 "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03", rev,
-                                 separator=b"\x01")
-        for chunk in chunks:
-            if not chunk:
-                continue
-            head, _, raw = chunk.partition(b"\x03")
-            ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
-            oid, *parents = ids_line.split()
-            commit = Commit(oid, when, author, message, parse_trailers(message))
-            yield commit, parents, _parse_raw(raw)
+        oids = self.git.run("rev-list", "--reverse", rev).split()
+        with progress.task("Checking commits", len(oids)) as advance:
+            for start in range(0, len(oids), BATCH):
+                chunk = oids[start:start + BATCH]
+                out = self.git.run("log", "--no-walk=unsorted", "--stdin", "--root", "--raw",
+                                   "--no-renames", "--no-abbrev", "-z",
+                                   "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
+                                   input=b"\n".join(chunk) + b"\n")
+                yield [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
+                advance(len(chunk))
+
+    @staticmethod
+    def _commit_entry(piece: bytes) -> Entry:
+        head, _, raw = piece.partition(b"\x03")
+        ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
+        oid, *parents = ids_line.split()
+        return Commit(oid, when, author, message, parse_trailers(message)), parents, _parse_raw(raw)
 
     def run(self, since: str | None = None, *, remembered: bool = True,
             until: str | None = None, require_signatures: bool = False,
@@ -127,17 +139,13 @@ class Auditor:
         # an incremental one checks the objects of the new commits only.
         fsck = self.git.start("fsck", "--no-progress", "--no-dangling", "--strict") if (
             since is None and until is None and start is None) else None
-        rev = f"{start}..{report.head}" if start else report.head
-        total = int(self.git.text("rev-list", "--count", rev)) if progress.enabled else 0
         try:
-            with progress.task("Checking commits", total) as advance:
-                for batch in _batches(self.commits(start, report.head), BATCH):
-                    self._prefetch(batch)
-                    for commit, parents, changes in batch:
-                        report.checked += 1
-                        for rule, detail in self.check(commit, parents, changes):
-                            report.violations.append(Violation(commit.oid, rule, detail))
-                    advance(len(batch))
+            for batch in self.commits(start, report.head, progress):
+                self._prefetch(batch)
+                for commit, parents, changes in batch:
+                    report.checked += 1
+                    for rule, detail in self.check(commit, parents, changes):
+                        report.violations.append(Violation(commit.oid, rule, detail))
         finally:
             failed = fsck is not None and fsck.wait() != 0
         if start is not None and until is None:
@@ -150,7 +158,7 @@ class Auditor:
             state.write_text(report.head + "\n")
         return report
 
-    def _prefetch(self, batch: list[tuple[Commit, list[str], list[Change]]]) -> None:
+    def _prefetch(self, batch: list[Entry]) -> None:
         """Read the commits of ``batch`` and the records they wrote in one stream: one
         round trip to git for many objects instead of one each."""
         wanted = [commit.oid for commit, _, _ in batch]
@@ -359,17 +367,6 @@ class Auditor:
         reason = commit.trailer("Cmgit-Reason")
         if transition.reasons is not None and reason not in transition.reasons:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
-
-
-def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _parse_raw(raw: bytes) -> list[Change]:

@@ -892,10 +892,11 @@ def site_build(state: State, out: str | None) -> None:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A plain aligned table: stable for scripts and golden tests, fine in a terminal."""
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip()
-             for row in (headers, *rows)]
-    click.echo("\n".join(lines))  # one write: a programme's cases can be 100,000 lines
+    table = [headers, *rows]
+    widths = [max(map(len, map(str, column))) for column in zip(*table, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    # One write: a programme's cases can be 100,000 lines.
+    click.echo("\n".join(line.format(*map(str, row)).rstrip() for row in table))
 
 
 @cli.command()
