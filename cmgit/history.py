@@ -24,10 +24,19 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy
+from .errors import (
+    GitFailed,
+    NotACaseRepository,
+    OperationInProgress,
+    RepositoryBusy,
+    RepositoryError,
+)
+from .faults import crash_point
 
 ZERO_OID = "0" * 40
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
+# The paths of a change whose branch may have moved before its index and work tree did.
+PENDING_FILE = "pending-change"
 
 
 # Inside a server's pre-receive hook, pushed objects wait in a quarantine folder that git
@@ -309,12 +318,54 @@ class Git:
         commit id.
         """
         commit, blobs = self.make_commit(files, message, author, parent, sign)
+        crash_point("objects-written")
         ref = self.branch_ref()
         if ref is None:
             raise OperationInProgress("HEAD is detached", hint="check out a branch first")
+        # Written before the branch moves and removed once index and work tree follow:
+        # a command killed in between leaves it, and the next one finishes the change.
+        pending = self.git_dir / "cmgit" / PENDING_FILE
+        pending.parent.mkdir(exist_ok=True)
+        write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"),
+                     sync=False)
         self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        crash_point("ref-updated")
         self._sync_worktree(blobs, files)
+        crash_point("staged")
+        pending.unlink()
         return commit
+
+    def finish_pending(self) -> list[str]:
+        """Bring index and work tree to HEAD for the paths of a change that was killed
+        after (or just before) moving the branch; the caller holds the repository lock.
+        A file changed by hand since is left alone for git. Returns the paths put right."""
+        pending = self.git_dir / "cmgit" / PENDING_FILE
+        try:
+            listing = pending.read_bytes()
+        except FileNotFoundError:
+            return []
+        done = []
+        head = self.head()
+        for path in listing.decode("utf-8", "surrogateescape").split("\0"):
+            if not path:
+                continue
+            target = self.root / path
+            for stray in target.parent.glob(".cmgit-tmp-*"):
+                stray.unlink()
+            head_oid = self.blob_id(head, path) if head else None
+            staged = self.text("ls-files", "-s", "-z", "--", path).split(" ")
+            index_oid = staged[1] if len(staged) > 1 else None
+            disk_oid = self.objects.write("blob", target.read_bytes()) if target.is_file() \
+                else None
+            if disk_oid not in (index_oid, head_oid):
+                continue  # changed by hand since: leave it for the person to decide
+            if disk_oid == index_oid == head_oid:
+                continue
+            data = self.read_blob(head_oid) if head_oid else None
+            self._sync_worktree({path: head_oid}, {path: data})
+            done.append(path)
+        pending.unlink()
+        return done
 
     def make_commit(
         self,
@@ -362,6 +413,7 @@ class Git:
                     target.unlink()
             else:
                 write_atomic(target, data)
+        crash_point("file-written")
         # --add/--remove take each path from the work tree just written, with fresh stat
         # data, so `git status` has nothing to re-hash. -z: paths never need quoting.
         listing = "".join(f"{path}\0" for path in blobs).encode("utf-8")
@@ -533,15 +585,16 @@ _TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")
 _SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.: >-]{0,119}")
 
 
-def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(target: Path, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
     """Write through a temporary file in the same folder and rename over the target."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".cmgit-tmp-", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
@@ -551,9 +604,11 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 @contextlib.contextmanager
-def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT, *,
+                    wait_for_index: bool = True) -> Iterator[None]:
     """Serialise cmgit writers on one clone. The kernel drops the lock if a process dies,
-    so a killed command never leaves a stale cmgit lock behind."""
+    so a killed command never leaves a stale cmgit lock behind. Then wait for git's own
+    index.lock to go: one that no process holds is stale (a git command was killed)."""
     folder = git_dir / "cmgit"
     folder.mkdir(exist_ok=True)
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -572,13 +627,59 @@ def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[No
                         hint="wait for it to finish and try again",
                     ) from None
                 time.sleep(0.05)
-        while (git_dir / "index.lock").exists():
-            if time.monotonic() >= deadline:
+        index_lock = git_dir / "index.lock"
+        unheld_since: float | None = None
+        while wait_for_index and index_lock.exists():
+            now = time.monotonic()
+            if lock_file_held(index_lock) is False:
+                # git holds index.lock open while it exists; allow a moment for the
+                # instant between its open and its rename before calling it stale.
+                unheld_since = unheld_since or now
+                if now - unheld_since >= STALE_AFTER:
+                    raise RepositoryError(
+                        "git's index.lock was left by a git command that stopped",
+                        hint="run cmgit recover to remove it",
+                    )
+            else:
+                unheld_since = None
+            if now >= deadline:
                 raise RepositoryBusy(
-                    "repository is busy: git's index.lock is held",
-                    hint="if no git command is running, run cmgit recover",
+                    "repository is busy: a git command holds index.lock",
+                    hint="wait for it to finish and try again",
                 )
             time.sleep(0.05)
         yield
     finally:
         os.close(fd)
+
+
+STALE_AFTER = 0.5
+
+
+def lock_file_held(path: Path) -> bool | None:
+    """Whether any process has ``path`` open (from /proc); None where that cannot be told."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    wanted = os.path.realpath(path)
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            fds = list((pid / "fd").iterdir())
+        except OSError:
+            continue  # gone, or another user's process
+        for entry in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(entry) == wanted:
+                    return True
+    return False
+
+
+def remove_stale_index_lock(git_dir: Path) -> bool:
+    """Remove git's index.lock when no process holds it; the caller holds the cmgit lock."""
+    index_lock = git_dir / "index.lock"
+    if not index_lock.exists() or lock_file_held(index_lock) is not False:
+        return False
+    index_lock.unlink()
+    return True

@@ -44,12 +44,22 @@ from .errors import (
     NotARecipient,
     ParseError,
     Refused,
+    RepositoryBusy,
     SchemaError,
     TooLarge,
     UsageError,
 )
+from .faults import crash_point
 from .guards import Situation
-from .history import BLOB_MODES, Author, Git, format_message, repository_lock
+from .history import (
+    BLOB_MODES,
+    PENDING_FILE,
+    Author,
+    Git,
+    format_message,
+    remove_stale_index_lock,
+    repository_lock,
+)
 from .merge import merge_cases
 from .progress import SILENT, Progress
 from .records import Record
@@ -121,11 +131,16 @@ class Repository:
     # CMGIT_SIGNING_KEY: the actor's SSH private key, for signed commits (SPEC section 3).
     signing_key_path: Path | None = None
     _loaded_key: str = field(default="", init=False, repr=False)
+    # Paths of a killed command's change that opening the repository finished.
+    finished: list[str] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Repository:
         git = Git.discover(where or Path.cwd())
         repo = cls(git, cipher or crypto.AgeCipher())
+        if (git.git_dir / "cmgit" / PENDING_FILE).exists():
+            with repository_lock(git.git_dir):  # a change was killed half-way: finish it
+                repo.finished = git.finish_pending()
         if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
             raise NotACaseRepository(
                 "not a cmgit case repository", hint="run cmgit init DIR, or use -C DIR"
@@ -328,6 +343,7 @@ class Repository:
         """Hold the repository lock, refuse if ``paths`` have uncommitted changes or a git
         operation is under way, and yield the parent commit for the new one."""
         with repository_lock(self.git.git_dir):
+            self.git.finish_pending()
             self.ensure_clean(paths)
             head = self.git.head()
             self._reload()
@@ -343,7 +359,9 @@ class Repository:
         check_item_ids(record, self.schemas)
         recipients = self.expected_recipients(record.open)
         armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
-        return records.render_file(record.open, self.schemas.open_fields, armored)
+        data = records.render_file(record.open, self.schemas.open_fields, armored)
+        crash_point("sealed")
+        return data
 
     def _signer(self, actor: Staff) -> Callable[[bytes], str] | None:
         """Sign with the actor's registered key; required when the settings say so."""
@@ -780,11 +798,24 @@ class Repository:
         commit was made but whose index and work-tree copy were not yet brought up to
         date. A file someone changed by hand is never touched (it stays for git)."""
         done = []
-        with repository_lock(self.git.git_dir):
+        git_dir = self.git.git_dir
+        with repository_lock(git_dir, wait_for_index=False):
+            if remove_stale_index_lock(git_dir):
+                done.append("removed git's index.lock left by a git command that stopped")
+            self.finished += self.git.finish_pending()
+            done += [f"finished the interrupted change of {path}" for path in self.finished]
+            self.finished = []
+            if (git_dir / "index.lock").exists():
+                raise RepositoryBusy("repository is busy: a git command holds index.lock",
+                                     hint="wait for it to finish and run cmgit recover again")
             for folder in (self.root / ids.RECORDS_DIR, self.git.objects.folder):
                 for stray in folder.rglob(".cmgit-tmp-*"):
                     stray.unlink()
                     done.append(f"removed an unfinished temporary file in {folder.name}/")
+            for folder in (self.root, git_dir / "cmgit"):
+                for stray in folder.glob(".cmgit-tmp-*"):
+                    stray.unlink()
+                    done.append("removed an unfinished temporary file")
                 for stray in folder.rglob("tmp_obj_*"):
                     stray.unlink()
                     done.append("removed an unfinished object file")
