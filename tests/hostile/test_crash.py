@@ -136,11 +136,13 @@ def test_G4_kill_during_sync_push(programme: Programme, tmp_path: Path) -> None:
     assert_no_plaintext(programme)
 
 
-def test_G4_kill_at_a_random_moment(programme: Programme) -> None:
+@pytest.mark.parametrize(
+    "seed", [7, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(100, 120))])
+def test_G4_kill_at_a_random_moment(programme: Programme, seed: int) -> None:
     """G4 (non-deterministic): record/move/assign killed with their git children at a
     random moment: old or new state, never between, once recover has run if asked."""
     case_id = programme.walk("registered")
-    rng = random.Random(7)
+    rng = random.Random(seed)
     commands = [
         ("record", case_id, "note", "--from", programme.form_file("note")),
         ("move", case_id, "assessment"),
