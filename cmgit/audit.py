@@ -16,7 +16,7 @@ from typing import Any
 
 from . import crypto, ids, records, signing
 from .config import SETTINGS_FILE, STAFF_FILE, Config, read_config
-from .errors import CmgitError, RepositoryError
+from .errors import CmgitError, GitFailed, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers
 from .registry import PROGRAMME_MANAGER
 
@@ -80,18 +80,33 @@ class Auditor:
         its parents and the files it changed, from one `git log` process."""
         rev = f"{since}..{until}" if since else until
         out = self.git.run("log", "--reverse", "--root", "--raw", "--no-renames",
-                           "--no-abbrev", "-z", "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
+                           "--no-abbrev", "-z",
+                           "--format=%x01%H %P%x02%aI%x02%an%x02%an <%ae>%x02%cn <%ce>%x02%B%x03",
                            rev)
         for chunk in out.split(b"\x01")[1:]:
             head, _, raw = chunk.partition(b"\x03")
-            ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
+            ids_line, when, author, author_ident, committer_ident, message = head.decode(
+                "utf-8", "replace").split("\x02", 5)
             oid, *parents = ids_line.split()
-            commit = Commit(oid, when, author, message, parse_trailers(message))
+            commit = Commit(oid, when, author, message, parse_trailers(message),
+                            author_ident, committer_ident)
             yield commit, parents, _parse_raw(raw)
 
     def run(self, since: str | None = None, *, remembered: bool = True,
             until: str | None = None, require_signatures: bool = False) -> Report:
         self.require_signatures = require_signatures
+        try:
+            return self._run(since, remembered, until)
+        except GitFailed:
+            # A damaged object can stop the walk itself: name what git finds broken.
+            damaged = self.git.fsck()
+            if not damaged:
+                raise
+            report = Report(head=until)
+            report.violations += [Violation(until or "HEAD", "fsck", d) for d in damaged]
+            return report
+
+    def _run(self, since: str | None, remembered: bool, until: str | None) -> Report:
         report = Report(head=until or self.git.head())
         if report.head is None:
             raise RepositoryError("the repository has no commits")
@@ -111,11 +126,7 @@ class Auditor:
             for rule, detail in self.check(commit, parents, changes):
                 report.violations.append(Violation(commit.oid, rule, detail))
         if since is None and until is None:
-            try:
-                self.git.run("fsck", "--no-progress", "--no-dangling", "--strict")
-            except CmgitError:
-                report.violations.append(Violation(report.head, "fsck",
-                                                   "git fsck found damaged or missing objects"))
+            report.violations += [Violation(report.head, "fsck", d) for d in self.git.fsck()]
         if report.ok and until is None:
             state.parent.mkdir(exist_ok=True)
             state.write_text(report.head + "\n")
@@ -158,6 +169,10 @@ class Auditor:
             return
         if commit.trailer("Cmgit-Role") != actor.role or commit.author != actor.id:
             yield "actor", f"role or author does not match {actor.id} in the registry"
+        if commit.committer_ident != commit.author_ident:
+            # cmgit's commits are committed by their author, who signs them: anyone else
+            # committing (or signing) in the author's name is not what the history says.
+            yield "actor", "committed by someone other than its author"
         yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit,

@@ -34,6 +34,7 @@ from .errors import (
 from .faults import crash_point
 
 ZERO_OID = "0" * 40
+FSCK_SHOWN = 10
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
 # The paths of a change whose branch may have moved before its index and work tree did.
 PENDING_FILE = "pending-change"
@@ -69,6 +70,9 @@ class Commit:
     author: str
     message: str
     trailers: dict[str, list[str]]
+    # "name <email>" of the author and of the committer, where the reader asked for them
+    author_ident: str = ""
+    committer_ident: str = ""
 
     def trailer(self, key: str) -> str | None:
         values = self.trailers.get(key)
@@ -117,6 +121,22 @@ class Git:
         if proc.returncode not in ok:
             raise GitFailed(f"git {args[0]} failed (exit {proc.returncode})")
         return proc.stdout
+
+    def fsck(self) -> list[str]:
+        """The objects ``git fsck --strict`` finds damaged or missing, one line each (at
+        most ``FSCK_SHOWN``); empty when it finds nothing wrong."""
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), "fsck", "--strict", "--no-dangling", "--no-progress"],
+            capture_output=True, env=clean_env(), check=False,
+        )
+        output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if proc.returncode == 0 and "error" not in output:
+            return []
+        named = list(dict.fromkeys(_NAMED_OID_RE.findall(output)))
+        found = [f"damaged or missing object {oid}" for oid in named[:FSCK_SHOWN]]
+        if len(named) > FSCK_SHOWN:
+            found.append(f"and {len(named) - FSCK_SHOWN} more damaged or missing objects")
+        return found or ["git fsck found damage it could not tie to an object"]
 
     def text(self, *args: str, ok: Sequence[int] = (0,)) -> str:
         return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
@@ -562,6 +582,8 @@ class Objects:
 
 
 _OID_RE = re.compile(r"[0-9a-f]{40}")
+# An object id in git's messages; not a pack's own name (pack-<checksum>.pack).
+_NAMED_OID_RE = re.compile(r"(?<![0-9a-f-])[0-9a-f]{40}(?![0-9a-f])")
 
 
 def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
