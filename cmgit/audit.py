@@ -120,6 +120,15 @@ class Auditor:
                 report.violations.append(Violation(
                     verified, "history-rewritten",
                     "the last verified commit is no longer in the history: it was rewritten"))
+        if start is None:
+            incomplete = self.git.incomplete_history()
+            if incomplete:
+                # Its oldest commits are missing (or would be fetched while checking):
+                # a walk from the first commit would prove nothing.
+                raise RepositoryError(
+                    f"a {incomplete} clone cannot be audited from the first commit",
+                    hint="audit a full clone, or from a commit you trust: "
+                         "cmgit audit --since REV")
         report.start = start
         for commit, parents, changes in self.commits(start, report.head):
             report.checked += 1

@@ -161,6 +161,17 @@ class Git:
     def git_dir(self) -> Path:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
 
+    def incomplete_history(self) -> str | None:
+        """"shallow" or "partial" for a clone that lacks part of its history, else None."""
+        if self.text("rev-parse", "--is-shallow-repository") == "true":
+            return "shallow"
+        promisors = self.text("config", "--get-regexp", r"^remote\..*\.promisor$", ok=(0, 1))
+        if self.text("config", "--get", "extensions.partialclone", ok=(0, 1)) or any(
+            line.split()[-1] == "true" for line in promisors.splitlines()
+        ):
+            return "partial"
+        return None
+
     def head(self) -> str | None:
         out = self.text("rev-parse", "-q", "--verify", "HEAD^{commit}", ok=(0, 1))
         return out or None

@@ -119,3 +119,30 @@ def assert_no_plaintext(programme: Programme, *, pids: Iterable[int] = ()) -> No
     places += [p for pid in pids for p in edit_files_of(pid)]
     assert files_with_canary(places) == []
     assert objects_with_canary(programme.root) == []
+
+
+def forge_commit(root: Path, files: dict[str, bytes | None], message: str, *,
+                 author: str, committer: str | None = None, when: int | None = None,
+                 sign_with: Path | None = None) -> str:
+    """A commit made by hand, with any author, committer and date, optionally signed with
+    an SSH key file; the branch moves to it. What an insider with git alone could push."""
+    import time
+
+    from cmgit import signing
+    from cmgit.history import Git
+
+    git = Git(root)
+    parent = git.head()
+    blobs = {path: None if data is None else git.hash_blob(data) for path, data in files.items()}
+    tree = git.build_tree(git.objects.commit_tree(parent) if parent else None, blobs)
+    stamp = f"{when if when is not None else int(time.time())} +0000"
+    header = (f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+              + f"author {author} {stamp}\ncommitter {committer or author} {stamp}\n")
+    body = header + "\n" + message
+    if sign_with is not None:
+        armored = signing.sign(body.encode(), signing.load_private_key(sign_with))
+        body = header + "gpgsig " + armored.replace("\n", "\n ") + "\n\n" + message
+    oid = git.objects.write("commit", body.encode())
+    git.run("update-ref", "HEAD", oid, parent or "")
+    git.run("reset", "-q", "--hard", oid)
+    return oid

@@ -31,7 +31,7 @@ def test_P5_twenty_processes_change_twenty_cases_at_once(programme: Programme,
     results = {case_id: (proc.wait(timeout=300), proc.communicate()) for case_id, proc
                in procs.items()}
     done = [c for c, (code, _) in results.items() if code == 0]
-    for case_id, (code, (out, err)) in results.items():
+    for code, (_, err) in results.values():
         if code != 0:  # only ever "busy", after the bounded wait, as one line
             assert code == 6 and "repository is busy" in err and len(err.splitlines()) == 1, err
     assert done, results
