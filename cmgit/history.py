@@ -359,7 +359,11 @@ class Git:
         pending.parent.mkdir(exist_ok=True)
         write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"),
                      sync=False)
-        self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        try:
+            self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        except GitFailed:
+            pending.unlink()  # the branch did not move: nothing to finish
+            raise
         crash_point("ref-updated")
         self._sync_worktree(blobs, files)
         crash_point("staged")
@@ -386,8 +390,7 @@ class Git:
             head_oid = self.blob_id(head, path) if head else None
             staged = self.text("ls-files", "-s", "-z", "--", path).split(" ")
             index_oid = staged[1] if len(staged) > 1 else None
-            disk_oid = self.objects.write("blob", target.read_bytes()) if target.is_file() \
-                else None
+            disk_oid = object_id("blob", target.read_bytes()) if target.is_file() else None
             if disk_oid not in (index_oid, head_oid):
                 continue  # changed by hand since: leave it for the person to decide
             if disk_oid == index_oid == head_oid:
@@ -568,7 +571,7 @@ class Objects:
 
     def write(self, kind: str, data: bytes) -> str:
         raw = f"{kind} {len(data)}".encode() + b"\0" + data
-        oid = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        oid = object_id(kind, data)
         target = self.folder / oid[:2] / oid[2:]
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
@@ -593,6 +596,13 @@ class Objects:
 
 
 _OID_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def object_id(kind: str, data: bytes) -> str:
+    """The id git gives ``data`` as an object of ``kind``, computed without writing it: a
+    file changed by hand may hold plaintext, which must not become an object."""
+    raw = f"{kind} {len(data)}".encode() + b"\0" + data
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 # An object id in git's messages; not a pack's own name (pack-<checksum>.pack).
 _NAMED_OID_RE = re.compile(r"(?<![0-9a-f-])[0-9a-f]{40}(?![0-9a-f])")
 

@@ -45,6 +45,7 @@ from .errors import (
     ParseError,
     Refused,
     RepositoryBusy,
+    RepositoryError,
     SchemaError,
     TooLarge,
     UsageError,
@@ -57,6 +58,7 @@ from .history import (
     Author,
     Git,
     format_message,
+    object_id,
     remove_stale_index_lock,
     repository_lock,
 )
@@ -139,7 +141,9 @@ class Repository:
         git = Git.discover(where or Path.cwd())
         repo = cls(git, cipher or crypto.AgeCipher())
         if (git.git_dir / "cmgit" / PENDING_FILE).exists():
-            with repository_lock(git.git_dir):  # a change was killed half-way: finish it
+            # A change was killed half-way: finish it. If git's index.lock was left too,
+            # or a writer holds the repository, leave it to recover or to that writer.
+            with contextlib.suppress(RepositoryError), repository_lock(git.git_dir):
                 repo.finished = git.finish_pending()
         if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
             raise NotACaseRepository(
@@ -275,6 +279,12 @@ class Repository:
         self.schemas.validate_open(open_fields, case_id=case_id)
         if entry is not None:
             committed = self.git.read_blob(entry[1])
+            if committed != data and (self.git.git_dir / "cmgit" / PENDING_FILE).exists():
+                # A change between moving the branch and writing the file: wait for its
+                # writer, or finish it if the writer was killed, and read again.
+                with repository_lock(self.git.git_dir):
+                    self.git.finish_pending()
+                return self.load_open(case_id)
             if committed != data:
                 # Only cmgit writes records, and it commits what it writes: any
                 # difference from the committed file was made by something else.
@@ -828,7 +838,7 @@ class Repository:
                 current = self.root / path
                 on_disk = current.read_bytes() if current.is_file() else None
                 head_oid = self.git.blob_id("HEAD", path)
-                if on_disk is not None and self.git.objects.write("blob", on_disk) not in (
+                if on_disk is not None and object_id("blob", on_disk) not in (
                     index_oid, head_oid
                 ):
                     continue  # changed by hand since: leave it for the person to decide

@@ -17,7 +17,7 @@ from .faults_support import assert_consistent, assert_refused, spawn
 WRITERS = 20
 
 
-@pytest.mark.parametrize("timeout", ["10", "0.2"])
+@pytest.mark.parametrize("timeout", ["10", pytest.param("0.2", marks=pytest.mark.slow)])
 def test_P5_twenty_processes_change_twenty_cases_at_once(programme: Programme,
                                                          timeout: str) -> None:
     """P5: all serialise on the lock (or report busy after waiting); no corruption; fsck

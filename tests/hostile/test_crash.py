@@ -25,6 +25,7 @@ from .faults_support import (
     assert_no_plaintext,
     edit_files_of,
     git_ok,
+    objects_with_canary,
     run,
     spawn,
 )
@@ -68,9 +69,6 @@ def test_G4_kill_at_each_stage_of_a_change(programme: Programme, stage: str) -> 
     assert_consistent(programme)
     assert programme.cli("validate", as_=None).exit_code == 0
     assert_no_plaintext(programme)
-    # and the repository takes the next change as usual
-    assert programme.cli("record", case_id, "note", "--from",
-                         programme.form_file("note")).exit_code == 0
     assert programme.cli("audit", as_=None).exit_code == 0
 
 
@@ -149,12 +147,11 @@ def test_G4_kill_at_a_random_moment(programme: Programme, seed: int) -> None:
         ("record", case_id, "consent", "--from", programme.form_file("consent")),
         ("assign", case_id, "cw-north-2", "--reason", "caseload_balancing"),
     ]
+    started = time.monotonic()
+    assert run(programme, "show", case_id).returncode == 0
+    span = time.monotonic() - started  # about how long a command runs here
     for args in commands:
         as_ = "sv-north" if args[0] == "assign" else "cw-north-1"
-        started = time.monotonic()
-        timing = run(programme, "show", case_id, as_=as_)
-        span = time.monotonic() - started
-        assert timing.returncode == 0
         before = programme.git("rev-parse", "HEAD").strip()
         proc = spawn(programme, *args, as_=as_)
         time.sleep(rng.uniform(0.2, 1.6) * span)
@@ -230,3 +227,37 @@ def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme,
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate()
     assert not live.exists()  # the session's own cleanup ran
+
+
+def test_G4_killed_change_with_a_stale_index_lock_is_left_for_recover(
+        programme: Programme) -> None:
+    """G4 + G2: a change killed after its branch moved, with git's index.lock left too:
+    reading commands say to run recover (exit 6) instead of blaming the record; recover
+    removes the lock and finishes the change."""
+    case_id = programme.new_case()
+    crash(programme, "ref-updated", "record", case_id, "note", "--from",
+          programme.form_file("note"))
+    (programme.root / ".git" / "index.lock").write_bytes(b"")
+    shown = run(programme, "show", case_id)
+    assert shown.returncode == 6 and "cmgit recover" in shown.stderr
+    assert len(shown.stderr.strip().splitlines()) == 1 and CANARY not in shown.stderr
+    done = run(programme, "recover", as_=None)
+    assert done.returncode == 0, done.stderr
+    assert "index.lock" in done.stdout and "finished the interrupted change" in done.stdout
+    assert_consistent(programme)
+    assert len(notes(programme, case_id)) == 1
+
+
+def test_L2_recover_never_stores_a_hand_changed_file_as_an_object(programme: Programme) -> None:
+    """L2: a record file changed by hand after a killed change (here: plaintext typed into
+    it) is left alone by recover, and its content never becomes a git object."""
+    case_id = programme.new_case()
+    crash(programme, "ref-updated", "record", case_id, "note", "--from",
+          programme.form_file("note"))
+    record = programme.root / ids.record_path(case_id)
+    record.write_bytes(b"name: CANARY-NAME-typed-by-hand\n")
+    for _ in range(2):
+        done = run(programme, "recover", as_=None)
+        assert done.returncode == 0 and CANARY not in done.stdout + done.stderr
+    assert record.read_bytes() == b"name: CANARY-NAME-typed-by-hand\n"
+    assert objects_with_canary(programme.root) == []

@@ -128,8 +128,8 @@ def test_G2_live_index_lock_waits_then_reports_busy(programme: Programme) -> Non
         before = programme.state()
         started = time.monotonic()
         refused = run(programme, "record", case_id, "note", "--from",
-                      programme.form_file("note"), env={"CMGIT_LOCK_TIMEOUT": "1.5"})
-        assert time.monotonic() - started >= 1.5
+                      programme.form_file("note"), env={"CMGIT_LOCK_TIMEOUT": "1"})
+        assert time.monotonic() - started >= 1
         assert_refused(refused, 6, programme, before, "repository is busy", "index.lock")
         kept = run(programme, "recover", as_=None)
         assert kept.returncode == 6 and "busy" in kept.stderr and lock.exists()
@@ -177,60 +177,58 @@ def test_G2_recover_keeps_a_stale_index_lock_while_cmgit_runs(programme: Program
 # -- G3 operations in progress -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("marker", ["MERGE_HEAD", "rebase-merge/", "rebase-apply/",
-                                    "CHERRY_PICK_HEAD", "REVERT_HEAD", "BISECT_LOG",
-                                    "detached"])
-def test_G3_operation_in_progress_or_detached_head_refuses(programme: Programme,
-                                                           marker: str) -> None:
+def test_G3_operation_in_progress_or_detached_head_refuses(programme: Programme) -> None:
     """G3: detached HEAD, merge/rebase/cherry-pick/revert/bisect in progress: refuse
     (extends test_cases_e2e's merge and detached tests)."""
     case_id = programme.new_case()
     git_dir = programme.root / ".git"
-    if marker == "detached":
-        programme.git("checkout", "-q", "--detach")
-    elif marker.endswith("/"):
-        (git_dir / marker).mkdir()
-    else:
-        (git_dir / marker).write_text(programme.git("rev-parse", "HEAD"))
-    before = programme.state()
-    refused = programme.cli("record", case_id, "note", "--from", programme.form_file("note"))
-    word = "detached" if marker == "detached" else "in progress"
-    assert_refused(refused, 6, programme, before, word)
+    head = programme.git("rev-parse", "HEAD")
+    for marker in ("MERGE_HEAD", "rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD",
+                   "REVERT_HEAD", "BISECT_LOG", "detached"):
+        if marker == "detached":
+            programme.git("checkout", "-q", "--detach")
+        elif marker.startswith("rebase"):
+            (git_dir / marker).mkdir()
+        else:
+            (git_dir / marker).write_text(head)
+        before = programme.state()
+        refused = programme.cli("record", case_id, "note", "--from",
+                                programme.form_file("note"))
+        word = "detached" if marker == "detached" else "in progress"
+        assert_refused(refused, 6, programme, before, word)
+        if marker.startswith("rebase"):
+            (git_dir / marker).rmdir()
+        elif marker != "detached":
+            (git_dir / marker).unlink()
 
 
 # -- G5 signing fails ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("problem", ["none", "missing", "directory", "fifo", "not a key",
-                                     "readable by others", "wrong key"])
-def test_G5_signing_failure_creates_no_commit(programme: Programme, tmp_path: Path,
-                                              problem: str) -> None:
+def test_G5_signing_failure_creates_no_commit(programme: Programme, tmp_path: Path) -> None:
     """G5: signing fails (no key, missing, unreadable, wrong key): "no commit created;
     index restored" (extends test_signing's required-signature test)."""
     require_signatures(programme, tmp_path)
     keys = tmp_path / "keys"
     keys.mkdir()
-    env: dict[str, str] = {}
-    if problem != "none":
-        target = keys / "id_ed25519"
-        if problem == "directory":
-            target.mkdir()
-        elif problem == "fifo":
-            os.mkfifo(target, 0o600)
-        elif problem == "not a key":
-            target.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n")
-            target.chmod(0o600)
-        elif problem == "readable by others":
-            target, _ = ssh_key(keys, "cw")
-            target.chmod(0o644)
-        elif problem == "wrong key":
-            target, _ = ssh_key(keys, "stranger")
-        env["CMGIT_SIGNING_KEY"] = str(target)
-    objects = loose_objects(programme)
-    before = programme.state()
-    refused = programme.cli("new", "--from", programme.form_file("identification"), env=env)
-    assert_refused(refused, 5, programme, before, "signing" if problem != "none" else "signed")
-    assert loose_objects(programme) == objects  # not even a dangling commit
+    fifo = keys / "fifo"
+    os.mkfifo(fifo, 0o600)
+    not_a_key = keys / "not-a-key"
+    not_a_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n")
+    not_a_key.chmod(0o600)
+    open_key, _ = ssh_key(keys, "cw")
+    open_key.chmod(0o644)
+    stranger, _ = ssh_key(keys, "stranger")
+    problems = {"none": None, "missing": keys / "missing", "directory": keys, "fifo": fifo,
+                "not a key": not_a_key, "readable by others": open_key, "wrong key": stranger}
+    for problem, key in problems.items():
+        env = {} if key is None else {"CMGIT_SIGNING_KEY": str(key)}
+        objects = loose_objects(programme)
+        before = programme.state()
+        refused = programme.cli("new", "--from", programme.form_file("identification"),
+                                env=env)
+        assert_refused(refused, 5, programme, before, "signed" if key is None else "signing")
+        assert loose_objects(programme) == objects, problem  # not even a dangling commit
 
 
 # -- G6-G9 offices and the central repository ----------------------------------------------
@@ -364,7 +362,7 @@ def test_G10_corrupt_loose_object_is_named_by_audit(programme: Programme) -> Non
     assert CANARY not in result.output
 
 
-@pytest.mark.parametrize("where", ["first object", "middle", "near the end"])
+@pytest.mark.parametrize("where", ["first object", "middle"])
 def test_G10_corrupt_pack_byte_is_named_by_audit(programme: Programme, where: str) -> None:
     """G10: a flipped byte in a pack: audit fails naming the object, also when the damage
     stops the walk itself (no bare "git failed")."""
@@ -377,8 +375,7 @@ def test_G10_corrupt_pack_byte_is_named_by_audit(programme: Programme, where: st
     offsets = sorted((int(line.split()[4]), line.split()[0]) for line in listing
                      if len(line.split()) >= 5 and line.split()[1] in
                      ("commit", "tree", "blob"))
-    offset, oid = {"first object": offsets[0], "middle": offsets[len(offsets) // 2],
-                   "near the end": offsets[-2]}[where]
+    offset, oid = offsets[0] if where == "first object" else offsets[len(offsets) // 2]
     pack.chmod(0o644)
     data = bytearray(pack.read_bytes())
     data[offset + 5] ^= 0xFF
@@ -467,27 +464,28 @@ def test_G11_revoked_key_fails_audit(programme: Programme, tmp_path: Path) -> No
 # -- G12 attributes, hooks and policy files ------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [".gitattributes", ".githooks/pre-commit",
-                                  ".pre-commit-config.yaml", "schemas/workflow.yaml",
-                                  "settings.yaml"])
 def test_G12_policy_file_changed_by_a_non_admin_fails_audit(programme: Programme,
-                                                            tmp_path: Path, path: str) -> None:
+                                                            tmp_path: Path) -> None:
     """G12: `.gitattributes`, hooks config or policy files changed by a non-admin commit:
     "verify fails"; the central repository refuses the push."""
     case_id = programme.new_case()
     server = central_with_hook(programme, tmp_path, "--allow-unsigned")
-    assert run_git(programme.root, "push", "-q", "origin", "main").returncode == 0
-    current = programme.root / path
-    data = (current.read_bytes() if current.exists() else b"") + b"\n# changed\n"
-    if path == ".gitattributes":
-        data = b"records/** -diff -merge filter=plain\n"
-    forge(programme, {path: data}, f"{case_id}: edit",
-          case_trailers(case_id, "edit", "cw-north-1", "caseworker"), "cw-north-1")
-    code, rules = audit_rules(programme)
-    assert code == 6 and "paths" in rules
+    tip = programme.git("rev-parse", "HEAD")
+    for path in (".githooks/pre-commit", ".pre-commit-config.yaml", "schemas/workflow.yaml",
+                 "settings.yaml", ".gitattributes"):
+        current = programme.root / path
+        data = (current.read_bytes() if current.exists() else b"") + b"\n# changed\n"
+        if path == ".gitattributes":
+            data = b"records/** -diff -merge filter=plain\n"
+        forge(programme, {path: data}, f"{case_id}: edit",
+              case_trailers(case_id, "edit", "cw-north-1", "caseworker"), "cw-north-1")
+        code, rules = audit_rules(programme)
+        assert code == 6 and "paths" in rules, path
+        if path != ".gitattributes":
+            programme.git("reset", "-q", "--hard", tip.strip())
     pushed = run_git(programme.root, "push", "-q", "origin", "main")
     assert pushed.returncode != 0 and "paths" in pushed.stderr
-    assert git_ok(server, "rev-parse", "main").stdout != programme.git("rev-parse", "HEAD")
+    assert git_ok(server, "rev-parse", "main").stdout == tip
 
 
 def test_G12_policy_file_slipped_into_an_admin_change_fails_audit(programme: Programme) -> None:

@@ -47,6 +47,8 @@ def many_template(programme_template: Programme,
         for i in range(RECORDS):
             worker = ("cw-north-1", "cw-north-2", "cw-south-1")[i % 3]
             repo.new_case(made.identities(worker), data, today=day)
+        repo.git.objects.close()
+        made.git("gc", "-q")  # one pack instead of thousands of loose files to copy
         yield made
 
 
@@ -65,54 +67,44 @@ def timed(programme: Programme, *args: str, as_: str | None = None) -> tuple[flo
     return elapsed, result.stdout, result.stderr
 
 
-def test_P1_stats_and_audit_over_many_records(many: Programme) -> None:
-    """P1: create, stats build, verify at RECORDS records; incremental verify of a new
-    commit costs a fraction of the full one."""
+def test_P1_P3_stats_full_and_incremental_audit(many: Programme) -> None:
+    """P1/P3 (small): stats and a full verify over RECORDS records; an incremental verify
+    of new commits checks exactly those, faster than the full one, and a history
+    rewritten under the checkpoint is still caught."""
     assert len(many.repo().case_ids()) == RECORDS
     _, out, _ = timed(many, "stats", "--json")
     assert json.loads(out)
     full, out, _ = timed(many, "audit", "--json")
     assert json.loads(out)["checked"] > RECORDS
-    case_id = many.repo().case_ids()[0]
-    assert many.cli("record", case_id, "note", "--from", many.form_file("note"),
-                    as_=many.repo().load_open(case_id).record.open["caseworker"]
-                    ).exit_code == 0
-    incremental, out, _ = timed(many, "audit", "--json")
-    assert json.loads(out)["checked"] == 1
-    assert incremental < full
-
-
-def test_P2_stats_need_no_key_and_little_memory(many: Programme) -> None:
-    """P2 (small): stats read open fields only, with no identity, so no plaintext is ever
-    held; memory stays far below what holding every record would take."""
-    sizes = sum(p.stat().st_size for p in (many.root / "records").rglob("*.yaml"))
-    tracemalloc.start()
-    try:
-        timed(many, "stats", "--json", as_=None)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < max(8 * sizes, 64 * 2**20)
-
-
-def test_P3_incremental_audit_checks_only_new_commits(many: Programme) -> None:
-    """P3 (small): full verify once; then an incremental verify of new commits checks
-    exactly those, and a rewritten history under the checkpoint is still caught."""
-    timed(many, "audit")
     repo = many.repo()
-    fresh = []
     for case_id in repo.case_ids()[:5]:
         worker = repo.load_open(case_id).record.open["caseworker"]
         assert many.cli("record", case_id, "note", "--from", many.form_file("note"),
                         as_=worker).exit_code == 0
-        fresh.append(case_id)
-    _, out, _ = timed(many, "audit", "--json")
+    incremental, out, _ = timed(many, "audit", "--json")
     report = json.loads(out)
-    assert report["checked"] == len(fresh) and report["ok"]
+    assert report["checked"] == 5 and report["ok"]
+    assert incremental < full
     many.git("reset", "-q", "--hard", "HEAD~2")
     result = many.cli("audit", "--json", as_=None)
     assert result.exit_code == 6
     assert "history-rewritten" in {v["rule"] for v in json.loads(result.stdout)["violations"]}
+
+
+def test_P2_stats_need_no_key_and_little_memory(many_template: Programme) -> None:
+    """P2 (small): "memory bounded (do not hold all plaintext)": stats run with no identity,
+    so no plaintext exists to hold; peak memory stays within a small multiple of the
+    sealed records' size."""
+    sizes = sum(p.stat().st_size for p in (many_template.root / "records").rglob("*.yaml"))
+    tracemalloc.start()
+    try:
+        timed(many_template, "stats", "--json", as_=None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Today the record files are read in one batch (about 3x their size at the peak);
+    # the 100k benchmark decides whether that must become a stream.
+    assert peak < 4 * sizes
 
 
 def packed_size(root: Path) -> int:
@@ -147,16 +139,16 @@ def test_P4_growth_of_many_edits_of_one_record(programme: Programme, edits: int)
     assert "git gc" in policy
 
 
-def test_P6_fan_out_keeps_folders_small(many: Programme) -> None:
+def test_P6_fan_out_keeps_folders_small(many_template: Programme) -> None:
     """P6: "no directory over ~1,000 entries" for a synthetic 100k set; `git status` stays
     fast at the small size."""
     rng = random.Random(6)
     folders = Counter(ids.record_path(ids.new_case_id("CP", rng.randbytes(5))).split("/")[1]
                       for _ in range(100_000))
     assert len(folders) <= 1024 and max(folders.values()) < 1000
-    real = Counter(p.parent.name for p in (many.root / "records").rglob("*.yaml"))
+    real = Counter(p.parent.name for p in (many_template.root / "records").rglob("*.yaml"))
     assert sum(real.values()) == RECORDS and max(real.values()) < 1000
     started = time.perf_counter()
-    status = git_ok(many.root, "status", "--porcelain")
+    status = git_ok(many_template.root, "status", "--porcelain")
     assert status.returncode == 0 and status.stdout == ""
     assert time.perf_counter() - started < 1
