@@ -603,6 +603,8 @@ def object_id(kind: str, data: bytes) -> str:
     file changed by hand may hold plaintext, which must not become an object."""
     raw = f"{kind} {len(data)}".encode() + b"\0" + data
     return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+
+
 # An object id in git's messages; not a pack's own name (pack-<checksum>.pack).
 _NAMED_OID_RE = re.compile(r"(?<![0-9a-f-])[0-9a-f]{40}(?![0-9a-f])")
 

@@ -822,13 +822,15 @@ class Repository:
                 for stray in folder.rglob(".cmgit-tmp-*"):
                     stray.unlink()
                     done.append(f"removed an unfinished temporary file in {folder.name}/")
+                for stray in folder.rglob("tmp_obj_*"):
+                    stray.unlink()
+                    done.append("removed an unfinished object file")
+            # staff.yaml and settings.yaml are written in the top folder; the journal
+            # of a change in .git/cmgit
             for folder in (self.root, git_dir / "cmgit"):
                 for stray in folder.glob(".cmgit-tmp-*"):
                     stray.unlink()
                     done.append("removed an unfinished temporary file")
-                for stray in folder.rglob("tmp_obj_*"):
-                    stray.unlink()
-                    done.append("removed an unfinished object file")
             staged = self.git.run("diff-index", "--cached", "-z", "--no-renames", "HEAD",
                                   "--", ids.RECORDS_DIR)
             parts = staged.split(b"\0")
