@@ -40,8 +40,8 @@ STAGES = {
 }
 
 
-def crash(programme: Programme, stage: str, *args: str) -> None:
-    killed = run(programme, *args, env={"CMGIT_CRASH_AT": stage})
+def crash(programme: Programme, stage: str, *args: str, as_: str = "cw-north-1") -> None:
+    killed = run(programme, *args, as_=as_, env={"CMGIT_CRASH_AT": stage})
     assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
 
 
@@ -70,6 +70,24 @@ def test_G4_kill_at_each_stage_of_a_change(programme: Programme, stage: str) -> 
     assert programme.cli("validate", as_=None).exit_code == 0
     assert_no_plaintext(programme)
     assert programme.cli("audit", as_=None).exit_code == 0
+
+
+@pytest.mark.parametrize("stage", ["ref-updated", "file-written"])
+def test_G4_kill_a_staff_change_that_reencrypts_many_records(programme: Programme,
+                                                             stage: str) -> None:
+    """G4: a staff change killed after its branch moved, with the registry and several
+    re-encrypted records in one commit: the next command finishes every file of it."""
+    cases = [programme.new_case() for _ in range(3)]
+    crash(programme, stage, "staff", "update", "co-north", "--team", "south", as_="pm-001")
+    changed = programme.git("show", "--name-only", "--format=", "HEAD").split()
+    assert "staff.yaml" in changed and len(changed) > len(cases)
+    assert programme.cli("validate", as_=None).exit_code == 0
+    assert_consistent(programme)
+    for case_id in cases:
+        assert programme.cli("show", case_id, as_="co-north").exit_code == 5  # not a reader
+        assert programme.cli("show", case_id).exit_code == 0
+    assert programme.cli("audit", as_=None).exit_code == 0
+    assert_no_plaintext(programme)
 
 
 @pytest.mark.parametrize("stage", ["ref-updated", "file-written"])
