@@ -9,6 +9,7 @@ the open fields, the commit and its signature show is.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from . import crypto, ids, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
-from .errors import CmgitError, RepositoryError
+from .errors import CmgitError, GitFailed, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
 from .progress import SILENT, Progress
 from .registry import PROGRAMME_MANAGER
@@ -24,6 +25,7 @@ from .registry import PROGRAMME_MANAGER
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 RECORDS = ids.RECORDS_DIR + "/"
 BATCH = 1000  # commits read from git in one stream
+IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
 CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
 CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
                   "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
@@ -105,7 +107,7 @@ class Auditor:
                 chunk = oids[start:start + BATCH]
                 out = self.git.run("log", "--no-walk=unsorted", "--stdin", "--root", "--raw",
                                    "--no-renames", "--no-abbrev", "-z",
-                                   "--format=%x01%H %P%x02%aI%x02%an%x02%B%x03",
+                                   f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
                                    input=b"\n".join(chunk) + b"\n")
                 yield [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
                 advance(len(chunk))
@@ -113,14 +115,30 @@ class Auditor:
     @staticmethod
     def _commit_entry(piece: bytes) -> Entry:
         head, _, raw = piece.partition(b"\x03")
-        ids_line, when, author, message = head.decode("utf-8", "replace").split("\x02", 3)
+        ids_line, when, author, author_ident, committer_ident, message = head.decode(
+            "utf-8", "replace").split("\x02", 5)
         oid, *parents = ids_line.split()
-        return Commit(oid, when, author, message, parse_trailers(message)), parents, _parse_raw(raw)
+        commit = Commit(oid, when, author, message, parse_trailers(message), author_ident,
+                        committer_ident)
+        return commit, parents, _parse_raw(raw)
 
     def run(self, since: str | None = None, *, remembered: bool = True,
             until: str | None = None, require_signatures: bool = False,
             progress: Progress = SILENT) -> Report:
         self.require_signatures = require_signatures
+        try:
+            return self._run(since, remembered, until, progress)
+        except GitFailed:
+            # A damaged object can stop the walk itself: name what git finds broken.
+            damaged = self.git.fsck()
+            if not damaged:
+                raise
+            report = Report(head=until)
+            report.violations += [Violation(until or "HEAD", "fsck", d) for d in damaged]
+            return report
+
+    def _run(self, since: str | None, remembered: bool, until: str | None,
+             progress: Progress) -> Report:
         report = Report(head=until or self.git.head())
         if report.head is None:
             raise RepositoryError("the repository has no commits")
@@ -134,11 +152,23 @@ class Auditor:
                 report.violations.append(Violation(
                     verified, "history-rewritten",
                     "the last verified commit is no longer in the history: it was rewritten"))
+        if start is None:
+            incomplete = self.git.incomplete_history()
+            if incomplete:
+                # Its oldest commits are missing (or would be fetched while checking):
+                # a walk from the first commit would prove nothing.
+                raise RepositoryError(
+                    f"a {incomplete} clone cannot be audited from the first commit",
+                    hint="audit a full clone, or from a commit you trust: "
+                         "cmgit audit --since REV")
         report.start = start
         # A whole-history audit has git check every object, on another core meanwhile;
         # an incremental one checks the objects of the new commits only.
-        fsck = self.git.start("fsck", "--no-progress", "--no-dangling", "--strict") if (
+        damaged: list[str] = []
+        fsck = threading.Thread(target=lambda: damaged.extend(self.git.fsck())) if (
             since is None and until is None and start is None) else None
+        if fsck is not None:
+            fsck.start()
         try:
             for batch in self.commits(start, report.head, progress):
                 self._prefetch(batch)
@@ -147,12 +177,12 @@ class Auditor:
                     for rule, detail in self.check(commit, parents, changes):
                         report.violations.append(Violation(commit.oid, rule, detail))
         finally:
-            failed = fsck is not None and fsck.wait() != 0
+            if fsck is not None:
+                fsck.join()
         if start is not None and until is None:
-            failed = bool(self.git.damaged_objects(f"{start}..{report.head}"))
-        if failed:
-            report.violations.append(Violation(report.head, "fsck",
-                                               "git fsck found damaged or missing objects"))
+            damaged += [f"damaged or missing object {oid}"
+                        for oid in self.git.damaged_objects(f"{start}..{report.head}")]
+        report.violations += [Violation(report.head, "fsck", d) for d in damaged]
         if report.ok and until is None:
             state.parent.mkdir(exist_ok=True)
             state.write_text(report.head + "\n")
@@ -206,6 +236,10 @@ class Auditor:
             return
         if commit.trailer("Cmgit-Role") != actor.role or commit.author != actor.id:
             yield "actor", f"role or author does not match {actor.id} in the registry"
+        if commit.committer_ident != commit.author_ident:
+            # cmgit's commits are committed by their author, who signs them: anyone else
+            # committing (or signing) in the author's name is not what the history says.
+            yield "actor", "committed by someone other than its author"
         yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit,

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import ids, records
 from .errors import CmgitError
-from .history import TREE_MODE, Git, blob_id_of, write_atomic
+from .history import TREE_MODE, Git, object_id, write_atomic
 from .progress import SILENT, Progress
 
 FORMAT = 1
@@ -182,8 +182,11 @@ def _checked_out(path: Path, oid: str) -> bytes | None:
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(records.MAX_RECORD_FILE + 1)
-    return data if blob_id_of(data) == oid else None
+        size = os.fstat(handle.fileno()).st_size
+        if size > records.MAX_RECORD_FILE:
+            return None
+        data = handle.read(size + 1)  # read(n) sets aside n bytes: ask for what is there
+    return data if object_id("blob", data) == oid else None
 
 
 def _values(data: bytes, order: tuple[str, ...]) -> Values:

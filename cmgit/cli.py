@@ -667,8 +667,9 @@ def sync(state: State, remote: str) -> None:
 @cli.command()
 @pass_state
 def recover(state: State) -> None:
-    """Clean up after an interrupted command: temporary files, private edit files, and
-    records whose commit was made but whose work-tree copy was not yet updated.
+    """Clean up after an interrupted command: temporary files, private edit files of
+    commands that are gone, git's index.lock left by a killed git, and records whose
+    commit was made but whose work-tree copy was not yet updated.
 
     \b
     Example:

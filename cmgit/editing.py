@@ -84,7 +84,9 @@ def run_editor(text: str) -> str | None:
     """Open ``text`` in the person's editor; the edited text, or None if they gave up
     (the editor failed or was interrupted)."""
     argv = editor_command()
-    fd, name = tempfile.mkstemp(prefix=PREFIX, suffix=".yaml", dir=private_folder())
+    # The process id in the name lets recover tell a live session's file from a leftover.
+    fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".yaml",
+                                dir=private_folder())
     path = Path(name)
     try:
         with _signals_raise():
@@ -108,7 +110,23 @@ def recover_private_files() -> list[Path]:
     """Remove edit files that a killed ``cmgit edit`` left behind; returns what it removed."""
     removed = []
     for path in private_folder().glob(PREFIX + "*"):
+        if _owner_alive(path):
+            continue  # a `cmgit edit` still running elsewhere: its file is in use
         if path.is_file() and path.stat().st_uid == os.getuid():
             _shred(path)
             removed.append(path)
     return removed
+
+
+def _owner_alive(path: Path) -> bool:
+    """Whether the process named in an edit file's name still runs."""
+    pid = path.name[len(PREFIX):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -25,10 +25,20 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy
+from .errors import (
+    GitFailed,
+    NotACaseRepository,
+    OperationInProgress,
+    RepositoryBusy,
+    RepositoryError,
+)
+from .faults import crash_point
 
 ZERO_OID = "0" * 40
+FSCK_SHOWN = 10
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
+# The paths of a change whose branch may have moved before its index and work tree did.
+PENDING_FILE = "pending-change"
 
 
 # Inside a server's pre-receive hook, pushed objects wait in a quarantine folder that git
@@ -66,6 +76,9 @@ class Commit:
     author: str
     message: str
     trailers: dict[str, list[str]]
+    # "name <email>" of the author and of the committer, where the reader asked for them
+    author_ident: str = ""
+    committer_ident: str = ""
 
     def trailer(self, key: str) -> str | None:
         values = self.trailers.get(key)
@@ -115,6 +128,22 @@ class Git:
             raise GitFailed(f"git {args[0]} failed (exit {proc.returncode})")
         return proc.stdout
 
+    def fsck(self) -> list[str]:
+        """The objects ``git fsck --strict`` finds damaged or missing, one line each (at
+        most ``FSCK_SHOWN``); empty when it finds nothing wrong."""
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), "fsck", "--strict", "--no-dangling", "--no-progress"],
+            capture_output=True, env=clean_env(), check=False,
+        )
+        output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if proc.returncode == 0 and "error" not in output:
+            return []
+        named = list(dict.fromkeys(_NAMED_OID_RE.findall(output)))
+        found = [f"damaged or missing object {oid}" for oid in named[:FSCK_SHOWN]]
+        if len(named) > FSCK_SHOWN:
+            found.append(f"and {len(named) - FSCK_SHOWN} more damaged or missing objects")
+        return found or ["git fsck found damage it could not tie to an object"]
+
     def text(self, *args: str, ok: Sequence[int] = (0,)) -> str:
         return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
 
@@ -149,6 +178,17 @@ class Git:
     @cached_property
     def git_dir(self) -> Path:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
+
+    def incomplete_history(self) -> str | None:
+        """"shallow" or "partial" for a clone that lacks part of its history, else None."""
+        if self.text("rev-parse", "--is-shallow-repository") == "true":
+            return "shallow"
+        promisors = self.text("config", "--get-regexp", r"^remote\..*\.promisor$", ok=(0, 1))
+        if self.text("config", "--get", "extensions.partialclone", ok=(0, 1)) or any(
+            line.split()[-1] == "true" for line in promisors.splitlines()
+        ):
+            return "partial"
+        return None
 
     def head(self) -> str | None:
         """HEAD's commit. Read from the loose ref file when there is one, as git stores it
@@ -268,7 +308,7 @@ class Git:
         assert proc.stdout is not None
         rest = b""
         try:
-            while chunk := proc.stdout.read(1 << 20):
+            while chunk := proc.stdout.read(1 << 16):
                 *pieces, rest = (rest + chunk).split(separator)
                 yield from pieces
             if rest:
@@ -419,12 +459,57 @@ class Git:
         commit id.
         """
         commit, blobs = self.make_commit(files, message, author, parent, sign)
+        crash_point("objects-written")
         ref = self.branch_ref()
         if ref is None:
             raise OperationInProgress("HEAD is detached", hint="check out a branch first")
-        self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        # Written before the branch moves and removed once index and work tree follow:
+        # a command killed in between leaves it, and the next one finishes the change.
+        pending = self.git_dir / "cmgit" / PENDING_FILE
+        pending.parent.mkdir(exist_ok=True)
+        write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"),
+                     sync=False)
+        try:
+            self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+        except GitFailed:
+            pending.unlink()  # the branch did not move: nothing to finish
+            raise
+        crash_point("ref-updated")
         self._sync_worktree(blobs, files)
+        crash_point("staged")
+        pending.unlink()
         return commit
+
+    def finish_pending(self) -> list[str]:
+        """Bring index and work tree to HEAD for the paths of a change that was killed
+        after (or just before) moving the branch; the caller holds the repository lock.
+        A file changed by hand since is left alone for git. Returns the paths put right."""
+        pending = self.git_dir / "cmgit" / PENDING_FILE
+        try:
+            listing = pending.read_bytes()
+        except FileNotFoundError:
+            return []
+        done = []
+        head = self.head()
+        for path in listing.decode("utf-8", "surrogateescape").split("\0"):
+            if not path:
+                continue
+            target = self.root / path
+            for stray in target.parent.glob(".cmgit-tmp-*"):
+                stray.unlink()
+            head_oid = self.blob_id(head, path) if head else None
+            staged = self.text("ls-files", "-s", "-z", "--", path).split(" ")
+            index_oid = staged[1] if len(staged) > 1 else None
+            disk_oid = object_id("blob", target.read_bytes()) if target.is_file() else None
+            if disk_oid not in (index_oid, head_oid):
+                continue  # changed by hand since: leave it for the person to decide
+            if disk_oid == index_oid == head_oid:
+                continue
+            data = self.read_blob(head_oid) if head_oid else None
+            self._sync_worktree({path: head_oid}, {path: data})
+            done.append(path)
+        pending.unlink()
+        return done
 
     def make_commit(
         self,
@@ -472,6 +557,7 @@ class Git:
                     target.unlink()
             else:
                 write_atomic(target, data)
+        crash_point("file-written")
         # --add/--remove take each path from the work tree just written, with fresh stat
         # data, so `git status` has nothing to re-hash. -z: paths never need quoting.
         listing = "".join(f"{path}\0" for path in blobs).encode("utf-8")
@@ -582,7 +668,7 @@ class Objects:
 
     def write(self, kind: str, data: bytes) -> str:
         raw = f"{kind} {len(data)}".encode() + b"\0" + data
-        oid = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        oid = object_id(kind, data)
         target = self.folder / oid[:2] / oid[2:]
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
@@ -627,9 +713,15 @@ def split_signature(data: bytes) -> tuple[bytes, str | None]:
     return payload, text
 
 
-def blob_id_of(data: bytes) -> str:
-    """The id git gives a file of these bytes (`git hash-object`), computed in-process."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+def object_id(kind: str, data: bytes) -> str:
+    """The id git gives ``data`` as an object of ``kind``, computed without writing it: a
+    file changed by hand may hold plaintext, which must not become an object."""
+    raw = f"{kind} {len(data)}".encode() + b"\0" + data
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+
+
+# An object id in git's messages; not a pack's own name (pack-<checksum>.pack).
+_NAMED_OID_RE = re.compile(r"(?<![0-9a-f-])[0-9a-f]{40}(?![0-9a-f])")
 
 
 def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
@@ -653,15 +745,16 @@ _TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")
 _SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.: >-]{0,119}")
 
 
-def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(target: Path, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
     """Write through a temporary file in the same folder and rename over the target."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".cmgit-tmp-", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
@@ -671,9 +764,11 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 @contextlib.contextmanager
-def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT, *,
+                    wait_for_index: bool = True) -> Iterator[None]:
     """Serialise cmgit writers on one clone. The kernel drops the lock if a process dies,
-    so a killed command never leaves a stale cmgit lock behind."""
+    so a killed command never leaves a stale cmgit lock behind. Then wait for git's own
+    index.lock to go: one that no process holds is stale (a git command was killed)."""
     folder = git_dir / "cmgit"
     folder.mkdir(exist_ok=True)
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -692,13 +787,59 @@ def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[No
                         hint="wait for it to finish and try again",
                     ) from None
                 time.sleep(0.05)
-        while (git_dir / "index.lock").exists():
-            if time.monotonic() >= deadline:
+        index_lock = git_dir / "index.lock"
+        unheld_since: float | None = None
+        while wait_for_index and index_lock.exists():
+            now = time.monotonic()
+            if lock_file_held(index_lock) is False:
+                # git holds index.lock open while it exists; allow a moment for the
+                # instant between its open and its rename before calling it stale.
+                unheld_since = unheld_since or now
+                if now - unheld_since >= STALE_AFTER:
+                    raise RepositoryError(
+                        "git's index.lock was left by a git command that stopped",
+                        hint="run cmgit recover to remove it",
+                    )
+            else:
+                unheld_since = None
+            if now >= deadline:
                 raise RepositoryBusy(
-                    "repository is busy: git's index.lock is held",
-                    hint="if no git command is running, run cmgit recover",
+                    "repository is busy: a git command holds index.lock",
+                    hint="wait for it to finish and try again",
                 )
             time.sleep(0.05)
         yield
     finally:
         os.close(fd)
+
+
+STALE_AFTER = 0.5
+
+
+def lock_file_held(path: Path) -> bool | None:
+    """Whether any process has ``path`` open (from /proc); None where that cannot be told."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    wanted = os.path.realpath(path)
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            fds = list((pid / "fd").iterdir())
+        except OSError:
+            continue  # gone, or another user's process
+        for entry in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(entry) == wanted:
+                    return True
+    return False
+
+
+def remove_stale_index_lock(git_dir: Path) -> bool:
+    """Remove git's index.lock when no process holds it; the caller holds the cmgit lock."""
+    index_lock = git_dir / "index.lock"
+    if not index_lock.exists() or lock_file_held(index_lock) is not False:
+        return False
+    index_lock.unlink()
+    return True

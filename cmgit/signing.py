@@ -89,13 +89,14 @@ def check_public_key(text: str) -> str:
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An unencrypted OpenSSH Ed25519 private key file, private to its owner."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the command
     except OSError:
         raise NoIdentity("cannot read the signing key", hint="check CMGIT_SIGNING_KEY") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_KEY_FILE:
+        os.close(fd)  # checked before fdopen, which refuses a folder with its own error
+        raise NoIdentity("signing key is not a key file", hint="check CMGIT_SIGNING_KEY")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_KEY_FILE:
-            raise NoIdentity("signing key is not a key file", hint="check CMGIT_SIGNING_KEY")
         if info.st_mode & 0o077:
             raise NoIdentity("signing key file is readable by others",
                              hint="run chmod 600 on it")

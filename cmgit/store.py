@@ -44,12 +44,24 @@ from .errors import (
     NotARecipient,
     ParseError,
     Refused,
+    RepositoryBusy,
+    RepositoryError,
     SchemaError,
     TooLarge,
     UsageError,
 )
+from .faults import crash_point
 from .guards import Situation
-from .history import BLOB_MODES, Author, Git, blob_id_of, format_message, repository_lock
+from .history import (
+    BLOB_MODES,
+    PENDING_FILE,
+    Author,
+    Git,
+    format_message,
+    object_id,
+    remove_stale_index_lock,
+    repository_lock,
+)
 from .merge import merge_cases
 from .progress import SILENT, Progress
 from .records import Record
@@ -128,11 +140,18 @@ class Repository:
     # Bars for long reads (the first keyless read after a clone); set by the command line.
     progress: Progress = SILENT
     _loaded_key: str = field(default="", init=False, repr=False)
+    # Paths of a killed command's change that opening the repository finished.
+    finished: list[str] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Repository:
         git = Git.discover(where or Path.cwd())
         repo = cls(git, cipher or crypto.AgeCipher())
+        if (git.git_dir / "cmgit" / PENDING_FILE).exists():
+            # A change was killed half-way: finish it. If git's index.lock was left too,
+            # or a writer holds the repository, leave it to recover or to that writer.
+            with contextlib.suppress(RepositoryError), repository_lock(git.git_dir):
+                repo.finished = git.finish_pending()
         if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
             raise NotACaseRepository(
                 "not a cmgit case repository", hint="run cmgit init DIR, or use -C DIR"
@@ -230,7 +249,11 @@ class Repository:
             raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
         fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            return handle.read(records.MAX_RECORD_FILE + 1)
+            # Ask for the size seen, not the limit: read(n) sets aside n bytes first.
+            data = handle.read(info.st_size + 1)
+        if len(data) > records.MAX_RECORD_FILE:
+            raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
+        return data
 
     def load_open(self, case_id: str, committed: Committed = _LOOK_UP) -> Loaded:
         """A record's open fields and sealed block, checked without any key.
@@ -258,7 +281,13 @@ class Repository:
                 hint="restore it with git",
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
-        if entry is not None and blob_id_of(data) != entry[1]:
+        if entry is not None and object_id("blob", data) != entry[1]:
+            if (self.git.git_dir / "cmgit" / PENDING_FILE).exists():
+                # A change between moving the branch and writing the file: wait for its
+                # writer, or finish it if the writer was killed, and read again.
+                with repository_lock(self.git.git_dir):
+                    self.git.finish_pending()
+                return self.load_open(case_id, committed)
             # Only cmgit writes records, and it commits what it writes: any difference
             # from the committed file was made by something else.
             older = False
@@ -334,6 +363,7 @@ class Repository:
         """Hold the repository lock, refuse if ``paths`` have uncommitted changes or a git
         operation is under way, and yield the parent commit for the new one."""
         with repository_lock(self.git.git_dir):
+            self.git.finish_pending()
             self.ensure_clean(paths)
             head = self.git.head()
             self._reload()
@@ -349,7 +379,9 @@ class Repository:
         check_item_ids(record, self.schemas)
         recipients = self.expected_recipients(record.open)
         armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
-        return records.render_file(record.open, self.schemas.open_fields, armored)
+        data = records.render_file(record.open, self.schemas.open_fields, armored)
+        crash_point("sealed")
+        return data
 
     def _signer(self, actor: Staff) -> Callable[[bytes], str] | None:
         """Sign with the actor's registered key; required when the settings say so."""
@@ -787,7 +819,16 @@ class Repository:
         commit was made but whose index and work-tree copy were not yet brought up to
         date. A file someone changed by hand is never touched (it stays for git)."""
         done = []
-        with repository_lock(self.git.git_dir):
+        git_dir = self.git.git_dir
+        with repository_lock(git_dir, wait_for_index=False):
+            if remove_stale_index_lock(git_dir):
+                done.append("removed git's index.lock left by a git command that stopped")
+            self.finished += self.git.finish_pending()
+            done += [f"finished the interrupted change of {path}" for path in self.finished]
+            self.finished = []
+            if (git_dir / "index.lock").exists():
+                raise RepositoryBusy("repository is busy: a git command holds index.lock",
+                                     hint="wait for it to finish and run cmgit recover again")
             for folder in (self.root / ids.RECORDS_DIR, self.git.objects.folder):
                 for stray in folder.rglob(".cmgit-tmp-*"):
                     stray.unlink()
@@ -795,6 +836,12 @@ class Repository:
                 for stray in folder.rglob("tmp_obj_*"):
                     stray.unlink()
                     done.append("removed an unfinished object file")
+            # staff.yaml and settings.yaml are written in the top folder; the journal
+            # of a change in .git/cmgit
+            for folder in (self.root, git_dir / "cmgit"):
+                for stray in folder.glob(".cmgit-tmp-*"):
+                    stray.unlink()
+                    done.append("removed an unfinished temporary file")
             staged = self.git.run("diff-index", "--cached", "-z", "--no-renames", "HEAD",
                                   "--", ids.RECORDS_DIR)
             parts = staged.split(b"\0")
@@ -804,7 +851,7 @@ class Repository:
                 current = self.root / path
                 on_disk = current.read_bytes() if current.is_file() else None
                 head_oid = self.git.blob_id("HEAD", path)
-                if on_disk is not None and self.git.objects.write("blob", on_disk) not in (
+                if on_disk is not None and object_id("blob", on_disk) not in (
                     index_oid, head_oid
                 ):
                     continue  # changed by hand since: leave it for the person to decide

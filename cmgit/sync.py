@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import crypto, ids
 from .errors import CmgitError, RepositoryError
+from .faults import crash_point
 from .history import Author, Commit, format_message, repository_lock
 from .registry import Staff
 from .store import Repository, make_signer, staff_author
@@ -42,6 +43,7 @@ def sync(repo: Repository, identities: Sequence[crypto.Identity], *, remote: str
     state = git.git_dir / "cmgit" / SYNC_STATE
     result = SyncResult()
     with repository_lock(git.git_dir):
+        git.finish_pending()
         repo.ensure_clean(["records", "staff.yaml", "settings.yaml", "schemas"])
         for _ in range(ATTEMPTS):
             git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}", ok=(0,))
@@ -65,10 +67,12 @@ def sync(repo: Repository, identities: Sequence[crypto.Identity], *, remote: str
                 state.parent.mkdir(exist_ok=True)
                 state.write_text(ours + "\n")
                 return result
+            crash_point("sync-before-push")
             try:
                 git.run("push", "-q", remote, f"{ours}:{ref}")
             except CmgitError:
                 continue  # someone pushed meanwhile: fetch and replay again
+            crash_point("sync-pushed")
             result.pushed = True
             state.parent.mkdir(exist_ok=True)
             state.write_text(ours + "\n")

@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cmgit"
 
 LAYERS: dict[str, float] = {
     "errors": 0,
+    "faults": 0,  # test-only failpoints for crash injection
     "ids": 1, "records": 1, "guards": 1, "registry": 1, "yamlio": 1,
     "stats": 1,  # suppressed tables from open fields and history
     "workflow": 1.5,  # the procedure model, built on the named guards
