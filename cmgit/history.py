@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy
+from .errors import GitFailed, NotACaseRepository, OperationInProgress, RepositoryBusy, TooLarge
 
 ZERO_OID = "0" * 40
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
@@ -153,8 +153,9 @@ class Git:
         commit = self.head() if rev == "HEAD" else rev
         return self.objects.lookup(commit, path) if commit else None
 
-    def read_blob(self, oid: str) -> bytes:
-        kind, data = self.objects.read(oid)
+    def read_blob(self, oid: str, *, limit: int | None = None) -> bytes:
+        """A blob's bytes; TooLarge, without reading it, if it is over ``limit``."""
+        kind, data = self.objects.read(oid, limit=limit)
         if kind != "blob":
             raise GitFailed("expected a blob")
         return data
@@ -426,7 +427,7 @@ class Objects:
             )
         return self._reader
 
-    def read(self, oid: str) -> tuple[str, bytes]:
+    def read(self, oid: str, *, limit: int | None = None) -> tuple[str, bytes]:
         if not _OID_RE.fullmatch(oid):
             raise GitFailed("not an object id")
         proc = self._batch()
@@ -436,7 +437,17 @@ class Objects:
         header = proc.stdout.readline().split()
         if len(header) != 3:
             raise GitFailed("object not found")
-        data = proc.stdout.read(int(header[2]) + 1)[:-1]
+        size = int(header[2])
+        if limit is not None and size > limit:
+            # Skip it in small pieces so the stream stays in step and memory flat.
+            remaining = size + 1
+            while remaining > 0:
+                chunk = proc.stdout.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            raise TooLarge(f"a committed file is larger than cmgit accepts ({size} bytes)")
+        data = proc.stdout.read(size + 1)[:-1]
         return header[1].decode(), data
 
     def tree(self, oid: str) -> dict[str, tuple[str, str]]:

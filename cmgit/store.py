@@ -259,7 +259,7 @@ class Repository:
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
         if entry is not None:
-            committed = self.git.read_blob(entry[1])
+            committed = self.git.read_blob(entry[1], limit=records.MAX_RECORD_FILE)
             if committed != data:
                 # Only cmgit writes records, and it commits what it writes: any
                 # difference from the committed file was made by something else.
@@ -801,7 +801,8 @@ class Repository:
                     index_oid, head_oid
                 ):
                     continue  # changed by hand since: leave it for the person to decide
-                data = self.git.read_blob(head_oid) if head_oid else None
+                data = (self.git.read_blob(head_oid, limit=records.MAX_RECORD_FILE)
+                        if head_oid else None)
                 self.git._sync_worktree({path: head_oid}, {path: data})
                 done.append(f"brought {path} up to its committed version")
         return done
