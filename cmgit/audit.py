@@ -25,6 +25,25 @@ CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
                   "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
 STATE_FILE = "audit-verified"
 
+# The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
+# there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
+# `log` and the statistics as a change of state that never happened.
+_CASE = ("Cmgit-Case", "Cmgit-Action", "Cmgit-Version", "Cmgit-Date")
+TRAILERS: dict[str, frozenset[str]] = {
+    "init": frozenset({"Cmgit-Action"}),
+    "new": frozenset({*_CASE, "Cmgit-To"}),
+    "record": frozenset({*_CASE, "Cmgit-Form"}),
+    "edit": frozenset(_CASE),
+    "move": frozenset({*_CASE, "Cmgit-Transition", "Cmgit-From", "Cmgit-To", "Cmgit-Reason",
+                       "Cmgit-Form", "Cmgit-Override", "Cmgit-Warning"}),
+    "assign": frozenset({*_CASE, "Cmgit-Staff", "Cmgit-Reason", "Cmgit-Override"}),
+    **{action: frozenset({"Cmgit-Action", "Cmgit-Staff"})
+       for action in ("staff-add", "staff-update", "staff-deactivate")},
+    "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
+}
+# Trailers an action may carry more than once.
+_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -152,13 +171,15 @@ class Auditor:
         yield from self._check_message(commit)
         actor_id = commit.trailer("Cmgit-Actor") or ""
         yield from self._check_signature(commit, before, actor_id)
+        # Whoever made the commit, what it put under records/ is judged too: a plaintext
+        # or a link committed with plain git must be named as such, not only as "actor".
+        yield from self._check_records(changes, after)
         actor = before.registry.staff.get(actor_id)
         if actor is None or not actor.active:
             yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
             return
         if commit.trailer("Cmgit-Role") != actor.role or commit.author != actor.id:
             yield "actor", f"role or author does not match {actor.id} in the registry"
-        yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit,
                                                  after)
@@ -178,6 +199,14 @@ class Auditor:
             expected = ""
         if commit.message != expected or not commit.trailer("Cmgit-Actor"):
             yield "message", "the message is not in cmgit's generated form"
+            return
+        allowed = TRAILERS.get(commit.trailer("Cmgit-Action") or "")
+        keys = [key for key, _ in trailers]
+        if allowed is not None and (
+            not set(keys) <= allowed | {"Cmgit-Actor", "Cmgit-Role"}
+            or any(keys.count(key) > 1 for key in set(keys) - _REPEATED)
+        ):
+            yield "message", "the message carries trailers its action never has"
 
     def _check_signature(self, commit: Commit, config: Config,
                          actor_id: str) -> Iterator[tuple[str, str]]:
@@ -209,8 +238,8 @@ class Auditor:
                 yield "record", f"{case_id}: not a regular file (link or submodule)"
                 continue
             try:
-                fields, armored = records.parse_file(self.git.read_blob(change.new),
-                                                     after.schemas.open_fields)
+                data = self.git.read_blob(change.new, limit=records.MAX_RECORD_FILE)
+                fields, armored = records.parse_file(data, after.schemas.open_fields)
                 header = crypto.inspect(armored)
             except CmgitError:
                 yield "record", f"{case_id}: not a sealed cmgit record"
@@ -227,7 +256,8 @@ class Auditor:
         if oid is None:
             return None
         with contextlib.suppress(CmgitError):
-            return records.parse_open_fields(self.git.read_blob(oid), config.schemas.open_fields)
+            return records.parse_open_fields(self.git.read_blob(oid, limit=records.MAX_RECORD_FILE),
+                                             config.schemas.open_fields)
         return None
 
     def _check_config_change(self, action: str, role: str, changes: list[Change], parent: str,

@@ -155,6 +155,9 @@ class Source:
         for commit in self.git.log(ids.RECORDS_DIR, rev=self.head):
             case = commit.trailer("Cmgit-Case")
             target = commit.trailer("Cmgit-To")
+            # Only `new` and `move` change state; a Cmgit-To on anything else is forged.
+            if commit.trailer("Cmgit-Action") not in ("new", "move"):
+                continue
             if not case or not target or not ids.CASE_ID_RE.fullmatch(case):
                 continue
             day = stats.to_day(commit.trailer("Cmgit-Date") or commit.when[:10])
