@@ -29,6 +29,7 @@ from .config import (
     SETTINGS_FILE,
     STAFF_FILE,
     Config,
+    check_trusted,
     load_yaml,
     read_config,
 )
@@ -151,6 +152,11 @@ class Repository:
         head = self.git.head()
         assert head is not None
         return read_config(self.git, head)
+
+    def _check_config_trusted(self) -> None:
+        head = self.git.head()
+        if head is not None:
+            check_trusted(self.git, head, self.schemas, self._config_key())
 
     @property
     def schemas(self) -> SchemaSet:
@@ -286,11 +292,20 @@ class Repository:
     def load(self, case_id: str, identities: Sequence[crypto.Identity]) -> Loaded:
         """A record opened and checked: binding to path, version and open fields, schema."""
         loaded = self.load_open(case_id)
+        expected = self.expected_recipients(loaded.record.open)
+        if loaded.header.stanza_count != len(expected):
+            # Checked before any key is used: a key slipped in (or left out) is a change
+            # made outside cmgit, and the block must not be re-sealed as if it were fine.
+            raise IntegrityError(
+                f"sealed for {loaded.header.stanza_count} recipients, the registry calls "
+                f"for {len(expected)}", case_id=case_id,
+                hint="run cmgit validate and cmgit audit",
+            )
         try:
             plaintext = self.cipher.open(loaded.armored, identities)
         except NotARecipient:
             mine = {i.recipient for i in identities}
-            if mine & set(self.expected_recipients(loaded.record.open)):
+            if mine & set(expected):
                 raise IntegrityError(
                     "sealed block does not open with a key it was sealed for "
                     "(tampered, or not re-encrypted after a staff change)",
@@ -341,6 +356,7 @@ class Repository:
             what="case record", case_id=record.case_id,
         )
         check_item_ids(record, self.schemas)
+        self._check_config_trusted()
         recipients = self.expected_recipients(record.open)
         armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
         return records.render_file(record.open, self.schemas.open_fields, armored)
@@ -1126,6 +1142,7 @@ class Repository:
     ) -> int:
         """Commit a registry or settings change together with every record whose
         recipients it changes, re-encrypted; their open fields stay as they were."""
+        self._check_config_trusted()
         todo = []
         for case_id in self.case_ids():
             loaded = self.load_open(case_id)
