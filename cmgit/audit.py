@@ -365,6 +365,53 @@ def audit(root: Path, since: str | None = None) -> Report:
     return Auditor(git).run(since)
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """A version of a record in the history that was sealed to a person's key."""
+
+    case_id: str
+    version: int
+    commit: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "version": self.version, "commit": self.commit}
+
+
+def readable_history(root: Path, staff_id: str, until: str = "HEAD") -> list[Exposure]:
+    """Every committed version of every record that STAFF_ID's key could open, without
+    any key: each version was sealed to the recipients the registry and settings of its
+    own commit called for, so that configuration says whether theirs was among them.
+
+    Re-encryption closes the current version only; these stay readable with their key
+    for as long as the history is kept (SPEC has no per-case key to destroy).
+    """
+    auditor = Auditor(Git(root))
+    found: list[Exposure] = []
+    for commit, _, changes in auditor.commits(None, until):
+        wanted_by: dict[str, list[str]] = {}
+        for change in changes:
+            case_id = ids.case_id_from_path(change.path)
+            if case_id is None or change.new is None or change.new_mode not in BLOB_MODES:
+                continue
+            try:
+                config = auditor.config(commit.oid)
+            except CmgitError:
+                break
+            member = config.registry.staff.get(staff_id)
+            if member is None or not member.active:
+                break
+            fields = auditor._open(change.new, config)
+            if not fields or not isinstance(fields.get("version"), int):
+                continue
+            key = f"{fields.get('team')}/{fields.get('caseworker')}"
+            if key not in wanted_by:
+                wanted_by[key] = config.registry.recipients_for(
+                    str(fields.get("team")), fields.get("caseworker"), config.settings)
+            if member.recipient in wanted_by[key]:
+                found.append(Exposure(case_id, fields["version"], commit.oid))
+    return found
+
+
 def summarise(report: Report) -> Mapping[str, Any]:
     return {
         "head": report.head, "since": report.start, "checked": report.checked,

@@ -300,18 +300,36 @@ def staff_update(state: State, staff_id: str, team: str | None, role: str | None
 
 @staff.command("deactivate")
 @click.argument("staff_id", metavar="ID")
+@json_option
 @pass_state
-def staff_deactivate(state: State, staff_id: str) -> None:
+def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
     """Deactivate a staff member and re-encrypt every case they could read.
 
-    Refused while they still hold open cases: reassign those first.
+    Refused while they still hold open cases: reassign those first. Earlier versions in
+    the history stay readable with their key; the report lists them (--json: each one).
 
     \b
     Example:
       cmgit staff deactivate cw-007
     """
-    count = state.repo().staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
+    from .audit import readable_history
+
+    repo = state.repo()
+    count = repo.staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
+    history = readable_history(repo.root, staff_id)
+    if as_json:
+        emit({"staff": staff_id, "reencrypted": count,
+              "history_readable": [e.as_dict() for e in history]}, True)
+        return
     click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
+    if history:
+        versions: dict[str, list[int]] = {}
+        for exposure in history:
+            versions.setdefault(exposure.case_id, []).append(exposure.version)
+        click.echo(f"Their key still opens {len(history)} earlier version(s) of "
+                   f"{len(versions)} case(s) in the history; destroy every copy of it:")
+        for case_id, numbers in versions.items():
+            click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
 
 
 @cli.group(cls=CmgitGroup)
@@ -430,9 +448,9 @@ def edit(state: State, case_id: str) -> None:
 
 
 def _ask_retry(problem: CmgitError) -> bool:
-    click.echo(f"Error: {problem}", err=True)
     if not sys.stdin.isatty():
-        return False
+        return False  # the refusal is then reported once, as the command's error
+    click.echo(f"Error: {problem}", err=True)
     return click.confirm("Re-open the editor?", default=True, err=True)
 
 
