@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import shutil
+import sys
 import time
 import tracemalloc
 import unicodedata
@@ -285,24 +286,25 @@ def test_B7_oversized_form_refused_by_size(programme: Programme) -> None:
     assert_refused(programme, piped, INVALID_RECORD, before, says="larger than")
 
 
-def test_B7_oversized_sealed_plaintext_refused(programme: Programme) -> None:
-    """B7: a record whose sealed plaintext would exceed the limit is refused before
-    sealing; nothing is committed."""
+def test_B7_oversized_plaintext_from_the_editor_refused(programme: Programme,
+                                                         tmp_path: Path) -> None:
+    """B7: oversized plaintext: an edit that grows the forms past the limit is refused
+    before it is parsed or sealed; nothing is committed and the private file is gone."""
     case_id = programme.new_case()
-    note = form("note")
-    note["note"]["text"] = "CANARY " + "x" * 19_000
-    path = programme.form_file("note", note)
+    seen = tmp_path / "seen.txt"
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import sys\n"
+        f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
+        "with open(sys.argv[1], 'a') as f:\n"
+        "    f.write('note:\\n')\n"
+        "    for i in range(60):\n"
+        "        f.write(f'- note_id: note-{i}\\n  text: CANARY {\"x\" * 19000}\\n')\n"
+    )
     before = snapshot(programme)
-    # Each note is a little under 20 kB: fill the record past the payload limit.
-    count = 0
-    while True:
-        result = programme.cli("record", case_id, "note", "--from", path)
-        if result.exit_code != 0:
-            break
-        count += 1
-        before = snapshot(programme)
-        assert count < records.MAX_PAYLOAD // 19_000 + 5
+    result = programme.cli("edit", case_id, env={"EDITOR": f"{sys.executable} {editor}"})
     assert_refused(programme, result, INVALID_RECORD, before, says="larger than")
+    assert not Path(seen.read_text()).exists()
 
 
 def test_B7_oversized_identity_file_refused(programme: Programme, tmp_path: Path) -> None:
@@ -407,18 +409,18 @@ BAD_IDS = ["../../.git/hooks/post-commit", "/etc/x", "CP-1/../x", "CP-1\x00", "c
            "CP-7K2M9QX4\n", "C" * 300, "CP-" + "7" * 297, "records/7K/CP-7K2M9QX4.yaml"]
 
 
-@pytest.mark.parametrize("bad_id", BAD_IDS, ids=range(len(BAD_IDS)))
-def test_B11_odd_case_ids_exit_2_before_any_file(programme: Programme, bad_id: str) -> None:
+def test_B11_odd_case_ids_exit_2_before_any_file(programme: Programme) -> None:
     """B11: path traversal and odd IDs: refuse (exit 2) by the one case-ID regular
     expression before any filesystem call; nothing created."""
     note = programme.form_file("note")
     before = snapshot(programme)
-    for args in (["show", bad_id], ["validate", bad_id], ["edit", bad_id], ["log", bad_id],
-                 ["record", bad_id, "note", "--from", note],
-                 ["move", bad_id, "registered"],
-                 ["assign", bad_id, "cw-north-2", "--reason", "workload"]):
-        result = programme.cli(*args, as_="sv-north")
-        assert_refused(programme, result, USAGE, before, says="malformed case ID")
+    for bad_id in BAD_IDS:
+        for args in (["show", bad_id], ["validate", bad_id], ["edit", bad_id],
+                     ["log", bad_id], ["record", bad_id, "note", "--from", note],
+                     ["move", bad_id, "registered"],
+                     ["assign", bad_id, "cw-north-2", "--reason", "workload"]):
+            result = programme.cli(*args, as_="sv-north")
+            assert_refused(programme, result, USAGE, before, says="malformed case ID")
 
 
 # -- B12 ------------------------------------------------------------------------------
