@@ -770,8 +770,15 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
     case_id = ids.case_id_from_path(path)
     if case_id is None:
         raise click.exceptions.Exit(1)
-    data = {name: Path(p).read_bytes() for name, p in
-            (("base", base), ("ours", ours), ("theirs", theirs))}
+    from .records import MAX_RECORD_FILE
+    from .store import read_limited
+
+    try:
+        data = {name: read_limited(p, MAX_RECORD_FILE, "record file") for name, p in
+                (("base", base), ("ours", ours), ("theirs", theirs))}
+    except CmgitError as exc:
+        click.echo(f"cmgit: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
     theirs_blob = hashlib.sha1(  # the git blob id of their version
         f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"],
         usedforsecurity=False).hexdigest()
@@ -790,7 +797,10 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
 @pass_state
 def hooks_textconv(state: State, path: str) -> None:
     """git diff driver: a record decrypted for a recipient, to the terminal only."""
-    data = Path(path).read_bytes()
+    from .records import MAX_RECORD_FILE
+    from .store import read_limited
+
+    data = read_limited(path, MAX_RECORD_FILE, "record file")
     text = state.repo().textconv(data, state.optional_identities())
     sys.stdout.write(text)
 

@@ -811,7 +811,11 @@ class Repository:
                 path = raw.decode("utf-8", "surrogateescape")
                 index_oid = meta.decode("ascii").split()[3]
                 current = self.root / path
-                on_disk = current.read_bytes() if current.is_file() else None
+                try:
+                    on_disk = (read_limited(current, records.MAX_RECORD_FILE, "record file")
+                               if current.is_file() else None)
+                except TooLarge:
+                    continue  # no record cmgit wrote: changed by hand, left alone
                 head_oid = self.git.blob_id("HEAD", path)
                 if on_disk is not None and self.git.objects.write("blob", on_disk) not in (
                     index_oid, head_oid
@@ -1357,6 +1361,17 @@ def make_signer(
             hint="a programme manager registers it: cmgit staff update ID --signing-key ...",
         )
     return lambda data: signing.sign(data, key)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of a file, refused (TooLarge) by its size before they are read."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise TooLarge(f"{what} is larger than cmgit accepts")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{what} is larger than cmgit accepts")
+    return data
 
 
 def keygen(path: Path) -> str:

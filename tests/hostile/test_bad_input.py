@@ -269,6 +269,36 @@ def test_B7_oversized_committed_record_refused_before_reading(programme: Program
                    says="larger than")
 
 
+def test_B7_git_drivers_and_recover_refuse_oversized_files(programme: Programme) -> None:
+    """B7: the diff and merge drivers (fed by git, e.g. from a remote) and recover check a
+    file's size before reading it."""
+    case_id = programme.new_case()
+    big = programme.work / "big.yaml"
+    with big.open("wb") as handle:
+        handle.truncate(100 * 1024 * 1024)
+    before = snapshot(programme)
+    assert_refused(programme, programme.cli("hooks", "textconv", str(big)), INVALID_RECORD,
+                   before, says="larger than")
+    small = programme.root / ids.record_path(case_id)
+    merged = programme.cli("hooks", "merge-driver", str(small), str(small), str(big),
+                           ids.record_path(case_id))
+    assert merged.exit_code == 1 and "larger than" in merged.stderr, merged.output
+    assert snapshot(programme) == before
+    # recover leaves an oversized file under records/ alone, without reading it
+    small.write_bytes(small.read_bytes() + b"\n")
+    programme.git("add", ids.record_path(case_id))
+    with small.open("r+b") as handle:
+        handle.truncate(100 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        result = programme.cli("recover", as_=None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0, result.output
+    assert small.stat().st_size == 100 * 1024 * 1024 and peak < 20 * 1024 * 1024, peak
+
+
 def test_B7_oversized_form_refused_by_size(programme: Programme) -> None:
     """B7: oversized plaintext (a form file over the limit, 100 MB, or on stdin):
     refused before parsing."""

