@@ -31,6 +31,25 @@ CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
                   "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
 STATE_FILE = "audit-verified"
 
+# The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
+# there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
+# `log` and the statistics as a change of state that never happened.
+_CASE = ("Cmgit-Case", "Cmgit-Action", "Cmgit-Version", "Cmgit-Date")
+TRAILERS: dict[str, frozenset[str]] = {
+    "init": frozenset({"Cmgit-Action"}),
+    "new": frozenset({*_CASE, "Cmgit-To"}),
+    "record": frozenset({*_CASE, "Cmgit-Form"}),
+    "edit": frozenset(_CASE),
+    "move": frozenset({*_CASE, "Cmgit-Transition", "Cmgit-From", "Cmgit-To", "Cmgit-Reason",
+                       "Cmgit-Form", "Cmgit-Override", "Cmgit-Warning"}),
+    "assign": frozenset({*_CASE, "Cmgit-Staff", "Cmgit-Reason", "Cmgit-Override"}),
+    **{action: frozenset({"Cmgit-Action", "Cmgit-Staff"})
+       for action in ("staff-add", "staff-update", "staff-deactivate")},
+    "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
+}
+# Trailers an action may carry more than once.
+_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -194,12 +213,13 @@ class Auditor:
         wanted = [commit.oid for commit, _, _ in batch]
         wanted += [c.new for _, _, changes in batch for c in changes
                    if c.new and c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)]
-        self._objects = {oid: data for oid, kind, data in self.git.stream_objects(wanted)
-                         if kind}
+        self._objects = {oid: data for oid, kind, data in self.git.stream_objects(
+            wanted, records.MAX_RECORD_FILE) if kind}
 
     def _read(self, oid: str) -> bytes:
         data = self._objects.get(oid)
-        return data if data is not None else self.git.read_blob(oid)
+        return data if data is not None else self.git.read_blob(
+            oid, limit=records.MAX_RECORD_FILE)
 
     # -- one commit -----------------------------------------------------------------------
 
@@ -230,6 +250,9 @@ class Auditor:
         yield from self._check_message(commit)
         actor_id = commit.trailer("Cmgit-Actor") or ""
         yield from self._check_signature(commit, before, actor_id)
+        # Whoever made the commit, what it put under records/ is judged too: a plaintext
+        # or a link committed with plain git must be named as such, not only as "actor".
+        yield from self._check_records(changes, after)
         actor = before.registry.staff.get(actor_id)
         if actor is None or not actor.active:
             yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
@@ -260,6 +283,14 @@ class Auditor:
             expected = ""
         if commit.message != expected or not commit.trailer("Cmgit-Actor"):
             yield "message", "the message is not in cmgit's generated form"
+            return
+        allowed = TRAILERS.get(commit.trailer("Cmgit-Action") or "")
+        keys = [key for key, _ in trailers]
+        if allowed is not None and (
+            not set(keys) <= allowed | {"Cmgit-Actor", "Cmgit-Role"}
+            or any(keys.count(key) > 1 for key in set(keys) - _REPEATED)
+        ):
+            yield "message", "the message carries trailers its action never has"
 
     def _check_signature(self, commit: Commit, config: Config,
                          actor_id: str) -> Iterator[tuple[str, str]]:
@@ -423,6 +454,54 @@ def audit(root: Path, since: str | None = None) -> Report:
     if since is not None:
         since = git.text("rev-parse", "--verify", f"{since}^{{commit}}")
     return Auditor(git).run(since)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A version of a record in the history that was sealed to a person's key."""
+
+    case_id: str
+    version: int
+    commit: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "version": self.version, "commit": self.commit}
+
+
+def readable_history(root: Path, staff_id: str, until: str = "HEAD") -> list[Exposure]:
+    """Every committed version of every record that STAFF_ID's key could open, without
+    any key: each version was sealed to the recipients the registry and settings of its
+    own commit called for, so that configuration says whether theirs was among them.
+
+    Re-encryption closes the current version only; these stay readable with their key
+    for as long as the history is kept (SPEC has no per-case key to destroy).
+    """
+    auditor = Auditor(Git(root))
+    found: list[Exposure] = []
+    entries = (entry for batch in auditor.commits(None, until) for entry in batch)
+    for commit, _, changes in entries:
+        wanted_by: dict[str, list[str]] = {}
+        for change in changes:
+            case_id = ids.case_id_from_path(change.path)
+            if case_id is None or change.new is None or change.new_mode not in BLOB_MODES:
+                continue
+            try:
+                config = auditor.config(commit.oid)
+            except CmgitError:
+                break
+            member = config.registry.staff.get(staff_id)
+            if member is None or not member.active:
+                break
+            fields = auditor._open(change.new, config, change.path)
+            if not fields or not isinstance(fields.get("version"), int):
+                continue
+            key = f"{fields.get('team')}/{fields.get('caseworker')}"
+            if key not in wanted_by:
+                wanted_by[key] = config.registry.recipients_for(
+                    str(fields.get("team")), fields.get("caseworker"), config.settings)
+            if member.recipient in wanted_by[key]:
+                found.append(Exposure(case_id, fields["version"], commit.oid))
+    return found
 
 
 def summarise(report: Report) -> Mapping[str, Any]:

@@ -24,7 +24,7 @@ from .errors import CmgitError
 from .history import TREE_MODE, Git, object_id, write_atomic
 from .progress import SILENT, Progress
 
-FORMAT = 1
+FORMAT = 2
 OPEN_FIELDS_FILE = "open-fields"
 CHANGES_FILE = "changes"
 # Below this many records to read, a second process costs more than it saves.
@@ -171,7 +171,7 @@ def _parse_blobs(root: Path, wanted: list[tuple[str, str]],
             from_git.append(oid)
         else:
             out.append((oid, _values(data, order)))
-    for oid, blob in Git(root).stream_blobs(from_git):
+    for oid, blob in Git(root).stream_blobs(from_git, records.MAX_RECORD_FILE):
         out.append((oid, None if blob is None else _values(blob, order)))
     return out
 
@@ -220,13 +220,16 @@ def state_changes(git: Git, commit: str) -> list[Change]:
     # needed (one would make git compare trees for every commit), and git itself picks
     # the four trailers out of each message.
     pieces = git.stream("log", "--format=%x1e%aI%x1f%(trailers:key=Cmgit-Case,"
-                        "key=Cmgit-From,key=Cmgit-To,key=Cmgit-Date,separator=%x1f)", rev,
-                        separator=b"\x1e")
+                        "key=Cmgit-Action,key=Cmgit-From,key=Cmgit-To,key=Cmgit-Date,"
+                        "separator=%x1f)", rev, separator=b"\x1e")
     newest_first = []
     for piece in pieces:
         when, *lines = piece.decode("utf-8", "replace").strip("\n").split("\x1f")
         trailers = dict(line.split(": ", 1) for line in lines if ": " in line)
         case, target = trailers.get("Cmgit-Case"), trailers.get("Cmgit-To")
+        # Only `new` and `move` change state; a Cmgit-To on anything else is forged.
+        if trailers.get("Cmgit-Action") not in ("new", "move"):
+            continue
         if case and target and ids.CASE_ID_RE.fullmatch(case):
             day = trailers.get("Cmgit-Date") or when[:10]
             newest_first.append((case, day, trailers.get("Cmgit-From"), target))

@@ -302,18 +302,36 @@ def staff_update(state: State, staff_id: str, team: str | None, role: str | None
 
 @staff.command("deactivate")
 @click.argument("staff_id", metavar="ID")
+@json_option
 @pass_state
-def staff_deactivate(state: State, staff_id: str) -> None:
+def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
     """Deactivate a staff member and re-encrypt every case they could read.
 
-    Refused while they still hold open cases: reassign those first.
+    Refused while they still hold open cases: reassign those first. Earlier versions in
+    the history stay readable with their key; the report lists them (--json: each one).
 
     \b
     Example:
       cmgit staff deactivate cw-007
     """
-    count = state.repo().staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
+    from .audit import readable_history
+
+    repo = state.repo()
+    count = repo.staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
+    history = readable_history(repo.root, staff_id)
+    if as_json:
+        emit({"staff": staff_id, "reencrypted": count,
+              "history_readable": [e.as_dict() for e in history]}, True)
+        return
     click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
+    if history:
+        versions: dict[str, list[int]] = {}
+        for exposure in history:
+            versions.setdefault(exposure.case_id, []).append(exposure.version)
+        click.echo(f"Their key still opens {len(history)} earlier version(s) of "
+                   f"{len(versions)} case(s) in the history; destroy every copy of it:")
+        for case_id, numbers in versions.items():
+            click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
 
 
 @cli.group(cls=CmgitGroup)
@@ -434,9 +452,9 @@ def edit(state: State, case_id: str) -> None:
 
 
 def _ask_retry(problem: CmgitError) -> bool:
-    click.echo(f"Error: {problem}", err=True)
     if not sys.stdin.isatty():
-        return False
+        return False  # the refusal is then reported once, as the command's error
+    click.echo(f"Error: {problem}", err=True)
     return click.confirm("Re-open the editor?", default=True, err=True)
 
 
@@ -767,8 +785,15 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
     case_id = ids.case_id_from_path(path)
     if case_id is None:
         raise click.exceptions.Exit(1)
-    data = {name: Path(p).read_bytes() for name, p in
-            (("base", base), ("ours", ours), ("theirs", theirs))}
+    from .records import MAX_RECORD_FILE
+    from .store import read_limited
+
+    try:
+        data = {name: read_limited(p, MAX_RECORD_FILE, "record file") for name, p in
+                (("base", base), ("ours", ours), ("theirs", theirs))}
+    except CmgitError as exc:
+        click.echo(f"cmgit: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
     theirs_blob = hashlib.sha1(  # the git blob id of their version
         f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"],
         usedforsecurity=False).hexdigest()
@@ -787,7 +812,10 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
 @pass_state
 def hooks_textconv(state: State, path: str) -> None:
     """git diff driver: a record decrypted for a recipient, to the terminal only."""
-    data = Path(path).read_bytes()
+    from .records import MAX_RECORD_FILE
+    from .store import read_limited
+
+    data = read_limited(path, MAX_RECORD_FILE, "record file")
     text = state.repo().textconv(data, state.optional_identities())
     sys.stdout.write(text)
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import caches, yamlio
-from .errors import NotACaseRepository, SchemaError
-from .history import Git
-from .registry import Registry
+from . import caches, signing, yamlio
+from .errors import CmgitError, NotACaseRepository, RepositoryError, SchemaError
+from .history import Git, parse_trailers
+from .registry import PROGRAMME_MANAGER, Registry
 from .schema import SETTINGS, STAFF, WORKFLOW, SchemaSet
 from .workflow import Workflow, WorkflowError
 
@@ -24,6 +24,8 @@ SCHEMAS_DIR = "schemas"
 WORKFLOW_FILE = "schemas/workflow.yaml"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 CONFIG_CACHE = "config"
+CONFIG_ACTIONS = frozenset({"staff-add", "staff-update", "staff-deactivate", "settings-set"})
+TRUST_FILE = "config-trusted"
 
 
 def load_yaml(
@@ -109,3 +111,53 @@ def _workflow(doc: Any) -> Workflow:
     except WorkflowError as exc:
         raise SchemaError(f"workflow data is inconsistent: {exc}",
                           hint=f"correct {WORKFLOW_FILE}") from None
+
+
+def check_trusted(git: Git, head: str, schemas: SchemaSet, key: str) -> None:
+    """Refuse to seal for a staff registry or settings that a programme manager did not
+    commit through cmgit (signed, where the settings require it).
+
+    Recipients come from these files, so a plain-git edit of them (say, an outsider
+    added as a supervisor) must not make cmgit encrypt case records to new keys. The
+    last commit that changed them is judged against the registry and settings of its
+    parent, as `cmgit audit` judges it; a result is remembered by the files' object ids
+    (KEY), so this costs one history walk per configuration change.
+    """
+    cache = git.git_dir / "cmgit" / TRUST_FILE
+    if cache.is_file() and cache.read_text().strip() == key:
+        return
+    # Schemas and workflow are changed with plain git after review (no cmgit command
+    # exists for them) and name no recipient: only the two files that do are judged.
+    found = git.text("log", "-1", "--format=%H %P", head, "--",
+                     STAFF_FILE, SETTINGS_FILE).split()
+    if len(found) > 1:  # the root commit (init) is the trust root
+        oid, parent = found[0], found[1]
+        author, _, message = git.text("log", "-1", "--format=%an%x1f%B", oid).partition("\x1f")
+        trailers = parse_trailers(message)
+        actor_id = (trailers.get("Cmgit-Actor") or [""])[-1]
+        action = (trailers.get("Cmgit-Action") or [""])[-1]
+        try:
+            files = git.read_paths(parent, [STAFF_FILE, SETTINGS_FILE])
+            registry = Registry.from_doc(read_document(files[STAFF_FILE], schemas, STAFF,
+                                                       STAFF_FILE))
+            settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
+        except CmgitError:
+            registry, settings = Registry([]), {}
+        member = registry.staff.get(actor_id)
+        trusted = (action in CONFIG_ACTIONS and member is not None and member.active
+                   and member.role == PROGRAMME_MANAGER and author == member.id)
+        if trusted and settings.get("require_signed_commits"):
+            payload, armored = git.objects.signed_commit(oid)
+            try:
+                trusted = armored is not None and (
+                    signing.verify(payload, armored) == member.signing_key)  # type: ignore[union-attr]
+            except signing.BadSignature:
+                trusted = False
+        if not trusted:
+            raise RepositoryError(
+                f"the staff registry or settings were last changed outside cmgit (commit "
+                f"{oid[:12]}); refusing to encrypt for them",
+                hint="run cmgit audit; a programme manager must restore them",
+            )
+    cache.parent.mkdir(exist_ok=True)
+    cache.write_text(key + "\n")

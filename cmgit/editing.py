@@ -84,7 +84,7 @@ def run_editor(text: str) -> str | None:
     """Open ``text`` in the person's editor; the edited text, or None if they gave up
     (the editor failed or was interrupted)."""
     argv = editor_command()
-    # The process id in the name lets recover tell a live session's file from a leftover.
+    # The process id in the name tells `recover` whether the session is still alive.
     fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".yaml",
                                 dir=private_folder())
     path = Path(name)
@@ -106,15 +106,36 @@ def run_editor(text: str) -> str | None:
             _shred(extra)
 
 
+def _session_alive(name: str) -> bool:
+    """Whether the `cmgit edit` that made the file NAME is still running."""
+    pid = name[len(PREFIX):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
 def recover_private_files() -> list[Path]:
-    """Remove edit files that a killed ``cmgit edit`` left behind; returns what it removed."""
+    """Remove what a killed ``cmgit edit`` left behind: its edit file and the editor's
+    swap, backup and lock files beside it. A session still running keeps its files."""
     removed = []
-    for path in private_folder().glob(PREFIX + "*"):
-        if _owner_alive(path):
-            continue  # a `cmgit edit` still running elsewhere: its file is in use
-        if path.is_file() and path.stat().st_uid == os.getuid():
-            _shred(path)
-            removed.append(path)
+    folder = private_folder()
+    for path in sorted(folder.iterdir()):
+        # leftovers() names: NAME~, .NAME.swp, .NAME.swo, .#NAME, #NAME#
+        main = path.name.lstrip(".#").rstrip("~#")
+        for suffix in (".swp", ".swo"):
+            main = main.removesuffix(suffix)
+        if not main.startswith(PREFIX) or _session_alive(main):
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink() and path.stat().st_uid == os.getuid():
+                _shred(path)
+                removed.append(path)
     return removed
 
 

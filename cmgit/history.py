@@ -31,6 +31,7 @@ from .errors import (
     OperationInProgress,
     RepositoryBusy,
     RepositoryError,
+    TooLarge,
 )
 from .faults import crash_point
 
@@ -222,8 +223,9 @@ class Git:
         commit = self.head() if rev == "HEAD" else rev
         return self.objects.lookup(commit, path) if commit else None
 
-    def read_blob(self, oid: str) -> bytes:
-        kind, data = self.objects.read(oid)
+    def read_blob(self, oid: str, *, limit: int | None = None) -> bytes:
+        """A blob's bytes; TooLarge, without reading it, if it is over ``limit``."""
+        kind, data = self.objects.read(oid, limit=limit)
         if kind != "blob":
             raise GitFailed("expected a blob")
         return data
@@ -261,15 +263,18 @@ class Git:
             pos += size + 1
         return found
 
-    def stream_blobs(self, oids: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-        """(oid, content) of many blobs, in order; None for what is not a blob."""
-        for oid, kind, data in self.stream_objects(oids):
+    def stream_blobs(self, oids: Sequence[str],
+                     limit: int | None = None) -> Iterator[tuple[str, bytes | None]]:
+        """(oid, content) of many blobs, in order; None for what is not a blob or is over
+        ``limit`` bytes."""
+        for oid, kind, data in self.stream_objects(oids, limit):
             yield oid, data if kind == "blob" else None
 
-    def stream_objects(self, oids: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
+    def stream_objects(self, oids: Sequence[str],
+                       limit: int | None = None) -> Iterator[tuple[str, str, bytes]]:
         """(oid, type, content) of many objects, in order ("" and b"" for one that cannot be
-        read), from a ``git cat-file --batch`` of their own, streamed: memory holds one
-        object at a time, whatever the number."""
+        read or is over ``limit`` bytes, which is skipped unread), from a ``git cat-file
+        --batch`` of their own, streamed: memory holds one object at a time."""
         proc = subprocess.Popen(["git", "-C", str(self.root), "cat-file", "--batch"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=clean_env())
@@ -291,7 +296,14 @@ class Git:
                 if len(header) != 3:
                     yield oid, "", b""
                     continue
-                data = stdout.read(int(header[2]) + 1)[:-1]
+                size = int(header[2])
+                if limit is not None and size > limit:
+                    remaining = size + 1
+                    while remaining and (piece := stdout.read(min(1 << 20, remaining))):
+                        remaining -= len(piece)
+                    yield oid, "", b""
+                    continue
+                data = stdout.read(size + 1)[:-1]
                 yield oid, header[1].decode("ascii", "replace"), data
         finally:
             stdout.close()
@@ -622,7 +634,7 @@ class Objects:
             )
         return self._reader
 
-    def read(self, oid: str) -> tuple[str, bytes]:
+    def read(self, oid: str, *, limit: int | None = None) -> tuple[str, bytes]:
         if not _OID_RE.fullmatch(oid):
             raise GitFailed("not an object id")
         proc = self._batch()
@@ -632,7 +644,17 @@ class Objects:
         header = proc.stdout.readline().split()
         if len(header) != 3:
             raise GitFailed("object not found")
-        data = proc.stdout.read(int(header[2]) + 1)[:-1]
+        size = int(header[2])
+        if limit is not None and size > limit:
+            # Skip it in small pieces so the stream stays in step and memory flat.
+            remaining = size + 1
+            while remaining > 0:
+                chunk = proc.stdout.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            raise TooLarge(f"a committed file is larger than cmgit accepts ({size} bytes)")
+        data = proc.stdout.read(size + 1)[:-1]
         return header[1].decode(), data
 
     def tree(self, oid: str) -> dict[str, tuple[str, str]]:

@@ -29,6 +29,7 @@ from .config import (
     SETTINGS_FILE,
     STAFF_FILE,
     Config,
+    check_trusted,
     load_yaml,
     read_config,
 )
@@ -178,6 +179,11 @@ class Repository:
         assert head is not None
         return read_config(self.git, head)
 
+    def _check_config_trusted(self) -> None:
+        head = self.git.head()
+        if head is not None:
+            check_trusted(self.git, head, self.schemas, self._config_key())
+
     @property
     def schemas(self) -> SchemaSet:
         return self._config.schemas
@@ -292,8 +298,9 @@ class Repository:
             # from the committed file was made by something else.
             older = False
             with contextlib.suppress(CmgitError):
-                old = records.parse_open_fields(self.git.read_blob(entry[1]),
-                                                self.schemas.open_fields)
+                old = records.parse_open_fields(
+                    self.git.read_blob(entry[1], limit=records.MAX_RECORD_FILE),
+                    self.schemas.open_fields)
                 older = open_fields["version"] < old["version"]
             raise IntegrityError(
                 "record is older than the committed one (an old copy restored?)" if older
@@ -321,11 +328,12 @@ class Repository:
     def open_loaded(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> Loaded:
         """Decrypt a record ``load_open`` has checked, and check its sealed content."""
         case_id = loaded.record.case_id
+        expected = self._check_stanzas(loaded)
         try:
             plaintext = self.cipher.open(loaded.armored, identities)
         except NotARecipient:
             mine = {i.recipient for i in identities}
-            if mine & set(self.expected_recipients(loaded.record.open)):
+            if mine & set(expected):
                 raise IntegrityError(
                     "sealed block does not open with a key it was sealed for "
                     "(tampered, or not re-encrypted after a staff change)",
@@ -377,6 +385,7 @@ class Repository:
             what="case record", case_id=record.case_id,
         )
         check_item_ids(record, self.schemas)
+        self._check_config_trusted()
         recipients = self.expected_recipients(record.open)
         armored = self.cipher.seal(records.seal_payload(record, prev_blob), recipients)
         data = records.render_file(record.open, self.schemas.open_fields, armored)
@@ -849,13 +858,18 @@ class Repository:
                 path = raw.decode("utf-8", "surrogateescape")
                 index_oid = meta.decode("ascii").split()[3]
                 current = self.root / path
-                on_disk = current.read_bytes() if current.is_file() else None
+                try:
+                    on_disk = (read_limited(current, records.MAX_RECORD_FILE, "record file")
+                               if current.is_file() else None)
+                except TooLarge:
+                    continue  # no record cmgit wrote: changed by hand, left alone
                 head_oid = self.git.blob_id("HEAD", path)
                 if on_disk is not None and object_id("blob", on_disk) not in (
                     index_oid, head_oid
                 ):
                     continue  # changed by hand since: leave it for the person to decide
-                data = self.git.read_blob(head_oid) if head_oid else None
+                data = (self.git.read_blob(head_oid, limit=records.MAX_RECORD_FILE)
+                        if head_oid else None)
                 self.git._sync_worktree({path: head_oid}, {path: data})
                 done.append(f"brought {path} up to its committed version")
         return done
@@ -1019,18 +1033,26 @@ class Repository:
                 for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
                 if (case_id := ids.case_id_from_path(entry.path))}
 
+    def _check_stanzas(self, loaded: Loaded) -> list[str]:
+        """The recipients the registry calls for; IntegrityError if the sealed block has
+        another number of them. Checked before any key is used: a key slipped in (or left
+        out) is a change made outside cmgit, and the block must not be re-sealed as if it
+        were fine."""
+        expected = self.expected_recipients(loaded.record.open)
+        if loaded.header.stanza_count != len(expected):
+            raise IntegrityError(
+                f"sealed for {loaded.header.stanza_count} recipients, the registry calls "
+                f"for {len(expected)}", case_id=loaded.record.case_id,
+                hint="run cmgit validate and cmgit audit; a programme manager can re-encrypt it",
+            )
+        return expected
+
     def check_record(self, case_id: str, committed: Committed,
                      identities: Sequence[crypto.Identity] | None) -> CheckResult:
         mine = {i.recipient for i in identities or ()}
         try:
             loaded = self.load_open(case_id, committed)
-            expected = self.expected_recipients(loaded.record.open)
-            if loaded.header.stanza_count != len(expected):
-                raise IntegrityError(
-                    f"sealed for {loaded.header.stanza_count} recipients, "
-                    f"the registry calls for {len(expected)}",
-                    case_id=case_id, hint="a programme manager can re-encrypt it",
-                )
+            expected = self._check_stanzas(loaded)
             opened = bool(identities) and bool(mine & set(expected))
             if opened:
                 assert identities is not None
@@ -1194,6 +1216,7 @@ class Repository:
     ) -> int:
         """Commit a registry or settings change together with every record whose
         recipients it changes, re-encrypted; their open fields stay as they were."""
+        self._check_config_trusted()
         todo = []
         for case_id in self.case_ids():
             loaded = self.load_open(case_id)
@@ -1408,6 +1431,17 @@ def make_signer(
             hint="a programme manager registers it: cmgit staff update ID --signing-key ...",
         )
     return lambda data: signing.sign(data, key)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of a file, refused (TooLarge) by its size before they are read."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise TooLarge(f"{what} is larger than cmgit accepts")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{what} is larger than cmgit accepts")
+    return data
 
 
 def keygen(path: Path) -> str:
