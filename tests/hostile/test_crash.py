@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
@@ -72,7 +73,8 @@ def test_G4_kill_at_each_stage_of_a_change(programme: Programme, stage: str) -> 
     assert programme.cli("audit", as_=None).exit_code == 0
 
 
-@pytest.mark.parametrize("stage", ["ref-updated", "file-written"])
+@pytest.mark.parametrize("stage", ["ref-updated",
+                                   pytest.param("file-written", marks=pytest.mark.slow)])
 def test_G4_kill_a_staff_change_that_reencrypts_many_records(programme: Programme,
                                                              stage: str) -> None:
     """G4: a staff change killed after its branch moved, with the registry and several
@@ -90,7 +92,8 @@ def test_G4_kill_a_staff_change_that_reencrypts_many_records(programme: Programm
     assert_no_plaintext(programme)
 
 
-@pytest.mark.parametrize("stage", ["ref-updated", "file-written"])
+@pytest.mark.parametrize("stage", [pytest.param("ref-updated", marks=pytest.mark.slow),
+                                   "file-written"])
 def test_G4_recover_finishes_a_killed_new_case_and_says_so(programme: Programme,
                                                           stage: str) -> None:
     """G4: a `new` killed after its branch moved is finished by `cmgit recover`, which says
@@ -193,32 +196,53 @@ def test_G4_kill_at_a_random_moment(programme: Programme, seed: int) -> None:
     assert_no_plaintext(programme)
 
 
-def test_L2_kill_mid_edit_leaves_only_tmpfs_residue_that_recover_removes(
-        programme: Programme, tmp_path: Path) -> None:
-    """L2: SIGKILL during an external edit: nothing in the repository changes; the only
-    plaintext left is the 0600 edit file on the memory file system, and recover removes it."""
-    case_id = programme.new_case()
+def editor_that_waits(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An editor that writes the path it was given to a file, then waits to be killed."""
     seen = tmp_path / "seen.txt"
     editor = tmp_path / "editor.py"
     editor.write_text("import sys, time\n"
                       f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
                       "time.sleep(60)\n")
-    before = programme.state()
-    proc = spawn(programme, "edit", case_id, env={"EDITOR": f"{sys.executable} {editor}"})
+    return seen, {"EDITOR": f"{sys.executable} {editor}"}
+
+
+def editing(programme: Programme, case_id: str, tmp_path: Path) -> tuple[Popen[str], Path]:
+    """A `cmgit edit` whose editor has the private file open: the process, the file."""
+    seen, env = editor_that_waits(tmp_path)
+    seen.unlink(missing_ok=True)
+    proc = spawn(programme, "edit", case_id, env=env)
     deadline = time.monotonic() + 60
     while not seen.exists() or not seen.read_text():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    left = Path(seen.read_text())
-    assert edit_files_of(proc.pid) == [left]
-    assert CANARY.encode() in left.read_bytes() and left.stat().st_mode & 0o077 == 0
-    assert programme.state() == before
-    done = run(programme, "recover", as_=None)
-    assert done.returncode == 0 and "removed an edit file" in done.stdout
-    assert not left.exists()
-    assert_no_plaintext(programme, pids=[proc.pid])
+    return proc, Path(seen.read_text())
+
+
+def test_L2_kill_mid_edit_leaves_only_tmpfs_residue_that_recover_removes(
+        programme: Programme, tmp_path: Path) -> None:
+    """L2: SIGKILL during an external edit: nothing in the repository changes; the only
+    plaintext left is the 0600 edit file on the memory file system, and recover removes it."""
+    case_id = programme.new_case()
+    before = programme.state()
+    killed = []
+    for _ in range(3):
+        proc, left = editing(programme, case_id, tmp_path)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        killed.append(proc.pid)
+        assert edit_files_of(proc.pid) == [left]
+        assert CANARY.encode() in left.read_bytes() and left.stat().st_mode & 0o077 == 0
+        assert programme.state() == before
+        done = run(programme, "recover", as_=None)
+        assert done.returncode == 0
+        assert not left.exists()
+        if "removed an edit file" in done.stdout:
+            break
+        # Another `cmgit recover` on this machine (the memory file system is shared)
+        # removed the leftover first: try again.
+    else:
+        pytest.fail("recover never reported the edit file it removed")
+    assert_no_plaintext(programme, pids=killed)
 
 
 def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme,
@@ -226,20 +250,10 @@ def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme,
     """L2: recover removes only the edit files of processes that are gone, never the file
     of an edit still open in another terminal."""
     case_id = programme.new_case()
-    seen = tmp_path / "seen.txt"
-    editor = tmp_path / "editor.py"
-    editor.write_text("import sys, time\n"
-                      f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
-                      "time.sleep(60)\n")
-    proc = spawn(programme, "edit", case_id, env={"EDITOR": f"{sys.executable} {editor}"})
+    proc, live = editing(programme, case_id, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not seen.exists() or not seen.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        live = Path(seen.read_text())
         done = run(programme, "recover", as_=None)
-        assert done.returncode == 0 and "edit file" not in done.stdout
+        assert done.returncode == 0
         assert live.exists()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -362,7 +362,8 @@ def test_G10_corrupt_loose_object_is_named_by_audit(programme: Programme) -> Non
     assert CANARY not in result.output
 
 
-@pytest.mark.parametrize("where", ["first object", "middle"])
+@pytest.mark.parametrize("where", ["first object",
+                                   pytest.param("middle", marks=pytest.mark.slow)])
 def test_G10_corrupt_pack_byte_is_named_by_audit(programme: Programme, where: str) -> None:
     """G10: a flipped byte in a pack: audit fails naming the object, also when the damage
     stops the walk itself (no bare "git failed")."""
