@@ -735,7 +735,9 @@ class Repository:
         shown = self._profile(profile)
         labels = {state: self.workflow.label(state, shown) for state in self.workflow.states}
         rows = []
-        for _, fields in sorted(self.open_index().items()):
+        index = self.open_index()
+        for case_id in sorted(index):
+            fields = index[case_id]
             if states and fields["state"] not in states:
                 continue
             if (team and fields["team"] != team) or (
@@ -744,7 +746,8 @@ class Repository:
                 continue
             if overdue and not _is_overdue(fields, today):
                 continue
-            rows.append({**fields, "step": labels.get(fields["state"], fields["state"])})
+            fields["step"] = labels.get(fields["state"], fields["state"])  # a fresh dict each
+            rows.append(fields)
         return rows
 
     def due(self, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
