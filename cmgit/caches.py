@@ -102,7 +102,13 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
     """The buckets of ``records_tree``, reusing every cached bucket and blob still there."""
     buckets: dict[str, Bucket] = {}
     missing: dict[str, list[tuple[str, str]]] = {}  # blob id -> [(bucket, name)]
-    for bucket, (mode, tree_id) in git.objects.tree(records_tree).items():
+    listing = git.objects.tree(records_tree)
+    changed = [b for b, (mode, tree_id) in listing.items()
+               if mode == TREE_MODE and (b not in cached or cached[b][0] != tree_id)]
+    # Many folders to read (the first run): one `git ls-tree` lists them all at once;
+    # a few (a later run): one tree each from the object reader.
+    trees = _list_buckets(git, records_tree) if len(changed) > 64 else {}
+    for bucket, (mode, tree_id) in listing.items():
         if mode != TREE_MODE:
             continue
         old = cached.get(bucket)
@@ -111,7 +117,10 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
             continue
         known = old[1] if old else {}
         names: dict[str, tuple[str, Values]] = {}
-        for name, (entry_mode, oid) in git.objects.tree(tree_id).items():
+        entries = trees.get(bucket)
+        if entries is None:
+            entries = git.objects.tree(tree_id)
+        for name, (entry_mode, oid) in entries.items():
             case_id = ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}")
             if case_id is None or entry_mode not in ("100644", "100755"):
                 continue
@@ -131,6 +140,16 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
                 bound = values is not None and values[order.index("case_id")] == case_id
                 buckets[bucket][1][name] = (oid, values if bound else None)
     return buckets
+
+
+def _list_buckets(git: Git, records_tree: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """Entries of every bucket folder of ``records_tree``, from one `git ls-tree -r`."""
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    for entry in git.ls_tree(records_tree):
+        bucket, sep, name = entry.path.partition("/")
+        if sep and "/" not in name:
+            found.setdefault(bucket, {})[name] = (entry.mode, entry.oid)
+    return found
 
 
 def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
