@@ -79,6 +79,15 @@ def open_fields(git: Git, commit: str, order: Sequence[str],
     validate` and `cmgit audit` report them.
     """
     order = tuple(order)
+    return {case_id: dict(zip(order, values, strict=True))
+            for case_id, values in open_rows(git, commit, order, progress).items()}
+
+
+def open_rows(git: Git, commit: str, order: Sequence[str],
+              progress: Progress = SILENT) -> dict[str, tuple[Any, ...]]:
+    """As `open_fields`, each record's fields as a tuple in ``order``: for reads of every
+    case, where building a mapping per case would cost more than the rest."""
+    order = tuple(order)
     path = _cache_file(git, OPEN_FIELDS_FILE)
     key = (FORMAT, order)
     cached: dict[str, Bucket] = _load(path, key) or {}
@@ -89,12 +98,9 @@ def open_fields(git: Git, commit: str, order: Sequence[str],
         buckets = _buckets(git, entry[1], cached, order, progress)
     if buckets != cached:
         _save(path, key, buckets)
-    found = {}
-    for _, names in buckets.values():
-        for name, (_, values) in names.items():
-            if values is not None:
-                found[name[: -len(ids.RECORD_SUFFIX)]] = dict(zip(order, values, strict=True))
-    return found
+    suffix = len(ids.RECORD_SUFFIX)
+    return {name[:-suffix]: values for _, names in buckets.values()
+            for name, (_, values) in names.items() if values is not None}
 
 
 def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tuple[str, ...],

@@ -728,27 +728,36 @@ class Repository:
         overdue: bool = False,
         profile: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Cases from their open fields, filtered; each with its step in the display profile."""
+        """Cases from their open fields, filtered; each with its step in the display profile.
+        Filters look at the stored values, so a mapping is built only for a case shown."""
         for name in states:
             if name not in workflow.STATES:
                 raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
         shown = self._profile(profile)
         labels = {state: self.workflow.label(state, shown) for state in self.workflow.states}
-        rows = []
-        index = self.open_index()
-        for case_id in sorted(index):
-            fields = index[case_id]
-            if states and fields["state"] not in states:
+        order = self.schemas.open_fields
+        at = {name: n for n, name in enumerate(order)}
+        state_at, team_at, worker_at = at["state"], at["team"], at["caseworker"]
+        rows = self._open_rows()
+        found = []
+        for case_id in sorted(rows):
+            values = rows[case_id]
+            if (states and values[state_at] not in states) or (
+                team and values[team_at] != team) or (
+                caseworker and values[worker_at] != caseworker):
                 continue
-            if (team and fields["team"] != team) or (
-                caseworker and fields["caseworker"] != caseworker
-            ):
-                continue
+            fields = dict(zip(order, values, strict=True))
             if overdue and not _is_overdue(fields, today):
                 continue
-            fields["step"] = labels.get(fields["state"], fields["state"])  # a fresh dict each
-            rows.append(fields)
-        return rows
+            fields["step"] = labels.get(values[state_at], values[state_at])
+            found.append(fields)
+        return found
+
+    def _open_rows(self) -> dict[str, tuple[Any, ...]]:
+        head = self.git.head()
+        if head is None:
+            return {}
+        return caches.open_rows(self.git, head, self.schemas.open_fields, self.progress)
 
     def due(self, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
         """Follow-ups and reviews due within ``within`` days or overdue, highest risk first."""
