@@ -134,3 +134,28 @@ def test_corrupted_object_and_rewritten_history(programme: Programme) -> None:
     assert result.returncode != 0
     code, report = audit(programme)
     assert code == 6 and "fsck" in rules(report)
+
+
+def test_incremental_audit_checks_the_new_objects_and_full_checks_all(
+        programme: Programme) -> None:
+    programme.new_case()
+    assert audit(programme)[0] == 0
+    programme.new_case()  # a new commit after the verified one, with a new record blob
+    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
+        "show", "--name-only", "--format=", "HEAD").strip()).strip()
+    obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    code, report = audit(programme)
+    assert code == 6 and report["checked"] == 1
+    assert any(head_blob in v["detail"] for v in report["violations"])
+
+
+def test_full_audit_rechecks_what_was_verified(programme: Programme) -> None:
+    programme.new_case()
+    assert audit(programme)[0] == 0
+    assert audit(programme)[1]["checked"] == 0
+    code, report = audit(programme, "--full")
+    assert code == 0 and report["checked"] >= 2

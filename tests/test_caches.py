@@ -1,0 +1,119 @@
+"""Keyless reads remembered by object id: a cache can be missing, never stale."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from cmgit import caches, ids, site, store
+from cmgit.errors import IntegrityError
+from cmgit.history import Git
+
+from .conftest import TODAY, Programme
+
+CACHE = Path(".git") / "cmgit" / "cache"
+
+
+def listed(programme: Programme) -> dict[str, dict]:  # type: ignore[type-arg]
+    result = programme.cli("list", "--json", as_=None)
+    assert result.exit_code == 0, result.output
+    return {row["case_id"]: row for row in json.loads(result.stdout)}
+
+
+def test_a_change_is_seen_and_only_the_changed_bucket_is_read_again(
+        programme: Programme) -> None:
+    first, second = programme.new_case(), programme.new_case()
+    assert set(listed(programme)) == {first, second}
+    assert (programme.root / CACHE / caches.OPEN_FIELDS_FILE).exists()
+    moved = programme.walk("registered")
+    rows = listed(programme)
+    assert rows[moved]["state"] == "registered" and rows[first]["state"] == "identified"
+    # The cache now holds every bucket; a read of an unchanged head reads no blob.
+    git = Git.discover(programme.root)
+    order = programme.repo().schemas.open_fields
+    read = []
+    real = caches._read_values
+    try:
+        caches._read_values = lambda *a, **k: read.append(a) or real(*a, **k)  # type: ignore
+        again = caches.open_fields(git, git.head() or "", order)
+    finally:
+        caches._read_values = real  # type: ignore[assignment]
+    assert not read and again[moved]["state"] == "registered"
+
+
+def test_a_damaged_or_foreign_cache_file_is_ignored(programme: Programme) -> None:
+    case_id = programme.new_case()
+    listed(programme)
+    for name in (caches.OPEN_FIELDS_FILE, caches.CHANGES_FILE, "config"):
+        path = programme.root / CACHE / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x00not marshal")
+    assert set(listed(programme)) == {case_id}
+    stats = programme.cli("stats", "--json", as_=None)
+    assert stats.exit_code == 0, stats.output
+
+
+def test_a_record_that_holds_another_case_is_left_out(programme: Programme) -> None:
+    first, second = programme.new_case(), programme.new_case()
+    root = programme.root
+    # Commit the first record's bytes under the second case's path, by hand.
+    (root / ids.record_path(second)).write_bytes((root / ids.record_path(first)).read_bytes())
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "swap")
+    assert set(listed(programme)) == {first}
+
+
+def test_configuration_is_read_again_when_the_registry_changes(programme: Programme) -> None:
+    assert programme.repo().registry.get("cw-north-2").active
+    listed(programme)  # remembers the configuration
+    result = programme.cli("staff", "deactivate", "cw-north-2", as_="pm-001")
+    assert result.exit_code == 0, result.output
+    assert not programme.repo().registry.get("cw-north-2").active
+
+
+def test_statistics_are_remembered_per_commit_and_day(programme: Programme) -> None:
+    programme.new_case()
+    day = dt.date.fromisoformat(TODAY)
+    first = site.statistics_report(programme.root, today=day).as_dict()
+    assert site.statistics_report(programme.root, today=day).as_dict() == first
+    later = site.statistics_report(programme.root, today=day + dt.timedelta(days=1))
+    assert later.result.as_of != day
+    programme.new_case()
+    changed = site.statistics_report(programme.root, today=day)
+    assert changed.commit != first["commit"]
+
+
+def test_errors_keep_their_case_and_hint_across_processes() -> None:
+    error = IntegrityError("damaged", hint="restore it", case_id="CP-7K2M9QX4",
+                           problems=["one"])
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is IntegrityError and str(again) == str(error)
+    assert again.exit_code == error.exit_code
+
+
+def test_validation_on_every_core_agrees_with_one_process(
+        programme: Programme, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [programme.new_case() for _ in range(3)]
+    path = programme.root / ids.record_path(cases[1])
+    path.write_text(path.read_text().replace("version: 1", "version: 2"))
+    identities = programme.identities("pm-001")
+    serial = programme.repo().validate(identities, [])
+    monkeypatch.setattr(store, "POOL_FROM", 1)
+    pooled = programme.repo().validate(identities, [])
+    assert [(r.case_id, r.ok, r.opened, r.exit_code) for r in pooled] == [
+        (r.case_id, r.ok, r.opened, r.exit_code) for r in serial]
+    assert [r.ok for r in pooled].count(False) == 1
+    found = programme.repo().find(identities, "CANARY")
+    assert set(found) == set(cases) - {cases[1]}
+
+
+def test_head_is_read_from_the_ref_file_and_from_git_when_packed(
+        programme: Programme) -> None:
+    git = Git.discover(programme.root)
+    loose = git.head()
+    programme.git("pack-refs", "--all")
+    assert not (git.git_dir / "refs" / "heads" / "main").exists()
+    assert Git.discover(programme.root).head() == loose
