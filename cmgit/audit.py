@@ -9,6 +9,8 @@ the open fields, the commit and its signature show is.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -189,12 +191,9 @@ class Auditor:
         if fsck is not None:
             fsck.start()
         try:
-            for batch in self.commits(start, report.head, progress):
-                self._prefetch(batch)
-                for commit, parents, changes in batch:
-                    report.checked += 1
-                    for rule, detail in self.check(commit, parents, changes):
-                        report.violations.append(Violation(commit.oid, rule, detail))
+            for checked, found in self._check_all(self.commits(start, report.head, progress)):
+                report.checked += checked
+                report.violations += found
         finally:
             if fsck is not None:
                 fsck.join()
@@ -207,12 +206,56 @@ class Auditor:
             state.write_text(report.head + "\n")
         return report
 
+    def check_batch(self, batch: list[Entry]) -> tuple[int, list[Violation]]:
+        """Every commit of ``batch``, in order: how many, and what was found."""
+        self._prefetch(batch)
+        found = [Violation(commit.oid, rule, detail) for commit, parents, changes in batch
+                 for rule, detail in self.check(commit, parents, changes)]
+        return len(batch), found
+
+    def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[tuple[int, list[Violation]]]:
+        """`check_batch` of each batch, in order; on every core for a long history.
+
+        Each batch stands alone: its first commit's configuration is read from its parent,
+        and the old versions of its records are read with it.
+        """
+        global _AUDITOR
+        workers = min(os.cpu_count() or 1, 8)
+        first = next(batches, None)
+        if first is None:
+            return
+        yield self.check_batch(first)
+        second = next(batches, None)
+        if second is None:
+            return
+        if workers < 2:
+            yield self.check_batch(second)
+            yield from (self.check_batch(batch) for batch in batches)
+            return
+        from concurrent.futures import Future, ProcessPoolExecutor  # costly: only here
+        from multiprocessing import get_context
+
+        _AUDITOR = self
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                     initializer=_own_reader) as pool:
+                pending: list[Future[tuple[int, list[Violation]]]] = []
+                for batch in itertools.chain([second], batches):
+                    pending.append(pool.submit(_check_batch, batch))
+                    if len(pending) > 2 * workers:  # a few batches ahead, not the history
+                        yield pending.pop(0).result()
+                for future in pending:
+                    yield future.result()
+        finally:
+            _AUDITOR = None
+
     def _prefetch(self, batch: list[Entry]) -> None:
         """Read the commits of ``batch`` and the records they wrote in one stream: one
         round trip to git for many objects instead of one each."""
         wanted = [commit.oid for commit, _, _ in batch]
-        wanted += [c.new for _, _, changes in batch for c in changes
-                   if c.new and c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)]
+        wanted += [oid for _, _, changes in batch for c in changes
+                   if c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)
+                   for oid in (c.old, c.new) if oid]
         self._objects = {oid: data for oid, kind, data in self.git.stream_objects(
             wanted, records.MAX_RECORD_FILE) if kind}
 
@@ -432,6 +475,21 @@ class Auditor:
         reason = commit.trailer("Cmgit-Reason")
         if transition.reasons is not None and reason not in transition.reasons:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
+
+
+# Set in the parent just before the pool forks: the workers inherit the auditor.
+_AUDITOR: Auditor | None = None
+
+
+def _own_reader() -> None:
+    """A forked worker must not share the parent's `git cat-file` pipe."""
+    assert _AUDITOR is not None
+    _AUDITOR.git.__dict__.pop("objects", None)
+
+
+def _check_batch(batch: list[Entry]) -> tuple[int, list[Violation]]:
+    assert _AUDITOR is not None
+    return _AUDITOR.check_batch(batch)
 
 
 def _parse_raw(raw: bytes) -> list[Change]:
