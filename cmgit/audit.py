@@ -482,9 +482,8 @@ _AUDITOR: Auditor | None = None
 
 
 def _own_reader() -> None:
-    """A forked worker must not share the parent's `git cat-file` pipe."""
     assert _AUDITOR is not None
-    _AUDITOR.git.__dict__.pop("objects", None)
+    _AUDITOR.git.forget_reader()
 
 
 def _check_batch(batch: list[Entry]) -> tuple[int, list[Violation]]:

@@ -210,6 +210,11 @@ class Git:
     def objects(self) -> Objects:
         return Objects(self)
 
+    def forget_reader(self) -> None:
+        """Start a new object reader on next use: a forked worker must not share its
+        parent's `git cat-file` pipe."""
+        self.__dict__.pop("objects", None)
+
     def blob_id(self, rev: str, path: str) -> str | None:
         """The blob at ``path`` in commit ``rev`` (HEAD or a commit id), or None."""
         commit = self.head() if rev == "HEAD" else rev

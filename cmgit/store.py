@@ -1515,9 +1515,8 @@ def _in_pool(repo: Repository, method: str, case_ids: list[str],
 
 
 def _own_reader() -> None:
-    """A forked worker must not share the parent's `git cat-file` pipe."""
     assert _BULK is not None
-    _BULK[0].git.__dict__.pop("objects", None)
+    _BULK[0].git.forget_reader()
 
 
 def _run_chunk(case_ids: list[str]) -> list[Any]:
