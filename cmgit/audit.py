@@ -27,6 +27,7 @@ from .registry import PROGRAMME_MANAGER
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 RECORDS = ids.RECORDS_DIR + "/"
 BATCH = 1000  # commits read from git in one stream
+KEPT_CONFIGS = 8
 IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
 CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
 CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
@@ -107,9 +108,13 @@ class Auditor:
     def config(self, commit: str) -> Config:
         root = self.git.objects.tree(self.git.objects.commit_tree(commit))
         key = " ".join(str(root.get(n)) for n in ("schemas", STAFF_FILE, SETTINGS_FILE))
-        if key not in self._configs:
-            self._configs[key] = read_config(self.git, commit)
-        return self._configs[key]
+        config = self._configs.pop(key, None) or read_config(self.git, commit)
+        self._configs[key] = config  # the most recent last
+        # A history of hundreds of staff changes has as many configurations, a few MB
+        # each; the walk goes forward, so the last few are all it meets again.
+        while len(self._configs) > KEPT_CONFIGS:
+            del self._configs[next(iter(self._configs))]
+        return config
 
     # -- the walk -----------------------------------------------------------------------
 
