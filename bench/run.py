@@ -342,12 +342,13 @@ def machine() -> str:
             f"Python {platform.python_version()}, {git}")
 
 
-def report(sizes: list[Size], runs: int) -> str:
-    parts = [f"# Scale benchmarks\n\nMeasured {dt.date.today().isoformat()} on {machine()}, "
-             f"by `python bench/run.py {' '.join(str(s.cases) for s in sizes)}`: medians of "
-             f"{runs} runs after a warm-up, each target beside its anchor in the same run.\n"]
+def report(sizes: list[Size], runs: int, *, heading: bool = True) -> str:
+    parts = [f"# Scale benchmarks\n\nMeasured on {machine()}; each target beside its "
+             "anchor in the same run, medians after a warm-up.\n"] if heading else []
     for size in sizes:
-        parts.append(f"## {size.cases:,} cases ({size.commits:,} commits)\n")
+        parts.append(f"## {size.cases:,} cases ({size.commits:,} commits)\n\n"
+                     f"{dt.date.today().isoformat()}, `python bench/run.py {size.cases} "
+                     f"--runs {runs}`: medians of {runs} run(s).\n")
         parts.append(table([t.row() for t in size.targets], HEADERS) + "\n")
         parts.append(table([[k, f"{v:.4g}"] for k, v in size.figures.items()],
                            ["figure", "seconds (or MB)"]) + "\n")
@@ -362,6 +363,8 @@ def main() -> None:
                         help="files for the age -d loop and commits for git log %%G?")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"),
                         help="where to write the report ('-' for nowhere)")
+    parser.add_argument("--append", action="store_true",
+                        help="add the sizes measured to the report instead of replacing it")
     args = parser.parse_args()
     sizes = []
     with tempfile.TemporaryDirectory(prefix="cmgit-bench-") as tmp:
@@ -371,9 +374,12 @@ def main() -> None:
             print(f"\n{cases:,} cases, {size.commits:,} commits")
             for target in size.targets:
                 print("  " + "  ".join(target.row()))
-    text = report(sizes, args.runs)
     if args.out != "-":
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        if args.append and out.exists():
+            out.write_text(out.read_text() + "\n" + report(sizes, args.runs, heading=False))
+        else:
+            out.write_text(report(sizes, args.runs))
     failed = sum(not t.passed for s in sizes for t in s.targets)
     print(f"\n{'all targets PASS' if not failed else f'{failed} target(s) FAIL'}")
 
