@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import crypto, ids, records, signing
+from . import crypto, ids, pool, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, GitFailed, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
@@ -225,32 +224,20 @@ class Auditor:
         and the old versions of its records are read with it.
         """
         global _AUDITOR
-        workers = min(os.cpu_count() or 1, 8)
         first = next(batches, None)
         if first is None:
             return
-        yield self.check_batch(first)
+        yield self.check_batch(first)  # a short history: one batch, no pool
         second = next(batches, None)
         if second is None:
             return
-        if workers < 2:
-            yield self.check_batch(second)
-            yield from (self.check_batch(batch) for batch in batches)
+        rest = itertools.chain([second], batches)
+        if pool.workers() < 2:
+            yield from map(self.check_batch, rest)
             return
-        from concurrent.futures import Future, ProcessPoolExecutor  # costly: only here
-        from multiprocessing import get_context
-
         _AUDITOR = self
         try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                                     initializer=_own_reader) as pool:
-                pending: list[Future[tuple[int, list[Violation]]]] = []
-                for batch in itertools.chain([second], batches):
-                    pending.append(pool.submit(_check_batch, batch))
-                    if len(pending) > 2 * workers:  # a few batches ahead, not the history
-                        yield pending.pop(0).result()
-                for future in pending:
-                    yield future.result()
+            yield from pool.fork_map(_check_batch, rest, _own_reader)
         finally:
             _AUDITOR = None
 

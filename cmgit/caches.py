@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import ids, records
+from . import ids, pool, records
 from .errors import CmgitError
 from .history import TREE_MODE, Git, object_id, write_atomic
 from .progress import SILENT, Progress
@@ -40,33 +40,27 @@ def _cache_file(git: Git, name: str) -> Path:
     return git.git_dir / "cmgit" / "cache" / name
 
 
-def _load(path: Path, key: tuple[Any, ...]) -> Any:
+def remembered(git: Git, name: str, key: tuple[Any, ...]) -> Any:
+    """The value last remembered under ``name`` if it was for ``key``, else None."""
     try:
         # marshal: several times faster to load than JSON (and loads() of the whole file
         # many times faster than load() from a handle). The file is in .git, where whoever
         # can write it can also write hooks: it is trusted as far as .git is.
-        stored = marshal.loads(path.read_bytes())  # noqa: S302
+        stored = marshal.loads(_cache_file(git, name).read_bytes())  # noqa: S302
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != key:
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != (FORMAT, *key):
         return None
     return stored[1]
 
 
-def _save(path: Path, key: tuple[Any, ...], value: Any) -> None:
-    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, marshal.dumps((key, value)), mode=0o600)
-
-
-def remembered(git: Git, name: str, key: tuple[Any, ...]) -> Any:
-    """The value last remembered under ``name`` if it was for ``key``, else None."""
-    return _load(_cache_file(git, name), (FORMAT, *key))
-
-
 def remember(git: Git, name: str, key: tuple[Any, ...], value: Any) -> None:
-    with contextlib.suppress(ValueError):  # a value marshal cannot store is not remembered
-        _save(_cache_file(git, name), (FORMAT, *key), value)
+    """Remember ``value`` under ``name`` for ``key``. A cache that cannot be written is only
+    slower, and a value marshal cannot store is not remembered."""
+    path = _cache_file(git, name)
+    with contextlib.suppress(OSError, ValueError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, marshal.dumps(((FORMAT, *key), value)), mode=0o600)
 
 
 # -- open fields of every record ----------------------------------------------------------
@@ -88,16 +82,14 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
     """As `open_fields`, each record's fields as a tuple in ``order``: for reads of every
     case, where building a mapping per case would cost more than the rest."""
     order = tuple(order)
-    path = _cache_file(git, OPEN_FIELDS_FILE)
-    key = (FORMAT, order)
-    cached: dict[str, Bucket] = _load(path, key) or {}
+    cached: dict[str, Bucket] = remembered(git, OPEN_FIELDS_FILE, (order,)) or {}
     root = git.objects.tree(git.objects.commit_tree(commit))
     entry = root.get(ids.RECORDS_DIR)
     buckets: dict[str, Bucket] = {}
     if entry is not None and entry[0] == TREE_MODE:
         buckets = _buckets(git, entry[1], cached, order, progress)
     if buckets != cached:
-        _save(path, key, buckets)
+        remember(git, OPEN_FIELDS_FILE, (order,), buckets)
     suffix = len(ids.RECORD_SUFFIX)
     return {name[:-suffix]: values for _, names in buckets.values()
             for name, (_, values) in names.items() if values is not None}
@@ -162,32 +154,26 @@ def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
                  progress: Progress) -> list[tuple[str, Values]]:
     """Parse the open fields of many blobs, given with a path where each may be checked
     out, on every core when there are many."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(oids) < PARALLEL_FROM or workers < 2:
-        with progress.task("Reading open fields", len(oids)) as advance:
-            out = _parse_blobs(git.root, oids, order)
+    with progress.task("Reading open fields", len(oids)) as advance:
+        if len(oids) < PARALLEL_FROM or pool.workers() < 2:
+            found = _parse_blobs((git.root, oids, order))
             advance(len(oids))
-        return out
-    from concurrent.futures import ProcessPoolExecutor  # only here: costly to import
-    from multiprocessing import get_context
-
-    size = -(-len(oids) // (workers * 4))
-    chunks = [oids[i:i + size] for i in range(0, len(oids), size)]
-    found: list[tuple[str, Values]] = []
-    with progress.task("Reading open fields", len(oids)) as advance, ProcessPoolExecutor(
-        workers, mp_context=get_context("fork")
-    ) as pool:
-        for part in pool.map(_parse_blobs, [git.root] * len(chunks), chunks,
-                             [order] * len(chunks)):
+            return found
+        size = -(-len(oids) // (pool.workers() * 4))
+        jobs = ((git.root, oids[i:i + size], order) for i in range(0, len(oids), size))
+        found = []
+        for part in pool.fork_map(_parse_blobs, jobs):
             found.extend(part)
             advance(len(part))
-    return found
+        return found
 
 
-def _parse_blobs(root: Path, wanted: list[tuple[str, str]],
-                 order: tuple[str, ...]) -> list[tuple[str, Values]]:
-    """The open fields of each blob. A checked-out file whose bytes hash to the blob's id
-    is the blob: read from the work tree, it costs a fraction of inflating it from git."""
+def _parse_blobs(job: tuple[Path, list[tuple[str, str]], tuple[str, ...]],
+                 ) -> list[tuple[str, Values]]:
+    """The open fields of each blob of ``job``: root, (blob id, path) pairs, field order.
+    A checked-out file whose bytes hash to the blob's id is the blob: read from the work
+    tree, it costs a fraction of inflating it from git."""
+    root, wanted, order = job
     out: list[tuple[str, Values]] = []
     from_git = []
     for oid, path in wanted:
@@ -230,9 +216,7 @@ Change = tuple[str, str, str | None, str]  # case ID, day (ISO), from state, to 
 def state_changes(git: Git, commit: str) -> list[Change]:
     """Every change of state recorded in the history up to ``commit``, oldest first, read
     from commit trailers; remembered, so a later run reads only the newer commits."""
-    path = _cache_file(git, CHANGES_FILE)
-    key = (FORMAT,)
-    cached = _load(path, key)
+    cached = remembered(git, CHANGES_FILE, ())
     since: str | None = None
     known: list[Change] = []
     if cached is not None:
@@ -260,6 +244,6 @@ def state_changes(git: Git, commit: str) -> list[Change]:
             newest_first.append((case, day, trailers.get("Cmgit-From"), target))
     # Read newest first and turned here: `git log --reverse` holds the whole history.
     known.extend(reversed(newest_first))
-    _save(path, key, (commit, known))
+    remember(git, CHANGES_FILE, (), (commit, known))
     return known
 

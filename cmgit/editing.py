@@ -137,17 +137,3 @@ def recover_private_files() -> list[Path]:
                 _shred(path)
                 removed.append(path)
     return removed
-
-
-def _owner_alive(path: Path) -> bool:
-    """Whether the process named in an edit file's name still runs."""
-    pid = path.name[len(PREFIX):].split("-", 1)[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

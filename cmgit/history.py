@@ -347,8 +347,7 @@ class Git:
         oids = [oid.decode("ascii") for oid in listed]
         damaged = []
         for oid, kind, data in self.stream_objects(oids):
-            raw = b"%s %d\0" % (kind.encode(), len(data)) if kind else b""
-            if not kind or hashlib.sha1(raw + data, usedforsecurity=False).hexdigest() != oid:
+            if not kind or object_id(kind, data) != oid:
                 damaged.append(oid)
         return damaged
 

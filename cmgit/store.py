@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import caches, crypto, ids, records, signing, workflow, yamlio
+from . import caches, crypto, ids, pool, records, signing, workflow, yamlio
 from . import guards as checks
 from .config import (
     SCHEMAS_DIR,
@@ -118,6 +118,7 @@ class MoveResult:
     warnings: list[Failure]
 
 
+GITLINK_MODE = "160000"  # a submodule: `git ls-tree -r` lists it, it has no content
 # What is committed for a record: (mode, blob id), or None; _LOOK_UP: read it from HEAD.
 Committed = tuple[str, str] | None
 _LOOK_UP: Committed = ("look", "up")
@@ -219,16 +220,15 @@ class Repository:
     # -- reading records --------------------------------------------------------------
 
     def case_ids(self) -> list[str]:
-        """Every case committed at HEAD, from the tree alone."""
-        return [case_id for case_id, _ in self._record_entries()]
+        """Every case committed at HEAD as a file (not a submodule), from the tree alone."""
+        return [case_id for case_id, (mode, _) in self.committed_records().items()
+                if mode != GITLINK_MODE]
 
-    def _record_entries(self) -> list[tuple[str, str]]:
-        found = []
-        for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR):
-            case_id = ids.case_id_from_path(entry.path)
-            if case_id and entry.kind == "blob":
-                found.append((case_id, entry.path))
-        return found
+    def committed_records(self) -> dict[str, tuple[str, str]]:
+        """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
+        return {case_id: (entry.mode, entry.oid)
+                for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
+                if (case_id := ids.case_id_from_path(entry.path))}
 
     def open_index(self) -> dict[str, dict[str, Any]]:
         """Open fields of every committed case, read from git without any key.
@@ -1039,12 +1039,6 @@ class Repository:
         return _in_pool(self, "check_record", wanted, committed, (identities,),
                         "Validating cases", progress)
 
-    def committed_records(self) -> dict[str, tuple[str, str]]:
-        """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
-        return {case_id: (entry.mode, entry.oid)
-                for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
-                if (case_id := ids.case_id_from_path(entry.path))}
-
     def _check_stanzas(self, loaded: Loaded) -> list[str]:
         """The recipients the registry calls for; IntegrityError if the sealed block has
         another number of them. Checked before any key is used: a key slipped in (or left
@@ -1488,28 +1482,21 @@ def _in_pool(repo: Repository, method: str, case_ids: list[str],
     """``repo.<method>(case_id, committed, *extra)`` for every case, in order; on every core
     when there are many."""
     global _BULK
-    workers = min(os.cpu_count() or 1, 8)
     _BULK = (repo, method, extra, committed)
     try:
         with progress.task(what, len(case_ids)) as advance:
-            if len(case_ids) < POOL_FROM or workers < 2:
-                results = []
-                for case_id in case_ids:
-                    results.extend(_run_chunk([case_id]))
-                    advance(1)
-                return results
-            from concurrent.futures import ProcessPoolExecutor  # costly to import: only here
-            from multiprocessing import get_context
-
-            size = max(50, min(1000, len(case_ids) // (workers * 8) or 1))
-            chunks = [case_ids[i:i + size] for i in range(0, len(case_ids), size)]
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                                     initializer=_own_reader) as pool:
-                results = []
-                for part in pool.map(_run_chunk, chunks):
-                    results.extend(part)
-                    advance(len(part))
-                return results
+            if len(case_ids) < POOL_FROM or pool.workers() < 2:
+                size = 1
+                parts: Iterator[list[Any]] = map(_run_chunk, ([c] for c in case_ids))
+            else:
+                size = max(50, min(1000, len(case_ids) // (pool.workers() * 8) or 1))
+                chunks = (case_ids[i:i + size] for i in range(0, len(case_ids), size))
+                parts = pool.fork_map(_run_chunk, chunks, _own_reader)
+            results = []
+            for part in parts:
+                results.extend(part)
+                advance(len(part))
+            return results
     finally:
         _BULK = None
 

@@ -37,6 +37,18 @@ def forge(programme: Programme, files: dict[str, bytes | None], subject: str,
                       Author(author, f"{author}@cmgit.invalid"), git.head(), sign=signer)
 
 
+def corrupt_newest_record(programme: Programme) -> str:
+    """Flip a byte in the loose object of the record the last commit wrote; its id."""
+    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
+        "show", "--name-only", "--format=", "HEAD").strip()).strip()
+    obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    return head_blob
+
+
 def test_clean_history_passes_and_is_remembered(programme: Programme) -> None:
     programme.walk("implementation")
     code, report = audit(programme)
@@ -122,14 +134,7 @@ def test_corrupted_object_and_rewritten_history(programme: Programme) -> None:
     code, report = audit(programme)
     assert code == 6 and "history-rewritten" in rules(report)
     os.remove(programme.root / ".git" / "cmgit" / "audit-verified")
-    # corrupt a loose object of the newest record
-    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
-        "show", "--name-only", "--format=", "HEAD").strip()).strip()
-    obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
-    os.chmod(obj, 0o644)
-    data = bytearray(obj.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    obj.write_bytes(bytes(data))
+    corrupt_newest_record(programme)
     result = subprocess.run(["git", "-C", str(programme.root), "fsck"], capture_output=True)
     assert result.returncode != 0
     code, report = audit(programme)
@@ -141,13 +146,7 @@ def test_incremental_audit_checks_the_new_objects_and_full_checks_all(
     programme.new_case()
     assert audit(programme)[0] == 0
     programme.new_case()  # a new commit after the verified one, with a new record blob
-    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
-        "show", "--name-only", "--format=", "HEAD").strip()).strip()
-    obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
-    os.chmod(obj, 0o644)
-    data = bytearray(obj.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    obj.write_bytes(bytes(data))
+    head_blob = corrupt_newest_record(programme)
     code, report = audit(programme)
     assert code == 6 and report["checked"] == 1
     assert any(head_blob in v["detail"] for v in report["violations"])

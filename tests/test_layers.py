@@ -14,6 +14,7 @@ LAYERS: dict[str, float] = {
     "stats": 1,  # suppressed tables from open fields and history
     "workflow": 1.5,  # the procedure model, built on the named guards
     "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
+    "pool": 2,  # work on every core, forked
     "config": 2.5,  # the committed configuration, read without any key
     "caches": 2.4,  # keyless reads remembered by object id
     "store": 3, "editing": 3,

@@ -1,0 +1,39 @@
+"""Work spread over one forked process per core, results in order.
+
+Forked, not spawned: a worker inherits what its parent has loaded (the configuration,
+the identities) instead of having it pickled, and keys are never pickled. What a worker
+needs beyond its item is set in a module variable just before the pool starts.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def workers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+def fork_map(function: Callable[[T], R], items: Iterable[T],
+             initializer: Callable[[], Any] | None = None) -> Iterator[R]:
+    """``function(item)`` for each item, in order, on every core; a few items ahead of the
+    results at most, so a long stream of items is never held whole."""
+    from concurrent.futures import Future, ProcessPoolExecutor  # costly to import: only here
+    from multiprocessing import get_context
+
+    count = workers()
+    with ProcessPoolExecutor(count, mp_context=get_context("fork"),
+                             initializer=initializer) as pool:
+        pending: collections.deque[Future[R]] = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) > 2 * count:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
