@@ -12,6 +12,7 @@ the machine they came from, to bench/RESULTS.md (``--out``).
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
 import json
 import os
@@ -366,6 +367,9 @@ def main() -> None:
     parser.add_argument("--append", action="store_true",
                         help="add the sizes measured to the report instead of replacing it")
     args = parser.parse_args()
+    # An installed package comes with its bytecode; an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile every module on every command instead.
+    compileall.compile_dir(HERE.parent / "cmgit", quiet=1)
     sizes = []
     with tempfile.TemporaryDirectory(prefix="cmgit-bench-") as tmp:
         for cases in args.cases:

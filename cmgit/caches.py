@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
-from collections.abc import Sequence
+import re
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ OPEN_FIELDS_FILE = "open-fields"
 CHANGES_FILE = "changes"
 # Below this many records to read, a second process costs more than it saves.
 PARALLEL_FROM = 2000
+# From this many changed folders (a first run), all are listed and read at once.
+LIST_ALL_FROM = 64
 
 # A record's open fields as stored: a tuple in the schema's field order, or None for a
 # file that is not a readable record.
@@ -98,33 +102,34 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
 def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tuple[str, ...],
              progress: Progress) -> dict[str, Bucket]:
     """The buckets of ``records_tree``, reusing every cached bucket and blob still there."""
+    folders = {bucket: tree_id for bucket, (mode, tree_id) in git.objects.tree(records_tree).items()
+               if mode == TREE_MODE}
+    changed = [b for b, tree_id in folders.items() if b not in cached or cached[b][0] != tree_id]
+    checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
+    if len(changed) >= LIST_ALL_FROM:
+        # Many folders to read (a first run): every core reads their checked-out files
+        # while one `git ls-tree` lists what is committed in them.
+        entries, checked_out = _read_folders(git, records_tree, changed, order, progress)
+    else:
+        entries = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
+                   for bucket in changed}
     buckets: dict[str, Bucket] = {}
     missing: dict[str, list[tuple[str, str]]] = {}  # blob id -> [(bucket, name)]
-    listing = git.objects.tree(records_tree)
-    changed = [b for b, (mode, tree_id) in listing.items()
-               if mode == TREE_MODE and (b not in cached or cached[b][0] != tree_id)]
-    # Many folders to read (the first run): one `git ls-tree` lists them all at once;
-    # a few (a later run): one tree each from the object reader.
-    trees = _list_buckets(git, records_tree) if len(changed) > 64 else {}
-    for bucket, (mode, tree_id) in listing.items():
-        if mode != TREE_MODE:
-            continue
+    suffix = len(ids.RECORD_SUFFIX)
+    for bucket, tree_id in folders.items():
         old = cached.get(bucket)
         if old is not None and old[0] == tree_id:
             buckets[bucket] = old
             continue
         known = old[1] if old else {}
+        seen = checked_out.get(bucket, {})
         names: dict[str, tuple[str, Values]] = {}
-        entries = trees.get(bucket)
-        if entries is None:
-            entries = git.objects.tree(tree_id)
-        for name, (entry_mode, oid) in entries.items():
-            case_id = ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}")
-            if case_id is None or entry_mode not in ("100644", "100755"):
-                continue
-            previous = known.get(name)
+        for name, oid in entries.get(bucket, {}).items():
+            previous, scanned = known.get(name), seen.get(name)
             if previous is not None and previous[0] == oid:
                 names[name] = previous
+            elif scanned is not None and scanned[0] == oid:
+                names[name] = (oid, _bound(scanned[1], name[:-suffix], order))
             else:
                 names[name] = (oid, None)
                 missing.setdefault(oid, []).append((bucket, name))
@@ -134,20 +139,95 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
                   for oid, at in missing.items()]
         for oid, values in _read_values(git, wanted, order, progress):
             for bucket, name in missing[oid]:
-                case_id = name[: -len(ids.RECORD_SUFFIX)]
-                bound = values is not None and values[order.index("case_id")] == case_id
-                buckets[bucket][1][name] = (oid, values if bound else None)
+                buckets[bucket][1][name] = (oid, _bound(values, name[:-suffix], order))
     return buckets
 
 
-def _list_buckets(git: Git, records_tree: str) -> dict[str, dict[str, tuple[str, str]]]:
-    """Entries of every bucket folder of ``records_tree``, from one `git ls-tree -r`."""
-    found: dict[str, dict[str, tuple[str, str]]] = {}
-    for entry in git.ls_tree(records_tree):
-        bucket, sep, name = entry.path.partition("/")
-        if sep and "/" not in name:
-            found.setdefault(bucket, {})[name] = (entry.mode, entry.oid)
+def _bound(values: Values, case_id: str, order: tuple[str, ...]) -> Values:
+    """``values`` if they are the record of ``case_id``; a file holding another case's
+    record is not that case, and is left out."""
+    return values if values is not None and values[order.index("case_id")] == case_id else None
+
+
+def _read_folders(git: Git, records_tree: str, folders: list[str], order: tuple[str, ...],
+                  progress: Progress) -> tuple[dict[str, dict[str, str]],
+                                               dict[str, dict[str, tuple[str, Values]]]]:
+    """What `git ls-tree` lists in ``folders`` of ``records_tree``, and the blob id and open
+    fields of every record file checked out in them, both at once."""
+    listed: dict[str, dict[str, str]] = {}
+    failed: list[BaseException] = []
+
+    def list_folders() -> None:
+        try:
+            listed.update(_list_buckets(git, records_tree))
+        except BaseException as exc:  # raised again in the caller's thread
+            failed.append(exc)
+
+    lister = threading.Thread(target=list_folders)
+    lister.start()
+    checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
+    try:
+        with progress.task("Reading open fields", len(folders)) as advance:
+            size = -(-len(folders) // (pool.workers() * 4))
+            jobs = [(str(git.root), folders[i:i + size], order)
+                    for i in range(0, len(folders), size)]
+            parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
+                _scan_folders, jobs)
+            for job, part in zip(jobs, parts, strict=True):
+                for bucket, name, oid, values in part:
+                    checked_out.setdefault(bucket, {})[name] = (oid, values)
+                advance(len(job[1]))
+    finally:
+        lister.join()
+    if failed:
+        raise failed[0]
+    return listed, checked_out
+
+
+def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
+                  ) -> list[tuple[str, str, str, Values]]:
+    """(folder, name, blob id, open fields) of every record file checked out in the folders
+    of ``job``: root, folder names, field order."""
+    root, folders, order = job
+    found = []
+    for bucket in folders:
+        folder = os.path.join(root, ids.RECORDS_DIR, bucket)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(ids.RECORD_SUFFIX):
+                data = _read_small(os.path.join(folder, name))
+                if data is not None:
+                    found.append((bucket, name, object_id("blob", data), _values(data, order)))
     return found
+
+
+# One record file in `git ls-tree -r -z` output: mode, blob id, folder, case ID. Anchored at
+# an entry's start (after NUL), so no file name can pass for an entry of its own.
+_RECORD_ENTRY_RE = re.compile(
+    r"(?:^|(?<=\0))(?:100644|100755) blob ([0-9a-f]{40}|[0-9a-f]{64})\t([^/\0]+)/"
+    rf"({ids.CASE_ID_RE.pattern}){re.escape(ids.RECORD_SUFFIX)}\0")
+
+
+def _list_buckets(git: Git, records_tree: str) -> dict[str, dict[str, str]]:
+    """The record files of every bucket folder of ``records_tree``, from one `git ls-tree`,
+    read with one regular expression: a first run lists 100,000 of them."""
+    listing = git.run("ls-tree", "-r", "-z", records_tree).decode("utf-8", "surrogateescape")
+    found: dict[str, dict[str, str]] = {}
+    for oid, bucket, case_id in _RECORD_ENTRY_RE.findall(listing):
+        if case_id.split("-", 1)[1][:2] == bucket:  # the folder it belongs in (ids.record_path)
+            found.setdefault(bucket, {})[case_id + ids.RECORD_SUFFIX] = oid
+    return found
+
+
+def _record_blobs(bucket: str, entries: Iterable[tuple[str, tuple[str, str]]],
+                  ) -> dict[str, str]:
+    """Name -> blob id of the record files among a bucket folder's entries."""
+    return {name: oid for name, (mode, oid) in entries
+            if mode in ("100644", "100755")
+            and ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}") is not None}
 
 
 def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
@@ -177,7 +257,7 @@ def _parse_blobs(job: tuple[Path, list[tuple[str, str]], tuple[str, ...]],
     out: list[tuple[str, Values]] = []
     from_git = []
     for oid, path in wanted:
-        data = _checked_out(root / path, oid)
+        data = _checked_out(os.path.join(root, path), oid)
         if data is None:
             from_git.append(oid)
         else:
@@ -187,25 +267,34 @@ def _parse_blobs(job: tuple[Path, list[tuple[str, str]], tuple[str, ...]],
     return out
 
 
-def _checked_out(path: Path, oid: str) -> bytes | None:
+def _checked_out(path: str, oid: str) -> bytes | None:
+    data = _read_small(path)
+    return data if data is not None and object_id("blob", data) == oid else None
+
+
+def _read_small(path: str) -> bytes | None:
+    """A regular file's bytes, or None if it is missing, a link or larger than a record.
+    os.read, not open(): a file object costs more than reading a small record."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
+    try:
+        size = os.fstat(fd).st_size
         if size > records.MAX_RECORD_FILE:
             return None
-        data = handle.read(size + 1)  # read(n) sets aside n bytes: ask for what is there
-    return data if object_id("blob", data) == oid else None
+        return os.read(fd, size + 1)  # read(n) sets aside n bytes: ask for what is there
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _values(data: bytes, order: tuple[str, ...]) -> Values:
     try:
-        fields = records.parse_open_fields(data, order)
+        return records.parse_open_values(data, order)
     except CmgitError:
         return None
-    return tuple(fields[name] for name in order)
 
 
 # -- state changes in history ---------------------------------------------------------------

@@ -557,16 +557,17 @@ def list_cases(state: State, states: Sequence[str], team: str | None, caseworker
     repo.progress = _progress_printer(quiet=as_json)
     if mine:
         caseworker = repo.actor(state.identities()).id
-    rows = repo.list_cases(states=states, team=team, caseworker=caseworker, overdue=overdue,
-                           today=today(), profile=profile)
+    cases = repo.list_cases(states=states, team=team, caseworker=caseworker, overdue=overdue,
+                            today=today(), profile=profile)
     if as_json:
-        emit(rows, True)
+        emit(cases.as_dicts(), True)
         return
-    table = [(r["case_id"], r["step"], r["team"], r["caseworker"], r["risk_level"] or "-",
-              r["next_follow_up_due"] or "-", r["next_review_due"] or "-") for r in rows]
+    shown = [cases.column(name) for name in ("case_id", "step", "team", "caseworker",
+                                             "risk_level", "next_follow_up_due",
+                                             "next_review_due")]
     print_table(("case", "step", "team", "caseworker", "risk", "follow-up due", "review due"),
-                table)
-    click.echo(f"{len(rows)} case(s)", err=True)
+                [tuple(row[n] or "-" for n in shown) for row in cases.rows])
+    click.echo(f"{len(cases.rows)} case(s)", err=True)
 
 
 @cli.command()
@@ -923,9 +924,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A plain aligned table: stable for scripts and golden tests, fine in a terminal."""
     table = [headers, *rows]
     widths = [max(map(len, map(str, column))) for column in zip(*table, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    # One write: a programme's cases can be 100,000 lines.
-    click.echo("\n".join(line.format(*map(str, row)).rstrip() for row in table))
+    # printf-style and one write: a programme's cases can be 100,000 lines.
+    line = "  ".join(f"%-{w}s" for w in widths)
+    click.echo("\n".join([(line % tuple(row)).rstrip() for row in table]))
 
 
 @cli.command()

@@ -55,10 +55,11 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
            if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES}
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
     # git maps pack files in windows of up to 1 GiB and keeps up to 8 GiB mapped: reading
-    # a large history would show gigabytes resident. Small windows cost nothing measurable.
+    # a large history would show gigabytes resident. Below 256 MiB in all, git maps and
+    # unmaps windows over and over (measured: `ls-tree` of 10,000 records 4x slower).
     env.update({"GIT_CONFIG_COUNT": "2",
-                "GIT_CONFIG_KEY_0": "core.packedGitWindowSize", "GIT_CONFIG_VALUE_0": "16m",
-                "GIT_CONFIG_KEY_1": "core.packedGitLimit", "GIT_CONFIG_VALUE_1": "128m"})
+                "GIT_CONFIG_KEY_0": "core.packedGitWindowSize", "GIT_CONFIG_VALUE_0": "32m",
+                "GIT_CONFIG_KEY_1": "core.packedGitLimit", "GIT_CONFIG_VALUE_1": "256m"})
     if extra:
         env.update(extra)
     return env
@@ -280,6 +281,8 @@ class Git:
         """(oid, type, content) of many objects, in order ("" and b"" for one that cannot be
         read or is over ``limit`` bytes, which is skipped unread), from a ``git cat-file
         --batch`` of their own, streamed: memory holds one object at a time."""
+        if not oids:
+            return
         proc = subprocess.Popen(["git", "-C", str(self.root), "cat-file", "--batch"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=clean_env())

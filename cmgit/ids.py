@@ -88,6 +88,7 @@ def case_id_from_path(path: str) -> str | None:
     if len(parts) != 3 or parts[0] != RECORDS_DIR or not parts[2].endswith(RECORD_SUFFIX):
         return None
     case_id = parts[2][: -len(RECORD_SUFFIX)]
-    if not CASE_ID_RE.fullmatch(case_id) or record_path(case_id) != path:
+    # The bucket is the first two characters after the prefix (see record_path).
+    if not CASE_ID_RE.fullmatch(case_id) or case_id.split("-", 1)[1][:2] != parts[1]:
         return None
     return case_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,42 @@ def test_a_record_that_holds_another_case_is_left_out(programme: Programme) -> N
     (root / ids.record_path(second)).write_bytes((root / ids.record_path(first)).read_bytes())
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "swap")
     assert set(listed(programme)) == {first}
+
+
+@pytest.mark.parametrize("list_all_from", [0, 10_000], ids=["first-run", "per-folder"])
+def test_both_ways_of_reading_agree_and_trust_only_the_committed_blob(
+        programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int) -> None:
+    """A first run lists every folder with `git ls-tree` while the cores read the checked-out
+    files; a later run reads changed folders one tree each. Either way, a file changed by hand
+    and a file holding another case are not what is committed, and are not used."""
+    edited, swapped, other = programme.new_case(), programme.new_case(), programme.new_case()
+    root = programme.root
+    committed = listed(programme)
+    shutil.rmtree(root / CACHE)
+    path = root / ids.record_path(edited)
+    path.write_bytes(path.read_bytes().replace(b"state: identified", b"state: closed"))
+    (root / ids.record_path(swapped)).write_bytes((root / ids.record_path(other)).read_bytes())
+    (root / ids.record_path(other)).unlink()
+    monkeypatch.setattr(caches, "LIST_ALL_FROM", list_all_from)
+    assert listed(programme) == committed
+    assert committed[edited]["state"] == "identified"
+
+
+def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> None:
+    """`git ls-tree -r -z` output is read with one regular expression anchored at each
+    entry: a crafted folder whose name looks like an entry is no record."""
+    case_id = programme.new_case()
+    git = Git.discover(programme.root)
+    blob = git.path_entry("HEAD", ids.record_path(case_id))
+    assert blob is not None
+    fake = "CP-ZZZZZZZZ"
+    bucket = ids.record_path(fake).split("/")[1]
+    inner = git.run("mktree", input=f"100644 blob {blob[1]}\t{fake}.yaml\n".encode()).decode()
+    trick = f"x 100644 blob {blob[1]}\t{bucket}"
+    middle = git.run("mktree", input=f"040000 tree {inner.strip()}\t{trick}\n".encode())
+    records_tree = git.run("mktree", input=f"040000 tree {middle.decode().strip()}\t{bucket}\n"
+                           .encode()).decode().strip()
+    assert caches._list_buckets(git, records_tree) == {}
 
 
 def test_configuration_is_read_again_when_the_registry_changes(programme: Programme) -> None:
