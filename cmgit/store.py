@@ -762,16 +762,21 @@ class Repository:
         """Follow-ups and reviews due within ``within`` days or overdue, highest risk first."""
         horizon = today + dt.timedelta(days=within)
         rank = {"high": 0, "medium": 1, "low": 2}
+        at = {name: n for n, name in enumerate(self.schemas.open_fields)}
+        dates: dict[Any, dt.date | None] = {}  # a programme's due dates are a few hundred days
         rows = []
-        for case_id, fields in self.open_index().items():
+        for case_id, values in self._open_rows().items():
             for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
-                when = checks.to_date(fields.get(key))
+                value = values[at[key]]
+                if value not in dates:
+                    dates[value] = checks.to_date(value)
+                when = dates[value]
                 if when is not None and when <= horizon:
                     rows.append({
                         "case_id": case_id, "kind": kind, "due_on": when.isoformat(),
-                        "days_overdue": (today - when).days, "risk_level": fields["risk_level"],
-                        "state": fields["state"], "team": fields["team"],
-                        "caseworker": fields["caseworker"],
+                        "days_overdue": (today - when).days,
+                        **{name: values[at[name]]
+                           for name in ("risk_level", "state", "team", "caseworker")},
                     })
         rows.sort(key=lambda r: (rank.get(r["risk_level"] or "", 3), -r["days_overdue"],
                                  r["case_id"], r["kind"]))
