@@ -20,8 +20,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-import yaml
-
 from cmgit.errors import ParseError, TooLarge
 
 __all__ = ["MAX_DEPTH", "Plain", "coerce", "dump", "load"]
@@ -29,19 +27,21 @@ __all__ = ["MAX_DEPTH", "Plain", "coerce", "dump", "load"]
 MAX_DEPTH = 32
 """Deepest nesting of mappings and sequences that `load` accepts; forms need 4 or 5."""
 
-# libyaml is both fast and free of the pure-Python scanner's habit of quoting the
-# offending character in its messages; the pure-Python parser is only a fallback for an
-# installation without it and produces the same events.
-_Loader: Any = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
-_ScalarEvent: Any = yaml.ScalarEvent
-_MappingStartEvent: Any = yaml.MappingStartEvent
-_MappingEndEvent: Any = yaml.MappingEndEvent
-_SequenceStartEvent: Any = yaml.SequenceStartEvent
-_SequenceEndEvent: Any = yaml.SequenceEndEvent
-_AliasEvent: Any = yaml.AliasEvent
-_DocumentStartEvent: Any = yaml.DocumentStartEvent
-_StreamEndEvent: Any = yaml.StreamEndEvent
+def _yaml() -> Any:
+    """PyYAML, imported on first use: a command that parses no YAML (the configuration is
+    remembered parsed) starts without it, a tenth of a move's time."""
+    import yaml
+
+    return yaml
+
+
+def _loader() -> Any:
+    # libyaml is both fast and free of the pure-Python scanner's habit of quoting the
+    # offending character in its messages; the pure-Python parser is only a fallback for
+    # an installation without it and produces the same events.
+    yaml = _yaml()
+    return getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 class Plain(str):
@@ -181,6 +181,11 @@ def _build(parser: Any, what: str) -> Any:
     """
     get_event = parser.get_event
     normalize = unicodedata.normalize
+    yaml = _yaml()
+    scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
+    mapping_start, mapping_end = yaml.MappingStartEvent, yaml.MappingEndEvent
+    sequence_start, sequence_end = yaml.SequenceStartEvent, yaml.SequenceEndEvent
+    document_start, stream_end = yaml.DocumentStartEvent, yaml.StreamEndEvent
     stack: list[Any] = []  # open containers, innermost last
     keys: list[Any] = []  # per open mapping: the key awaiting its value, or _NO_KEY
     root: Any = None
@@ -188,7 +193,7 @@ def _build(parser: Any, what: str) -> Any:
     while True:
         event = get_event()
         cls = event.__class__
-        if cls is _ScalarEvent:
+        if cls is scalar:
             if event.anchor is not None:
                 _refuse(what, "anchors are not allowed", event)
             # The parser reports tag None for every untagged scalar, plain or quoted;
@@ -218,14 +223,14 @@ def _build(parser: Any, what: str) -> Any:
                 keys[-1] = _NO_KEY
             else:
                 top.append(value if style else Plain(value))
-        elif cls is _MappingStartEvent or cls is _SequenceStartEvent:
+        elif cls is mapping_start or cls is sequence_start:
             if event.anchor is not None:
                 _refuse(what, "anchors are not allowed", event)
             if event.tag is not None:
                 _refuse(what, "tags are not allowed", event)
             if len(stack) >= MAX_DEPTH:
                 _refuse(what, f"nesting deeper than {MAX_DEPTH} levels", event)
-            new: Any = {} if cls is _MappingStartEvent else []
+            new: Any = {} if cls is mapping_start else []
             if not stack:
                 root = new
             else:
@@ -240,16 +245,16 @@ def _build(parser: Any, what: str) -> Any:
                     top.append(new)
             stack.append(new)
             keys.append(_NO_KEY)
-        elif cls is _MappingEndEvent or cls is _SequenceEndEvent:
+        elif cls is mapping_end or cls is sequence_end:
             stack.pop()
             keys.pop()
-        elif cls is _AliasEvent:
+        elif cls is alias:
             _refuse(what, "aliases are not allowed", event)
-        elif cls is _DocumentStartEvent:
+        elif cls is document_start:
             documents += 1
             if documents > 1:
                 _refuse(what, "more than one document", event)
-        elif cls is _StreamEndEvent or event is None:
+        elif cls is stream_end or event is None:
             return root
         # StreamStart and DocumentEnd carry nothing.
 
@@ -265,9 +270,9 @@ def load(data: bytes | str, *, what: str = "input", max_bytes: int = 1_048_576) 
     parser: Any = None
     try:
         # Bytes go to the parser as they are (already checked): it saves an encode.
-        parser = _Loader(data if isinstance(data, bytes) else text)
+        parser = _loader()(data if isinstance(data, bytes) else text)
         return _build(parser, what)
-    except (yaml.YAMLError, RecursionError, ValueError, UnicodeError) as exc:
+    except (_yaml().YAMLError, RecursionError, ValueError, UnicodeError) as exc:
         raise _from_yaml_error(exc, what, text) from None
     finally:
         # The pure-Python fallback keeps references until disposed; libyaml's is a no-op.

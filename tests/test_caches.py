@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,17 @@ def test_head_is_read_from_the_ref_file_and_from_git_when_packed(
     programme.git("pack-refs", "--all")
     assert not (git.git_dir / "refs" / "heads" / "main").exists()
     assert Git.discover(programme.root).head() == loose
+
+
+def test_a_remembered_configuration_spares_the_yaml_parser(programme: Programme) -> None:
+    """Commands that read no form (list, move without --from) start without PyYAML once
+    the configuration is remembered: a tenth of a move's time."""
+    programme.new_case()
+    listed(programme)
+    script = ("import sys\nfrom cmgit import cli\nsys.argv = ['cmgit', 'list']\n"
+              "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+              "print('yaml' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=programme.root,
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "CMGIT_TODAY": TODAY})
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr

@@ -50,7 +50,7 @@ def refused(
 def either_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the C parser and with PyYAML's pure-Python fallback."""
     if request.param == "pure":
-        monkeypatch.setattr(yamlio, "_Loader", yaml.BaseLoader)
+        monkeypatch.setattr(yamlio, "_loader", lambda: yaml.BaseLoader)
     return str(request.param)
 
 
@@ -59,7 +59,7 @@ def either_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 def test_uses_the_c_parser() -> None:
     assert yaml.__with_libyaml__
-    assert yamlio._Loader is yaml.CBaseLoader
+    assert yamlio._loader() is yaml.CBaseLoader
 
 
 def test_plain_quoted_and_block_scalars() -> None:
