@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,20 +186,16 @@ class Auditor:
                     hint="audit a full clone, or from a commit you trust: "
                          "cmgit audit --since REV")
         report.start = start
-        # A whole-history audit has git check every object, on another core meanwhile;
-        # an incremental one checks the objects of the new commits only.
+        # A whole-history audit checks every object, on another core meanwhile; an
+        # incremental one checks the objects of the new commits only.
         damaged: list[str] = []
-        fsck = threading.Thread(target=lambda: damaged.extend(self.git.fsck())) if (
+        objects = pool.Background(self.git.check_objects) if (
             since is None and until is None and start is None) else None
-        if fsck is not None:
-            fsck.start()
-        try:
-            for checked, found in self._check_all(self.commits(start, report.head, progress)):
-                report.checked += checked
-                report.violations += found
-        finally:
-            if fsck is not None:
-                fsck.join()
+        for checked, found in self._check_all(self.commits(start, report.head, progress)):
+            report.checked += checked
+            report.violations += found
+        if objects is not None:
+            damaged += objects.result()
         if start is not None and until is None:
             damaged += [f"damaged or missing object {oid}"
                         for oid in self.git.damaged_objects(f"{start}..{report.head}")]

@@ -16,7 +16,6 @@ import contextlib
 import marshal
 import os
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,34 +153,19 @@ def _read_folders(git: Git, records_tree: str, folders: list[str], order: tuple[
                                                dict[str, dict[str, tuple[str, Values]]]]:
     """What `git ls-tree` lists in ``folders`` of ``records_tree``, and the blob id and open
     fields of every record file checked out in them, both at once."""
-    listed: dict[str, dict[str, str]] = {}
-    failed: list[BaseException] = []
-
-    def list_folders() -> None:
-        try:
-            listed.update(_list_buckets(git, records_tree))
-        except BaseException as exc:  # raised again in the caller's thread
-            failed.append(exc)
-
-    lister = threading.Thread(target=list_folders)
-    lister.start()
+    listed = pool.Background(lambda: _list_buckets(git, records_tree))
     checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
-    try:
-        with progress.task("Reading open fields", len(folders)) as advance:
-            size = -(-len(folders) // (pool.workers() * 4))
-            jobs = [(str(git.root), folders[i:i + size], order)
-                    for i in range(0, len(folders), size)]
-            parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
-                _scan_folders, jobs)
-            for job, part in zip(jobs, parts, strict=True):
-                for bucket, name, oid, values in part:
-                    checked_out.setdefault(bucket, {})[name] = (oid, values)
-                advance(len(job[1]))
-    finally:
-        lister.join()
-    if failed:
-        raise failed[0]
-    return listed, checked_out
+    with progress.task("Reading open fields", len(folders)) as advance:
+        size = -(-len(folders) // (pool.workers() * 4))
+        jobs = [(str(git.root), folders[i:i + size], order)
+                for i in range(0, len(folders), size)]
+        parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
+            _scan_folders, jobs)
+        for job, part in zip(jobs, parts, strict=True):
+            for bucket, name, oid, values in part:
+                checked_out.setdefault(bucket, {})[name] = (oid, values)
+            advance(len(job[1]))
+    return listed.result(), checked_out
 
 
 def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,3 +38,27 @@ def fork_map(function: Callable[[T], R], items: Iterable[T],
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class Background(Generic[R]):
+    """``function()`` running in a thread, for work that mostly waits on git while the
+    cores do something else; `result` waits for it and raises what it raised."""
+
+    def __init__(self, function: Callable[[], R]) -> None:
+        self._value: list[R] = []
+        self._failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._value.append(function())
+            except BaseException as exc:  # raised again in the caller's thread
+                self._failure.append(exc)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self) -> R:
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+        return self._value[0]

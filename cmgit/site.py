@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import caches, ids, stats
+from . import caches, ids, pool, stats
 from .config import (
     SCHEMAS_DIR,
     SETTINGS_FILE,
@@ -224,8 +224,10 @@ def report(source: Source, as_of: dt.date) -> Report:
     if remembered is not None:
         result = _statistics_from(remembered)
     else:
-        result = stats.compute(list(source.cases().values()), source.changes(),
-                               source.programme(), as_of)
+        # git reads the history while the cores read the records.
+        changes = pool.Background(source.changes)
+        cases = list(source.cases().values())
+        result = stats.compute(cases, changes.result(), source.programme(), as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
     return Report(source.head, str(source.settings.get("programme_name", "")), source.profile,
                   result)

@@ -360,11 +360,27 @@ class Repository:
         self.git.check_no_operation()
         dirty = self.git.status(*paths)
         if dirty:
-            shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
-            raise DirtyWorkTree(
-                f"uncommitted changes in {shown}",
-                hint="commit or discard them with git, then run the command again",
-            )
+            raise _uncommitted(dirty)
+
+    def precheck_clean(self, path: str) -> None:
+        """`ensure_clean` for one file, in process: refuse (exit 6) before any work if a git
+        operation is under way or the file differs from HEAD. `change` runs the whole
+        check again under the lock (staged changes included), so this one only spares
+        the common case a `git status` of its own."""
+        self.git.check_no_operation()
+        entry = self.git.path_entry("HEAD", path)
+        try:
+            info = os.lstat(self.root / path)
+        except FileNotFoundError:
+            if entry is None:
+                return
+            info = None
+        if entry is not None and info is not None and stat.S_ISREG(info.st_mode) and (
+                info.st_size <= records.MAX_RECORD_FILE):
+            with open(self.root / path, "rb") as handle:
+                if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
+                    return
+        raise _uncommitted([path])
 
     @contextlib.contextmanager
     def change(self, paths: Sequence[str]) -> Iterator[str | None]:
@@ -495,7 +511,7 @@ class Repository:
                 hint="see cmgit record --help for the forms",
             )
         item = self.read_form_file(form_data, allowed=(form,), exactly=True)[form]
-        self.ensure_clean([ids.record_path(case_id)])
+        self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         before = loaded.record.document(self.schemas.field_order)
         state = before["state"]
@@ -527,7 +543,7 @@ class Repository:
         the person's text (the command line asks them) or to give up, changing nothing.
         """
         actor = self.actor(identities)
-        self.ensure_clean([ids.record_path(case_id)])
+        self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         record = loaded.record
         self._refuse_if_closed(record.open["state"], case_id)
@@ -658,7 +674,7 @@ class Repository:
         recordable = [*self.workflow.events, "reopen"]
         forms = (self.read_form_file(form_data, allowed=recordable)
                  if form_data is not None else {})
-        self.ensure_clean([ids.record_path(case_id)])
+        self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         record = loaded.record
         before = record.document(self.schemas.field_order)
@@ -940,7 +956,7 @@ class Repository:
         if reason not in rules.reasons:
             raise UsageError("assign takes --reason " + ", ".join(rules.reasons))
         worker = self.registry.get(ids.check_staff_id(staff_id))
-        self.ensure_clean([ids.record_path(case_id)])
+        self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         record = loaded.record
         before = record.document(self.schemas.field_order)
@@ -1295,6 +1311,12 @@ def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
     items.append(item)
     record.forms[form] = items
     return new_id
+
+
+def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:
+    shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return DirtyWorkTree(f"uncommitted changes in {shown}",
+                         hint="commit or discard them with git, then run the command again")
 
 
 def _is_overdue(due_dates: Sequence[Any], today: dt.date) -> bool:

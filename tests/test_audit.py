@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zlib
 from pathlib import Path
 
 from cmgit import ids, signing
@@ -158,3 +159,41 @@ def test_full_audit_rechecks_what_was_verified(programme: Programme) -> None:
     assert audit(programme)[1]["checked"] == 0
     code, report = audit(programme, "--full")
     assert code == 0 and report["checked"] >= 2
+
+
+def _site_page_by_hand(programme: Programme) -> Path:
+    """A page committed with plain git: its blob is a loose object no case walk reads."""
+    page = programme.root / "site" / "extra-page.md"
+    page.parent.mkdir(exist_ok=True)
+    page.write_text("# An extra page\n")
+    programme.git("add", "site/extra-page.md")
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "page")
+    blob = programme.git("rev-parse", "HEAD:site/extra-page.md").strip()
+    return programme.root / ".git" / "objects" / blob[:2] / blob[2:]
+
+
+def fsck_details(programme: Programme) -> list[str]:
+    (programme.root / ".git" / "cmgit" / "audit-verified").unlink(missing_ok=True)
+    code, report = audit(programme)
+    assert code == 6
+    return [v["detail"] for v in report["violations"] if v["rule"] == "fsck"]
+
+
+def test_a_whole_history_audit_hashes_objects_no_walk_reads(programme: Programme) -> None:
+    """Every object is hashed, not only those the walk reads: a damaged page is named."""
+    programme.new_case()
+    loose = _site_page_by_hand(programme)
+    blob = loose.parent.name + loose.name
+    loose.chmod(0o644)
+    # A valid zlib stream of other content: git reads it, only its hash betrays it.
+    loose.write_bytes(zlib.compress(b"blob 16\0# Another page!\n"))
+    assert f"damaged or missing object {blob}" in fsck_details(programme)
+
+
+def test_a_whole_history_audit_names_a_missing_object_of_the_head(
+        programme: Programme) -> None:
+    programme.new_case()
+    loose = _site_page_by_hand(programme)
+    blob = loose.parent.name + loose.name
+    loose.unlink()
+    assert f"damaged or missing object {blob}" in fsck_details(programme)

@@ -147,7 +147,9 @@ def no_canary_on_disk(programme: Programme, *, shm_before: set[Path] | None = No
               Path(errors.__file__).parent / "__pycache__"]
     for place in places:
         for path in _files(place) if place.is_dir() else [place]:
-            assert not canary_in(path), path
+            # The demo's invented people carry canaries in its source, so in its bytecode.
+            if not path.name.startswith("demo."):
+                assert not canary_in(path), path
     for kind, data in git_objects(programme.root):
         assert CANARY.encode() not in data, kind
     if shm_before is not None:
