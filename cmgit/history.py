@@ -37,6 +37,7 @@ from .faults import crash_point
 
 ZERO_OID = "0" * 40
 FSCK_SHOWN = 10
+TREES_KEPT = 64  # decoded trees an object reader remembers
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
 # The paths of a change whose branch may have moved before its index and work tree did.
 PENDING_FILE = "pending-change"
@@ -694,6 +695,7 @@ class Objects:
         if object_format != "sha1":
             raise GitFailed("cmgit needs a repository with SHA-1 object names")
         self._reader: subprocess.Popen[bytes] | None = None
+        self._trees: dict[str, dict[str, tuple[str, str]]] = {}
 
     def _batch(self) -> subprocess.Popen[bytes]:
         if self._reader is None or self._reader.poll() is not None:
@@ -728,10 +730,18 @@ class Objects:
         return header[1].decode(), data
 
     def tree(self, oid: str) -> dict[str, tuple[str, str]]:
-        kind, data = self.read(oid)
-        if kind != "tree":
-            raise GitFailed("expected a tree")
-        return decode_tree(data)
+        """A tree's entries, a copy the caller may change. A command looks up paths
+        through the same few trees many times (one holds 1,024 folders): decoded once."""
+        entries = self._trees.get(oid)
+        if entries is None:
+            kind, data = self.read(oid)
+            if kind != "tree":
+                raise GitFailed("expected a tree")
+            entries = decode_tree(data)
+            if len(self._trees) >= TREES_KEPT:
+                self._trees.clear()
+            self._trees[oid] = entries
+        return dict(entries)
 
     def signed_commit(self, commit: str) -> tuple[bytes, str | None]:
         """The bytes a commit's signature covers, and the armored signature (or None)."""

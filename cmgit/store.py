@@ -376,7 +376,8 @@ class Repository:
                 return
             info = None
         if entry is not None and info is not None and stat.S_ISREG(info.st_mode) and (
-                info.st_size <= records.MAX_RECORD_FILE):
+                info.st_size <= records.MAX_RECORD_FILE) and (
+                bool(info.st_mode & 0o100) == (entry[0] == "100755")):
             with open(self.root / path, "rb") as handle:
                 if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
                     return
@@ -388,8 +389,17 @@ class Repository:
         operation is under way, and yield the parent commit for the new one."""
         with repository_lock(self.git.git_dir):
             self.git.finish_pending()
-            self.ensure_clean(paths)
             head = self.git.head()
+            if len(paths) == 1 and head is not None:
+                # One file (a case command): its bytes checked in process and the index by
+                # git spare `git status` a scan of the work tree.
+                self.precheck_clean(paths[0])
+                staged = self.git.run("diff-index", "--cached", "--name-only", "-z", head,
+                                      "--", paths[0])
+                if staged:
+                    raise _uncommitted([paths[0]])
+            else:
+                self.ensure_clean(paths)
             self._reload()
             yield head
 

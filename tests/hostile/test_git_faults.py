@@ -79,6 +79,17 @@ def test_G1_dirty_record_or_registry_refuses_and_lists_the_paths(programme: Prog
     before = programme.state()
     refused = programme.cli("move", case_id, "closed", "--reason", "duplicate", as_="sv-north")
     assert_refused(refused, 6, programme, before, "uncommitted", path)
+    # Staged, with the work tree back as committed: only the index differs.
+    committed = programme.git("show", f"HEAD:{path}").encode()
+    record.write_bytes(committed)
+    before = programme.state()
+    refused = programme.cli("move", case_id, "closed", "--reason", "duplicate", as_="sv-north")
+    assert_refused(refused, 6, programme, before, "uncommitted", path)
+    programme.git("reset", "-q", "--hard")
+    record.chmod(0o755)  # the content as committed, the mode not
+    before = programme.state()
+    refused = programme.cli("move", case_id, "closed", "--reason", "duplicate", as_="sv-north")
+    assert_refused(refused, 6, programme, before, "uncommitted", path)
     programme.git("reset", "-q", "--hard")
     staff = programme.root / "staff.yaml"
     staff.write_bytes(staff.read_bytes() + b"\n")
