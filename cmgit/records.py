@@ -121,25 +121,30 @@ _SCALARS_KEPT = 50_000
 _UNKNOWN = object()
 
 
-def _open_values(lines: Sequence[str], order: Sequence[str]) -> tuple[Any, ...]:
+def _open_values(lines: Sequence[str], order: Sequence[str]) -> tuple[tuple[Any, ...], bool]:
+    """The values of the open-field lines, and whether each is written as cmgit writes it."""
     values = []
+    canonical = True
     for number, (key, line) in enumerate(zip(order, lines, strict=False), start=1):
         name, sep, text = line.partition(": ")
         if not sep or name != key:
             raise ParseError(f"record file: expected field '{key}' at line {number}, column 1")
         # Most values recur across records (states, dates, teams): a bulk read of every
-        # record spends most of its time here, and a lookup is many times cheaper.
+        # record spends most of its time here, and a lookup is many times cheaper. Only
+        # canonical texts are remembered, so a hit needs no check that it is one.
         value = _SCALARS.get(text, _UNKNOWN)
         if value is _UNKNOWN:
             value = _parse_scalar(text, number)
-            if not isinstance(value, list):  # lists are mutable: never shared
+            if _scalar(value) != text:
+                canonical = False
+            elif not isinstance(value, list):  # lists are mutable: never shared
                 if len(_SCALARS) >= _SCALARS_KEPT:
                     _SCALARS.clear()
                 _SCALARS[text] = value
         values.append(value)
     if len(values) != len(order):
         raise ParseError("record file: truncated or not a cmgit record")
-    return tuple(values)
+    return tuple(values), canonical
 
 
 def parse_open_values(data: bytes, order: Sequence[str]) -> tuple[Any, ...]:
@@ -150,7 +155,7 @@ def parse_open_values(data: bytes, order: Sequence[str]) -> tuple[Any, ...]:
         lines = head.decode("ascii").split("\n", len(order))
     except UnicodeDecodeError:
         raise ParseError("record file: non-ASCII byte in the open fields") from None
-    return _open_values(lines[: len(order)], order)
+    return _open_values(lines[: len(order)], order)[0]
 
 
 def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
@@ -170,17 +175,20 @@ def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if len(lines) < len(order) + 3 or lines[-1] != "":
         raise ParseError("record file: truncated or not a cmgit record")
-    open_fields = dict(zip(order, _open_values(lines, order), strict=True))
+    values, canonical = _open_values(lines, order)
     header = len(order)
     if lines[header] != f"{SEALED_KEY}: |":
         raise ParseError(f"record file: expected the sealed block at line {header + 1}, column 1")
-    body = lines[header + 1 : -1]
-    if not body or any(not part.startswith("  ") for part in body):
+    body = "\n".join(lines[header + 1 : -1])
+    # Every line of the block indented by two spaces: each newline is followed by them.
+    if not body.startswith("  ") or body.count("\n") != body.count("\n  "):
         raise ParseError("record file: sealed block is not indented as cmgit writes it")
-    armored = "\n".join(part[2:] for part in body) + "\n"
-    if render_file(open_fields, order, armored) != data:
+    armored = body[2:].replace("\n  ", "\n") + "\n"
+    # What render_file would write: the open values as it writes them, and no blank line
+    # at the end of the block (which it would leave out).
+    if not canonical or armored.endswith("\n\n"):
         raise IntegrityError("record file is not in canonical form (was it edited by hand?)")
-    return open_fields, armored
+    return dict(zip(order, values, strict=True)), armored
 
 
 # -- the sealed plaintext ----------------------------------------------------------

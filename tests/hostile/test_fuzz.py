@@ -12,6 +12,7 @@ property for a long run (bench/fuzz.py does that).
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cmgit import config, crypto, history, ids, records, yamlio
-from cmgit.errors import CmgitError, TooLarge
+from cmgit.errors import CmgitError, IntegrityError, TooLarge
 from cmgit.registry import Registry
 from cmgit.schema import SETTINGS, STAFF, SchemaSet
 from cmgit.store import Repository
@@ -201,6 +202,42 @@ def test_sealed_block_inspect_and_open(text: str) -> None:
             refuses_cleanly(exc)
         else:
             assert owner in who and plain == sample_record()[1]
+
+
+def canonical_armor(text: str) -> bytes | None:
+    """The definition the armor check must meet: the block is what its content encodes to."""
+    begin, end = "-----BEGIN AGE ENCRYPTED FILE-----\n", "-----END AGE ENCRYPTED FILE-----\n"
+    if not (text.startswith(begin) and text.endswith(end)):
+        return None
+    try:
+        data = base64.b64decode(text[len(begin):-len(end)].replace("\n", ""), validate=True)
+    except ValueError:
+        return None
+    return data if data and crypto._armor(data) == text else None
+
+
+@FUZZ
+@given(st.one_of(
+    st.text(max_size=300),
+    mutated(lambda: sample_armored().encode()).map(lambda b: b.decode("latin-1")),
+))
+def test_the_armor_check_is_its_definition(text: str) -> None:
+    try:
+        found: bytes | None = crypto._dearmor_canonical(text)
+    except IntegrityError:
+        found = None
+    assert found == canonical_armor(text)
+
+
+@FUZZ
+@given(st.data())
+def test_the_x25519_header_shortcut_agrees_with_the_parser(data: st.DataObject) -> None:
+    binary = mutate(crypto._dearmor_canonical(sample_armored()), data.draw)
+    count = crypto._x25519_stanza_count(binary)
+    if count is not None:
+        stanzas, payload_at = crypto._parse_header(binary)
+        assert [s.tag for s in stanzas] == ["X25519"] * count
+        assert len(binary) - payload_at >= 16
 
 
 @FUZZ
