@@ -16,6 +16,7 @@ import contextlib
 import marshal
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -257,15 +258,17 @@ def _checked_out(path: str, oid: str) -> bytes | None:
 
 
 def _read_small(path: str) -> bytes | None:
-    """A regular file's bytes, or None if it is missing, a link or larger than a record.
-    os.read, not open(): a file object costs more than reading a small record."""
+    """A regular file's bytes, or None if it is missing, not a regular file (a link, or a
+    FIFO, which would block a read) or larger than a record. os.read, not open(): a file
+    object costs more than reading a small record."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        if size > records.MAX_RECORD_FILE:
+        info = os.fstat(fd)
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode) or size > records.MAX_RECORD_FILE:
             return None
         return os.read(fd, size + 1)  # read(n) sets aside n bytes: ask for what is there
     except OSError:

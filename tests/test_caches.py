@@ -7,13 +7,14 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cmgit import caches, ids, site, store
+from cmgit import caches, ids, pool, site, store
 from cmgit.errors import IntegrityError
 from cmgit.history import Git
 
@@ -171,3 +172,26 @@ def test_a_remembered_configuration_spares_the_yaml_parser(programme: Programme)
                           capture_output=True, text=True, check=False,
                           env={**os.environ, "CMGIT_TODAY": TODAY})
     assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+
+
+@pytest.mark.parametrize("list_all_from", [0, 10_000], ids=["first-run", "per-folder"])
+def test_a_fifo_in_place_of_a_record_does_not_stall_a_read(
+        programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int) -> None:
+    """Opening a FIFO waits for a writer: the checked-out files are opened without waiting
+    and used only when regular; the committed record is read from git instead."""
+    case_id = programme.new_case()
+    committed = listed(programme)
+    shutil.rmtree(programme.root / CACHE)
+    path = programme.root / ids.record_path(case_id)
+    path.unlink()
+    os.mkfifo(path)
+    stray = path.with_name("CP-ZZZZZZZZ.yaml")
+    os.mkfifo(stray)
+    monkeypatch.setattr(caches, "LIST_ALL_FROM", list_all_from)
+    monkeypatch.setattr(pool, "workers", lambda: 1)  # in this process, where the alarm rings
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the read waited on a FIFO"))
+    signal.alarm(20)
+    try:
+        assert listed(programme) == committed
+    finally:
+        signal.alarm(0)
