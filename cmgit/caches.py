@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ids, pool, records
-from .errors import CmgitError
+from .errors import CmgitError, GitFailed
 from .history import TREE_MODE, Git, object_id, write_atomic
 from .progress import SILENT, Progress
 
@@ -91,7 +91,7 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
     entry = root.get(ids.RECORDS_DIR)
     buckets: dict[str, Bucket] = {}
     if entry is not None and entry[0] == TREE_MODE:
-        buckets = _buckets(git, entry[1], cached, order, progress)
+        buckets = _buckets(git, commit, entry[1], cached, order, progress)
     if buckets != cached:
         remember(git, OPEN_FIELDS_FILE, (order,), buckets)
     suffix = len(ids.RECORD_SUFFIX)
@@ -99,9 +99,10 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
             for name, (_, values) in names.items() if values is not None}
 
 
-def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tuple[str, ...],
-             progress: Progress) -> dict[str, Bucket]:
-    """The buckets of ``records_tree``, reusing every cached bucket and blob still there."""
+def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket],
+             order: tuple[str, ...], progress: Progress) -> dict[str, Bucket]:
+    """The buckets of ``records_tree`` (that of ``commit``), reusing every cached bucket
+    and blob still there."""
     folders = {bucket: tree_id for bucket, (mode, tree_id) in git.objects.tree(records_tree).items()
                if mode == TREE_MODE}
     changed = [b for b, tree_id in folders.items() if b not in cached or cached[b][0] != tree_id]
@@ -109,7 +110,7 @@ def _buckets(git: Git, records_tree: str, cached: dict[str, Bucket], order: tupl
     if len(changed) >= LIST_ALL_FROM:
         # Many folders to read (a first run): every core reads their checked-out files
         # while one `git ls-tree` lists what is committed in them.
-        entries, checked_out = _read_folders(git, records_tree, changed, order, progress)
+        entries, checked_out = _read_folders(git, commit, changed, order, progress)
     else:
         entries = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
                    for bucket in changed}
@@ -149,12 +150,12 @@ def _bound(values: Values, case_id: str, order: tuple[str, ...]) -> Values:
     return values if values is not None and values[order.index("case_id")] == case_id else None
 
 
-def _read_folders(git: Git, records_tree: str, folders: list[str], order: tuple[str, ...],
+def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, ...],
                   progress: Progress) -> tuple[dict[str, dict[str, str]],
                                                dict[str, dict[str, tuple[str, Values]]]]:
-    """What `git ls-tree` lists in ``folders`` of ``records_tree``, and the blob id and open
+    """The record files committed in ``folders`` of ``commit``, and the blob id and open
     fields of every record file checked out in them, both at once."""
-    listed = pool.Background(lambda: _list_buckets(git, records_tree))
+    listed = pool.Background(lambda: _list_buckets(git, commit))
     checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
     with progress.task("Reading open fields", len(folders)) as advance:
         size = -(-len(folders) // (pool.workers() * 4))
@@ -189,20 +190,54 @@ def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
     return found
 
 
-# One record file in `git ls-tree -r -z` output: mode, blob id, folder, case ID. Anchored at
-# an entry's start (after NUL), so no file name can pass for an entry of its own.
-_RECORD_ENTRY_RE = re.compile(
-    r"(?:^|(?<=\0))(?:100644|100755) blob ([0-9a-f]{40}|[0-9a-f]{64})\t([^/\0]+)/"
-    rf"({ids.CASE_ID_RE.pattern}){re.escape(ids.RECORD_SUFFIX)}\0")
+# A record file in `git ls-tree -r -z` output (mode, "blob", id) and in `git ls-files -s -z`
+# output (mode, id, stage 0): blob id, folder, case ID. Anchored at an entry's start (after
+# NUL), so no file name can pass for an entry of its own.
+_RECORD_PATH = (rf"\t{ids.RECORDS_DIR}/([^/\0]+)/({ids.CASE_ID_RE.pattern})"
+                rf"{re.escape(ids.RECORD_SUFFIX)}\0")
+_TREE_RECORD_RE = re.compile(r"(?:^|(?<=\0))(?:100644|100755) blob ([0-9a-f]{40})" + _RECORD_PATH)
+_INDEX_RECORD_RE = re.compile(r"(?:^|(?<=\0))(?:100644|100755) ([0-9a-f]{40}) 0" + _RECORD_PATH)
+_UNMERGED_RE = re.compile(r"(?:^|(?<=\0))[0-7]{6} [0-9a-f]{40} [123]\t")
 
 
-def _list_buckets(git: Git, records_tree: str) -> dict[str, dict[str, str]]:
-    """The record files of every bucket folder of ``records_tree``, from one `git ls-tree`,
-    read with one regular expression: a first run lists 100,000 of them."""
-    listing = git.run("ls-tree", "-r", "-z", records_tree).decode("utf-8", "surrogateescape")
+def _list_buckets(git: Git, commit: str) -> dict[str, dict[str, str]]:
+    """The record files of every bucket folder committed in ``commit``, read with one
+    regular expression: a first run lists 100,000 of them. From the index, which after a
+    checkout holds the committed files, with `git diff-index` naming where it does not;
+    `git ls-tree` would read every folder's tree instead, at several times the cost."""
+    try:
+        listing = git.run("ls-files", "-s", "-z", "--", ids.RECORDS_DIR + "/").decode(
+            "utf-8", "surrogateescape")
+        changed = git.run("diff-index", "--cached", "--raw", "-z", "--no-renames", commit,
+                          "--", ids.RECORDS_DIR + "/").decode("utf-8", "surrogateescape")
+    except GitFailed:  # no index (a bare repository)
+        listing, changed = "", None
+    if changed is None or _UNMERGED_RE.search(listing):
+        tree = git.run("ls-tree", "-r", "-z", commit, "--", ids.RECORDS_DIR + "/")
+        return _by_bucket(_TREE_RECORD_RE.findall(tree.decode("utf-8", "surrogateescape")))
+    found = _by_bucket(_INDEX_RECORD_RE.findall(listing))
+    fields = changed.split("\0")
+    for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
+        case_id = ids.case_id_from_path(path)
+        if case_id is None:
+            continue
+        bucket, name = path.split("/")[1:]
+        old_mode, _, old_oid, _, status = meta.lstrip(":").split(" ")
+        names = found.setdefault(bucket, {})
+        names.pop(name, None)
+        if status != "A" and old_mode in ("100644", "100755"):  # in the commit
+            names[name] = old_oid
+        elif not names:
+            del found[bucket]
+    return found
+
+
+def _by_bucket(entries: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """(blob id, folder, case ID) found by a listing, by folder; only records in the
+    folder their ID puts them in (ids.record_path)."""
     found: dict[str, dict[str, str]] = {}
-    for oid, bucket, case_id in _RECORD_ENTRY_RE.findall(listing):
-        if case_id.split("-", 1)[1][:2] == bucket:  # the folder it belongs in (ids.record_path)
+    for oid, bucket, case_id in entries:
+        if case_id.split("-", 1)[1][:2] == bucket:
             found.setdefault(bucket, {})[case_id + ids.RECORD_SUFFIX] = oid
     return found
 

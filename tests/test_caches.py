@@ -91,20 +91,58 @@ def test_both_ways_of_reading_agree_and_trust_only_the_committed_blob(
 
 
 def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> None:
-    """`git ls-tree -r -z` output is read with one regular expression anchored at each
-    entry: a crafted folder whose name looks like an entry is no record."""
+    """git's listings are read with one regular expression anchored at each entry: a
+    crafted folder whose name looks like an entry is no record, whether the files are
+    listed from the index or from the commit's trees."""
     case_id = programme.new_case()
     git = Git.discover(programme.root)
     blob = git.path_entry("HEAD", ids.record_path(case_id))
     assert blob is not None
     fake = "CP-ZZZZZZZZ"
     bucket = ids.record_path(fake).split("/")[1]
-    inner = git.run("mktree", input=f"100644 blob {blob[1]}\t{fake}.yaml\n".encode()).decode()
-    trick = f"x 100644 blob {blob[1]}\t{bucket}"
-    middle = git.run("mktree", input=f"040000 tree {inner.strip()}\t{trick}\n".encode())
-    records_tree = git.run("mktree", input=f"040000 tree {middle.decode().strip()}\t{bucket}\n"
-                           .encode()).decode().strip()
-    assert caches._list_buckets(git, records_tree) == {}
+
+    def tree(line: str) -> str:
+        return git.run("mktree", input=(line + "\n").encode()).decode().strip()
+
+    # records/<bucket>/"x 100644 blob <id>\trecords"/<bucket>/<fake>.yaml: its tail reads
+    # like an entry of its own for <fake>.
+    leaf = tree(f"100644 blob {blob[1]}\t{fake}.yaml")
+    inner = tree(f"040000 tree {leaf}\t{bucket}")
+    trick = tree(f"040000 tree {inner}\tx 100644 blob {blob[1]}\trecords")
+    records_tree = tree(f"040000 tree {trick}\t{bucket}")
+    root = tree(f"040000 tree {records_tree}\trecords")
+    who = {f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER")
+           for part, value in (("NAME", "x"), ("EMAIL", "x@x"))}
+    commit = git.run("commit-tree", root, "-m", "crafted", env=who).decode().strip()
+    assert caches._list_buckets(git, commit) == {}
+    listing = git.run("ls-tree", "-r", "-z", commit).decode()
+    assert caches._by_bucket(caches._TREE_RECORD_RE.findall(listing)) == {}
+    assert caches._list_buckets(git, git.head() or "") == {
+        bucket_of(case_id): {f"{case_id}.yaml": blob[1]}}
+
+
+def bucket_of(case_id: str) -> str:
+    return ids.record_path(case_id).split("/")[1]
+
+
+def test_the_index_stands_for_the_commit_only_where_git_says_so(programme: Programme) -> None:
+    """Listed from the index, the committed files are still what is committed: a staged
+    change, a staged removal and a staged new file are each undone by `git diff-index`."""
+    changed, removed = programme.new_case(), programme.new_case()
+    git = Git.discover(programme.root)
+    head = git.head() or ""
+    committed = caches._list_buckets(git, head)
+    path = programme.root / ids.record_path(changed)
+    path.write_bytes(path.read_bytes() + b"\n")
+    programme.git("add", ids.record_path(changed))
+    programme.git("rm", "-q", "--cached", ids.record_path(removed))
+    extra = programme.root / ids.record_path("CP-ZZZZZZZZ")
+    extra.parent.mkdir(exist_ok=True)
+    extra.write_bytes(b"x")
+    programme.git("add", ids.record_path("CP-ZZZZZZZZ"))
+    assert caches._list_buckets(git, head) == committed
+    tree = git.run("ls-tree", "-r", "-z", head).decode()
+    assert caches._by_bucket(caches._TREE_RECORD_RE.findall(tree)) == committed
 
 
 def test_configuration_is_read_again_when_the_registry_changes(programme: Programme) -> None:
