@@ -481,25 +481,27 @@ class _Stanza:
 
 # 32 bytes in canonical unpadded base64: 43 characters, the last with its two low bits 0.
 _B64_32 = rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]"
-# The header cmgit writes: X25519 stanzas only, each a share and a one-line body.
-_X25519_HEADER_RE = re.compile(
-    rb"age-encryption\.org/v1\n((?:-> X25519 " + _B64_32 + rb"\n" + _B64_32 + rb"\n)+)"
-    rb"--- " + _B64_32 + rb"\n")
+# The X25519 stanzas that open a header cmgit writes: each a share and a one-line body.
+_X25519_STANZAS_RE = re.compile(
+    rb"age-encryption\.org/v1\n((?:-> X25519 " + _B64_32 + rb"\n" + _B64_32 + rb"\n)+)")
 _X25519_STANZA_BYTES = len(b"-> X25519 \n\n") + 2 * 43
 
 
-def _x25519_stanza_count(data: bytes) -> int | None:
-    """How many stanzas the header of DATA has if it is the kind cmgit writes (X25519 only,
-    each well formed, and a payload nonce after it), else None. The same verdict as
-    `_parse_header`, from one regular expression: every bulk read checks a header."""
-    match = _X25519_HEADER_RE.match(data)
-    if match is None or len(data) - match.end() < _NONCE_BYTES:
-        return None
-    return len(match.group(1)) // _X25519_STANZA_BYTES
+def _header_stanzas(data: bytes) -> tuple[int, tuple[_Stanza, ...]]:
+    """The recipient stanzas of DATA's age header: how many well-formed X25519 stanzas
+    open it, found by one regular expression (every bulk read checks a header, and those
+    are all but rage's filler stanza), and the others, parsed by `_parse_header`."""
+    leading = _X25519_STANZAS_RE.match(data)
+    if leading is None:
+        return 0, _parse_header(data)[0]
+    count = len(leading.group(1)) // _X25519_STANZA_BYTES
+    return count, _parse_header(data, leading.end(), count)[0]
 
 
-def _parse_header(data: bytes) -> tuple[tuple[_Stanza, ...], int]:
-    """Parse the age v1 header of DATA: its stanzas and where the payload starts.
+def _parse_header(data: bytes, start: int = 0,
+                  before: int = 0) -> tuple[tuple[_Stanza, ...], int]:
+    """Parse the age v1 header of DATA: its stanzas and where the payload starts; from
+    START on, if given, where ``before`` stanzas have already been read.
 
     Follows the ABNF of the age specification, including canonical base64 and the
     rule that a stanza body ends with a line shorter than 64 columns.
@@ -511,11 +513,13 @@ def _parse_header(data: bytes) -> tuple[tuple[_Stanza, ...], int]:
             raise HeaderFailure("age header is truncated")
         return data[pos:end], end + 1
 
-    if not data.startswith(_VERSION_PREFIX):
-        raise HeaderFailure("not an age message")
-    line, pos = next_line(0)
-    if line != _VERSION_LINE:
-        raise HeaderFailure("unsupported age format version")
+    pos = start
+    if not start:
+        if not data.startswith(_VERSION_PREFIX):
+            raise HeaderFailure("not an age message")
+        line, pos = next_line(0)
+        if line != _VERSION_LINE:
+            raise HeaderFailure("unsupported age format version")
     stanzas: list[_Stanza] = []
     while True:
         line, pos = next_line(pos)
@@ -545,7 +549,7 @@ def _parse_header(data: bytes) -> tuple[tuple[_Stanza, ...], int]:
             break
         else:
             raise HeaderFailure("unexpected line in the age header")
-    if not stanzas:
+    if not stanzas and not before:
         raise HeaderFailure("age header has no recipient stanza")
     if len(data) - pos < _NONCE_BYTES:
         raise HeaderFailure("age payload nonce is missing")
@@ -617,21 +621,19 @@ def _inspect_anew(armored: str) -> tuple[Header, bytes]:
     if len(armored) > MAX_SEALED_BYTES:
         raise TooLarge(f"sealed block is larger than {MAX_SEALED_BYTES // (1024 * 1024)} MiB")
     data = _dearmor_canonical(armored)
-    count = _x25519_stanza_count(data)
-    if count is not None and count <= MAX_STANZAS:
-        return Header(stanza_types=(_X25519_TAG,) * count), data
     try:
-        stanzas, _ = _parse_header(data)
+        leading, stanzas = _header_stanzas(data)
     except HeaderFailure as exc:
         raise IntegrityError(f"sealed block has a malformed age header: {exc.message}") from None
-    if len(stanzas) > MAX_STANZAS:
+    total = leading + len(stanzas)
+    if total > MAX_STANZAS:
         raise IntegrityError(f"sealed block has more than {MAX_STANZAS} recipient stanzas")
-    types: list[str] = []
+    types = [_X25519_TAG] * leading
     grease = 0
-    for position, stanza in enumerate(stanzas):
+    for position, stanza in enumerate(stanzas, start=leading):
         if stanza.tag == _X25519_TAG:
             types.append(stanza.tag)
-        elif position == len(stanzas) - 1 and _is_grease(stanza):
+        elif position == total - 1 and _is_grease(stanza):
             grease += 1
         else:
             raise IntegrityError(
