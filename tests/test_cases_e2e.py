@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -531,9 +532,11 @@ def test_ctrl_c_in_the_editor_removes_the_private_file(programme: Programme,
     env = {**os.environ, "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
            "EDITOR": f"{sys.executable} {editor}"}
     before = programme.state()
+    # As at a terminal: a suite started in the background inherits SIGINT ignored.
     proc = subprocess.run([str(cmgit), "-C", str(programme.root), "edit", case_id],
                           env=env, capture_output=True, text=True, timeout=60,
-                          start_new_session=True)
+                          start_new_session=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
     assert not Path(seen.read_text()).exists()
