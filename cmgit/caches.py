@@ -234,11 +234,11 @@ def _list_buckets(git: Git, commit: str) -> dict[str, dict[str, str]]:
 
 def _by_bucket(entries: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
     """(blob id, folder, case ID) found by a listing, by folder; only records in the
-    folder their ID puts them in (ids.record_path)."""
+    folder their ID puts them in."""
     found: dict[str, dict[str, str]] = {}
-    for oid, bucket, case_id in entries:
-        if case_id.split("-", 1)[1][:2] == bucket:
-            found.setdefault(bucket, {})[case_id + ids.RECORD_SUFFIX] = oid
+    for oid, folder, case_id in entries:
+        if ids.bucket(case_id) == folder:
+            found.setdefault(folder, {})[case_id + ids.RECORD_SUFFIX] = oid
     return found
 
 

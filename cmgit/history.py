@@ -58,6 +58,14 @@ PACK_WINDOWS = ("32m", "256m")  # window size, most mapped at once
 PACK_ORDER_WINDOWS = ("16m", "128m")
 
 
+def _damage_report(oids: Sequence[str]) -> list[str]:
+    """One line per damaged or missing object, at most ``FSCK_SHOWN`` of them named."""
+    shown = [f"damaged or missing object {oid}" for oid in oids[:FSCK_SHOWN]]
+    if len(oids) > FSCK_SHOWN:
+        shown.append(f"and {len(oids) - FSCK_SHOWN} more damaged or missing objects")
+    return shown
+
+
 def clean_env(extra: Mapping[str, str] | None = None, *,
               windows: tuple[str, str] = PACK_WINDOWS) -> dict[str, str]:
     """The caller's environment without GIT_* variables that could redirect git."""
@@ -148,10 +156,7 @@ class Git:
         if proc.returncode == 0 and "error" not in output:
             return []
         named = list(dict.fromkeys(_NAMED_OID_RE.findall(output)))
-        found = [f"damaged or missing object {oid}" for oid in named[:FSCK_SHOWN]]
-        if len(named) > FSCK_SHOWN:
-            found.append(f"and {len(named) - FSCK_SHOWN} more damaged or missing objects")
-        return found or ["git fsck found damage it could not tie to an object"]
+        return _damage_report(named) or ["git fsck found damage it could not tie to an object"]
 
     def check_objects(self) -> list[str]:
         """What `fsck` reports, found with bounded memory: every object in the repository
@@ -171,10 +176,7 @@ class Git:
                                input="".join(f"{oid}\n" for oid in oids).encode("ascii"))
             damaged += [line.split()[0] for line in present.decode("ascii").splitlines()
                         if line.endswith(" missing")]
-        shown = [f"damaged or missing object {oid}" for oid in damaged[:FSCK_SHOWN]]
-        if len(damaged) > FSCK_SHOWN:
-            shown.append(f"and {len(damaged) - FSCK_SHOWN} more damaged or missing objects")
-        return shown
+        return _damage_report(damaged)
 
     def _hash_all_objects(self) -> list[str] | None:
         """Ids of the objects whose content does not hash to them, from one `git cat-file

@@ -78,8 +78,13 @@ def record_path(case_id: str) -> str:
     and ``records/`` itself never holds more than ~1,000 entries.
     """
     check_case_id(case_id)
-    body = case_id.split("-", 1)[1]
-    return f"{RECORDS_DIR}/{body[:2]}/{case_id}{RECORD_SUFFIX}"
+    return f"{RECORDS_DIR}/{bucket(case_id)}/{case_id}{RECORD_SUFFIX}"
+
+
+def bucket(case_id: str) -> str:
+    """The folder under records/ of a well-formed case ID: its first two characters after
+    the prefix."""
+    return case_id.split("-", 1)[1][:2]
 
 
 def case_id_from_path(path: str) -> str | None:
@@ -88,7 +93,6 @@ def case_id_from_path(path: str) -> str | None:
     if len(parts) != 3 or parts[0] != RECORDS_DIR or not parts[2].endswith(RECORD_SUFFIX):
         return None
     case_id = parts[2][: -len(RECORD_SUFFIX)]
-    # The bucket is the first two characters after the prefix (see record_path).
-    if not CASE_ID_RE.fullmatch(case_id) or case_id.split("-", 1)[1][:2] != parts[1]:
+    if not CASE_ID_RE.fullmatch(case_id) or bucket(case_id) != parts[1]:
         return None
     return case_id

@@ -99,7 +99,7 @@ def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> N
     blob = git.path_entry("HEAD", ids.record_path(case_id))
     assert blob is not None
     fake = "CP-ZZZZZZZZ"
-    bucket = ids.record_path(fake).split("/")[1]
+    bucket = ids.bucket(fake)
 
     def tree(line: str) -> str:
         return git.run("mktree", input=(line + "\n").encode()).decode().strip()
@@ -118,11 +118,7 @@ def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> N
     listing = git.run("ls-tree", "-r", "-z", commit).decode()
     assert caches._by_bucket(caches._TREE_RECORD_RE.findall(listing)) == {}
     assert caches._list_buckets(git, git.head() or "") == {
-        bucket_of(case_id): {f"{case_id}.yaml": blob[1]}}
-
-
-def bucket_of(case_id: str) -> str:
-    return ids.record_path(case_id).split("/")[1]
+        ids.bucket(case_id): {f"{case_id}.yaml": blob[1]}}
 
 
 def test_the_index_stands_for_the_commit_only_where_git_says_so(programme: Programme) -> None:
