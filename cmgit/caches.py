@@ -26,7 +26,7 @@ from .errors import CmgitError, GitFailed
 from .history import TREE_MODE, Git, object_id, write_atomic
 from .progress import SILENT, Progress
 
-FORMAT = 2
+FORMAT = 3
 OPEN_FIELDS_FILE = "open-fields"
 CHANGES_FILE = "changes"
 # Below this many records to read, a second process costs more than it saves.
@@ -37,7 +37,9 @@ LIST_ALL_FROM = 64
 # A record's open fields as stored: a tuple in the schema's field order, or None for a
 # file that is not a readable record.
 Values = tuple[Any, ...] | None
-Bucket = tuple[str, dict[str, tuple[str, Values]]]  # tree id, name -> (blob id, values)
+# A bucket folder: its tree id, the blob ids of its record files (20 bytes each, in one
+# string: a first run stores 100,000 of them) and their open fields, in the same order.
+Bucket = tuple[str, bytes, tuple[Values, ...]]
 
 
 def _cache_file(git: Git, name: str) -> Path:
@@ -77,14 +79,16 @@ def open_fields(git: Git, commit: str, order: Sequence[str],
     validate` and `cmgit audit` report them.
     """
     order = tuple(order)
-    return {case_id: dict(zip(order, values, strict=True))
-            for case_id, values in open_rows(git, commit, order, progress).items()}
+    at = order.index("case_id")
+    return {row[at]: dict(zip(order, row, strict=True))
+            for row in open_rows(git, commit, order, progress)}
 
 
 def open_rows(git: Git, commit: str, order: Sequence[str],
-              progress: Progress = SILENT) -> dict[str, tuple[Any, ...]]:
-    """As `open_fields`, each record's fields as a tuple in ``order``: for reads of every
-    case, where building a mapping per case would cost more than the rest."""
+              progress: Progress = SILENT) -> list[tuple[Any, ...]]:
+    """As `open_fields`, each record's fields as a tuple in ``order``, its case ID among
+    them, in path order: for reads of every case, where building a mapping per case would
+    cost more than the rest."""
     order = tuple(order)
     cached: dict[str, Bucket] = remembered(git, OPEN_FIELDS_FILE, (order,)) or {}
     root = git.objects.tree(git.objects.commit_tree(commit))
@@ -92,11 +96,9 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
     buckets: dict[str, Bucket] = {}
     if entry is not None and entry[0] == TREE_MODE:
         buckets = _buckets(git, commit, entry[1], cached, order, progress)
-    if buckets != cached:
+    if buckets.keys() != cached.keys() or any(buckets[b] is not cached[b] for b in buckets):
         remember(git, OPEN_FIELDS_FILE, (order,), buckets)
-    suffix = len(ids.RECORD_SUFFIX)
-    return {name[:-suffix]: values for _, names in buckets.values()
-            for name, (_, values) in names.items() if values is not None}
+    return [row for _, _, rows in buckets.values() for row in rows if row is not None]
 
 
 def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket],
@@ -109,52 +111,54 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
     checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
     if len(changed) >= LIST_ALL_FROM:
         # Many folders to read (a first run): every core reads their checked-out files
-        # while one `git ls-tree` lists what is committed in them.
-        entries, checked_out = _read_folders(git, commit, changed, order, progress)
+        # while git lists what is committed in them.
+        listed, checked_out = _read_folders(git, commit, changed, order, progress)
     else:
-        entries = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
-                   for bucket in changed}
-    buckets: dict[str, Bucket] = {}
-    missing: dict[str, list[tuple[str, str]]] = {}  # blob id -> [(bucket, name)]
-    suffix = len(ids.RECORD_SUFFIX)
-    for bucket, tree_id in folders.items():
+        listed = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
+                  for bucket in changed}
+    at = order.index("case_id")
+    found: dict[str, tuple[list[str], list[Values]]] = {}
+    missing: dict[str, list[tuple[str, int, str]]] = {}  # blob id -> [(bucket, row, case ID)]
+    for bucket in changed:
         old = cached.get(bucket)
-        if old is not None and old[0] == tree_id:
-            buckets[bucket] = old
-            continue
-        known = old[1] if old else {}
+        known = dict(zip(_blob_ids(old[1]), old[2], strict=True)) if old else {}
         seen = checked_out.get(bucket, {})
-        names: dict[str, tuple[str, Values]] = {}
-        for name, oid in entries.get(bucket, {}).items():
-            previous, scanned = known.get(name), seen.get(name)
-            if previous is not None and previous[0] == oid:
-                names[name] = previous
-            elif scanned is not None and scanned[0] == oid:
-                names[name] = (oid, _bound(scanned[1], name[:-suffix], order))
-            else:
-                names[name] = (oid, None)
-                missing.setdefault(oid, []).append((bucket, name))
-        buckets[bucket] = (tree_id, names)
+        oids, rows = found[bucket] = ([], [])
+        for case_id, oid in listed.get(bucket, {}).items():
+            values = known.get(oid)
+            if values is None:
+                scanned = seen.get(case_id)
+                if scanned is not None and scanned[0] == oid:
+                    values = scanned[1]
+                else:
+                    missing.setdefault(oid, []).append((bucket, len(rows), case_id))
+            oids.append(oid)
+            rows.append(_bound(values, case_id, at))
     if missing:
-        wanted = [(oid, f"{ids.RECORDS_DIR}/{at[0][0]}/{at[0][1]}")
-                  for oid, at in missing.items()]
+        wanted = [(oid, ids.record_path(places[0][2])) for oid, places in missing.items()]
         for oid, values in _read_values(git, wanted, order, progress):
-            for bucket, name in missing[oid]:
-                buckets[bucket][1][name] = (oid, _bound(values, name[:-suffix], order))
-    return buckets
+            for bucket, row, case_id in missing[oid]:
+                found[bucket][1][row] = _bound(values, case_id, at)
+    return {bucket: cached[bucket] if bucket not in found else (
+        tree_id, b"".join(map(bytes.fromhex, found[bucket][0])), tuple(found[bucket][1]))
+        for bucket, tree_id in folders.items()}
 
 
-def _bound(values: Values, case_id: str, order: tuple[str, ...]) -> Values:
+def _blob_ids(packed: bytes) -> list[str]:
+    return [packed[n:n + 20].hex() for n in range(0, len(packed), 20)]
+
+
+def _bound(values: Values, case_id: str, at: int) -> Values:
     """``values`` if they are the record of ``case_id``; a file holding another case's
     record is not that case, and is left out."""
-    return values if values is not None and values[order.index("case_id")] == case_id else None
+    return values if values is not None and values[at] == case_id else None
 
 
 def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, ...],
                   progress: Progress) -> tuple[dict[str, dict[str, str]],
                                                dict[str, dict[str, tuple[str, Values]]]]:
     """The record files committed in ``folders`` of ``commit``, and the blob id and open
-    fields of every record file checked out in them, both at once."""
+    fields of every record file checked out in them, both at once; by folder and case ID."""
     listed = pool.Background(lambda: _list_buckets(git, commit))
     checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
     with progress.task("Reading open fields", len(folders)) as advance:
@@ -164,18 +168,19 @@ def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, .
         parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
             _scan_folders, jobs)
         for job, part in zip(jobs, parts, strict=True):
-            for bucket, name, oid, values in part:
-                checked_out.setdefault(bucket, {})[name] = (oid, values)
+            for bucket, case_id, oid, values in part:
+                checked_out.setdefault(bucket, {})[case_id] = (oid, values)
             advance(len(job[1]))
     return listed.result(), checked_out
 
 
 def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
                   ) -> list[tuple[str, str, str, Values]]:
-    """(folder, name, blob id, open fields) of every record file checked out in the folders
-    of ``job``: root, folder names, field order."""
+    """(folder, case ID, blob id, open fields) of every record file checked out in the
+    folders of ``job``: root, folder names, field order."""
     root, folders, order = job
     found = []
+    suffix = len(ids.RECORD_SUFFIX)
     for bucket in folders:
         folder = os.path.join(root, ids.RECORDS_DIR, bucket)
         try:
@@ -186,15 +191,15 @@ def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
             if name.endswith(ids.RECORD_SUFFIX):
                 data = _read_small(os.path.join(folder, name))
                 if data is not None:
-                    found.append((bucket, name, object_id("blob", data), _values(data, order)))
+                    found.append((bucket, name[:-suffix], object_id("blob", data),
+                                  _values(data, order)))
     return found
 
 
 # A record file in `git ls-tree -r -z` output (mode, "blob", id) and in `git ls-files -s -z`
 # output (mode, id, stage 0): blob id, folder, case ID. Anchored at an entry's start (after
 # NUL), so no file name can pass for an entry of its own.
-_RECORD_PATH = (rf"\t{ids.RECORDS_DIR}/([^/\0]+)/({ids.CASE_ID_RE.pattern})"
-                rf"{re.escape(ids.RECORD_SUFFIX)}\0")
+_RECORD_PATH = rf"\t{ids.RECORD_PATH_PATTERN}\0"
 _TREE_RECORD_RE = re.compile(r"(?:^|(?<=\0))(?:100644|100755) blob ([0-9a-f]{40})" + _RECORD_PATH)
 _INDEX_RECORD_RE = re.compile(r"(?:^|(?<=\0))(?:100644|100755) ([0-9a-f]{40}) 0" + _RECORD_PATH)
 _UNMERGED_RE = re.compile(r"(?:^|(?<=\0))[0-7]{6} [0-9a-f]{40} [123]\t")
@@ -212,7 +217,9 @@ def _list_buckets(git: Git, commit: str) -> dict[str, dict[str, str]]:
                           "--", ids.RECORDS_DIR + "/").decode("utf-8", "surrogateescape")
     except GitFailed:  # no index (a bare repository)
         listing, changed = "", None
-    if changed is None or _UNMERGED_RE.search(listing):
+    # Substrings first: the expression alone would cost more than the whole listing.
+    if changed is None or (any(f" {stage}\t" in listing for stage in "123")
+                           and _UNMERGED_RE.search(listing)):
         tree = git.run("ls-tree", "-r", "-z", commit, "--", ids.RECORDS_DIR + "/")
         return _by_bucket(_TREE_RECORD_RE.findall(tree.decode("utf-8", "surrogateescape")))
     found = _by_bucket(_INDEX_RECORD_RE.findall(listing))
@@ -221,31 +228,30 @@ def _list_buckets(git: Git, commit: str) -> dict[str, dict[str, str]]:
         case_id = ids.case_id_from_path(path)
         if case_id is None:
             continue
-        bucket, name = path.split("/")[1:]
+        bucket = ids.bucket(case_id)
         old_mode, _, old_oid, _, status = meta.lstrip(":").split(" ")
         names = found.setdefault(bucket, {})
-        names.pop(name, None)
+        names.pop(case_id, None)
         if status != "A" and old_mode in ("100644", "100755"):  # in the commit
-            names[name] = old_oid
+            names[case_id] = old_oid
         elif not names:
             del found[bucket]
     return found
 
 
 def _by_bucket(entries: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
-    """(blob id, folder, case ID) found by a listing, by folder; only records in the
-    folder their ID puts them in."""
+    """(blob id, folder, case ID) found by a listing, as blob ids by folder and case ID."""
     found: dict[str, dict[str, str]] = {}
     for oid, folder, case_id in entries:
-        if ids.bucket(case_id) == folder:
-            found.setdefault(folder, {})[case_id + ids.RECORD_SUFFIX] = oid
+        found.setdefault(folder, {})[case_id] = oid
     return found
 
 
 def _record_blobs(bucket: str, entries: Iterable[tuple[str, tuple[str, str]]],
                   ) -> dict[str, str]:
-    """Name -> blob id of the record files among a bucket folder's entries."""
-    return {name: oid for name, (mode, oid) in entries
+    """Case ID -> blob id of the record files among a bucket folder's entries."""
+    suffix = len(ids.RECORD_SUFFIX)
+    return {name[:-suffix]: oid for name, (mode, oid) in entries
             if mode in ("100644", "100755")
             and ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}") is not None}
 

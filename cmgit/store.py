@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import operator
 import os
 import shutil
 import stat
@@ -754,9 +755,9 @@ class Repository:
         overdue: bool = False,
         profile: str | None = None,
     ) -> CaseList:
-        """Cases from their open fields, filtered; each with its step in the display profile.
-        A row is a tuple: a programme lists 100,000 cases, and a mapping each costs more
-        than the rest of the listing."""
+        """Cases from their open fields, filtered, by case ID; each with its step in the
+        display profile. A row is a tuple: a programme lists 100,000 cases, and a mapping
+        each costs more than the rest of the listing."""
         for name in states:
             if name not in workflow.STATES:
                 raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
@@ -766,22 +767,20 @@ class Repository:
         at = {name: n for n, name in enumerate(order)}
         state_at, team_at, worker_at = at["state"], at["team"], at["caseworker"]
         due_at = [at["next_follow_up_due"], at["next_review_due"]]
-        rows = self._open_rows()
-        found = []
-        for case_id in sorted(rows):
-            values = rows[case_id]
-            if (states and values[state_at] not in states) or (
-                team and values[team_at] != team) or (
-                caseworker and values[worker_at] != caseworker) or (
-                overdue and not _is_overdue([values[n] for n in due_at], today)):
-                continue
-            found.append((*values, labels.get(values[state_at], values[state_at])))
-        return CaseList((*order, "step"), found)
+        rows = sorted(self._open_rows(), key=operator.itemgetter(at["case_id"]))
+        if states or team or caseworker or overdue:
+            rows = [values for values in rows if not (
+                (states and values[state_at] not in states)
+                or (team and values[team_at] != team)
+                or (caseworker and values[worker_at] != caseworker)
+                or (overdue and not _is_overdue([values[n] for n in due_at], today)))]
+        steps = [labels.get(values[state_at], values[state_at]) for values in rows]
+        return CaseList(order, rows, steps)
 
-    def _open_rows(self) -> dict[str, tuple[Any, ...]]:
+    def _open_rows(self) -> list[tuple[Any, ...]]:
         head = self.git.head()
         if head is None:
-            return {}
+            return []
         return caches.open_rows(self.git, head, self.schemas.open_fields, self.progress)
 
     def due(self, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
@@ -789,24 +788,30 @@ class Repository:
         horizon = today + dt.timedelta(days=within)
         rank = {"high": 0, "medium": 1, "low": 2}
         at = {name: n for n, name in enumerate(self.schemas.open_fields)}
-        dates: dict[Any, dt.date | None] = {}  # a programme's due dates are a few hundred days
-        rows = []
-        for case_id, values in self._open_rows().items():
-            for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
-                value = values[at[key]]
-                if value not in dates:
-                    dates[value] = checks.to_date(value)
-                when = dates[value]
-                if when is not None and when <= horizon:
-                    rows.append({
-                        "case_id": case_id, "kind": kind, "due_on": when.isoformat(),
-                        "days_overdue": (today - when).days,
-                        **{name: values[at[name]]
-                           for name in ("risk_level", "state", "team", "caseworker")},
+        cases = self._open_rows()
+        shown = [(name, at[name]) for name in ("risk_level", "state", "team", "caseworker")]
+        found = []
+        for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
+            column = list(map(operator.itemgetter(at[key]), cases))
+            try:
+                distinct = set(column)
+            except TypeError:  # a list, in a record cmgit did not write: not a date
+                column = [value if isinstance(value, str) else None for value in column]
+                distinct = set(column)
+            # A programme's due dates are a few hundred different days: each is read once.
+            days = {text: day for text in distinct
+                    if (day := checks.to_date(text)) is not None and day <= horizon}
+            for values, text in zip(cases, column, strict=True):
+                when = days.get(text)
+                if when is not None:
+                    found.append({
+                        "case_id": values[at["case_id"]], "kind": kind,
+                        "due_on": when.isoformat(), "days_overdue": (today - when).days,
+                        **{name: values[i] for name, i in shown},
                     })
-        rows.sort(key=lambda r: (rank.get(r["risk_level"] or "", 3), -r["days_overdue"],
-                                 r["case_id"], r["kind"]))
-        return rows
+        found.sort(key=lambda r: (rank.get(r["risk_level"] or "", 3), -r["days_overdue"],
+                                  r["case_id"], r["kind"]))
+        return found
 
     def case_log(self, case_id: str, *, profile: str | None = None) -> list[dict[str, Any]]:
         """The case's history from commit messages alone: the path it took, and who acted."""
@@ -1336,16 +1341,23 @@ def _is_overdue(due_dates: Sequence[Any], today: dt.date) -> bool:
 
 @dataclass(frozen=True)
 class CaseList:
-    """Listed cases: one tuple of values per case, in the order of ``fields``."""
+    """Listed cases: one tuple of open values per case, in the order of ``fields``, and
+    each case's step in the display profile."""
 
     fields: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    steps: list[str]
 
-    def column(self, name: str) -> int:
-        return self.fields.index(name)
+    def column(self, name: str) -> list[Any]:
+        if name == "step":
+            return self.steps
+        n = self.fields.index(name)
+        return [row[n] for row in self.rows]
 
     def as_dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.fields, row, strict=True)) for row in self.rows]
+        fields = (*self.fields, "step")
+        return [dict(zip(fields, (*row, step), strict=True))
+                for row, step in zip(self.rows, self.steps, strict=True)]
 
 
 def strip_personal(case: dict[str, Any], schemas: SchemaSet) -> int:

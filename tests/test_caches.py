@@ -118,7 +118,7 @@ def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> N
     listing = git.run("ls-tree", "-r", "-z", commit).decode()
     assert caches._by_bucket(caches._TREE_RECORD_RE.findall(listing)) == {}
     assert caches._list_buckets(git, git.head() or "") == {
-        ids.bucket(case_id): {f"{case_id}.yaml": blob[1]}}
+        ids.bucket(case_id): {case_id: blob[1]}}
 
 
 def test_the_index_stands_for_the_commit_only_where_git_says_so(programme: Programme) -> None:
@@ -200,7 +200,7 @@ def test_a_remembered_configuration_spares_the_yaml_parser(programme: Programme)
     programme.new_case()
     listed(programme)
     script = ("import sys\nfrom cmgit import cli\nsys.argv = ['cmgit', 'list']\n"
-              "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+              "try:\n    cli.cli(prog_name='cmgit')\nexcept SystemExit:\n    pass\n"
               "print('yaml' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", script], cwd=programme.root,
                           capture_output=True, text=True, check=False,

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
-from .conftest import Programme
+from cmgit import ids
+
+from .conftest import TODAY, Programme
 
 
 def test_workflow_command_prints_the_data(programme: Programme) -> None:
@@ -46,3 +51,39 @@ def test_due_and_log_after_a_journey(programme: Programme) -> None:
     assert approval["transition"] == "T09"
     text = programme.cli("log", case_id, as_=None).stdout
     assert "identified -> registered" in text and "CANARY" not in text
+
+
+def test_a_date_field_holding_a_list_is_no_date(programme: Programme) -> None:
+    """A record not written by cmgit may hold a list where a due date belongs: `due` and
+    `list --overdue` read it as no date, instead of failing on it."""
+    case_id = programme.new_case()
+    path = programme.root / ids.record_path(case_id)
+    text = path.read_text()
+    assert "\nnext_follow_up_due: null\n" in text
+    path.write_text(text.replace("\nnext_follow_up_due: null\n",
+                                 '\nnext_follow_up_due: ["2020-01-01"]\n'))
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "by hand")
+    due = programme.cli("due", "--json", "--within", "10000", as_=None)
+    assert due.exit_code == 0, due.output
+    assert (case_id, "follow_up") not in {(r["case_id"], r["kind"]) for r in json.loads(due.stdout)}
+    overdue = programme.cli("list", "--overdue", "--json", as_=None)
+    assert overdue.exit_code == 0 and json.loads(overdue.stdout) == []
+    assert case_id in programme.cli("list", as_=None).stdout
+
+
+def test_the_command_line_flushes_its_output_and_keeps_its_exit_code(
+        programme: Programme) -> None:
+    """`cmgit` leaves without tearing the interpreter down: what it printed still arrives
+    whole, and the exit code is the command's."""
+    cases = sorted(programme.new_case() for _ in range(3))
+    env = {**os.environ, "CMGIT_TODAY": TODAY}
+    listed = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
+                             "list"], capture_output=True, text=True, env=env, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["case", *cases]
+    assert listed.stderr == "3 case(s)\n"
+    bad = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
+                          "log", "not-an-id"], capture_output=True, text=True, env=env,
+                         check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
