@@ -43,7 +43,7 @@ from cmgit.history import Git, encode_tree, format_message
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, init_repository
 
-FORMAT = 1  # bump when what is generated changes, so old caches are not reused
+FORMAT = 2  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 CASEWORKERS_PER_TEAM = 8
 CASES_PER_TEAM = 3000

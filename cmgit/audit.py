@@ -21,6 +21,7 @@ from .errors import CmgitError, GitFailed, RepositoryError
 from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
 from .progress import SILENT, Progress
 from .registry import PROGRAMME_MANAGER
+from .workflow import STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 RECORDS = ids.RECORDS_DIR + "/"
@@ -419,10 +420,12 @@ class Auditor:
         if action == "new":
             if old is not None or new["version"] != 1 or new["state"] != flow.initial_state:
                 yield "version", f"{case_id}: a new case starts at version 1 in the first state"
+            yield from _check_state_history(case_id, commit, {}, new)
             return
         if old is None:
             yield "paths", f"{case_id}: {action} of a case that did not exist"
             return
+        yield from _check_state_history(case_id, commit, old, new)
         if new["version"] != old["version"] + 1:
             yield "version", f"{case_id}: version {old['version']} -> {new['version']}"
         team = actor.team
@@ -462,6 +465,20 @@ class Auditor:
         reason = commit.trailer("Cmgit-Reason")
         if transition.reasons is not None and reason not in transition.reasons:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
+
+
+def _check_state_history(case_id: str, commit: Commit, old: Mapping[str, Any],
+                         new: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The state history grows by the state a `new` or `move` enters, on the day the commit
+    names, and by nothing else: statistics read it instead of the commits."""
+    if STATE_HISTORY not in new:  # a schema that keeps none
+        return
+    kept = old.get(STATE_HISTORY) or []
+    entered = commit.trailer("Cmgit-To")
+    if commit.trailer("Cmgit-Action") in ("new", "move"):
+        kept = [*kept, f"{commit.trailer('Cmgit-Date')} {entered}"]
+    if new[STATE_HISTORY] != kept:
+        yield "history", f"{case_id}: the state history does not match the commits"
 
 
 # Set in the parent just before the pool forks: the workers inherit the auditor.

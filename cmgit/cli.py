@@ -36,6 +36,8 @@ class CmgitGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted; nothing was changed", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader left (`cmgit stats | head`): as a pipe's writer
+            ctx.exit(128 + 13)  # that SIGPIPE ends, quietly
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # the last line of defence: never print a traceback
@@ -635,7 +637,8 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
 
     For every commit since the trust root (or the last verified commit): the generated
     message, the actor's role at the time, the signature and its key, the transition and
-    its four-eyes rule, the change matching the action, every record sealed. The first
+    its four-eyes rule, the change matching the action (the state history with it), every
+    record sealed. The first
     audit (and --full) hashes every object in the repository; later ones check the
     objects of the new commits. A history rewritten under the last verified commit is reported.
 

@@ -19,7 +19,9 @@ MISSING: Any = object()
 # workflow decisions, which no merge may make for the people involved.
 DECISIONS = ("state", "episode", "team", "caseworker")
 # Open fields cmgit recomputes after the merge; their values on either side do not count.
-DERIVED = ("version", "state_since", "next_follow_up_due", "next_review_due", "risk_level",
+# (Not `state_since` nor `state_history`: only a move changes them, and a move merges as a
+# decision does, the moving side's values standing.)
+DERIVED = ("version", "next_follow_up_due", "next_review_due", "risk_level",
            "immediate_risk", "separation_status", "sex", "age_band", "closure_reason",
            "closed_on", "registered_on", "identified_on")
 

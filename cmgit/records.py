@@ -151,6 +151,8 @@ def parse_open_values(data: bytes, order: Sequence[str]) -> tuple[Any, ...]:
     """Only the open fields of a record file, as values in ``order``: what keyless commands
     read, quickly. The same strict line rules as `parse_file`, without the sealed block."""
     head = data[: 4096 + 256 * len(order)]
+    if head.count(b"\n") < len(order):  # a long open field (a long state history)
+        head = data[:MAX_RECORD_FILE]
     try:
         lines = head.decode("ascii").split("\n", len(order))
     except UnicodeDecodeError:

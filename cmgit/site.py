@@ -49,7 +49,7 @@ from .history import Git
 from .progress import SILENT, Progress
 from .registry import CASEWORKER, Registry, settings_defaults
 from .schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
-from .workflow import CLOSED, MONITORING, Workflow
+from .workflow import CLOSED, MONITORING, STATE_HISTORY, Workflow
 
 SITE_DIR = "site"
 MKDOCS_FILE = "mkdocs.yml"
@@ -136,8 +136,21 @@ class Source:
                                              self.progress)
         return self._cases
 
+    @property
+    def keeps_state_history(self) -> bool:
+        return STATE_HISTORY in self.schemas.open_fields
+
     def changes(self) -> list[stats.Change]:
-        """Every change of state in history, oldest first, each case under an opaque key."""
+        """Every change of state of every case, each case under an opaque key: from the
+        state histories in the open fields, or, for a schema that keeps none, from the
+        commits' trailers in git's history."""
+        if self.keeps_state_history:
+            return stats.history_changes(case[STATE_HISTORY] for case in self.cases().values())
+        return self.logged_changes()
+
+    def logged_changes(self) -> list[stats.Change]:
+        """Every change of state in the commits' trailers, oldest first, each case under an
+        opaque key."""
         keys: dict[str, str] = {}
         found = []
         for case, when, source, target in caches.state_changes(self.git, self.head):
@@ -224,10 +237,11 @@ def report(source: Source, as_of: dt.date) -> Report:
     if remembered is not None:
         result = _statistics_from(remembered)
     else:
-        # git reads the history while the cores read the records.
-        changes = pool.Background(source.changes)
+        # Without state histories, git reads its history while the cores read the records.
+        changes = pool.Background(source.changes) if not source.keeps_state_history else None
         cases = list(source.cases().values())
-        result = stats.compute(cases, changes.result(), source.programme(), as_of)
+        history = changes.result() if changes is not None else source.changes()
+        result = stats.compute(cases, history, source.programme(), as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
     return Report(source.head, str(source.settings.get("programme_name", "")), source.profile,
                   result)

@@ -400,6 +400,23 @@ class Statistics:
                 "tables": [t.as_dict() for t in self.tables]}
 
 
+def history_changes(histories: Iterable[Any]) -> list[Change]:
+    """The changes of state written in the cases' state histories ("day state", oldest
+    first), each case under an opaque key. An entry that is not one is skipped."""
+    found = []
+    for n, history in enumerate(histories, start=1):
+        if not isinstance(history, list):
+            continue
+        key, before = f"case-{n}", None
+        for entry in history:
+            day_text, _, state = entry.partition(" ") if isinstance(entry, str) else ("", "", "")
+            day = to_day(day_text) if state else None
+            if day is not None:
+                found.append(Change(key, day, before, state))
+                before = state
+    return found
+
+
 def to_day(value: Any) -> dt.date | None:
     if isinstance(value, dt.date):
         return value

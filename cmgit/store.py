@@ -478,10 +478,10 @@ class Repository:
             raise Refused(f"refused: {denied}")
         open_fields: dict[str, Any] = {name: None for name in self.schemas.open_fields}
         open_fields.update(
-            case_id=case_id, version=1, state=self.workflow.initial_state, episode=1,
-            team=case_team, caseworker=worker.id, state_since=today.isoformat(),
+            case_id=case_id, version=1, episode=1, team=case_team, caseworker=worker.id,
             immediate_risk=False, comprehensive_assessment_required=False,
         )
+        workflow.enter_state(open_fields, self.workflow.initial_state, today)
         forms["assignment"] = [{
             "assignment_id": "assignment-1", "staff_id": worker.id,
             "role_on_case": "key_caseworker", "from": today.isoformat(), "reason": "initial",
@@ -713,8 +713,7 @@ class Repository:
         workflow.apply_effects(transition, case, situation)
         if "minimise" in transition.effects:
             situation.personal_left = strip_personal(case, self.schemas)
-        case["state"] = target
-        case["state_since"] = today.isoformat()
+        workflow.enter_state(case, target, today)
         if override and "G03c" in transition.guards:
             note_override(case, override)
         record.open = {k: case[k] for k in self.schemas.open_fields}

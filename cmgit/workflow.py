@@ -34,6 +34,8 @@ STATES = (
 INITIAL_STATE = "identified"
 CLOSED = "closed"
 MONITORING = "post_closure_monitoring"
+# The open field listing every state a case entered, as "day state", oldest first.
+STATE_HISTORY = "state_history"
 UASC = checks.UASC
 
 
@@ -351,6 +353,16 @@ def age_band(date_of_birth: Any, today: dt.date) -> str | None:
         if age <= limit:
             return band
     return "18_plus"
+
+
+def enter_state(case: dict[str, Any], state: str, today: dt.date) -> None:
+    """Put the case (its open fields, or the whole record) in ``state`` from ``today``,
+    and add it to the state history, which keyless statistics read instead of git's
+    history. A schema that keeps no state history is left without one."""
+    case["state"] = state
+    case["state_since"] = today.isoformat()
+    if STATE_HISTORY in case:
+        case[STATE_HISTORY] = [*(case[STATE_HISTORY] or ()), f"{today.isoformat()} {state}"]
 
 
 def summarise(

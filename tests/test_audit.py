@@ -94,6 +94,25 @@ def test_caseworker_authorising_closure_of_own_case(programme: Programme) -> Non
     assert {"scope", "four-eyes"} <= rules(report)
 
 
+def test_a_state_history_the_commits_do_not_tell(programme: Programme) -> None:
+    """Statistics count time in each step from the state history in the open fields: a
+    commit that rewrites it, rather than adding the state a move entered, is flagged."""
+    case_id = programme.walk("assessment")
+    path = ids.record_path(case_id)
+    data = (programme.root / path).read_text()
+    version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
+    told = next(line for line in data.splitlines() if line.startswith("state_history: "))
+    forged = data.replace(told, 'state_history: ["2026-01-01 assessment"]').replace(
+        f"version: {version}\n", f"version: {version + 1}\n")
+    forge(programme, {path: forged.encode()}, f"{case_id}: record note",
+          [("Cmgit-Case", case_id), ("Cmgit-Action", "record"), ("Cmgit-Form", "note"),
+           ("Cmgit-Version", str(version + 1)), ("Cmgit-Date", "2026-04-01"),
+           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+    code, report = audit(programme)
+    assert code == 6
+    assert [v["rule"] for v in report["violations"]] == ["history"]
+
+
 def test_plaintext_under_records(programme: Programme) -> None:
     case_id = programme.new_case()
     path = ids.record_path(case_id)

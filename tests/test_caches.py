@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cmgit import caches, ids, pool, site, store
+from cmgit import caches, ids, pool, site, stats, store
 from cmgit.errors import IntegrityError
 from cmgit.history import Git
 
@@ -229,3 +229,22 @@ def test_a_fifo_in_place_of_a_record_does_not_stall_a_read(
         assert listed(programme) == committed
     finally:
         signal.alarm(0)
+
+
+def test_state_histories_tell_what_the_commits_tell(programme: Programme) -> None:
+    """Statistics read each case's state history from its open fields, not git's history:
+    both tell the same changes of state, a reopened case's included."""
+    for destination in ("registered", "case_planning", "closed_consent_declined", "reopened"):
+        programme.walk(destination)
+    source = site.open_source(programme.root)
+    assert source.keeps_state_history
+
+    def by_case(changes: list[stats.Change]) -> list[list[tuple[object, ...]]]:
+        cases: dict[str, list[tuple[object, ...]]] = {}
+        for change in changes:
+            cases.setdefault(change.case, []).append((change.day, change.source, change.target))
+        return sorted(cases.values())
+
+    told = by_case(source.changes())
+    assert told == by_case(source.logged_changes())
+    assert len(told) == 4 and max(len(steps) for steps in told) >= 8

@@ -270,7 +270,8 @@ def authorise_and_archive(c: Case, reason: str, discussed: dt.date, *,
 
 
 def assert_history(c: Case, path: list[str]) -> None:
-    """`cmgit log --json` reproduces the path; nothing personal in any commit message."""
+    """`cmgit log --json` reproduces the path, and so does the state history; nothing
+    personal in any commit message."""
     result = c.p.cli("log", c.id, "--json", as_=None, today=c.today)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -284,6 +285,9 @@ def assert_history(c: Case, path: list[str]) -> None:
         walked.append(row["to"])
     assert walked == path
     assert walked[-1] == c.state() == c.listed()["state"]
+    # The state history in the open fields mirrors the commits of the moves (domain TS).
+    assert c.listed()["state_history"] == [
+        f"{row['date']} {row['to']}" for row in rows if row["action"] in ("new", "move")]
     commits = c.p.git("rev-list", "HEAD", "--", ids.record_path(c.id)).split()
     assert len(rows) == len(commits)
     assert [r["version"] for r in rows] == list(range(1, len(rows) + 1))

@@ -123,3 +123,23 @@ def test_an_auditor_with_no_key_reviews_a_clone(programme: Programme, tmp_path: 
     assert "case_planning -> implementation" in text and CANARY not in text
     # the auditor's own key opens nothing
     assert in_office(programme, clone, "show", case_id, as_="aud-001").exit_code == 5
+
+
+def test_a_move_in_one_office_and_a_form_in_the_other(programme: Programme,
+                                                      tmp_path: Path) -> None:
+    """The merged case is in the moved-to state since the day of the move, and its state
+    history ends with that move, as the commits tell."""
+    case_id = programme.walk("registered")
+    central, a, b = offices(programme, tmp_path)
+    assert in_office(programme, a, "record", case_id, "note", "--from",
+                     programme.form_file("note")).exit_code == 0
+    moved = programme.cli("-C", str(b), "move", case_id, "assessment", today="2026-04-03")
+    assert moved.exit_code == 0, moved.output
+    assert in_office(programme, a, "sync").exit_code == 0
+    synced = in_office(programme, b, "sync")
+    assert synced.exit_code == 0 and "1 merged" in synced.stdout, synced.output
+    row = next(r for r in json.loads(in_office(programme, b, "list", "--json").stdout)
+               if r["case_id"] == case_id)
+    assert (row["state"], row["state_since"]) == ("assessment", "2026-04-03")
+    assert row["state_history"][-1] == "2026-04-03 assessment"
+    assert in_office(programme, b, "audit", as_=None).exit_code == 0

@@ -246,6 +246,9 @@ def test_random_walks_keep_the_workflow_invariants(
             assert log[-1]["transition"] in DATA["transitions"]
             assert source in DATA["transitions"][log[-1]["transition"]]["from"]
             assert now[case_id]["state_since"] == today
+            assert now[case_id]["state_history"] == [*rows[case_id]["state_history"],
+                                                     f"{today} {target}"]
         else:
             assert after[case_id] == source
+            assert now[case_id]["state_history"] == rows[case_id]["state_history"]
         head, rows = new_head, now

@@ -63,6 +63,7 @@ OPEN_FIELDS: dict[str, Any] = {
     "case_id": "CP-7K2M9QX4", "version": 3, "state": "assessment", "episode": 1,
     "team": "north", "caseworker": "cw-north-1", "identified_on": "2026-03-02",
     "registered_on": "2026-03-03", "state_since": "2026-03-04",
+    "state_history": ["2026-03-02 identified", "2026-03-03 registered", "2026-03-04 assessment"],
     "next_follow_up_due": None, "next_review_due": None, "risk_level": "high",
     "immediate_risk": True, "separation_status": "unaccompanied", "sex": "female",
     "age_band": "12-14", "closure_reason": None, "closed_on": None,
