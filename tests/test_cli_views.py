@@ -87,3 +87,15 @@ def test_the_command_line_flushes_its_output_and_keeps_its_exit_code(
                          check=False)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly(programme: Programme) -> None:
+    """`cmgit workflow | head -1`: once the reader has gone, cmgit ends as a pipe's writer
+    does (141), without reporting an error of its own."""
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before cmgit writes a byte
+    done = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
+                           "workflow"], stdout=writer, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "CMGIT_TODAY": TODAY}, check=False)
+    os.close(writer)
+    assert (done.returncode, done.stderr) == (141, "")
