@@ -28,7 +28,7 @@ import statistics as pystats
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_THRESHOLD = 5
 MIN_N_DERIVED = 10
@@ -359,9 +359,9 @@ def count_table(
 # -- inputs ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Change:
-    """One change of state from history: an opaque case key, the day, from, to."""
+class Change(NamedTuple):
+    """One change of state from history: an opaque case key, the day, from, to. (A tuple:
+    a programme's history holds hundreds of thousands.)"""
 
     case: str
     day: dt.date
@@ -404,14 +404,17 @@ def history_changes(histories: Iterable[Any]) -> list[Change]:
     """The changes of state written in the cases' state histories ("day state", oldest
     first), each case under an opaque key. An entry that is not one is skipped."""
     found = []
+    days: dict[str, dt.date | None] = {}  # a programme's changes fall on a few thousand days
     for n, history in enumerate(histories, start=1):
         if not isinstance(history, list):
             continue
         key, before = f"case-{n}", None
         for entry in history:
             day_text, _, state = entry.partition(" ") if isinstance(entry, str) else ("", "", "")
-            day = to_day(day_text) if state else None
-            if day is not None:
+            if day_text not in days:
+                days[day_text] = to_day(day_text)
+            day = days[day_text]
+            if day is not None and state:
                 found.append(Change(key, day, before, state))
                 before = state
     return found
@@ -510,9 +513,15 @@ def caseload_bands(cases: Sequence[Mapping[str, Any]], programme: Programme) -> 
 
 def overdue(open_cases: Sequence[Mapping[str, Any]], as_of: dt.date, k: int) -> Table:
     counts = [[0] * (len(RISK_LEVELS) + 1) for _ in range(2)]
+    days: dict[str, dt.date | None] = {}  # a programme's due dates are a few hundred days
     for case in open_cases:
         for row, key in enumerate(("next_follow_up_due", "next_review_due")):
-            due = to_day(case.get(key))
+            text = case.get(key)
+            if not isinstance(text, str):
+                continue
+            if text not in days:
+                days[text] = to_day(text)
+            due = days[text]
             if due is not None and due < as_of:
                 counts[row][_risk_column(case)] += 1
     return count_table(
@@ -588,8 +597,11 @@ def registrations_and_closures(history: Sequence[Change], programme: Programme,
     where = {m: n for n, m in enumerate(months)}
     counts = [[0, 0] for _ in months]
     finished = programme.finished_states
+    rows: dict[dt.date, int | None] = {}  # by day: a history holds a few thousand
     for change in history:
-        row = where.get(_month(change.day))
+        if change.day not in rows:
+            rows[change.day] = where.get(_month(change.day))
+        row = rows[change.day]
         if row is None or change.day > as_of:
             continue
         if change.source == programme.initial_state and (
