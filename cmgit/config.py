@@ -62,7 +62,7 @@ def read_config(git: Git, commit: str) -> Config:
 
 def _read_documents(git: Git, commit: str) -> tuple[Any, ...]:
     """Every configuration document of ``commit``, parsed and validated."""
-    paths = [e.path for e in git.ls_tree(commit, SCHEMAS_DIR) if e.path.endswith(".json")]
+    paths = [p for p in git.files_under(commit, SCHEMAS_DIR) if p.endswith(".json")]
     files = git.read_paths(commit, [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
     schema_docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
     schemas = SchemaSet(schema_docs)

@@ -315,24 +315,31 @@ class Git:
                 entries.append(TreeEntry(mode, kind, oid, path))
         return entries
 
-    def read_paths(self, rev: str, paths: Sequence[str]) -> dict[str, bytes | None]:
-        """Contents of many files at ``rev`` from one ``git cat-file --batch`` process."""
-        if not paths:
-            return {}
-        request = "".join(f"{rev}:{path}\n" for path in paths).encode("utf-8")
-        out = self.run("cat-file", "--batch", input=request)
+    def read_paths(self, commit: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """Contents of files in ``commit``, None where there is no file, read through the
+        object reader: no git process of their own."""
         found: dict[str, bytes | None] = {}
-        pos = 0
         for path in paths:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split(b" ")
-            pos = end + 1
-            if header[-1] == b"missing" or len(header) != 3:
-                found[path] = None
-                continue
-            size = int(header[2])
-            found[path] = out[pos : pos + size] if header[1] == b"blob" else None
-            pos += size + 1
+            entry = self.objects.lookup(commit, path)
+            found[path] = (self.read_blob(entry[1]) if entry is not None
+                           and entry[0] in BLOB_MODES else None)
+        return found
+
+    def files_under(self, commit: str, folder: str) -> list[str]:
+        """Paths of the files in ``folder`` of ``commit`` and its subfolders, in git's
+        order (as `git ls-tree -r`), read through the object reader."""
+        found: list[str] = []
+
+        def walk(prefix: str, tree: str) -> None:
+            for name, (mode, oid) in self.objects.tree(tree).items():
+                if mode == TREE_MODE:
+                    walk(f"{prefix}/{name}", oid)
+                elif mode in BLOB_MODES:
+                    found.append(f"{prefix}/{name}")
+
+        entry = self.objects.lookup(commit, folder)
+        if entry is not None and entry[0] == TREE_MODE:
+            walk(folder, entry[1])
         return found
 
     def stream_blobs(self, oids: Sequence[str],

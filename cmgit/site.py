@@ -189,7 +189,7 @@ def open_source(directory: Path | None) -> Source:
         return Source(git, head, config.schemas, config.workflow, config.settings,
                       [m.id for m in config.registry.active(CASEWORKER)])
     # A repository with parts of the configuration missing still gets its SOP pages.
-    paths = [e.path for e in git.ls_tree(head, SCHEMAS_DIR) if e.path.endswith(".json")]
+    paths = [p for p in git.files_under(head, SCHEMAS_DIR) if p.endswith(".json")]
     files = git.read_paths(head, [*paths, WORKFLOW_FILE, SETTINGS_FILE, STAFF_FILE])
     docs = [json.loads(data) for p in paths if (data := files.get(p)) is not None]
     schemas = SchemaSet({doc["$id"]: doc for doc in docs if isinstance(doc, dict)})
