@@ -17,8 +17,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
-
 from . import yamlio
 from .errors import SchemaError
 
@@ -43,8 +41,15 @@ class SchemaSet:
 
     def __init__(self, schemas: Mapping[str, dict[str, Any]]):
         self.schemas = dict(schemas)
-        self._registry = jsonschema_rs.Registry(list(self.schemas.items()))
         self._validators: dict[str, Any] = {}
+
+    @cached_property
+    def _registry(self) -> Any:
+        # Imported and built at the first validation: keyless reads of remembered open
+        # fields validate nothing, and the import alone costs them about 10 ms.
+        import jsonschema_rs
+
+        return jsonschema_rs.Registry(list(self.schemas.items()))
 
     @classmethod
     def load(cls, folder: Path) -> SchemaSet:
@@ -104,6 +109,8 @@ class SchemaSet:
     def _validator(self, key: str, schema: Mapping[str, Any]) -> Any:
         validator = self._validators.get(key)
         if validator is None:
+            import jsonschema_rs
+
             validator = jsonschema_rs.validator_for(
                 dict(schema), registry=self._registry, validate_formats=True
             )
