@@ -19,6 +19,7 @@ import hashlib
 import html
 import json
 import logging
+import operator
 import os
 import re
 import shutil
@@ -114,7 +115,7 @@ class Source:
     settings: dict[str, Any]
     caseworkers: list[str]
     progress: Progress = SILENT
-    _cases: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    _rows: list[tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -129,12 +130,25 @@ class Source:
     def threshold(self) -> int:
         return int(self.settings.get("suppression_threshold", stats.DEFAULT_THRESHOLD))
 
-    def cases(self) -> dict[str, dict[str, Any]]:
-        """Open fields of every case committed at HEAD; unreadable records are left out."""
-        if self._cases is None:
-            self._cases = caches.open_fields(self.git, self.head, self.schemas.open_fields,
-                                             self.progress)
-        return self._cases
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Open fields of every case committed at HEAD, each a tuple in the schema's order;
+        unreadable records are left out."""
+        if self._rows is None:
+            self._rows = caches.open_rows(self.git, self.head, self.schemas.open_fields,
+                                          self.progress)
+        return self._rows
+
+    def column(self, name: str) -> list[Any]:
+        at = self.schemas.open_fields.index(name)
+        return [row[at] for row in self.rows()]
+
+    def cases(self) -> list[dict[str, Any]]:
+        """Of every case, the open fields the statistics read, by name (only those: a
+        programme has 100,000 cases, and the mappings cost more than the figures)."""
+        order = self.schemas.open_fields
+        wanted = [name for name in stats.CASE_FIELDS if name in order]
+        pick = operator.itemgetter(*(order.index(name) for name in wanted))
+        return [dict(zip(wanted, pick(row), strict=True)) for row in self.rows()]
 
     @property
     def keeps_state_history(self) -> bool:
@@ -145,7 +159,7 @@ class Source:
         state histories in the open fields, or, for a schema that keeps none, from the
         commits' trailers in git's history."""
         if self.keeps_state_history:
-            return stats.history_changes(case[STATE_HISTORY] for case in self.cases().values())
+            return stats.history_changes(self.column(STATE_HISTORY))
         return self.logged_changes()
 
     def logged_changes(self) -> list[stats.Change]:
@@ -239,7 +253,7 @@ def report(source: Source, as_of: dt.date) -> Report:
     else:
         # Without state histories, git reads its history while the cores read the records.
         changes = pool.Background(source.changes) if not source.keeps_state_history else None
-        cases = list(source.cases().values())
+        cases = source.cases()
         history = changes.result() if changes is not None else source.changes()
         result = stats.compute(cases, history, source.programme(), as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
@@ -983,7 +997,7 @@ def build(
             warnings = run_mkdocs(mkdocs_yml, docs, staging, footer)
             advance(1)
         with progress.task("Checking the output", 1) as advance:
-            removed = check_output(staging, set(source.cases()))
+            removed = check_output(staging, set(source.column("case_id")))
             advance(1)
         files = sum(1 for p in staging.rglob("*") if p.is_file())
         html_pages = sum(1 for p in staging.rglob("*.html"))

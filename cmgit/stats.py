@@ -39,6 +39,9 @@ NOT_SHOWN = "–"
 NOT_SET = "not recorded"
 
 RISK_LEVELS = ("high", "medium", "low")
+# The open fields the case tables read ("state" and "caseworker" are in every schema).
+CASE_FIELDS = ("state", "caseworker", "risk_level", "next_follow_up_due", "next_review_due",
+               "closure_reason", "separation_status", "sex", "age_band")
 AGE_BANDS = (("0_4", "0–4"), ("5_11", "5–11"), ("12_14", "12–14"), ("15_17", "15–17"),
              ("18_plus", "18 and over"))
 SEXES = (("female", "female"), ("male", "male"))

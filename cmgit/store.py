@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -230,16 +231,6 @@ class Repository:
         return {case_id: (entry.mode, entry.oid)
                 for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
                 if (case_id := ids.case_id_from_path(entry.path))}
-
-    def open_index(self) -> dict[str, dict[str, Any]]:
-        """Open fields of every committed case, read from git without any key.
-
-        Records that cannot be read are left out here; `cmgit validate` reports them.
-        """
-        head = self.git.head()
-        if head is None:
-            return {}
-        return caches.open_fields(self.git, head, self.schemas.open_fields, self.progress)
 
     def _read_work_file(self, path: str, case_id: str) -> bytes:
         full = self.root / path
@@ -610,12 +601,11 @@ class Repository:
 
     def caseloads(self, exclude: str | None = None) -> dict[str, int]:
         """Open cases per caseworker, from the open fields at HEAD (no key needed)."""
-        counts: dict[str, int] = {}
+        at = {name: n for n, name in enumerate(self.schemas.open_fields)}
+        case_at, state_at, worker_at = at["case_id"], at["state"], at["caseworker"]
         open_states = self.workflow.caseload_states
-        for case_id, fields in self.open_index().items():
-            if case_id != exclude and fields["state"] in open_states:
-                counts[fields["caseworker"]] = counts.get(fields["caseworker"], 0) + 1
-        return counts
+        return dict(Counter(values[worker_at] for values in self._open_rows()
+                            if values[state_at] in open_states and values[case_at] != exclude))
 
     def _situation(
         self,

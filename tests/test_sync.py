@@ -130,7 +130,7 @@ def test_a_move_in_one_office_and_a_form_in_the_other(programme: Programme,
     """The merged case is in the moved-to state since the day of the move, and its state
     history ends with that move, as the commits tell."""
     case_id = programme.walk("registered")
-    central, a, b = offices(programme, tmp_path)
+    _, a, b = offices(programme, tmp_path)
     assert in_office(programme, a, "record", case_id, "note", "--from",
                      programme.form_file("note")).exit_code == 0
     moved = programme.cli("-C", str(b), "move", case_id, "assessment", today="2026-04-03")
