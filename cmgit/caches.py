@@ -23,7 +23,7 @@ from typing import Any
 
 from . import ids, pool, records
 from .errors import CmgitError, GitFailed
-from .history import TREE_MODE, Git, object_id, write_atomic
+from .history import TREE_MODE, Git, object_digest, object_id, write_atomic
 from .progress import SILENT, Progress
 
 FORMAT = 3
@@ -40,6 +40,9 @@ Values = tuple[Any, ...] | None
 # A bucket folder: its tree id, the blob ids of its record files (20 bytes each, in one
 # string: a first run stores 100,000 of them) and their open fields, in the same order.
 Bucket = tuple[str, bytes, tuple[Values, ...]]
+# A folder as checked out: the case IDs of its record files in git's order, their blob ids
+# as in a bucket, and their open fields, each bound to its file's name.
+Scanned = tuple[tuple[str, ...], bytes, tuple[Values, ...]]
 
 
 def _cache_file(git: Git, name: str) -> Path:
@@ -108,7 +111,7 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
     folders = {bucket: tree_id for bucket, (mode, tree_id) in git.objects.tree(records_tree).items()
                if mode == TREE_MODE}
     changed = [b for b, tree_id in folders.items() if b not in cached or cached[b][0] != tree_id]
-    checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
+    checked_out: dict[str, Scanned] = {}
     if len(changed) >= LIST_ALL_FROM:
         # Many folders to read (a first run): every core reads their checked-out files
         # while git lists what is committed in them.
@@ -117,31 +120,43 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
         listed = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
                   for bucket in changed}
     at = order.index("case_id")
-    found: dict[str, tuple[list[str], list[Values]]] = {}
+    blobs: dict[str, bytes] = {}
+    rows: dict[str, Sequence[Values]] = {}
     missing: dict[str, list[tuple[str, int, str]]] = {}  # blob id -> [(bucket, row, case ID)]
     for bucket in changed:
+        entries = listed.get(bucket, {})
+        blobs[bucket] = b"".join(map(bytes.fromhex, entries.values()))
+        scanned = checked_out.get(bucket)
+        if scanned is not None and scanned[:2] == (tuple(entries), blobs[bucket]):
+            # Checked out as committed (after a clone, every folder): the files' bytes are
+            # the blobs, read and bound to their names by the workers.
+            rows[bucket] = scanned[2]
+            continue
         old = cached.get(bucket)
         known = dict(zip(_blob_ids(old[1]), old[2], strict=True)) if old else {}
-        seen = checked_out.get(bucket, {})
-        oids, rows = found[bucket] = ([], [])
-        for case_id, oid in listed.get(bucket, {}).items():
+        seen: dict[str, tuple[str, Values]] = {}
+        if scanned is not None:
+            seen = {case_id: (oid, values) for case_id, oid, values in zip(
+                scanned[0], _blob_ids(scanned[1]), scanned[2], strict=True)}
+        found: list[Values] = []
+        for case_id, oid in entries.items():
             values = known.get(oid)
             if values is None:
-                scanned = seen.get(case_id)
-                if scanned is not None and scanned[0] == oid:
-                    values = scanned[1]
+                checked = seen.get(case_id)
+                if checked is not None and checked[0] == oid:
+                    values = checked[1]
                 else:
-                    missing.setdefault(oid, []).append((bucket, len(rows), case_id))
-            oids.append(oid)
-            rows.append(_bound(values, case_id, at))
+                    missing.setdefault(oid, []).append((bucket, len(found), case_id))
+            found.append(_bound(values, case_id, at))
+        rows[bucket] = found
     if missing:
         wanted = [(oid, ids.record_path(places[0][2])) for oid, places in missing.items()]
         for oid, values in _read_values(git, wanted, order, progress):
             for bucket, row, case_id in missing[oid]:
-                found[bucket][1][row] = _bound(values, case_id, at)
-    return {bucket: cached[bucket] if bucket not in found else (
-        tree_id, b"".join(map(bytes.fromhex, found[bucket][0])), tuple(found[bucket][1]))
-        for bucket, tree_id in folders.items()}
+                # (a list: only folders not read whole from their files miss any)
+                rows[bucket][row] = _bound(values, case_id, at)  # type: ignore[index]
+    return {bucket: (tree_id, blobs[bucket], tuple(rows[bucket])) if bucket in rows
+            else cached[bucket] for bucket, tree_id in folders.items()}
 
 
 def _blob_ids(packed: bytes) -> list[str]:
@@ -155,12 +170,11 @@ def _bound(values: Values, case_id: str, at: int) -> Values:
 
 
 def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, ...],
-                  progress: Progress) -> tuple[dict[str, dict[str, str]],
-                                               dict[str, dict[str, tuple[str, Values]]]]:
-    """The record files committed in ``folders`` of ``commit``, and the blob id and open
-    fields of every record file checked out in them, both at once; by folder and case ID."""
+                  progress: Progress) -> tuple[dict[str, dict[str, str]], dict[str, Scanned]]:
+    """The record files committed in ``folders`` of ``commit``, and those checked out in
+    them, read and hashed, both at once; by folder."""
     listed = pool.Background(lambda: _list_buckets(git, commit))
-    checked_out: dict[str, dict[str, tuple[str, Values]]] = {}
+    checked_out: dict[str, Scanned] = {}
     with progress.task("Reading open fields", len(folders)) as advance:
         size = -(-len(folders) // (pool.workers() * 4))
         jobs = [(str(git.root), folders[i:i + size], order)
@@ -168,31 +182,34 @@ def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, .
         parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
             _scan_folders, jobs)
         for job, part in zip(jobs, parts, strict=True):
-            for bucket, case_id, oid, values in part:
-                checked_out.setdefault(bucket, {})[case_id] = (oid, values)
+            for bucket, case_ids, oids, rows in part:
+                checked_out[bucket] = (case_ids, oids, rows)
             advance(len(job[1]))
     return listed.result(), checked_out
 
 
 def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
-                  ) -> list[tuple[str, str, str, Values]]:
-    """(folder, case ID, blob id, open fields) of every record file checked out in the
-    folders of ``job``: root, folder names, field order."""
+                  ) -> list[tuple[str, tuple[str, ...], bytes, tuple[Values, ...]]]:
+    """Each folder of ``job`` (root, folder names, field order) as checked out."""
     root, folders, order = job
-    found = []
+    at = order.index("case_id")
     suffix = len(ids.RECORD_SUFFIX)
+    found = []
     for bucket in folders:
         folder = os.path.join(root, ids.RECORDS_DIR, bucket)
         try:
-            names = os.listdir(folder)
+            names = sorted(os.listdir(folder))  # git's order, for names of one length
         except OSError:
             continue
+        case_ids, oids, rows = [], [], []
         for name in names:
             if name.endswith(ids.RECORD_SUFFIX):
                 data = _read_small(os.path.join(folder, name))
                 if data is not None:
-                    found.append((bucket, name[:-suffix], object_id("blob", data),
-                                  _values(data, order)))
+                    case_ids.append(name[:-suffix])
+                    oids.append(object_digest("blob", data))
+                    rows.append(_bound(_values(data, order), name[:-suffix], at))
+        found.append((bucket, tuple(case_ids), b"".join(oids), tuple(rows)))
     return found
 
 

@@ -827,8 +827,13 @@ def split_signature(data: bytes) -> tuple[bytes, str | None]:
 def object_id(kind: str, data: bytes) -> str:
     """The id git gives ``data`` as an object of ``kind``, computed without writing it: a
     file changed by hand may hold plaintext, which must not become an object."""
+    return object_digest(kind, data).hex()
+
+
+def object_digest(kind: str, data: bytes) -> bytes:
+    """`object_id` as its 20 bytes."""
     raw = f"{kind} {len(data)}".encode() + b"\0" + data
-    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+    return hashlib.sha1(raw, usedforsecurity=False).digest()
 
 
 # An object id in git's messages; not a pack's own name (pack-<checksum>.pack).

@@ -251,11 +251,18 @@ def report(source: Source, as_of: dt.date) -> Report:
     if remembered is not None:
         result = _statistics_from(remembered)
     else:
-        # Without state histories, git reads its history while the cores read the records.
-        changes = pool.Background(source.changes) if not source.keeps_state_history else None
-        cases = source.cases()
-        history = changes.result() if changes is not None else source.changes()
-        result = stats.compute(cases, history, source.programme(), as_of)
+        programme = source.programme()
+        if source.keeps_state_history:
+            # Once the records are read, the figures of the cases and those of their state
+            # histories are computed on two cores.
+            source.rows()
+            figures = pool.Forked(lambda: stats.case_figures(source.cases(), programme, as_of))
+            tables = stats.history_tables(source.changes(), programme, as_of)
+            result = stats.with_history(figures.result(), tables)
+        else:
+            # git reads its history while the cores read the records.
+            changes = pool.Background(source.changes)
+            result = stats.compute(source.cases(), changes.result(), programme, as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
     return Report(source.head, str(source.settings.get("programme_name", "")), source.profile,
                   result)

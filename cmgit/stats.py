@@ -437,6 +437,14 @@ def to_day(value: Any) -> dt.date | None:
 def compute(cases: Sequence[Mapping[str, Any]], history: Sequence[Change],
             programme: Programme, as_of: dt.date) -> Statistics:
     """Every published table, from the open fields of the cases and their state changes."""
+    return with_history(case_figures(cases, programme, as_of),
+                        history_tables(history, programme, as_of))
+
+
+def case_figures(cases: Sequence[Mapping[str, Any]], programme: Programme,
+                 as_of: dt.date) -> Statistics:
+    """The tables of the cases' open fields, in publishing order; `with_history` adds those
+    of their state changes. (Apart, so the two can be computed on two cores.)"""
     k = programme.threshold
     open_cases = [c for c in cases if c.get("state") in programme.open_states]
     result = Statistics(as_of, k, len(open_cases))
@@ -453,13 +461,27 @@ def compute(cases: Sequence[Mapping[str, Any]], history: Sequence[Change],
         return result
     result.tables += [
         open_by_step_and_risk(open_cases, programme),
-        time_in_state(history, programme),
-        registrations_and_closures(history, programme, as_of),
         closure_reasons(cases, programme),
         separation(cases, programme),
         sex_by_age(open_cases, k),
     ]
     return result
+
+
+def history_tables(history: Sequence[Change], programme: Programme,
+                   as_of: dt.date) -> list[Table]:
+    return [time_in_state(history, programme),
+            registrations_and_closures(history, programme, as_of)]
+
+
+def with_history(figures: Statistics, tables: list[Table]) -> Statistics:
+    """``figures`` with the tables of the state changes after the open cases by step; a
+    programme too small to publish them gets none."""
+    if not figures.withheld:
+        at = 1 + next(n for n, table in enumerate(figures.tables)
+                      if table.id == "open_by_step_and_risk")
+        figures.tables[at:at] = tables
+    return figures
 
 
 # -- the statistics ----------------------------------------------------------------------

@@ -169,6 +169,22 @@ def test_errors_keep_their_case_and_hint_across_processes() -> None:
     assert again.exit_code == error.exit_code
 
 
+def test_a_forked_worker_answers_from_what_its_parent_had() -> None:
+    """`pool.Forked` runs beside its parent, on what the parent had loaded (nothing is sent
+    to it), and its answer or error comes back whole."""
+    loaded = {"cases": list(range(100_000))}
+    worker = pool.Forked(lambda: (os.getpid(), sum(loaded["cases"])))
+    child, total = worker.result()
+    assert child != os.getpid() and total == sum(range(100_000))
+
+    def refuse() -> None:
+        raise IntegrityError("damaged", case_id="CP-7K2M9QX4", hint="restore it")
+
+    with pytest.raises(IntegrityError, match="damaged") as caught:
+        pool.Forked(refuse).result()
+    assert caught.value.case_id == "CP-7K2M9QX4"
+
+
 def test_validation_on_every_core_agrees_with_one_process(
         programme: Programme, monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [programme.new_case() for _ in range(3)]
