@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import os
-import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -72,6 +71,8 @@ class Forked(Generic[R]):
     raised."""
 
     def __init__(self, function: Callable[[], R]) -> None:
+        import pickle  # costly to import: only here
+
         read, write = os.pipe()
         self._pid = os.fork()
         if self._pid == 0:  # the child: answer, and leave without any of the parent's exits
@@ -92,6 +93,8 @@ class Forked(Generic[R]):
         os.waitpid(self._pid, 0)
         if not answer:
             raise RuntimeError("a forked worker ended without an answer")
+        import pickle
+
         ok, value = pickle.loads(answer)  # noqa: S301 (our own child's answer)
         if not ok:
             raise value

@@ -57,10 +57,7 @@ def _read_string(blob: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return _key_text(key.public_bytes(serialization.Encoding.Raw,
-                                      serialization.PublicFormat.Raw))
+    return _key_text(key.public_bytes_raw())
 
 
 def _key_text(raw: bytes) -> str:
