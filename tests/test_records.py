@@ -41,6 +41,18 @@ def test_one_open_field_change_is_a_one_line_diff() -> None:
     assert changed == [("state: assessment", "state: case_planning")]
 
 
+def test_a_long_state_history_is_read_by_keyless_commands() -> None:
+    """The open fields are read from the head of the file; a case that has made hundreds
+    of moves has a state history longer than that head, and is read whole all the same."""
+    order = (*ORDER, "state_history")
+    history = [f"2026-01-{day % 28 + 1:02d} assessment" for day in range(600)]
+    fields = open_fields(state_history=history)
+    data = records.render_file(fields, order, ARMOR)
+    assert len(data.split(b"\n")[len(ORDER)]) > 4096 + 256 * len(order)
+    assert records.parse_open_fields(data, order) == fields
+    assert records.parse_file(data, order) == (fields, ARMOR)
+
+
 @pytest.mark.parametrize("value", ["NO", "yes", "0123", "1.10", "2026-01-02", "null", "~",
                                    "a: b", "CANARY-NAME-7f3a \u00e9", " lead", ""])
 def test_ambiguous_strings_are_quoted_and_survive(value: str) -> None:
