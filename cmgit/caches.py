@@ -74,24 +74,15 @@ def remember(git: Git, name: str, key: tuple[Any, ...], value: Any) -> None:
 
 # -- open fields of every record ----------------------------------------------------------
 
-def open_fields(git: Git, commit: str, order: Sequence[str],
-                progress: Progress = SILENT) -> dict[str, dict[str, Any]]:
-    """Open fields of every record committed in ``commit``, by case ID.
+def open_rows(git: Git, commit: str, order: Sequence[str],
+              progress: Progress = SILENT) -> list[tuple[Any, ...]]:
+    """Open fields of every record committed in ``commit``, each a tuple in ``order`` (its
+    case ID among them), in path order: a mapping per case would cost a read of every case
+    more than the rest.
 
     Records that cannot be read, or whose file holds another case, are left out: `cmgit
     validate` and `cmgit audit` report them.
     """
-    order = tuple(order)
-    at = order.index("case_id")
-    return {row[at]: dict(zip(order, row, strict=True))
-            for row in open_rows(git, commit, order, progress)}
-
-
-def open_rows(git: Git, commit: str, order: Sequence[str],
-              progress: Progress = SILENT) -> list[tuple[Any, ...]]:
-    """As `open_fields`, each record's fields as a tuple in ``order``, its case ID among
-    them, in path order: for reads of every case, where building a mapping per case would
-    cost more than the rest."""
     order = tuple(order)
     cached: dict[str, Bucket] = remembered(git, OPEN_FIELDS_FILE, (order,)) or {}
     root = git.objects.tree(git.objects.commit_tree(commit))
@@ -99,7 +90,7 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
     buckets: dict[str, Bucket] = {}
     if entry is not None and entry[0] == TREE_MODE:
         buckets = _buckets(git, commit, entry[1], cached, order, progress)
-    if buckets.keys() != cached.keys() or any(buckets[b] is not cached[b] for b in buckets):
+    if buckets != cached:  # unchanged buckets are the cached objects: compared by identity
         remember(git, OPEN_FIELDS_FILE, (order,), buckets)
     return [row for _, _, rows in buckets.values() for row in rows if row is not None]
 
@@ -206,9 +197,10 @@ def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
             if name.endswith(ids.RECORD_SUFFIX):
                 data = _read_small(os.path.join(folder, name))
                 if data is not None:
-                    case_ids.append(name[:-suffix])
+                    case_id = name[:-suffix]
+                    case_ids.append(case_id)
                     oids.append(object_digest("blob", data))
-                    rows.append(_bound(_values(data, order), name[:-suffix], at))
+                    rows.append(_bound(_values(data, order), case_id, at))
         found.append((bucket, tuple(case_ids), b"".join(oids), tuple(rows)))
     return found
 

@@ -14,19 +14,20 @@ from .errors import BadCaseId, BadStaffId, UsageError
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # The one case-ID pattern (SPEC section 1): a programme prefix and 8 Crockford characters.
+_PREFIX = "[A-Z]{2,5}"
 _CHAR = "[0-9A-HJKMNP-TV-Z]"
-CASE_ID_RE = re.compile(rf"[A-Z]{{2,5}}-{_CHAR}{{8}}")
+CASE_ID_RE = re.compile(rf"{_PREFIX}-{_CHAR}{{8}}")
 STAFF_ID_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 TEAM_ID_RE = STAFF_ID_RE
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
-PREFIX_RE = re.compile(r"[A-Z]{2,5}")
+PREFIX_RE = re.compile(_PREFIX)
 
 RECORDS_DIR = "records"
 RECORD_SUFFIX = ".yaml"
 # A record file's path, as git lists it: its folder and case ID, the folder being the ID's
 # first two characters (`bucket`), so a listing is checked by the expression alone.
 RECORD_PATH_PATTERN = (rf"{RECORDS_DIR}/(?P<folder>{_CHAR}{{2}})/"
-                       rf"(?P<case>[A-Z]{{2,5}}-(?P=folder){_CHAR}{{6}}){re.escape(RECORD_SUFFIX)}")
+                       rf"(?P<case>{_PREFIX}-(?P=folder){_CHAR}{{6}}){re.escape(RECORD_SUFFIX)}")
 
 
 def check_case_id(text: object) -> str:

@@ -24,6 +24,7 @@ A table never holds the value of a hidden cell: only what may be shown.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import statistics as pystats
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -407,20 +408,24 @@ def history_changes(histories: Iterable[Any]) -> list[Change]:
     """The changes of state written in the cases' state histories ("day state", oldest
     first), each case under an opaque key. An entry that is not one is skipped."""
     found = []
-    days: dict[str, dt.date | None] = {}  # a programme's changes fall on a few thousand days
     for n, history in enumerate(histories, start=1):
         if not isinstance(history, list):
             continue
         key, before = f"case-{n}", None
         for entry in history:
             day_text, _, state = entry.partition(" ") if isinstance(entry, str) else ("", "", "")
-            if day_text not in days:
-                days[day_text] = to_day(day_text)
-            day = days[day_text]
+            day = _day(day_text)
             if day is not None and state:
                 found.append(Change(key, day, before, state))
                 before = state
     return found
+
+
+@functools.lru_cache(maxsize=8192)
+def _day(text: str) -> dt.date | None:
+    """`to_day` of a text, remembered: a programme's dates fall on a few thousand days, and
+    its cases and changes of state number hundreds of thousands."""
+    return to_day(text)
 
 
 def to_day(value: Any) -> dt.date | None:
@@ -538,15 +543,10 @@ def caseload_bands(cases: Sequence[Mapping[str, Any]], programme: Programme) -> 
 
 def overdue(open_cases: Sequence[Mapping[str, Any]], as_of: dt.date, k: int) -> Table:
     counts = [[0] * (len(RISK_LEVELS) + 1) for _ in range(2)]
-    days: dict[str, dt.date | None] = {}  # a programme's due dates are a few hundred days
     for case in open_cases:
         for row, key in enumerate(("next_follow_up_due", "next_review_due")):
             text = case.get(key)
-            if not isinstance(text, str):
-                continue
-            if text not in days:
-                days[text] = to_day(text)
-            due = days[text]
+            due = _day(text) if isinstance(text, str) else None
             if due is not None and due < as_of:
                 counts[row][_risk_column(case)] += 1
     return count_table(
@@ -601,6 +601,7 @@ def time_in_state(history: Sequence[Change], programme: Programme) -> Table:
     )
 
 
+@functools.lru_cache(maxsize=8192)  # a history's changes fall on a few thousand days
 def _month(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
@@ -622,11 +623,8 @@ def registrations_and_closures(history: Sequence[Change], programme: Programme,
     where = {m: n for n, m in enumerate(months)}
     counts = [[0, 0] for _ in months]
     finished = programme.finished_states
-    rows: dict[dt.date, int | None] = {}  # by day: a history holds a few thousand
     for change in history:
-        if change.day not in rows:
-            rows[change.day] = where.get(_month(change.day))
-        row = rows[change.day]
+        row = where.get(_month(change.day))
         if row is None or change.day > as_of:
             continue
         if change.source == programme.initial_state and (

@@ -44,9 +44,10 @@ def test_a_change_is_seen_and_only_the_changed_bucket_is_read_again(
     real = caches._read_values
     try:
         caches._read_values = lambda *a, **k: read.append(a) or real(*a, **k)  # type: ignore
-        again = caches.open_fields(git, git.head() or "", order)
+        rows = caches.open_rows(git, git.head() or "", order)
     finally:
         caches._read_values = real  # type: ignore[assignment]
+    again = {row[order.index("case_id")]: dict(zip(order, row, strict=True)) for row in rows}
     assert not read and again[moved]["state"] == "registered"
 
 
