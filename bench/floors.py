@@ -14,6 +14,7 @@ import os
 import sys
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import jsonschema_rs
 import pyrage
@@ -27,8 +28,12 @@ CASE_SCHEMA = "urn:cmgit:schema:case"
 
 
 def record_files(repo: Path) -> list[str]:
-    return [os.path.join(d, f) for d, _, files in os.walk(repo / "records")
-            for f in files if f.endswith(".yaml")]
+    return [
+        os.path.join(d, f)
+        for d, _, files in os.walk(repo / "records")
+        for f in files
+        if f.endswith(".yaml")
+    ]
 
 
 def parse_open(args: tuple[list[str], list[str]]) -> int:
@@ -39,12 +44,13 @@ def parse_open(args: tuple[list[str], list[str]]) -> int:
     return len(paths)
 
 
-def open_sealed(args: tuple[list[str], list[str], list[str], dict, str]) -> int:
+def open_sealed(args: tuple[list[str], list[str], list[str], dict[str, Any], str]) -> int:
     paths, order, fields, schemas, secret = args
     identity = x25519.Identity.from_str(secret)
     registry = jsonschema_rs.Registry(list(schemas.items()))
-    validator = jsonschema_rs.validator_for(schemas[CASE_SCHEMA], registry=registry,
-                                            validate_formats=True)
+    validator = jsonschema_rs.validator_for(
+        schemas[CASE_SCHEMA], registry=registry, validate_formats=True
+    )
     valid = 0
     for path in paths:
         with open(path, "rb") as handle:
@@ -64,15 +70,14 @@ def main() -> None:
     order = list(schemas.open_fields)
     files = record_files(repo)
     workers = os.cpu_count() or 1
-    chunks = [files[i::workers * 4] for i in range(workers * 4)]
+    chunks = [files[i :: workers * 4] for i in range(workers * 4)]
     with Pool(workers) as pool:
         if kind == "open":
             done = sum(pool.map(parse_open, [(c, order) for c in chunks]))
         else:
             text = Path(sys.argv[3]).read_text()
             secret = next(w for w in text.split() if w.startswith("AGE-SECRET-KEY-"))
-            jobs = [(c, order, list(schemas.field_order), schemas.schemas, secret)
-                    for c in chunks]
+            jobs = [(c, order, list(schemas.field_order), schemas.schemas, secret) for c in chunks]
             done = sum(pool.map(open_sealed, jobs))
     if done != len(files):
         raise SystemExit(f"floor {kind}: {done} of {len(files)} records done")

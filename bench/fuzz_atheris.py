@@ -46,8 +46,11 @@ def target(data: bytes) -> None:
         elif choice == 2:
             crypto.inspect(text)
         elif choice == 3:
-            Repository.read_form_file(SimpleNamespace(schemas=SCHEMAS),  # type: ignore[arg-type]
-                                      body, allowed=FORMS)
+            Repository.read_form_file(
+                SimpleNamespace(schemas=SCHEMAS),  # type: ignore[arg-type]
+                body,
+                allowed=FORMS,
+            )
         elif choice == 4:
             staff(body)
         elif choice == 5:

@@ -51,10 +51,20 @@ TEMPLATE_TEAM = "t01"
 # Where the bulk cases stand: mostly early in the procedure, as in a programme that takes
 # in more than it closes, for about three commits a case.
 WEIGHTS = {
-    "identified": 66, "registered": 14, "closed_consent_declined": 8, "assessment": 4,
-    "immediate_action": 3, "closed_no_concern": 2, "case_planning": 1.2, "implementation": 1.2,
-    "follow_up_review": 0.2, "closure_pending": 0.2, "post_closure_monitoring": 0.2,
-    "archived": 0.2, "closed_death": 0.2, "closed_inaccessible": 0.2,
+    "identified": 66,
+    "registered": 14,
+    "closed_consent_declined": 8,
+    "assessment": 4,
+    "immediate_action": 3,
+    "closed_no_concern": 2,
+    "case_planning": 1.2,
+    "implementation": 1.2,
+    "follow_up_review": 0.2,
+    "closure_pending": 0.2,
+    "post_closure_monitoring": 0.2,
+    "archived": 0.2,
+    "closed_death": 0.2,
+    "closed_inaccessible": 0.2,
 }
 MAX_DELTA_DEPTH = 50  # git's own default for --depth
 
@@ -63,8 +73,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("CMGIT_BENCH_CACHE") or Path.home() / ".cache" / "cmgit-bench")
 
 
-def programme(cases: int, *, seed: int = 11, cache: Path | None = None,
-              quiet: bool = False) -> Path:
+def programme(
+    cases: int, *, seed: int = 11, cache: Path | None = None, quiet: bool = False
+) -> Path:
     """The folder of a generated programme of ``cases`` cases (``cases/``, ``keys/``)."""
     base = (cache or cache_root()) / f"programme-{cases}-f{FORMAT}"
     if (base / "ready").exists():
@@ -81,6 +92,7 @@ def programme(cases: int, *, seed: int = 11, cache: Path | None = None,
 
 
 # -- staff and templates, through cmgit -------------------------------------------------
+
 
 def staff_plan(teams: list[str]) -> Iterator[tuple[str, str, str]]:
     yield "pm-001", PROGRAMME_MANAGER, "programme"
@@ -105,14 +117,25 @@ class Step:
 def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
     rng = random.Random(seed)
     teams = [f"t{n:02d}" for n in range(1, max(2, -(-cases // CASES_PER_TEAM)) + 1)]
-    say = (lambda *_: None) if quiet else (lambda text: print(text, file=sys.stderr))
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr)
+
     say(f"staff: {2 + len(teams) * (1 + CASEWORKERS_PER_TEAM)} people in {len(teams)} teams")
     people = demo.make_people(base / "keys", staff_plan(teams))
     admin = people["pm-001"]
     root = base / "cases"
-    init_repository(root, admin=admin.staff.id, recipient=admin.staff.recipient,
-                    team=admin.staff.team, signing_key=admin.staff.signing_key, prefix="CP",
-                    programme="Benchmark programme", signing_key_path=admin.signing_key)
+    init_repository(
+        root,
+        admin=admin.staff.id,
+        recipient=admin.staff.recipient,
+        team=admin.staff.team,
+        signing_key=admin.staff.signing_key,
+        prefix="CP",
+        programme="Benchmark programme",
+        signing_key_path=admin.signing_key,
+    )
     repo = Repository.open(root)
     repo.signing_key_path = admin.signing_key
     repo.settings_set(admin.identities, "require_signed_commits", "true")
@@ -130,12 +153,14 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
         repo.signing_key_path = None  # the journey signs as whoever acts
         worker = people[f"cw-{TEMPLATE_TEAM}-{1 + number % CASEWORKERS_PER_TEAM}"]
         start = TODAY - dt.timedelta(days=demo.DURATION[destination] + rng.randint(5, 60))
-        journey = demo.Journey(repo, demo.Forms(rng, number), worker,
-                               people[f"sv-{TEMPLATE_TEAM}"], start, criteria)
+        journey = demo.Journey(
+            repo, demo.Forms(rng, number), worker, people[f"sv-{TEMPLATE_TEAM}"], start, criteria
+        )
         demo.walk(journey, destination, TODAY)
         template_ids.append((destination, journey.case_id))
-    templates = {case_id: read_template(repo, case_id, admin.identities)
-                 for _, case_id in template_ids}
+    templates = {
+        case_id: read_template(repo, case_id, admin.identities) for _, case_id in template_ids
+    }
     by_destination: dict[str, list[str]] = {}
     for destination, case_id in template_ids:
         by_destination.setdefault(destination, []).append(case_id)
@@ -145,8 +170,9 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
     replay(repo, people, teams, templates, by_destination, bulk, rng, say)
 
 
-def read_template(repo: Repository, case_id: str,
-                  identities: tuple[crypto.Identity, ...]) -> list[Step]:
+def read_template(
+    repo: Repository, case_id: str, identities: tuple[crypto.Identity, ...]
+) -> list[Step]:
     path = ids.record_path(case_id)
     order = repo.schemas.open_fields
     steps = []
@@ -163,6 +189,7 @@ def read_template(repo: Repository, case_id: str,
 
 # -- the bulk, written straight into a pack ----------------------------------------------
 
+
 def renamed(value: Any, names: dict[str, str]) -> Any:
     """``value`` with every string equal to a key of ``names`` replaced."""
     if isinstance(value, str):
@@ -174,14 +201,24 @@ def renamed(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
-def replay(repo: Repository, people: dict[str, demo.Person], teams: list[str],
-           templates: dict[str, list[Step]], by_destination: dict[str, list[str]],
-           bulk: int, rng: random.Random, say: Any) -> None:
+def replay(
+    repo: Repository,
+    people: dict[str, demo.Person],
+    teams: list[str],
+    templates: dict[str, list[Step]],
+    by_destination: dict[str, list[str]],
+    bulk: int,
+    rng: random.Random,
+    say: Any,
+) -> None:
     git = repo.git
     order = repo.schemas.open_fields
     registry, settings = repo.registry, repo.settings
-    keys = {pid: signing.load_private_key(p.signing_key) for pid, p in people.items()
-            if p.signing_key is not None}
+    keys = {
+        pid: signing.load_private_key(p.signing_key)
+        for pid, p in people.items()
+        if p.signing_key is not None
+    }
     recipients: dict[tuple[str, str], list[str]] = {}
     head = git.head()
     assert head is not None
@@ -200,16 +237,17 @@ def replay(repo: Repository, people: dict[str, demo.Person], teams: list[str],
                     taken.add(case_id)
                     break
             template = rng.choice(by_destination[rng.choices(places, weights)[0]])
-            names = {template: case_id, f"sv-{TEMPLATE_TEAM}": f"sv-{team}",
-                     TEMPLATE_TEAM: team}
+            names = {template: case_id, f"sv-{TEMPLATE_TEAM}": f"sv-{team}", TEMPLATE_TEAM: team}
             shift = rng.randint(1, CASEWORKERS_PER_TEAM)
             for n in range(1, CASEWORKERS_PER_TEAM + 1):
                 names[f"cw-{TEMPLATE_TEAM}-{n}"] = (
-                    f"cw-{team}-{1 + (n + shift) % CASEWORKERS_PER_TEAM}")
+                    f"cw-{team}-{1 + (n + shift) % CASEWORKERS_PER_TEAM}"
+                )
             yield versions(case_id, templates[template], names)
 
-    def versions(case_id: str, steps: list[Step],
-                 names: dict[str, str]) -> Iterator[tuple[str, bytes]]:
+    def versions(
+        case_id: str, steps: list[Step], names: dict[str, str]
+    ) -> Iterator[tuple[str, bytes]]:
         path = ids.record_path(case_id)
         prev: str | None = None
         for step in steps:
@@ -222,8 +260,7 @@ def replay(repo: Repository, people: dict[str, demo.Person], teams: list[str],
             prev = blob
             actor = names.get(step.actor, step.actor)
             trailers = [(k, names.get(v, v)) for k, v in step.trailers]
-            message = format_message(step.subject.replace(step.open["case_id"], case_id),
-                                     trailers)
+            message = format_message(step.subject.replace(step.open["case_id"], case_id), trailers)
             yield path, commit_body(tree.commit(path, blob, pack), actor, message)
 
     # Interleave the cases as a busy programme does: a window of cases in progress.
@@ -274,8 +311,11 @@ class Trees:
         root = git.objects.tree(git.objects.commit_tree(head))
         self.root = dict(root)
         self.records = dict(git.objects.tree(root["records"][1]))
-        self.buckets = {name: dict(git.objects.tree(oid))
-                        for name, (mode, oid) in self.records.items() if mode == "40000"}
+        self.buckets = {
+            name: dict(git.objects.tree(oid))
+            for name, (mode, oid) in self.records.items()
+            if mode == "40000"
+        }
 
     def commit(self, path: str, blob: str, pack: Pack) -> str:
         _, bucket, name = path.split("/")
@@ -328,8 +368,12 @@ class Pack:
             digest.update(chunk)
         self.file.write(digest.digest())
         self.file.seek(0)
-        subprocess.run(["git", "-C", str(git.root), "index-pack", "--stdin"],
-                       stdin=self.file, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            ["git", "-C", str(git.root), "index-pack", "--stdin"],
+            stdin=self.file,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         self.file.close()
 
 
@@ -391,24 +435,28 @@ def make_delta(source: bytes, target: bytes) -> bytes:
     prefix = 0
     step = 4096
     while step:  # a binary-search-like scan: compare big slices first
-        while prefix + step <= limit and source[prefix:prefix + step] == target[
-                prefix:prefix + step]:
+        while (
+            prefix + step <= limit
+            and source[prefix : prefix + step] == target[prefix : prefix + step]
+        ):
             prefix += step
         step //= 2
     suffix = 0
     step = 4096
     while step:
-        while (suffix + step <= limit - prefix
-               and source[len(source) - suffix - step:len(source) - suffix]
-               == target[len(target) - suffix - step:len(target) - suffix]):
+        while (
+            suffix + step <= limit - prefix
+            and source[len(source) - suffix - step : len(source) - suffix]
+            == target[len(target) - suffix - step : len(target) - suffix]
+        ):
             suffix += step
         step //= 2
-    middle = target[prefix:len(target) - suffix]
+    middle = target[prefix : len(target) - suffix]
     out = bytearray(_varint(len(source)) + _varint(len(target)))
     if prefix:
         out += _copy(0, prefix)
     for i in range(0, len(middle), 127):
-        piece = middle[i:i + 127]
+        piece = middle[i : i + 127]
         out += bytes([len(piece)]) + piece
     if suffix:
         out += _copy(len(source) - suffix, suffix)

@@ -51,8 +51,14 @@ class Target:
 
     def row(self) -> list[str]:
         ratio = self.measured / self.limit if self.limit else float("inf")
-        return [self.name, f"{self.measured:.3g} {self.unit}", f"{self.limit:.3g} {self.unit}",
-                f"{ratio:.2f}", "PASS" if self.passed else "FAIL", self.detail]
+        return [
+            self.name,
+            f"{self.measured:.3g} {self.unit}",
+            f"{self.limit:.3g} {self.unit}",
+            f"{ratio:.2f}",
+            "PASS" if self.passed else "FAIL",
+            self.detail,
+        ]
 
 
 @dataclass
@@ -63,20 +69,36 @@ class Size:
     figures: dict[str, float] = field(default_factory=dict)
 
 
-def run(args: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-        stdin: int | None = None) -> float:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdin: int | None = None,
+) -> float:
     """Seconds one command takes; it must succeed."""
     start = time.perf_counter()
-    done = subprocess.run(args, cwd=cwd, env={**os.environ, **(env or {})}, check=False,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=stdin)
+    done = subprocess.run(
+        args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=stdin,
+    )
     took = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{' '.join(args[:3])} failed: {done.stderr.decode()[-2000:]}")
     return took
 
 
-def median(runs: int, work: Callable[[], float], before: Callable[[], None] | None = None,
-           warm: bool = True) -> float:
+def median(
+    runs: int,
+    work: Callable[[], float],
+    before: Callable[[], None] | None = None,
+    warm: bool = True,
+) -> float:
     """Median of ``runs`` timings after one warm-up; ``before`` runs untimed each time."""
     times = []
     for n in range(runs + (1 if warm else 0)):
@@ -101,12 +123,17 @@ def peak_memory(args: Sequence[str], cwd: Path, env: dict[str, str]) -> float:
     return timed_with_memory(args, cwd, env)[1]
 
 
-def timed_with_memory(args: Sequence[str], cwd: Path,
-                      env: dict[str, str]) -> tuple[float, float]:
+def timed_with_memory(args: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Seconds and peak memory (MB) of one run of a long command."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PEAK, *args], cwd=cwd, check=True,
-                         env={**os.environ, **env}, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, *args],
+        cwd=cwd,
+        check=True,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    ).stdout
     return time.perf_counter() - start, int(out.strip()) / 1024
 
 
@@ -116,14 +143,22 @@ def floor(kind: str, repo: Path, *extra: str) -> float:
 
 # -- one size -----------------------------------------------------------------------------
 
+
 def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
     base = generate.programme(cases)
     repo = work / f"cases-{cases}"
     subprocess.run(["git", "clone", "-q", str(base / "cases"), str(repo)], check=True)
     keys = base / "keys"
     size = Size(cases)
-    size.commits = int(subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=repo,
-                                      check=True, capture_output=True, text=True).stdout)
+    size.commits = int(
+        subprocess.run(
+            ["git", "rev-list", "--count", "HEAD"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     pm = {"CMGIT_IDENTITY": str(keys / "pm-001.txt"), "CMGIT_TODAY": TODAY}
     keyless = {"CMGIT_TODAY": TODAY}
     f = size.figures
@@ -137,40 +172,73 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
     f["startup"] = median(runs, lambda: run([sys.executable, "-c", "pass"]))
     f["import click"] = median(runs, lambda: run([sys.executable, "-c", "import click"]))
     f["cmgit --help"] = median(runs, cmgit("--help"))
-    size.targets.append(Target("cmgit --help", f["cmgit --help"], 2 * f["import click"], "s",
-                               "limit: 2x python -c 'import click'"))
+    size.targets.append(
+        Target(
+            "cmgit --help",
+            f["cmgit --help"],
+            2 * f["import click"],
+            "s",
+            "limit: 2x python -c 'import click'",
+        )
+    )
 
     # Keyless reads.
-    f["git ls-tree -r"] = median(runs, lambda: run(["git", "ls-tree", "-r", "HEAD", "records/"],
-                                                   cwd=repo))
+    f["git ls-tree -r"] = median(
+        runs, lambda: run(["git", "ls-tree", "-r", "HEAD", "records/"], cwd=repo)
+    )
     f["floor: open fields, all cores"] = median(runs, lambda: floor("open", repo))
     for command in ("stats", "list", "due"):
         first = median(runs, cmgit(command), before=forget_caches, warm=False)
         again = median(runs, cmgit(command))
         f[f"cmgit {command}, first run"] = first
         f[f"cmgit {command}, repeated"] = again
-        size.targets.append(Target(f"cmgit {command} (repeated)", again,
-                                   f["startup"] + 3 * f["git ls-tree -r"], "s",
-                                   "limit: startup + 3x git ls-tree -r HEAD records/"))
-        size.targets.append(Target(f"cmgit {command} (first run)", first,
-                                   1.5 * f["floor: open fields, all cores"], "s",
-                                   "limit: 1.5x parsing every record's open fields, all cores"))
+        size.targets.append(
+            Target(
+                f"cmgit {command} (repeated)",
+                again,
+                f["startup"] + 3 * f["git ls-tree -r"],
+                "s",
+                "limit: startup + 3x git ls-tree -r HEAD records/",
+            )
+        )
+        size.targets.append(
+            Target(
+                f"cmgit {command} (first run)",
+                first,
+                1.5 * f["floor: open fields, all cores"],
+                "s",
+                "limit: 1.5x parsing every record's open fields, all cores",
+            )
+        )
 
     # Sealed bulk read.
     f["floor: decrypt+parse+validate, all cores"] = median(
-        runs, lambda: floor("sealed", repo, str(keys / "pm-001.txt")))
+        runs, lambda: floor("sealed", repo, str(keys / "pm-001.txt"))
+    )
     f["cmgit validate"] = median(runs, cmgit("validate", env=pm))
-    size.targets.append(Target("cmgit validate (throughput)", f["cmgit validate"],
-                               f["floor: decrypt+parse+validate, all cores"] / 0.7, "s",
-                               "limit: at least 70% of the floor's throughput"))
+    size.targets.append(
+        Target(
+            "cmgit validate (throughput)",
+            f["cmgit validate"],
+            f["floor: decrypt+parse+validate, all cores"] / 0.7,
+            "s",
+            "limit: at least 70% of the floor's throughput",
+        )
+    )
     if shutil.which("age"):
         per_age = _age_loop(repo, keys / "pm-001.txt", min(sample, cases), work)
         f["age -d per record"] = per_age
         per_record = f["cmgit validate"] / cases
-        size.targets.append(Target(
-            "cmgit validate (per record)", per_record * 1000, per_age / 10 * 1000, "ms",
-            f"limit: 1/10 of an `age -d` per file ({per_age * 1000:.1f} ms, "
-            f"{min(sample, cases)} files)"))
+        size.targets.append(
+            Target(
+                "cmgit validate (per record)",
+                per_record * 1000,
+                per_age / 10 * 1000,
+                "ms",
+                f"limit: 1/10 of an `age -d` per file ({per_age * 1000:.1f} ms, "
+                f"{min(sample, cases)} files)",
+            )
+        )
     else:
         print("age is not installed: the `age -d` anchor is not measured", file=sys.stderr)
 
@@ -183,46 +251,85 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
         audit_memory.append(memory)
         return took
 
-    f["cmgit audit, full"] = median(runs, full_audit,
-                                    before=lambda: state.unlink(missing_ok=True))
+    f["cmgit audit, full"] = median(runs, full_audit, before=lambda: state.unlink(missing_ok=True))
     per_commit = f["cmgit audit, full"] / size.commits
     per_git = _git_signatures(repo, keys, min(sample, size.commits))
     f["git log %G? per commit"] = per_git
-    size.targets.append(Target("cmgit audit (per commit)", per_commit * 1000, per_git / 20 * 1000,
-                               "ms", f"limit: 1/20 of git log --format=%G? "
-                               f"({per_git * 1000:.1f} ms a commit, sampled)"))
+    size.targets.append(
+        Target(
+            "cmgit audit (per commit)",
+            per_commit * 1000,
+            per_git / 20 * 1000,
+            "ms",
+            f"limit: 1/20 of git log --format=%G? ({per_git * 1000:.1f} ms a commit, sampled)",
+        )
+    )
 
     # Moves, then the incremental audit of the commits they made.
     moves = _move_times(repo, keys, max(runs + 1, min(100, cases // 20)))
     f["cmgit move"] = statistics.median(moves)
     made = len(moves)
-    tip = subprocess.run(["git", "rev-parse", f"HEAD~{made}"], cwd=repo, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    f[f"cmgit audit, {made} new commits"] = median(
-        runs, cmgit("audit"), before=lambda: state.write_text(tip + "\n"))
-    size.targets.append(Target(f"cmgit audit (incremental, {made} commits)",
-                               f[f"cmgit audit, {made} new commits"],
-                               0.05 * f["cmgit audit, full"], "s",
-                               "limit: 5% of the full audit"))
+    tip = subprocess.run(
+        ["git", "rev-parse", f"HEAD~{made}"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+    def forget_new_commits() -> None:
+        state.write_text(tip + "\n")
+
+    f[f"cmgit audit, {made} new commits"] = median(runs, cmgit("audit"), before=forget_new_commits)
+    size.targets.append(
+        Target(
+            f"cmgit audit (incremental, {made} commits)",
+            f[f"cmgit audit, {made} new commits"],
+            0.05 * f["cmgit audit, full"],
+            "s",
+            "limit: 5% of the full audit",
+        )
+    )
     f["cmgit site build"] = median(runs, cmgit("site", "build", "--out", str(work / "site")))
     f["mkdocs build"] = _plain_mkdocs(repo, work, runs)
-    size.targets.append(Target("cmgit site build", f["cmgit site build"], 1.5 * f["mkdocs build"],
-                               "s", "limit: 1.5x plain mkdocs build of the same pages"))
-    memory = {name: peak_memory([CMGIT, *args], repo, env) for name, args, env in (
-        ("validate", ["validate"], pm), ("stats", ["stats"], keyless),
-        ("list", ["list"], keyless), ("audit", ["audit", "--since", tip], keyless),
-        ("site build", ["site", "build", "--out", str(work / "site")], keyless))}
+    size.targets.append(
+        Target(
+            "cmgit site build",
+            f["cmgit site build"],
+            1.5 * f["mkdocs build"],
+            "s",
+            "limit: 1.5x plain mkdocs build of the same pages",
+        )
+    )
+    memory = {
+        name: peak_memory([CMGIT, *args], repo, env)
+        for name, args, env in (
+            ("validate", ["validate"], pm),
+            ("stats", ["stats"], keyless),
+            ("list", ["list"], keyless),
+            ("audit", ["audit", "--since", tip], keyless),
+            ("site build", ["site", "build", "--out", str(work / "site")], keyless),
+        )
+    }
     memory["audit (full)"] = max(audit_memory)
     f.update({f"peak memory {k} (MB)": v for k, v in memory.items()})
     worst = max(memory, key=lambda k: memory[k])
-    size.targets.append(Target("peak memory of bulk commands", memory[worst], 500, "MB",
-                               f"largest: {worst}"))
+    size.targets.append(
+        Target("peak memory of bulk commands", memory[worst], 500, "MB", f"largest: {worst}")
+    )
     f["git commit of one file"] = _git_commit(repo, runs)
-    limit = (f["git commit of one file"] if cases >= 100_000
-             else f["startup"] + f["git commit of one file"])
-    size.targets.append(Target("cmgit move", f["cmgit move"], limit, "s",
-                               "limit: git commit" + ("" if cases >= 100_000 else " + startup")
-                               + f" (median of {made} moves)"))
+    limit = (
+        f["git commit of one file"]
+        if cases >= 100_000
+        else f["startup"] + f["git commit of one file"]
+    )
+    size.targets.append(
+        Target(
+            "cmgit move",
+            f["cmgit move"],
+            limit,
+            "s",
+            "limit: git commit"
+            + ("" if cases >= 100_000 else " + startup")
+            + f" (median of {made} moves)",
+        )
+    )
     return size
 
 
@@ -239,24 +346,41 @@ def _age_loop(repo: Path, key: Path, count: int, work: Path) -> float:
         paths.append(target)
     start = time.perf_counter()
     for target in paths:
-        subprocess.run(["age", "-d", "-i", str(key), str(target)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["age", "-d", "-i", str(key), str(target)], check=True, stdout=subprocess.DEVNULL
+        )
     return (time.perf_counter() - start) / len(paths)
 
 
 def _git_signatures(repo: Path, keys: Path, count: int) -> float:
     """Seconds per commit of git verifying SSH signatures (`git log --format=%G?`)."""
     import yaml
+
     signers = keys.parent / "allowed_signers"
     staff = yaml.safe_load((repo / "staff.yaml").read_text())["staff"]
-    lines = [f"{staff_id}@cmgit.invalid {member['signing_key']}"
-             for staff_id, member in staff.items() if member.get("signing_key")]
+    lines = [
+        f"{staff_id}@cmgit.invalid {member['signing_key']}"
+        for staff_id, member in staff.items()
+        if member.get("signing_key")
+    ]
     signers.write_text("\n".join(lines) + "\n")
     start = time.perf_counter()
-    out = subprocess.run(["git", "-c", "gpg.format=ssh", "-c",
-                          f"gpg.ssh.allowedSignersFile={signers}", "log", f"-{count}",
-                          "--format=%G?"], cwd=repo, check=True, capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        [
+            "git",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={signers}",
+            "log",
+            f"-{count}",
+            "--format=%G?",
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     took = time.perf_counter() - start
     if out.count("G") < len(out) * 0.9:
         raise SystemExit("git did not verify the signatures: check the allowed signers")
@@ -266,17 +390,25 @@ def _git_signatures(repo: Path, keys: Path, count: int) -> float:
 def _move_times(repo: Path, keys: Path, count: int) -> list[float]:
     """Times of ``count`` `cmgit move` runs, each a different registered case to assessment,
     made by its caseworker with her keys."""
-    out = subprocess.run([CMGIT, "list", "--json", "--state", "registered"], cwd=repo,
-                         check=True, capture_output=True, text=True,
-                         env={**os.environ, "CMGIT_TODAY": TODAY}).stdout
+    out = subprocess.run(
+        [CMGIT, "list", "--json", "--state", "registered"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CMGIT_TODAY": TODAY},
+    ).stdout
     cases = json.loads(out)[:count]
     if len(cases) < count:
         raise SystemExit(f"only {len(cases)} registered cases to move")
     times = []
     for case in cases:
         worker = case["caseworker"]
-        env = {"CMGIT_IDENTITY": str(keys / f"{worker}.txt"),
-               "CMGIT_SIGNING_KEY": str(keys / f"{worker}.ssh"), "CMGIT_TODAY": TODAY}
+        env = {
+            "CMGIT_IDENTITY": str(keys / f"{worker}.txt"),
+            "CMGIT_SIGNING_KEY": str(keys / f"{worker}.ssh"),
+            "CMGIT_TODAY": TODAY,
+        }
         times.append(run([CMGIT, "move", case["case_id"], "assessment"], cwd=repo, env=env))
     return times
 
@@ -290,8 +422,22 @@ def _git_commit(repo: Path, runs: int) -> float:
         n[0] += 1
         with open(repo / path, "a") as handle:
             handle.write(f"#{n[0]}\n")
-        return run(["git", "-c", "user.name=bench", "-c", "user.email=bench@cmgit.invalid",
-                    "commit", "-q", "-m", "bench", "--", path], cwd=repo)
+        return run(
+            [
+                "git",
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@cmgit.invalid",
+                "commit",
+                "-q",
+                "-m",
+                "bench",
+                "--",
+                path,
+            ],
+            cwd=repo,
+        )
 
     return median(runs, once)
 
@@ -301,13 +447,15 @@ def _plain_mkdocs(repo: Path, work: Path, runs: int) -> float:
     import yaml
 
     from cmgit import site
+
     source = site.open_source(repo)
     docs = work / "mkdocs-docs"
     shutil.rmtree(docs, ignore_errors=True)
     shutil.copytree(repo / "site", docs)
     pages = site.reference_pages(source)
     pages["statistics/index.md"] = site.statistics_page(
-        source, site.report(source, generate.TODAY), generate.TODAY)
+        source, site.report(source, generate.TODAY), generate.TODAY
+    )
     for name, text in pages.items():
         (docs / name).parent.mkdir(parents=True, exist_ok=True)
         (docs / name).write_text(text)
@@ -339,20 +487,32 @@ def machine() -> str:
     with open("/proc/meminfo") as handle:
         memory = int(re.findall(r"\d+", handle.readline())[0]) // 1024 // 1024
     git = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
-    return (f"{os.cpu_count()} cores ({cpu}), {memory} GiB, Linux {platform.release()}, "
-            f"Python {platform.python_version()}, {git}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory} GiB, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, {git}"
+    )
 
 
 def report(sizes: list[Size], runs: int, *, heading: bool = True) -> str:
-    parts = [f"# Scale benchmarks\n\nMeasured on {machine()}; each target beside its "
-             "anchor in the same run, medians after a warm-up.\n"] if heading else []
+    parts = (
+        [
+            f"# Scale benchmarks\n\nMeasured on {machine()}; each target beside its "
+            "anchor in the same run, medians after a warm-up.\n"
+        ]
+        if heading
+        else []
+    )
     for size in sizes:
-        parts.append(f"## {size.cases:,} cases ({size.commits:,} commits)\n\n"
-                     f"{dt.date.today().isoformat()}, `python bench/run.py {size.cases} "
-                     f"--runs {runs}`: medians of {runs} run(s).\n")
+        parts.append(
+            f"## {size.cases:,} cases ({size.commits:,} commits)\n\n"
+            f"{dt.date.today().isoformat()}, `python bench/run.py {size.cases} "
+            f"--runs {runs}`: medians of {runs} run(s).\n"
+        )
         parts.append(table([t.row() for t in size.targets], HEADERS) + "\n")
-        parts.append(table([[k, f"{v:.4g}"] for k, v in size.figures.items()],
-                           ["figure", "seconds (or MB)"]) + "\n")
+        parts.append(
+            table([[k, f"{v:.4g}"] for k, v in size.figures.items()], ["figure", "seconds (or MB)"])
+            + "\n"
+        )
     return "\n".join(parts)
 
 
@@ -360,12 +520,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", type=int, nargs="+")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sample", type=int, default=2000,
-                        help="files for the age -d loop and commits for git log %%G?")
-    parser.add_argument("--out", default=str(HERE / "RESULTS.md"),
-                        help="where to write the report ('-' for nowhere)")
-    parser.add_argument("--append", action="store_true",
-                        help="add the sizes measured to the report instead of replacing it")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=2000,
+        help="files for the age -d loop and commits for git log %%G?",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(HERE / "RESULTS.md"),
+        help="where to write the report ('-' for nowhere)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the sizes measured to the report instead of replacing it",
+    )
     args = parser.parse_args()
     # An installed package comes with its bytecode; an editable checkout run with
     # PYTHONDONTWRITEBYTECODE would compile every module on every command instead.

@@ -48,14 +48,15 @@ def main() -> None:
         changes = source.changes()
         print(f"{len(cases)} cases, {len(changes)} changes of state in history")
         read = best(3, lambda: (site.open_source(repo).cases(), site.open_source(repo).changes()))
-        compute = best(3, lambda: stats.compute(list(cases.values()), changes,
-                                                source.programme(), TODAY))
+        compute = best(3, lambda: stats.compute(cases, changes, source.programme(), TODAY))
         pages = best(3, lambda: site.reference_pages(source))
         whole = best(3, lambda: site.build(repo, Path(tmp) / "out", today=TODAY))
-        for name, seconds in (("read open fields and history", read),
-                              ("compute suppressed tables", compute),
-                              ("write reference pages", pages),
-                              ("cmgit site build (whole)", whole)):
+        for name, seconds in (
+            ("read open fields and history", read),
+            ("compute suppressed tables", compute),
+            ("write reference pages", pages),
+            ("cmgit site build (whole)", whole),
+        ):
             print(f"{name:<32} {seconds * 1000:8.1f} ms")
 
 

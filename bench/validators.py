@@ -30,15 +30,31 @@ FORMS = ROOT / "tests" / "fixtures" / "forms"
 
 def full_record(schemas: SchemaSet) -> dict[str, object]:
     record: dict[str, object] = {
-        "case_id": "CP-7K2M9QX4", "version": 4, "state": "implementation", "episode": 1,
-        "team": "north", "caseworker": "cw-001", "identified_on": "2026-03-02",
-        "registered_on": "2026-03-03", "state_since": "2026-03-20",
-        "state_history": ["2026-03-02 identified", "2026-03-03 registered",
-                          "2026-03-10 assessment", "2026-03-14 case_planning",
-                          "2026-03-20 implementation"],
-        "next_follow_up_due": "2026-04-03", "next_review_due": "2026-06-01",
-        "risk_level": "medium", "immediate_risk": False, "separation_status": "separated",
-        "sex": "female", "age_band": "12_14", "closure_reason": None, "closed_on": None,
+        "case_id": "CP-7K2M9QX4",
+        "version": 4,
+        "state": "implementation",
+        "episode": 1,
+        "team": "north",
+        "caseworker": "cw-001",
+        "identified_on": "2026-03-02",
+        "registered_on": "2026-03-03",
+        "state_since": "2026-03-20",
+        "state_history": [
+            "2026-03-02 identified",
+            "2026-03-03 registered",
+            "2026-03-10 assessment",
+            "2026-03-14 case_planning",
+            "2026-03-20 implementation",
+        ],
+        "next_follow_up_due": "2026-04-03",
+        "next_review_due": "2026-06-01",
+        "risk_level": "medium",
+        "immediate_risk": False,
+        "separation_status": "separated",
+        "sex": "female",
+        "age_band": "12_14",
+        "closure_reason": None,
+        "closed_on": None,
         "comprehensive_assessment_required": False,
     }
     for name in ("identification", "registration", "consent", "assessment", "follow_up"):
@@ -67,7 +83,8 @@ def main() -> None:
         (k, referencing.Resource.from_contents(v)) for k, v in schemas.schemas.items()
     )
     reference = jsonschema.Draft202012Validator(
-        schemas.schemas[CASE], registry=registry,
+        schemas.schemas[CASE],
+        registry=registry,
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
     fast = jsonschema_rs.validator_for(
@@ -77,8 +94,7 @@ def main() -> None:
     )
     assert reference.is_valid(record) and fast.is_valid(record)
     key = pyrage.x25519.Identity.generate()
-    sealed = pyrage.encrypt(as_json + b" " * (8192 - len(as_json)), [key.to_public()],
-                            armored=True)
+    sealed = pyrage.encrypt(as_json + b" " * (8192 - len(as_json)), [key.to_public()], armored=True)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}")
     print(f"record: {len(as_json)} bytes as JSON, {len(as_yaml)} bytes as YAML")
     rows = [

@@ -29,8 +29,12 @@ BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
 IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
 CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
-CONFIG_ACTIONS = {"staff-add": STAFF_FILE, "staff-update": STAFF_FILE,
-                  "staff-deactivate": STAFF_FILE, "settings-set": SETTINGS_FILE}
+CONFIG_ACTIONS = {
+    "staff-add": STAFF_FILE,
+    "staff-update": STAFF_FILE,
+    "staff-deactivate": STAFF_FILE,
+    "settings-set": SETTINGS_FILE,
+}
 STATE_FILE = "audit-verified"
 
 # The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
@@ -42,11 +46,23 @@ TRAILERS: dict[str, frozenset[str]] = {
     "new": frozenset({*_CASE, "Cmgit-To"}),
     "record": frozenset({*_CASE, "Cmgit-Form"}),
     "edit": frozenset(_CASE),
-    "move": frozenset({*_CASE, "Cmgit-Transition", "Cmgit-From", "Cmgit-To", "Cmgit-Reason",
-                       "Cmgit-Form", "Cmgit-Override", "Cmgit-Warning"}),
+    "move": frozenset(
+        {
+            *_CASE,
+            "Cmgit-Transition",
+            "Cmgit-From",
+            "Cmgit-To",
+            "Cmgit-Reason",
+            "Cmgit-Form",
+            "Cmgit-Override",
+            "Cmgit-Warning",
+        }
+    ),
     "assign": frozenset({*_CASE, "Cmgit-Staff", "Cmgit-Reason", "Cmgit-Override"}),
-    **{action: frozenset({"Cmgit-Action", "Cmgit-Staff"})
-       for action in ("staff-add", "staff-update", "staff-deactivate")},
+    **{
+        action: frozenset({"Cmgit-Action", "Cmgit-Staff"})
+        for action in ("staff-add", "staff-update", "staff-deactivate")
+    },
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
 }
 # Trailers an action may carry more than once.
@@ -117,8 +133,9 @@ class Auditor:
 
     # -- the walk -----------------------------------------------------------------------
 
-    def commits(self, since: str | None, until: str = "HEAD",
-                progress: Progress = SILENT) -> Iterator[list[Entry]]:
+    def commits(
+        self, since: str | None, until: str = "HEAD", progress: Progress = SILENT
+    ) -> Iterator[list[Entry]]:
         """Commits after ``since`` (all, from the root, if None), oldest first, in batches,
         each with its parents and the files it changed.
 
@@ -129,11 +146,19 @@ class Auditor:
         oids = self.git.run("rev-list", "--reverse", rev).split()
         with progress.task("Checking commits", len(oids)) as advance:
             for start in range(0, len(oids), BATCH):
-                chunk = oids[start:start + BATCH]
-                out = self.git.run("log", "--no-walk=unsorted", "--stdin", "--root", "--raw",
-                                   "--no-renames", "--no-abbrev", "-z",
-                                   f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
-                                   input=b"\n".join(chunk) + b"\n")
+                chunk = oids[start : start + BATCH]
+                out = self.git.run(
+                    "log",
+                    "--no-walk=unsorted",
+                    "--stdin",
+                    "--root",
+                    "--raw",
+                    "--no-renames",
+                    "--no-abbrev",
+                    "-z",
+                    f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
+                    input=b"\n".join(chunk) + b"\n",
+                )
                 yield [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
                 advance(len(chunk))
 
@@ -141,15 +166,23 @@ class Auditor:
     def _commit_entry(piece: bytes) -> Entry:
         head, _, raw = piece.partition(b"\x03")
         ids_line, when, author, author_ident, committer_ident, message = head.decode(
-            "utf-8", "replace").split("\x02", 5)
+            "utf-8", "replace"
+        ).split("\x02", 5)
         oid, *parents = ids_line.split()
-        commit = Commit(oid, when, author, message, parse_trailers(message), author_ident,
-                        committer_ident)
+        commit = Commit(
+            oid, when, author, message, parse_trailers(message), author_ident, committer_ident
+        )
         return commit, parents, _parse_raw(raw)
 
-    def run(self, since: str | None = None, *, remembered: bool = True,
-            until: str | None = None, require_signatures: bool = False,
-            progress: Progress = SILENT) -> Report:
+    def run(
+        self,
+        since: str | None = None,
+        *,
+        remembered: bool = True,
+        until: str | None = None,
+        require_signatures: bool = False,
+        progress: Progress = SILENT,
+    ) -> Report:
         self.require_signatures = require_signatures
         try:
             return self._run(since, remembered, until, progress)
@@ -162,8 +195,9 @@ class Auditor:
             report.violations += [Violation(until or "HEAD", "fsck", d) for d in damaged]
             return report
 
-    def _run(self, since: str | None, remembered: bool, until: str | None,
-             progress: Progress) -> Report:
+    def _run(
+        self, since: str | None, remembered: bool, until: str | None, progress: Progress
+    ) -> Report:
         report = Report(head=until or self.git.head())
         if report.head is None:
             raise RepositoryError("the repository has no commits")
@@ -174,9 +208,13 @@ class Auditor:
             if self.git.is_ancestor(verified, report.head):
                 start = verified
             else:
-                report.violations.append(Violation(
-                    verified, "history-rewritten",
-                    "the last verified commit is no longer in the history: it was rewritten"))
+                report.violations.append(
+                    Violation(
+                        verified,
+                        "history-rewritten",
+                        "the last verified commit is no longer in the history: it was rewritten",
+                    )
+                )
         if start is None:
             incomplete = self.git.incomplete_history()
             if incomplete:
@@ -184,22 +222,27 @@ class Auditor:
                 # a walk from the first commit would prove nothing.
                 raise RepositoryError(
                     f"a {incomplete} clone cannot be audited from the first commit",
-                    hint="audit a full clone, or from a commit you trust: "
-                         "cmgit audit --since REV")
+                    hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
+                )
         report.start = start
         # A whole-history audit checks every object, on another core meanwhile; an
         # incremental one checks the objects of the new commits only.
         damaged: list[str] = []
-        objects = pool.Background(self.git.check_objects) if (
-            since is None and until is None and start is None) else None
+        objects = (
+            pool.Background(self.git.check_objects)
+            if (since is None and until is None and start is None)
+            else None
+        )
         for checked, found in self._check_all(self.commits(start, report.head, progress)):
             report.checked += checked
             report.violations += found
         if objects is not None:
             damaged += objects.result()
         if start is not None and until is None:
-            damaged += [f"damaged or missing object {oid}"
-                        for oid in self.git.damaged_objects(f"{start}..{report.head}")]
+            damaged += [
+                f"damaged or missing object {oid}"
+                for oid in self.git.damaged_objects(f"{start}..{report.head}")
+            ]
         report.violations += [Violation(report.head, "fsck", d) for d in damaged]
         if report.ok and until is None:
             state.parent.mkdir(exist_ok=True)
@@ -209,8 +252,11 @@ class Auditor:
     def check_batch(self, batch: list[Entry]) -> tuple[int, list[Violation]]:
         """Every commit of ``batch``, in order: how many, and what was found."""
         self._prefetch(batch)
-        found = [Violation(commit.oid, rule, detail) for commit, parents, changes in batch
-                 for rule, detail in self.check(commit, parents, changes)]
+        found = [
+            Violation(commit.oid, rule, detail)
+            for commit, parents, changes in batch
+            for rule, detail in self.check(commit, parents, changes)
+        ]
         return len(batch), found
 
     def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[tuple[int, list[Violation]]]:
@@ -241,21 +287,29 @@ class Auditor:
         """Read the commits of ``batch`` and the records they wrote in one stream: one
         round trip to git for many objects instead of one each."""
         wanted = [commit.oid for commit, _, _ in batch]
-        wanted += [oid for _, _, changes in batch for c in changes
-                   if c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)
-                   for oid in (c.old, c.new) if oid]
-        self._objects = {oid: data for oid, kind, data in self.git.stream_objects(
-            wanted, records.MAX_RECORD_FILE) if kind}
+        wanted += [
+            oid
+            for _, _, changes in batch
+            for c in changes
+            if c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)
+            for oid in (c.old, c.new)
+            if oid
+        ]
+        self._objects = {
+            oid: data
+            for oid, kind, data in self.git.stream_objects(wanted, records.MAX_RECORD_FILE)
+            if kind
+        }
 
     def _read(self, oid: str) -> bytes:
         data = self._objects.get(oid)
-        return data if data is not None else self.git.read_blob(
-            oid, limit=records.MAX_RECORD_FILE)
+        return data if data is not None else self.git.read_blob(oid, limit=records.MAX_RECORD_FILE)
 
     # -- one commit -----------------------------------------------------------------------
 
-    def check(self, commit: Commit, parents: list[str],
-              changes: list[Change]) -> Iterator[tuple[str, str]]:
+    def check(
+        self, commit: Commit, parents: list[str], changes: list[Change]
+    ) -> Iterator[tuple[str, str]]:
         action = commit.trailer("Cmgit-Action")
         if len(parents) > 1:
             yield "linear", "a merge commit: the history must stay linear"
@@ -263,8 +317,9 @@ class Auditor:
         if not parents:
             if action != "init":
                 yield "message", "the first commit is not a cmgit init"
-            yield from self._check_signature(commit, read_config(self.git, commit.oid),
-                                             commit.trailer("Cmgit-Actor") or "")
+            yield from self._check_signature(
+                commit, read_config(self.git, commit.oid), commit.trailer("Cmgit-Actor") or ""
+            )
             return
         parent = parents[0]
         try:
@@ -296,8 +351,7 @@ class Auditor:
             yield "actor", "committed by someone other than its author"
         yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
-            yield from self._check_config_change(action, actor.role, changes, parent, commit,
-                                                 after)
+            yield from self._check_config_change(action, actor.role, changes, parent, commit, after)
         elif action in CASE_ACTIONS:
             yield from self._check_case_change(action, commit, actor, changes, parent, before)
         else:
@@ -323,12 +377,16 @@ class Auditor:
         ):
             yield "message", "the message carries trailers its action never has"
 
-    def _check_signature(self, commit: Commit, config: Config,
-                         actor_id: str) -> Iterator[tuple[str, str]]:
+    def _check_signature(
+        self, commit: Commit, config: Config, actor_id: str
+    ) -> Iterator[tuple[str, str]]:
         required = self.require_signatures or bool(config.settings.get("require_signed_commits"))
         data = self._objects.get(commit.oid)
-        payload, armored = (split_signature(data) if data is not None
-                            else self.git.objects.signed_commit(commit.oid))
+        payload, armored = (
+            split_signature(data)
+            if data is not None
+            else self.git.objects.signed_commit(commit.oid)
+        )
         if armored is None:
             if required:
                 yield "signature", "unsigned commit where signatures are required"
@@ -365,11 +423,17 @@ class Auditor:
             self._seen[change.path] = (*self._seen.get(change.path, ())[-1:], latest)
             if fields.get("case_id") != case_id:
                 yield "record", f"{case_id}: the record inside belongs to another case"
-            wanted = after.registry.recipients_for(fields["team"], fields["caseworker"],
-                                                   after.settings)
+            wanted = after.registry.recipients_for(
+                fields["team"], fields["caseworker"], after.settings
+            )
             if header.stanza_count != len(wanted):
-                yield "record", (f"{case_id}: sealed for {header.stanza_count} recipients, "
-                                 f"the registry called for {len(wanted)}")
+                yield (
+                    "record",
+                    (
+                        f"{case_id}: sealed for {header.stanza_count} recipients, "
+                        f"the registry called for {len(wanted)}"
+                    ),
+                )
 
     def _open(self, oid: str | None, config: Config, path: str) -> dict[str, Any] | None:
         if oid is None:
@@ -382,8 +446,15 @@ class Auditor:
             return records.parse_open_fields(self._read(oid), config.schemas.open_fields)
         return None
 
-    def _check_config_change(self, action: str, role: str, changes: list[Change], parent: str,
-                             commit: Commit, after: Config) -> Iterator[tuple[str, str]]:
+    def _check_config_change(
+        self,
+        action: str,
+        role: str,
+        changes: list[Change],
+        parent: str,
+        commit: Commit,
+        after: Config,
+    ) -> Iterator[tuple[str, str]]:
         if role != PROGRAMME_MANAGER:
             yield "config", f"{action} by a {role}: only a programme manager changes it"
         allowed = CONFIG_ACTIONS[action]
@@ -398,9 +469,15 @@ class Auditor:
             if before is None or now is None or before != now:
                 yield "paths", f"{action} changed the open fields of a record"
 
-    def _check_case_change(self, action: str, commit: Commit, actor: Any,
-                           changes: list[Change], parent: str,
-                           before: Config) -> Iterator[tuple[str, str]]:
+    def _check_case_change(
+        self,
+        action: str,
+        commit: Commit,
+        actor: Any,
+        changes: list[Change],
+        parent: str,
+        before: Config,
+    ) -> Iterator[tuple[str, str]]:
         case_id = commit.trailer("Cmgit-Case") or ""
         paths = {c.path for c in changes}
         try:
@@ -431,13 +508,14 @@ class Auditor:
         team = actor.team
         if action in ("record", "edit"):
             if (new["state"], new["team"], new["caseworker"]) != (
-                old["state"], old["team"], old["caseworker"]
+                old["state"],
+                old["team"],
+                old["caseworker"],
             ):
                 yield "transition", f"{case_id}: a {action} changed state or assignment"
             form = commit.trailer("Cmgit-Form")
             event = flow.events.get(form or "") if action == "record" else None
-            roles = event.by if event else tuple(
-                {r for e in flow.events.values() for r in e.by})
+            roles = event.by if event else tuple({r for e in flow.events.values() for r in e.by})
             if event is not None and old["state"] not in event.states:
                 yield "transition", f"{case_id}: {form} is not recorded in {old['state']}"
             if flow.permission(roles, actor.role, actor.id, team, old, action):
@@ -467,8 +545,9 @@ class Auditor:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
 
 
-def _check_state_history(case_id: str, commit: Commit, old: Mapping[str, Any],
-                         new: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def _check_state_history(
+    case_id: str, commit: Commit, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> Iterator[tuple[str, str]]:
     """The state history grows by the state a `new` or `move` enters, on the day the commit
     names, and by nothing else: statistics read it instead of the commits."""
     if STATE_HISTORY not in new:  # a schema that keeps none
@@ -504,9 +583,15 @@ def _parse_raw(raw: bytes) -> list[Change]:
         if len(fields) < 5:
             continue
         old_mode, new_mode, old, new = fields[:4]
-        changes.append(Change(old_mode, new_mode, None if set(old) == {"0"} else old,
-                              None if set(new) == {"0"} else new,
-                              path.decode("utf-8", "surrogateescape")))
+        changes.append(
+            Change(
+                old_mode,
+                new_mode,
+                None if set(old) == {"0"} else old,
+                None if set(new) == {"0"} else new,
+                path.decode("utf-8", "surrogateescape"),
+            )
+        )
     return changes
 
 
@@ -559,7 +644,8 @@ def readable_history(root: Path, staff_id: str, until: str = "HEAD") -> list[Exp
             key = f"{fields.get('team')}/{fields.get('caseworker')}"
             if key not in wanted_by:
                 wanted_by[key] = config.registry.recipients_for(
-                    str(fields.get("team")), fields.get("caseworker"), config.settings)
+                    str(fields.get("team")), fields.get("caseworker"), config.settings
+                )
             if member.recipient in wanted_by[key]:
                 found.append(Exposure(case_id, fields["version"], commit.oid))
     return found
@@ -567,6 +653,9 @@ def readable_history(root: Path, staff_id: str, until: str = "HEAD") -> list[Exp
 
 def summarise(report: Report) -> Mapping[str, Any]:
     return {
-        "head": report.head, "since": report.start, "checked": report.checked,
-        "ok": report.ok, "violations": [v.as_dict() for v in report.violations],
+        "head": report.head,
+        "since": report.start,
+        "checked": report.checked,
+        "ok": report.ok,
+        "violations": [v.as_dict() for v in report.violations],
     }

@@ -74,8 +74,10 @@ def remember(git: Git, name: str, key: tuple[Any, ...], value: Any) -> None:
 
 # -- open fields of every record ----------------------------------------------------------
 
-def open_rows(git: Git, commit: str, order: Sequence[str],
-              progress: Progress = SILENT) -> list[tuple[Any, ...]]:
+
+def open_rows(
+    git: Git, commit: str, order: Sequence[str], progress: Progress = SILENT
+) -> list[tuple[Any, ...]]:
     """Open fields of every record committed in ``commit``, each a tuple in ``order`` (its
     case ID among them), in path order: a mapping per case would cost a read of every case
     more than the rest.
@@ -95,12 +97,21 @@ def open_rows(git: Git, commit: str, order: Sequence[str],
     return [row for _, _, rows in buckets.values() for row in rows if row is not None]
 
 
-def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket],
-             order: tuple[str, ...], progress: Progress) -> dict[str, Bucket]:
+def _buckets(
+    git: Git,
+    commit: str,
+    records_tree: str,
+    cached: dict[str, Bucket],
+    order: tuple[str, ...],
+    progress: Progress,
+) -> dict[str, Bucket]:
     """The buckets of ``records_tree`` (that of ``commit``), reusing every cached bucket
     and blob still there."""
-    folders = {bucket: tree_id for bucket, (mode, tree_id) in git.objects.tree(records_tree).items()
-               if mode == TREE_MODE}
+    folders = {
+        bucket: tree_id
+        for bucket, (mode, tree_id) in git.objects.tree(records_tree).items()
+        if mode == TREE_MODE
+    }
     changed = [b for b, tree_id in folders.items() if b not in cached or cached[b][0] != tree_id]
     checked_out: dict[str, Scanned] = {}
     if len(changed) >= LIST_ALL_FROM:
@@ -108,8 +119,10 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
         # while git lists what is committed in them.
         listed, checked_out = _read_folders(git, commit, changed, order, progress)
     else:
-        listed = {bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
-                  for bucket in changed}
+        listed = {
+            bucket: _record_blobs(bucket, git.objects.tree(folders[bucket]).items())
+            for bucket in changed
+        }
     at = order.index("case_id")
     blobs: dict[str, bytes] = {}
     rows: dict[str, Sequence[Values]] = {}
@@ -127,8 +140,12 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
         known = dict(zip(_blob_ids(old[1]), old[2], strict=True)) if old else {}
         seen: dict[str, tuple[str, Values]] = {}
         if scanned is not None:
-            seen = {case_id: (oid, values) for case_id, oid, values in zip(
-                scanned[0], _blob_ids(scanned[1]), scanned[2], strict=True)}
+            seen = {
+                case_id: (oid, values)
+                for case_id, oid, values in zip(
+                    scanned[0], _blob_ids(scanned[1]), scanned[2], strict=True
+                )
+            }
         found: list[Values] = []
         for case_id, oid in entries.items():
             values = known.get(oid)
@@ -146,12 +163,14 @@ def _buckets(git: Git, commit: str, records_tree: str, cached: dict[str, Bucket]
             for bucket, row, case_id in missing[oid]:
                 # (a list: only folders not read whole from their files miss any)
                 rows[bucket][row] = _bound(values, case_id, at)  # type: ignore[index]
-    return {bucket: (tree_id, blobs[bucket], tuple(rows[bucket])) if bucket in rows
-            else cached[bucket] for bucket, tree_id in folders.items()}
+    return {
+        bucket: (tree_id, blobs[bucket], tuple(rows[bucket])) if bucket in rows else cached[bucket]
+        for bucket, tree_id in folders.items()
+    }
 
 
 def _blob_ids(packed: bytes) -> list[str]:
-    return [packed[n:n + 20].hex() for n in range(0, len(packed), 20)]
+    return [packed[n : n + 20].hex() for n in range(0, len(packed), 20)]
 
 
 def _bound(values: Values, case_id: str, at: int) -> Values:
@@ -160,18 +179,19 @@ def _bound(values: Values, case_id: str, at: int) -> Values:
     return values if values is not None and values[at] == case_id else None
 
 
-def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, ...],
-                  progress: Progress) -> tuple[dict[str, dict[str, str]], dict[str, Scanned]]:
+def _read_folders(
+    git: Git, commit: str, folders: list[str], order: tuple[str, ...], progress: Progress
+) -> tuple[dict[str, dict[str, str]], dict[str, Scanned]]:
     """The record files committed in ``folders`` of ``commit``, and those checked out in
     them, read and hashed, both at once; by folder."""
     listed = pool.Background(lambda: _list_buckets(git, commit))
     checked_out: dict[str, Scanned] = {}
     with progress.task("Reading open fields", len(folders)) as advance:
         size = -(-len(folders) // (pool.workers() * 4))
-        jobs = [(str(git.root), folders[i:i + size], order)
-                for i in range(0, len(folders), size)]
-        parts = pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(
-            _scan_folders, jobs)
+        jobs = [(str(git.root), folders[i : i + size], order) for i in range(0, len(folders), size)]
+        parts = (
+            pool.fork_map(_scan_folders, jobs) if pool.workers() > 1 else map(_scan_folders, jobs)
+        )
         for job, part in zip(jobs, parts, strict=True):
             for bucket, case_ids, oids, rows in part:
                 checked_out[bucket] = (case_ids, oids, rows)
@@ -179,8 +199,9 @@ def _read_folders(git: Git, commit: str, folders: list[str], order: tuple[str, .
     return listed.result(), checked_out
 
 
-def _scan_folders(job: tuple[str, list[str], tuple[str, ...]],
-                  ) -> list[tuple[str, tuple[str, ...], bytes, tuple[Values, ...]]]:
+def _scan_folders(
+    job: tuple[str, list[str], tuple[str, ...]],
+) -> list[tuple[str, tuple[str, ...], bytes, tuple[Values, ...]]]:
     """Each folder of ``job`` (root, folder names, field order) as checked out."""
     root, folders, order = job
     at = order.index("case_id")
@@ -221,14 +242,24 @@ def _list_buckets(git: Git, commit: str) -> dict[str, dict[str, str]]:
     `git ls-tree` would read every folder's tree instead, at several times the cost."""
     try:
         listing = git.run("ls-files", "-s", "-z", "--", ids.RECORDS_DIR + "/").decode(
-            "utf-8", "surrogateescape")
-        changed = git.run("diff-index", "--cached", "--raw", "-z", "--no-renames", commit,
-                          "--", ids.RECORDS_DIR + "/").decode("utf-8", "surrogateescape")
+            "utf-8", "surrogateescape"
+        )
+        changed = git.run(
+            "diff-index",
+            "--cached",
+            "--raw",
+            "-z",
+            "--no-renames",
+            commit,
+            "--",
+            ids.RECORDS_DIR + "/",
+        ).decode("utf-8", "surrogateescape")
     except GitFailed:  # no index (a bare repository)
         listing, changed = "", None
     # Substrings first: the expression alone would cost more than the whole listing.
-    if changed is None or (any(f" {stage}\t" in listing for stage in "123")
-                           and _UNMERGED_RE.search(listing)):
+    if changed is None or (
+        any(f" {stage}\t" in listing for stage in "123") and _UNMERGED_RE.search(listing)
+    ):
         tree = git.run("ls-tree", "-r", "-z", commit, "--", ids.RECORDS_DIR + "/")
         return _by_bucket(_TREE_RECORD_RE.findall(tree.decode("utf-8", "surrogateescape")))
     found = _by_bucket(_INDEX_RECORD_RE.findall(listing))
@@ -256,17 +287,23 @@ def _by_bucket(entries: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]
     return found
 
 
-def _record_blobs(bucket: str, entries: Iterable[tuple[str, tuple[str, str]]],
-                  ) -> dict[str, str]:
+def _record_blobs(
+    bucket: str,
+    entries: Iterable[tuple[str, tuple[str, str]]],
+) -> dict[str, str]:
     """Case ID -> blob id of the record files among a bucket folder's entries."""
     suffix = len(ids.RECORD_SUFFIX)
-    return {name[:-suffix]: oid for name, (mode, oid) in entries
-            if mode in ("100644", "100755")
-            and ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}") is not None}
+    return {
+        name[:-suffix]: oid
+        for name, (mode, oid) in entries
+        if mode in ("100644", "100755")
+        and ids.case_id_from_path(f"{ids.RECORDS_DIR}/{bucket}/{name}") is not None
+    }
 
 
-def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
-                 progress: Progress) -> list[tuple[str, Values]]:
+def _read_values(
+    git: Git, oids: list[tuple[str, str]], order: tuple[str, ...], progress: Progress
+) -> list[tuple[str, Values]]:
     """Parse the open fields of many blobs, given with a path where each may be checked
     out, on every core when there are many."""
     with progress.task("Reading open fields", len(oids)) as advance:
@@ -275,7 +312,7 @@ def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
             advance(len(oids))
             return found
         size = -(-len(oids) // (pool.workers() * 4))
-        jobs = ((git.root, oids[i:i + size], order) for i in range(0, len(oids), size))
+        jobs = ((git.root, oids[i : i + size], order) for i in range(0, len(oids), size))
         found = []
         for part in pool.fork_map(_parse_blobs, jobs):
             found.extend(part)
@@ -283,8 +320,9 @@ def _read_values(git: Git, oids: list[tuple[str, str]], order: tuple[str, ...],
         return found
 
 
-def _parse_blobs(job: tuple[Path, list[tuple[str, str]], tuple[str, ...]],
-                 ) -> list[tuple[str, Values]]:
+def _parse_blobs(
+    job: tuple[Path, list[tuple[str, str]], tuple[str, ...]],
+) -> list[tuple[str, Values]]:
     """The open fields of each blob of ``job``: root, (blob id, path) pairs, field order.
     A checked-out file whose bytes hash to the blob's id is the blob: read from the work
     tree, it costs a fraction of inflating it from git."""
@@ -354,9 +392,14 @@ def state_changes(git: Git, commit: str) -> list[Change]:
     # Every case commit names its case and new state in trailers, so no path limit is
     # needed (one would make git compare trees for every commit), and git itself picks
     # the four trailers out of each message.
-    pieces = git.stream("log", "--format=%x1e%aI%x1f%(trailers:key=Cmgit-Case,"
-                        "key=Cmgit-Action,key=Cmgit-From,key=Cmgit-To,key=Cmgit-Date,"
-                        "separator=%x1f)", rev, separator=b"\x1e")
+    pieces = git.stream(
+        "log",
+        "--format=%x1e%aI%x1f%(trailers:key=Cmgit-Case,"
+        "key=Cmgit-Action,key=Cmgit-From,key=Cmgit-To,key=Cmgit-Date,"
+        "separator=%x1f)",
+        rev,
+        separator=b"\x1e",
+    )
     newest_first = []
     for piece in pieces:
         when, *lines = piece.decode("utf-8", "replace").strip("\n").split("\x1f")
@@ -372,4 +415,3 @@ def state_changes(git: Git, commit: str) -> list[Change]:
     known.extend(reversed(newest_first))
     remember(git, CHANGES_FILE, (), (commit, known))
     return known
-

@@ -161,16 +161,25 @@ def cli(ctx: click.Context, directory: str | None, identity: str | None) -> None
 
 @cli.command()
 @click.argument("directory", metavar="DIR", required=False, default=".")
-@click.option("--admin", required=True, metavar="ID",
-              help="Staff ID of the first programme manager.")
+@click.option(
+    "--admin", required=True, metavar="ID", help="Staff ID of the first programme manager."
+)
 @click.option("--recipient", required=True, metavar="AGE1...", help="Their age recipient.")
 @click.option("--signing-key", metavar="SSHPUB", help="Their SSH public signing key (text).")
 @click.option("--team", default="programme", show_default=True, help="Their team.")
 @click.option("--prefix", default="CP", show_default=True, help="Case ID prefix.")
-@click.option("--programme", default="Child protection programme", show_default=True,
-              help="Programme name.")
-def init(directory: str, admin: str, recipient: str, signing_key: str | None, team: str,
-         prefix: str, programme: str) -> None:
+@click.option(
+    "--programme", default="Child protection programme", show_default=True, help="Programme name."
+)
+def init(
+    directory: str,
+    admin: str,
+    recipient: str,
+    signing_key: str | None,
+    team: str,
+    prefix: str,
+    programme: str,
+) -> None:
     """Create a case repository in DIR (new or empty).
 
     The first programme manager is registered in the first commit, the trust root.
@@ -182,16 +191,26 @@ def init(directory: str, admin: str, recipient: str, signing_key: str | None, te
     from .store import init_repository
 
     target = init_repository(
-        Path(directory), admin=admin, recipient=recipient, team=team,
-        signing_key=signing_key, prefix=prefix, programme=programme,
+        Path(directory),
+        admin=admin,
+        recipient=recipient,
+        team=team,
+        signing_key=signing_key,
+        prefix=prefix,
+        programme=programme,
         signing_key_path=signing_key_path(),
     )
     click.echo(f"Created case repository {target}")
 
 
 @cli.command()
-@click.option("-o", "--output", metavar="FILE", required=True,
-              help="Where to write the identity (created with mode 0600; never overwritten).")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    required=True,
+    help="Where to write the identity (created with mode 0600; never overwritten).",
+)
 def keygen(output: str) -> None:
     """Create an age identity and print its recipient.
 
@@ -241,8 +260,9 @@ def staff() -> None:
 @click.option("--recipient", required=True, metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
 @pass_state
-def staff_add(state: State, staff_id: str, role: str, team: str, recipient: str,
-              signing_key: str | None) -> None:
+def staff_add(
+    state: State, staff_id: str, role: str, team: str, recipient: str, signing_key: str | None
+) -> None:
     """Register a staff member; re-encrypts the cases they now read.
 
     \b
@@ -251,8 +271,14 @@ def staff_add(state: State, staff_id: str, role: str, team: str, recipient: str,
     """
     from . import crypto
 
-    member = Staff(ids.check_staff_id(staff_id), role, ids.check_team_id(team),
-                   crypto.check_recipient(recipient), signing_key, True)
+    member = Staff(
+        ids.check_staff_id(staff_id),
+        role,
+        ids.check_team_id(team),
+        crypto.check_recipient(recipient),
+        signing_key,
+        True,
+    )
     repo = state.repo()
     count = repo.staff_add(state.identities(), member)
     click.echo(f"Added {staff_id} ({role}, team {team}); re-encrypted {count} case(s)")
@@ -285,8 +311,14 @@ def staff_list(state: State, as_json: bool) -> None:
 @click.option("--recipient", metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
 @pass_state
-def staff_update(state: State, staff_id: str, team: str | None, role: str | None,
-                 recipient: str | None, signing_key: str | None) -> None:
+def staff_update(
+    state: State,
+    staff_id: str,
+    team: str | None,
+    role: str | None,
+    recipient: str | None,
+    signing_key: str | None,
+) -> None:
     """Change a staff member's team, role, recipient (a lost laptop) or signing key.
 
     \b
@@ -296,8 +328,10 @@ def staff_update(state: State, staff_id: str, team: str | None, role: str | None
     from . import crypto
 
     count = state.repo().staff_update(
-        state.identities(), ids.check_staff_id(staff_id),
-        team=ids.check_team_id(team) if team else None, role=role,
+        state.identities(),
+        ids.check_staff_id(staff_id),
+        team=ids.check_team_id(team) if team else None,
+        role=role,
         recipient=crypto.check_recipient(recipient) if recipient else None,
         signing_key=signing_key,
     )
@@ -324,16 +358,24 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
     count = repo.staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
     history = readable_history(repo.root, staff_id)
     if as_json:
-        emit({"staff": staff_id, "reencrypted": count,
-              "history_readable": [e.as_dict() for e in history]}, True)
+        emit(
+            {
+                "staff": staff_id,
+                "reencrypted": count,
+                "history_readable": [e.as_dict() for e in history],
+            },
+            True,
+        )
         return
     click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
     if history:
         versions: dict[str, list[int]] = {}
         for exposure in history:
             versions.setdefault(exposure.case_id, []).append(exposure.version)
-        click.echo(f"Their key still opens {len(history)} earlier version(s) of "
-                   f"{len(versions)} case(s) in the history; destroy every copy of it:")
+        click.echo(
+            f"Their key still opens {len(history)} earlier version(s) of "
+            f"{len(versions)} case(s) in the history; destroy every copy of it:"
+        )
         for case_id, numbers in versions.items():
             click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
 
@@ -380,8 +422,13 @@ def settings_set(state: State, key: str, value: str) -> None:
 
 
 @cli.command()
-@click.option("--from", "source", required=True, metavar="FILE",
-              help="Form file with the identification form (and registration, if at hand).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="FILE",
+    help="Form file with the identification form (and registration, if at hand).",
+)
 @click.option("--caseworker", metavar="ID", help="Key caseworker (default: you, if a caseworker).")
 @click.option("--team", metavar="T", help="Team (default: the caseworker's).")
 @pass_state
@@ -394,8 +441,9 @@ def new(state: State, source: str, caseworker: str | None, team: str | None) -> 
     """
     data = read_input(source)
     repo = state.repo()
-    click.echo(repo.new_case(state.identities(), data, today=today(),
-                             caseworker=caseworker, team=team))
+    click.echo(
+        repo.new_case(state.identities(), data, today=today(), caseworker=caseworker, team=team)
+    )
 
 
 @cli.command()
@@ -424,8 +472,7 @@ def find(state: State, text: str, as_json: bool) -> None:
     Example:
       cmgit find "Amina"
     """
-    hits = state.repo().find(state.identities(), text,
-                             progress=_progress_printer(quiet=as_json))
+    hits = state.repo().find(state.identities(), text, progress=_progress_printer(quiet=as_json))
     if as_json:
         emit(hits, True)
     else:
@@ -465,8 +512,13 @@ def _ask_retry(problem: CmgitError) -> bool:
 @cli.command()
 @click.argument("case_id", metavar="ID")
 @click.argument("form", metavar="FORM")
-@click.option("--from", "source", required=True, metavar="FILE",
-              help="Form file holding exactly this form (- for standard input).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="FILE",
+    help="Form file holding exactly this form (- for standard input).",
+)
 @pass_state
 def record(state: State, case_id: str, form: str, source: str) -> None:
     """Add or update one form of a case, with no change of state.
@@ -490,12 +542,22 @@ def record(state: State, case_id: str, form: str, source: str) -> None:
 @click.argument("target", metavar="STATE")
 @click.option("--reason", metavar="CODE", help="Reason code the transition asks for.")
 @click.option("--from", "source", metavar="FILE", help="Merge one form in the same commit.")
-@click.option("--override-caseload", "override", metavar="REASON",
-              help="Supervisors: accept a caseworker above the caseload limit (reason in words; "
-                   "kept sealed).")
+@click.option(
+    "--override-caseload",
+    "override",
+    metavar="REASON",
+    help="Supervisors: accept a caseworker above the caseload limit (reason in words; "
+    "kept sealed).",
+)
 @pass_state
-def move(state: State, case_id: str, target: str, source: str | None,
-         reason: str | None, override: str | None) -> None:
+def move(
+    state: State,
+    case_id: str,
+    target: str,
+    source: str | None,
+    reason: str | None,
+    override: str | None,
+) -> None:
     """Move a case to STATE through one guarded transition of the workflow.
 
     A refused move lists every failing guard by code (G01...) and changes nothing
@@ -509,8 +571,15 @@ def move(state: State, case_id: str, target: str, source: str | None,
     """
     ids.check_case_id(case_id)
     data = read_input(source) if source else None
-    result = state.repo().move(state.identities(), case_id, target, today=today(),
-                               reason=reason, form_data=data, override=override)
+    result = state.repo().move(
+        state.identities(),
+        case_id,
+        target,
+        today=today(),
+        reason=reason,
+        form_data=data,
+        override=override,
+    )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     assert result.transition is not None
@@ -520,14 +589,21 @@ def move(state: State, case_id: str, target: str, source: str | None,
 @cli.command()
 @click.argument("case_id", metavar="ID")
 @click.argument("staff_id", metavar="STAFF")
-@click.option("--reason", metavar="CODE", required=True,
-              help="specific_qualification_needed, child_family_request, staff_departure, "
-                   "caseload_balancing or transfer_in.")
-@click.option("--override-caseload", "override", metavar="REASON",
-              help="Accept a caseworker above the caseload limit (reason in words; sealed).")
+@click.option(
+    "--reason",
+    metavar="CODE",
+    required=True,
+    help="specific_qualification_needed, child_family_request, staff_departure, "
+    "caseload_balancing or transfer_in.",
+)
+@click.option(
+    "--override-caseload",
+    "override",
+    metavar="REASON",
+    help="Accept a caseworker above the caseload limit (reason in words; sealed).",
+)
 @pass_state
-def assign(state: State, case_id: str, staff_id: str, reason: str,
-           override: str | None) -> None:
+def assign(state: State, case_id: str, staff_id: str, reason: str, override: str | None) -> None:
     """Reassign a case's key caseworker (supervisors, programme managers); re-encrypts.
 
     \b
@@ -535,8 +611,9 @@ def assign(state: State, case_id: str, staff_id: str, reason: str,
       cmgit assign CP-7K2M9QX4 cw-north-2 --reason caseload_balancing
     """
     ids.check_case_id(case_id)
-    state.repo().assign(state.identities(), case_id, staff_id, today=today(), reason=reason,
-                        override=override)
+    state.repo().assign(
+        state.identities(), case_id, staff_id, today=today(), reason=reason, override=override
+    )
     click.echo(f"{case_id}: assigned to {staff_id}")
 
 
@@ -549,8 +626,16 @@ def assign(state: State, case_id: str, staff_id: str, reason: str,
 @click.option("--profile", metavar="NAME", help="Display profile for the step names.")
 @json_option
 @pass_state
-def list_cases(state: State, states: Sequence[str], team: str | None, caseworker: str | None,
-               mine: bool, overdue: bool, profile: str | None, as_json: bool) -> None:
+def list_cases(
+    state: State,
+    states: Sequence[str],
+    team: str | None,
+    caseworker: str | None,
+    mine: bool,
+    overdue: bool,
+    profile: str | None,
+    as_json: bool,
+) -> None:
     """List cases from their open fields; no key needed (except for --mine).
 
     \b
@@ -561,21 +646,43 @@ def list_cases(state: State, states: Sequence[str], team: str | None, caseworker
     repo.progress = _progress_printer(quiet=as_json)
     if mine:
         caseworker = repo.actor(state.identities()).id
-    cases = repo.list_cases(states=states, team=team, caseworker=caseworker, overdue=overdue,
-                            today=today(), profile=profile)
+    cases = repo.list_cases(
+        states=states,
+        team=team,
+        caseworker=caseworker,
+        overdue=overdue,
+        today=today(),
+        profile=profile,
+    )
     if as_json:
         emit(cases.as_dicts(), True)
         return
-    print_columns(("case", "step", "team", "caseworker", "risk", "follow-up due", "review due"),
-                  [[value or "-" for value in cases.column(name)]
-                   for name in ("case_id", "step", "team", "caseworker", "risk_level",
-                                "next_follow_up_due", "next_review_due")])
+    print_columns(
+        ("case", "step", "team", "caseworker", "risk", "follow-up due", "review due"),
+        [
+            [value or "-" for value in cases.column(name)]
+            for name in (
+                "case_id",
+                "step",
+                "team",
+                "caseworker",
+                "risk_level",
+                "next_follow_up_due",
+                "next_review_due",
+            )
+        ],
+    )
     click.echo(f"{len(cases.rows)} case(s)", err=True)
 
 
 @cli.command()
-@click.option("--within", default=7, show_default=True, metavar="DAYS",
-              help="Also show what falls due within DAYS.")
+@click.option(
+    "--within",
+    default=7,
+    show_default=True,
+    metavar="DAYS",
+    help="Also show what falls due within DAYS.",
+)
 @json_option
 @pass_state
 def due(state: State, within: int, as_json: bool) -> None:
@@ -593,10 +700,19 @@ def due(state: State, within: int, as_json: bool) -> None:
     if as_json:
         emit(rows, True)
         return
-    table = [(r["risk_level"] or "-", r["case_id"], r["kind"], r["due_on"],
-              f"{r['days_overdue']} days overdue" if r["days_overdue"] > 0 else
-              ("due today" if r["days_overdue"] == 0 else f"in {-r['days_overdue']} days"),
-              r["caseworker"]) for r in rows]
+    table = [
+        (
+            r["risk_level"] or "-",
+            r["case_id"],
+            r["kind"],
+            r["due_on"],
+            f"{r['days_overdue']} days overdue"
+            if r["days_overdue"] > 0
+            else ("due today" if r["days_overdue"] == 0 else f"in {-r['days_overdue']} days"),
+            r["caseworker"],
+        )
+        for r in rows
+    ]
     print_table(("risk", "case", "what", "due", "when", "caseworker"), table)
 
 
@@ -619,18 +735,32 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
     if as_json:
         emit(rows, True)
         return
-    table = [(r["date"], r["actor"], r["role"], r["action"],
-              f"{r['from']} -> {r['to']}" if r["from"] else (r["to"] or ""),
-              r["reason"] or "", r["detail"] or "", r["signature"]) for r in rows]
-    print_table(("when", "who", "role", "action", "from -> to", "reason", "detail",
-                 "signature"), table)
+    table = [
+        (
+            r["date"],
+            r["actor"],
+            r["role"],
+            r["action"],
+            f"{r['from']} -> {r['to']}" if r["from"] else (r["to"] or ""),
+            r["reason"] or "",
+            r["detail"] or "",
+            r["signature"],
+        )
+        for r in rows
+    ]
+    print_table(
+        ("when", "who", "role", "action", "from -> to", "reason", "detail", "signature"), table
+    )
 
 
 @cli.command()
 @click.option("--since", metavar="REV", help="Check only the commits after REV.")
-@click.option("--full", is_flag=True,
-              help="Check the whole history and every object, not only what is new since "
-                   "the last verified commit.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Check the whole history and every object, not only what is new since "
+    "the last verified commit.",
+)
 @json_option
 @pass_state
 def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
@@ -652,8 +782,7 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
 
     git = Git.discover(state.directory or Path.cwd())
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
-    report = Auditor(git).run(start, remembered=not full,
-                              progress=_progress_printer(quiet=as_json))
+    report = Auditor(git).run(start, remembered=not full, progress=_progress_printer(quiet=as_json))
     if as_json:
         emit(summarise(report), True)
     else:
@@ -683,8 +812,10 @@ def sync(state: State, remote: str) -> None:
 
     repo = state.repo()
     result = run_sync(repo, state.identities(), remote=remote, today=today())
-    click.echo(f"sync: {result.fetched} fetched, {result.replayed} replayed "
-               f"({result.merged} merged), {'pushed' if result.pushed else 'nothing to push'}")
+    click.echo(
+        f"sync: {result.fetched} fetched, {result.replayed} replayed "
+        f"({result.merged} merged), {'pushed' if result.pushed else 'nothing to push'}"
+    )
 
 
 @cli.command()
@@ -719,10 +850,16 @@ def hooks() -> None:
 
 
 @hooks.command("install")
-@click.option("--server", is_flag=True, help="Install the pre-receive hook into this bare "
-              "central repository (use -C DIR).")
-@click.option("--allow-unsigned", is_flag=True,
-              help="Server: accept unsigned commits where the settings do not require them.")
+@click.option(
+    "--server",
+    is_flag=True,
+    help="Install the pre-receive hook into this bare central repository (use -C DIR).",
+)
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Server: accept unsigned commits where the settings do not require them.",
+)
 @pass_state
 def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
     """Install the client hooks (pre-commit, diff driver) or, with --server, the
@@ -753,9 +890,11 @@ def hooks_pre_commit(state: State) -> None:
 
     staged = hook_module.pre_commit(Git.discover(state.directory or Path.cwd()))
     if staged:
-        click.echo("Error: records change only through cmgit commands; this commit touches "
-                   f"{len(staged)} record file(s) (unstage them: git restore --staged records)",
-                   err=True)
+        click.echo(
+            "Error: records change only through cmgit commands; this commit touches "
+            f"{len(staged)} record file(s) (unstage them: git restore --staged records)",
+            err=True,
+        )
         raise click.exceptions.Exit(1)
 
 
@@ -768,8 +907,9 @@ def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
     from .history import Git
 
     git = Git((state.directory or Path.cwd()).resolve())
-    problems = hook_module.pre_receive(git, sys.stdin.read().splitlines(),
-                                       require_signatures=not allow_unsigned)
+    problems = hook_module.pre_receive(
+        git, sys.stdin.read().splitlines(), require_signatures=not allow_unsigned
+    )
     for line in problems:
         click.echo(f"cmgit: refused: {line}", err=True)
     if problems:
@@ -794,18 +934,26 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
     from .store import read_limited
 
     try:
-        data = {name: read_limited(p, MAX_RECORD_FILE, "record file") for name, p in
-                (("base", base), ("ours", ours), ("theirs", theirs))}
+        data = {
+            name: read_limited(p, MAX_RECORD_FILE, "record file")
+            for name, p in (("base", base), ("ours", ours), ("theirs", theirs))
+        }
     except CmgitError as exc:
         click.echo(f"cmgit: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
     theirs_blob = hashlib.sha1(  # the git blob id of their version
-        f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"],
-        usedforsecurity=False).hexdigest()
+        f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"], usedforsecurity=False
+    ).hexdigest()
     try:
-        merged = state.repo().merge_record(case_id, data["base"] or None, data["ours"],
-                                           data["theirs"], theirs_blob, state.identities(),
-                                           today())
+        merged = state.repo().merge_record(
+            case_id,
+            data["base"] or None,
+            data["ours"],
+            data["theirs"],
+            theirs_blob,
+            state.identities(),
+            today(),
+        )
     except CmgitError as exc:
         click.echo(f"cmgit: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
@@ -839,25 +987,47 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
     """
     flow = state.repo().workflow
     if show_guards:
-        rows = [{"code": g.code, "severity": g.severity, "summary": g.summary}
-                for g in flow.guards.values()]
+        rows = [
+            {"code": g.code, "severity": g.severity, "summary": g.summary}
+            for g in flow.guards.values()
+        ]
         if as_json:
             emit(rows, True)
         else:
-            print_table(("guard", "kind", "rule"),
-                        [(r["code"], r["severity"], r["summary"]) for r in rows])
+            print_table(
+                ("guard", "kind", "rule"), [(r["code"], r["severity"], r["summary"]) for r in rows]
+            )
         return
-    rows = [{"id": t.id, "from": list(t.sources), "to": t.target, "by": list(t.by),
-             "four_eyes": t.four_eyes, "guards": list(t.guards),
-             "reasons": dict(t.reasons) if t.reasons else None, "summary": t.summary}
-            for t in flow.transitions.values()]
+    rows = [
+        {
+            "id": t.id,
+            "from": list(t.sources),
+            "to": t.target,
+            "by": list(t.by),
+            "four_eyes": t.four_eyes,
+            "guards": list(t.guards),
+            "reasons": dict(t.reasons) if t.reasons else None,
+            "summary": t.summary,
+        }
+        for t in flow.transitions.values()
+    ]
     if as_json:
         emit(rows, True)
         return
-    print_table(("id", "from", "to", "by", "guards", "reasons"), [
-        (r["id"], ", ".join(r["from"]), r["to"], ", ".join(r["by"]),
-         " ".join([*r["guards"], *([r["four_eyes"]] if r["four_eyes"] else [])]),
-         ", ".join(r["reasons"] or ())) for r in rows])
+    print_table(
+        ("id", "from", "to", "by", "guards", "reasons"),
+        [
+            (
+                r["id"],
+                ", ".join(r["from"]),
+                r["to"],
+                ", ".join(r["by"]),
+                " ".join([*r["guards"], *([r["four_eyes"]] if r["four_eyes"] else [])]),
+                ", ".join(r["reasons"] or ()),
+            )
+            for r in rows
+        ],
+    )
 
 
 @cli.command("stats")
@@ -874,14 +1044,17 @@ def stats_command(state: State, as_json: bool) -> None:
     """
     from . import site as site_module
 
-    rep = site_module.statistics_report(state.directory, today=today(),
-                                        progress=_progress_printer(quiet=as_json))
+    rep = site_module.statistics_report(
+        state.directory, today=today(), progress=_progress_printer(quiet=as_json)
+    )
     if as_json:
         emit(rep.as_dict(), True)
         return
     k = rep.result.threshold
-    click.echo(f"{rep.programme_name}: figures as of {rep.result.as_of.isoformat()}, "
-               f"commit {rep.commit[:12]}, counts below {k} hidden")
+    click.echo(
+        f"{rep.programme_name}: figures as of {rep.result.as_of.isoformat()}, "
+        f"commit {rep.commit[:12]}, counts below {k} hidden"
+    )
     for table in rep.tables:
         click.echo(f"\n{table.title}")
         print_table(*table.grid_rows())
@@ -900,8 +1073,11 @@ def site_group() -> None:
 
 
 @site_group.command("build")
-@click.option("--out", metavar="DIR", help="Output folder (default: site-build/ at the "
-              "top of the repository).")
+@click.option(
+    "--out",
+    metavar="DIR",
+    help="Output folder (default: site-build/ at the top of the repository).",
+)
 @pass_state
 def site_build(state: State, out: str | None) -> None:
     """Build the static site: SOP pages, reference pages from the workflow and schemas,
@@ -917,8 +1093,9 @@ def site_build(state: State, out: str | None) -> None:
     """
     from . import site as site_module
 
-    result = site_module.build(state.directory, Path(out) if out else None, today=today(),
-                               progress=_progress_printer())
+    result = site_module.build(
+        state.directory, Path(out) if out else None, today=today(), progress=_progress_printer()
+    )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"Built {result.pages} pages from commit {result.commit[:12]} in {result.out}")
@@ -926,15 +1103,20 @@ def site_build(state: State, out: str | None) -> None:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain aligned table: stable for scripts and golden tests, fine in a terminal."""
-    print_columns(headers, [[str(value) for value in column]
-                            for column in zip(*rows, strict=True)] or [[] for _ in headers])
+    print_columns(
+        headers,
+        [[str(value) for value in column] for column in zip(*rows, strict=True)]
+        or [[] for _ in headers],
+    )
 
 
 def print_columns(headers: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
     """`print_table`, given its columns of strings: a programme lists 100,000 cases, and a
     column at a time costs a fraction of a row at a time."""
-    widths = [max(len(header), max(map(len, column), default=0))
-              for header, column in zip(headers, columns, strict=True)]
+    widths = [
+        max(len(header), max(map(len, column), default=0))
+        for header, column in zip(headers, columns, strict=True)
+    ]
     # printf-style and one write. The last column is not padded, so only an empty value
     # or one ending in a space there leaves spaces at the end of a line.
     line = "  ".join([*(f"%-{w}s" for w in widths[:-1]), "%s"])
@@ -961,12 +1143,18 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
     for case_id in case_ids:
         ids.check_case_id(case_id)
     repo = state.repo()
-    results = repo.validate(state.optional_identities(), list(case_ids),
-                            progress=_progress_printer(quiet=as_json))
+    results = repo.validate(
+        state.optional_identities(), list(case_ids), progress=_progress_printer(quiet=as_json)
+    )
     bad = [r for r in results if not r.ok]
     if as_json:
-        emit([{"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
-              for r in results], True)
+        emit(
+            [
+                {"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
+                for r in results
+            ],
+            True,
+        )
     else:
         for r in results:
             if r.ok:
@@ -995,8 +1183,9 @@ def demo(directory: str | None, cases: int, seed: int) -> None:
     from . import demo as demo_module
 
     target = Path(directory) if directory else demo_module.free_folder(Path.cwd())
-    tour = demo_module.build(target, cases=cases, seed=seed, today=today(),
-                             progress=_progress_printer())
+    tour = demo_module.build(
+        target, cases=cases, seed=seed, today=today(), progress=_progress_printer()
+    )
     click.echo(tour)
 
 

@@ -109,8 +109,9 @@ def _workflow(doc: Any) -> Workflow:
     try:
         return Workflow(doc)
     except WorkflowError as exc:
-        raise SchemaError(f"workflow data is inconsistent: {exc}",
-                          hint=f"correct {WORKFLOW_FILE}") from None
+        raise SchemaError(
+            f"workflow data is inconsistent: {exc}", hint=f"correct {WORKFLOW_FILE}"
+        ) from None
 
 
 def check_trusted(git: Git, head: str, schemas: SchemaSet, key: str) -> None:
@@ -128,8 +129,7 @@ def check_trusted(git: Git, head: str, schemas: SchemaSet, key: str) -> None:
         return
     # Schemas and workflow are changed with plain git after review (no cmgit command
     # exists for them) and name no recipient: only the two files that do are judged.
-    found = git.text("log", "-1", "--format=%H %P", head, "--",
-                     STAFF_FILE, SETTINGS_FILE).split()
+    found = git.text("log", "-1", "--format=%H %P", head, "--", STAFF_FILE, SETTINGS_FILE).split()
     if len(found) > 1:  # the root commit (init) is the trust root
         oid, parent = found[0], found[1]
         author, _, message = git.text("log", "-1", "--format=%an%x1f%B", oid).partition("\x1f")
@@ -138,19 +138,26 @@ def check_trusted(git: Git, head: str, schemas: SchemaSet, key: str) -> None:
         action = (trailers.get("Cmgit-Action") or [""])[-1]
         try:
             files = git.read_paths(parent, [STAFF_FILE, SETTINGS_FILE])
-            registry = Registry.from_doc(read_document(files[STAFF_FILE], schemas, STAFF,
-                                                       STAFF_FILE))
+            registry = Registry.from_doc(
+                read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
+            )
             settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
         except CmgitError:
             registry, settings = Registry([]), {}
         member = registry.staff.get(actor_id)
-        trusted = (action in CONFIG_ACTIONS and member is not None and member.active
-                   and member.role == PROGRAMME_MANAGER and author == member.id)
-        if trusted and settings.get("require_signed_commits"):
+        trusted = (
+            action in CONFIG_ACTIONS
+            and member is not None
+            and member.active
+            and member.role == PROGRAMME_MANAGER
+            and author == member.id
+        )
+        if trusted and member is not None and settings.get("require_signed_commits"):
             payload, armored = git.objects.signed_commit(oid)
             try:
                 trusted = armored is not None and (
-                    signing.verify(payload, armored) == member.signing_key)  # type: ignore[union-attr]
+                    signing.verify(payload, armored) == member.signing_key
+                )
             except signing.BadSignature:
                 trusted = False
         if not trusted:

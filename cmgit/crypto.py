@@ -121,7 +121,7 @@ _CANONICAL_DECIMAL_RE = re.compile(r"[1-9][0-9]*")
 _X25519_TAG = "X25519"
 _SCRYPT_TAG = "scrypt"
 # Bech32: human-readable part "AGE-SECRET-KEY-" and the separator "1".
-_X25519_IDENTITY_PREFIX = "AGE-SECRET-KEY-" "1"
+_X25519_IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 
 _NOT_CANONICAL = "sealed block is not in canonical armor"
 _DAMAGED = "sealed block is damaged or was tampered with"
@@ -408,8 +408,12 @@ def _dearmor_canonical(armored: str) -> bytes:
     text = middle.replace("\n", "")
     columns = _ARMOR_COLUMNS
     # A newline after every 64 characters and after the last line, and nowhere else.
-    if (not text or len(middle) != len(text) + -(-len(text) // columns)
-            or middle[columns :: columns + 1].strip("\n") or not middle.endswith("\n")):
+    if (
+        not text
+        or len(middle) != len(text) + -(-len(text) // columns)
+        or middle[columns :: columns + 1].strip("\n")
+        or not middle.endswith("\n")
+    ):
         raise IntegrityError(_NOT_CANONICAL)
     try:
         data = binascii.a2b_base64(text, strict_mode=True)
@@ -483,7 +487,8 @@ class _Stanza:
 _B64_32 = rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]"
 # The X25519 stanzas that open a header cmgit writes: each a share and a one-line body.
 _X25519_STANZAS_RE = re.compile(
-    rb"age-encryption\.org/v1\n((?:-> X25519 " + _B64_32 + rb"\n" + _B64_32 + rb"\n)+)")
+    rb"age-encryption\.org/v1\n((?:-> X25519 " + _B64_32 + rb"\n" + _B64_32 + rb"\n)+)"
+)
 _X25519_STANZA_BYTES = len(b"-> X25519 \n\n") + 2 * 43
 
 
@@ -498,8 +503,7 @@ def _header_stanzas(data: bytes) -> tuple[int, tuple[_Stanza, ...]]:
     return count, _parse_header(data, leading.end(), count)[0]
 
 
-def _parse_header(data: bytes, start: int = 0,
-                  before: int = 0) -> tuple[tuple[_Stanza, ...], int]:
+def _parse_header(data: bytes, start: int = 0, before: int = 0) -> tuple[tuple[_Stanza, ...], int]:
     """Parse the age v1 header of DATA: its stanzas and where the payload starts; from
     START on, if given, where ``before`` stanzas have already been read.
 

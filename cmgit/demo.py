@@ -24,19 +24,59 @@ from .store import Repository, init_repository
 
 TEAMS = ("north", "south", "east")
 CASEWORKERS_PER_TEAM = 4
-GIVEN = ("Amina", "Yonas", "Selam", "Dawit", "Hana", "Tesfaye", "Mariam", "Omar", "Leila",
-         "Samuel", "Ruth", "Ibrahim", "Fatima", "Kidane", "Aster", "Yusuf", "Nardos", "Ali")
-FAMILY = ("Hassan", "Bekele", "Tesfay", "Abdi", "Mohammed", "Gebre", "Haile", "Osman",
-          "Kebede", "Yohannes", "Ahmed", "Tadesse")
+GIVEN = (
+    "Amina",
+    "Yonas",
+    "Selam",
+    "Dawit",
+    "Hana",
+    "Tesfaye",
+    "Mariam",
+    "Omar",
+    "Leila",
+    "Samuel",
+    "Ruth",
+    "Ibrahim",
+    "Fatima",
+    "Kidane",
+    "Aster",
+    "Yusuf",
+    "Nardos",
+    "Ali",
+)
+FAMILY = (
+    "Hassan",
+    "Bekele",
+    "Tesfay",
+    "Abdi",
+    "Mohammed",
+    "Gebre",
+    "Haile",
+    "Osman",
+    "Kebede",
+    "Yohannes",
+    "Ahmed",
+    "Tadesse",
+)
 PLACES = ("Camp A, block 4", "Transit centre", "Border point east", "Host community, ward 2")
 
 # Where demo cases end up, with weights: a programme with something in every step.
 DESTINATIONS = (
-    ("identified", 6), ("registered", 7), ("assessment", 10), ("immediate_action", 4),
-    ("case_planning", 9), ("implementation", 22), ("follow_up_review", 8),
-    ("closure_pending", 6), ("post_closure_monitoring", 8), ("archived", 8),
-    ("closed_no_concern", 4), ("closed_consent_declined", 3), ("closed_death", 1),
-    ("closed_inaccessible", 2), ("reopened", 2),
+    ("identified", 6),
+    ("registered", 7),
+    ("assessment", 10),
+    ("immediate_action", 4),
+    ("case_planning", 9),
+    ("implementation", 22),
+    ("follow_up_review", 8),
+    ("closure_pending", 6),
+    ("post_closure_monitoring", 8),
+    ("archived", 8),
+    ("closed_no_concern", 4),
+    ("closed_consent_declined", 3),
+    ("closed_death", 1),
+    ("closed_inaccessible", 2),
+    ("reopened", 2),
 )
 
 
@@ -86,16 +126,28 @@ def form_file(name: str, body: dict[str, Any]) -> bytes:
 class Forms:
     """Plausible, schema-valid forms for one invented child."""
 
-    def __init__(self, rng: random.Random, number: int, *, separation: str | None = None,
-                 age: int | None = None):
+    def __init__(
+        self,
+        rng: random.Random,
+        number: int,
+        *,
+        separation: str | None = None,
+        age: int | None = None,
+    ):
         self.rng = rng
         self.number = number
         self.tag = f"{number:04d}"
         self.name = f"{rng.choice(GIVEN)} CANARY-NAME-{self.tag} {rng.choice(FAMILY)}"
         self.age = age if age is not None else rng.randint(2, 17)
         self.separation = separation or rng.choice(
-            ("unaccompanied", "separated", "with_primary_caregiver", "with_primary_caregiver",
-             "accompanied_at_risk"))
+            (
+                "unaccompanied",
+                "separated",
+                "with_primary_caregiver",
+                "with_primary_caregiver",
+                "accompanied_at_risk",
+            )
+        )
 
     @property
     def uasc(self) -> bool:
@@ -109,17 +161,30 @@ class Forms:
             "identified_on": day.isoformat(),
             "identified_by": staff_id,
             "identification_source": self.rng.choice(
-                ("outreach_monitoring", "community_member", "self_referral_child",
-                 "other_agency_referral", "immigration_actor")),
+                (
+                    "outreach_monitoring",
+                    "community_member",
+                    "self_referral_child",
+                    "other_agency_referral",
+                    "immigration_actor",
+                )
+            ),
             "identification_context": self.rng.choice(
-                ("transit_or_border", "camp_or_settlement", "host_country_recent_arrival")),
+                ("transit_or_border", "camp_or_settlement", "host_country_recent_arrival")
+            ),
             "initial_concern_summary": self.note("concern noted at first contact"),
             "urgent_needs": self.rng.random() < 0.2,
         }
 
-    def consent(self, staff_id: str, role: str, day: dt.date, *, decision: str = "granted",
-                scopes: tuple[str, ...] = ("registration_and_services",
-                                           "information_sharing_referral")) -> dict[str, Any]:
+    def consent(
+        self,
+        staff_id: str,
+        role: str,
+        day: dt.date,
+        *,
+        decision: str = "granted",
+        scopes: tuple[str, ...] = ("registration_and_services", "information_sharing_referral"),
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
             "type": "informed_assent" if role == "child" else "informed_consent",
             "scopes": list(scopes),
@@ -157,20 +222,26 @@ class Forms:
                 "languages": ["Tigrinya"],
             },
             "separation_status": self.separation,
-            "current_care_arrangement": "parents" if with_family else self.rng.choice(
-                ("kinship_care", "foster_care", "interim_care_centre")),
+            "current_care_arrangement": "parents"
+            if with_family
+            else self.rng.choice(("kinship_care", "foster_care", "interim_care_centre")),
             "current_address": f"CANARY-ADDRESS-{self.tag}",
-            "child_categories": [self.rng.choice(("refugee_or_asylum_seeker", "returnee",
-                                                  "migrant_in_transit"))],
-            "initial_protection_concerns": [self.rng.choice(
-                ("neglect", "separation_from_family", "psychological_distress", "poverty"))],
+            "child_categories": [
+                self.rng.choice(("refugee_or_asylum_seeker", "returnee", "migrant_in_transit"))
+            ],
+            "initial_protection_concerns": [
+                self.rng.choice(
+                    ("neglect", "separation_from_family", "psychological_distress", "poverty")
+                )
+            ],
             "vulnerability_criteria_met": [self.rng.choice(criteria)],
             "consent_refs": ["consent-1", "consent-2"],
             "interview_language": "CANARY-LANG Tigrinya",
         }
 
-    def risk_assessment(self, staff_id: str, day: dt.date, level: str,
-                        immediate: bool = False) -> dict[str, Any]:
+    def risk_assessment(
+        self, staff_id: str, day: dt.date, level: str, immediate: bool = False
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
             "assessed_on": day.isoformat(),
             "assessed_by": staff_id,
@@ -198,13 +269,21 @@ class Forms:
             "description": self.note("urgent protective action"),
         }
         if done:
-            item.update(completed_on=day.isoformat(), outcome=self.note("child safe"),
-                        child_safe_now=True)
+            item.update(
+                completed_on=day.isoformat(), outcome=self.note("child safe"), child_safe_now=True
+            )
         return item
 
-    def assessment(self, staff_id: str, start: dt.date, end: dt.date, *,
-                   phase: str = "initial", outcome: str = "open_case",
-                   level: str = "medium") -> dict[str, Any]:
+    def assessment(
+        self,
+        staff_id: str,
+        start: dt.date,
+        end: dt.date,
+        *,
+        phase: str = "initial",
+        outcome: str = "open_case",
+        level: str = "medium",
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
             "phase": phase,
             "started_on": start.isoformat(),
@@ -222,18 +301,31 @@ class Forms:
         }
         if outcome == "open_case":
             item["needs"] = [
-                {"need_id": "N1", "domain": "care_arrangement", "urgency": "short_term",
-                 "description": self.note("stable care"), "addressed_by": "direct"},
-                {"need_id": "N2", "domain": "education", "urgency": "long_term",
-                 "description": self.note("back to school"), "addressed_by": "referral"},
+                {
+                    "need_id": "N1",
+                    "domain": "care_arrangement",
+                    "urgency": "short_term",
+                    "description": self.note("stable care"),
+                    "addressed_by": "direct",
+                },
+                {
+                    "need_id": "N2",
+                    "domain": "education",
+                    "urgency": "long_term",
+                    "description": self.note("back to school"),
+                    "addressed_by": "referral",
+                },
             ]
         return item
 
     def bia(self, staff_id: str, day: dt.date) -> dict[str, Any]:
         return {
-            "trigger": "uasc_identified", "conducted_on": day.isoformat(),
-            "conducted_by": staff_id, "child_views": self.note("views at the BIA"),
-            "findings": self.note("BIA findings"), "recommendation": "continue_case_plan",
+            "trigger": "uasc_identified",
+            "conducted_on": day.isoformat(),
+            "conducted_by": staff_id,
+            "child_views": self.note("views at the BIA"),
+            "findings": self.note("BIA findings"),
+            "recommendation": "continue_case_plan",
         }
 
     def ftr(self, day: dt.date) -> dict[str, Any]:
@@ -241,15 +333,22 @@ class Forms:
 
     def referral(self, staff_id: str, day: dt.date, service: str) -> dict[str, Any]:
         return {
-            "referred_on": day.isoformat(), "referred_by": staff_id, "service_type": service,
-            "provider_id": "PRV-01", "urgency": "routine", "reason": self.note("why referred"),
-            "consent_ref": "consent-1", "information_shared": ["registration_basic"],
-            "method": "referral_form", "status": "accepted",
+            "referred_on": day.isoformat(),
+            "referred_by": staff_id,
+            "service_type": service,
+            "provider_id": "PRV-01",
+            "urgency": "routine",
+            "reason": self.note("why referred"),
+            "consent_ref": "consent-1",
+            "information_shared": ["registration_basic"],
+            "method": "referral_form",
+            "status": "accepted",
             "status_updated_on": day.isoformat(),
         }
 
-    def case_plan(self, staff_id: str, day: dt.date, *, achieved: bool = False,
-                  version: int = 1) -> dict[str, Any]:
+    def case_plan(
+        self, staff_id: str, day: dt.date, *, achieved: bool = False, version: int = 1
+    ) -> dict[str, Any]:
         status = "achieved" if achieved else "in_progress"
         return {
             "version": version,
@@ -259,36 +358,65 @@ class Forms:
             "intended_result": self.note("what the plan is for"),
             "recipients": ["child", "family"],
             "objectives": [
-                {"objective_id": "O1", "need_ids": ["N1"], "description": self.note("care"),
-                 "indicator": self.note("indicator"), "target_date":
-                 (day + dt.timedelta(days=90)).isoformat(), "status": status},
-                {"objective_id": "O2", "need_ids": ["N2"], "description": self.note("school"),
-                 "indicator": self.note("indicator"), "target_date":
-                 (day + dt.timedelta(days=120)).isoformat(), "status": status},
+                {
+                    "objective_id": "O1",
+                    "need_ids": ["N1"],
+                    "description": self.note("care"),
+                    "indicator": self.note("indicator"),
+                    "target_date": (day + dt.timedelta(days=90)).isoformat(),
+                    "status": status,
+                },
+                {
+                    "objective_id": "O2",
+                    "need_ids": ["N2"],
+                    "description": self.note("school"),
+                    "indicator": self.note("indicator"),
+                    "target_date": (day + dt.timedelta(days=120)).isoformat(),
+                    "status": status,
+                },
             ],
             "actions": [
-                {"action_id": "A1", "objective_id": "O1", "description": self.note("visits"),
-                 "intervention_type": "caseworker_direct_support", "direct_or_referral": "direct",
-                 "responsible_type": "caseworker", "responsible_party": staff_id,
-                 "location": self.note("where"), "timeframe_horizon": "short_term",
-                 "status": status},
-                {"action_id": "A2", "objective_id": "O2", "description": self.note("enrol"),
-                 "intervention_type": "education", "direct_or_referral": "referral",
-                 "responsible_type": "agency", "responsible_party": "PRV-01",
-                 "location": self.note("school"), "timeframe_horizon": "long_term",
-                 "status": status},
+                {
+                    "action_id": "A1",
+                    "objective_id": "O1",
+                    "description": self.note("visits"),
+                    "intervention_type": "caseworker_direct_support",
+                    "direct_or_referral": "direct",
+                    "responsible_type": "caseworker",
+                    "responsible_party": staff_id,
+                    "location": self.note("where"),
+                    "timeframe_horizon": "short_term",
+                    "status": status,
+                },
+                {
+                    "action_id": "A2",
+                    "objective_id": "O2",
+                    "description": self.note("enrol"),
+                    "intervention_type": "education",
+                    "direct_or_referral": "referral",
+                    "responsible_type": "agency",
+                    "responsible_party": "PRV-01",
+                    "location": self.note("school"),
+                    "timeframe_horizon": "long_term",
+                    "status": status,
+                },
             ],
-            "monitoring": {"follow_up_interval_days": 14,
-                           "next_review_date": (day + dt.timedelta(days=60)).isoformat()},
+            "monitoring": {
+                "follow_up_interval_days": 14,
+                "next_review_date": (day + dt.timedelta(days=60)).isoformat(),
+            },
             "do_no_harm_check": {"done": True},
-            "participation": {"child_participated": True,
-                              "child_views": self.note("child agrees"),
-                              "caregiver_participated": True},
+            "participation": {
+                "child_participated": True,
+                "child_views": self.note("child agrees"),
+                "caregiver_participated": True,
+            },
             "signed_by_caseworker": {"staff_id": staff_id, "date": day.isoformat()},
         }
 
-    def follow_up(self, staff_id: str, day: dt.date, *, successful: bool = True,
-                  phase: str = "in_case") -> dict[str, Any]:
+    def follow_up(
+        self, staff_id: str, day: dt.date, *, successful: bool = True, phase: str = "in_case"
+    ) -> dict[str, Any]:
         return {
             "date": day.isoformat(),
             "conducted_by": staff_id,
@@ -306,21 +434,32 @@ class Forms:
     def review(self, staff_id: str, day: dt.date, outcome: str) -> dict[str, Any]:
         done = outcome == "propose_closure"
         return {
-            "date": day.isoformat(), "reviewed_by": staff_id,
-            "participants": ["child", "caseworker"], "plan_version_reviewed": 1,
-            "objective_status": [{"objective_id": o, "status": "achieved" if done else
-                                  "in_progress"} for o in ("O1", "O2")],
-            "services_confirmed": True, "services_effective": "yes" if done else "partly",
-            "plan_still_relevant": True, "new_concerns": False, "risk_level": "low",
-            "child_views": self.note("views at review"), "outcome": outcome,
+            "date": day.isoformat(),
+            "reviewed_by": staff_id,
+            "participants": ["child", "caseworker"],
+            "plan_version_reviewed": 1,
+            "objective_status": [
+                {"objective_id": o, "status": "achieved" if done else "in_progress"}
+                for o in ("O1", "O2")
+            ],
+            "services_confirmed": True,
+            "services_effective": "yes" if done else "partly",
+            "plan_still_relevant": True,
+            "new_concerns": False,
+            "risk_level": "low",
+            "child_views": self.note("views at review"),
+            "outcome": outcome,
             "next_review_on": (day + dt.timedelta(days=90)).isoformat(),
         }
 
     def closure(self, staff_id: str, day: dt.date, reason: str) -> dict[str, Any]:
         return {
-            "closure_reason": reason, "proposed_on": day.isoformat(), "proposed_by": staff_id,
+            "closure_reason": reason,
+            "proposed_on": day.isoformat(),
+            "proposed_by": staff_id,
             "discussion_with_child_family_on": day.isoformat(),
-            "child_agreement": "agreed", "family_agreement": "agreed",
+            "child_agreement": "agreed",
+            "family_agreement": "agreed",
             "objectives_summary": self.note("objectives reached"),
             "community_support_available": self.note("community support"),
             "statutory_support_access": self.note("statutory support"),
@@ -329,27 +468,41 @@ class Forms:
 
     def conference(self, staff_id: str, day: dt.date) -> dict[str, Any]:
         return {
-            "date": day.isoformat(), "type": "closure", "chaired_by": staff_id,
+            "date": day.isoformat(),
+            "type": "closure",
+            "chaired_by": staff_id,
             "participants": [{"role": "caseworker", "organisation_type": "own_agency"}],
-            "child_attended": False, "family_attended": False,
+            "child_attended": False,
+            "family_attended": False,
             "referenced_by_case_number_only": True,
-            "progress_summary": self.note("progress"), "difficulties": self.note("none left"),
-            "decision_codes": ["close"], "decisions_text": self.note("close the case"),
+            "progress_summary": self.note("progress"),
+            "difficulties": self.note("none left"),
+            "decision_codes": ["close"],
+            "decisions_text": self.note("close the case"),
             "outcome_communicated_to_child_family_on": day.isoformat(),
         }
 
-    def monitoring(self, start: dt.date, months: int = 3, *,
-                   outcome: str | None = None) -> dict[str, Any]:
+    def monitoring(
+        self, start: dt.date, months: int = 3, *, outcome: str | None = None
+    ) -> dict[str, Any]:
         end = _add_months(start, months)
-        item: dict[str, Any] = {"started_on": start.isoformat(), "min_end_date": end.isoformat(),
-                                "interval_days": 30, "follow_up_ids": []}
+        item: dict[str, Any] = {
+            "started_on": start.isoformat(),
+            "min_end_date": end.isoformat(),
+            "interval_days": 30,
+            "follow_up_ids": [],
+        }
         if outcome:
             item["monitoring_outcome"] = outcome
         return item
 
     def reopen(self, staff_id: str, day: dt.date) -> dict[str, Any]:
-        return {"reopened_on": day.isoformat(), "reason": self.note("reason to reopen"),
-                "new_concern_summary": self.note("new concern"), "authorised_by": staff_id}
+        return {
+            "reopened_on": day.isoformat(),
+            "reason": self.note("reason to reopen"),
+            "new_concern_summary": self.note("new concern"),
+            "authorised_by": staff_id,
+        }
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
@@ -361,8 +514,15 @@ def _add_months(day: dt.date, months: int) -> dt.date:
 class Journey:
     """One case walked through the procedure by its caseworker and supervisor."""
 
-    def __init__(self, repo: Repository, forms: Forms, worker: Person, supervisor: Person,
-                 start: dt.date, criteria: list[str]):
+    def __init__(
+        self,
+        repo: Repository,
+        forms: Forms,
+        worker: Person,
+        supervisor: Person,
+        start: dt.date,
+        criteria: list[str],
+    ):
         self.repo = repo
         self.forms = forms
         self.worker = worker
@@ -384,14 +544,31 @@ class Journey:
         return person.identities
 
     def record(self, form: str, body: dict[str, Any], by: Person | None = None) -> str:
-        return self.repo.record_form(self.acting(by or self.worker), self.case_id, form,
-                                     form_file(form, body), today=self.day)
+        return self.repo.record_form(
+            self.acting(by or self.worker),
+            self.case_id,
+            form,
+            form_file(form, body),
+            today=self.day,
+        )
 
-    def move(self, target: str, *, by: Person | None = None, reason: str | None = None,
-             form: tuple[str, dict[str, Any]] | None = None) -> None:
+    def move(
+        self,
+        target: str,
+        *,
+        by: Person | None = None,
+        reason: str | None = None,
+        form: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
         data = form_file(*form) if form else None
-        self.repo.move(self.acting(by or self.worker), self.case_id, target, today=self.day,
-                       reason=reason, form_data=data)
+        self.repo.move(
+            self.acting(by or self.worker),
+            self.case_id,
+            target,
+            today=self.day,
+            reason=reason,
+            form_data=data,
+        )
 
     # -- the steps ---------------------------------------------------------------------
 
@@ -404,8 +581,9 @@ class Journey:
         adult = "legal_guardian" if self.forms.uasc else "caregiver"
         self.wait(1)
         self.record("consent", self.forms.consent(self.cw, "child", self.day))
-        self.record("consent", self.forms.consent(self.cw, adult, self.day,
-                                                  decision=adult_decision))
+        self.record(
+            "consent", self.forms.consent(self.cw, adult, self.day, decision=adult_decision)
+        )
 
     def register(self) -> None:
         self.consents()
@@ -417,20 +595,23 @@ class Journey:
         self.move("assessment")
         self.record("risk_assessment", self.forms.risk_assessment(self.cw, self.day, level))
         self.wait(5)
-        self.record("assessment", self.forms.assessment(self.cw, self.day - dt.timedelta(days=5),
-                                                        self.day, level=level))
+        self.record(
+            "assessment",
+            self.forms.assessment(self.cw, self.day - dt.timedelta(days=5), self.day, level=level),
+        )
         if self.forms.uasc:
             self.record("bia", self.forms.bia(self.cw, self.day))
             self.record("ftr", self.forms.ftr(self.day))
-            self.record("referral", self.forms.referral(self.cw, self.day,
-                                                        "child_protection_authority"))
+            self.record(
+                "referral", self.forms.referral(self.cw, self.day, "child_protection_authority")
+            )
 
     def immediate_action(self) -> None:
         self.wait(1)
-        self.record("risk_assessment",
-                    self.forms.risk_assessment(self.cw, self.day, "high", immediate=True))
-        self.record("immediate_action", self.forms.immediate_action(self.cw, self.day,
-                                                                    done=False))
+        self.record(
+            "risk_assessment", self.forms.risk_assessment(self.cw, self.day, "high", immediate=True)
+        )
+        self.record("immediate_action", self.forms.immediate_action(self.cw, self.day, done=False))
         self.move("immediate_action")
 
     def plan(self) -> None:
@@ -452,62 +633,93 @@ class Journey:
         if outcome == "propose_closure":
             plan = self.forms.case_plan(self.cw, self.day, achieved=True)
             plan.update(plan_id="case_plan-1", status="active")
-            plan["signed_by_supervisor"] = {"staff_id": self.supervisor.staff.id,
-                                            "date": self.day.isoformat()}
+            plan["signed_by_supervisor"] = {
+                "staff_id": self.supervisor.staff.id,
+                "date": self.day.isoformat(),
+            }
             self.record("case_plan", plan)
         self.record("review", self.forms.review(self.cw, self.day, outcome))
         self.move("follow_up_review")
 
     def propose_closure(self) -> None:
         self.wait(2)
-        self.move("closure_pending", reason="objectives_met",
-                  form=("closure", self.forms.closure(self.cw, self.day, "objectives_met")))
+        self.move(
+            "closure_pending",
+            reason="objectives_met",
+            form=("closure", self.forms.closure(self.cw, self.day, "objectives_met")),
+        )
 
     def authorise_closure(self) -> None:
         self.wait(31)
-        conference = self.record("case_conference",
-                                 self.forms.conference(self.supervisor.staff.id, self.day))
+        conference = self.record(
+            "case_conference", self.forms.conference(self.supervisor.staff.id, self.day)
+        )
         closure = self.forms.closure(self.cw, self.day - dt.timedelta(days=31), "objectives_met")
         closure["case_conference_id"] = conference
         self.record("closure", closure)
-        self.move("post_closure_monitoring", by=self.supervisor,
-                  form=("post_closure_monitoring", self.forms.monitoring(self.day)))
+        self.move(
+            "post_closure_monitoring",
+            by=self.supervisor,
+            form=("post_closure_monitoring", self.forms.monitoring(self.day)),
+        )
 
     def monitor_and_archive(self) -> None:
         start = self.day
         for _ in range(3):
             self.wait(28)
-            self.record("follow_up", self.forms.follow_up(self.cw, self.day,
-                                                          phase="post_closure"))
+            self.record("follow_up", self.forms.follow_up(self.cw, self.day, phase="post_closure"))
         self.wait(8)
-        self.move("closed", by=self.supervisor,
-                  form=("post_closure_monitoring",
-                        self.forms.monitoring(start, outcome="no_concerns")))
+        self.move(
+            "closed",
+            by=self.supervisor,
+            form=("post_closure_monitoring", self.forms.monitoring(start, outcome="no_concerns")),
+        )
 
     def close(self, reason: str, *, form: dict[str, Any] | None = None) -> None:
         self.wait(2)
-        self.move("closed", by=self.supervisor, reason=reason,
-                  form=("closure", form) if form else None)
+        self.move(
+            "closed", by=self.supervisor, reason=reason, form=("closure", form) if form else None
+        )
 
     def reopen(self) -> None:
         self.wait(20)
         self.consents()
-        self.move("registered", by=self.supervisor,
-                  form=("reopen", self.forms.reopen(self.supervisor.staff.id, self.day)))
+        self.move(
+            "registered",
+            by=self.supervisor,
+            form=("reopen", self.forms.reopen(self.supervisor.staff.id, self.day)),
+        )
 
 
 # Days a journey needs to reach each destination, so that it ends before today.
 DURATION = {
-    "identified": 5, "registered": 10, "assessment": 20, "immediate_action": 15,
-    "case_planning": 30, "implementation": 60, "follow_up_review": 90,
-    "closure_pending": 110, "post_closure_monitoring": 160, "archived": 260,
-    "closed_no_concern": 30, "closed_consent_declined": 10, "closed_death": 70,
-    "closed_inaccessible": 120, "reopened": 300,
+    "identified": 5,
+    "registered": 10,
+    "assessment": 20,
+    "immediate_action": 15,
+    "case_planning": 30,
+    "implementation": 60,
+    "follow_up_review": 90,
+    "closure_pending": 110,
+    "post_closure_monitoring": 160,
+    "archived": 260,
+    "closed_no_concern": 30,
+    "closed_consent_declined": 10,
+    "closed_death": 70,
+    "closed_inaccessible": 120,
+    "reopened": 300,
 }
 
 
-OPEN_DESTINATIONS = ("registered", "assessment", "immediate_action", "case_planning",
-                     "implementation", "follow_up_review", "closure_pending")
+OPEN_DESTINATIONS = (
+    "registered",
+    "assessment",
+    "immediate_action",
+    "case_planning",
+    "implementation",
+    "follow_up_review",
+    "closure_pending",
+)
 
 
 def walk(journey: Journey, destination: str, today: dt.date | None = None) -> None:
@@ -540,8 +752,12 @@ def _walk(journey: Journey, destination: str) -> None:
         j.wait(2)
         j.move("assessment")
         j.wait(5)
-        j.record("assessment", j.forms.assessment(j.cw, j.day - dt.timedelta(days=5), j.day,
-                                                  outcome="no_further_action", level="low"))
+        j.record(
+            "assessment",
+            j.forms.assessment(
+                j.cw, j.day - dt.timedelta(days=5), j.day, outcome="no_further_action", level="low"
+            ),
+        )
         j.close("no_protection_concern")
         return
     j.assess(level=j.forms.rng.choice(("low", "medium", "medium", "high")))
@@ -593,10 +809,16 @@ def build(
     people = make_people(target / "identities", staff_plan())
     admin = people["pm-001"]
     repo_dir = target / "cases"
-    init_repository(repo_dir, admin=admin.staff.id, recipient=admin.staff.recipient,
-                    team=admin.staff.team, signing_key=admin.staff.signing_key, prefix="CP",
-                    programme="Demo child protection programme",
-                    signing_key_path=admin.signing_key)
+    init_repository(
+        repo_dir,
+        admin=admin.staff.id,
+        recipient=admin.staff.recipient,
+        team=admin.staff.team,
+        signing_key=admin.staff.signing_key,
+        prefix="CP",
+        programme="Demo child protection programme",
+        signing_key_path=admin.signing_key,
+    )
     repo = Repository.open(repo_dir)
     repo.signing_key_path = admin.signing_key
     repo.settings_set(admin.identities, "require_signed_commits", "true")
@@ -647,4 +869,3 @@ A short tour:
   git show HEAD -- records          # what anyone without a key sees: open fields, sealed text
   cmgit audit                       # every commit signed by its actor, by the rules: ok
 """
-

@@ -85,8 +85,9 @@ def run_editor(text: str) -> str | None:
     (the editor failed or was interrupted)."""
     argv = editor_command()
     # The process id in the name tells `recover` whether the session is still alive.
-    fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".yaml",
-                                dir=private_folder())
+    fd, name = tempfile.mkstemp(
+        prefix=f"{PREFIX}{os.getpid()}-", suffix=".yaml", dir=private_folder()
+    )
     path = Path(name)
     try:
         with _signals_raise():
@@ -108,7 +109,7 @@ def run_editor(text: str) -> str | None:
 
 def _session_alive(name: str) -> bool:
     """Whether the `cmgit edit` that made the file NAME is still running."""
-    pid = name[len(PREFIX):].split("-", 1)[0]
+    pid = name[len(PREFIX) :].split("-", 1)[0]
     if not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:

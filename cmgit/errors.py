@@ -160,8 +160,6 @@ class RepositoryBusy(RepositoryError):
     """Another cmgit or git process holds the repository lock."""
 
 
-
-
 class GitFailed(RepositoryError):
     """A git command failed."""
 

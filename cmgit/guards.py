@@ -134,7 +134,8 @@ def criteria_met(s: Situation, params: Mapping[str, Any]) -> str | None:
 def fresh_consent(s: Situation, params: Mapping[str, Any]) -> str | None:
     closed = to_date(s.before.get("closed_on")) or dt.date.min
     given = {
-        c.get("given_by_role") for c in s.record.get("consent") or ()
+        c.get("given_by_role")
+        for c in s.record.get("consent") or ()
         if c.get("decision") == "granted"
         and "registration_and_services" in c.get("scopes", ())
         and (to_date(c.get("decision_on")) or dt.date.min) >= closed
@@ -160,8 +161,10 @@ def caseload_limit(s: Situation, params: Mapping[str, Any]) -> str | None:
         return None
     if s.override:
         return "only a supervisor or programme manager can override the caseload limit"
-    return (f"{worker} already holds {held} open cases (limit {limit}); "
-            "a supervisor can override with --override-caseload REASON")
+    return (
+        f"{worker} already holds {held} open cases (limit {limit}); "
+        "a supervisor can override with --override-caseload REASON"
+    )
 
 
 def _latest_assessment(s: Situation) -> dict[str, Any] | None:
@@ -215,11 +218,18 @@ def plan_complete(s: Situation, params: Mapping[str, Any]) -> str | None:
             return f"objective {number} lacks an indicator or a target date"
     for number, action in enumerate(plan.get("actions") or [], start=1):
         timed = (action.get("start_date") and action.get("end_date")) or action.get(
-            "timeframe_horizon")
-        if not (action.get("responsible_party") and timed and action.get("location")
-                and action.get("direct_or_referral")):
-            return (f"action {number} lacks who is responsible, when, where, or whether "
-                    "it is a referral")
+            "timeframe_horizon"
+        )
+        if not (
+            action.get("responsible_party")
+            and timed
+            and action.get("location")
+            and action.get("direct_or_referral")
+        ):
+            return (
+                f"action {number} lacks who is responsible, when, where, or whether "
+                "it is a referral"
+            )
     if not plan.get("actions"):
         return "the plan has no actions"
     return None
@@ -228,8 +238,10 @@ def plan_complete(s: Situation, params: Mapping[str, Any]) -> str | None:
 def plan_participation(s: Situation, params: Mapping[str, Any]) -> str | None:
     plan = current_plan(s.record) or {}
     taking_part = plan.get("participation") or {}
-    if not (taking_part.get("child_participated") is True
-            or taking_part.get("child_not_participated_reason")):
+    if not (
+        taking_part.get("child_participated") is True
+        or taking_part.get("child_not_participated_reason")
+    ):
         return "the child's participation in the plan (or why not) is not recorded"
     if s.record.get("separation_status") in WITH_FAMILY and (
         taking_part.get("caregiver_participated") is not True
@@ -260,8 +272,10 @@ def bid_for_durable_solution(s: Situation, params: Mapping[str, Any]) -> str | N
         wanted = DURABLE.get(action.get("intervention_type", ""))
         if wanted is None:
             continue
-        if any(b.get("decision") in wanted and (b.get("appeal") or {}).get("status") != "pending"
-               for b in bids):
+        if any(
+            b.get("decision") in wanted and (b.get("appeal") or {}).get("status") != "pending"
+            for b in bids
+        ):
             continue
         return "a durable-solution action needs a matching BID with no appeal pending"
     return None
@@ -280,8 +294,10 @@ def referral_consent(s: Situation, params: Mapping[str, Any]) -> str | None:
         if referral.get("urgency") == "urgent":
             continue
         if not _granted(s.record, "information_sharing_referral", referral.get("consent_ref")):
-            return (f"routine referral {number} needs consent_ref to a granted consent "
-                    "for information_sharing_referral")
+            return (
+                f"routine referral {number} needs consent_ref to a granted consent "
+                "for information_sharing_referral"
+            )
     return None
 
 
@@ -386,9 +402,12 @@ def monitoring_done(s: Situation, params: Mapping[str, Any]) -> str | None:
         return f"monitoring has {(end - s.today).days} days to go"
     interval = int(plan.get("interval_days") or s.settings.get("monitoring_interval_days", 30))
     visits = sorted(
-        day for f in s.record.get("follow_up") or ()
-        if f.get("phase") == "post_closure" and f.get("contact_successful")
-        and (day := to_date(f.get("date"))) is not None and start <= day <= end
+        day
+        for f in s.record.get("follow_up") or ()
+        if f.get("phase") == "post_closure"
+        and f.get("contact_successful")
+        and (day := to_date(f.get("date"))) is not None
+        and start <= day <= end
     )
     points = [start, *visits, end]
     longest = max((b - a).days for a, b in itertools.pairwise(points))
@@ -427,7 +446,8 @@ def transfer_complete(s: Situation, params: Mapping[str, Any]) -> str | None:
 
 def inaccessible(s: Situation, params: Mapping[str, Any]) -> str | None:
     attempts = sorted(
-        day for f in s.record.get("follow_up") or ()
+        day
+        for f in s.record.get("follow_up") or ()
         if f.get("contact_successful") is False and (day := to_date(f.get("date"))) is not None
     )
     needed = int(s.settings.get("inaccessible_min_attempts", 3))

@@ -66,15 +66,23 @@ def _damage_report(oids: Sequence[str]) -> list[str]:
     return shown
 
 
-def clean_env(extra: Mapping[str, str] | None = None, *,
-              windows: tuple[str, str] = PACK_WINDOWS) -> dict[str, str]:
+def clean_env(
+    extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
+) -> dict[str, str]:
     """The caller's environment without GIT_* variables that could redirect git."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
+    }
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
-    env.update({"GIT_CONFIG_COUNT": "2",
-                "GIT_CONFIG_KEY_0": "core.packedGitWindowSize", "GIT_CONFIG_VALUE_0": windows[0],
-                "GIT_CONFIG_KEY_1": "core.packedGitLimit", "GIT_CONFIG_VALUE_1": windows[1]})
+    env.update(
+        {
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "core.packedGitWindowSize",
+            "GIT_CONFIG_VALUE_0": windows[0],
+            "GIT_CONFIG_KEY_1": "core.packedGitLimit",
+            "GIT_CONFIG_VALUE_1": windows[1],
+        }
+    )
     if extra:
         env.update(extra)
     return env
@@ -150,7 +158,9 @@ class Git:
         most ``FSCK_SHOWN``); empty when it finds nothing wrong."""
         proc = subprocess.run(
             ["git", "-C", str(self.root), "fsck", "--strict", "--no-dangling", "--no-progress"],
-            capture_output=True, env=clean_env(), check=False,
+            capture_output=True,
+            env=clean_env(),
+            check=False,
         )
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
         if proc.returncode == 0 and "error" not in output:
@@ -170,21 +180,40 @@ class Git:
         head = self.head()
         if head is not None:
             listed = self.run("ls-tree", "-r", "-z", "--full-tree", head).split(b"\0")
-            oids = [item.split(b"\t", 1)[0].split(b" ")[2].decode("ascii")
-                    for item in listed if item and not item.startswith(b"160000 ")]
-            present = self.run("cat-file", "--batch-check=%(objectname)",
-                               input="".join(f"{oid}\n" for oid in oids).encode("ascii"))
-            damaged += [line.split()[0] for line in present.decode("ascii").splitlines()
-                        if line.endswith(" missing")]
+            oids = [
+                item.split(b"\t", 1)[0].split(b" ")[2].decode("ascii")
+                for item in listed
+                if item and not item.startswith(b"160000 ")
+            ]
+            present = self.run(
+                "cat-file",
+                "--batch-check=%(objectname)",
+                input="".join(f"{oid}\n" for oid in oids).encode("ascii"),
+            )
+            damaged += [
+                line.split()[0]
+                for line in present.decode("ascii").splitlines()
+                if line.endswith(" missing")
+            ]
         return _damage_report(damaged)
 
     def _hash_all_objects(self) -> list[str] | None:
         """Ids of the objects whose content does not hash to them, from one `git cat-file
         --batch-all-objects` read a piece at a time; None if git could not read them all."""
         proc = subprocess.Popen(
-            ["git", "-C", str(self.root), "cat-file", "--batch-all-objects", "--batch",
-             "--unordered"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=clean_env(windows=PACK_ORDER_WINDOWS))
+            [
+                "git",
+                "-C",
+                str(self.root),
+                "cat-file",
+                "--batch-all-objects",
+                "--batch",
+                "--unordered",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=clean_env(windows=PACK_ORDER_WINDOWS),
+        )
         assert proc.stdout is not None
         damaged: list[str] = []
         complete = False
@@ -219,8 +248,17 @@ class Git:
     def discover(cls, start: Path) -> Git:
         # One git process answers all a command will ask about the repository itself.
         proc = subprocess.run(
-            ["git", "-C", str(start), "rev-parse", "--show-toplevel", "--absolute-git-dir",
-             "--git-path", "objects", "--show-object-format"],
+            [
+                "git",
+                "-C",
+                str(start),
+                "rev-parse",
+                "--show-toplevel",
+                "--absolute-git-dir",
+                "--git-path",
+                "objects",
+                "--show-object-format",
+            ],
             capture_output=True,
             env=clean_env(),
             check=False,
@@ -248,7 +286,7 @@ class Git:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
 
     def incomplete_history(self) -> str | None:
-        """"shallow" or "partial" for a clone that lacks part of its history, else None."""
+        """ "shallow" or "partial" for a clone that lacks part of its history, else None."""
         if self.text("rev-parse", "--is-shallow-repository") == "true":
             return "shallow"
         promisors = self.text("config", "--get-regexp", r"^remote\..*\.promisor$", ok=(0, 1))
@@ -321,8 +359,9 @@ class Git:
         found: dict[str, bytes | None] = {}
         for path in paths:
             entry = self.objects.lookup(commit, path)
-            found[path] = (self.read_blob(entry[1]) if entry is not None
-                           and entry[0] in BLOB_MODES else None)
+            found[path] = (
+                self.read_blob(entry[1]) if entry is not None and entry[0] in BLOB_MODES else None
+            )
         return found
 
     def files_under(self, commit: str, folder: str) -> list[str]:
@@ -342,31 +381,38 @@ class Git:
             walk(folder, entry[1])
         return found
 
-    def stream_blobs(self, oids: Sequence[str],
-                     limit: int | None = None) -> Iterator[tuple[str, bytes | None]]:
+    def stream_blobs(
+        self, oids: Sequence[str], limit: int | None = None
+    ) -> Iterator[tuple[str, bytes | None]]:
         """(oid, content) of many blobs, in order; None for what is not a blob or is over
         ``limit`` bytes."""
         for oid, kind, data in self.stream_objects(oids, limit):
             yield oid, data if kind == "blob" else None
 
-    def stream_objects(self, oids: Sequence[str],
-                       limit: int | None = None) -> Iterator[tuple[str, str, bytes]]:
+    def stream_objects(
+        self, oids: Sequence[str], limit: int | None = None
+    ) -> Iterator[tuple[str, str, bytes]]:
         """(oid, type, content) of many objects, in order ("" and b"" for one that cannot be
         read or is over ``limit`` bytes, which is skipped unread), from a ``git cat-file
         --batch`` of their own, streamed: memory holds one object at a time."""
         if not oids:
             return
-        proc = subprocess.Popen(["git", "-C", str(self.root), "cat-file", "--batch"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=clean_env())
+        proc = subprocess.Popen(
+            ["git", "-C", str(self.root), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=clean_env(),
+        )
         assert proc.stdin is not None and proc.stdout is not None
         stdin, stdout = proc.stdin, proc.stdout
 
         def feed() -> None:
             with contextlib.suppress(BrokenPipeError):
                 for start in range(0, len(oids), 4096):
-                    stdin.write("".join(f"{oid}\n" for oid in oids[start:start + 4096])
-                                .encode("ascii"))
+                    stdin.write(
+                        "".join(f"{oid}\n" for oid in oids[start : start + 4096]).encode("ascii")
+                    )
                 stdin.close()
 
         writer = threading.Thread(target=feed, daemon=True)
@@ -396,8 +442,12 @@ class Git:
         """The output of a git command cut at ``separator``, piece by piece as it comes:
         memory holds one piece, however long the output (a history of a million commits).
         Raises GitFailed at the end if git failed."""
-        proc = subprocess.Popen(["git", "-C", str(self.root), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=clean_env())
+        proc = subprocess.Popen(
+            ["git", "-C", str(self.root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=clean_env(),
+        )
         assert proc.stdout is not None
         rest = b""
         try:
@@ -413,8 +463,12 @@ class Git:
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         """A git command running in the background, its output discarded."""
-        return subprocess.Popen(["git", "-C", str(self.root), *args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=clean_env())
+        return subprocess.Popen(
+            ["git", "-C", str(self.root), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=clean_env(),
+        )
 
     def damaged_objects(self, revs: str) -> list[str]:
         """Objects reachable in ``revs`` (``old..new``) that are missing or whose content
@@ -451,8 +505,7 @@ class Git:
 
     def log(self, *paths: str, rev: str = "HEAD") -> list[Commit]:
         """Commits touching ``paths``, oldest first, with their trailers parsed."""
-        out = self.run("log", "--reverse", "--format=%H%x1f%aI%x1f%an%x1f%B%x1e", rev,
-                       "--", *paths)
+        out = self.run("log", "--reverse", "--format=%H%x1f%aI%x1f%an%x1f%B%x1e", rev, "--", *paths)
         commits = []
         for chunk in out.decode("utf-8", "replace").split("\x1e"):
             chunk = chunk.strip("\n")
@@ -559,8 +612,7 @@ class Git:
         # a command killed in between leaves it, and the next one finishes the change.
         pending = self.git_dir / "cmgit" / PENDING_FILE
         pending.parent.mkdir(exist_ok=True)
-        write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"),
-                     sync=False)
+        write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"), sync=False)
         try:
             self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
         except GitFailed:
@@ -634,8 +686,12 @@ class Git:
         for meta, path in zip(parts[::2], parts[1::2], strict=False):
             fields = meta.decode("ascii").lstrip(":").split()
             new_oid = fields[3]
-            found.append((path.decode("utf-8", "surrogateescape"),
-                          None if set(new_oid) == {"0"} else new_oid))
+            found.append(
+                (
+                    path.decode("utf-8", "surrogateescape"),
+                    None if set(new_oid) == {"0"} else new_oid,
+                )
+            )
         return found
 
     def _sync_worktree(
@@ -673,7 +729,9 @@ def encode_tree(entries: Mapping[str, tuple[str, str]]) -> bytes:
         return raw + b"/" if entries[name][0] == TREE_MODE else raw
 
     return b"".join(
-        f"{entries[name][0]} ".encode() + name.encode("utf-8", "surrogateescape") + b"\0"
+        f"{entries[name][0]} ".encode()
+        + name.encode("utf-8", "surrogateescape")
+        + b"\0"
         + bytes.fromhex(entries[name][1])
         for name in sorted(entries, key=order)
     )
@@ -710,7 +768,9 @@ class Objects:
         if self._reader is None or self._reader.poll() is not None:
             self._reader = subprocess.Popen(
                 ["git", "-C", str(self.git.root), "cat-file", "--batch"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
                 env=clean_env(),
             )
         return self._reader
@@ -880,8 +940,9 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o644, *, sync: bool = T
 
 
 @contextlib.contextmanager
-def repository_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT, *,
-                    wait_for_index: bool = True) -> Iterator[None]:
+def repository_lock(
+    git_dir: Path, timeout: float = LOCK_TIMEOUT, *, wait_for_index: bool = True
+) -> Iterator[None]:
     """Serialise cmgit writers on one clone. The kernel drops the lock if a process dies,
     so a killed command never leaves a stale cmgit lock behind. Then wait for git's own
     index.lock to go: one that no process holds is stale (a git command was killed)."""

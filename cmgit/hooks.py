@@ -29,8 +29,10 @@ def _write_hook(folder: Path, name: str, body: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     if path.exists() and MARK not in path.read_text(errors="replace"):
-        raise RepositoryError(f"a {name} hook exists that cmgit did not install",
-                              hint=f"merge it by hand into {name}, or move it away")
+        raise RepositoryError(
+            f"a {name} hook exists that cmgit did not install",
+            hint=f"merge it by hand into {name}, or move it away",
+        )
     path.write_text(f"#!/bin/sh\n{MARK}\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
@@ -52,8 +54,9 @@ def install_client(git: Git) -> list[str]:
     line = f"{ids.RECORDS_DIR}/** diff=cmgit merge=cmgit"
     existing = attributes.read_text() if attributes.exists() else ""
     if line not in existing.splitlines():
-        attributes.write_text(existing + ("" if existing.endswith("\n") or not existing
-                                          else "\n") + line + "\n")
+        attributes.write_text(
+            existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n"
+        )
     done.append("diff and merge drivers for records/ (local: .git/info/attributes)")
     return done
 
@@ -61,14 +64,20 @@ def install_client(git: Git) -> list[str]:
 def install_server(bare: Path, *, require_signatures: bool = True) -> str:
     git = Git(bare)
     if git.text("rev-parse", "--is-bare-repository") != "true":
-        raise RepositoryError("--server installs into a bare central repository",
-                              hint="run it in the repository offices push to")
+        raise RepositoryError(
+            "--server installs into a bare central repository",
+            hint="run it in the repository offices push to",
+        )
     git.run("config", "receive.denyNonFastForwards", "true")
     git.run("config", "receive.denyDeletes", "true")
     flag = "" if require_signatures else " --allow-unsigned"
-    return str(_write_hook(
-        bare / "hooks", "pre-receive",
-        f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive{flag}"))
+    return str(
+        _write_hook(
+            bare / "hooks",
+            "pre-receive",
+            f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive{flag}",
+        )
+    )
 
 
 def pre_commit(git: Git) -> list[str]:
@@ -92,8 +101,11 @@ def pre_receive(git: Git, lines: list[str], *, require_signatures: bool = True) 
         if old != ZERO_OID and not git.is_ancestor(old, new):
             problems.append(f"{ref}: history may not be rewritten (force push refused)")
             continue
-        report = Auditor(git).run(None if old == ZERO_OID else old, remembered=False,
-                                  until=new, require_signatures=require_signatures)
+        report = Auditor(git).run(
+            None if old == ZERO_OID else old,
+            remembered=False,
+            until=new,
+            require_signatures=require_signatures,
+        )
         problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
     return problems
-

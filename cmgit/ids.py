@@ -26,8 +26,10 @@ RECORDS_DIR = "records"
 RECORD_SUFFIX = ".yaml"
 # A record file's path, as git lists it: its folder and case ID, the folder being the ID's
 # first two characters (`bucket`), so a listing is checked by the expression alone.
-RECORD_PATH_PATTERN = (rf"{RECORDS_DIR}/(?P<folder>{_CHAR}{{2}})/"
-                       rf"(?P<case>{_PREFIX}-(?P=folder){_CHAR}{{6}}){re.escape(RECORD_SUFFIX)}")
+RECORD_PATH_PATTERN = (
+    rf"{RECORDS_DIR}/(?P<folder>{_CHAR}{{2}})/"
+    rf"(?P<case>{_PREFIX}-(?P=folder){_CHAR}{{6}}){re.escape(RECORD_SUFFIX)}"
+)
 
 
 def check_case_id(text: object) -> str:

@@ -21,9 +21,20 @@ DECISIONS = ("state", "episode", "team", "caseworker")
 # Open fields cmgit recomputes after the merge; their values on either side do not count.
 # (Not `state_since` nor `state_history`: only a move changes them, and a move merges as a
 # decision does, the moving side's values standing.)
-DERIVED = ("version", "next_follow_up_due", "next_review_due", "risk_level",
-           "immediate_risk", "separation_status", "sex", "age_band", "closure_reason",
-           "closed_on", "registered_on", "identified_on")
+DERIVED = (
+    "version",
+    "next_follow_up_due",
+    "next_review_due",
+    "risk_level",
+    "immediate_risk",
+    "separation_status",
+    "sex",
+    "age_band",
+    "closure_reason",
+    "closed_on",
+    "registered_on",
+    "identified_on",
+)
 
 
 class MergeConflict(Refused):
@@ -34,9 +45,9 @@ def _id_key(items: Sequence[Any]) -> str | None:
     """The id field shared by every item of a list of mappings, if there is one."""
     if not items or not all(isinstance(item, Mapping) for item in items):
         return None
-    keys = set.intersection(*(
-        {k for k in item if k.endswith("_id") and isinstance(item[k], str)} for item in items
-    ))
+    keys = set.intersection(
+        *({k for k in item if k.endswith("_id") and isinstance(item[k], str)} for item in items)
+    )
     return sorted(keys)[0] if keys else None
 
 
@@ -51,8 +62,13 @@ def _merge(base: Any, ours: Any, theirs: Any, path: str, conflicts: list[str]) -
         old = base if isinstance(base, Mapping) else {}
         merged = {}
         for key in [*theirs, *(k for k in ours if k not in theirs)]:
-            value = _merge(old.get(key, MISSING), ours.get(key, MISSING),
-                           theirs.get(key, MISSING), f"{path}/{key}", conflicts)
+            value = _merge(
+                old.get(key, MISSING),
+                ours.get(key, MISSING),
+                theirs.get(key, MISSING),
+                f"{path}/{key}",
+                conflicts,
+            )
             if value is not MISSING:
                 merged[key] = value
         return merged
@@ -66,8 +82,13 @@ def _merge(base: Any, ours: Any, theirs: Any, path: str, conflicts: list[str]) -
             order = [*other, *(i for i in mine if i not in other)]
             out = []
             for item_id in order:
-                value = _merge(by_id.get(item_id, MISSING), mine.get(item_id, MISSING),
-                               other.get(item_id, MISSING), f"{path}/{item_id}", conflicts)
+                value = _merge(
+                    by_id.get(item_id, MISSING),
+                    mine.get(item_id, MISSING),
+                    other.get(item_id, MISSING),
+                    f"{path}/{item_id}",
+                    conflicts,
+                )
                 if value is not MISSING:
                     out.append(value)
             return out
@@ -75,30 +96,40 @@ def _merge(base: Any, ours: Any, theirs: Any, path: str, conflicts: list[str]) -
     return theirs
 
 
-def merge_cases(base: Mapping[str, Any], ours: Mapping[str, Any],
-                theirs: Mapping[str, Any], *, case_id: str) -> dict[str, Any]:
+def merge_cases(
+    base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any], *, case_id: str
+) -> dict[str, Any]:
     """Our case and theirs, merged against their common base. Raises MergeConflict naming
     the paths both changed (field names and item ids only, never values)."""
     conflicts = [
-        f"/{key}" for key in DECISIONS
-        if ours.get(key) != base.get(key) and theirs.get(key) != base.get(key)
+        f"/{key}"
+        for key in DECISIONS
+        if ours.get(key) != base.get(key)
+        and theirs.get(key) != base.get(key)
         and ours.get(key) != theirs.get(key)
     ]
     if conflicts:
-        raise MergeConflict("both offices made a different workflow decision on this case",
-                            case_id=case_id, problems=conflicts,
-                            hint="agree which one stands; one office undoes its change")
+        raise MergeConflict(
+            "both offices made a different workflow decision on this case",
+            case_id=case_id,
+            problems=conflicts,
+            hint="agree which one stands; one office undoes its change",
+        )
     skip = set(DERIVED)
     merged = _merge(
         {k: v for k, v in base.items() if k not in skip},
         {k: v for k, v in ours.items() if k not in skip},
         {k: v for k, v in theirs.items() if k not in skip},
-        "", conflicts,
+        "",
+        conflicts,
     )
     if conflicts:
-        raise MergeConflict("both offices changed the same fields differently",
-                            case_id=case_id, problems=conflicts[:20],
-                            hint="one office records the change again after sync")
+        raise MergeConflict(
+            "both offices changed the same fields differently",
+            case_id=case_id,
+            problems=conflicts[:20],
+            hint="one office records the change again after sync",
+        )
     for key in skip:
         if key in theirs:
             merged[key] = theirs[key]

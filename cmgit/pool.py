@@ -21,16 +21,18 @@ def workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-def fork_map(function: Callable[[T], R], items: Iterable[T],
-             initializer: Callable[[], Any] | None = None) -> Iterator[R]:
+def fork_map(
+    function: Callable[[T], R], items: Iterable[T], initializer: Callable[[], Any] | None = None
+) -> Iterator[R]:
     """``function(item)`` for each item, in order, on every core; a few items ahead of the
     results at most, so a long stream of items is never held whole."""
     from concurrent.futures import Future, ProcessPoolExecutor  # costly to import: only here
     from multiprocessing import get_context
 
     count = workers()
-    with ProcessPoolExecutor(count, mp_context=get_context("fork"),
-                             initializer=initializer) as pool:
+    with ProcessPoolExecutor(
+        count, mp_context=get_context("fork"), initializer=initializer
+    ) as pool:
         pending: collections.deque[Future[R]] = collections.deque()
         for item in items:
             pending.append(pool.submit(function, item))

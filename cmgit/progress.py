@@ -44,7 +44,6 @@ class Progress:
 
             yield advance
 
-
     def each(self, description: str, items: Sequence[T]) -> Iterator[T]:
         """The items, with a bar advancing as each one is done."""
         with self.task(description, len(items)) as advance:

@@ -29,7 +29,8 @@ SEALED_KEY = "sealed"
 # Strings that every YAML reader (1.1 and 1.2) takes as a string when written plain.
 _PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _YAML11_WORDS = frozenset(
-    w for word in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
+    w
+    for word in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
     for w in (word, word.capitalize(), word.upper())
 )
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})")

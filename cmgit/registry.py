@@ -52,7 +52,8 @@ class Registry:
 
     def active(self, role: str | None = None, team: str | None = None) -> list[Staff]:
         return [
-            m for m in self.staff.values()
+            m
+            for m in self.staff.values()
             if m.active and (role is None or m.role == role) and (team is None or m.team == team)
         ]
 
@@ -100,8 +101,12 @@ class Registry:
         managers, the team's members in reader roles, and the recovery recipients.
         Auditors never."""
         # Asked once a record in bulk reads: remembered per team, caseworker and settings.
-        key = (team, caseworker, repr(sorted(settings.get("reader_roles", ())))
-               + repr(sorted(settings.get("recovery_recipients", ()))))
+        key = (
+            team,
+            caseworker,
+            repr(sorted(settings.get("reader_roles", ())))
+            + repr(sorted(settings.get("recovery_recipients", ()))),
+        )
         if key not in self._recipients:
             self._recipients[key] = self._recipients_for(team, caseworker, settings)
         return list(self._recipients[key])

@@ -120,9 +120,7 @@ class SchemaSet:
     def item_schema(self, form: str) -> dict[str, Any]:
         return self.schemas[form_id(form)]
 
-    def validate(
-        self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None
-    ) -> None:
+    def validate(self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None) -> None:
         self._check(self._validator(schema_id, self.schemas[schema_id]), doc, what, case_id)
 
     def holds(self, key: str, condition: Mapping[str, Any], doc: Any) -> bool:
@@ -142,8 +140,9 @@ class SchemaSet:
                 problems.append("... (more problems not shown)")
                 break
         raise SchemaError(
-            f"{what} do not match the schema" if what.endswith("s") else
-            f"{what} does not match the schema",
+            f"{what} do not match the schema"
+            if what.endswith("s")
+            else f"{what} does not match the schema",
             problems=problems,
             case_id=case_id,
             hint="correct the fields listed and try again",
@@ -176,7 +175,9 @@ def explain(error: Any) -> str:
     elif rule == "additionalProperties" and hasattr(kind, "unexpected"):
         names = [str(n) for n in kind.unexpected]
         shown = [n for n in names if _NAME_RE.fullmatch(n)]
-        detail = " unexpected field " + ", ".join(f"'{n}'" for n in shown) if shown else (
-            " unexpected field"
+        detail = (
+            " unexpected field " + ", ".join(f"'{n}'" for n in shown)
+            if shown
+            else (" unexpected field")
         )
     return f"at {path}: fails '{rule}'{detail}"

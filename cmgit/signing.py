@@ -95,8 +95,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         raise NoIdentity("signing key is not a key file", hint="check CMGIT_SIGNING_KEY")
     with os.fdopen(fd, "rb") as handle:
         if info.st_mode & 0o077:
-            raise NoIdentity("signing key file is readable by others",
-                             hint="run chmod 600 on it")
+            raise NoIdentity("signing key file is readable by others", hint="run chmod 600 on it")
         data = handle.read()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -109,8 +108,10 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise NoIdentity("signing key cannot be loaded (passphrase-protected keys are not "
-                         "supported)", hint="use an unencrypted ed25519 key") from None
+        raise NoIdentity(
+            "signing key cannot be loaded (passphrase-protected keys are not supported)",
+            hint="use an unencrypted ed25519 key",
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise NoIdentity("signing key must be an ed25519 key", hint="ssh-keygen -t ed25519")
     return key
@@ -147,15 +148,25 @@ def _ed25519_seed(data: bytes) -> bytes | None:
     except (ValueError, BadSignature):
         return None
     padding = private[at:]
-    if (pos != len(blob) or len(private) % 8 or padding != bytes(range(1, len(padding) + 1))
-            or key_type != KEY_TYPE or private[:4] != private[4:8] or len(public) != 32
-            or secret[32:] != public or public_blob != _string(KEY_TYPE) + _string(public)):
+    if (
+        pos != len(blob)
+        or len(private) % 8
+        or padding != bytes(range(1, len(padding) + 1))
+        or key_type != KEY_TYPE
+        or private[:4] != private[4:8]
+        or len(public) != 32
+        or secret[32:] != public
+        or public_blob != _string(KEY_TYPE) + _string(public)
+    ):
         return None
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     seed = secret[:32]
-    return seed if Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw(
-    ) == public else None
+    return (
+        seed
+        if Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw() == public
+        else None
+    )
 
 
 def generate_key(path: Path) -> str:
@@ -164,8 +175,11 @@ def generate_key(path: Path) -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption())
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -181,9 +195,15 @@ def sign(message: bytes, key: Ed25519PrivateKey) -> str:
     """An armored SSHSIG signature of ``message`` (namespace git, SHA-512)."""
     public = key.public_key().public_bytes_raw()
     signature = key.sign(_signed_data(message))
-    blob = (MAGIC + struct.pack(">I", 1) + _string(_string(KEY_TYPE) + _string(public))
-            + _string(NAMESPACE) + _string(b"") + _string(HASH)
-            + _string(_string(KEY_TYPE) + _string(signature)))
+    blob = (
+        MAGIC
+        + struct.pack(">I", 1)
+        + _string(_string(KEY_TYPE) + _string(public))
+        + _string(NAMESPACE)
+        + _string(b"")
+        + _string(HASH)
+        + _string(_string(KEY_TYPE) + _string(signature))
+    )
     text = base64.b64encode(blob).decode("ascii")
     lines = [text[i : i + 70] for i in range(0, len(text), 70)]
     return "\n".join([BEGIN, *lines, END])

@@ -65,8 +65,12 @@ EXAMPLE_CASE_ID = "CP-7K2M9QX4"
 SHIM = "assets/javascripts/iframe-worker/shim.js"
 STYLESHEET = "assets/stylesheets/cmgit.css"
 GENERATED_PAGES = (
-    "reference/index.md", "reference/states.md", "reference/transitions.md",
-    "reference/guards.md", "reference/forms.md", "statistics/index.md",
+    "reference/index.md",
+    "reference/states.md",
+    "reference/transitions.md",
+    "reference/guards.md",
+    "reference/forms.md",
+    "statistics/index.md",
 )
 
 _CASE_ID_BYTES = re.compile(rb"[A-Z]{2,5}-[0-9A-HJKMNP-TV-Z]{8}")
@@ -93,8 +97,10 @@ def fetches_from_the_web(text: str) -> bool:
     """Whether an HTML page or a stylesheet makes the browser fetch something remote."""
     if _FETCHING_TAG.search(text) or _CSS_REMOTE.search(text):
         return True
-    return any(_LINK_REMOTE.search(tag) and not _LINK_FOLLOWED.search(tag)
-               for tag in _LINK_TAG.findall(text))
+    return any(
+        _LINK_REMOTE.search(tag) and not _LINK_FOLLOWED.search(tag)
+        for tag in _LINK_TAG.findall(text)
+    )
 
 
 class UnsafeOutput(InvalidRecord):
@@ -134,8 +140,9 @@ class Source:
         """Open fields of every case committed at HEAD, each a tuple in the schema's order;
         unreadable records are left out."""
         if self._rows is None:
-            self._rows = caches.open_rows(self.git, self.head, self.schemas.open_fields,
-                                          self.progress)
+            self._rows = caches.open_rows(
+                self.git, self.head, self.schemas.open_fields, self.progress
+            )
         return self._rows
 
     def column(self, name: str) -> list[Any]:
@@ -196,30 +203,43 @@ def open_source(directory: Path | None) -> Source:
     git = Git.discover(directory or Path.cwd())
     head = git.head()
     if head is None:
-        raise NotACaseRepository("the repository has no commits yet",
-                                 hint="run cmgit init DIR, or use -C DIR")
+        raise NotACaseRepository(
+            "the repository has no commits yet", hint="run cmgit init DIR, or use -C DIR"
+        )
     with contextlib.suppress(CmgitError):  # the usual case: the whole configuration, remembered
         config = read_config(git, head)
-        return Source(git, head, config.schemas, config.workflow, config.settings,
-                      [m.id for m in config.registry.active(CASEWORKER)])
+        return Source(
+            git,
+            head,
+            config.schemas,
+            config.workflow,
+            config.settings,
+            [m.id for m in config.registry.active(CASEWORKER)],
+        )
     # A repository with parts of the configuration missing still gets its SOP pages.
     paths = [p for p in git.files_under(head, SCHEMAS_DIR) if p.endswith(".json")]
     files = git.read_paths(head, [*paths, WORKFLOW_FILE, SETTINGS_FILE, STAFF_FILE])
     docs = [json.loads(data) for p in paths if (data := files.get(p)) is not None]
     schemas = SchemaSet({doc["$id"]: doc for doc in docs if isinstance(doc, dict)})
     if CASE not in schemas.schemas or files.get(WORKFLOW_FILE) is None:
-        raise NotACaseRepository("not a cmgit case repository",
-                                 hint="run cmgit init DIR, or use -C DIR")
+        raise NotACaseRepository(
+            "not a cmgit case repository", hint="run cmgit init DIR, or use -C DIR"
+        )
     settings_schema = schemas.schemas[SETTINGS]
     data = files.get(SETTINGS_FILE)
-    settings = (settings_defaults(settings_schema) if data is None
-                else read_document(data, schemas, SETTINGS, SETTINGS_FILE))
+    settings = (
+        settings_defaults(settings_schema)
+        if data is None
+        else read_document(data, schemas, SETTINGS, SETTINGS_FILE)
+    )
     data = files.get(STAFF_FILE)
-    registry = None if data is None else Registry.from_doc(
-        read_document(data, schemas, STAFF, STAFF_FILE))
+    registry = (
+        None if data is None else Registry.from_doc(read_document(data, schemas, STAFF, STAFF_FILE))
+    )
     caseworkers = [] if registry is None else [m.id for m in registry.active(CASEWORKER)]
-    return Source(git, head, schemas, load_workflow(files.get(WORKFLOW_FILE), schemas), settings,
-                  caseworkers)
+    return Source(
+        git, head, schemas, load_workflow(files.get(WORKFLOW_FILE), schemas), settings, caseworkers
+    )
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -239,8 +259,12 @@ class Report:
         return self.result.tables
 
     def as_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "programme": self.programme_name,
-                "display_profile": self.profile, **self.result.as_dict()}
+        return {
+            "commit": self.commit,
+            "programme": self.programme_name,
+            "display_profile": self.profile,
+            **self.result.as_dict(),
+        }
 
 
 def report(source: Source, as_of: dt.date) -> Report:
@@ -264,8 +288,9 @@ def report(source: Source, as_of: dt.date) -> Report:
             changes = pool.Background(source.changes)
             result = stats.compute(source.cases(), changes.result(), programme, as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
-    return Report(source.head, str(source.settings.get("programme_name", "")), source.profile,
-                  result)
+    return Report(
+        source.head, str(source.settings.get("programme_name", "")), source.profile, result
+    )
 
 
 STATS_CACHE = "statistics"
@@ -274,18 +299,23 @@ STATS_CODE = hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()[:16]
 
 def _statistics_to(result: stats.Statistics) -> tuple[Any, ...]:
     tables = tuple(tuple(getattr(t, f.name) for f in fields(stats.Table)) for t in result.tables)
-    return (result.as_of.isoformat(), result.threshold, result.open_cases, tables,
-            result.withheld)
+    return (result.as_of.isoformat(), result.threshold, result.open_cases, tables, result.withheld)
 
 
 def _statistics_from(stored: tuple[Any, ...]) -> stats.Statistics:
     as_of, threshold, open_cases, tables, withheld = stored
-    return stats.Statistics(dt.date.fromisoformat(as_of), threshold, open_cases,
-                            [stats.Table(*t) for t in tables], withheld)
+    return stats.Statistics(
+        dt.date.fromisoformat(as_of),
+        threshold,
+        open_cases,
+        [stats.Table(*t) for t in tables],
+        withheld,
+    )
 
 
-def statistics_report(directory: Path | None, *, today: dt.date,
-                      progress: Progress = SILENT) -> Report:
+def statistics_report(
+    directory: Path | None, *, today: dt.date, progress: Progress = SILENT
+) -> Report:
     source = open_source(directory)
     source.progress = progress
     return report(source, today)
@@ -324,8 +354,14 @@ def _text_width(text: str, size: int = 12) -> int:
     return int(len(text) * size * 0.58) + 4
 
 
-def bar_chart(title: str, labels: Sequence[str], series: Sequence[str],
-              values: Sequence[Sequence[stats.Shown]], *, unit: str = "") -> str:
+def bar_chart(
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[str],
+    values: Sequence[Sequence[stats.Shown]],
+    *,
+    unit: str = "",
+) -> str:
     """Horizontal grouped bars as inline SVG; hidden values get their mark and no bar."""
     numbers = [v for row in values for v in row if isinstance(v, int)]
     top = max(numbers, default=0) or 1
@@ -337,9 +373,11 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[str],
     group_h = len(series) * (bar_h + gap) + 8
     width = left + bar_area + 60
     height = legend_h + len(labels) * group_h + 6
-    out = [f'<svg class="cmgit-chart" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
-           f"<title>{esc(title)}</title>"]
+    out = [
+        f'<svg class="cmgit-chart" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
+        f"<title>{esc(title)}</title>",
+    ]
     if len(series) > 1:
         x = left
         for n, name in enumerate(series):
@@ -350,8 +388,10 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[str],
     for row, label in enumerate(labels):
         y0 = legend_h + row * group_h + 4
         mid = y0 + (len(series) * (bar_h + gap)) // 2 + 4
-        out.append(f'<text x="{left - 6}" y="{mid}" text-anchor="end" '
-                   f'fill="currentColor">{esc(label)}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{mid}" text-anchor="end" '
+            f'fill="currentColor">{esc(label)}</text>'
+        )
         for n, _name in enumerate(series):
             value = values[row][n]
             y = y0 + n * (bar_h + gap)
@@ -359,22 +399,32 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[str],
                 length = round(value / top * bar_area)
                 colour = PALETTE[n % len(PALETTE)]
                 if length:
-                    out.append(f'<rect x="{left}" y="{y}" width="{length}" height="{bar_h}" '
-                               f'fill="{colour}"/>')
-                out.append(f'<text x="{left + length + 4}" y="{y + bar_h - 2}" '
-                           f'fill="currentColor">{value}{esc(unit)}</text>')
+                    out.append(
+                        f'<rect x="{left}" y="{y}" width="{length}" height="{bar_h}" '
+                        f'fill="{colour}"/>'
+                    )
+                out.append(
+                    f'<text x="{left + length + 4}" y="{y + bar_h - 2}" '
+                    f'fill="currentColor">{value}{esc(unit)}</text>'
+                )
             else:
-                out.append(f'<text x="{left + 4}" y="{y + bar_h - 2}" fill="currentColor" '
-                           f'font-style="italic" opacity="0.7">{esc(value)}</text>')
-    out.append(f'<line x1="{left}" y1="{legend_h}" x2="{left}" y2="{height - 2}" '
-               f'stroke="currentColor" stroke-opacity="0.4"/>')
+                out.append(
+                    f'<text x="{left + 4}" y="{y + bar_h - 2}" fill="currentColor" '
+                    f'font-style="italic" opacity="0.7">{esc(value)}</text>'
+                )
+    out.append(
+        f'<line x1="{left}" y1="{legend_h}" x2="{left}" y2="{height - 2}" '
+        f'stroke="currentColor" stroke-opacity="0.4"/>'
+    )
     out.append("</svg>")
     return "".join(out)
 
 
-def days_chart(title: str, labels: Sequence[str], medians: Sequence[str],
-               p75: Sequence[str]) -> str:
+def days_chart(
+    title: str, labels: Sequence[str], medians: Sequence[str], p75: Sequence[str]
+) -> str:
     """Median days as a bar, the 75th percentile as a lighter extension."""
+
     def number(text: str) -> float | None:
         try:
             return float(text)
@@ -385,29 +435,39 @@ def days_chart(title: str, labels: Sequence[str], medians: Sequence[str],
     left = min(260, max([_text_width(lbl) for lbl in labels] + [60]))
     bar_area, row_h = 260, 22
     width, height = left + bar_area + 90, 28 + len(labels) * row_h
-    out = [f'<svg class="cmgit-chart" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
-           f"<title>{esc(title)}</title>",
-           f'<rect x="{left}" y="4" width="10" height="10" fill="{PALETTE[0]}"/>',
-           f'<text x="{left + 14}" y="13" fill="currentColor">median</text>',
-           f'<rect x="{left + 80}" y="4" width="10" height="10" fill="{PALETTE[0]}" '
-           f'fill-opacity="0.35"/>',
-           f'<text x="{left + 94}" y="13" fill="currentColor">75th percentile</text>']
+    out = [
+        f'<svg class="cmgit-chart" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
+        f"<title>{esc(title)}</title>",
+        f'<rect x="{left}" y="4" width="10" height="10" fill="{PALETTE[0]}"/>',
+        f'<text x="{left + 14}" y="13" fill="currentColor">median</text>',
+        f'<rect x="{left + 80}" y="4" width="10" height="10" fill="{PALETTE[0]}" '
+        f'fill-opacity="0.35"/>',
+        f'<text x="{left + 94}" y="13" fill="currentColor">75th percentile</text>',
+    ]
     for row, label in enumerate(labels):
         y = 24 + row * row_h
-        out.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" '
-                   f'fill="currentColor">{esc(label)}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" '
+            f'fill="currentColor">{esc(label)}</text>'
+        )
         med, high = number(medians[row]), number(p75[row])
         if med is None or high is None:
-            out.append(f'<text x="{left + 4}" y="{y + 12}" fill="currentColor" '
-                       f'opacity="0.7">{esc(stats.NOT_SHOWN)}</text>')
+            out.append(
+                f'<text x="{left + 4}" y="{y + 12}" fill="currentColor" '
+                f'opacity="0.7">{esc(stats.NOT_SHOWN)}</text>'
+            )
             continue
         m_len, h_len = round(med / top * bar_area), round(high / top * bar_area)
-        out.append(f'<rect x="{left}" y="{y}" width="{h_len}" height="16" fill="{PALETTE[0]}" '
-                   f'fill-opacity="0.35"/>')
+        out.append(
+            f'<rect x="{left}" y="{y}" width="{h_len}" height="16" fill="{PALETTE[0]}" '
+            f'fill-opacity="0.35"/>'
+        )
         out.append(f'<rect x="{left}" y="{y}" width="{m_len}" height="16" fill="{PALETTE[0]}"/>')
-        out.append(f'<text x="{left + h_len + 4}" y="{y + 12}" fill="currentColor">'
-                   f'{esc(medians[row])} / {esc(p75[row])} days</text>')
+        out.append(
+            f'<text x="{left + h_len + 4}" y="{y + 12}" fill="currentColor">'
+            f"{esc(medians[row])} / {esc(p75[row])} days</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -443,8 +503,10 @@ def state_diagram(flow: Workflow, profile: str) -> str:
     for (source, target), tids in by_pair.items():
         side = "right" if order[target] > order[source] else "left"
         groups.setdefault((target, side, tuple(tids)), []).append(source)
-    arcs = [_Arc(sorted(srcs, key=order.__getitem__), target, list(tids), side)
-            for (target, side, tids), srcs in groups.items()]
+    arcs = [
+        _Arc(sorted(srcs, key=order.__getitem__), target, list(tids), side)
+        for (target, side, tids), srcs in groups.items()
+    ]
 
     def span(arc: _Arc) -> tuple[int, int]:
         ends = [order[s] for s in arc.sources] + [order[arc.target]]
@@ -478,17 +540,21 @@ def state_diagram(flow: Workflow, profile: str) -> str:
     height = len(states) * pitch + 10
     tops = {s: 10 + n * pitch for n, s in enumerate(states)}
     for (state, _side), items in sorted(ports.items()):
+
         def key(item: tuple[_Arc, bool], state: str = state) -> tuple[int, int, int]:
             arc, incoming = item
             others = [order[s] for s in arc.sources] if incoming else [order[arc.target]]
             above = min(others) < order[state]
             return (0 if above else 1, arc.lane if above else -arc.lane, int(incoming))
+
         items.sort(key=key)
         for n, (arc, _incoming) in enumerate(items):
             arc.ports[state] = tops[state] + (n + 1) * box_h // (len(items) + 1)
-    out = [f'<svg class="cmgit-diagram" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
-           "<title>States and transitions of the case workflow</title>"]
+    out = [
+        f'<svg class="cmgit-diagram" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" font-size="12" font-family="sans-serif">',
+        "<title>States and transitions of the case workflow</title>",
+    ]
     for arc in sorted(arcs, key=lambda a: (a.side, a.lane, a.ids)):
         step = 1 if arc.side == "right" else -1
         edge = x0 + box_w if arc.side == "right" else x0
@@ -500,19 +566,21 @@ def state_diagram(flow: Workflow, profile: str) -> str:
         label = ", ".join(arc.ids)
         path = "".join(f"M{edge},{arc.ports[s]} H{x} " for s in arc.sources)
         path += f"M{x},{min(ys)} V{max(ys)} M{x},{end} H{edge + step * 2}"
-        head = (f"{edge},{end} {edge + step * 8},{end - 4} {edge + step * 8},{end + 4}")
+        head = f"{edge},{end} {edge + step * 8},{end - 4} {edge + step * 8},{end + 4}"
         out.append(
             f'<g class="cmgit-arc"><title>{esc(label)}: {esc(", ".join(arc.sources))} to '
-            f'{esc(arc.target)}</title>'
+            f"{esc(arc.target)}</title>"
             f'<path d="{path.strip()}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
             f'<polygon points="{head}" fill="{colour}"/></g>'
         )
         near = min((y for y in ys[:-1]), key=lambda y: abs(y - end))
         mid = (near + end) // 2
         tx = x - 4 if arc.side == "right" else x + 4
-        out.append(f'<text x="{tx}" y="{mid}" font-size="9" fill="{colour}" '
-                   f'transform="rotate(-90 {tx} {mid})" text-anchor="middle">'
-                   f'{esc(label)}</text>')
+        out.append(
+            f'<text x="{tx}" y="{mid}" font-size="9" fill="{colour}" '
+            f'transform="rotate(-90 {tx} {mid})" text-anchor="middle">'
+            f"{esc(label)}</text>"
+        )
     for state in states:
         y = tops[state]
         initial = state == flow.initial_state
@@ -544,8 +612,10 @@ def _link_transition(tid: str) -> str:
 
 
 def _built_line(source: Source) -> str:
-    return (f"Generated from the workflow and schema files of commit {code(source.head)}; "
-            "edit `schemas/` to change them, never these pages.")
+    return (
+        f"Generated from the workflow and schema files of commit {code(source.head)}; "
+        "edit `schemas/` to change them, never these pages."
+    )
 
 
 def reference_pages(source: Source) -> dict[str, str]:
@@ -553,25 +623,32 @@ def reference_pages(source: Source) -> dict[str, str]:
     profile_title = str(flow.profiles[profile].get("title", profile))
     forms = [f for f in schemas.sealed_fields if schemas.form_mode(f) != "system"]
     pages = {}
-    pages["reference/index.md"] = "\n".join([
-        "# Reference", "",
-        "These pages say exactly what the case tool enforces. They are written by "
-        "`cmgit site build` from the workflow and schema files of the case repository, so "
-        "the procedure described in the SOP pages and the tool cannot drift apart.", "",
-        _built_line(source), "",
-        f"- [States](states.md): the {len(flow.states)} states of a case, with a diagram of "
-        "the moves between them.",
-        f"- [Transitions](transitions.md): the {len(flow.transitions)} transitions, who may "
-        "make them and the guards they must pass; the forms recorded without a change of "
-        "state; reassignment.",
-        f"- [Guards](guards.md): the {len(flow.guards)} guards, what each checks and where "
-        "it applies.",
-        f"- [Forms](forms.md): the {len(forms)} forms and every field, with its type, "
-        "allowed values and data class; which fields of a record are open and which are "
-        "sealed.", "",
-        f"Step names follow the display profile **{esc(profile_title)}** "
-        f"(setting `display_profile`: {code(profile)}).", "",
-    ])
+    pages["reference/index.md"] = "\n".join(
+        [
+            "# Reference",
+            "",
+            "These pages say exactly what the case tool enforces. They are written by "
+            "`cmgit site build` from the workflow and schema files of the case repository, so "
+            "the procedure described in the SOP pages and the tool cannot drift apart.",
+            "",
+            _built_line(source),
+            "",
+            f"- [States](states.md): the {len(flow.states)} states of a case, with a diagram of "
+            "the moves between them.",
+            f"- [Transitions](transitions.md): the {len(flow.transitions)} transitions, who may "
+            "make them and the guards they must pass; the forms recorded without a change of "
+            "state; reassignment.",
+            f"- [Guards](guards.md): the {len(flow.guards)} guards, what each checks and where "
+            "it applies.",
+            f"- [Forms](forms.md): the {len(forms)} forms and every field, with its type, "
+            "allowed values and data class; which fields of a record are open and which are "
+            "sealed.",
+            "",
+            f"Step names follow the display profile **{esc(profile_title)}** "
+            f"(setting `display_profile`: {code(profile)}).",
+            "",
+        ]
+    )
     pages["reference/states.md"] = _states_page(source, profile, profile_title)
     pages["reference/transitions.md"] = _transitions_page(source)
     pages["reference/guards.md"] = _guards_page(source)
@@ -589,50 +666,74 @@ def _states_page(source: Source, profile: str, profile_title: str) -> str:
         entering[t.target].append(t.id)
     rows = []
     for state, info in flow.states.items():
-        rows.append([
-            f'<span id="{anchor(state)}"></span>{code(state)}',
-            md_cell(flow.label(state, profile)),
-            "yes" if info.get("caseload") else "no",
-            md_cell(info.get("summary", "")),
-            ", ".join(_link_transition(t) for t in leaving[state]) or "–",
-            ", ".join(_link_transition(t) for t in entering[state]) or "–",
-        ])
+        rows.append(
+            [
+                f'<span id="{anchor(state)}"></span>{code(state)}',
+                md_cell(flow.label(state, profile)),
+                "yes" if info.get("caseload") else "no",
+                md_cell(info.get("summary", "")),
+                ", ".join(_link_transition(t) for t in leaving[state]) or "–",
+                ", ".join(_link_transition(t) for t in entering[state]) or "–",
+            ]
+        )
     profiles = list(flow.profiles)
-    profile_rows = [[code(s), *(md_cell(flow.label(s, p)) for p in profiles)]
-                    for s in flow.states]
-    events = [[code(e.form), ", ".join(code(s) for s in e.states)]
-              for e in flow.events.values()]
-    return "\n".join([
-        "# States", "", _built_line(source), "",
-        f"A case is always in exactly one of these {len(flow.states)} states. It starts in "
-        f"{code(flow.initial_state)}. Arrows on the right lead further through the "
-        "procedure, arrows on the left lead back (reassessment, revision, reopening); grey "
-        "arrows close the case. Each arrow is labelled with its transitions; see "
-        "[Transitions](transitions.md) for who may make them and what they check.", "",
-        '<figure class="cmgit-figure">',
-        state_diagram(flow, profile),
-        "<figcaption>The case workflow, drawn from <code>schemas/workflow.yaml</code>."
-        "</figcaption>",
-        "</figure>", "",
-        f"## The states ({esc(profile_title)})", "",
-        md_table(["State", "Step", "Counts toward caseload", "Meaning", "Leaves by",
-                  "Enters by"], rows),
-        "## Step names in each display profile", "",
-        "The states are the same for every programme; a display profile only names them "
-        "after a step model. The setting `display_profile` chooses one.", "",
-        md_table(["State", *(md_cell(flow.profiles[p].get("title", p)) for p in profiles)],
-                 profile_rows),
-        "## Forms that may be recorded in each state", "",
-        md_table(["Form", "States"], events),
-    ])
+    profile_rows = [[code(s), *(md_cell(flow.label(s, p)) for p in profiles)] for s in flow.states]
+    events = [[code(e.form), ", ".join(code(s) for s in e.states)] for e in flow.events.values()]
+    return "\n".join(
+        [
+            "# States",
+            "",
+            _built_line(source),
+            "",
+            f"A case is always in exactly one of these {len(flow.states)} states. It starts in "
+            f"{code(flow.initial_state)}. Arrows on the right lead further through the "
+            "procedure, arrows on the left lead back (reassessment, revision, reopening); grey "
+            "arrows close the case. Each arrow is labelled with its transitions; see "
+            "[Transitions](transitions.md) for who may make them and what they check.",
+            "",
+            '<figure class="cmgit-figure">',
+            state_diagram(flow, profile),
+            "<figcaption>The case workflow, drawn from <code>schemas/workflow.yaml</code>."
+            "</figcaption>",
+            "</figure>",
+            "",
+            f"## The states ({esc(profile_title)})",
+            "",
+            md_table(
+                ["State", "Step", "Counts toward caseload", "Meaning", "Leaves by", "Enters by"],
+                rows,
+            ),
+            "## Step names in each display profile",
+            "",
+            "The states are the same for every programme; a display profile only names them "
+            "after a step model. The setting `display_profile` chooses one.",
+            "",
+            md_table(
+                ["State", *(md_cell(flow.profiles[p].get("title", p)) for p in profiles)],
+                profile_rows,
+            ),
+            "## Forms that may be recorded in each state",
+            "",
+            md_table(["Form", "States"], events),
+        ]
+    )
 
 
 def _transitions_page(source: Source) -> str:
     flow = source.workflow
-    roles = [[code(r), code(scope), {
-        "own": "cases where they are the key caseworker",
-        "team": "cases of their team", "all": "every case", "none": "no case",
-    }.get(scope, scope)] for r, scope in flow.scopes.items()]
+    roles = [
+        [
+            code(r),
+            code(scope),
+            {
+                "own": "cases where they are the key caseworker",
+                "team": "cases of their team",
+                "all": "every case",
+                "none": "no case",
+            }.get(scope, scope),
+        ]
+        for r, scope in flow.scopes.items()
+    ]
     rows = []
     for t in flow.transitions.values():
         guards = [_link_guard(g) for g in t.guards]
@@ -645,48 +746,80 @@ def _transitions_page(source: Source) -> str:
             )
         else:
             reasons = "–"
-        rows.append([
-            f'<span id="{anchor(t.id)}"></span>**{esc(t.id)}**',
-            ", ".join(_link_state(s) for s in t.sources),
-            _link_state(t.target),
-            ", ".join(code(r) for r in t.by),
-            ", ".join(guards) or "–",
-            reasons,
-            ", ".join(code(e) for e in t.effects) or "–",
-            md_cell(t.summary),
-        ])
-    events = [[code(e.form), ", ".join(_link_state(s) for s in e.states),
-               ", ".join(code(r) for r in e.by),
-               ", ".join(_link_guard(g) for g in e.guards) or "–"]
-              for e in flow.events.values()]
+        rows.append(
+            [
+                f'<span id="{anchor(t.id)}"></span>**{esc(t.id)}**',
+                ", ".join(_link_state(s) for s in t.sources),
+                _link_state(t.target),
+                ", ".join(code(r) for r in t.by),
+                ", ".join(guards) or "–",
+                reasons,
+                ", ".join(code(e) for e in t.effects) or "–",
+                md_cell(t.summary),
+            ]
+        )
+    events = [
+        [
+            code(e.form),
+            ", ".join(_link_state(s) for s in e.states),
+            ", ".join(code(r) for r in e.by),
+            ", ".join(_link_guard(g) for g in e.guards) or "–",
+        ]
+        for e in flow.events.values()
+    ]
     a = flow.assignment
-    return "\n".join([
-        "# Transitions", "", _built_line(source), "",
-        "A case changes state only through one of these transitions, with "
-        "`cmgit move ID STATE`. The person acting must have one of the roles listed, the "
-        "case must be within their scope, and every guard must hold; a refused move lists "
-        "each failing guard by code and changes nothing. Guards marked *warn* are printed "
-        "and let the move through. Where a transition takes a reason (`--reason`), the "
-        "reason may add guards of its own. \"Four eyes\" means the person authorising is "
-        "not the case's caseworker.", "",
-        "## Roles and their scope", "",
-        md_table(["Role", "Scope", "Acts on"], roles),
-        "## The transitions", "",
-        md_table(["ID", "From", "To", "Who", "Guards", "Reasons (and their guards)",
-                  "Effects", "What it means"], rows),
-        "Every change also passes the general guards "
-        f"{_link_guard('GA')}, {_link_guard('GB')} and {_link_guard('GD')}."
-        if {"GA", "GB", "GD"} <= set(flow.guards) else "", "",
-        "## Forms recorded without a change of state", "",
-        "`cmgit record ID FORM --from FILE` adds or updates one form, in the states listed, "
-        "by the roles listed. See [Forms](forms.md) for every field.", "",
-        md_table(["Form", "States", "Who", "Guards"], events),
-        "## Reassignment", "",
-        f"`cmgit assign ID STAFF --reason CODE`: by {', '.join(code(r) for r in a.by)}; in "
-        f"the states {', '.join(_link_state(s) for s in a.states)}; reasons "
-        f"{', '.join(code(r) for r in a.reasons)}; guards "
-        f"{', '.join(_link_guard(g) for g in a.guards) or '–'}.", "",
-    ])
+    return "\n".join(
+        [
+            "# Transitions",
+            "",
+            _built_line(source),
+            "",
+            "A case changes state only through one of these transitions, with "
+            "`cmgit move ID STATE`. The person acting must have one of the roles listed, the "
+            "case must be within their scope, and every guard must hold; a refused move lists "
+            "each failing guard by code and changes nothing. Guards marked *warn* are printed "
+            "and let the move through. Where a transition takes a reason (`--reason`), the "
+            'reason may add guards of its own. "Four eyes" means the person authorising is '
+            "not the case's caseworker.",
+            "",
+            "## Roles and their scope",
+            "",
+            md_table(["Role", "Scope", "Acts on"], roles),
+            "## The transitions",
+            "",
+            md_table(
+                [
+                    "ID",
+                    "From",
+                    "To",
+                    "Who",
+                    "Guards",
+                    "Reasons (and their guards)",
+                    "Effects",
+                    "What it means",
+                ],
+                rows,
+            ),
+            "Every change also passes the general guards "
+            f"{_link_guard('GA')}, {_link_guard('GB')} and {_link_guard('GD')}."
+            if {"GA", "GB", "GD"} <= set(flow.guards)
+            else "",
+            "",
+            "## Forms recorded without a change of state",
+            "",
+            "`cmgit record ID FORM --from FILE` adds or updates one form, in the states listed, "
+            "by the roles listed. See [Forms](forms.md) for every field.",
+            "",
+            md_table(["Form", "States", "Who", "Guards"], events),
+            "## Reassignment",
+            "",
+            f"`cmgit assign ID STAFF --reason CODE`: by {', '.join(code(r) for r in a.by)}; in "
+            f"the states {', '.join(_link_state(s) for s in a.states)}; reasons "
+            f"{', '.join(code(r) for r in a.reasons)}; guards "
+            f"{', '.join(_link_guard(g) for g in a.guards) or '–'}.",
+            "",
+        ]
+    )
 
 
 def _guards_page(source: Source) -> str:
@@ -706,24 +839,37 @@ def _guards_page(source: Source) -> str:
     severity = {"hard": "refuses", "warn": "warns", "override": "refuses unless overridden"}
     rows = []
     for guard in flow.guards.values():
-        how = ("a condition on the whole record (JSON Schema)" if guard.schema is not None
-               else f"the check {code(guard.check)}")
-        rows.append([
-            f'<span id="{anchor(guard.code)}"></span>**{esc(guard.code)}**',
-            severity.get(guard.severity, esc(guard.severity)),
-            md_cell(guard.summary), how,
-            ", ".join(used.get(guard.code, [])) or "every change",
-        ])
-    return "\n".join([
-        "# Guards", "", _built_line(source), "",
-        "A guard is a rule a change must satisfy. *Refuses*: the change is refused and "
-        "nothing is committed (exit 4). *Warns*: a warning is printed, recorded in the "
-        "commit, and the change goes through. *Refuses unless overridden*: a supervisor may "
-        "accept it with a reason, which is kept sealed. Numbers such as notice periods and "
-        "intervals come from the programme settings.", "",
-        md_table(["Guard", "When it fails", "Rule", "How it is checked", "Where it applies"],
-                 rows),
-    ])
+        how = (
+            "a condition on the whole record (JSON Schema)"
+            if guard.schema is not None
+            else f"the check {code(guard.check)}"
+        )
+        rows.append(
+            [
+                f'<span id="{anchor(guard.code)}"></span>**{esc(guard.code)}**',
+                severity.get(guard.severity, esc(guard.severity)),
+                md_cell(guard.summary),
+                how,
+                ", ".join(used.get(guard.code, [])) or "every change",
+            ]
+        )
+    return "\n".join(
+        [
+            "# Guards",
+            "",
+            _built_line(source),
+            "",
+            "A guard is a rule a change must satisfy. *Refuses*: the change is refused and "
+            "nothing is committed (exit 4). *Warns*: a warning is printed, recorded in the "
+            "commit, and the change goes through. *Refuses unless overridden*: a supervisor may "
+            "accept it with a reason, which is kept sealed. Numbers such as notice periods and "
+            "intervals come from the programme settings.",
+            "",
+            md_table(
+                ["Guard", "When it fails", "Rule", "How it is checked", "Where it applies"], rows
+            ),
+        ]
+    )
 
 
 # -- forms -------------------------------------------------------------------------------
@@ -745,7 +891,7 @@ def _describe(schemas: SchemaSet, node: Mapping[str, Any]) -> tuple[str, str, Ma
         ref = str(node["$ref"])
         target = schemas.resolve(ref)
         if ref.startswith(FORM_PREFIX):
-            name = f"form {ref[len(FORM_PREFIX):]}"
+            name = f"form {ref[len(FORM_PREFIX) :]}"
         elif "#/$defs/" in ref:
             name = ref.rsplit("/", 1)[1].replace("_", " ")
         resolved.update(target)
@@ -774,11 +920,18 @@ def _describe(schemas: SchemaSet, node: Mapping[str, Any]) -> tuple[str, str, Ma
         allowed.append(f"format {esc(resolved['format'])}")
     elif "pattern" in resolved:
         allowed.append(f"pattern {code(resolved['pattern'])}")
-    bounds = [f"{label} {resolved[key]}" for key, label in (
-        ("minimum", "at least"), ("maximum", "at most"), ("minItems", "at least"),
-        ("maxItems", "at most"), ("minLength", "length at least"),
-        ("maxLength", "length at most"),
-    ) if key in resolved]
+    bounds = [
+        f"{label} {resolved[key]}"
+        for key, label in (
+            ("minimum", "at least"),
+            ("maximum", "at most"),
+            ("minItems", "at least"),
+            ("maxItems", "at most"),
+            ("minLength", "length at least"),
+            ("maxLength", "length at most"),
+        )
+        if key in resolved
+    ]
     if bounds and kind.startswith("list of"):
         allowed.append("items: " + ", ".join(bounds))
     elif bounds:
@@ -786,8 +939,9 @@ def _describe(schemas: SchemaSet, node: Mapping[str, Any]) -> tuple[str, str, Ma
     return str(kind or "any"), "; ".join(allowed), resolved
 
 
-def _form_rows(schemas: SchemaSet, node: Mapping[str, Any], prefix: str = "",
-               depth: int = 0) -> list[list[str]]:
+def _form_rows(
+    schemas: SchemaSet, node: Mapping[str, Any], prefix: str = "", depth: int = 0
+) -> list[list[str]]:
     _, _, resolved = _describe(schemas, node)
     if resolved.get("type") == "array" and isinstance(resolved.get("items"), Mapping):
         _, _, resolved = _describe(schemas, resolved["items"])
@@ -799,12 +953,16 @@ def _form_rows(schemas: SchemaSet, node: Mapping[str, Any], prefix: str = "",
     for name, sub in props.items():
         kind, allowed, inner = _describe(schemas, sub)
         klass = str(sub.get("x-cmgit-class", inner.get("x-cmgit-class", "")))
-        rows.append([
-            code(prefix + name), esc(kind), allowed or "–",
-            "yes" if name in required else "no",
-            f"{esc(klass)} ({CLASSES[klass]})" if klass in CLASSES else "–",
-            md_cell(sub.get("description", inner.get("description", ""))),
-        ])
+        rows.append(
+            [
+                code(prefix + name),
+                esc(kind),
+                allowed or "–",
+                "yes" if name in required else "no",
+                f"{esc(klass)} ({CLASSES[klass]})" if klass in CLASSES else "–",
+                md_cell(sub.get("description", inner.get("description", ""))),
+            ]
+        )
         items = inner.get("items") if inner.get("type") == "array" else None
         nested_prefix = prefix + name + ("[]." if isinstance(items, Mapping) else ".")
         rows += _form_rows(schemas, sub, nested_prefix, depth + 1)
@@ -817,13 +975,15 @@ def _forms_page(source: Source, forms: Sequence[str]) -> str:
     for name, prop in schemas.case_properties.items():
         kind, allowed, _ = _describe(schemas, prop)
         is_open = prop.get("x-cmgit") == "open"
-        top.append([
-            code(name),
-            f"[form]({'#' + anchor(name)})" if name in forms else esc(kind),
-            allowed or "–",
-            "**open**" if is_open else "sealed",
-            md_cell(prop.get("description", "")),
-        ])
+        top.append(
+            [
+                code(name),
+                f"[form]({'#' + anchor(name)})" if name in forms else esc(kind),
+                allowed or "–",
+                "**open**" if is_open else "sealed",
+                md_cell(prop.get("description", "")),
+            ]
+        )
     modes = {
         "single": "one per case; recording it again replaces it",
         "upsert": "a list; a new item is added, or an item updated by its id",
@@ -831,18 +991,24 @@ def _forms_page(source: Source, forms: Sequence[str]) -> str:
         "supersede": "a list; a new item supersedes the previous one, which is kept",
     }
     parts = [
-        "# Forms", "", _built_line(source), "",
+        "# Forms",
+        "",
+        _built_line(source),
+        "",
         "A case record has two parts. The **open** fields are stored in clear so that the "
         "workflow, the audit and the statistics can run without any key; they hold codes, "
         "dates of workflow steps and staff IDs, never a name or a narrative, and cmgit "
         "computes them itself. Everything else is **sealed**: every form, with every field "
         "inside it, is encrypted to the staff who may read the case. Which top-level field "
         "is open is declared once, by the annotation `x-cmgit` in `schemas/case.schema.json`."
-        "", "",
+        "",
+        "",
         "Each form field also has a data class: **P** personally identifying (never leaves "
         "the sealed block), **S** sensitive, **O** operational. The class decides what is "
-        "removed when a case closed before registration is minimised.", "",
-        "## The case record", "",
+        "removed when a case closed before registration is minimised.",
+        "",
+        "## The case record",
+        "",
         md_table(["Field", "Type", "Allowed values", "Open or sealed", "Description"], top),
     ]
     for form in forms:
@@ -850,17 +1016,26 @@ def _forms_page(source: Source, forms: Sequence[str]) -> str:
         item = schemas.schemas.get(f"{FORM_PREFIX}{form}", {})
         event = flow.events.get(form)
         mode = schemas.form_mode(form)
-        where = (f"Recorded with `cmgit record ID {esc(form)}` in "
-                 f"{', '.join(_link_state(s) for s in event.states)}, by "
-                 f"{', '.join(code(r) for r in event.by)}."
-                 if event else "Written by cmgit as part of other commands.")
+        where = (
+            f"Recorded with `cmgit record ID {esc(form)}` in "
+            f"{', '.join(_link_state(s) for s in event.states)}, by "
+            f"{', '.join(code(r) for r in event.by)}."
+            if event
+            else "Written by cmgit as part of other commands."
+        )
         parts += [
-            f'<span id="{anchor(form)}"></span>', "",
-            f"## {esc(item.get('title', form))} ({code(form)})", "",
-            md_cell(item.get("description", prop.get("description", ""))), "",
-            f"Kept: **sealed**; {modes.get(mode, esc(mode))}. {where}", "",
-            md_table(["Field", "Type", "Allowed values", "Required", "Class", "Description"],
-                     _form_rows(schemas, prop)),
+            f'<span id="{anchor(form)}"></span>',
+            "",
+            f"## {esc(item.get('title', form))} ({code(form)})",
+            "",
+            md_cell(item.get("description", prop.get("description", ""))),
+            "",
+            f"Kept: **sealed**; {modes.get(mode, esc(mode))}. {where}",
+            "",
+            md_table(
+                ["Field", "Type", "Allowed values", "Required", "Class", "Description"],
+                _form_rows(schemas, prop),
+            ),
         ]
     return "\n".join(parts)
 
@@ -870,21 +1045,32 @@ def _forms_page(source: Source, forms: Sequence[str]) -> str:
 
 def html_table(table: stats.Table) -> str:
     headers, rows = table.grid_rows()
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers)
-           + "</tr></thead>", "<tbody>"]
+    out = [
+        "<table>",
+        "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>",
+        "<tbody>",
+    ]
     for row in rows:
-        out.append("<tr>" + "".join(
-            f"<td>{esc(cell)}</td>" if n == 0 else f'<td align="right">{esc(cell)}</td>'
-            for n, cell in enumerate(row)
-        ) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f"<td>{esc(cell)}</td>" if n == 0 else f'<td align="right">{esc(cell)}</td>'
+                for n, cell in enumerate(row)
+            )
+            + "</tr>"
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
 
 def chart(table: stats.Table) -> str:
     if table.chart == "days":
-        return days_chart(table.title, table.rows, [str(r[1]) for r in table.cells],
-                          [str(r[2]) for r in table.cells])
+        return days_chart(
+            table.title,
+            table.rows,
+            [str(r[1]) for r in table.cells],
+            [str(r[2]) for r in table.cells],
+        )
     if table.chart != "bars":
         return ""
     return bar_chart(table.title, table.rows, table.columns, table.cells)
@@ -893,27 +1079,32 @@ def chart(table: stats.Table) -> str:
 def statistics_page(source: Source, rep: Report, as_of: dt.date) -> str:
     k = rep.result.threshold
     parts = [
-        "# Statistics", "",
+        "# Statistics",
+        "",
         f"**{esc(rep.programme_name)}**. Figures as of {as_of.isoformat()}, built from commit "
-        f"{code(rep.commit)}.", "",
+        f"{code(rep.commit)}.",
+        "",
         "Every figure comes from the open fields of the case records and the history of "
         "the repository: the site is built without any key and cannot read a sealed form. "
         "No case number, staff ID, name, date of an event in a child's case or free text "
-        "is published.", "",
+        "is published.",
+        "",
         '!!! note "How to read these figures"',
         f"    Counts from 1 to {k - 1} are shown as **{esc(stats.hidden_mark(k))}**. A "
         f"count shown as **{stats.COMPLEMENT}** is hidden as well, so that a small count "
         "cannot be worked out from the totals. Medians and percentiles are shown only "
         f"where at least {stats.MIN_N_DERIVED} cases count; otherwise {stats.NOT_SHOWN}. "
         f"No table has more than two dimensions. The threshold ({k}) is the setting "
-        "`suppression_threshold`.", "",
+        "`suppression_threshold`.",
+        "",
     ]
     if rep.result.withheld:
         parts += [
             '!!! info "A small programme"',
             f"    With fewer than {stats.SMALL_PROGRAMME} open cases only the caseload of "
             "caseworkers, the overdue follow-ups and reviews and the number of open cases "
-            "are published: any finer table would single out children.", "",
+            "are published: any finer table would single out children.",
+            "",
         ]
     for table in rep.tables:
         picture = chart(table)
@@ -926,7 +1117,8 @@ def statistics_page(source: Source, rep: Report, as_of: dt.date) -> str:
         if table.note:
             parts += [esc(table.note), ""]
     parts += [
-        "## Method", "",
+        "## Method",
+        "",
         "- Open cases are cases in any step before `closed`; post-closure monitoring "
         "counts as open. Steps are named after the programme's display profile.",
         "- Caseloads count the cases in the states that count toward a caseload; "
@@ -936,7 +1128,8 @@ def statistics_page(source: Source, rep: Report, as_of: dt.date) -> str:
         f"- Small counts are suppressed with a threshold of {k}, with complementary "
         "suppression so that no hidden count follows from the published totals. "
         "Comparing two releases can still narrow a count down: publish on a fixed "
-        "schedule (for example monthly), not after every change.", "",
+        "schedule (for example monthly), not after every change.",
+        "",
     ]
     return "\n".join(parts)
 
@@ -978,8 +1171,10 @@ def build(
     mkdocs_yml = root / MKDOCS_FILE
     docs_source = root / SITE_DIR
     if not mkdocs_yml.is_file() or not docs_source.is_dir():
-        raise NotACaseRepository(f"no {MKDOCS_FILE} or {SITE_DIR}/ in the repository",
-                                 hint="a case repository made by cmgit init has both")
+        raise NotACaseRepository(
+            f"no {MKDOCS_FILE} or {SITE_DIR}/ in the repository",
+            hint="a case repository made by cmgit init has both",
+        )
     dirty = bool(source.git.status(SITE_DIR, MKDOCS_FILE))
     with progress.task("Reading cases", 2) as advance:
         rep = report(source, today)
@@ -999,7 +1194,8 @@ def build(
         staging = Path(tempfile.mkdtemp(prefix=".cmgit-site-", dir=target.parent))
         stack.callback(shutil.rmtree, staging, True)
         footer = f"Built from commit {source.head[:12]}, figures as of {today.isoformat()}" + (
-            ", with uncommitted changes to the SOP pages" if dirty else "")
+            ", with uncommitted changes to the SOP pages" if dirty else ""
+        )
         with progress.task("Building the site", 1) as advance:
             warnings = run_mkdocs(mkdocs_yml, docs, staging, footer)
             advance(1)
@@ -1018,17 +1214,23 @@ def _check_out(root: Path, target: Path) -> None:
     resolved = target.resolve()
     top = root.resolve()
     forbidden = [top, top / SITE_DIR, top / ".git", top / ids.RECORDS_DIR, top / SCHEMAS_DIR]
-    if resolved in forbidden or resolved in top.parents or any(
-        f in resolved.parents for f in forbidden[1:]
+    if (
+        resolved in forbidden
+        or resolved in top.parents
+        or any(f in resolved.parents for f in forbidden[1:])
     ):
-        raise UsageError("the output folder would overwrite the repository or its sources",
-                         hint=f"use a new folder such as {DEFAULT_OUT}/")
+        raise UsageError(
+            "the output folder would overwrite the repository or its sources",
+            hint=f"use a new folder such as {DEFAULT_OUT}/",
+        )
     if target.is_symlink() or resolved.exists():
         if target.is_symlink() or not resolved.is_dir():
             raise UsageError("the output path exists and is not a folder")
         if any(resolved.iterdir()) and not (resolved / "index.html").is_file():
-            raise UsageError("the output folder is not empty and holds no earlier site build",
-                             hint="choose a new or empty folder")
+            raise UsageError(
+                "the output folder is not empty and holds no earlier site build",
+                hint="choose a new or empty folder",
+            )
 
 
 def _exclude_from_git(git: Git, target: Path) -> None:
@@ -1062,8 +1264,10 @@ def _copy_docs(source: Path, target: Path) -> None:
         for name in [*dirnames, *filenames]:
             info = os.lstat(here / name)
             if stat.S_ISLNK(info.st_mode):
-                raise UsageError(f"{SITE_DIR}/{(rel / name).as_posix()} is a symbolic link",
-                                 hint="the site is built from regular files only")
+                raise UsageError(
+                    f"{SITE_DIR}/{(rel / name).as_posix()} is a symbolic link",
+                    hint="the site is built from regular files only",
+                )
             if name in filenames and not stat.S_ISREG(info.st_mode):
                 raise UsageError(f"{SITE_DIR}/{(rel / name).as_posix()} is not a regular file")
         for name in filenames:
@@ -1113,25 +1317,29 @@ def run_mkdocs(config_file: Path, docs: Path, site_dir: Path, footer: str) -> li
     with _quiet_mkdocs() as log:
         try:
             with config_file.open("rb") as handle:
-                cfg = load_config(handle, config_file_path=str(config_file),
-                                  docs_dir=str(docs), site_dir=str(site_dir))
-            polyfills = [p for p in cfg.extra.get("polyfills", []) or []
-                         if "iframe-worker" not in str(p)]
+                cfg = load_config(
+                    handle,
+                    config_file_path=str(config_file),
+                    docs_dir=str(docs),
+                    site_dir=str(site_dir),
+                )
+            polyfills = [
+                p for p in cfg.extra.get("polyfills", []) or [] if "iframe-worker" not in str(p)
+            ]
             if (docs / SHIM).is_file():
                 polyfills.append(SHIM)
                 _add_offline(cfg)
             cfg.extra["polyfills"] = polyfills
-            if (docs / STYLESHEET).is_file() and STYLESHEET not in [
-                str(s) for s in cfg.extra_css
-            ]:
+            if (docs / STYLESHEET).is_file() and STYLESHEET not in [str(s) for s in cfg.extra_css]:
                 cfg.extra_css.append(STYLESHEET)
             owner = cfg["copyright"]
             cfg["copyright"] = f"{owner} · {footer}" if owner else footer
             mkdocs_build(cfg)
         except (MkDocsException, OSError, ValueError) as exc:
-            raise CmgitError(f"the site build failed: {type(exc).__name__}",
-                             hint="run mkdocs build in the repository to see the details"
-                             ) from None
+            raise CmgitError(
+                f"the site build failed: {type(exc).__name__}",
+                hint="run mkdocs build in the repository to see the details",
+            ) from None
     return [m for m in log.messages if not m.startswith("Config value")]
 
 
@@ -1205,7 +1413,7 @@ def check_output(site_dir: Path, case_ids: set[str]) -> int:
             "the built site holds what must never be published; nothing was published",
             problems=shown,
             hint="remove the files named from site/ (a copy of a record or of an encrypted "
-                 "block has no place there) and build again",
+            "block has no place there) and build again",
         )
     for path in drop:
         path.unlink()
@@ -1237,6 +1445,15 @@ def _replace(staging: Path, target: Path) -> None:
 
 
 __all__ = [
-    "ALLOWED_TYPES", "BuildResult", "Report", "Source", "UnsafeOutput", "build",
-    "check_output", "open_source", "reference_pages", "statistics_page", "statistics_report",
+    "ALLOWED_TYPES",
+    "BuildResult",
+    "Report",
+    "Source",
+    "UnsafeOutput",
+    "build",
+    "check_output",
+    "open_source",
+    "reference_pages",
+    "statistics_page",
+    "statistics_report",
 ]

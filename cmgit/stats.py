@@ -41,10 +41,24 @@ NOT_SET = "not recorded"
 
 RISK_LEVELS = ("high", "medium", "low")
 # The open fields the case tables read ("state" and "caseworker" are in every schema).
-CASE_FIELDS = ("state", "caseworker", "risk_level", "next_follow_up_due", "next_review_due",
-               "closure_reason", "separation_status", "sex", "age_band")
-AGE_BANDS = (("0_4", "0–4"), ("5_11", "5–11"), ("12_14", "12–14"), ("15_17", "15–17"),
-             ("18_plus", "18 and over"))
+CASE_FIELDS = (
+    "state",
+    "caseworker",
+    "risk_level",
+    "next_follow_up_due",
+    "next_review_due",
+    "closure_reason",
+    "separation_status",
+    "sex",
+    "age_band",
+)
+AGE_BANDS = (
+    ("0_4", "0–4"),
+    ("5_11", "5–11"),
+    ("12_14", "12–14"),
+    ("15_17", "15–17"),
+    ("18_plus", "18 and over"),
+)
 SEXES = (("female", "female"), ("male", "male"))
 UASC = ("unaccompanied", "separated")
 IN_FAMILIES = ("with_primary_caregiver", "accompanied_at_risk")
@@ -76,8 +90,9 @@ class Grid:
     column_totals: bool = True
 
     @classmethod
-    def of(cls, cells: Sequence[Sequence[int]], *, row_totals: bool = True,
-           column_totals: bool = True) -> Grid:
+    def of(
+        cls, cells: Sequence[Sequence[int]], *, row_totals: bool = True, column_totals: bool = True
+    ) -> Grid:
         rows = tuple(tuple(int(v) for v in row) for row in cells)
         if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
             raise ValueError("a table needs rows of equal, non-zero length")
@@ -196,8 +211,9 @@ def _protect(grid: Grid, hidden: set[Position], pos: Position, threshold: int) -
             continue
         candidates = [p for p in parts if p not in hidden and grid.value(p) > 0]
         if candidates:
-            hidden.add(min(candidates, key=lambda p: (grid.value(p) <= threshold,
-                                                      grid.value(p), p)))
+            hidden.add(
+                min(candidates, key=lambda p: (grid.value(p) <= threshold, grid.value(p), p))
+            )
             return
         if total not in hidden:
             hidden.add(total)
@@ -208,20 +224,33 @@ def _protect(grid: Grid, hidden: set[Position], pos: Position, threshold: int) -
 INFINITY = float("inf")
 
 
-def bounds(grid: Grid, hidden: Iterable[Position], primary: Iterable[Position],
-           threshold: int, floor: int = 1) -> dict[Position, tuple[float, float]]:
+def bounds(
+    grid: Grid,
+    hidden: Iterable[Position],
+    primary: Iterable[Position],
+    threshold: int,
+    floor: int = 1,
+) -> dict[Position, tuple[float, float]]:
     """What a reader knows of each hidden entry from its mark alone: "<k" is 1 to k-1
     (0 to k-1 where zeros are hidden too); the complementary mark hides a count of at
     least k, since small counts have their own mark (or 0, where a zero had to be
     hidden)."""
     small = set(primary)
-    return {p: (floor, threshold - 1) if p in small else
-            ((threshold, INFINITY) if grid.value(p) >= threshold else (0, INFINITY))
-            for p in hidden}
+    return {
+        p: (floor, threshold - 1)
+        if p in small
+        else ((threshold, INFINITY) if grid.value(p) >= threshold else (0, INFINITY))
+        for p in hidden
+    }
 
 
-def exposed(grid: Grid, hidden: Iterable[Position], primary: Iterable[Position],
-            threshold: int, floor: int = 1) -> set[Position]:
+def exposed(
+    grid: Grid,
+    hidden: Iterable[Position],
+    primary: Iterable[Position],
+    threshold: int,
+    floor: int = 1,
+) -> set[Position]:
     """Hidden entries whose exact value a reader can work out from everything published:
     the visible counts, the totals and the range each mark gives.
 
@@ -316,10 +345,16 @@ class Table:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "dimensions": list(self.dimensions),
-            "rows": self.rows, "columns": self.columns, "cells": self.cells,
-            "row_totals": self.row_totals, "column_totals": self.column_totals,
-            "total": self.total, "note": self.note,
+            "id": self.id,
+            "title": self.title,
+            "dimensions": list(self.dimensions),
+            "rows": self.rows,
+            "columns": self.columns,
+            "cells": self.cells,
+            "row_totals": self.row_totals,
+            "column_totals": self.column_totals,
+            "total": self.total,
+            "note": self.note,
         }
 
     def grid_rows(self) -> tuple[list[str], list[list[str]]]:
@@ -342,21 +377,35 @@ class Table:
 
 
 def count_table(
-    id: str, title: str, dimensions: tuple[str, ...], rows: Sequence[str],
-    columns: Sequence[str], counts: Sequence[Sequence[int]], threshold: int, *,
-    row_totals: bool = True, column_totals: bool = True, note: str = "", chart: str = "bars",
+    id: str,
+    title: str,
+    dimensions: tuple[str, ...],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    counts: Sequence[Sequence[int]],
+    threshold: int,
+    *,
+    row_totals: bool = True,
+    column_totals: bool = True,
+    note: str = "",
+    chart: str = "bars",
 ) -> Table:
     """A table of counts, suppressed: the only way a count becomes publishable."""
     grid = Grid.of(counts, row_totals=row_totals, column_totals=column_totals)
     s = suppress(grid, threshold)
     r, c = grid.shape
     return Table(
-        id, title, dimensions, list(rows), list(columns),
+        id,
+        title,
+        dimensions,
+        list(rows),
+        list(columns),
         [[s.shown(grid, (i, j), threshold) for j in range(c)] for i in range(r)],
         [s.shown(grid, (i, c), threshold) for i in range(r)] if row_totals else None,
         [s.shown(grid, (r, j), threshold) for j in range(c)] if column_totals else None,
         s.shown(grid, (r, c), threshold) if grid.grand_total else None,
-        note, chart,
+        note,
+        chart,
     )
 
 
@@ -399,9 +448,12 @@ class Statistics:
     withheld: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"as_of": self.as_of.isoformat(), "suppression_threshold": self.threshold,
-                "small_programme": self.withheld,
-                "tables": [t.as_dict() for t in self.tables]}
+        return {
+            "as_of": self.as_of.isoformat(),
+            "suppression_threshold": self.threshold,
+            "small_programme": self.withheld,
+            "tables": [t.as_dict() for t in self.tables],
+        }
 
 
 def history_changes(histories: Iterable[Any]) -> list[Change]:
@@ -439,26 +491,41 @@ def to_day(value: Any) -> dt.date | None:
     return None
 
 
-def compute(cases: Sequence[Mapping[str, Any]], history: Sequence[Change],
-            programme: Programme, as_of: dt.date) -> Statistics:
+def compute(
+    cases: Sequence[Mapping[str, Any]],
+    history: Sequence[Change],
+    programme: Programme,
+    as_of: dt.date,
+) -> Statistics:
     """Every published table, from the open fields of the cases and their state changes."""
-    return with_history(case_figures(cases, programme, as_of),
-                        history_tables(history, programme, as_of))
+    return with_history(
+        case_figures(cases, programme, as_of), history_tables(history, programme, as_of)
+    )
 
 
-def case_figures(cases: Sequence[Mapping[str, Any]], programme: Programme,
-                 as_of: dt.date) -> Statistics:
+def case_figures(
+    cases: Sequence[Mapping[str, Any]], programme: Programme, as_of: dt.date
+) -> Statistics:
     """The tables of the cases' open fields, in publishing order; `with_history` adds those
     of their state changes. (Apart, so the two can be computed on two cores.)"""
     k = programme.threshold
     open_cases = [c for c in cases if c.get("state") in programme.open_states]
     result = Statistics(as_of, k, len(open_cases))
-    result.tables.append(count_table(
-        "open_cases", "Open cases", ("cases",), ["open cases"], ["count"],
-        [[len(open_cases)]], k, row_totals=False, column_totals=False,
-        note="Cases in any step before closed, post-closure monitoring included.",
-        chart="none",
-    ))
+    result.tables.append(
+        count_table(
+            "open_cases",
+            "Open cases",
+            ("cases",),
+            ["open cases"],
+            ["count"],
+            [[len(open_cases)]],
+            k,
+            row_totals=False,
+            column_totals=False,
+            note="Cases in any step before closed, post-closure monitoring included.",
+            chart="none",
+        )
+    )
     result.tables.append(caseload_bands(cases, programme))
     result.tables.append(overdue(open_cases, as_of, k))
     if len(open_cases) < SMALL_PROGRAMME:
@@ -473,18 +540,20 @@ def case_figures(cases: Sequence[Mapping[str, Any]], programme: Programme,
     return result
 
 
-def history_tables(history: Sequence[Change], programme: Programme,
-                   as_of: dt.date) -> list[Table]:
-    return [time_in_state(history, programme),
-            registrations_and_closures(history, programme, as_of)]
+def history_tables(history: Sequence[Change], programme: Programme, as_of: dt.date) -> list[Table]:
+    return [
+        time_in_state(history, programme),
+        registrations_and_closures(history, programme, as_of),
+    ]
 
 
 def with_history(figures: Statistics, tables: list[Table]) -> Statistics:
     """``figures`` with the tables of the state changes after the open cases by step; a
     programme too small to publish them gets none."""
     if not figures.withheld:
-        at = 1 + next(n for n, table in enumerate(figures.tables)
-                      if table.id == "open_by_step_and_risk")
+        at = 1 + next(
+            n for n, table in enumerate(figures.tables) if table.id == "open_by_step_and_risk"
+        )
         figures.tables[at:at] = tables
     return figures
 
@@ -506,24 +575,29 @@ def steps(programme: Programme) -> list[tuple[str, list[str]]]:
     return list(found.items())
 
 
-def open_by_step_and_risk(open_cases: Sequence[Mapping[str, Any]],
-                          programme: Programme) -> Table:
+def open_by_step_and_risk(open_cases: Sequence[Mapping[str, Any]], programme: Programme) -> Table:
     rows = steps(programme)
     where = {state: n for n, (_, states) in enumerate(rows) for state in states}
     counts = [[0] * (len(RISK_LEVELS) + 1) for _ in rows]
     for case in open_cases:
         counts[where[case["state"]]][_risk_column(case)] += 1
     return count_table(
-        "open_by_step_and_risk", "Open cases by step and risk level", ("step", "risk level"),
-        [label for label, _ in rows], [*RISK_LEVELS, NOT_SET], counts, programme.threshold,
+        "open_by_step_and_risk",
+        "Open cases by step and risk level",
+        ("step", "risk level"),
+        [label for label, _ in rows],
+        [*RISK_LEVELS, NOT_SET],
+        counts,
+        programme.threshold,
     )
 
 
 def caseload_bands(cases: Sequence[Mapping[str, Any]], programme: Programme) -> Table:
     """Caseworkers by the number of open cases they hold; no staff ID is kept."""
     limit = programme.caseload_limit
-    held = Counter(c.get("caseworker") for c in cases
-                   if c.get("state") in programme.caseload_states)
+    held = Counter(
+        c.get("caseworker") for c in cases if c.get("state") in programme.caseload_states
+    )
     workers = set(programme.caseworkers) | {w for w in held if w}
     low = min(8, limit)
     bands = [f"{low} or fewer"]
@@ -535,8 +609,14 @@ def caseload_bands(cases: Sequence[Mapping[str, Any]], programme: Programme) -> 
         load = held.get(worker, 0)
         counts[0 if load <= low else (len(bands) - 1 if load > limit else 1)] += 1
     return count_table(
-        "caseload", "Caseworkers by open caseload", ("open cases held",), bands,
-        ["caseworkers"], [[n] for n in counts], programme.threshold, row_totals=False,
+        "caseload",
+        "Caseworkers by open caseload",
+        ("open cases held",),
+        bands,
+        ["caseworkers"],
+        [[n] for n in counts],
+        programme.threshold,
+        row_totals=False,
         note=f"Guideline: about 8 cases each, never more than the limit of {limit}.",
     )
 
@@ -550,11 +630,16 @@ def overdue(open_cases: Sequence[Mapping[str, Any]], as_of: dt.date, k: int) -> 
             if due is not None and due < as_of:
                 counts[row][_risk_column(case)] += 1
     return count_table(
-        "overdue", "Follow-ups and reviews overdue", ("what", "risk level"),
-        ["follow-up overdue", "review overdue"], [*RISK_LEVELS, NOT_SET], counts, k,
+        "overdue",
+        "Follow-ups and reviews overdue",
+        ("what", "risk level"),
+        ["follow-up overdue", "review overdue"],
+        [*RISK_LEVELS, NOT_SET],
+        counts,
+        k,
         column_totals=False,
         note="Open cases whose next follow-up or review was due before the date of these "
-             "figures. A case can be in both rows.",
+        "figures. A case can be in both rows.",
     )
 
 
@@ -593,10 +678,14 @@ def time_in_state(history: Sequence[Change], programme: Programme) -> Table:
         rows.append(f"{programme.labels.get(state, state)} ({state})")
         cells.append([shown_n, median, p75])
     return Table(
-        "time_in_state", "Days spent in each state", ("state",), rows,
-        ["stays ended", "median days", "75th percentile days"], cells,
+        "time_in_state",
+        "Days spent in each state",
+        ("state",),
+        rows,
+        ["stays ended", "median days", "75th percentile days"],
+        cells,
         note=f"Completed stays only, from the history of each case. Median and percentile "
-             f"only where at least {MIN_N_DERIVED} stays ended; otherwise {NOT_SHOWN}.",
+        f"only where at least {MIN_N_DERIVED} stays ended; otherwise {NOT_SHOWN}.",
         chart="days",
     )
 
@@ -617,8 +706,9 @@ def _months_back(as_of: dt.date, count: int) -> list[str]:
     return out[::-1]
 
 
-def registrations_and_closures(history: Sequence[Change], programme: Programme,
-                               as_of: dt.date) -> Table:
+def registrations_and_closures(
+    history: Sequence[Change], programme: Programme, as_of: dt.date
+) -> Table:
     months = _months_back(as_of, MONTHS_SHOWN)
     where = {m: n for n, m in enumerate(months)}
     counts = [[0, 0] for _ in months]
@@ -634,11 +724,16 @@ def registrations_and_closures(history: Sequence[Change], programme: Programme,
         elif change.target in finished and change.source not in finished:
             counts[row][1] += 1
     return count_table(
-        "registrations_and_closures", "Registrations and closures by month",
-        ("month", "event"), months, ["registrations", "closures"], counts,
-        programme.threshold, row_totals=False,
+        "registrations_and_closures",
+        "Registrations and closures by month",
+        ("month", "event"),
+        months,
+        ["registrations", "closures"],
+        counts,
+        programme.threshold,
+        row_totals=False,
         note=f"The last {MONTHS_SHOWN} calendar months. A reopened case counts again when "
-             "it closes again.",
+        "it closes again.",
     )
 
 
@@ -657,10 +752,16 @@ def closure_reasons(cases: Sequence[Mapping[str, Any]], programme: Programme) ->
     rows.append(NOT_SET)
     counts.append(sum(n for r, n in found.items() if r not in programme.closure_reasons))
     return count_table(
-        "closure_reasons", "Closed cases by closure reason", ("closure reason",), rows,
-        ["cases"], [[n] for n in counts], k, row_totals=False,
+        "closure_reasons",
+        "Closed cases by closure reason",
+        ("closure reason",),
+        rows,
+        ["cases"],
+        [[n] for n in counts],
+        k,
+        row_totals=False,
         note="Cases closed or in post-closure monitoring, by the reason of their latest "
-             f"closure. Deaths are counted under \"{OTHER}\" unless there are at least {k}.",
+        f'closure. Deaths are counted under "{OTHER}" unless there are at least {k}.',
     )
 
 
@@ -673,8 +774,13 @@ def separation(cases: Sequence[Mapping[str, Any]], programme: Programme) -> Tabl
         row = 0 if status in UASC else 1 if status in IN_FAMILIES else 2
         counts[row][column] += 1
     return count_table(
-        "separation", "Unaccompanied and separated children and children in families",
-        ("group", "status"), groups, ["open", "closed"], counts, programme.threshold,
+        "separation",
+        "Unaccompanied and separated children and children in families",
+        ("group", "status"),
+        groups,
+        ["open", "closed"],
+        counts,
+        programme.threshold,
         note="Open: any step before closed, post-closure monitoring included.",
     )
 
@@ -690,7 +796,11 @@ def sex_by_age(open_cases: Sequence[Mapping[str, Any]], k: int) -> Table:
         column = sexes.index(sex) if sex in sexes else len(sexes)
         counts[row][column] += 1
     return count_table(
-        "sex_by_age", "Open cases by age band and sex", ("age band", "sex"),
+        "sex_by_age",
+        "Open cases by age band and sex",
+        ("age band", "sex"),
         [label for _, label in AGE_BANDS] + [NOT_SET],
-        [label for _, label in SEXES] + ["other or not recorded"], counts, k,
+        [label for _, label in SEXES] + ["other or not recorded"],
+        counts,
+        k,
     )

@@ -172,8 +172,9 @@ class Repository:
         """Object ids of the committed configuration: equal ids, equal configuration."""
         head = self.git.head()
         root = self.git.objects.tree(self.git.objects.commit_tree(head)) if head else {}
-        return " ".join(f"{name}={root.get(name)}"
-                        for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE))
+        return " ".join(
+            f"{name}={root.get(name)}" for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
+        )
 
     @cached_property
     def _config(self) -> Config:
@@ -223,14 +224,19 @@ class Repository:
 
     def case_ids(self) -> list[str]:
         """Every case committed at HEAD as a file (not a submodule), from the tree alone."""
-        return [case_id for case_id, (mode, _) in self.committed_records().items()
-                if mode != GITLINK_MODE]
+        return [
+            case_id
+            for case_id, (mode, _) in self.committed_records().items()
+            if mode != GITLINK_MODE
+        ]
 
     def committed_records(self) -> dict[str, tuple[str, str]]:
         """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
-        return {case_id: (entry.mode, entry.oid)
-                for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
-                if (case_id := ids.case_id_from_path(entry.path))}
+        return {
+            case_id: (entry.mode, entry.oid)
+            for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
+            if (case_id := ids.case_id_from_path(entry.path))
+        }
 
     def _read_work_file(self, path: str, case_id: str) -> bytes:
         full = self.root / path
@@ -240,7 +246,8 @@ class Repository:
             raise CaseNotFound(f"no record for case {case_id}", case_id=case_id) from None
         if not stat.S_ISREG(info.st_mode):
             raise IntegrityError(
-                "record path is not a regular file", case_id=case_id,
+                "record path is not a regular file",
+                case_id=case_id,
                 hint="remove the link and restore the file with git",
             )
         if info.st_size > records.MAX_RECORD_FILE:
@@ -264,7 +271,8 @@ class Repository:
         entry = self.git.path_entry("HEAD", path) if committed is _LOOK_UP else committed
         if entry is not None and entry[0] not in BLOB_MODES:
             raise IntegrityError(
-                "committed record is not a regular file", case_id=case_id,
+                "committed record is not a regular file",
+                case_id=case_id,
                 hint="run cmgit audit; a link or submodule was committed in its place",
             )
         data = self._read_work_file(path, case_id)
@@ -275,7 +283,8 @@ class Repository:
             raise
         if open_fields.get("case_id") != case_id:
             raise IntegrityError(
-                "record belongs to another case (file copied or swapped)", case_id=case_id,
+                "record belongs to another case (file copied or swapped)",
+                case_id=case_id,
                 hint="restore it with git",
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
@@ -292,10 +301,12 @@ class Repository:
             with contextlib.suppress(CmgitError):
                 old = records.parse_open_fields(
                     self.git.read_blob(entry[1], limit=records.MAX_RECORD_FILE),
-                    self.schemas.open_fields)
+                    self.schemas.open_fields,
+                )
                 older = open_fields["version"] < old["version"]
             raise IntegrityError(
-                "record is older than the committed one (an old copy restored?)" if older
+                "record is older than the committed one (an old copy restored?)"
+                if older
                 else "record was changed outside cmgit",
                 case_id=case_id,
                 hint=f"restore it with: git checkout -- {path}",
@@ -312,8 +323,9 @@ class Repository:
             open_fields["team"], open_fields["caseworker"], self.settings
         )
 
-    def load(self, case_id: str, identities: Sequence[crypto.Identity],
-             committed: Committed = _LOOK_UP) -> Loaded:
+    def load(
+        self, case_id: str, identities: Sequence[crypto.Identity], committed: Committed = _LOOK_UP
+    ) -> Loaded:
         """A record opened and checked: binding to path, version and open fields, schema."""
         return self.open_loaded(self.load_open(case_id, committed), identities)
 
@@ -340,8 +352,10 @@ class Repository:
         records.check_binding(case_id, loaded.record.open, payload)
         loaded.record.forms = payload.forms
         self.schemas.validate(
-            loaded.record.document(self.schemas.field_order), CASE,
-            what="case record", case_id=case_id,
+            loaded.record.document(self.schemas.field_order),
+            CASE,
+            what="case record",
+            case_id=case_id,
         )
         return loaded
 
@@ -367,9 +381,13 @@ class Repository:
             if entry is None:
                 return
             info = None
-        if entry is not None and info is not None and stat.S_ISREG(info.st_mode) and (
-                info.st_size <= records.MAX_RECORD_FILE) and (
-                bool(info.st_mode & 0o100) == (entry[0] == "100755")):
+        if (
+            entry is not None
+            and info is not None
+            and stat.S_ISREG(info.st_mode)
+            and (info.st_size <= records.MAX_RECORD_FILE)
+            and (bool(info.st_mode & 0o100) == (entry[0] == "100755"))
+        ):
             with open(self.root / path, "rb") as handle:
                 if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
                     return
@@ -386,8 +404,9 @@ class Repository:
                 # One file (a case command): its bytes checked in process and the index by
                 # git spare `git status` a scan of the work tree.
                 self.precheck_clean(paths[0])
-                staged = self.git.run("diff-index", "--cached", "--name-only", "-z", head,
-                                      "--", paths[0])
+                staged = self.git.run(
+                    "diff-index", "--cached", "--name-only", "-z", head, "--", paths[0]
+                )
                 if staged:
                     raise _uncommitted([paths[0]])
             else:
@@ -399,8 +418,10 @@ class Repository:
         """Summarise, validate and seal a record into the bytes of its file."""
         record.open = workflow.summarise(record.open, record.forms, self.settings, today)
         self.schemas.validate(
-            record.document(self.schemas.field_order), CASE,
-            what="case record", case_id=record.case_id,
+            record.document(self.schemas.field_order),
+            CASE,
+            what="case record",
+            case_id=record.case_id,
         )
         check_item_ids(record, self.schemas)
         self._check_config_trusted()
@@ -412,8 +433,9 @@ class Repository:
 
     def _signer(self, actor: Staff) -> Callable[[bytes], str] | None:
         """Sign with the actor's registered key; required when the settings say so."""
-        return make_signer(self.signing_key_path, actor,
-                           bool(self.settings.get("require_signed_commits")))
+        return make_signer(
+            self.signing_key_path, actor, bool(self.settings.get("require_signed_commits"))
+        )
 
     def _commit(
         self,
@@ -426,8 +448,9 @@ class Repository:
         message = format_message(
             subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
         )
-        commit = self.git.commit(files, message, staff_author(actor), parent,
-                                 sign=self._signer(actor))
+        commit = self.git.commit(
+            files, message, staff_author(actor), parent, sign=self._signer(actor)
+        )
         if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
             self.__dict__.pop("_config", None)
         return commit
@@ -462,30 +485,50 @@ class Repository:
                 break
         path = ids.record_path(case_id)
         denied = self.workflow.permission(
-            self.workflow.events["identification"].by, actor.role, actor.id, actor.team,
-            {"team": case_team, "caseworker": worker.id}, "creating a case",
+            self.workflow.events["identification"].by,
+            actor.role,
+            actor.id,
+            actor.team,
+            {"team": case_team, "caseworker": worker.id},
+            "creating a case",
         )
         if denied:
             raise Refused(f"refused: {denied}")
         open_fields: dict[str, Any] = {name: None for name in self.schemas.open_fields}
         open_fields.update(
-            case_id=case_id, version=1, episode=1, team=case_team, caseworker=worker.id,
-            immediate_risk=False, comprehensive_assessment_required=False,
+            case_id=case_id,
+            version=1,
+            episode=1,
+            team=case_team,
+            caseworker=worker.id,
+            immediate_risk=False,
+            comprehensive_assessment_required=False,
         )
         workflow.enter_state(open_fields, self.workflow.initial_state, today)
-        forms["assignment"] = [{
-            "assignment_id": "assignment-1", "staff_id": worker.id,
-            "role_on_case": "key_caseworker", "from": today.isoformat(), "reason": "initial",
-        }]
+        forms["assignment"] = [
+            {
+                "assignment_id": "assignment-1",
+                "staff_id": worker.id,
+                "role_on_case": "key_caseworker",
+                "from": today.isoformat(),
+                "reason": "initial",
+            }
+        ]
         record = Record(open_fields, forms)
         with self.change([path]) as parent:
             data = self.seal(record, None, today)
             self._commit(
-                {path: data}, f"{case_id}: new -> {self.workflow.initial_state}",
-                [("Cmgit-Case", case_id), ("Cmgit-Action", "new"),
-                 ("Cmgit-To", self.workflow.initial_state), ("Cmgit-Version", "1"),
-                 ("Cmgit-Date", today.isoformat())],
-                actor, parent,
+                {path: data},
+                f"{case_id}: new -> {self.workflow.initial_state}",
+                [
+                    ("Cmgit-Case", case_id),
+                    ("Cmgit-Action", "new"),
+                    ("Cmgit-To", self.workflow.initial_state),
+                    ("Cmgit-Version", "1"),
+                    ("Cmgit-Date", today.isoformat()),
+                ],
+                actor,
+                parent,
             )
         return case_id
 
@@ -508,8 +551,11 @@ class Repository:
         if event is None:
             known = form in self.schemas.sealed_fields
             raise UsageError(
-                (f"the {form} form is recorded with a move or an assignment, not on its own"
-                 if known else "unknown form"),
+                (
+                    f"the {form} form is recorded with a move or an assignment, not on its own"
+                    if known
+                    else "unknown form"
+                ),
                 hint="see cmgit record --help for the forms",
             )
         item = self.read_form_file(form_data, allowed=(form,), exactly=True)[form]
@@ -519,8 +565,15 @@ class Repository:
         state = before["state"]
         if workflow.CLOSED not in event.states:
             self._refuse_if_closed(state, case_id)
-        failures = [f for f in [self.workflow.permission(
-            event.by, actor.role, actor.id, actor.team, before, f"recording {form}")] if f]
+        failures = [
+            f
+            for f in [
+                self.workflow.permission(
+                    event.by, actor.role, actor.id, actor.team, before, f"recording {form}"
+                )
+            ]
+            if f
+        ]
         if state not in event.states:
             failures.append(Failure("GA", "hard", f"{form} is not recorded in state {state}"))
         item_id = merge_form(loaded.record, form, item, self.schemas)
@@ -550,8 +603,9 @@ class Repository:
         record = loaded.record
         self._refuse_if_closed(record.open["state"], case_id)
         editors = {role for event in self.workflow.events.values() for role in event.by}
-        denied = self.workflow.permission(editors, actor.role, actor.id, actor.team,
-                                          record.open, "editing forms")
+        denied = self.workflow.permission(
+            editors, actor.role, actor.id, actor.team, record.open, "editing forms"
+        )
         if denied:
             raise Refused(f"refused: {denied}", case_id=case_id)
         editable = self.schemas.editable_fields
@@ -565,7 +619,9 @@ class Repository:
                 return False
             try:
                 forms = self.read_form_file(
-                    edited.encode("utf-8"), allowed=editable, what="edited forms",
+                    edited.encode("utf-8"),
+                    allowed=editable,
+                    what="edited forms",
                 )
                 forms.update(system)
                 dropped = [f for f in record.forms if f not in forms]
@@ -575,8 +631,12 @@ class Repository:
                         hint="put them back, or abort by leaving the editor without saving",
                     )
                 candidate = Record(dict(record.open), forms)
-                self.schemas.validate(candidate.document(self.schemas.field_order), CASE,
-                                      what="case record", case_id=case_id)
+                self.schemas.validate(
+                    candidate.document(self.schemas.field_order),
+                    CASE,
+                    what="case record",
+                    case_id=case_id,
+                )
                 check_item_ids(candidate, self.schemas)
                 break
             except InvalidRecord as exc:
@@ -595,7 +655,8 @@ class Repository:
     def _refuse_if_closed(self, state: str, case_id: str) -> None:
         if state == workflow.CLOSED:
             raise Refused(
-                "GD: a closed case is read-only", case_id=case_id,
+                "GD: a closed case is read-only",
+                case_id=case_id,
                 hint="reopen it first (cmgit move ID registered --from reopen.yaml)",
             )
 
@@ -604,8 +665,13 @@ class Repository:
         at = {name: n for n, name in enumerate(self.schemas.open_fields)}
         case_at, state_at, worker_at = at["case_id"], at["state"], at["caseworker"]
         open_states = self.workflow.caseload_states
-        return dict(Counter(values[worker_at] for values in self._open_rows()
-                            if values[state_at] in open_states and values[case_at] != exclude))
+        return dict(
+            Counter(
+                values[worker_at]
+                for values in self._open_rows()
+                if values[state_at] in open_states and values[case_at] != exclude
+            )
+        )
 
     def _situation(
         self,
@@ -642,7 +708,8 @@ class Repository:
     ) -> list[Failure]:
         """Refuse (exit 4) with every failing guard; return the warnings."""
         found = self.workflow.evaluate(
-            codes, situation,
+            codes,
+            situation,
             lambda guard, doc: self.schemas.holds(guard.code, guard.schema or {}, doc),
         )
         hard = [*failures, *(f for f in found if f.severity != "warn")]
@@ -673,8 +740,7 @@ class Repository:
         if reason is not None:
             ids.check_reason(reason)
         recordable = [*self.workflow.events, "reopen"]
-        forms = (self.read_form_file(form_data, allowed=recordable)
-                 if form_data is not None else {})
+        forms = self.read_form_file(form_data, allowed=recordable) if form_data is not None else {}
         self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         record = loaded.record
@@ -682,23 +748,39 @@ class Repository:
         source = before["state"]
         transition = self.workflow.find(source, target, reason)
         if transition is None:
-            raise Refused(f"illegal transition: no move from {source} to {target}",
-                          case_id=case_id, hint="see the transition table: cmgit workflow")
+            raise Refused(
+                f"illegal transition: no move from {source} to {target}",
+                case_id=case_id,
+                hint="see the transition table: cmgit workflow",
+            )
         extra = self.workflow.reasons_for(transition, reason)
         # One form rides with a move; reopening may bring the fresh consents it needs too,
         # since nothing can be recorded on a closed case before it reopens.
         if len(forms) > 1 and "new_episode" not in transition.effects:
             raise UsageError("--from holds one form for this move", case_id=case_id)
-        failures = [f for f in [self.workflow.permission(
-            transition.by, actor.role, actor.id, actor.team, before, transition.id)] if f]
+        failures = [
+            f
+            for f in [
+                self.workflow.permission(
+                    transition.by, actor.role, actor.id, actor.team, before, transition.id
+                )
+            ]
+            if f
+        ]
         if transition.four_eyes and actor.id == before["caseworker"]:
-            failures.append(Failure(transition.four_eyes, "hard",
-                                    "the case's own caseworker cannot authorise this (four eyes)"))
+            failures.append(
+                Failure(
+                    transition.four_eyes,
+                    "hard",
+                    "the case's own caseworker cannot authorise this (four eyes)",
+                )
+            )
         for name, item in forms.items():
             merge_form(record, name, item, self.schemas)
         caseload = self.caseloads(exclude=case_id) if "G03c" in transition.guards else None
-        situation = self._situation(record, before, actor, today, reason=reason,
-                                    override=override, caseload=caseload)
+        situation = self._situation(
+            record, before, actor, today, reason=reason, override=override, caseload=caseload
+        )
         case = situation.record
         workflow.apply_effects(transition, case, situation)
         if "minimise" in transition.effects:
@@ -711,18 +793,27 @@ class Repository:
         record.open = workflow.summarise(record.open, record.forms, self.settings, today)
         situation.record = record.document(self.schemas.field_order)
         self._validate_gb(record)
-        warnings = self._check_guards([*transition.guards, *extra], situation, failures,
-                                      case_id, f"move {source} -> {target} ({transition.id})")
-        trailers = [("Cmgit-Transition", transition.id), ("Cmgit-From", source),
-                    ("Cmgit-To", target)]
+        warnings = self._check_guards(
+            [*transition.guards, *extra],
+            situation,
+            failures,
+            case_id,
+            f"move {source} -> {target} ({transition.id})",
+        )
+        trailers = [
+            ("Cmgit-Transition", transition.id),
+            ("Cmgit-From", source),
+            ("Cmgit-To", target),
+        ]
         if reason:
             trailers.append(("Cmgit-Reason", reason))
         trailers += [("Cmgit-Form", name) for name in forms]
         if override and "G03c" in transition.guards:
             trailers.append(("Cmgit-Override", "G03c"))
         trailers += [("Cmgit-Warning", w.code) for w in warnings]
-        self._save(loaded, actor, today, "move", None, trailers,
-                   subject=f"{case_id}: {source} -> {target}")
+        self._save(
+            loaded, actor, today, "move", None, trailers, subject=f"{case_id}: {source} -> {target}"
+        )
         return MoveResult(case_id, transition, source, target, warnings)
 
     # -- keyless views -------------------------------------------------------------------
@@ -730,8 +821,9 @@ class Repository:
     def _profile(self, profile: str | None) -> str:
         name = profile or self.settings.get("display_profile", "iag6")
         if name not in self.workflow.profiles:
-            raise UsageError("unknown display profile",
-                             hint="profiles: " + ", ".join(self.workflow.profiles))
+            raise UsageError(
+                "unknown display profile", hint="profiles: " + ", ".join(self.workflow.profiles)
+            )
         return str(name)
 
     def list_cases(
@@ -758,11 +850,16 @@ class Repository:
         due_at = [at["next_follow_up_due"], at["next_review_due"]]
         rows = sorted(self._open_rows(), key=operator.itemgetter(at["case_id"]))
         if states or team or caseworker or overdue:
-            rows = [values for values in rows if not (
-                (states and values[state_at] not in states)
-                or (team and values[team_at] != team)
-                or (caseworker and values[worker_at] != caseworker)
-                or (overdue and not _is_overdue([values[n] for n in due_at], today)))]
+            rows = [
+                values
+                for values in rows
+                if not (
+                    (states and values[state_at] not in states)
+                    or (team and values[team_at] != team)
+                    or (caseworker and values[worker_at] != caseworker)
+                    or (overdue and not _is_overdue([values[n] for n in due_at], today))
+                )
+            ]
         steps = [labels.get(values[state_at], values[state_at]) for values in rows]
         return CaseList(order, rows, steps)
 
@@ -788,18 +885,31 @@ class Repository:
                 column = [value if isinstance(value, str) else None for value in column]
                 distinct = set(column)
             # A programme's due dates are a few hundred different days: each is read once.
-            days = {text: day for text in distinct
-                    if (day := checks.to_date(text)) is not None and day <= horizon}
+            days = {
+                text: day
+                for text in distinct
+                if (day := checks.to_date(text)) is not None and day <= horizon
+            }
             for values, text in zip(cases, column, strict=True):
                 when = days.get(text)
                 if when is not None:
-                    found.append({
-                        "case_id": values[at["case_id"]], "kind": kind,
-                        "due_on": when.isoformat(), "days_overdue": (today - when).days,
-                        **{name: values[i] for name, i in shown},
-                    })
-        found.sort(key=lambda r: (rank.get(r["risk_level"] or "", 3), -r["days_overdue"],
-                                  r["case_id"], r["kind"]))
+                    found.append(
+                        {
+                            "case_id": values[at["case_id"]],
+                            "kind": kind,
+                            "due_on": when.isoformat(),
+                            "days_overdue": (today - when).days,
+                            **{name: values[i] for name, i in shown},
+                        }
+                    )
+        found.sort(
+            key=lambda r: (
+                rank.get(r["risk_level"] or "", 3),
+                -r["days_overdue"],
+                r["case_id"],
+                r["kind"],
+            )
+        )
         return found
 
     def case_log(self, case_id: str, *, profile: str | None = None) -> list[dict[str, Any]]:
@@ -816,37 +926,45 @@ class Repository:
             if action.startswith(("staff-", "settings-")):
                 action = "re-encrypt"
             source, target = t("Cmgit-From"), t("Cmgit-To")
-            rows.append({
-                "commit": commit.oid,
-                # The day the action happened (CMGIT_TODAY for back-dated entry).
-                "date": t("Cmgit-Date") or commit.when[:10],
-                "actor": t("Cmgit-Actor") or commit.author,
-                "role": t("Cmgit-Role") or "",
-                "action": action,
-                "transition": t("Cmgit-Transition"),
-                "from": source,
-                "to": target,
-                "from_step": self.workflow.label(source, shown) if source else None,
-                "to_step": self.workflow.label(target, shown) if target else None,
-                "reason": t("Cmgit-Reason"),
-                "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
-                "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
-                "warnings": commit.trailers.get("Cmgit-Warning", []),
-                "signature": self._signature_status(commit.oid, t("Cmgit-Actor")),
-            })
+            rows.append(
+                {
+                    "commit": commit.oid,
+                    # The day the action happened (CMGIT_TODAY for back-dated entry).
+                    "date": t("Cmgit-Date") or commit.when[:10],
+                    "actor": t("Cmgit-Actor") or commit.author,
+                    "role": t("Cmgit-Role") or "",
+                    "action": action,
+                    "transition": t("Cmgit-Transition"),
+                    "from": source,
+                    "to": target,
+                    "from_step": self.workflow.label(source, shown) if source else None,
+                    "to_step": self.workflow.label(target, shown) if target else None,
+                    "reason": t("Cmgit-Reason"),
+                    "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
+                    "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
+                    "warnings": commit.trailers.get("Cmgit-Warning", []),
+                    "signature": self._signature_status(commit.oid, t("Cmgit-Actor")),
+                }
+            )
         return rows
 
-    def open_blob(self, data: bytes, identities: Sequence[crypto.Identity],
-                  case_id: str) -> Record:
+    def open_blob(self, data: bytes, identities: Sequence[crypto.Identity], case_id: str) -> Record:
         """A record from bytes (any version in history), opened and checked."""
         open_fields, armored = records.parse_file(data, self.schemas.open_fields)
         payload = records.parse_payload(self.cipher.open(armored, identities))
         records.check_binding(case_id, open_fields, payload)
         return Record(open_fields, payload.forms)
 
-    def merge_record(self, case_id: str, base: bytes | None, ours: bytes, theirs: bytes,
-                     theirs_blob: str, identities: Sequence[crypto.Identity],
-                     today: dt.date) -> bytes:
+    def merge_record(
+        self,
+        case_id: str,
+        base: bytes | None,
+        ours: bytes,
+        theirs: bytes,
+        theirs_blob: str,
+        identities: Sequence[crypto.Identity],
+        today: dt.date,
+    ) -> bytes:
         """Two offices' versions of one case merged field by field, re-sealed; its
         version is theirs plus one (SPEC section 6). A true conflict is refused."""
         order = self.schemas.field_order
@@ -854,8 +972,10 @@ class Repository:
         other = self.open_blob(theirs, identities, case_id).document(order)
         old = self.open_blob(base, identities, case_id).document(order) if base else {}
         merged = merge_cases(old, mine, other, case_id=case_id)
-        record = Record({k: merged[k] for k in self.schemas.open_fields},
-                        {k: merged[k] for k in self.schemas.sealed_fields if k in merged})
+        record = Record(
+            {k: merged[k] for k in self.schemas.open_fields},
+            {k: merged[k] for k in self.schemas.sealed_fields if k in merged},
+        )
         record.open["version"] = int(other["version"]) + 1
         return self.seal(record, theirs_blob, today)
 
@@ -872,8 +992,10 @@ class Repository:
             done += [f"finished the interrupted change of {path}" for path in self.finished]
             self.finished = []
             if (git_dir / "index.lock").exists():
-                raise RepositoryBusy("repository is busy: a git command holds index.lock",
-                                     hint="wait for it to finish and run cmgit recover again")
+                raise RepositoryBusy(
+                    "repository is busy: a git command holds index.lock",
+                    hint="wait for it to finish and run cmgit recover again",
+                )
             for folder in (self.root / ids.RECORDS_DIR, self.git.objects.folder):
                 for stray in folder.rglob(".cmgit-tmp-*"):
                     stray.unlink()
@@ -887,25 +1009,30 @@ class Repository:
                 for stray in folder.glob(".cmgit-tmp-*"):
                     stray.unlink()
                     done.append("removed an unfinished temporary file")
-            staged = self.git.run("diff-index", "--cached", "-z", "--no-renames", "HEAD",
-                                  "--", ids.RECORDS_DIR)
+            staged = self.git.run(
+                "diff-index", "--cached", "-z", "--no-renames", "HEAD", "--", ids.RECORDS_DIR
+            )
             parts = staged.split(b"\0")
             for meta, raw in zip(parts[::2], parts[1::2], strict=False):
                 path = raw.decode("utf-8", "surrogateescape")
                 index_oid = meta.decode("ascii").split()[3]
                 current = self.root / path
                 try:
-                    on_disk = (read_limited(current, records.MAX_RECORD_FILE, "record file")
-                               if current.is_file() else None)
+                    on_disk = (
+                        read_limited(current, records.MAX_RECORD_FILE, "record file")
+                        if current.is_file()
+                        else None
+                    )
                 except TooLarge:
                     continue  # no record cmgit wrote: changed by hand, left alone
                 head_oid = self.git.blob_id("HEAD", path)
-                if on_disk is not None and object_id("blob", on_disk) not in (
-                    index_oid, head_oid
-                ):
+                if on_disk is not None and object_id("blob", on_disk) not in (index_oid, head_oid):
                     continue  # changed by hand since: leave it for the person to decide
-                data = (self.git.read_blob(head_oid, limit=records.MAX_RECORD_FILE)
-                        if head_oid else None)
+                data = (
+                    self.git.read_blob(head_oid, limit=records.MAX_RECORD_FILE)
+                    if head_oid
+                    else None
+                )
                 self.git._sync_worktree({path: head_oid}, {path: data})
                 done.append(f"brought {path} up to its committed version")
         return done
@@ -936,8 +1063,12 @@ class Repository:
 
     def _validate_gb(self, record: Record) -> None:
         try:
-            self.schemas.validate(record.document(self.schemas.field_order), CASE,
-                                  what="case record", case_id=record.case_id)
+            self.schemas.validate(
+                record.document(self.schemas.field_order),
+                CASE,
+                what="case record",
+                case_id=record.case_id,
+            )
         except SchemaError as exc:
             exc.message = f"GB: {exc.message}"
             raise
@@ -966,8 +1097,15 @@ class Repository:
         before = record.document(self.schemas.field_order)
         if before["caseworker"] == worker.id:
             raise UsageError(f"{worker.id} is already the key caseworker", case_id=case_id)
-        failures = [f for f in [self.workflow.permission(
-            rules.by, actor.role, actor.id, actor.team, before, "reassignment")] if f]
+        failures = [
+            f
+            for f in [
+                self.workflow.permission(
+                    rules.by, actor.role, actor.id, actor.team, before, "reassignment"
+                )
+            ]
+            if f
+        ]
         if before["state"] not in rules.states:
             self._refuse_if_closed(before["state"], case_id)
             failures.append(Failure("GA", "hard", f"no reassignment in state {before['state']}"))
@@ -978,23 +1116,34 @@ class Repository:
             if item.get("role_on_case") == "key_caseworker" and "to" not in item:
                 item["to"] = today.isoformat()
         new_item: dict[str, Any] = {
-            "assignment_id": f"assignment-{len(items) + 1}", "staff_id": worker.id,
-            "role_on_case": "key_caseworker", "from": today.isoformat(), "reason": reason,
+            "assignment_id": f"assignment-{len(items) + 1}",
+            "staff_id": worker.id,
+            "role_on_case": "key_caseworker",
+            "from": today.isoformat(),
+            "reason": reason,
             "authorised_by": actor.id,
         }
         if override:
             new_item["caseload_override_reason"] = override
         record.forms["assignment"] = [*items, new_item]
         record.open = {**record.open, "caseworker": worker.id, "team": worker.team}
-        situation = self._situation(record, before, actor, today, reason=reason,
-                                    override=override, caseload=self.caseloads(exclude=case_id))
+        situation = self._situation(
+            record,
+            before,
+            actor,
+            today,
+            reason=reason,
+            override=override,
+            caseload=self.caseloads(exclude=case_id),
+        )
         self._validate_gb(record)
         self._check_guards(rules.guards, situation, failures, case_id, "reassignment")
         trailers = [("Cmgit-Staff", worker.id), ("Cmgit-Reason", reason)]
         if override:
             trailers.append(("Cmgit-Override", "G03c"))
-        self._save(loaded, actor, today, "assign", None, trailers,
-                   subject=f"{case_id}: assign {worker.id}")
+        self._save(
+            loaded, actor, today, "assign", None, trailers, subject=f"{case_id}: assign {worker.id}"
+        )
         state = before["state"]
         return MoveResult(case_id, None, state, state, [])
 
@@ -1013,34 +1162,54 @@ class Repository:
         case_id = record.case_id
         with self.change([loaded.path]) as parent:
             if self.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
-                raise Refused("case changed while this command ran; run it again",
-                              case_id=case_id)
+                raise Refused("case changed while this command ran; run it again", case_id=case_id)
             record.open["version"] = record.version + 1
             data = self.seal(record, loaded.head_blob, today)
             if subject is None:
                 subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
             self._commit(
-                {loaded.path: data}, subject,
-                [("Cmgit-Case", case_id), ("Cmgit-Action", action), *trailers,
-                 ("Cmgit-Version", str(record.version)), ("Cmgit-Date", today.isoformat())],
-                actor, parent,
+                {loaded.path: data},
+                subject,
+                [
+                    ("Cmgit-Case", case_id),
+                    ("Cmgit-Action", action),
+                    *trailers,
+                    ("Cmgit-Version", str(record.version)),
+                    ("Cmgit-Date", today.isoformat()),
+                ],
+                actor,
+                parent,
             )
         return item_id or action
 
-    def find(self, identities: Sequence[crypto.Identity], text: str,
-             progress: Progress = SILENT) -> list[str]:
+    def find(
+        self, identities: Sequence[crypto.Identity], text: str, progress: Progress = SILENT
+    ) -> list[str]:
         """Cases whose sealed text contains ``text`` (case-insensitive), in memory only."""
         actor = self.actor(identities)
         needle = unicodedata.normalize("NFC", text).casefold()
         if not needle.strip():
             raise UsageError("give some text to look for")
         committed = self.committed_records()
-        found = _in_pool(self, "matches", sorted(committed), committed,
-                         (identities, actor.recipient, needle), "Searching cases", progress)
+        found = _in_pool(
+            self,
+            "matches",
+            sorted(committed),
+            committed,
+            (identities, actor.recipient, needle),
+            "Searching cases",
+            progress,
+        )
         return [case_id for case_id, hit in zip(sorted(committed), found, strict=True) if hit]
 
-    def matches(self, case_id: str, committed: Committed,
-                identities: Sequence[crypto.Identity], recipient: str, needle: str) -> bool:
+    def matches(
+        self,
+        case_id: str,
+        committed: Committed,
+        identities: Sequence[crypto.Identity],
+        recipient: str,
+        needle: str,
+    ) -> bool:
         """Whether the sealed forms of a case ``recipient`` can open contain ``needle``."""
         try:
             loaded = self.load_open(case_id, committed)
@@ -1053,15 +1222,18 @@ class Repository:
         return needle in json.dumps(payload.forms, ensure_ascii=False).casefold()
 
     def validate(
-        self, identities: Sequence[crypto.Identity] | None, case_ids: Sequence[str],
+        self,
+        identities: Sequence[crypto.Identity] | None,
+        case_ids: Sequence[str],
         progress: Progress = SILENT,
     ) -> list[CheckResult]:
         """Check every record (or those named): a record of the registry's recipients, and,
         where ``identities`` open it, its sealed forms against the schema."""
         committed = self.committed_records()
         wanted = list(case_ids) or sorted(committed)
-        return _in_pool(self, "check_record", wanted, committed, (identities,),
-                        "Validating cases", progress)
+        return _in_pool(
+            self, "check_record", wanted, committed, (identities,), "Validating cases", progress
+        )
 
     def _check_stanzas(self, loaded: Loaded) -> list[str]:
         """The recipients the registry calls for; IntegrityError if the sealed block has
@@ -1072,13 +1244,15 @@ class Repository:
         if loaded.header.stanza_count != len(expected):
             raise IntegrityError(
                 f"sealed for {loaded.header.stanza_count} recipients, the registry calls "
-                f"for {len(expected)}", case_id=loaded.record.case_id,
+                f"for {len(expected)}",
+                case_id=loaded.record.case_id,
                 hint="run cmgit validate and cmgit audit; a programme manager can re-encrypt it",
             )
         return expected
 
-    def check_record(self, case_id: str, committed: Committed,
-                     identities: Sequence[crypto.Identity] | None) -> CheckResult:
+    def check_record(
+        self, case_id: str, committed: Committed, identities: Sequence[crypto.Identity] | None
+    ) -> CheckResult:
         mine = {i.recipient for i in identities or ()}
         try:
             loaded = self.load_open(case_id, committed)
@@ -1153,11 +1327,15 @@ class Repository:
         if changes.get("signing_key"):
             changes["signing_key"] = signing.check_public_key(changes["signing_key"])
         if not changes:
-            raise UsageError("nothing to change", hint="give --team, --role, --recipient or "
-                             "--signing-key")
+            raise UsageError(
+                "nothing to change", hint="give --team, --role, --recipient or --signing-key"
+            )
         if "recipient" in changes:
-            clash = [m.id for m in self.registry.staff.values()
-                     if m.recipient == changes["recipient"] and m.id != staff_id]
+            clash = [
+                m.id
+                for m in self.registry.staff.values()
+                if m.recipient == changes["recipient"] and m.id != staff_id
+            ]
             if clash:
                 raise UsageError(f"that recipient already belongs to {clash[0]}")
         if ("team" in changes or "role" in changes) and current.role == CASEWORKER:
@@ -1211,7 +1389,11 @@ class Repository:
         self.schemas.validate(doc, STAFF, what="staff registry")
         data = yamlio.dump(doc).encode("utf-8")
         return self._reconfigure(
-            identities, actor, {STAFF_FILE: data}, registry, self.settings,
+            identities,
+            actor,
+            {STAFF_FILE: data},
+            registry,
+            self.settings,
             f"staff: {verb} {staff_id}",
             [("Cmgit-Action", f"staff-{verb}"), ("Cmgit-Staff", staff_id)],
         )
@@ -1222,15 +1404,20 @@ class Repository:
         if key not in props:
             named = f" '{key}'" if ids.REASON_RE.fullmatch(key) else ""
             raise UsageError(f"unknown setting{named}", hint="see cmgit settings show")
-        typed = load_yaml(value.encode("utf-8"), self.schemas, props[key], what="setting value",
-                          limit=64 * 1024)
+        typed = load_yaml(
+            value.encode("utf-8"), self.schemas, props[key], what="setting value", limit=64 * 1024
+        )
         settings = {**self.settings, key: typed}
         self.schemas.validate(settings, SETTINGS, what="settings")
         if settings == self.settings:
             raise UsageError(f"{key} already has that value")
         return self._reconfigure(
-            identities, actor, {SETTINGS_FILE: yamlio.dump(settings).encode("utf-8")},
-            self.registry, settings, f"settings: set {key}",
+            identities,
+            actor,
+            {SETTINGS_FILE: yamlio.dump(settings).encode("utf-8")},
+            self.registry,
+            settings,
+            f"settings: set {key}",
             [("Cmgit-Action", "settings-set"), ("Cmgit-Setting", key)],
         )
 
@@ -1252,8 +1439,9 @@ class Repository:
             loaded = self.load_open(case_id)
             open_fields = loaded.record.open
             before = self.expected_recipients(open_fields)
-            after = registry.recipients_for(open_fields["team"], open_fields["caseworker"],
-                                            settings)
+            after = registry.recipients_for(
+                open_fields["team"], open_fields["caseworker"], settings
+            )
             if before != after:
                 todo.append((loaded, after))
         with self.change([*files, *(loaded.path for loaded, _ in todo)]) as parent:
@@ -1267,7 +1455,8 @@ class Repository:
                         hint="a programme manager who can open every case must run it",
                     ) from None
                 files[loaded.path] = records.render_file(
-                    loaded.record.open, self.schemas.open_fields,
+                    loaded.record.open,
+                    self.schemas.open_fields,
                     self.cipher.seal(plaintext, after),
                 )
             self._commit(files, subject, trailers, actor, parent)
@@ -1284,28 +1473,34 @@ def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
         record.forms[form] = item
         return form
     if not isinstance(item, dict):
-        raise SchemaError(f"the {form} form must be a mapping of fields",
-                          problems=[f"at /{form}: fails 'type'"])
+        raise SchemaError(
+            f"the {form} form must be a mapping of fields", problems=[f"at /{form}: fails 'type'"]
+        )
     id_field = schemas.form_id_field(form) or f"{form}_id"
     items: list[dict[str, Any]] = list(record.forms.get(form) or [])
     given = item.get(id_field)
     if given is not None:
         position = next((i for i, old in enumerate(items) if old.get(id_field) == given), None)
         if position is None:
-            raise UsageError(f"{record.case_id} has no {form} with that id",
-                             hint=f"leave {id_field} out to add a new one")
+            raise UsageError(
+                f"{record.case_id} has no {form} with that id",
+                hint=f"leave {id_field} out to add a new one",
+            )
         if mode == "append":
-            raise Refused(f"{form} entries are append-only; record a new one",
-                          case_id=record.case_id)
+            raise Refused(
+                f"{form} entries are append-only; record a new one", case_id=record.case_id
+            )
         if mode == "supersede" and items[position].get("status") == "superseded":
-            raise Refused(f"that {form} was superseded and is kept as it was",
-                          case_id=record.case_id)
+            raise Refused(
+                f"that {form} was superseded and is kept as it was", case_id=record.case_id
+            )
         items[position] = item
         record.forms[form] = items
         return str(given)
     numbers = [
         int(str(old.get(id_field, "")).rpartition("-")[2])
-        for old in items if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
+        for old in items
+        if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
     ]
     new_id = f"{form}-{max(numbers, default=0) + 1}"
     item = {id_field: new_id, **item}
@@ -1319,13 +1514,14 @@ def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
 
 def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:
     shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
-    return DirtyWorkTree(f"uncommitted changes in {shown}",
-                         hint="commit or discard them with git, then run the command again")
+    return DirtyWorkTree(
+        f"uncommitted changes in {shown}",
+        hint="commit or discard them with git, then run the command again",
+    )
 
 
 def _is_overdue(due_dates: Sequence[Any], today: dt.date) -> bool:
-    return any((day := checks.to_date(value)) is not None and day < today
-               for value in due_dates)
+    return any((day := checks.to_date(value)) is not None and day < today for value in due_dates)
 
 
 @dataclass(frozen=True)
@@ -1345,8 +1541,10 @@ class CaseList:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         fields = (*self.fields, "step")
-        return [dict(zip(fields, (*row, step), strict=True))
-                for row, step in zip(self.rows, self.steps, strict=True)]
+        return [
+            dict(zip(fields, (*row, step), strict=True))
+            for row, step in zip(self.rows, self.steps, strict=True)
+        ]
 
 
 def strip_personal(case: dict[str, Any], schemas: SchemaSet) -> int:
@@ -1359,8 +1557,10 @@ def strip_personal(case: dict[str, Any], schemas: SchemaSet) -> int:
     def walk(value: Any, schema: Mapping[str, Any]) -> Any:
         nonlocal left
         if "$ref" in schema:
-            schema = {**schemas.resolve(schema["$ref"]), **{k: v for k, v in schema.items()
-                                                            if k != "$ref"}}
+            schema = {
+                **schemas.resolve(schema["$ref"]),
+                **{k: v for k, v in schema.items() if k != "$ref"},
+            }
         if isinstance(value, dict):
             props = schema.get("properties", {})
             required = set(schema.get("required", ()))
@@ -1402,7 +1602,8 @@ def check_item_ids(record: Record, schemas: SchemaSet) -> None:
             value = item.get(id_field)
             if value in seen:
                 raise SchemaError(
-                    "case record has a repeated form id", case_id=record.case_id,
+                    "case record has a repeated form id",
+                    case_id=record.case_id,
                     problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
                 )
             seen.add(value)
@@ -1443,8 +1644,11 @@ def init_repository(
         (target / ids.RECORDS_DIR).mkdir(exist_ok=True)
         schemas = SchemaSet.load(target / SCHEMAS_DIR)
         settings = settings_defaults(schemas.schemas[SETTINGS])
-        settings.update(programme_name=programme, case_id_prefix=prefix,
-                        vulnerability_criteria=list(DEFAULT_CRITERIA))
+        settings.update(
+            programme_name=programme,
+            case_id_prefix=prefix,
+            vulnerability_criteria=list(DEFAULT_CRITERIA),
+        )
         schemas.validate(settings, SETTINGS, what="settings")
         admin_member = Staff(admin, PROGRAMME_MANAGER, team, recipient, signing_key, True)
         registry = Registry([admin_member])
@@ -1460,8 +1664,13 @@ def init_repository(
         message = format_message(
             "init: case repository", [("Cmgit-Action", "init"), ("Cmgit-Actor", admin)]
         )
-        git.commit(files, message, staff_author(admin_member), None,
-                   sign=make_signer(signing_key_path, admin_member, False))
+        git.commit(
+            files,
+            message,
+            staff_author(admin_member),
+            None,
+            sign=make_signer(signing_key_path, admin_member, False),
+        )
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)
@@ -1469,9 +1678,7 @@ def init_repository(
     return target
 
 
-def make_signer(
-    path: Path | None, actor: Staff, required: bool
-) -> Callable[[bytes], str] | None:
+def make_signer(path: Path | None, actor: Staff, required: bool) -> Callable[[bytes], str] | None:
     if path is None:
         if required:
             raise NoIdentity(
@@ -1525,9 +1732,15 @@ _BULK: tuple[Repository, str, tuple[Any, ...], dict[str, tuple[str, str]]] | Non
 POOL_FROM = 200
 
 
-def _in_pool(repo: Repository, method: str, case_ids: list[str],
-             committed: dict[str, tuple[str, str]], extra: tuple[Any, ...], what: str,
-             progress: Progress) -> list[Any]:
+def _in_pool(
+    repo: Repository,
+    method: str,
+    case_ids: list[str],
+    committed: dict[str, tuple[str, str]],
+    extra: tuple[Any, ...],
+    what: str,
+    progress: Progress,
+) -> list[Any]:
     """``repo.<method>(case_id, committed, *extra)`` for every case, in order; on every core
     when there are many."""
     global _BULK
@@ -1539,7 +1752,7 @@ def _in_pool(repo: Repository, method: str, case_ids: list[str],
                 parts: Iterator[list[Any]] = map(_run_chunk, ([c] for c in case_ids))
             else:
                 size = max(50, min(1000, len(case_ids) // (pool.workers() * 8) or 1))
-                chunks = (case_ids[i:i + size] for i in range(0, len(case_ids), size))
+                chunks = (case_ids[i : i + size] for i in range(0, len(case_ids), size))
                 parts = pool.fork_map(_run_chunk, chunks, _own_reader)
             results = []
             for part in parts:

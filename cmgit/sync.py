@@ -32,8 +32,9 @@ class SyncResult:
     pushed: bool = False
 
 
-def sync(repo: Repository, identities: Sequence[crypto.Identity], *, remote: str,
-         today: dt.date) -> SyncResult:
+def sync(
+    repo: Repository, identities: Sequence[crypto.Identity], *, remote: str, today: dt.date
+) -> SyncResult:
     git = repo.git
     ref = git.branch_ref()
     if ref is None:
@@ -54,8 +55,10 @@ def sync(repo: Repository, identities: Sequence[crypto.Identity], *, remote: str
                 _check_not_rewritten(repo, state, theirs)
                 base = git.text("merge-base", ours, theirs, ok=(0, 1)) or None
                 if base is None:
-                    raise RepositoryError("this clone and the central repository share no "
-                                          "history", hint="clone the central repository anew")
+                    raise RepositoryError(
+                        "this clone and the central repository share no history",
+                        hint="clone the central repository anew",
+                    )
                 result.fetched = int(git.text("rev-list", "--count", f"{ours}..{theirs}"))
                 if base == ours and ours != theirs:
                     git.run("reset", "-q", "--keep", theirs)
@@ -77,8 +80,9 @@ def sync(repo: Repository, identities: Sequence[crypto.Identity], *, remote: str
             state.parent.mkdir(exist_ok=True)
             state.write_text(ours + "\n")
             return result
-    raise RepositoryError("the central repository kept moving; nothing was lost",
-                          hint="run cmgit sync again")
+    raise RepositoryError(
+        "the central repository kept moving; nothing was lost", hint="run cmgit sync again"
+    )
 
 
 def _check_not_rewritten(repo: Repository, path: Path, theirs: str) -> None:
@@ -92,8 +96,15 @@ def _check_not_rewritten(repo: Repository, path: Path, theirs: str) -> None:
         )
 
 
-def _replay(repo: Repository, identities: Sequence[crypto.Identity], base: str, ours: str,
-            theirs: str, today: dt.date, result: SyncResult) -> str:
+def _replay(
+    repo: Repository,
+    identities: Sequence[crypto.Identity],
+    base: str,
+    ours: str,
+    theirs: str,
+    today: dt.date,
+    result: SyncResult,
+) -> str:
     """This clone's commits since ``base``, made again on top of ``theirs``."""
     git = repo.git
     tip = theirs
@@ -111,18 +122,29 @@ def _replay(repo: Repository, identities: Sequence[crypto.Identity], base: str, 
             case_id = ids.case_id_from_path(path)
             if case_id is None or new is None or at_tip is None:
                 raise RepositoryError(
-                    f"both offices changed {path}", hint="nothing was changed; agree which "
-                    "change stands, then undo the other and sync again")
+                    f"both offices changed {path}",
+                    hint="nothing was changed; agree which "
+                    "change stands, then undo the other and sync again",
+                )
             merged = repo.merge_record(
-                case_id, git.read_blob(at_parent) if at_parent else None, git.read_blob(new),
-                git.read_blob(at_tip), at_tip, identities, today)
+                case_id,
+                git.read_blob(at_parent) if at_parent else None,
+                git.read_blob(new),
+                git.read_blob(at_tip),
+                at_tip,
+                identities,
+                today,
+            )
             files[path] = merged
             version = merged.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
             result.merged += 1
         message = _with_version(commit, version)
         actor = repo.registry.staff.get(commit.trailer("Cmgit-Actor") or "")
-        author = staff_author(actor) if actor else Author(commit.author,
-                                                          f"{commit.author}@cmgit.invalid")
+        author = (
+            staff_author(actor)
+            if actor
+            else Author(commit.author, f"{commit.author}@cmgit.invalid")
+        )
         signer = _resigner(repo, actor) if actor is not None else None
         tip, _ = git.make_commit(files, message, author, tip, sign=signer)
         result.replayed += 1
@@ -137,7 +159,8 @@ def _resigner(repo: Repository, actor: Staff) -> Callable[[bytes], str] | None:
         if required:
             raise RepositoryError(
                 f"a local commit by {actor.id} must be re-signed by {actor.id}",
-                hint=f"{actor.id} runs cmgit sync with their own CMGIT_SIGNING_KEY") from None
+                hint=f"{actor.id} runs cmgit sync with their own CMGIT_SIGNING_KEY",
+            ) from None
         return None
 
 

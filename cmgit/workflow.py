@@ -110,14 +110,25 @@ class Workflow:
         self.scopes: dict[str, str] = {r: v["scope"] for r, v in doc["roles"].items()}
         self.authorisers = frozenset(groups.get("authorisers", ()))
         self.guards = {
-            code: Guard(code, g["severity"], g["summary"], g.get("check"),
-                        g.get("params", {}), g.get("schema"))
+            code: Guard(
+                code,
+                g["severity"],
+                g["summary"],
+                g.get("check"),
+                g.get("params", {}),
+                g.get("schema"),
+            )
             for code, g in doc["guards"].items()
         }
         self.transitions = {
             tid: Transition(
-                tid, tuple(t["from"]), t["to"], roles(t["by"]), t["summary"],
-                t.get("four_eyes"), tuple(t.get("guards", ())),
+                tid,
+                tuple(t["from"]),
+                t["to"],
+                roles(t["by"]),
+                t["summary"],
+                t.get("four_eyes"),
+                tuple(t.get("guards", ())),
                 {r: tuple(g) for r, g in t["reasons"].items()} if "reasons" in t else None,
                 tuple(t.get("effects", ())),
             )
@@ -128,8 +139,9 @@ class Workflow:
             for form, e in doc["events"].items()
         }
         a = doc["assignment"]
-        self.assignment = Assignment(roles(a["by"]), tuple(a["states"]), tuple(a["reasons"]),
-                                     tuple(a["guards"]))
+        self.assignment = Assignment(
+            roles(a["by"]), tuple(a["states"]), tuple(a["reasons"]), tuple(a["guards"])
+        )
         self.profiles: dict[str, Mapping[str, Any]] = dict(doc["display_profiles"])
         self._check()
 
@@ -183,11 +195,12 @@ class Workflow:
         """The transition from ``source`` to ``target``. Some pairs have several (T19 and
         T19b, T22 and T26, T23 and T26): the reason picks the one that takes it, and
         without a reason the one that takes none; otherwise the first in the data."""
-        found = [t for t in self.transitions.values()
-                 if source in t.sources and t.target == target]
+        found = [t for t in self.transitions.values() if source in t.sources and t.target == target]
         for transition in found:
-            if (transition.reasons is None) if reason is None else (
-                reason in (transition.reasons or {})
+            if (
+                (transition.reasons is None)
+                if reason is None
+                else (reason in (transition.reasons or {}))
             ):
                 return transition
         return found[0] if found else None
@@ -196,8 +209,7 @@ class Workflow:
         labels = self.profiles.get(profile, {}).get("labels", {})
         return str(labels.get(state, state))
 
-    def in_scope(self, role: str, actor_id: str, actor_team: str,
-                 case: Mapping[str, Any]) -> bool:
+    def in_scope(self, role: str, actor_id: str, actor_team: str, case: Mapping[str, Any]) -> bool:
         scope = self.scopes.get(role, "none")
         return (
             scope == "all"
@@ -205,8 +217,15 @@ class Workflow:
             or (scope == "own" and case.get("caseworker") == actor_id)
         )
 
-    def permission(self, allowed: Iterable[str], role: str, actor_id: str, actor_team: str,
-                   case: Mapping[str, Any], action: str) -> Failure | None:
+    def permission(
+        self,
+        allowed: Iterable[str],
+        role: str,
+        actor_id: str,
+        actor_team: str,
+        case: Mapping[str, Any],
+        action: str,
+    ) -> Failure | None:
         """GA: the role may do the action, and the case is within the role's scope."""
         allowed = tuple(allowed)
         if role not in allowed:
@@ -227,9 +246,7 @@ class Workflow:
                 f"{transition.id} needs --reason, one of: " + ", ".join(transition.reasons)
             )
         if reason not in transition.reasons:
-            raise UsageError(
-                f"{transition.id} takes --reason " + ", ".join(transition.reasons)
-            )
+            raise UsageError(f"{transition.id} takes --reason " + ", ".join(transition.reasons))
         return transition.reasons[reason]
 
     def evaluate(
@@ -404,7 +421,8 @@ def summarise(
         out["immediate_risk"] = False
     # A later review's risk level is the newest word on risk.
     if review is not None and (
-        risk is None or (checks.to_date(review.get("date")) or dt.date.min)
+        risk is None
+        or (checks.to_date(review.get("date")) or dt.date.min)
         > (checks.to_date(risk.get("assessed_on")) or dt.date.min)
     ):
         out["risk_level"] = review.get("risk_level", out["risk_level"])
@@ -420,8 +438,9 @@ def summarise(
         next_review = (plan.get("monitoring") or {}).get("next_review_date")
     if next_review is None and plan is not None and plan.get("status") == "active":
         start = checks.to_date(out.get("state_since")) or today
-        next_review = (start + dt.timedelta(days=int(settings.get("review_interval_days", 90)))
-                       ).isoformat()
+        next_review = (
+            start + dt.timedelta(days=int(settings.get("review_interval_days", 90)))
+        ).isoformat()
     in_review_states = state in ("implementation", "follow_up_review")
     out["next_review_due"] = next_review if in_review_states else None
     return out
@@ -452,7 +471,8 @@ def next_follow_up(
         started = checks.to_date((forms.get("post_closure_monitoring") or {}).get("started_on"))
         start = max(filter(None, (start, started)), default=None)
     start = (
-        start or checks.to_date(open_fields.get("registered_on"))
+        start
+        or checks.to_date(open_fields.get("registered_on"))
         or checks.to_date(open_fields.get("state_since"))
     )
     return (start + dt.timedelta(days=int(days))).isoformat() if start else None

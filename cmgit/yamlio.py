@@ -14,6 +14,7 @@ Pure: no files, no clock, no environment.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import unicodedata
@@ -267,18 +268,65 @@ def load(data: bytes | str, *, what: str = "input", max_bytes: int = 1_048_576) 
     refuses (TooLarge) more than `max_bytes`. Strings are NFC-normalised.
     """
     text = _decode(data, what, max_bytes)
-    parser: Any = None
+    loader = _loader()
     try:
         # Bytes go to the parser as they are (already checked): it saves an encode.
-        parser = _loader()(data if isinstance(data, bytes) else text)
+        return _parse(loader, data if isinstance(data, bytes) else text, what)
+    except _ParserFailed as failed:
+        cause = failed.cause
+    error = _from_yaml_error(cause, what, text)
+    if loader is not _yaml().BaseLoader and _may_nest_in_flow(text, cause):
+        # Inside "[" and "{" libyaml's scanner reads ahead of the events, so its own limits
+        # (a nesting depth since libyaml 0.2.5) can fail the text before `_build` sees the
+        # event that cmgit refuses first. The pure-Python parser has no such limit: replayed
+        # on the text up to the failure, it finds cmgit's refusal whatever the version.
+        with contextlib.suppress(_ParserFailed):
+            _parse(_yaml().BaseLoader, text[: _offset(text, cause)], what)
+    raise error
+
+
+class _ParserFailed(Exception):
+    """The parser itself gave up (not one of cmgit's refusals)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__()
+        self.cause = cause
+
+
+def _parse(loader: Any, source: bytes | str, what: str) -> Any:
+    parser: Any = None
+    try:
+        parser = loader(source)
         return _build(parser, what)
     except (_yaml().YAMLError, RecursionError, ValueError, UnicodeError) as exc:
-        raise _from_yaml_error(exc, what, text) from None
+        raise _ParserFailed(exc) from None
     finally:
         # The pure-Python fallback keeps references until disposed; libyaml's is a no-op.
         dispose = getattr(parser, "dispose", None)
         if dispose is not None:
             dispose()
+
+
+def _offset(text: str, exc: Exception) -> int:
+    """Where in `text` the parser failed (its end when the parser does not say)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return len(text)
+    line: int = mark.line
+    column: int = mark.column
+    start = 0
+    for _ in range(line):
+        start = text.find("\n", start) + 1
+        if start == 0:  # line breaks other than LF: the whole text, to be safe
+            return len(text)
+    return min(len(text), start + column + 1)
+
+
+def _may_nest_in_flow(text: str, exc: Exception) -> bool:
+    # Flow nesting deeper than MAX_DEPTH needs more than MAX_DEPTH openers before the
+    # failure: a count that spares ordinary syntax errors the slower replay.
+    head = text[: _offset(text, exc)]
+    return head.count("[") + head.count("{") > MAX_DEPTH
 
 
 # ------------------------------------------------------------------------- coerce

@@ -63,8 +63,11 @@ def form(name: str, *, drop_id: bool = True) -> dict[str, Any]:
     doc = yaml.safe_load((FIXTURES / "forms" / f"{name}.yaml").read_text())
     if drop_id and isinstance(doc[name], dict):
         for key in [k for k in doc[name] if k.endswith("_id") and k != "staff_id"]:
-            if str(doc[name][key]).startswith(f"{name}-") or key in ("plan_id", "action_id",
-                                                                     "conference_id"):
+            if str(doc[name][key]).startswith(f"{name}-") or key in (
+                "plan_id",
+                "action_id",
+                "conference_id",
+            ):
                 del doc[name][key]
     return doc
 
@@ -76,8 +79,9 @@ def write_form(path: Path, doc: dict[str, Any]) -> Path:
 
 def git(root: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                          check=True, env=env).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, env=env
+    ).stdout
 
 
 @dataclass
@@ -94,23 +98,32 @@ class Programme:
     def identities(self, staff_id: str) -> tuple[crypto.Identity, ...]:
         return crypto.load_identities(self.key(staff_id))
 
-    def cli(self, *args: str, as_: str | None = "cw-north-1", today: str = TODAY,
-            input: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:
+    def cli(
+        self,
+        *args: str,
+        as_: str | None = "cw-north-1",
+        today: str = TODAY,
+        input: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
         full_env = {"CMGIT_TODAY": today, **(env or {})}
         if as_ is not None:
             full_env["CMGIT_IDENTITY"] = str(self.key(as_))
         runner = CliRunner()
-        return runner.invoke(cli, ["-C", str(self.root), *args], env=full_env, input=input,
-                             catch_exceptions=False)
+        return runner.invoke(
+            cli, ["-C", str(self.root), *args], env=full_env, input=input, catch_exceptions=False
+        )
 
     def git(self, *args: str) -> str:
         return git(self.root, *args)
 
     def state(self) -> tuple[str, str, str]:
         """HEAD, `git status --porcelain` and the index: what must not change on refusal."""
-        return (self.git("rev-parse", "HEAD").strip(),
-                self.git("status", "--porcelain", "--untracked-files=all"),
-                self.git("ls-files", "-s"))
+        return (
+            self.git("rev-parse", "HEAD").strip(),
+            self.git("status", "--porcelain", "--untracked-files=all"),
+            self.git("ls-files", "-s"),
+        )
 
     def form_file(self, name: str, doc: dict[str, Any] | None = None) -> str:
         path = self.work / f"{name}-{len(list(self.work.iterdir()))}.yaml"
@@ -130,14 +143,26 @@ class Programme:
         repo = self.repo()
         return demo.Person(repo.registry.get(staff_id), self.identities(staff_id))
 
-    def journey(self, worker: str = "cw-north-1", supervisor: str = "sv-north", *,
-                days_before: int = 120, seed: int = 1, **kw: Any) -> demo.Journey:
+    def journey(
+        self,
+        worker: str = "cw-north-1",
+        supervisor: str = "sv-north",
+        *,
+        days_before: int = 120,
+        seed: int = 1,
+        **kw: Any,
+    ) -> demo.Journey:
         """A case walked through the real transitions by its staff, with invented forms."""
         repo = self.repo()
         start = dt.date.fromisoformat(TODAY) - dt.timedelta(days=days_before)
-        return demo.Journey(repo, demo.Forms(random.Random(seed), seed, **kw),
-                            self.person(worker), self.person(supervisor), start,
-                            list(repo.settings["vulnerability_criteria"]))
+        return demo.Journey(
+            repo,
+            demo.Forms(random.Random(seed), seed, **kw),
+            self.person(worker),
+            self.person(supervisor),
+            start,
+            list(repo.settings["vulnerability_criteria"]),
+        )
 
     def walk(self, destination: str, **kw: Any) -> str:
         journey = self.journey(days_before=demo.DURATION[destination] + 10, **kw)
@@ -155,8 +180,15 @@ def build_programme(base: Path) -> Programme:
         members.append(Staff(staff_id, role, team, recipient, None, True))
     admin = members[0]
     root = base / "cases"
-    init_repository(root, admin=admin.id, recipient=admin.recipient, team=admin.team,
-                    signing_key=None, prefix="CP", programme="Test programme")
+    init_repository(
+        root,
+        admin=admin.id,
+        recipient=admin.recipient,
+        team=admin.team,
+        signing_key=None,
+        prefix="CP",
+        programme="Test programme",
+    )
     repo = Repository.open(root)
     pm = crypto.load_identities(keys / "pm-001.txt")
     repo.settings_set(pm, "reader_roles", "[coordinator]")

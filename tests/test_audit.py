@@ -24,8 +24,14 @@ def rules(report: dict) -> set[str]:  # type: ignore[type-arg]
     return {v["rule"] for v in report["violations"]}
 
 
-def forge(programme: Programme, files: dict[str, bytes | None], subject: str,
-          trailers: list[tuple[str, str]], author: str, sign_with: Path | None = None) -> str:
+def forge(
+    programme: Programme,
+    files: dict[str, bytes | None],
+    subject: str,
+    trailers: list[tuple[str, str]],
+    author: str,
+    sign_with: Path | None = None,
+) -> str:
     """A commit made without cmgit's checks: what a malicious insider could push."""
     git = Git(programme.root)
     signer = None
@@ -34,14 +40,21 @@ def forge(programme: Programme, files: dict[str, bytes | None], subject: str,
 
         def signer(data: bytes) -> str:
             return signing.sign(data, key)
-    return git.commit(files, format_message(subject, trailers),
-                      Author(author, f"{author}@cmgit.invalid"), git.head(), sign=signer)
+
+    return git.commit(
+        files,
+        format_message(subject, trailers),
+        Author(author, f"{author}@cmgit.invalid"),
+        git.head(),
+        sign=signer,
+    )
 
 
 def corrupt_newest_record(programme: Programme) -> str:
     """Flip a byte in the loose object of the record the last commit wrote; its id."""
-    head_blob = programme.git("rev-parse", "HEAD:" + programme.git(
-        "show", "--name-only", "--format=", "HEAD").strip()).strip()
+    head_blob = programme.git(
+        "rev-parse", "HEAD:" + programme.git("show", "--name-only", "--format=", "HEAD").strip()
+    ).strip()
     obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
     os.chmod(obj, 0o644)
     data = bytearray(obj.read_bytes())
@@ -68,11 +81,21 @@ def test_hand_made_commit_is_flagged(programme: Programme) -> None:
 
 
 def test_registry_change_by_a_caseworker(programme: Programme) -> None:
-    staff = (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor",
-                                                                  b"role: supervisor")
-    forge(programme, {"staff.yaml": staff}, "staff: update aud-001",
-          [("Cmgit-Action", "staff-update"), ("Cmgit-Staff", "aud-001"),
-           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+    staff = (
+        (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor", b"role: supervisor")
+    )
+    forge(
+        programme,
+        {"staff.yaml": staff},
+        "staff: update aud-001",
+        [
+            ("Cmgit-Action", "staff-update"),
+            ("Cmgit-Staff", "aud-001"),
+            ("Cmgit-Actor", "cw-north-1"),
+            ("Cmgit-Role", "caseworker"),
+        ],
+        "cw-north-1",
+    )
     code, report = audit(programme)
     assert code == 6 and "config" in rules(report)
 
@@ -83,12 +106,26 @@ def test_caseworker_authorising_closure_of_own_case(programme: Programme) -> Non
     data = (programme.root / path).read_text()
     version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
     forged = data.replace("state: implementation", "state: closed").replace(
-        f"version: {version}\n", f"version: {version + 1}\n")
-    forge(programme, {path: forged.encode()}, f"{case_id}: implementation -> closed",
-          [("Cmgit-Case", case_id), ("Cmgit-Action", "move"), ("Cmgit-Transition", "T26"),
-           ("Cmgit-From", "implementation"), ("Cmgit-To", "closed"), ("Cmgit-Reason", "death"),
-           ("Cmgit-Version", str(version + 1)), ("Cmgit-Date", "2026-04-01"),
-           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+        f"version: {version}\n", f"version: {version + 1}\n"
+    )
+    forge(
+        programme,
+        {path: forged.encode()},
+        f"{case_id}: implementation -> closed",
+        [
+            ("Cmgit-Case", case_id),
+            ("Cmgit-Action", "move"),
+            ("Cmgit-Transition", "T26"),
+            ("Cmgit-From", "implementation"),
+            ("Cmgit-To", "closed"),
+            ("Cmgit-Reason", "death"),
+            ("Cmgit-Version", str(version + 1)),
+            ("Cmgit-Date", "2026-04-01"),
+            ("Cmgit-Actor", "cw-north-1"),
+            ("Cmgit-Role", "caseworker"),
+        ],
+        "cw-north-1",
+    )
     code, report = audit(programme)
     assert code == 6
     assert {"scope", "four-eyes"} <= rules(report)
@@ -103,11 +140,23 @@ def test_a_state_history_the_commits_do_not_tell(programme: Programme) -> None:
     version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
     told = next(line for line in data.splitlines() if line.startswith("state_history: "))
     forged = data.replace(told, 'state_history: ["2026-01-01 assessment"]').replace(
-        f"version: {version}\n", f"version: {version + 1}\n")
-    forge(programme, {path: forged.encode()}, f"{case_id}: record note",
-          [("Cmgit-Case", case_id), ("Cmgit-Action", "record"), ("Cmgit-Form", "note"),
-           ("Cmgit-Version", str(version + 1)), ("Cmgit-Date", "2026-04-01"),
-           ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")], "cw-north-1")
+        f"version: {version}\n", f"version: {version + 1}\n"
+    )
+    forge(
+        programme,
+        {path: forged.encode()},
+        f"{case_id}: record note",
+        [
+            ("Cmgit-Case", case_id),
+            ("Cmgit-Action", "record"),
+            ("Cmgit-Form", "note"),
+            ("Cmgit-Version", str(version + 1)),
+            ("Cmgit-Date", "2026-04-01"),
+            ("Cmgit-Actor", "cw-north-1"),
+            ("Cmgit-Role", "caseworker"),
+        ],
+        "cw-north-1",
+    )
     code, report = audit(programme)
     assert code == 6
     assert [v["rule"] for v in report["violations"]] == ["history"]
@@ -116,10 +165,20 @@ def test_a_state_history_the_commits_do_not_tell(programme: Programme) -> None:
 def test_plaintext_under_records(programme: Programme) -> None:
     case_id = programme.new_case()
     path = ids.record_path(case_id)
-    forge(programme, {path: b"case_id: x\nname: CANARY-NAME\n"}, f"{case_id}: edit",
-          [("Cmgit-Case", case_id), ("Cmgit-Action", "edit"), ("Cmgit-Version", "2"),
-           ("Cmgit-Date", "2026-04-01"), ("Cmgit-Actor", "cw-north-1"),
-           ("Cmgit-Role", "caseworker")], "cw-north-1")
+    forge(
+        programme,
+        {path: b"case_id: x\nname: CANARY-NAME\n"},
+        f"{case_id}: edit",
+        [
+            ("Cmgit-Case", case_id),
+            ("Cmgit-Action", "edit"),
+            ("Cmgit-Version", "2"),
+            ("Cmgit-Date", "2026-04-01"),
+            ("Cmgit-Actor", "cw-north-1"),
+            ("Cmgit-Role", "caseworker"),
+        ],
+        "cw-north-1",
+    )
     result = programme.cli("audit", as_=None)
     assert result.exit_code == 6 and "record" in result.stdout
     assert "CANARY" not in result.output
@@ -128,17 +187,33 @@ def test_plaintext_under_records(programme: Programme) -> None:
 def test_signatures(programme: Programme, tmp_path: Path) -> None:
     pm_key, cw_key = require_signatures(programme, tmp_path)
     stranger, _ = ssh_key(tmp_path, "stranger")
-    ok = programme.cli("new", "--from", programme.form_file("identification"),
-                       env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    ok = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(cw_key)},
+    )
     assert ok.exit_code == 0, ok.output
     assert audit(programme)[0] == 0
     case_id = ok.stdout.strip()
     # unsigned, signed by a stranger, signed by staff A in the name of staff B
     for key, actor in ((None, "cw-north-1"), (stranger, "cw-north-1"), (pm_key, "cw-north-1")):
-        forge(programme, {"records/.gitkeep": os.urandom(4)}, f"{case_id}: record note",
-              [("Cmgit-Case", case_id), ("Cmgit-Action", "record"), ("Cmgit-Form", "note"),
-               ("Cmgit-Version", "2"), ("Cmgit-Date", "2026-04-01"), ("Cmgit-Actor", actor),
-               ("Cmgit-Role", "caseworker")], actor, sign_with=key)
+        forge(
+            programme,
+            {"records/.gitkeep": os.urandom(4)},
+            f"{case_id}: record note",
+            [
+                ("Cmgit-Case", case_id),
+                ("Cmgit-Action", "record"),
+                ("Cmgit-Form", "note"),
+                ("Cmgit-Version", "2"),
+                ("Cmgit-Date", "2026-04-01"),
+                ("Cmgit-Actor", actor),
+                ("Cmgit-Role", "caseworker"),
+            ],
+            actor,
+            sign_with=key,
+        )
         code, report = audit(programme)
         assert code == 6 and "signature" in rules(report), (key, report)
         programme.git("reset", "-q", "--hard", "HEAD~1")
@@ -161,8 +236,7 @@ def test_corrupted_object_and_rewritten_history(programme: Programme) -> None:
     assert code == 6 and "fsck" in rules(report)
 
 
-def test_incremental_audit_checks_the_new_objects_and_full_checks_all(
-        programme: Programme) -> None:
+def test_incremental_audit_checks_the_new_objects_and_full_checks_all(programme: Programme) -> None:
     programme.new_case()
     assert audit(programme)[0] == 0
     programme.new_case()  # a new commit after the verified one, with a new record blob
@@ -209,8 +283,7 @@ def test_a_whole_history_audit_hashes_objects_no_walk_reads(programme: Programme
     assert f"damaged or missing object {blob}" in fsck_details(programme)
 
 
-def test_a_whole_history_audit_names_a_missing_object_of_the_head(
-        programme: Programme) -> None:
+def test_a_whole_history_audit_names_a_missing_object_of_the_head(programme: Programme) -> None:
     programme.new_case()
     loose = _site_page_by_hand(programme)
     blob = loose.parent.name + loose.name

@@ -14,13 +14,24 @@ BENCH = Path(__file__).parent.parent / "bench"
 def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
     env = {**os.environ, "CMGIT_BENCH_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "RESULTS.md"
-    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "100", "--runs", "1",
-                           "--out", str(out)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "100", "--runs", "1", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    for target in ("cmgit --help", "cmgit list (repeated)", "cmgit stats (first run)",
-                   "cmgit validate (throughput)", "cmgit audit (per commit)", "cmgit move",
-                   "cmgit site build", "peak memory"):
+    for target in (
+        "cmgit --help",
+        "cmgit list (repeated)",
+        "cmgit stats (first run)",
+        "cmgit validate (throughput)",
+        "cmgit audit (per commit)",
+        "cmgit move",
+        "cmgit site build",
+        "peak memory",
+    ):
         assert target in done.stdout
         assert target in out.read_text()
     assert "PASS" in done.stdout or "FAIL" in done.stdout

@@ -29,8 +29,7 @@ def listed(programme: Programme) -> dict[str, dict]:  # type: ignore[type-arg]
     return {row["case_id"]: row for row in json.loads(result.stdout)}
 
 
-def test_a_change_is_seen_and_only_the_changed_bucket_is_read_again(
-        programme: Programme) -> None:
+def test_a_change_is_seen_and_only_the_changed_bucket_is_read_again(programme: Programme) -> None:
     first, second = programme.new_case(), programme.new_case()
     assert set(listed(programme)) == {first, second}
     assert (programme.root / CACHE / caches.OPEN_FIELDS_FILE).exists()
@@ -74,7 +73,8 @@ def test_a_record_that_holds_another_case_is_left_out(programme: Programme) -> N
 
 @pytest.mark.parametrize("list_all_from", [0, 10_000], ids=["first-run", "per-folder"])
 def test_both_ways_of_reading_agree_and_trust_only_the_committed_blob(
-        programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int) -> None:
+    programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int
+) -> None:
     """A first run lists every folder with `git ls-tree` while the cores read the checked-out
     files; a later run reads changed folders one tree each. Either way, a file changed by hand
     and a file holding another case are not what is committed, and are not used."""
@@ -112,14 +112,16 @@ def test_a_folder_name_cannot_pass_for_a_record_entry(programme: Programme) -> N
     trick = tree(f"040000 tree {inner}\tx 100644 blob {blob[1]}\trecords")
     records_tree = tree(f"040000 tree {trick}\t{bucket}")
     root = tree(f"040000 tree {records_tree}\trecords")
-    who = {f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER")
-           for part, value in (("NAME", "x"), ("EMAIL", "x@x"))}
+    who = {
+        f"GIT_{role}_{part}": value
+        for role in ("AUTHOR", "COMMITTER")
+        for part, value in (("NAME", "x"), ("EMAIL", "x@x"))
+    }
     commit = git.run("commit-tree", root, "-m", "crafted", env=who).decode().strip()
     assert caches._list_buckets(git, commit) == {}
     listing = git.run("ls-tree", "-r", "-z", commit).decode()
     assert caches._by_bucket(caches._TREE_RECORD_RE.findall(listing)) == {}
-    assert caches._list_buckets(git, git.head() or "") == {
-        ids.bucket(case_id): {case_id: blob[1]}}
+    assert caches._list_buckets(git, git.head() or "") == {ids.bucket(case_id): {case_id: blob[1]}}
 
 
 def test_the_index_stands_for_the_commit_only_where_git_says_so(programme: Programme) -> None:
@@ -163,8 +165,7 @@ def test_statistics_are_remembered_per_commit_and_day(programme: Programme) -> N
 
 
 def test_errors_keep_their_case_and_hint_across_processes() -> None:
-    error = IntegrityError("damaged", hint="restore it", case_id="CP-7K2M9QX4",
-                           problems=["one"])
+    error = IntegrityError("damaged", hint="restore it", case_id="CP-7K2M9QX4", problems=["one"])
     again = pickle.loads(pickle.dumps(error))
     assert type(again) is IntegrityError and str(again) == str(error)
     assert again.exit_code == error.exit_code
@@ -187,7 +188,8 @@ def test_a_forked_worker_answers_from_what_its_parent_had() -> None:
 
 
 def test_validation_on_every_core_agrees_with_one_process(
-        programme: Programme, monkeypatch: pytest.MonkeyPatch) -> None:
+    programme: Programme, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cases = [programme.new_case() for _ in range(3)]
     path = programme.root / ids.record_path(cases[1])
     path.write_text(path.read_text().replace("version: 1", "version: 2"))
@@ -196,14 +198,14 @@ def test_validation_on_every_core_agrees_with_one_process(
     monkeypatch.setattr(store, "POOL_FROM", 1)
     pooled = programme.repo().validate(identities, [])
     assert [(r.case_id, r.ok, r.opened, r.exit_code) for r in pooled] == [
-        (r.case_id, r.ok, r.opened, r.exit_code) for r in serial]
+        (r.case_id, r.ok, r.opened, r.exit_code) for r in serial
+    ]
     assert [r.ok for r in pooled].count(False) == 1
     found = programme.repo().find(identities, "CANARY")
     assert set(found) == set(cases) - {cases[1]}
 
 
-def test_head_is_read_from_the_ref_file_and_from_git_when_packed(
-        programme: Programme) -> None:
+def test_head_is_read_from_the_ref_file_and_from_git_when_packed(programme: Programme) -> None:
     git = Git.discover(programme.root)
     loose = git.head()
     programme.git("pack-refs", "--all")
@@ -217,19 +219,27 @@ def test_a_remembered_configuration_spares_the_yaml_parser(programme: Programme)
     remembered open fields, which validates nothing, without the schema validator."""
     programme.new_case()
     listed(programme)
-    script = ("import sys\nfrom cmgit import cli\nsys.argv = ['cmgit', 'list']\n"
-              "try:\n    cli.cli(prog_name='cmgit')\nexcept SystemExit:\n    pass\n"
-              "print('yaml' in sys.modules or 'jsonschema_rs' in sys.modules, "
-              "file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", script], cwd=programme.root,
-                          capture_output=True, text=True, check=False,
-                          env={**os.environ, "CMGIT_TODAY": TODAY})
+    script = (
+        "import sys\nfrom cmgit import cli\nsys.argv = ['cmgit', 'list']\n"
+        "try:\n    cli.cli(prog_name='cmgit')\nexcept SystemExit:\n    pass\n"
+        "print('yaml' in sys.modules or 'jsonschema_rs' in sys.modules, "
+        "file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=programme.root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CMGIT_TODAY": TODAY},
+    )
     assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
 
 
 @pytest.mark.parametrize("list_all_from", [0, 10_000], ids=["first-run", "per-folder"])
 def test_a_fifo_in_place_of_a_record_does_not_stall_a_read(
-        programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int) -> None:
+    programme: Programme, monkeypatch: pytest.MonkeyPatch, list_all_from: int
+) -> None:
     """Opening a FIFO waits for a writer: the checked-out files are opened without waiting
     and used only when regular; the committed record is read from git instead."""
     case_id = programme.new_case()

@@ -60,7 +60,9 @@ def test_new_show_record_and_history(programme: Programme) -> None:
     assert programme.git("status", "--porcelain") == ""
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     assert doc["version"] == 3 and [c["consent_id"] for c in doc["consent"]] == [
-        "consent-1", "consent-2"]
+        "consent-1",
+        "consent-2",
+    ]
 
 
 def test_one_command_one_commit_and_one_file(programme: Programme) -> None:
@@ -78,8 +80,9 @@ def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
     consent["consent"]["consent_id"] = "consent-3"
     consent["consent"]["decision"] = "withdrawn"
     consent["consent"]["withdrawn_on"] = "2026-03-20"
-    result = programme.cli("record", case_id, "consent", "--from",
-                           programme.form_file("c", consent))
+    result = programme.cli(
+        "record", case_id, "consent", "--from", programme.form_file("c", consent)
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     assert [c["decision"] for c in doc["consent"]][-1] == "withdrawn"
@@ -88,14 +91,19 @@ def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
     follow = form("follow_up")
     follow["follow_up"]["follow_up_id"] = "follow_up-1"
     before = programme.state()
-    refused = programme.cli("record", case_id, "follow_up", "--from",
-                            programme.form_file("f", follow))
+    refused = programme.cli(
+        "record", case_id, "follow_up", "--from", programme.form_file("f", follow)
+    )
     assert refused.exit_code == 4 and "append-only" in refused.stderr
     assert_unchanged(programme, before)
 
     for _ in range(2):
-        assert programme.cli("record", case_id, "case_plan", "--from",
-                             programme.form_file("case_plan")).exit_code == 0
+        assert (
+            programme.cli(
+                "record", case_id, "case_plan", "--from", programme.form_file("case_plan")
+            ).exit_code
+            == 0
+        )
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     statuses = [(p["plan_id"], p["status"]) for p in doc["case_plan"]]
     assert statuses[:2] == [("case_plan-1", "superseded"), ("case_plan-2", "superseded")]
@@ -120,8 +128,10 @@ def test_refusals_change_nothing_and_leak_nothing(programme: Programme) -> None:
     for name, data in bad_inputs.items():
         path = programme.work / f"{name}.yaml"
         path.write_bytes(data)
-        for args in (["new", "--from", str(path)],
-                     ["record", case_id, "identification", "--from", str(path)]):
+        for args in (
+            ["new", "--from", str(path)],
+            ["record", case_id, "identification", "--from", str(path)],
+        ):
             result = programme.cli(*args)
             assert result.exit_code == 3, (name, result.output)
             assert result.stderr.startswith("Error: "), name
@@ -157,14 +167,28 @@ def test_yaml_11_traps_stay_strings(programme: Programme) -> None:
     assert shown["identification"]["previous_case_reference"] == "0123"
 
 
-@pytest.mark.parametrize("bad_id", ["../../.git/hooks/post-commit", "/etc/x", "CP-1/../x",
-                                    "con", "CP-7K2M9QX4.", "--upload-pack=x", "C" * 300])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "../../.git/hooks/post-commit",
+        "/etc/x",
+        "CP-1/../x",
+        "con",
+        "CP-7K2M9QX4.",
+        "--upload-pack=x",
+        "C" * 300,
+    ],
+)
 def test_malformed_case_ids_are_exit_2_before_any_file_is_touched(
     programme: Programme, bad_id: str
 ) -> None:
     before = programme.state()
-    for args in (["show", bad_id], ["validate", bad_id], ["edit", bad_id],
-                 ["record", bad_id, "note", "--from", "/dev/null"]):
+    for args in (
+        ["show", bad_id],
+        ["validate", bad_id],
+        ["edit", bad_id],
+        ["record", bad_id, "note", "--from", "/dev/null"],
+    ):
         result = programme.cli(*args)
         assert result.exit_code == 2, (args, result.output)
         # option-shaped IDs never reach git: click stops them as unknown options
@@ -183,8 +207,9 @@ def test_non_recipient_gets_exit_5_and_no_output(programme: Programme) -> None:
         assert programme.cli("show", case_id, as_=reader).exit_code == 0, reader
 
 
-def test_unknown_identity_and_missing_identity_are_exit_5(programme: Programme,
-                                                          tmp_path: Path) -> None:
+def test_unknown_identity_and_missing_identity_are_exit_5(
+    programme: Programme, tmp_path: Path
+) -> None:
     case_id = programme.new_case()
     result = programme.cli("show", case_id, as_=None)
     assert result.exit_code == 5 and "no identity" in result.stderr
@@ -307,8 +332,7 @@ def test_edit_with_a_scripted_editor(programme: Programme, tmp_path: Path) -> No
     assert "Cmgit-Action: edit" in programme.git("log", "-1", "--format=%b")
 
 
-def test_edit_invalid_input_aborts_and_leaves_nothing(programme: Programme,
-                                                      tmp_path: Path) -> None:
+def test_edit_invalid_input_aborts_and_leaves_nothing(programme: Programme, tmp_path: Path) -> None:
     case_id = programme.new_case()
     editor = tmp_path / "editor.py"
     seen = tmp_path / "seen.txt"
@@ -374,10 +398,21 @@ def test_staff_and_settings_need_a_programme_manager(programme: Programme) -> No
     from cmgit import crypto
 
     _, recipient = crypto.generate_identity()
-    for args in (["staff", "add", "cw-x", "--role", "caseworker", "--team", "north",
-                  "--recipient", recipient],
-                 ["settings", "set", "caseload_limit", "20"],
-                 ["staff", "deactivate", "cw-south-1"]):
+    for args in (
+        [
+            "staff",
+            "add",
+            "cw-x",
+            "--role",
+            "caseworker",
+            "--team",
+            "north",
+            "--recipient",
+            recipient,
+        ],
+        ["settings", "set", "caseload_limit", "20"],
+        ["staff", "deactivate", "cw-south-1"],
+    ):
         result = programme.cli(*args, as_="sv-north")
         assert result.exit_code == 4, result.output
         assert "programme_manager" in result.stderr
@@ -418,8 +453,12 @@ def test_interop_with_the_age_command(programme: Programme) -> None:
     armored = "".join(
         line[2:] + "\n" for line in path.read_text().split("sealed: |\n", 1)[1].splitlines()
     )
-    plain = subprocess.run([age, "-d", "-i", str(programme.key("cw-north-1"))],
-                           input=armored.encode(), capture_output=True, check=True).stdout
+    plain = subprocess.run(
+        [age, "-d", "-i", str(programme.key("cw-north-1"))],
+        input=armored.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
     payload = json.loads(plain)
     assert payload["case_id"] == case_id and payload["version"] == 1
 
@@ -443,17 +482,21 @@ def test_interop_with_the_age_command(programme: Programme) -> None:
 def test_leaks_nowhere_after_a_scenario(programme: Programme, tmp_path: Path) -> None:
     cases = [programme.walk("implementation"), programme.new_case(as_="cw-north-2")]
     for name in ("consent", "follow_up", "assessment", "note"):
-        assert programme.cli("record", cases[0], name, "--from",
-                             programme.form_file(name)).exit_code == 0, name
+        assert (
+            programme.cli("record", cases[0], name, "--from", programme.form_file(name)).exit_code
+            == 0
+        ), name
     editor = tmp_path / "editor.sh"
     editor.write_text("#!/bin/sh\nsed -i 's/urgent_needs: true/urgent_needs: false/' \"$1\"\n")
     editor.chmod(0o755)
     assert programme.cli("edit", cases[0], env={"EDITOR": str(editor)}).exit_code == 0
-    outputs = [programme.cli("validate", as_=None).output,
-               programme.cli("validate").output,
-               programme.cli("staff", "list", as_=None).output,
-               programme.cli("settings", "show", as_=None).output,
-               programme.cli("show", cases[1], as_="cw-south-1").output]
+    outputs = [
+        programme.cli("validate", as_=None).output,
+        programme.cli("validate").output,
+        programme.cli("staff", "list", as_=None).output,
+        programme.cli("settings", "show", as_=None).output,
+        programme.cli("show", cases[1], as_="cw-south-1").output,
+    ]
     for out in outputs:
         assert CANARY not in out
     history = programme.git("log", "-p", "--all", "--format=%an%ae%cn%ce%s%b")
@@ -476,13 +519,14 @@ def test_recovery_recipients_can_open_every_case(programme: Programme, tmp_path:
     recovery = tmp_path / "recovery.txt"
     secret, recipient = crypto.generate_identity()
     crypto.write_identity_file(recovery, secret, recipient)
-    result = programme.cli("settings", "set", "recovery_recipients", f"[{recipient}]",
-                           as_="pm-001")
+    result = programme.cli("settings", "set", "recovery_recipients", f"[{recipient}]", as_="pm-001")
     assert result.exit_code == 0, result.output
     armored = "".join(
         line[2:] + "\n"
-        for line in record_file(programme, case_id).read_text()
-        .split("sealed: |\n", 1)[1].splitlines()
+        for line in record_file(programme, case_id)
+        .read_text()
+        .split("sealed: |\n", 1)[1]
+        .splitlines()
     )
     payload = json.loads(crypto.open_sealed(armored, crypto.load_identities(recovery)))
     assert payload["case_id"] == case_id
@@ -503,20 +547,24 @@ def test_a_passphrase_stanza_is_refused_before_decrypting(programme: Programme) 
     _, _, body = rest.partition(b"\n")
     binary = head + b"\n-> scrypt " + base64.b64encode(b"s" * 16).rstrip(b"=") + b" 18\n" + body
     body64 = base64.b64encode(binary).decode()
-    armored = ("-----BEGIN AGE ENCRYPTED FILE-----\n"
-               + "".join(body64[i:i + 64] + "\n" for i in range(0, len(body64), 64))
-               + "-----END AGE ENCRYPTED FILE-----\n")
+    armored = (
+        "-----BEGIN AGE ENCRYPTED FILE-----\n"
+        + "".join(body64[i : i + 64] + "\n" for i in range(0, len(body64), 64))
+        + "-----END AGE ENCRYPTED FILE-----\n"
+    )
     assert sep, "the sealed block has an X25519 stanza to relabel"
     record_file(programme, case_id).write_bytes(
-        records.render_file(loaded.record.open, repo.schemas.open_fields, armored))
+        records.render_file(loaded.record.open, repo.schemas.open_fields, armored)
+    )
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "forged")
     result = programme.cli("show", case_id)
     assert result.exit_code == 3 and "scrypt" in result.stderr
     assert programme.cli("validate", case_id, as_=None).exit_code == 3
 
 
-def test_ctrl_c_in_the_editor_removes_the_private_file(programme: Programme,
-                                                        tmp_path: Path) -> None:
+def test_ctrl_c_in_the_editor_removes_the_private_file(
+    programme: Programme, tmp_path: Path
+) -> None:
     import sys
 
     case_id = programme.new_case()
@@ -529,14 +577,22 @@ def test_ctrl_c_in_the_editor_removes_the_private_file(programme: Programme,
         "time.sleep(5)\n"
     )
     cmgit = Path(sys.executable).parent / "cmgit"
-    env = {**os.environ, "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
-           "EDITOR": f"{sys.executable} {editor}"}
+    env = {
+        **os.environ,
+        "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
+        "EDITOR": f"{sys.executable} {editor}",
+    }
     before = programme.state()
     # As at a terminal: a suite started in the background inherits SIGINT ignored.
-    proc = subprocess.run([str(cmgit), "-C", str(programme.root), "edit", case_id],
-                          env=env, capture_output=True, text=True, timeout=60,
-                          start_new_session=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.run(
+        [str(cmgit), "-C", str(programme.root), "edit", case_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
     assert not Path(seen.read_text()).exists()
@@ -549,13 +605,18 @@ def test_recover_finishes_a_half_made_change(programme: Programme) -> None:
     case_id = programme.new_case()
     path = ids.record_path(case_id)
     old = record_file(programme, case_id).read_bytes()
-    assert programme.cli("record", case_id, "note", "--from",
-                         programme.form_file("note")).exit_code == 0
+    assert (
+        programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code
+        == 0
+    )
     new = record_file(programme, case_id).read_bytes()
     # simulate the interruption: index and work tree still at the old version
     record_file(programme, case_id).write_bytes(old)
-    programme.git("update-index", "--cacheinfo",
-                  f"100644,{programme.git('rev-parse', 'HEAD~1:' + path).strip()},{path}")
+    programme.git(
+        "update-index",
+        "--cacheinfo",
+        f"100644,{programme.git('rev-parse', 'HEAD~1:' + path).strip()},{path}",
+    )
     (programme.root / "records" / ".cmgit-tmp-x").write_bytes(b"partial")
     assert programme.git("status", "--porcelain") != ""
     result = programme.cli("recover", as_=None)

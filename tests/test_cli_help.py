@@ -7,8 +7,25 @@ from click.testing import CliRunner
 
 from cmgit.cli import cli
 
-SPEC_COMMANDS = {"init", "keygen", "whoami", "staff", "settings", "new", "show", "find",
-                 "edit", "record", "validate", "demo", "move", "assign", "list", "due", "log"}
+SPEC_COMMANDS = {
+    "init",
+    "keygen",
+    "whoami",
+    "staff",
+    "settings",
+    "new",
+    "show",
+    "find",
+    "edit",
+    "record",
+    "validate",
+    "demo",
+    "move",
+    "assign",
+    "list",
+    "due",
+    "log",
+}
 
 
 def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

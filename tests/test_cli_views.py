@@ -29,8 +29,9 @@ def test_list_mine_and_filters(programme: Programme) -> None:
     other = programme.new_case(as_="cw-north-2")
     rows = json.loads(programme.cli("list", "--mine", "--json").stdout)
     assert [r["case_id"] for r in rows] == [mine]
-    rows = json.loads(programme.cli("list", "--caseworker", "cw-north-2", "--json",
-                                    as_=None).stdout)
+    rows = json.loads(
+        programme.cli("list", "--caseworker", "cw-north-2", "--json", as_=None).stdout
+    )
     assert [r["case_id"] for r in rows] == [other]
     assert json.loads(programme.cli("list", "--team", "south", "--json", as_=None).stdout) == []
     bad = programme.cli("list", "--state", "nowhere", as_=None)
@@ -44,8 +45,12 @@ def test_due_and_log_after_a_journey(programme: Programme) -> None:
     assert (case_id, "follow_up") in kinds and (case_id, "review") in kinds
     log = json.loads(programme.cli("log", case_id, "--json", as_=None).stdout)
     path = [(r["from"], r["to"]) for r in log if r["action"] == "move"]
-    assert path == [("identified", "registered"), ("registered", "assessment"),
-                    ("assessment", "case_planning"), ("case_planning", "implementation")]
+    assert path == [
+        ("identified", "registered"),
+        ("registered", "assessment"),
+        ("assessment", "case_planning"),
+        ("case_planning", "implementation"),
+    ]
     approval = next(r for r in log if r["to"] == "implementation")
     assert approval["actor"] == "sv-north" and approval["role"] == "supervisor"
     assert approval["transition"] == "T09"
@@ -60,8 +65,9 @@ def test_a_date_field_holding_a_list_is_no_date(programme: Programme) -> None:
     path = programme.root / ids.record_path(case_id)
     text = path.read_text()
     assert "\nnext_follow_up_due: null\n" in text
-    path.write_text(text.replace("\nnext_follow_up_due: null\n",
-                                 '\nnext_follow_up_due: ["2020-01-01"]\n'))
+    path.write_text(
+        text.replace("\nnext_follow_up_due: null\n", '\nnext_follow_up_due: ["2020-01-01"]\n')
+    )
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "by hand")
     due = programme.cli("due", "--json", "--within", "10000", as_=None)
     assert due.exit_code == 0, due.output
@@ -71,20 +77,28 @@ def test_a_date_field_holding_a_list_is_no_date(programme: Programme) -> None:
     assert case_id in programme.cli("list", as_=None).stdout
 
 
-def test_the_command_line_flushes_its_output_and_keeps_its_exit_code(
-        programme: Programme) -> None:
+def test_the_command_line_flushes_its_output_and_keeps_its_exit_code(programme: Programme) -> None:
     """`cmgit` leaves without tearing the interpreter down: what it printed still arrives
     whole, and the exit code is the command's."""
     cases = sorted(programme.new_case() for _ in range(3))
     env = {**os.environ, "CMGIT_TODAY": TODAY}
-    listed = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
-                             "list"], capture_output=True, text=True, env=env, check=False)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cmgit.cli", "-C", str(programme.root), "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()] == ["case", *cases]
     assert listed.stderr == "3 case(s)\n"
-    bad = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
-                          "log", "not-an-id"], capture_output=True, text=True, env=env,
-                         check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cmgit.cli", "-C", str(programme.root), "log", "not-an-id"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
 
@@ -94,8 +108,13 @@ def test_a_reader_that_leaves_ends_the_command_quietly(programme: Programme) -> 
     does (141), without reporting an error of its own."""
     reader, writer = os.pipe()
     os.close(reader)  # gone before cmgit writes a byte
-    done = subprocess.run([sys.executable, "-m", "cmgit.cli", "-C", str(programme.root),
-                           "workflow"], stdout=writer, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "CMGIT_TODAY": TODAY}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "cmgit.cli", "-C", str(programme.root), "workflow"],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CMGIT_TODAY": TODAY},
+        check=False,
+    )
     os.close(writer)
     assert (done.returncode, done.stderr) == (141, "")

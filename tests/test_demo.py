@@ -17,8 +17,12 @@ from .conftest import CANARY, git
 
 def test_demo_builds_a_programme_and_prints_where(tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", str(target), "--cases", "6"],
-                                env={"CMGIT_TODAY": "2026-04-01"}, catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["demo", str(target), "--cases", "6"],
+        env={"CMGIT_TODAY": "2026-04-01"},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     repo = target / "cases"
     assert f"Case repository:  {repo}" in result.stdout
@@ -42,23 +46,41 @@ def test_demo_builds_a_programme_and_prints_where(tmp_path: Path) -> None:
 
     pm = str(target / "identities" / "pm-001.txt")
     runner = CliRunner()
-    checked = runner.invoke(cli, ["-C", str(repo), "validate", "--json"],
-                            env={"CMGIT_IDENTITY": pm}, catch_exceptions=False)
+    checked = runner.invoke(
+        cli,
+        ["-C", str(repo), "validate", "--json"],
+        env={"CMGIT_IDENTITY": pm},
+        catch_exceptions=False,
+    )
     assert checked.exit_code == 0, checked.output
     results = json.loads(checked.stdout)
     assert len(results) == 6 and all(r["ok"] and r["opened"] for r in results)
     case_id = results[0]["case_id"]
-    shown = runner.invoke(cli, ["-C", str(repo), "show", case_id, "--json"],
-                          env={"CMGIT_IDENTITY": pm}, catch_exceptions=False)
+    shown = runner.invoke(
+        cli,
+        ["-C", str(repo), "show", case_id, "--json"],
+        env={"CMGIT_IDENTITY": pm},
+        catch_exceptions=False,
+    )
     assert CANARY in shown.stdout
     # the tour's commands work as printed
-    tour_case = next(line.split()[2] for line in result.stdout.splitlines()
-                     if line.strip().startswith("cmgit show"))
-    owner_key = next(line.split("=", 1)[1] for line in result.stdout.splitlines()
-                     if "export CMGIT_IDENTITY=" in line)
+    tour_case = next(
+        line.split()[2]
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("cmgit show")
+    )
+    owner_key = next(
+        line.split("=", 1)[1]
+        for line in result.stdout.splitlines()
+        if "export CMGIT_IDENTITY=" in line
+    )
     assert os.path.exists(owner_key)
-    tour = runner.invoke(cli, ["-C", str(repo), "show", tour_case],
-                         env={"CMGIT_IDENTITY": owner_key}, catch_exceptions=False)
+    tour = runner.invoke(
+        cli,
+        ["-C", str(repo), "show", tour_case],
+        env={"CMGIT_IDENTITY": owner_key},
+        catch_exceptions=False,
+    )
     assert tour.exit_code == 0 and "registration:" in tour.stdout
 
 

@@ -13,11 +13,16 @@ from .conftest import CANARY, Programme
 from .test_signing import require_signatures, ssh_key
 
 
-def run_git(cwd: Path, *args: str,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_git(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(["git", "-C", str(cwd), "-c", "user.name=x", "-c", "user.email=x@x",
-                           *args], capture_output=True, text=True, env={**base, **(env or {})})
+    return subprocess.run(
+        ["git", "-C", str(cwd), "-c", "user.name=x", "-c", "user.email=x@x", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+    )
 
 
 def test_client_hooks(programme: Programme) -> None:
@@ -34,8 +39,9 @@ def test_client_hooks(programme: Programme) -> None:
     mine = {"CMGIT_IDENTITY": str(programme.key("cw-north-1"))}
     shown = run_git(programme.root, "log", "-p", "-1", env=mine)
     assert CANARY in shown.stdout and "consent:" in shown.stdout
-    sealed = run_git(programme.root, "log", "-p", "-1",
-                     env={"CMGIT_IDENTITY": str(programme.key("cw-south-1"))})
+    sealed = run_git(
+        programme.root, "log", "-p", "-1", env={"CMGIT_IDENTITY": str(programme.key("cw-south-1"))}
+    )
     assert CANARY not in sealed.stdout and "BEGIN AGE ENCRYPTED FILE" in sealed.stdout
     assert run_git(programme.root, "status", "--porcelain").stdout == ""
 
@@ -50,8 +56,10 @@ def test_server_refuses_what_audit_would(programme: Programme, tmp_path: Path) -
     run_git(programme.root, "remote", "add", "origin", str(server))
 
     signed = {"CMGIT_SIGNING_KEY": str(cw_key)}
-    assert programme.cli("new", "--from", programme.form_file("identification"),
-                         env=signed).exit_code == 0
+    assert (
+        programme.cli("new", "--from", programme.form_file("identification"), env=signed).exit_code
+        == 0
+    )
     pushed = run_git(programme.root, "push", "-q", "origin", "main")
     assert pushed.returncode == 0, pushed.stderr
 
@@ -80,51 +88,87 @@ def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> No
 
     pm_key, cw_key = require_signatures(programme, tmp_path)
     stranger, _ = ssh_key(tmp_path, "stranger")
-    made = programme.cli("new", "--from", programme.form_file("identification"),
-                         env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    made = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(cw_key)},
+    )
     case_id = made.stdout.strip()
     server = tmp_path / "central.git"
     run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server))
-    assert programme.cli("-C", str(server), "hooks", "install", "--server",
-                         as_=None).exit_code == 0
+    assert programme.cli("-C", str(server), "hooks", "install", "--server", as_=None).exit_code == 0
     run_git(programme.root, "remote", "add", "origin", str(server))
     path = ids.record_path(case_id)
     record = (programme.root / path).read_bytes()
-    staff = (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor",
-                                                                  b"role: supervisor")
+    staff = (
+        (programme.root / "staff.yaml").read_bytes().replace(b"role: auditor", b"role: supervisor")
+    )
 
     def trailers(action: str, actor: str, role: str, **extra: str) -> list[tuple[str, str]]:
-        return [*extra.items(), ("Cmgit-Action", action), ("Cmgit-Actor", actor),
-                ("Cmgit-Role", role)]
+        return [
+            *extra.items(),
+            ("Cmgit-Action", action),
+            ("Cmgit-Actor", actor),
+            ("Cmgit-Role", role),
+        ]
 
     cases = {
         "signed by a key that is not staff": (
-            {path: record + b""}, f"{case_id}: edit",
+            {path: record + b""},
+            f"{case_id}: edit",
             [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
-            "cw-north-1", stranger, "signature"),
+            "cw-north-1",
+            stranger,
+            "signature",
+        ),
         "signed by staff A naming actor B": (
-            {path: record}, f"{case_id}: edit",
+            {path: record},
+            f"{case_id}: edit",
             [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
-            "cw-north-1", pm_key, "signature"),
+            "cw-north-1",
+            pm_key,
+            "signature",
+        ),
         "a staff registry change by a caseworker": (
-            {"staff.yaml": staff}, "staff: update aud-001",
+            {"staff.yaml": staff},
+            "staff: update aud-001",
             [("Cmgit-Staff", "aud-001"), *trailers("staff-update", "cw-north-1", "caseworker")],
-            "cw-north-1", cw_key, "config"),
+            "cw-north-1",
+            cw_key,
+            "config",
+        ),
         "a plaintext file under records": (
-            {path: b"name: CANARY-NAME\n"}, f"{case_id}: edit",
+            {path: b"name: CANARY-NAME\n"},
+            f"{case_id}: edit",
             [("Cmgit-Case", case_id), *trailers("edit", "cw-north-1", "caseworker")],
-            "cw-north-1", cw_key, "record"),
+            "cw-north-1",
+            cw_key,
+            "record",
+        ),
     }
     # a caseworker authorising the closure of their own case
     data = record.decode()
-    closed = data.replace("state: identified", "state: closed").replace(
-        "version: 1\n", "version: 2\n").encode()
+    closed = (
+        data.replace("state: identified", "state: closed")
+        .replace("version: 1\n", "version: 2\n")
+        .encode()
+    )
     cases["a caseworker closing their own case"] = (
-        {path: closed}, f"{case_id}: identified -> closed",
-        [("Cmgit-Case", case_id), ("Cmgit-Transition", "T02"), ("Cmgit-From", "identified"),
-         ("Cmgit-To", "closed"), ("Cmgit-Reason", "duplicate"),
-         *trailers("move", "cw-north-1", "caseworker")],
-        "cw-north-1", cw_key, "four-eyes")
+        {path: closed},
+        f"{case_id}: identified -> closed",
+        [
+            ("Cmgit-Case", case_id),
+            ("Cmgit-Transition", "T02"),
+            ("Cmgit-From", "identified"),
+            ("Cmgit-To", "closed"),
+            ("Cmgit-Reason", "duplicate"),
+            *trailers("move", "cw-north-1", "caseworker"),
+        ],
+        "cw-north-1",
+        cw_key,
+        "four-eyes",
+    )
     for name, (files, subject, trail, author, key, rule) in cases.items():
         forge(programme, files, subject, trail, author, sign_with=key)
         pushed = run_git(programme.root, "push", "-q", "origin", "main")

@@ -10,14 +10,24 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cmgit"
 LAYERS: dict[str, float] = {
     "errors": 0,
     "faults": 0,  # test-only failpoints for crash injection
-    "ids": 1, "records": 1, "guards": 1, "registry": 1, "yamlio": 1,
+    "ids": 1,
+    "records": 1,
+    "guards": 1,
+    "registry": 1,
+    "yamlio": 1,
     "stats": 1,  # suppressed tables from open fields and history
     "workflow": 1.5,  # the procedure model, built on the named guards
-    "schema": 2, "crypto": 2, "history": 2, "template": 2, "progress": 2, "signing": 2,
+    "schema": 2,
+    "crypto": 2,
+    "history": 2,
+    "template": 2,
+    "progress": 2,
+    "signing": 2,
     "pool": 2,  # work on every core, forked
     "config": 2.5,  # the committed configuration, read without any key
     "caches": 2.4,  # keyless reads remembered by object id
-    "store": 3, "editing": 3,
+    "store": 3,
+    "editing": 3,
     "site": 3,  # reads git directly: never the store, never a key
     "demo": 3.5,  # a programme built through the store, as a user would
     "audit": 3,  # replays history against the configuration of each commit

@@ -16,8 +16,13 @@ ARMOR = "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE--
 
 def open_fields(**changes: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "case_id": "CP-7K2M9QX4", "version": 3, "state": "assessment", "team": "north",
-        "registered_on": "2026-01-02", "risk_level": None, "immediate_risk": False,
+        "case_id": "CP-7K2M9QX4",
+        "version": 3,
+        "state": "assessment",
+        "team": "north",
+        "registered_on": "2026-01-02",
+        "risk_level": None,
+        "immediate_risk": False,
     }
     base.update(changes)
     return base
@@ -27,8 +32,13 @@ def test_file_is_canonical_and_round_trips() -> None:
     data = records.render_file(open_fields(), ORDER, ARMOR)
     text = data.decode()
     assert text.splitlines()[:7] == [
-        "case_id: CP-7K2M9QX4", "version: 3", "state: assessment", "team: north",
-        'registered_on: "2026-01-02"', "risk_level: null", "immediate_risk: false",
+        "case_id: CP-7K2M9QX4",
+        "version: 3",
+        "state: assessment",
+        "team: north",
+        'registered_on: "2026-01-02"',
+        "risk_level: null",
+        "immediate_risk: false",
     ]
     assert "sealed: |\n  -----BEGIN AGE ENCRYPTED FILE-----\n" in text
     assert records.parse_file(data, ORDER) == (open_fields(), ARMOR)
@@ -53,8 +63,22 @@ def test_a_long_state_history_is_read_by_keyless_commands() -> None:
     assert records.parse_file(data, order) == (fields, ARMOR)
 
 
-@pytest.mark.parametrize("value", ["NO", "yes", "0123", "1.10", "2026-01-02", "null", "~",
-                                   "a: b", "CANARY-NAME-7f3a \u00e9", " lead", ""])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NO",
+        "yes",
+        "0123",
+        "1.10",
+        "2026-01-02",
+        "null",
+        "~",
+        "a: b",
+        "CANARY-NAME-7f3a \u00e9",
+        " lead",
+        "",
+    ],
+)
 def test_ambiguous_strings_are_quoted_and_survive(value: str) -> None:
     data = records.render_file(open_fields(team=value), ORDER, ARMOR)
     assert records.parse_file(data, ORDER)[0]["team"] == value
@@ -108,10 +132,26 @@ def test_padding_hides_narrative_length() -> None:
     assert records.bucket_size(4097) == 8192
 
 
-@pytest.mark.parametrize("data", [b"", b"[]", b'{"cmgit_record": 1}', b"{" * 100000, b"\xff",
-                                  json.dumps({"cmgit_record": 2, "case_id": "x", "version": 1,
-                                              "open_digest": "", "prev_blob": None,
-                                              "forms": {}}).encode()])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"[]",
+        b'{"cmgit_record": 1}',
+        b"{" * 100000,
+        b"\xff",
+        json.dumps(
+            {
+                "cmgit_record": 2,
+                "case_id": "x",
+                "version": 1,
+                "open_digest": "",
+                "prev_blob": None,
+                "forms": {},
+            }
+        ).encode(),
+    ],
+)
 def test_bad_payloads_are_integrity_errors(data: bytes) -> None:
     with pytest.raises(IntegrityError):
         records.parse_payload(data)

@@ -59,8 +59,15 @@ def failing_codes(stderr: str) -> list[str]:
 class Case:
     """One case driven through the command line, with its own calendar."""
 
-    def __init__(self, programme: Programme, forms: demo.Forms, day: dt.date,
-                 cw: str = CW, sv: str = SV, case_id: str = ""):
+    def __init__(
+        self,
+        programme: Programme,
+        forms: demo.Forms,
+        day: dt.date,
+        cw: str = CW,
+        sv: str = SV,
+        case_id: str = "",
+    ):
         self.p = programme
         self.f = forms
         self.day = day
@@ -71,8 +78,14 @@ class Case:
 
     @classmethod
     def from_journey(cls, programme: Programme, journey: demo.Journey) -> Case:
-        case = cls(programme, journey.forms, journey.day, journey.cw,
-                   journey.supervisor.staff.id, journey.case_id)
+        case = cls(
+            programme,
+            journey.forms,
+            journey.day,
+            journey.cw,
+            journey.supervisor.staff.id,
+            journey.case_id,
+        )
         case.state()
         return case
 
@@ -103,8 +116,14 @@ class Case:
         assert self.p.git("status", "--porcelain") == ""
         return result
 
-    def refused(self, codes: list[str], *args: str, as_: str | None = None,
-                exit_code: int = 4, absent: tuple[str, ...] = ()) -> Result:
+    def refused(
+        self,
+        codes: list[str],
+        *args: str,
+        as_: str | None = None,
+        exit_code: int = 4,
+        absent: tuple[str, ...] = (),
+    ) -> Result:
         """A change that must be refused with these guard codes, changing nothing."""
         before = self.p.state()
         result = self.cli(*args, as_=as_)
@@ -137,10 +156,11 @@ class Case:
         prefix = f"{self.id}: recorded "
         assert result.stdout.startswith(prefix), result.stdout
         assert self.state() == state  # an event: no change of state
-        return result.stdout[len(prefix):].strip()
+        return result.stdout[len(prefix) :].strip()
 
-    def move_args(self, target: str, reason: str | None,
-                  form_: tuple[str, dict[str, Any]] | None) -> list[str]:
+    def move_args(
+        self, target: str, reason: str | None, form_: tuple[str, dict[str, Any]] | None
+    ) -> list[str]:
         args = ["move", self.id, target]
         if reason:
             args += ["--reason", reason]
@@ -148,26 +168,59 @@ class Case:
             args += ["--from", self.file(*form_)]
         return args
 
-    def move(self, target: str, *, reason: str | None = None,
-             form_: tuple[str, dict[str, Any]] | None = None, as_: str | None = None) -> Result:
+    def move(
+        self,
+        target: str,
+        *,
+        reason: str | None = None,
+        form_: tuple[str, dict[str, Any]] | None = None,
+        as_: str | None = None,
+    ) -> Result:
         source = self.state()
         result = self.ok(*self.move_args(target, reason, form_), as_=as_)
-        said = re.fullmatch(rf"{self.id}: {source} -> {target} \((T\w+)\)",
-                            result.stdout.strip())
+        said = re.fullmatch(rf"{self.id}: {source} -> {target} \((T\w+)\)", result.stdout.strip())
         assert said and said.group(1) in EDGES[(source, target)], result.stdout
         assert self.state() == target
         return result
 
-    def refuse_move(self, codes: list[str], target: str, *, reason: str | None = None,
-                    form_: tuple[str, dict[str, Any]] | None = None, as_: str | None = None,
-                    exit_code: int = 4, absent: tuple[str, ...] = ()) -> Result:
-        return self.refused(codes, *self.move_args(target, reason, form_), as_=as_,
-                            exit_code=exit_code, absent=absent)
+    def refuse_move(
+        self,
+        codes: list[str],
+        target: str,
+        *,
+        reason: str | None = None,
+        form_: tuple[str, dict[str, Any]] | None = None,
+        as_: str | None = None,
+        exit_code: int = 4,
+        absent: tuple[str, ...] = (),
+    ) -> Result:
+        return self.refused(
+            codes,
+            *self.move_args(target, reason, form_),
+            as_=as_,
+            exit_code=exit_code,
+            absent=absent,
+        )
 
-    def refuse_record(self, codes: list[str], name: str, body: dict[str, Any], *,
-                      as_: str | None = None, exit_code: int = 4) -> Result:
-        return self.refused(codes, "record", self.id, name, "--from", self.file(name, body),
-                            as_=as_, exit_code=exit_code)
+    def refuse_record(
+        self,
+        codes: list[str],
+        name: str,
+        body: dict[str, Any],
+        *,
+        as_: str | None = None,
+        exit_code: int = 4,
+    ) -> Result:
+        return self.refused(
+            codes,
+            "record",
+            self.id,
+            name,
+            "--from",
+            self.file(name, body),
+            as_=as_,
+            exit_code=exit_code,
+        )
 
     def show(self) -> dict[str, Any]:
         result = self.cli("show", self.id, "--json", as_=self.sv)
@@ -187,8 +240,7 @@ class Case:
         return rows[0]  # type: ignore[no-any-return]
 
     def due(self, within: int = 0) -> list[dict[str, Any]]:
-        result = self.p.cli("due", "--within", str(within), "--json", as_=None,
-                            today=self.today)
+        result = self.p.cli("due", "--within", str(within), "--json", as_=None, today=self.today)
         assert result.exit_code == 0, result.output
         return [r for r in json.loads(result.stdout) if r["case_id"] == self.id]
 
@@ -200,8 +252,9 @@ def uasc_forms(seed: int, age: int = 15) -> demo.Forms:
     return demo.Forms(random.Random(seed), seed, separation="unaccompanied", age=age)
 
 
-def achieved(plan: dict[str, Any], supervisor: str, day: dt.date,
-             plan_id: str = "case_plan-1") -> dict[str, Any]:
+def achieved(
+    plan: dict[str, Any], supervisor: str, day: dt.date, plan_id: str = "case_plan-1"
+) -> dict[str, Any]:
     """The plan in force, updated with every objective and action achieved."""
     done = copy.deepcopy(plan)
     done.update(plan_id=plan_id, status="active")
@@ -223,13 +276,15 @@ def reach_closure_pending(c: Case, reason: str) -> dt.date:
     """From follow_up_review with a review proposing closure: propose closure (T19)."""
     c.wait(2)
     discussed = c.day
-    c.move("closure_pending", reason=reason,
-           form_=("closure", c.f.closure(c.cw, discussed, reason)))
+    c.move(
+        "closure_pending", reason=reason, form_=("closure", c.f.closure(c.cw, discussed, reason))
+    )
     return discussed
 
 
-def authorise_and_archive(c: Case, reason: str, discussed: dt.date, *,
-                          early_refusals: bool) -> None:
+def authorise_and_archive(
+    c: Case, reason: str, discussed: dt.date, *, early_refusals: bool
+) -> None:
     """closure_pending -> post_closure_monitoring (T20) -> closed (T23), by the supervisor;
     with ``early_refusals`` also the notice (G25) and monitoring (G30) refusals."""
     c.wait(10)
@@ -239,16 +294,27 @@ def authorise_and_archive(c: Case, reason: str, discussed: dt.date, *,
     c.record("closure", closure)
     if early_refusals:
         # D+10: the notice period (closure_notice_days, 30) is not over.
-        refusal = c.refuse_move(["G25"], "post_closure_monitoring", as_=c.sv,
-                                form_=("post_closure_monitoring", c.f.monitoring(c.day)))
+        refusal = c.refuse_move(
+            ["G25"],
+            "post_closure_monitoring",
+            as_=c.sv,
+            form_=("post_closure_monitoring", c.f.monitoring(c.day)),
+        )
         assert failing_codes(refusal.stderr) == ["G25"]
     # The caseworker cannot authorise: not an authoriser, and four eyes.
-    c.refuse_move(["GA", "G20"], "post_closure_monitoring", as_=c.cw,
-                  form_=("post_closure_monitoring", c.f.monitoring(c.day)))
+    c.refuse_move(
+        ["GA", "G20"],
+        "post_closure_monitoring",
+        as_=c.cw,
+        form_=("post_closure_monitoring", c.f.monitoring(c.day)),
+    )
     c.day = discussed + dt.timedelta(days=31)
     closed_on = c.day
-    c.move("post_closure_monitoring", as_=c.sv,
-           form_=("post_closure_monitoring", c.f.monitoring(closed_on)))
+    c.move(
+        "post_closure_monitoring",
+        as_=c.sv,
+        form_=("post_closure_monitoring", c.f.monitoring(closed_on)),
+    )
     doc = c.show()
     assert doc["closure"]["authorised_by"] == c.sv
     assert doc["closure"]["closure_date"] == closed_on.isoformat()
@@ -287,7 +353,8 @@ def assert_history(c: Case, path: list[str]) -> None:
     assert walked[-1] == c.state() == c.listed()["state"]
     # The state history in the open fields mirrors the commits of the moves (domain TS).
     assert c.listed()["state_history"] == [
-        f"{row['date']} {row['to']}" for row in rows if row["action"] in ("new", "move")]
+        f"{row['date']} {row['to']}" for row in rows if row["action"] in ("new", "move")
+    ]
     commits = c.p.git("rev-list", "HEAD", "--", ids.record_path(c.id)).split()
     assert len(rows) == len(commits)
     assert [r["version"] for r in rows] == list(range(1, len(rows) + 1))
@@ -302,8 +369,11 @@ def assert_history(c: Case, path: list[str]) -> None:
 def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) -> None:
     c = Case(programme, uasc_forms(101), dt.date(2025, 5, 5))
     ident = c.f.identification(c.cw, c.day)
-    ident.update(identification_context="transit_or_border",
-                 identification_source="immigration_actor", urgent_needs=True)
+    ident.update(
+        identification_context="transit_or_border",
+        identification_source="immigration_actor",
+        urgent_needs=True,
+    )
     c.new(ident)
 
     # urgent-referral event before registration (consent pending): accepted.
@@ -351,8 +421,10 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     # G09 path: after immediate action only a comprehensive assessment opens planning.
     c.refuse_move(["G09", "G11"], "case_planning")
     c.wait(2)
-    c.record("assessment", c.f.assessment(c.cw, c.day - dt.timedelta(days=2), c.day,
-                                          phase="comprehensive"))
+    c.record(
+        "assessment",
+        c.f.assessment(c.cw, c.day - dt.timedelta(days=2), c.day, phase="comprehensive"),
+    )
     # Before the BIA is recorded: G11 alone.
     c.refuse_move(["G11"], "case_planning", absent=("G09",))
     c.record("bia", c.f.bia(c.cw, c.day))
@@ -362,13 +434,19 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     # The plan: family reunification, which rests on a BID.
     c.wait(3)
     plan = c.f.case_plan(c.cw, c.day)
-    plan["actions"][0].update(intervention_type="family_reunification",
-                              description=c.f.note("reunify with the mother"))
+    plan["actions"][0].update(
+        intervention_type="family_reunification", description=c.f.note("reunify with the mother")
+    )
     c.record("case_plan", plan)
     c.refuse_move(["G18"], "implementation", as_=c.sv)
     bid = form("bid")["bid"]
-    bid.update(bid_manager_id=c.sv, panel_date=c.today, decision="family_reunification",
-               child_agrees=True, appeal={"status": "none"})
+    bid.update(
+        bid_manager_id=c.sv,
+        panel_date=c.today,
+        decision="family_reunification",
+        child_agrees=True,
+        appeal={"status": "none"},
+    )
     c.record("bid", bid, as_=c.sv)
     c.wait(1)
     c.move("implementation", as_=c.sv)
@@ -379,8 +457,11 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
 
     # Implementation: family found, family assessed, reunified.
     ftr = form("ftr")["ftr"]
-    ftr.update(status="family_found", initiated_on=(c.day - dt.timedelta(days=12)).isoformat(),
-               family_found_on=c.today)
+    ftr.update(
+        status="family_found",
+        initiated_on=(c.day - dt.timedelta(days=12)).isoformat(),
+        family_found_on=c.today,
+    )
     c.record("ftr", ftr)
     c.wait(14)
     c.record("follow_up", c.f.follow_up(c.cw, c.day))
@@ -399,9 +480,21 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
 
     discussed = reach_closure_pending(c, "reintegrated")
     authorise_and_archive(c, "reintegrated", discussed, early_refusals=True)
-    assert_history(c, ["identified", "registered", "immediate_action", "assessment",
-                       "case_planning", "implementation", "follow_up_review",
-                       "closure_pending", "post_closure_monitoring", "closed"])
+    assert_history(
+        c,
+        [
+            "identified",
+            "registered",
+            "immediate_action",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "closure_pending",
+            "post_closure_monitoring",
+            "closed",
+        ],
+    )
 
 
 # -- TS02 ---------------------------------------------------------------------------------
@@ -412,8 +505,9 @@ def test_ts02_no_consent_no_registration(programme: Programme) -> None:
     c = Case(programme, forms, dt.date(2026, 2, 2))
     # The fixture identification carries personal fields (referrer contact, old reference).
     ident = form("identification")["identification"]
-    ident.update(identified_on=c.today, identified_by=c.cw,
-                 identification_source="community_member")
+    ident.update(
+        identified_on=c.today, identified_by=c.cw, identification_source="community_member"
+    )
     c.new(ident)
     c.wait(1)
     c.record("consent", c.f.consent(c.cw, "child", c.day))
@@ -463,8 +557,12 @@ def test_ts04_no_protection_concern(programme: Programme) -> None:
     c.wait(2)
     c.move("assessment")
     c.wait(4)
-    c.record("assessment", c.f.assessment(c.cw, c.day - dt.timedelta(days=4), c.day,
-                                          outcome="no_further_action", level="low"))
+    c.record(
+        "assessment",
+        c.f.assessment(
+            c.cw, c.day - dt.timedelta(days=4), c.day, outcome="no_further_action", level="low"
+        ),
+    )
     assert "needs" not in c.show()["assessment"][-1]
     c.refuse_move(["G08"], "case_planning")
 
@@ -502,17 +600,20 @@ def test_ts05_incomplete_case_plan(programme: Programme) -> None:
     # Reading: the schema requires participation.child_participated (leaving it out is a
     # GB refusal, exit 3); "missing" participation is child_participated: false with no
     # reason why, which is G15's business.
-    plan["participation"] = {"child_participated": False,
-                             "child_views": c.f.note("not asked yet"),
-                             "caregiver_participated": True}
+    plan["participation"] = {
+        "child_participated": False,
+        "child_views": c.f.note("not asked yet"),
+        "caregiver_participated": True,
+    }
     plan_id = c.record("case_plan", plan)
     c.wait(1)
     c.refuse_move(["G14", "G15"], "implementation", as_=c.sv)
 
     fixed = copy.deepcopy(plan)
     fixed["plan_id"] = plan_id
-    fixed["actions"][1].update(responsible_party="PRV-01",
-                               end_date=(c.day + dt.timedelta(days=60)).isoformat())
+    fixed["actions"][1].update(
+        responsible_party="PRV-01", end_date=(c.day + dt.timedelta(days=60)).isoformat()
+    )
     c.record("case_plan", fixed)
     refusal = c.refuse_move(["G15"], "implementation", as_=c.sv, absent=("G14",))
     assert failing_codes(refusal.stderr) == ["G15"]
@@ -522,8 +623,7 @@ def test_ts05_incomplete_case_plan(programme: Programme) -> None:
     assert c.show()["case_plan"][-1]["plan_id"] == plan_id
     c.move("implementation", as_=c.sv)
     assert c.show()["case_plan"][-1]["status"] == "active"
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation"])
+    assert_history(c, ["identified", "registered", "assessment", "case_planning", "implementation"])
 
 
 # -- TS06 ---------------------------------------------------------------------------------
@@ -557,10 +657,8 @@ def test_ts06_four_eyes_on_plan_approval(programme: Programme) -> None:
     assert approved["signed_by_caseworker"]["staff_id"] == c.cw
     assert approved["status"] == "active"
     log = json.loads(c.p.cli("log", c.id, "--json", as_=None).stdout)
-    assert (log[-1]["actor"], log[-1]["role"], log[-1]["transition"]) == (
-        c.sv, "supervisor", "T09")
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation"])
+    assert (log[-1]["actor"], log[-1]["role"], log[-1]["transition"]) == (c.sv, "supervisor", "T09")
+    assert_history(c, ["identified", "registered", "assessment", "case_planning", "implementation"])
 
 
 # -- TS08 ---------------------------------------------------------------------------------
@@ -576,13 +674,13 @@ def test_ts08_planned_closure_without_due_process(programme: Programme) -> None:
     c.wait(2)
     undiscussed = c.f.closure(c.cw, c.day, "objectives_met")
     del undiscussed["discussion_with_child_family_on"]
-    refusal = c.refuse_move(["G23"], "closure_pending", reason="objectives_met",
-                            form_=("closure", undiscussed))
+    refusal = c.refuse_move(
+        ["G23"], "closure_pending", reason="objectives_met", form_=("closure", undiscussed)
+    )
     assert failing_codes(refusal.stderr) == ["G23"]
     # A discussion dated in the future does not count either.
     future = c.f.closure(c.cw, c.day + dt.timedelta(days=3), "objectives_met")
-    c.refuse_move(["G23"], "closure_pending", reason="objectives_met",
-                  form_=("closure", future))
+    c.refuse_move(["G23"], "closure_pending", reason="objectives_met", form_=("closure", future))
 
     discussed = reach_closure_pending(c, "objectives_met")
     c.day = discussed + dt.timedelta(days=35)
@@ -603,9 +701,19 @@ def test_ts08_planned_closure_without_due_process(programme: Programme) -> None:
     c.move("follow_up_review", reason="child_family_disagree")
     doc = c.show()
     assert "closure" not in doc and doc["closure_reason"] is None
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation", "follow_up_review", "closure_pending",
-                       "follow_up_review"])
+    assert_history(
+        c,
+        [
+            "identified",
+            "registered",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "closure_pending",
+            "follow_up_review",
+        ],
+    )
 
 
 # -- TS10 ---------------------------------------------------------------------------------
@@ -618,14 +726,20 @@ def test_ts10_death_of_a_child(programme: Programme) -> None:
     c.wait(5)
 
     closure_schema = json.loads(
-        (programme.root / "schemas" / "forms" / "closure.schema.json").read_text())
+        (programme.root / "schemas" / "forms" / "closure.schema.json").read_text()
+    )
     assert closure_schema["additionalProperties"] is False
     assert not [k for k in closure_schema["properties"] if "cause" in k]
-    death = {"closure_reason": "death", "proposed_on": c.today, "proposed_by": c.sv,
-             "date_of_death": (c.day - dt.timedelta(days=1)).isoformat()}
+    death = {
+        "closure_reason": "death",
+        "proposed_on": c.today,
+        "proposed_by": c.sv,
+        "date_of_death": (c.day - dt.timedelta(days=1)).isoformat(),
+    }
     with_cause = {**death, "cause_of_death": "CANARY-CAUSE"}
-    refusal = c.refuse_move(["GB"], "closed", reason="death", as_=c.sv,
-                            form_=("closure", with_cause), exit_code=3)
+    refusal = c.refuse_move(
+        ["GB"], "closed", reason="death", as_=c.sv, form_=("closure", with_cause), exit_code=3
+    )
     assert "cause_of_death" in refusal.stderr and "additionalProperties" in refusal.stderr
     refusal = c.refuse_record(["cause_of_death"], "closure", with_cause, exit_code=3)
 
@@ -640,10 +754,10 @@ def test_ts10_death_of_a_child(programme: Programme) -> None:
     # Reading: ST06 (small numbers folded into "other") is a site statistic; the open
     # fields it is built from are checked here.
     row = c.listed()
-    assert (row["state"], row["closure_reason"], row["closed_on"]) == (
-        "closed", "death", c.today)
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation", "closed"])
+    assert (row["state"], row["closure_reason"], row["closed_on"]) == ("closed", "death", c.today)
+    assert_history(
+        c, ["identified", "registered", "assessment", "case_planning", "implementation", "closed"]
+    )
 
 
 # -- TS14 ---------------------------------------------------------------------------------
@@ -672,10 +786,10 @@ def test_ts14_overdue_follow_up_by_risk_level(programme: Programme) -> None:
     # Reading: "check overdue" is `cmgit list --overdue`; ST08 is a site statistic.
     assert c.listed("--overdue")["next_follow_up_due"] == rows[0]["due_on"]
     # With today 3 days earlier it is not overdue yet.
-    early = c.p.cli("due", "--within", "0", "--json", as_=None,
-                    today=(last + dt.timedelta(days=6)).isoformat())
-    assert c.id not in {r["case_id"] for r in json.loads(early.stdout)
-                        if r["kind"] == "follow_up"}
+    early = c.p.cli(
+        "due", "--within", "0", "--json", as_=None, today=(last + dt.timedelta(days=6)).isoformat()
+    )
+    assert c.id not in {r["case_id"] for r in json.loads(early.stdout) if r["kind"] == "follow_up"}
 
     # A follow-up today: gone from what is due.
     c.record("follow_up", c.f.follow_up(c.cw, today))
@@ -695,11 +809,11 @@ def test_ts14_overdue_follow_up_by_risk_level(programme: Programme) -> None:
     c.day = today + dt.timedelta(days=31)
     rows = follow_ups()
     assert [(r["due_on"], r["days_overdue"], r["risk_level"]) for r in rows] == [
-        (due_low, 1, "low")]
+        (due_low, 1, "low")
+    ]
     c.day = today + dt.timedelta(days=29)
     assert follow_ups() == []
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation"])
+    assert_history(c, ["identified", "registered", "assessment", "case_planning", "implementation"])
 
 
 # -- TS15 ---------------------------------------------------------------------------------
@@ -718,8 +832,10 @@ def test_ts15_non_linear_return_after_review(programme: Programme) -> None:
     c.refuse_move(["G37"], "implementation")  # the review did not decide to continue
     c.move("assessment")
     c.wait(5)
-    c.record("assessment", c.f.assessment(c.cw, c.day - dt.timedelta(days=4), c.day,
-                                          phase="reassessment"))
+    c.record(
+        "assessment",
+        c.f.assessment(c.cw, c.day - dt.timedelta(days=4), c.day, phase="reassessment"),
+    )
     c.move("case_planning")
     c.wait(2)
     c.record("case_plan", c.f.case_plan(c.cw, c.day, version=2))
@@ -739,15 +855,32 @@ def test_ts15_non_linear_return_after_review(programme: Programme) -> None:
     # A review proposing closure while the plan's objectives are still in progress: G22.
     c.wait(1)
     c.record("review", c.f.review(c.cw, c.day, "propose_closure"))
-    refusal = c.refuse_move(["G22"], "closure_pending", reason="objectives_met",
-                            form_=("closure", c.f.closure(c.cw, c.day, "objectives_met")))
+    refusal = c.refuse_move(
+        ["G22"],
+        "closure_pending",
+        reason="objectives_met",
+        form_=("closure", c.f.closure(c.cw, c.day, "objectives_met")),
+    )
     assert "objective" in refusal.stderr
     c.wait(1)
     c.record("review", c.f.review(c.cw, c.day, "continue_plan"))
     c.move("implementation")
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation", "follow_up_review", "assessment", "case_planning",
-                       "implementation", "follow_up_review", "implementation"])
+    assert_history(
+        c,
+        [
+            "identified",
+            "registered",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "implementation",
+        ],
+    )
 
 
 # -- TS18 ---------------------------------------------------------------------------------
@@ -759,21 +892,43 @@ def reintegration_plan(c: Case) -> dict[str, Any]:
     base = plan["actions"][0]
     later = (c.day + dt.timedelta(days=90)).isoformat()
 
-    def action(number: int, objective: str, kind: str, dimension: str, how: str,
-               who: str, what: str) -> dict[str, Any]:
-        return {**base, "action_id": f"A{number}", "objective_id": objective,
-                "intervention_type": kind, "dimension": dimension,
-                "direct_or_referral": how, "responsible_type":
-                "agency" if how == "referral" else "caseworker",
-                "responsible_party": who, "description": c.f.note(what),
-                "start_date": c.today, "end_date": later}
+    def action(
+        number: int, objective: str, kind: str, dimension: str, how: str, who: str, what: str
+    ) -> dict[str, Any]:
+        return {
+            **base,
+            "action_id": f"A{number}",
+            "objective_id": objective,
+            "intervention_type": kind,
+            "dimension": dimension,
+            "direct_or_referral": how,
+            "responsible_type": "agency" if how == "referral" else "caseworker",
+            "responsible_party": who,
+            "description": c.f.note(what),
+            "start_date": c.today,
+            "end_date": later,
+        }
 
     plan["actions"] = [
-        action(1, "O1", "vocational_training", "economic", "referral", "PRV-VT-01",
-               "vocational training"),
+        action(
+            1,
+            "O1",
+            "vocational_training",
+            "economic",
+            "referral",
+            "PRV-VT-01",
+            "vocational training",
+        ),
         action(2, "O2", "education", "social", "direct", c.cw, "school enrolment"),
-        action(3, "O2", "birth_registration_documentation", "social", "direct", c.cw,
-               "civil documentation"),
+        action(
+            3,
+            "O2",
+            "birth_registration_documentation",
+            "social",
+            "direct",
+            c.cw,
+            "civil documentation",
+        ),
         action(4, "O1", "mhpss_basic", "psychosocial", "direct", c.cw, "group MHPSS"),
     ]
     return plan
@@ -816,10 +971,10 @@ def test_ts18_returnee_in_family_reintegration_plan(programme: Programme) -> Non
     c.refuse_record(["G19r"], "referral", referral)
     c.refuse_move(["G19"], "implementation", as_=c.sv)
     c.wait(1)
-    sharing = c.record("consent", c.f.consent(c.cw, "parent", c.day,
-                                              scopes=("information_sharing_referral",)))
-    c.record("consent", c.f.consent(c.cw, "child", c.day,
-                                    scopes=("information_sharing_referral",)))
+    sharing = c.record(
+        "consent", c.f.consent(c.cw, "parent", c.day, scopes=("information_sharing_referral",))
+    )
+    c.record("consent", c.f.consent(c.cw, "child", c.day, scopes=("information_sharing_referral",)))
     referral["consent_ref"] = sharing
     c.record("referral", referral)
     c.move("implementation", as_=c.sv)
@@ -837,9 +992,20 @@ def test_ts18_returnee_in_family_reintegration_plan(programme: Programme) -> Non
     row = c.listed()
     assert row["separation_status"] == "with_primary_caregiver"
     assert row["closure_reason"] == "reintegrated"
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation", "follow_up_review", "closure_pending",
-                       "post_closure_monitoring", "closed"])
+    assert_history(
+        c,
+        [
+            "identified",
+            "registered",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "closure_pending",
+            "post_closure_monitoring",
+            "closed",
+        ],
+    )
 
 
 # -- TS22 ---------------------------------------------------------------------------------
@@ -916,9 +1082,21 @@ def test_ts22_seven_step_trafficking_case(programme: Programme) -> None:
     moves = [r for r in json.loads(log.stdout) if r["action"] == "move"]
     assert [r["to_step"] for r in moves] == [MDRTS7[r["to"]] for r in moves]
     assert moves[-1]["to"] == "closure_pending"
-    assert_history(c, ["identified", "registered", "assessment", "case_planning",
-                       "implementation", "follow_up_review", "case_planning",
-                       "implementation", "follow_up_review", "closure_pending"])
+    assert_history(
+        c,
+        [
+            "identified",
+            "registered",
+            "assessment",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "case_planning",
+            "implementation",
+            "follow_up_review",
+            "closure_pending",
+        ],
+    )
 
 
 # -- TS24 ---------------------------------------------------------------------------------
@@ -932,16 +1110,17 @@ def test_ts24_schema_and_enum_validation(programme: Programme) -> None:
 
     registration = c.f.registration(c.cw, c.day, ["abuse_neglect_or_exploitation"])
     missing = {k: v for k, v in registration.items() if k != "separation_status"}
-    refusal = c.refuse_move(["GB"], "registered", form_=("registration", missing),
-                            exit_code=3)
+    refusal = c.refuse_move(["GB"], "registered", form_=("registration", missing), exit_code=3)
     assert "/registration" in refusal.stderr and "separation_status" in refusal.stderr
     refusal = c.refuse_record(["separation_status"], "registration", missing, exit_code=3)
     assert "'required'" in refusal.stderr
     religion = {**registration, "religion": "CANARY-RELIGION"}
-    refusal = c.refuse_record(["religion", "additionalProperties"], "registration", religion,
-                              exit_code=3)
-    refusal = c.refuse_move(["GB", "religion"], "registered",
-                            form_=("registration", religion), exit_code=3)
+    refusal = c.refuse_record(
+        ["religion", "additionalProperties"], "registration", religion, exit_code=3
+    )
+    refusal = c.refuse_move(
+        ["GB", "religion"], "registered", form_=("registration", religion), exit_code=3
+    )
 
     # urgent-referral on an identified case, consent pending: accepted as an event...
     urgent = c.f.referral(c.cw, c.day, "medical_health")
@@ -963,8 +1142,9 @@ def test_ts24_schema_and_enum_validation(programme: Programme) -> None:
 
     very_high = c.f.risk_assessment(c.cw, c.day, "high")
     very_high["risk_level"] = "very_high"
-    refusal = c.refuse_record(["/risk_assessment", "risk_level"], "risk_assessment",
-                              very_high, exit_code=3)
+    refusal = c.refuse_record(
+        ["/risk_assessment", "risk_level"], "risk_assessment", very_high, exit_code=3
+    )
     assert "'enum'" in refusal.stderr
 
     # Date order: a follow-up dated before registration (G41), or in the future.
@@ -982,6 +1162,5 @@ def test_ts24_record_schema_refusal_names_gb(programme: Programme) -> None:
     c.new(c.f.identification(c.cw, c.day))
     registration = c.f.registration(c.cw, c.day, ["abuse_neglect_or_exploitation"])
     del registration["separation_status"]
-    refusal = c.refuse_record(["separation_status"], "registration", registration,
-                              exit_code=3)
+    refusal = c.refuse_record(["separation_status"], "registration", registration, exit_code=3)
     assert "GB" in refusal.stderr

@@ -26,13 +26,34 @@ FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 FORMS = [
-    "identification", "consent", "registration", "assessment", "risk_assessment",
-    "immediate_action", "bia", "bid", "ftr", "case_plan", "referral", "follow_up",
-    "case_conference", "review", "closure", "post_closure_monitoring", "transfer",
-    "assignment", "reopen", "note",
+    "identification",
+    "consent",
+    "registration",
+    "assessment",
+    "risk_assessment",
+    "immediate_action",
+    "bia",
+    "bid",
+    "ftr",
+    "case_plan",
+    "referral",
+    "follow_up",
+    "case_conference",
+    "review",
+    "closure",
+    "post_closure_monitoring",
+    "transfer",
+    "assignment",
+    "reopen",
+    "note",
 ]
 SINGLE_FORMS = [
-    "identification", "registration", "ftr", "closure", "post_closure_monitoring", "transfer",
+    "identification",
+    "registration",
+    "ftr",
+    "closure",
+    "post_closure_monitoring",
+    "transfer",
 ]
 REPEATED_IDS = {
     "consent": "consent_id",
@@ -55,25 +76,81 @@ MODES.update({"follow_up": "append", "case_plan": "supersede"})
 MODES.update({name: "single" for name in SINGLE_FORMS})
 
 OPEN_FIELDS = [
-    "case_id", "version", "state", "episode", "team", "caseworker", "identified_on",
-    "registered_on", "state_since", "state_history", "next_follow_up_due", "next_review_due",
-    "risk_level", "immediate_risk", "separation_status", "sex", "age_band", "closure_reason",
-    "closed_on", "comprehensive_assessment_required",
+    "case_id",
+    "version",
+    "state",
+    "episode",
+    "team",
+    "caseworker",
+    "identified_on",
+    "registered_on",
+    "state_since",
+    "state_history",
+    "next_follow_up_due",
+    "next_review_due",
+    "risk_level",
+    "immediate_risk",
+    "separation_status",
+    "sex",
+    "age_band",
+    "closure_reason",
+    "closed_on",
+    "comprehensive_assessment_required",
 ]
 IDENTIFYING_WORDS = [
-    "name", "birth", "dob", "location", "address", "place", "contact", "phone", "narrative",
-    "summary", "note", "views", "story",
+    "name",
+    "birth",
+    "dob",
+    "location",
+    "address",
+    "place",
+    "contact",
+    "phone",
+    "narrative",
+    "summary",
+    "note",
+    "views",
+    "story",
 ]
 COMMON_DEFS = [
-    "date", "partial_date", "staff_id", "team_id", "case_id", "item_id", "local_id",
-    "short_text", "text", "age_recipient", "ssh_public_key", "separation_status",
-    "child_category", "care_arrangement", "protection_concern", "vulnerability_factor",
-    "intersecting_vulnerability", "need_domain", "service_type", "closure_reason", "age_band",
-    "objective_status", "risk_level", "state", "sex", "staff_role",
+    "date",
+    "partial_date",
+    "staff_id",
+    "team_id",
+    "case_id",
+    "item_id",
+    "local_id",
+    "short_text",
+    "text",
+    "age_recipient",
+    "ssh_public_key",
+    "separation_status",
+    "child_category",
+    "care_arrangement",
+    "protection_concern",
+    "vulnerability_factor",
+    "intersecting_vulnerability",
+    "need_domain",
+    "service_type",
+    "closure_reason",
+    "age_band",
+    "objective_status",
+    "risk_level",
+    "state",
+    "sex",
+    "staff_role",
 ]
 STATES = [
-    "identified", "registered", "assessment", "immediate_action", "case_planning",
-    "implementation", "follow_up_review", "closure_pending", "post_closure_monitoring", "closed",
+    "identified",
+    "registered",
+    "assessment",
+    "immediate_action",
+    "case_planning",
+    "implementation",
+    "follow_up_review",
+    "closure_pending",
+    "post_closure_monitoring",
+    "closed",
 ]
 CLASS_RANK = {"O": 0, "S": 1, "P": 2}
 FREE_TEXT_DEFS = (
@@ -109,9 +186,7 @@ def form_id(form: str) -> str:
 
 @functools.cache
 def py_registry() -> referencing.Registry[Any]:
-    resources = [
-        (uri, referencing.Resource.from_contents(doc)) for uri, doc in schemas().items()
-    ]
+    resources = [(uri, referencing.Resource.from_contents(doc)) for uri, doc in schemas().items()]
     return referencing.Registry().with_resources(resources)
 
 
@@ -332,7 +407,11 @@ def test_common_defs() -> None:
     assert defs["state"]["enum"] == STATES
     assert defs["sex"]["enum"] == ["female", "male", "other", "not_disclosed"]
     assert defs["staff_role"]["enum"] == [
-        "caseworker", "supervisor", "programme_manager", "coordinator", "auditor",
+        "caseworker",
+        "supervisor",
+        "programme_manager",
+        "coordinator",
+        "auditor",
     ]
     assert defs["risk_level"]["enum"] == ["low", "medium", "high"]
     assert defs["date"]["format"] == "date"
@@ -428,7 +507,8 @@ def test_no_identifying_word_in_open_names() -> None:
         # By word (a state history is no story), plural and compounds included.
         for word in IDENTIFYING_WORDS:
             assert not any(part.startswith(word) for part in name.split("_")), (
-                f"open field {name} looks identifying ({word})")
+                f"open field {name} looks identifying ({word})"
+            )
 
 
 def test_personal_fields_are_reachable_only_under_sealed_properties() -> None:
@@ -456,7 +536,9 @@ def test_group_class_is_the_most_sensitive_of_its_parts(form: str) -> None:
     uri = form_id(form)
     for where, _name, prop in form_properties(form):
         parts = [
-            cls for path, cls in classified_leaves(prop, uri, "") if path  # children only
+            cls
+            for path, cls in classified_leaves(prop, uri, "")
+            if path  # children only
         ]
         if parts:
             most = max(parts, key=CLASS_RANK.__getitem__)
@@ -475,13 +557,28 @@ def test_fields_that_must_not_be_collected_are_absent() -> None:
 
 def test_extra_forms_reopen_and_note() -> None:
     reopen = schemas()[form_id("reopen")]
-    assert set(reopen["required"]) == set(reopen["properties"]) == {
-        "reopen_id", "reopened_on", "reason", "new_concern_summary", "authorised_by",
-    }
+    assert (
+        set(reopen["required"])
+        == set(reopen["properties"])
+        == {
+            "reopen_id",
+            "reopened_on",
+            "reason",
+            "new_concern_summary",
+            "authorised_by",
+        }
+    )
     note = schemas()[form_id("note")]
-    assert set(note["required"]) == set(note["properties"]) == {
-        "note_id", "written_on", "written_by", "text",
-    }
+    assert (
+        set(note["required"])
+        == set(note["properties"])
+        == {
+            "note_id",
+            "written_on",
+            "written_by",
+            "text",
+        }
+    )
 
 
 # ------------------------------------------------------------------ fixtures
@@ -630,9 +727,13 @@ def full_case() -> dict[str, Any]:
         "identified_on": "2026-03-02",
         "registered_on": "2026-03-04",
         "state_since": "2026-04-20",
-        "state_history": ["2026-03-02 identified", "2026-03-04 registered",
-                          "2026-03-10 assessment", "2026-04-01 case_planning",
-                          "2026-04-20 implementation"],
+        "state_history": [
+            "2026-03-02 identified",
+            "2026-03-04 registered",
+            "2026-03-10 assessment",
+            "2026-04-01 case_planning",
+            "2026-04-20 implementation",
+        ],
         "next_follow_up_due": "2026-04-12",
         "next_review_due": "2026-06-15",
         "risk_level": "medium",
@@ -752,7 +853,10 @@ def test_settings_defaults_make_a_valid_document() -> None:
     assert set(settings["required"]) - set(defaults) == {"vulnerability_criteria"}
     assert defaults["caseload_limit"] == 25
     assert defaults["follow_up_interval_days"] == {
-        "immediate_action": 1, "high": 7, "medium": 14, "low": 30,
+        "immediate_action": 1,
+        "high": 7,
+        "medium": 14,
+        "low": 30,
     }
     inner = settings["properties"]["follow_up_interval_days"]["properties"]
     assert {k: v["default"] for k, v in inner.items()} == defaults["follow_up_interval_days"]

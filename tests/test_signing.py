@@ -17,8 +17,9 @@ from .conftest import Programme
 
 def ssh_key(folder: Path, name: str) -> tuple[Path, str]:
     path = folder / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True
+    )
     return path, (folder / f"{name}.pub").read_text().strip()
 
 
@@ -29,10 +30,18 @@ def require_signatures(programme: Programme, folder: Path) -> tuple[Path, Path]:
     cw_key, cw_pub = ssh_key(folder, "cw")
     pm = {"CMGIT_SIGNING_KEY": str(pm_key)}
     for staff_id, public, env in (("pm-001", pm_pub, None), ("cw-north-1", cw_pub, pm)):
-        assert programme.cli("staff", "update", staff_id, "--signing-key", public,
-                             as_="pm-001", env=env).exit_code == 0
-    assert programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001",
-                         env=pm).exit_code == 0
+        assert (
+            programme.cli(
+                "staff", "update", staff_id, "--signing-key", public, as_="pm-001", env=env
+            ).exit_code
+            == 0
+        )
+    assert (
+        programme.cli(
+            "settings", "set", "require_signed_commits", "true", as_="pm-001", env=pm
+        ).exit_code
+        == 0
+    )
     return pm_key, cw_key
 
 
@@ -79,8 +88,9 @@ def test_the_key_file_reader_agrees_with_the_library(tmp_path: Path) -> None:
             seed = signing._ed25519_seed(mutated)
             assert seed is None or seed == library(mutated), at
     locked = tmp_path / "locked"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)], check=True
+    )
     assert signing._ed25519_seed(locked.read_bytes()) is None
     from cmgit.errors import NoIdentity
 
@@ -97,29 +107,54 @@ def test_signing_key_file_must_be_private(tmp_path: Path) -> None:
         signing.load_private_key(path)
 
 
-def test_required_signatures_with_the_registered_key(programme: Programme,
-                                                     tmp_path: Path) -> None:
+def test_required_signatures_with_the_registered_key(programme: Programme, tmp_path: Path) -> None:
     worker_key, worker_pub = ssh_key(tmp_path, "cw")
     pm_key, pm_pub = ssh_key(tmp_path, "pm")
     other_key, _ = ssh_key(tmp_path, "other")
-    assert programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub,
-                         as_="pm-001").exit_code == 0
-    assert programme.cli("staff", "update", "cw-north-1", "--signing-key", worker_pub,
-                         as_="pm-001", env={"CMGIT_SIGNING_KEY": str(pm_key)}).exit_code == 0
-    result = programme.cli("settings", "set", "require_signed_commits", "true", as_="pm-001",
-                           env={"CMGIT_SIGNING_KEY": str(pm_key)})
+    assert (
+        programme.cli("staff", "update", "pm-001", "--signing-key", pm_pub, as_="pm-001").exit_code
+        == 0
+    )
+    assert (
+        programme.cli(
+            "staff",
+            "update",
+            "cw-north-1",
+            "--signing-key",
+            worker_pub,
+            as_="pm-001",
+            env={"CMGIT_SIGNING_KEY": str(pm_key)},
+        ).exit_code
+        == 0
+    )
+    result = programme.cli(
+        "settings",
+        "set",
+        "require_signed_commits",
+        "true",
+        as_="pm-001",
+        env={"CMGIT_SIGNING_KEY": str(pm_key)},
+    )
     assert result.exit_code == 0, result.output
 
     before = programme.state()
     unsigned = programme.cli("new", "--from", programme.form_file("identification"))
     assert unsigned.exit_code == 5 and "requires signed commits" in unsigned.stderr
-    wrong = programme.cli("new", "--from", programme.form_file("identification"),
-                          env={"CMGIT_SIGNING_KEY": str(other_key)})
+    wrong = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(other_key)},
+    )
     assert wrong.exit_code == 5 and "not the one registered" in wrong.stderr
     assert programme.state() == before
 
-    ok = programme.cli("new", "--from", programme.form_file("identification"),
-                       env={"CMGIT_SIGNING_KEY": str(worker_key)})
+    ok = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(worker_key)},
+    )
     assert ok.exit_code == 0, ok.output
     git = Git(programme.root)
     payload, armored = git.objects.signed_commit(git.head() or "")
@@ -130,7 +165,20 @@ def test_required_signatures_with_the_registered_key(programme: Programme,
     allowed = tmp_path / "allowed"
     allowed.write_text(f"cw-north-1@cmgit.invalid {worker_pub}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    check = subprocess.run(["git", "-C", str(programme.root), "-c", "gpg.format=ssh",
-                            "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit",
-                            "HEAD"], capture_output=True, text=True, env=env)
+    check = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(programme.root),
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={allowed}",
+            "verify-commit",
+            "HEAD",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert check.returncode == 0, check.stderr

@@ -61,12 +61,20 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def served_site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     _require_browser()
     demo = tmp_path / "demo"
-    made = CliRunner().invoke(cli, ["demo", str(demo), "--cases", "12"],
-                              env={"CMGIT_TODAY": "2026-04-01"}, catch_exceptions=False)
+    made = CliRunner().invoke(
+        cli,
+        ["demo", str(demo), "--cases", "12"],
+        env={"CMGIT_TODAY": "2026-04-01"},
+        catch_exceptions=False,
+    )
     assert made.exit_code == 0, made.output
     out = tmp_path / "public"
-    built = CliRunner().invoke(cli, ["-C", str(demo / "cases"), "site", "build", "--out", str(out)],
-                               env={"CMGIT_TODAY": "2026-04-01"}, catch_exceptions=False)
+    built = CliRunner().invoke(
+        cli,
+        ["-C", str(demo / "cases"), "site", "build", "--out", str(out)],
+        env={"CMGIT_TODAY": "2026-04-01"},
+        catch_exceptions=False,
+    )
     assert built.exit_code == 0, built.output
     assert (out / "index.html").is_file() and (out / "statistics" / "index.html").is_file()
 
@@ -90,10 +98,18 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     short_temp = tempfile.mkdtemp(prefix="cmgit-chromium-", dir=SYSTEM_TEMP)
@@ -104,11 +120,16 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.execute_cdp_cmd("Network.enable", {})
         # The first matching pattern decides: the local server passes, every other host
         # is blocked before any connection is made.
-        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urlPatterns": [
-            {"urlPattern": "*://127.0.0.1:*", "block": False},
-            {"urlPattern": "*://localhost:*", "block": False},
-            {"urlPattern": "*://*:*", "block": True},
-        ]})
+        driver.execute_cdp_cmd(
+            "Network.setBlockedURLs",
+            {
+                "urlPatterns": [
+                    {"urlPattern": "*://127.0.0.1:*", "block": False},
+                    {"urlPattern": "*://localhost:*", "block": False},
+                    {"urlPattern": "*://*:*", "block": True},
+                ]
+            },
+        )
         yield driver
     finally:
         driver.quit()
@@ -141,7 +162,8 @@ def _wait(driver: WebDriver, condition: Callable[[Any], Any]) -> Any:
 
 
 def test_site_in_a_browser_searches_charts_and_stays_local(
-        served_site: tuple[Path, str], browser: WebDriver) -> None:
+    served_site: tuple[Path, str], browser: WebDriver
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
@@ -160,24 +182,22 @@ def test_site_in_a_browser_searches_charts_and_stays_local(
     # the block is in force: a request to another host fails without leaving the machine
     outcome = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "fetch('http://blocked.example/probe').then(() => done('loaded'), () => done('failed'));")
+        "fetch('http://blocked.example/probe').then(() => done('loaded'), () => done('failed'));"
+    )
     assert outcome == "failed"
     probe, blocked = _network_log(driver)
     assert "http://blocked.example/probe" in blocked, probe
     requested += [u for u in probe if u != "http://blocked.example/probe"]
 
     # search for a step
-    search = driver.find_element(
-        By.CSS_SELECTOR, '[data-md-component="search-query"]')
+    search = driver.find_element(By.CSS_SELECTOR, '[data-md-component="search-query"]')
     if not search.is_displayed():
-        driver.find_element(
-            By.CSS_SELECTOR, 'label[for="__search"]').click()
+        driver.find_element(By.CSS_SELECTOR, 'label[for="__search"]').click()
         _wait(driver, ec.visibility_of(search))
     search.click()
     search.send_keys("assessment")
     _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, ".md-search-result__item")))
-    items = driver.find_elements(
-        By.CSS_SELECTOR, ".md-search-result__item a")
+    items = driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")
     hrefs = [a.get_attribute("href") or "" for a in items]
     step_hits = [h for h in hrefs if "sop/step-" in h]
     assert step_hits, hrefs
@@ -205,7 +225,12 @@ def test_site_in_a_browser_searches_charts_and_stays_local(
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert any(u.startswith(base) for u in requested), requested
-    outside = sorted({u for u in requested
-                      if urlsplit(u).scheme in ("http", "https", "ws", "wss")
-                      and urlsplit(u).hostname not in LOCAL_HOSTS})
+    outside = sorted(
+        {
+            u
+            for u in requested
+            if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(u).hostname not in LOCAL_HOSTS
+        }
+    )
     assert outside == [], outside

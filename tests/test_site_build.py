@@ -24,8 +24,14 @@ from .conftest import STAFF, Programme
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {"html", "css", "js", "json", "svg", "png", "ico", "woff2", "xml", "txt", "map", "gz"}
 CASE_ID = re.compile(r"[A-Z]{2,5}-[0-9A-HJKMNP-TV-Z]{8}")
-DESTINATIONS = ("identified", "registered", "implementation", "closed_death",
-                "post_closure_monitoring", "follow_up_review")
+DESTINATIONS = (
+    "identified",
+    "registered",
+    "implementation",
+    "closed_death",
+    "post_closure_monitoring",
+    "follow_up_review",
+)
 # External resources a page would fetch when viewed (links in text are fine).
 FETCHES = re.compile(
     r"""<(?:script|img|iframe|source|embed)\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//"""
@@ -72,8 +78,14 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
     assert stderr == ""  # progress only on a terminal; no warnings from MkDocs
     published = files(out)
     names = {p.relative_to(out).as_posix() for p in published}
-    assert {"index.html", "search/search_index.json", "search/search_index.js",
-            "sitemap.xml", "statistics/index.html", "reference/states.html"} <= names
+    assert {
+        "index.html",
+        "search/search_index.json",
+        "search/search_index.js",
+        "sitemap.xml",
+        "statistics/index.html",
+        "reference/states.html",
+    } <= names
     staff = staff_ids_to_check()
     assert "cw-north-1" in staff and "sv-north" in staff
     for path in published:
@@ -86,7 +98,9 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
         assert set(CASE_ID.findall(text)) <= {site.EXAMPLE_CASE_ID}, rel
         for sid in staff:
             assert not re.search(rf"(?<![A-Za-z0-9-]){re.escape(sid)}(?![A-Za-z0-9-])", text), (
-                rel, sid)
+                rel,
+                sid,
+            )
         assert "BEGIN AGE ENCRYPTED FILE" not in text and "age-encryption.org" not in text
         if rel.endswith((".html", ".css")):
             assert not FETCHES.search(text), rel
@@ -95,8 +109,9 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
     assert head in (out / "statistics" / "index.html").read_text(encoding="utf-8")
 
 
-def test_reference_pages_follow_the_workflow_and_schemas(programme: Programme,
-                                                         tmp_path: Path) -> None:
+def test_reference_pages_follow_the_workflow_and_schemas(
+    programme: Programme, tmp_path: Path
+) -> None:
     out = tmp_path / "public"
     code, stdout, stderr = build(programme, out)
     assert code == 0, stdout + stderr
@@ -122,8 +137,9 @@ def test_reference_pages_follow_the_workflow_and_schemas(programme: Programme,
     assert 'href="../reference/transitions.html"' in step
 
 
-def test_stray_record_fails_the_build_and_publishes_nothing(programme: Programme,
-                                                            tmp_path: Path) -> None:
+def test_stray_record_fails_the_build_and_publishes_nothing(
+    programme: Programme, tmp_path: Path
+) -> None:
     case_id = programme.walk("implementation")
     out = tmp_path / "public"
     assert build(programme, out)[0] == 0
@@ -187,16 +203,21 @@ def test_stats_command_needs_no_key(programme: Programme) -> None:
         assert "CANARY" not in output
 
 
-def test_statistics_page_shows_the_tables_of_a_larger_programme(programme: Programme,
-                                                                 tmp_path: Path) -> None:
+def test_statistics_page_shows_the_tables_of_a_larger_programme(
+    programme: Programme, tmp_path: Path
+) -> None:
     for n in range(21):
         programme.walk(("registered", "assessment", "implementation")[n % 3], seed=100 + n)
     out = tmp_path / "public"
     code, stdout, stderr = build(programme, out)
     assert code == 0, stdout + stderr
     page = (out / "statistics" / "index.html").read_text(encoding="utf-8")
-    for title in ("Open cases by step and risk level", "Days spent in each state",
-                  "Registrations and closures by month", "Open cases by age band and sex"):
+    for title in (
+        "Open cases by step and risk level",
+        "Days spent in each state",
+        "Registrations and closures by month",
+        "Open cases by age band and sex",
+    ):
         assert title in page
     assert page.count('<svg class="cmgit-chart"') >= 6
     assert "3 Case plan" in page or "4 Implement the plan" in page
@@ -212,15 +233,28 @@ def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) ->
     source = site.open_source(ROOT)
     pages = site.reference_pages(source)
     pages["statistics/index.md"] = site.statistics_page(
-        source, site.report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1))
+        source, site.report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1)
+    )
     assert set(pages) == set(site.GENERATED_PAGES)
     for name, text in pages.items():
         (work / "site" / name).parent.mkdir(parents=True, exist_ok=True)
         (work / "site" / name).write_text(text, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-         str(work / "mkdocs.yml"), "-d", str(work / "out")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-q",
+            "-f",
+            str(work / "mkdocs.yml"),
+            "-d",
+            str(work / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -235,8 +269,11 @@ def test_site_build_in_the_project_checkout(tmp_path: Path) -> None:
     from cmgit.cli import cli
 
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["-C", str(ROOT), "site", "build", "--out", str(out)],
-                                env={"CMGIT_TODAY": "2026-04-01"})
+    result = CliRunner().invoke(
+        cli,
+        ["-C", str(ROOT), "site", "build", "--out", str(out)],
+        env={"CMGIT_TODAY": "2026-04-01"},
+    )
     assert result.exit_code == 0, result.output
     assert (out / "index.html").is_file() and (out / "statistics" / "index.html").is_file()
 

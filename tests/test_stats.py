@@ -22,29 +22,55 @@ from cmgit.stats import Change, Grid, Programme, Suppression, suppress
 from cmgit.workflow import STATES
 
 AS_OF = dt.date(2026, 4, 1)
-REASONS = ("objectives_met", "reintegrated", "care_arrangement_secured", "turned_18", "death",
-           "transferred", "declined_services", "inaccessible", "no_protection_concern",
-           "consent_declined", "criteria_not_met", "referred_elsewhere", "duplicate")
+REASONS = (
+    "objectives_met",
+    "reintegrated",
+    "care_arrangement_secured",
+    "turned_18",
+    "death",
+    "transferred",
+    "declined_services",
+    "inaccessible",
+    "no_protection_concern",
+    "consent_declined",
+    "criteria_not_met",
+    "referred_elsewhere",
+    "duplicate",
+)
 CASELOAD = frozenset(STATES[1:8])
 
 
-def programme(k: int = 5, caseworkers: Sequence[str] = ("cw-a", "cw-b"),
-              limit: int = 25) -> Programme:
+def programme(
+    k: int = 5, caseworkers: Sequence[str] = ("cw-a", "cw-b"), limit: int = 25
+) -> Programme:
     return Programme(
-        states=STATES, open_states=frozenset(STATES[:-1]), caseload_states=CASELOAD,
+        states=STATES,
+        open_states=frozenset(STATES[:-1]),
+        caseload_states=CASELOAD,
         finished_states=frozenset({"post_closure_monitoring", "closed"}),
-        initial_state="identified", registered_state="registered",
-        labels={s: f"step {s}" for s in STATES}, closure_reasons=REASONS,
-        caseworkers=tuple(caseworkers), threshold=k, caseload_limit=limit,
+        initial_state="identified",
+        registered_state="registered",
+        labels={s: f"step {s}" for s in STATES},
+        closure_reasons=REASONS,
+        caseworkers=tuple(caseworkers),
+        threshold=k,
+        caseload_limit=limit,
     )
 
 
 def case(n: int, state: str = "implementation", **fields: Any) -> dict[str, Any]:
     base = {
-        "case_id": f"CP-{n:08d}".replace("0", "A"), "state": state, "caseworker": "cw-a",
-        "team": "north", "risk_level": "medium", "sex": "female", "age_band": "5_11",
-        "separation_status": "with_primary_caregiver", "closure_reason": None,
-        "next_follow_up_due": None, "next_review_due": None,
+        "case_id": f"CP-{n:08d}".replace("0", "A"),
+        "state": state,
+        "caseworker": "cw-a",
+        "team": "north",
+        "risk_level": "medium",
+        "sex": "female",
+        "age_band": "5_11",
+        "separation_status": "with_primary_caregiver",
+        "closure_reason": None,
+        "next_follow_up_due": None,
+        "next_review_due": None,
     }
     base.update(fields)
     return base
@@ -53,8 +79,9 @@ def case(n: int, state: str = "implementation", **fields: Any) -> dict[str, Any]
 # -- independent checks -------------------------------------------------------------------
 
 
-def equations(grid: Grid, hidden: set[tuple[int, int]]) -> tuple[list[list[Fraction]],
-                                                                 list[tuple[int, int]]]:
+def equations(
+    grid: Grid, hidden: set[tuple[int, int]]
+) -> tuple[list[list[Fraction]], list[tuple[int, int]]]:
     """The published lines as equations over the hidden entries (coefficients only)."""
     rows, cols = grid.shape
     unknowns = sorted(hidden)
@@ -144,9 +171,11 @@ def another_value_possible(grid: Grid, s: Suppression, k: int, u: tuple[int, int
     def fits() -> bool:
         for plus, minus, constant in lines:
             lo = sum(chosen.get(p, domain[p][0]) for p in plus) - sum(
-                chosen.get(p, domain[p][1]) for p in minus)
+                chosen.get(p, domain[p][1]) for p in minus
+            )
             hi = sum(chosen.get(p, domain[p][1]) for p in plus) - sum(
-                chosen.get(p, domain[p][0]) for p in minus)
+                chosen.get(p, domain[p][0]) for p in minus
+            )
             if not lo <= constant <= hi:
                 return False
         return True
@@ -183,8 +212,17 @@ def random_grid(rng: random.Random, max_rows: int, max_cols: int, values: Sequen
 @pytest.mark.parametrize("k", [2, 3, 5, 10])
 def test_every_count_below_the_threshold_is_shown_as_less_than_k(k: int) -> None:
     counts = list(range(0, 2 * k + 1))
-    table = stats.count_table("t", "t", ("x",), [str(n) for n in counts], ["n"],
-                              [[n] for n in counts], k, row_totals=False, column_totals=False)
+    table = stats.count_table(
+        "t",
+        "t",
+        ("x",),
+        [str(n) for n in counts],
+        ["n"],
+        [[n] for n in counts],
+        k,
+        row_totals=False,
+        column_totals=False,
+    )
     for n, (shown,) in zip(counts, table.cells, strict=True):
         if n == 0:
             assert shown == 0
@@ -220,8 +258,9 @@ def test_next_smallest_cell_is_hidden_beside_a_small_one() -> None:
     grid = Grid.of([[3], [7], [12], [20]], row_totals=False)
     s = suppress(grid, 5)
     assert s.hidden == {(0, 0), (1, 0)}  # 7 is the next smallest; the total stays
-    table = stats.count_table("t", "t", ("x",), list("abcd"), ["n"], [[3], [7], [12], [20]],
-                              5, row_totals=False)
+    table = stats.count_table(
+        "t", "t", ("x",), list("abcd"), ["n"], [[3], [7], [12], [20]], 5, row_totals=False
+    )
     assert [row[0] for row in table.cells] == ["<5", "c", 12, 20]
     assert table.column_totals == [42]
 
@@ -286,8 +325,9 @@ def test_no_suppressed_cell_can_be_pinned_down_with_whole_numbers() -> None:
 
 
 def test_a_table_never_holds_a_hidden_value() -> None:
-    table = stats.count_table("t", "t", ("a", "b"), ["r1", "r2"], ["c1", "c2"],
-                              [[3, 17], [13, 21]], 5)
+    table = stats.count_table(
+        "t", "t", ("a", "b"), ["r1", "r2"], ["c1", "c2"], [[3, 17], [13, 21]], 5
+    )
     shown = json.dumps(table.as_dict())
     assert "17" not in shown and "13" not in shown  # complementary cells of the 3
     assert table.cells[0][0] == "<5"
@@ -331,10 +371,13 @@ def test_caseload_bands_count_caseworkers_not_cases_and_name_nobody() -> None:
 def test_overdue_follow_ups_and_reviews() -> None:
     cases = [case(n, next_follow_up_due="2026-03-01", risk_level="high") for n in range(7)]
     cases += [case(100 + n, next_review_due="2026-03-31", risk_level="low") for n in range(6)]
-    cases += [case(200 + n, next_follow_up_due="2026-04-01", next_review_due="2026-05-01")
-              for n in range(10)]  # due today or later: not overdue
-    table = next(t for t in stats.compute(cases, [], programme(), AS_OF).tables
-                 if t.id == "overdue")
+    cases += [
+        case(200 + n, next_follow_up_due="2026-04-01", next_review_due="2026-05-01")
+        for n in range(10)
+    ]  # due today or later: not overdue
+    table = next(
+        t for t in stats.compute(cases, [], programme(), AS_OF).tables if t.id == "overdue"
+    )
     assert table.cells[0][:3] == [7, 0, 0]
     assert table.cells[1][:3] == [0, 0, 6]
     assert table.row_totals == [7, 6]
@@ -357,8 +400,9 @@ def test_time_in_state_median_and_percentile_only_from_ten_stays() -> None:
     for n in range(10):
         changes += history(f"a{n}", start, [("registered", n + 1), ("assessment", 2 * n + 2)])
     for n in range(9):
-        changes += history(f"b{n}", start, [("registered", 1), ("immediate_action", 3),
-                                              ("assessment", 4)])
+        changes += history(
+            f"b{n}", start, [("registered", 1), ("immediate_action", 3), ("assessment", 4)]
+        )
     table = stats.time_in_state(changes, programme())
     rows = dict(zip(table.rows, table.cells, strict=True))
     identified = rows["step identified (identified)"]
@@ -397,19 +441,22 @@ def test_registrations_and_closures_by_month() -> None:
 def test_death_is_folded_into_other_below_the_threshold() -> None:
     p = programme()
     closed = [case(n, "closed", closure_reason="objectives_met") for n in range(9)]
-    few = stats.closure_reasons([*closed, *(case(90 + n, "closed", closure_reason="death")
-                                            for n in range(2))], p)
+    few = stats.closure_reasons(
+        [*closed, *(case(90 + n, "closed", closure_reason="death") for n in range(2))], p
+    )
     assert "death" not in few.rows
     assert few.cells[few.rows.index(stats.OTHER)] == ["<5"]
-    many = stats.closure_reasons([*closed, *(case(90 + n, "closed", closure_reason="death")
-                                             for n in range(5))], p)
+    many = stats.closure_reasons(
+        [*closed, *(case(90 + n, "closed", closure_reason="death") for n in range(5))], p
+    )
     assert many.cells[many.rows.index("death")] == [5]
     assert stats.OTHER not in many.rows
 
 
 def test_separation_and_sex_by_age() -> None:
-    cases = [case(n, separation_status="unaccompanied", sex="male", age_band="15_17")
-             for n in range(8)]
+    cases = [
+        case(n, separation_status="unaccompanied", sex="male", age_band="15_17") for n in range(8)
+    ]
     cases += [case(100 + n, separation_status="with_primary_caregiver") for n in range(15)]
     cases += [case(200 + n, "closed", separation_status="separated") for n in range(6)]
     result = stats.compute(cases, [], programme(), AS_OF)
@@ -430,20 +477,24 @@ def test_no_table_has_more_than_two_dimensions() -> None:
 
 
 def test_a_small_programme_publishes_only_caseload_overdue_and_a_total() -> None:
-    result = stats.compute([case(n) for n in range(stats.SMALL_PROGRAMME - 1)], [],
-                           programme(), AS_OF)
+    result = stats.compute(
+        [case(n) for n in range(stats.SMALL_PROGRAMME - 1)], [], programme(), AS_OF
+    )
     assert result.withheld
     assert [t.id for t in result.tables] == ["open_cases", "caseload", "overdue"]
-    bigger = stats.compute([case(n) for n in range(stats.SMALL_PROGRAMME)], [], programme(),
-                           AS_OF)
+    bigger = stats.compute([case(n) for n in range(stats.SMALL_PROGRAMME)], [], programme(), AS_OF)
     assert not bigger.withheld and len(bigger.tables) == 9
 
 
 def test_output_holds_no_case_or_staff_ids_and_no_dates_of_events() -> None:
-    cases = [case(n, caseworker=f"cw-secret-{n % 3}", next_follow_up_due="2026-02-17")
-             for n in range(30)]
-    changes = [c for n in range(30) for c in history(cases[n]["case_id"],
-                                                      dt.date(2025, 11, 9), [("registered", 4)])]
+    cases = [
+        case(n, caseworker=f"cw-secret-{n % 3}", next_follow_up_due="2026-02-17") for n in range(30)
+    ]
+    changes = [
+        c
+        for n in range(30)
+        for c in history(cases[n]["case_id"], dt.date(2025, 11, 9), [("registered", 4)])
+    ]
     dumped = json.dumps(stats.compute(cases, changes, programme(), AS_OF).as_dict())
     assert "secret" not in dumped
     assert not any(c["case_id"] in dumped for c in cases)

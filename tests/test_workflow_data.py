@@ -30,8 +30,11 @@ CODE_WORD = re.compile(r"\bG(?:[ABD]|\d{2}[a-z]?)\b")
 
 
 def failing_codes(stderr: str) -> list[str]:
-    return [m.group(1) for line in stderr.splitlines()
-            if (m := CODE_LINE.match(line)) and not m.group(2).endswith("(warning)")]
+    return [
+        m.group(1)
+        for line in stderr.splitlines()
+        if (m := CODE_LINE.match(line)) and not m.group(2).endswith("(warning)")
+    ]
 
 
 def roles_of(spec: str | list[str]) -> set[str]:
@@ -52,8 +55,7 @@ def at(journey: demo.Journey, days: int = 1) -> str:
 
 
 def git_commit(programme: Programme, message: str) -> None:
-    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-a",
-                  "-m", message)
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-a", "-m", message)
 
 
 # -- (a) codes, roles and transitions come from the data ---------------------------------
@@ -102,40 +104,63 @@ def test_loaded_workflow_is_the_data(programme: Programme) -> None:
     assert flow.scopes == {r: v["scope"] for r, v in DATA["roles"].items()}
     assert set(flow.guards) == GUARDS
     assert {c: g.severity for c, g in flow.guards.items()} == {
-        c: g["severity"] for c, g in DATA["guards"].items()}
+        c: g["severity"] for c, g in DATA["guards"].items()
+    }
     assert set(flow.transitions) == set(DATA["transitions"])
     for tid, t in DATA["transitions"].items():
         loaded = flow.transitions[tid]
-        assert (loaded.sources, loaded.target, set(loaded.by), loaded.guards,
-                loaded.four_eyes, loaded.effects) == (
-            tuple(t["from"]), t["to"], roles_of(t["by"]), tuple(t.get("guards", ())),
-            t.get("four_eyes"), tuple(t.get("effects", ())))
+        assert (
+            loaded.sources,
+            loaded.target,
+            set(loaded.by),
+            loaded.guards,
+            loaded.four_eyes,
+            loaded.effects,
+        ) == (
+            tuple(t["from"]),
+            t["to"],
+            roles_of(t["by"]),
+            tuple(t.get("guards", ())),
+            t.get("four_eyes"),
+            tuple(t.get("effects", ())),
+        )
         reasons = {r: tuple(g) for r, g in t["reasons"].items()} if "reasons" in t else None
         assert loaded.reasons == reasons
     for name, event in DATA["events"].items():
         assert (set(flow.events[name].states), set(flow.events[name].by)) == (
-            set(event["states"]), roles_of(event["by"]))
+            set(event["states"]),
+            roles_of(event["by"]),
+        )
     assert flow.caseload_states == {s for s, v in DATA["states"].items() if v["caseload"]}
 
 
 def test_refusals_name_only_the_guards_of_the_transition(programme: Programme) -> None:
     """Sweep every move out of every state, by the caseworker and by the supervisor: each
     refusal lists codes of the data, and only those the transition (and its reason) has."""
-    places = ("identified", "registered", "immediate_action", "assessment", "case_planning",
-              "implementation", "follow_up_review", "closure_pending",
-              "post_closure_monitoring", "archived")
+    places = (
+        "identified",
+        "registered",
+        "immediate_action",
+        "assessment",
+        "case_planning",
+        "implementation",
+        "follow_up_review",
+        "closure_pending",
+        "post_closure_monitoring",
+        "archived",
+    )
     flow = programme.repo().workflow
     seen: set[str] = set()
     for number, place in enumerate(places):
-        journey = programme.journey(days_before=demo.DURATION[place] + 10, seed=300 + number,
-                                    separation="unaccompanied")
+        journey = programme.journey(
+            days_before=demo.DURATION[place] + 10, seed=300 + number, separation="unaccompanied"
+        )
         demo.walk(journey, place)
         source = "closed" if place == "archived" else place
         targets = [t["to"] for t in DATA["transitions"].values() if source in t["from"]]
         for target in dict.fromkeys([*targets, "case_planning"]):
             transition = flow.find(source, target)
-            reason = next(iter(transition.reasons)) if transition and transition.reasons \
-                else None
+            reason = next(iter(transition.reasons)) if transition and transition.reasons else None
             for actor in ("cw-north-1", "sv-north"):
                 args = ["move", journey.case_id, target]
                 if reason:
@@ -153,9 +178,12 @@ def test_refusals_name_only_the_guards_of_the_transition(programme: Programme) -
                     assert "illegal transition" in result.stderr
                     continue
                 codes = set(failing_codes(result.stderr))
-                allowed = {"GA", *transition.guards, *(transition.reasons or {}).get(
-                    reason or "", ()), *([transition.four_eyes] if transition.four_eyes
-                                         else [])}
+                allowed = {
+                    "GA",
+                    *transition.guards,
+                    *(transition.reasons or {}).get(reason or "", ()),
+                    *([transition.four_eyes] if transition.four_eyes else []),
+                }
                 assert codes <= GUARDS
                 assert codes <= allowed, (transition.id, codes, result.stderr)
                 seen |= codes
@@ -167,12 +195,14 @@ def test_refusals_name_only_the_guards_of_the_transition(programme: Programme) -
 
 
 def ready_to_register(programme: Programme, seed: int, days_before: int = 40) -> demo.Journey:
-    journey = programme.journey(days_before=days_before, seed=seed,
-                                separation="with_primary_caregiver")
+    journey = programme.journey(
+        days_before=days_before, seed=seed, separation="with_primary_caregiver"
+    )
     journey.identify()
     journey.consents()
-    journey.record("registration", journey.forms.registration(journey.cw, journey.day,
-                                                              journey.criteria))
+    journey.record(
+        "registration", journey.forms.registration(journey.cw, journey.day, journey.criteria)
+    )
     return journey
 
 
@@ -191,16 +221,25 @@ def test_caseload_limit_and_supervisor_override(programme: Programme) -> None:
     second = ready_to_register(programme, 402)
     case_id = second.case_id
     reason = "CANARY-OVERRIDE only worker who speaks the language"
-    for actor, extra in (("cw-north-1", []), ("sv-north", []),
-                         ("cw-north-1", ["--override-caseload", reason])):
+    for actor, extra in (
+        ("cw-north-1", []),
+        ("sv-north", []),
+        ("cw-north-1", ["--override-caseload", reason]),
+    ):
         before = programme.state()
-        result = programme.cli("move", case_id, "registered", *extra, as_=actor,
-                               today=at(second))
+        result = programme.cli("move", case_id, "registered", *extra, as_=actor, today=at(second))
         assert result.exit_code == 4, result.output
         assert failing_codes(result.stderr) == ["G03c"]
         assert programme.state() == before
-    result = programme.cli("move", case_id, "registered", "--override-caseload", reason,
-                           as_="sv-north", today=at(second))
+    result = programme.cli(
+        "move",
+        case_id,
+        "registered",
+        "--override-caseload",
+        reason,
+        as_="sv-north",
+        today=at(second),
+    )
     assert result.exit_code == 0, result.output
     message = programme.git("log", "-1", "--format=%B")
     assert "Cmgit-Override: G03c" in message and "Cmgit-Transition: T01" in message
@@ -211,40 +250,57 @@ def test_caseload_limit_and_supervisor_override(programme: Programme) -> None:
     assert doc["assignment"][-1]["caseload_override_reason"] == reason
 
     # The limit counts open cases only: a third case for another caseworker is fine.
-    third = programme.journey("cw-north-2", days_before=40, seed=403,
-                              separation="with_primary_caregiver")
+    third = programme.journey(
+        "cw-north-2", days_before=40, seed=403, separation="with_primary_caregiver"
+    )
     third.identify()
     third.register()
     # Reassignment to a full caseworker is refused the same way.
     before = programme.state()
-    result = programme.cli("assign", third.case_id, "cw-north-1", "--reason",
-                           "caseload_balancing", as_="sv-north", today=at(third))
+    result = programme.cli(
+        "assign",
+        third.case_id,
+        "cw-north-1",
+        "--reason",
+        "caseload_balancing",
+        as_="sv-north",
+        today=at(third),
+    )
     assert result.exit_code == 4 and failing_codes(result.stderr) == ["G03c"]
     assert programme.state() == before
 
 
 def test_closure_notice_days_sets_when_closure_may_come(programme: Programme) -> None:
-    journey = programme.journey(days_before=140, seed=410,
-                                separation="with_primary_caregiver")
+    journey = programme.journey(days_before=140, seed=410, separation="with_primary_caregiver")
     demo.walk(journey, "closure_pending")
     discussed = journey.day
     journey.wait(20)
-    conference = journey.record("case_conference",
-                                journey.forms.conference("sv-north", journey.day))
+    conference = journey.record(
+        "case_conference", journey.forms.conference("sv-north", journey.day)
+    )
     closure = journey.forms.closure(journey.cw, discussed, "objectives_met")
     closure["case_conference_id"] = conference
     journey.record("closure", closure)
-    monitoring = programme.form_file("m", {"post_closure_monitoring":
-                                           journey.forms.monitoring(journey.day)})
+    monitoring = programme.form_file(
+        "m", {"post_closure_monitoring": journey.forms.monitoring(journey.day)}
+    )
 
     def authorise() -> Result:
-        return programme.cli("move", journey.case_id, "post_closure_monitoring", "--from",
-                             monitoring, as_="sv-north", today=journey.day.isoformat())
+        return programme.cli(
+            "move",
+            journey.case_id,
+            "post_closure_monitoring",
+            "--from",
+            monitoring,
+            as_="sv-north",
+            today=journey.day.isoformat(),
+        )
 
     for days, accepted in ((None, False), (21, False), (20, True)):
         if days is not None:
-            result = programme.cli("settings", "set", "closure_notice_days", str(days),
-                                   as_="pm-001")
+            result = programme.cli(
+                "settings", "set", "closure_notice_days", str(days), as_="pm-001"
+            )
             assert result.exit_code == 0, result.output
         before = programme.state()
         result = authorise()
@@ -271,11 +327,11 @@ def uasc_without_bia(programme: Programme) -> demo.Journey:
     f = journey.forms
     journey.record("risk_assessment", f.risk_assessment(journey.cw, journey.day, "medium"))
     journey.wait(3)
-    journey.record("assessment", f.assessment(journey.cw, journey.day - dt.timedelta(days=3),
-                                              journey.day))
+    journey.record(
+        "assessment", f.assessment(journey.cw, journey.day - dt.timedelta(days=3), journey.day)
+    )
     journey.record("ftr", f.ftr(journey.day))
-    journey.record("referral", f.referral(journey.cw, journey.day,
-                                          "child_protection_authority"))
+    journey.record("referral", f.referral(journey.cw, journey.day, "child_protection_authority"))
     return journey
 
 
@@ -312,9 +368,11 @@ def test_workflow_naming_an_undefined_guard_is_refused(programme: Programme) -> 
     path.write_text(text.replace(line, line.replace("G13]", "G13, G99]")))
     git_commit(programme, "workflow: a guard that does not exist")
     before = programme.state()
-    for args, who in ((("move", journey.case_id, "case_planning"), "cw-north-1"),
-                      (("list", "--json"), None),
-                      (("due", "--json"), None)):
+    for args, who in (
+        (("move", journey.case_id, "case_planning"), "cw-north-1"),
+        (("list", "--json"), None),
+        (("due", "--json"), None),
+    ):
         result = programme.cli(*args, as_=who, today=at(journey))
         assert result.exit_code == 3, result.output
         assert "undefined guards: G99" in result.stderr
@@ -342,19 +400,24 @@ def open_fields_at_head(programme: Programme) -> dict[str, dict[str, Any]]:
 
 def test_list_and_due_agree_with_the_records(programme: Programme) -> None:
     today = dt.date(2026, 4, 1)
-    places = (("identified", "cw-north-1", "sv-north"),
-              ("registered", "cw-north-2", "sv-north"),
-              ("immediate_action", "cw-north-1", "sv-north"),
-              ("assessment", "cw-south-1", "sv-south"),
-              ("implementation", "cw-north-2", "sv-north"),
-              ("follow_up_review", "cw-north-1", "sv-north"),
-              ("closure_pending", "cw-south-1", "sv-south"),
-              ("post_closure_monitoring", "cw-north-2", "sv-north"),
-              ("closed_no_concern", "cw-north-1", "sv-north"))
+    places = (
+        ("identified", "cw-north-1", "sv-north"),
+        ("registered", "cw-north-2", "sv-north"),
+        ("immediate_action", "cw-north-1", "sv-north"),
+        ("assessment", "cw-south-1", "sv-south"),
+        ("implementation", "cw-north-2", "sv-north"),
+        ("follow_up_review", "cw-north-1", "sv-north"),
+        ("closure_pending", "cw-south-1", "sv-south"),
+        ("post_closure_monitoring", "cw-north-2", "sv-north"),
+        ("closed_no_concern", "cw-north-1", "sv-north"),
+    )
     for number, (place, worker, supervisor) in enumerate(places):
-        journey = programme.journey(worker, supervisor, seed=500 + number,
-                                    days_before=demo.DURATION[place]
-                                    + random.Random(number).randint(5, 40))
+        journey = programme.journey(
+            worker,
+            supervisor,
+            seed=500 + number,
+            days_before=demo.DURATION[place] + random.Random(number).randint(5, 40),
+        )
         demo.walk(journey, place, today)
     records = open_fields_at_head(programme)
     assert len(records) == len(places)
@@ -371,52 +434,77 @@ def test_list_and_due_agree_with_the_records(programme: Programme) -> None:
         assert row == records[row["case_id"]]
         assert step == DATA["display_profiles"]["iag6"]["labels"][row["state"]]
     assert {r["state"] for r in rows} >= {"identified", "closed", "implementation"}
-    assert {r["case_id"] for r in listed("--state", "implementation", "--state", "closed")} \
-        == {c for c, f in records.items() if f["state"] in ("implementation", "closed")}
+    assert {r["case_id"] for r in listed("--state", "implementation", "--state", "closed")} == {
+        c for c, f in records.items() if f["state"] in ("implementation", "closed")
+    }
     assert {r["case_id"] for r in listed("--team", "south")} == {
-        c for c, f in records.items() if f["team"] == "south"}
+        c for c, f in records.items() if f["team"] == "south"
+    }
     assert {r["case_id"] for r in listed("--caseworker", "cw-north-2")} == {
-        c for c, f in records.items() if f["caseworker"] == "cw-north-2"}
+        c for c, f in records.items() if f["caseworker"] == "cw-north-2"
+    }
 
     rank = {"high": 0, "medium": 1, "low": 2, None: 3}
-    for on, within in ((today, 7), (today + dt.timedelta(days=20), 0),
-                       (today + dt.timedelta(days=100), 30)):
+    for on, within in (
+        (today, 7),
+        (today + dt.timedelta(days=20), 0),
+        (today + dt.timedelta(days=100), 30),
+    ):
+
         def overdue(fields: dict[str, Any], on: dt.date = on) -> bool:
-            return any(fields[k] and dt.date.fromisoformat(fields[k]) < on
-                       for k in ("next_follow_up_due", "next_review_due"))
+            return any(
+                fields[k] and dt.date.fromisoformat(fields[k]) < on
+                for k in ("next_follow_up_due", "next_review_due")
+            )
 
         assert {r["case_id"] for r in listed("--overdue", on=on)} == {
-            c for c, f in records.items() if overdue(f)}
-        result = programme.cli("due", "--within", str(within), "--json", as_=None,
-                               today=on.isoformat())
+            c for c, f in records.items() if overdue(f)
+        }
+        result = programme.cli(
+            "due", "--within", str(within), "--json", as_=None, today=on.isoformat()
+        )
         assert result.exit_code == 0, result.output
         due = json.loads(result.stdout)
         expected = []
         for case_id, fields in records.items():
-            for kind, key in (("follow_up", "next_follow_up_due"),
-                              ("review", "next_review_due")):
+            for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
                 when = fields[key] and dt.date.fromisoformat(fields[key])
                 if when and when <= on + dt.timedelta(days=within):
-                    expected.append({
-                        "case_id": case_id, "kind": kind, "due_on": fields[key],
-                        "days_overdue": (on - when).days, "risk_level": fields["risk_level"],
-                        "state": fields["state"], "team": fields["team"],
-                        "caseworker": fields["caseworker"]})
+                    expected.append(
+                        {
+                            "case_id": case_id,
+                            "kind": kind,
+                            "due_on": fields[key],
+                            "days_overdue": (on - when).days,
+                            "risk_level": fields["risk_level"],
+                            "state": fields["state"],
+                            "team": fields["team"],
+                            "caseworker": fields["caseworker"],
+                        }
+                    )
         key = lambda r: (r["case_id"], r["kind"])  # noqa: E731
         assert sorted(due, key=key) == sorted(expected, key=key)
-        assert [rank[r["risk_level"]] for r in due] == sorted(rank[r["risk_level"]]
-                                                              for r in due)
+        assert [rank[r["risk_level"]] for r in due] == sorted(rank[r["risk_level"]] for r in due)
         assert not [r for r in due if r["state"] in ("identified", "closed")]
-    assert len(json.loads(programme.cli("due", "--within", "30", "--json", as_=None,
-                                        today="2026-07-10").stdout)) > 0
+    assert (
+        len(
+            json.loads(
+                programme.cli(
+                    "due", "--within", "30", "--json", as_=None, today="2026-07-10"
+                ).stdout
+            )
+        )
+        > 0
+    )
 
 
 # -- (e) the log reproduces a whole path ---------------------------------------------------
 
 
 def test_log_reproduces_the_path_of_a_reopened_case(programme: Programme) -> None:
-    journey = programme.journey(days_before=demo.DURATION["reopened"] + 10, seed=600,
-                                separation="with_primary_caregiver")
+    journey = programme.journey(
+        days_before=demo.DURATION["reopened"] + 10, seed=600, separation="with_primary_caregiver"
+    )
     demo.walk(journey, "reopened")
     case_id = journey.case_id
     result = programme.cli("log", case_id, "--json", as_=None)
@@ -424,12 +512,30 @@ def test_log_reproduces_the_path_of_a_reopened_case(programme: Programme) -> Non
     rows = json.loads(result.stdout)
     moves = [r for r in rows if r["action"] == "move"]
     path = ["identified", *(r["to"] for r in moves)]
-    assert path == ["identified", "registered", "assessment", "case_planning",
-                    "implementation", "follow_up_review", "closure_pending",
-                    "post_closure_monitoring", "closed", "registered"]
+    assert path == [
+        "identified",
+        "registered",
+        "assessment",
+        "case_planning",
+        "implementation",
+        "follow_up_review",
+        "closure_pending",
+        "post_closure_monitoring",
+        "closed",
+        "registered",
+    ]
     assert [r["from"] for r in moves] == path[:-1]
-    assert [r["transition"] for r in moves] == ["T01", "T03", "T07", "T09", "T11", "T19",
-                                                "T20", "T23", "T25"]
+    assert [r["transition"] for r in moves] == [
+        "T01",
+        "T03",
+        "T07",
+        "T09",
+        "T11",
+        "T19",
+        "T20",
+        "T23",
+        "T25",
+    ]
     by = {r["transition"]: (r["actor"], r["role"]) for r in moves}
     for tid in ("T09", "T20", "T23", "T25"):
         assert by[tid] == ("sv-north", "supervisor")
@@ -440,14 +546,15 @@ def test_log_reproduces_the_path_of_a_reopened_case(programme: Programme) -> Non
     assert [r["version"] for r in rows] == list(range(1, len(rows) + 1))
     dates = [r["date"] for r in rows]
     assert dates == sorted(dates) and dates[-1] == journey.day.isoformat()
-    commits = programme.git("rev-list", "--reverse", "HEAD", "--",
-                            ids.record_path(case_id)).split()
+    commits = programme.git("rev-list", "--reverse", "HEAD", "--", ids.record_path(case_id)).split()
     assert [r["commit"] for r in rows] == commits
 
     text = programme.cli("log", case_id, as_=None).stdout
     arrows = [line for line in text.splitlines()[1:] if " -> " in line]
-    pairs = [tuple(line.split(" -> ")[0].split()[-1:] + line.split(" -> ")[1].split()[:1])
-             for line in arrows]
+    pairs = [
+        tuple(line.split(" -> ")[0].split()[-1:] + line.split(" -> ")[1].split()[:1])
+        for line in arrows
+    ]
     assert pairs == list(itertools.pairwise(path))
     doc = json.loads(programme.cli("show", case_id, "--json", as_="sv-north").stdout)
     assert doc["state"] == "registered" and doc["episode"] == 2
@@ -471,48 +578,71 @@ def test_find_picks_the_transition_by_reason(programme: Programme) -> None:
                     # from closure_pending: T22 and T26) does the first one win.
                     assert reason in (found.reasons or {}), (tid, source, reason, found.id)
                     assert list(DATA["transitions"]).index(found.id) < list(
-                        DATA["transitions"]).index(tid)
+                        DATA["transitions"]
+                    ).index(tid)
 
 
 @pytest.mark.parametrize("place", ["closure_pending", "post_closure_monitoring"])
 def test_death_closes_a_case_from_every_state_of_t26(programme: Programme, place: str) -> None:
-    journey = programme.journey(days_before=demo.DURATION[place] + 10, seed=700,
-                                separation="with_primary_caregiver")
+    journey = programme.journey(
+        days_before=demo.DURATION[place] + 10, seed=700, separation="with_primary_caregiver"
+    )
     demo.walk(journey, place)
-    result = programme.cli("move", journey.case_id, "closed", "--reason", "death",
-                           as_="sv-north", today=at(journey))
+    result = programme.cli(
+        "move", journey.case_id, "closed", "--reason", "death", as_="sv-north", today=at(journey)
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith("(T26)")
 
 
 def test_turned_18_proposes_closure_from_review(programme: Programme) -> None:
-    journey = programme.journey(days_before=demo.DURATION["follow_up_review"] + 10, seed=710,
-                                separation="with_primary_caregiver", age=17)
+    journey = programme.journey(
+        days_before=demo.DURATION["follow_up_review"] + 10,
+        seed=710,
+        separation="with_primary_caregiver",
+        age=17,
+    )
     demo.walk(journey, "follow_up_review")
     journey.wait(2)
     registration = journey.forms.registration(journey.cw, journey.day, journey.criteria)
     born = journey.day - dt.timedelta(days=18 * 366)
     registration["child"]["date_of_birth"] = born.isoformat()
     journey.record("registration", registration)
-    closure = programme.form_file("c", {"closure": journey.forms.closure(
-        journey.cw, journey.day, "turned_18")})
-    result = programme.cli("move", journey.case_id, "closure_pending", "--reason",
-                           "turned_18", "--from", closure, today=journey.day.isoformat())
+    closure = programme.form_file(
+        "c", {"closure": journey.forms.closure(journey.cw, journey.day, "turned_18")}
+    )
+    result = programme.cli(
+        "move",
+        journey.case_id,
+        "closure_pending",
+        "--reason",
+        "turned_18",
+        "--from",
+        closure,
+        today=journey.day.isoformat(),
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith("(T19b)")
 
 
-def test_close_without_registration_after_registration_was_typed(
-        programme: Programme) -> None:
+def test_close_without_registration_after_registration_was_typed(programme: Programme) -> None:
     """G21: the registration form holds required personal fields; closing a case that was
     never registered (T02) drops it whole rather than refusing forever."""
     journey = programme.journey(days_before=30, seed=720)
     journey.identify()
     journey.consents(adult_decision="declined")
-    journey.record("registration", journey.forms.registration(journey.cw, journey.day,
-                                                              journey.criteria))
-    result = programme.cli("move", journey.case_id, "closed", "--reason", "consent_declined",
-                           as_="sv-north", today=at(journey))
+    journey.record(
+        "registration", journey.forms.registration(journey.cw, journey.day, journey.criteria)
+    )
+    result = programme.cli(
+        "move",
+        journey.case_id,
+        "closed",
+        "--reason",
+        "consent_declined",
+        as_="sv-north",
+        today=at(journey),
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(programme.cli("show", journey.case_id, "--json", as_="sv-north").stdout)
     assert "registration" not in doc and doc["state"] == "closed"
@@ -524,11 +654,16 @@ def test_reopen_after_consent_was_withdrawn(programme: Programme) -> None:
     journey = programme.journey(days_before=200, seed=730, separation="with_primary_caregiver")
     demo.walk(journey, "implementation")
     doc = json.loads(programme.cli("show", journey.case_id, "--json").stdout)
-    withdrawn = {**doc["consent"][1], "decision": "withdrawn",
-                 "withdrawn_on": journey.day.isoformat()}
+    withdrawn = {
+        **doc["consent"][1],
+        "decision": "withdrawn",
+        "withdrawn_on": journey.day.isoformat(),
+    }
     journey.record("consent", withdrawn)
-    journey.close("declined_services", form=journey.forms.closure(
-        journey.cw, journey.day, "declined_services"))
+    journey.close(
+        "declined_services",
+        form=journey.forms.closure(journey.cw, journey.day, "declined_services"),
+    )
     journey.wait(30)
     f = journey.forms
     consent = f.consent(journey.cw, "parent", journey.day)
@@ -537,20 +672,29 @@ def test_reopen_after_consent_was_withdrawn(programme: Programme) -> None:
     # The withdrawn consent fails G02, and nothing given since closure satisfies G02f.
     alone = programme.form_file("r", {"reopen": reopen})
     before = programme.state()
-    result = programme.cli("move", journey.case_id, "registered", "--from", alone,
-                           as_="sv-north", today=today)
+    result = programme.cli(
+        "move", journey.case_id, "registered", "--from", alone, as_="sv-north", today=today
+    )
     assert result.exit_code == 4 and failing_codes(result.stderr) == ["G02", "G02f"]
     assert programme.state() == before
     # Fresh consent is the one thing a closed case takes before it reopens.
     for given in (consent, f.consent(journey.cw, "child", journey.day)):
-        result = programme.cli("record", journey.case_id, "consent", "--from",
-                               programme.form_file("c", {"consent": given}), today=today)
+        result = programme.cli(
+            "record",
+            journey.case_id,
+            "consent",
+            "--from",
+            programme.form_file("c", {"consent": given}),
+            today=today,
+        )
         assert result.exit_code == 0, result.output
-    note = programme.cli("record", journey.case_id, "note", "--from",
-                         programme.form_file("note"), today=today)
+    note = programme.cli(
+        "record", journey.case_id, "note", "--from", programme.form_file("note"), today=today
+    )
     assert note.exit_code == 4 and "GD" in note.stderr
-    result = programme.cli("move", journey.case_id, "registered", "--from", alone,
-                           as_="sv-north", today=today)
+    result = programme.cli(
+        "move", journey.case_id, "registered", "--from", alone, as_="sv-north", today=today
+    )
     assert result.exit_code == 0, result.output
     message = programme.git("log", "-1", "--format=%B")
     assert "Cmgit-Transition: T25" in message and "Cmgit-Form: reopen" in message

@@ -26,7 +26,8 @@ from cmgit import demo, workflow
 from .conftest import CANARY, STAFF, Programme, form
 
 DATA = yaml.safe_load(
-    (Path(__file__).resolve().parent.parent / "schemas" / "workflow.yaml").read_text())
+    (Path(__file__).resolve().parent.parent / "schemas" / "workflow.yaml").read_text()
+)
 EDGES = {(source, t["to"]) for t in DATA["transitions"].values() for source in t["from"]}
 NEXT: dict[str, list[tuple[str, list[str]]]] = {}
 for _t in DATA["transitions"].values():
@@ -41,20 +42,29 @@ Maker = Callable[[demo.Forms, str, dt.date, random.Random], dict[str, Any]]
 
 
 def _consent(f: demo.Forms, who: str, day: dt.date, r: random.Random) -> dict[str, Any]:
-    return f.consent(who, r.choice(("child", "parent", "caregiver", "legal_guardian")), day,
-                     decision=r.choice(("granted", "granted", "declined")))
+    return f.consent(
+        who,
+        r.choice(("child", "parent", "caregiver", "legal_guardian")),
+        day,
+        decision=r.choice(("granted", "granted", "declined")),
+    )
 
 
 def _assessment(f: demo.Forms, who: str, day: dt.date, r: random.Random) -> dict[str, Any]:
-    return f.assessment(who, day - dt.timedelta(days=2), day,
-                        phase=r.choice(("initial", "comprehensive", "reassessment")),
-                        outcome=r.choice(("open_case", "open_case", "no_further_action")),
-                        level=r.choice(("low", "medium", "high")))
+    return f.assessment(
+        who,
+        day - dt.timedelta(days=2),
+        day,
+        phase=r.choice(("initial", "comprehensive", "reassessment")),
+        outcome=r.choice(("open_case", "open_case", "no_further_action")),
+        level=r.choice(("low", "medium", "high")),
+    )
 
 
 def _referral(f: demo.Forms, who: str, day: dt.date, r: random.Random) -> dict[str, Any]:
-    item = f.referral(who, day, r.choice(("medical_health", "education",
-                                          "child_protection_authority")))
+    item = f.referral(
+        who, day, r.choice(("medical_health", "education", "child_protection_authority"))
+    )
     item["urgency"] = r.choice(("urgent", "routine"))
     return item
 
@@ -71,36 +81,54 @@ def _closure(f: demo.Forms, who: str, day: dt.date, r: random.Random) -> dict[st
     return item
 
 
-REASONS_CLOSURE = ("objectives_met", "reintegrated", "death", "inaccessible", "turned_18",
-                   "consent_declined", "no_protection_concern", "declined_services")
+REASONS_CLOSURE = (
+    "objectives_met",
+    "reintegrated",
+    "death",
+    "inaccessible",
+    "turned_18",
+    "consent_declined",
+    "no_protection_concern",
+    "declined_services",
+)
 
 FORMS: dict[str, Maker] = {
     "identification": lambda f, who, day, r: f.identification(who, day),
     "consent": _consent,
     "registration": lambda f, who, day, r: f.registration(
-        who, day, ["unaccompanied_or_separated", "child_labour"][: r.randint(0, 2)]
-        or ["other_protection_risk"]),
+        who,
+        day,
+        ["unaccompanied_or_separated", "child_labour"][: r.randint(0, 2)]
+        or ["other_protection_risk"],
+    ),
     "risk_assessment": lambda f, who, day, r: f.risk_assessment(
-        who, day, r.choice(("low", "medium", "high")), immediate=r.random() < 0.3),
-    "immediate_action": lambda f, who, day, r: f.immediate_action(who, day,
-                                                                  done=r.random() < 0.5),
+        who, day, r.choice(("low", "medium", "high")), immediate=r.random() < 0.3
+    ),
+    "immediate_action": lambda f, who, day, r: f.immediate_action(who, day, done=r.random() < 0.5),
     "assessment": _assessment,
     "bia": lambda f, who, day, r: f.bia(who, day),
     "ftr": lambda f, who, day, r: f.ftr(day),
     "referral": _referral,
     "case_plan": _plan,
     "follow_up": lambda f, who, day, r: f.follow_up(
-        who, day - dt.timedelta(days=r.choice((0, 0, 3, 400))),
-        successful=r.random() < 0.7, phase=r.choice(("in_case", "post_closure"))),
-    "review": lambda f, who, day, r: f.review(who, day, r.choice(
-        ("continue_plan", "revise_plan", "reassess", "propose_closure"))),
+        who,
+        day - dt.timedelta(days=r.choice((0, 0, 3, 400))),
+        successful=r.random() < 0.7,
+        phase=r.choice(("in_case", "post_closure")),
+    ),
+    "review": lambda f, who, day, r: f.review(
+        who, day, r.choice(("continue_plan", "revise_plan", "reassess", "propose_closure"))
+    ),
     "closure": _closure,
     "case_conference": lambda f, who, day, r: f.conference(who, day),
     "post_closure_monitoring": lambda f, who, day, r: f.monitoring(
-        day - dt.timedelta(days=r.choice((0, 100))),
-        outcome=r.choice((None, "no_concerns"))),
-    "note": lambda f, who, day, r: {**form("note")["note"], "written_on": day.isoformat(),
-                                    "written_by": who},
+        day - dt.timedelta(days=r.choice((0, 100))), outcome=r.choice((None, "no_concerns"))
+    ),
+    "note": lambda f, who, day, r: {
+        **form("note")["note"],
+        "written_on": day.isoformat(),
+        "written_by": who,
+    },
     "reopen": lambda f, who, day, r: f.reopen(who, day),
 }
 
@@ -118,8 +146,11 @@ def listed(programme: Programme, today: str) -> dict[str, dict[str, Any]]:
 
 # The form that usually goes with a move to this state (closure with its reason, the
 # monitoring plan, the reopen form); other moves take a random form or none.
-MOVE_FORMS = {"closure_pending": "closure", "post_closure_monitoring": "post_closure_monitoring",
-              "closed": "closure"}
+MOVE_FORMS = {
+    "closure_pending": "closure",
+    "post_closure_monitoring": "post_closure_monitoring",
+    "closed": "closure",
+}
 
 
 def form_for(source: str, target: str) -> str | None:
@@ -130,43 +161,68 @@ def form_for(source: str, target: str) -> str | None:
     return MOVE_FORMS.get(target)
 
 
-step_strategy = st.fixed_dictionaries({
-    "kind": st.sampled_from(("move", "move", "move", "record", "record", "assign")),
-    "case": st.sampled_from((0, 1, 1, 1, 2)),
-    "actor": st.sampled_from(STAFF_IDS),
-    "who": st.sampled_from(("caseworker", "caseworker", "supervisor", "supervisor",
-                            "anyone")),
-    "legal": st.sampled_from((True, True, False)),
-    "target": st.sampled_from(workflow.STATES),
-    "reason": st.one_of(st.none(), st.sampled_from(REASONS)),
-    "form": st.one_of(st.none(), st.sampled_from(sorted(FORMS))),
-    "days": st.integers(0, 40),
-    "pick": st.integers(0, 1000),
-})
+step_strategy = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(("move", "move", "move", "record", "record", "assign")),
+        "case": st.sampled_from((0, 1, 1, 1, 2)),
+        "actor": st.sampled_from(STAFF_IDS),
+        "who": st.sampled_from(("caseworker", "caseworker", "supervisor", "supervisor", "anyone")),
+        "legal": st.sampled_from((True, True, False)),
+        "target": st.sampled_from(workflow.STATES),
+        "reason": st.one_of(st.none(), st.sampled_from(REASONS)),
+        "form": st.one_of(st.none(), st.sampled_from(sorted(FORMS))),
+        "days": st.integers(0, 40),
+        "pick": st.integers(0, 1000),
+    }
+)
 
 
-@settings(max_examples=8, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large])
-@given(seed=st.integers(0, 10_000),
-       start=st.sampled_from(("registered", "assessment", "implementation",
-                              "follow_up_review", "closure_pending",
-                              "post_closure_monitoring")),
-       steps=st.lists(step_strategy, min_size=1, max_size=12))
+@settings(
+    max_examples=8,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    start=st.sampled_from(
+        (
+            "registered",
+            "assessment",
+            "implementation",
+            "follow_up_review",
+            "closure_pending",
+            "post_closure_monitoring",
+        )
+    ),
+    steps=st.lists(step_strategy, min_size=1, max_size=12),
+)
 def test_random_walks_keep_the_workflow_invariants(
-    programme_template: Programme, tmp_path_factory: pytest.TempPathFactory,
-    seed: int, start: str, steps: list[dict[str, Any]],
+    programme_template: Programme,
+    tmp_path_factory: pytest.TempPathFactory,
+    seed: int,
+    start: str,
+    steps: list[dict[str, Any]],
 ) -> None:
     programme = fresh_programme(programme_template, tmp_path_factory.mktemp("walk") / "p")
     rng = random.Random(seed)
     forms = demo.Forms(rng, seed % 1000)
     # Three cases: one just identified, one walked to `start`, one in the south team.
     cases = []
-    for number, (worker, supervisor, place) in enumerate((
-            ("cw-north-1", "sv-north", "identified"), ("cw-north-2", "sv-north", start),
-            ("cw-south-1", "sv-south", "registered"))):
-        journey = programme.journey(worker, supervisor, seed=seed + number,
-                                    days_before=(dt.date(2026, 4, 1) - START).days)
+    for number, (worker, supervisor, place) in enumerate(
+        (
+            ("cw-north-1", "sv-north", "identified"),
+            ("cw-north-2", "sv-north", start),
+            ("cw-south-1", "sv-south", "registered"),
+        )
+    ):
+        journey = programme.journey(
+            worker, supervisor, seed=seed + number, days_before=(dt.date(2026, 4, 1) - START).days
+        )
         demo.walk(journey, place)
         cases.append(journey.case_id)
     day = START + dt.timedelta(days=300)
@@ -180,9 +236,11 @@ def test_random_walks_keep_the_workflow_invariants(
         case_id = cases[step["case"]]
         source = rows[case_id]["state"]
         # Mostly the people who would act on the case; sometimes anyone at all.
-        actor = {"caseworker": rows[case_id]["caseworker"],
-                 "supervisor": f"sv-{rows[case_id]['team']}",
-                 "anyone": step["actor"]}[step["who"]]
+        actor = {
+            "caseworker": rows[case_id]["caseworker"],
+            "supervisor": f"sv-{rows[case_id]['team']}",
+            "anyone": step["actor"],
+        }[step["who"]]
         target, reason = step["target"], step["reason"]
         form_name = step["form"]
         if step["legal"] and NEXT.get(source):
@@ -202,12 +260,22 @@ def test_random_walks_keep_the_workflow_invariants(
         elif step["kind"] == "record":
             form_name = form_name or "follow_up"
             body = FORMS[form_name](forms, actor, day, rng)
-            args = ["record", case_id, form_name, "--from",
-                    programme.form_file(form_name, {form_name: body})]
+            args = [
+                "record",
+                case_id,
+                form_name,
+                "--from",
+                programme.form_file(form_name, {form_name: body}),
+            ]
         else:
             worker = rng.choice(("cw-north-1", "cw-north-2", "cw-south-1", "sv-north"))
-            args = ["assign", case_id, worker, "--reason",
-                    rng.choice(DATA["assignment"]["reasons"])]
+            args = [
+                "assign",
+                case_id,
+                worker,
+                "--reason",
+                rng.choice(DATA["assignment"]["reasons"]),
+            ]
 
         before = programme.state()
         assert before[0] == head
@@ -235,19 +303,21 @@ def test_random_walks_keep_the_workflow_invariants(
         assert CANARY not in message
         assert f"Cmgit-Actor: {actor}" in message
         assert {c: r for c, r in now.items() if c != case_id} == {
-            c: r for c, r in rows.items() if c != case_id}
+            c: r for c, r in rows.items() if c != case_id
+        }
         assert now[case_id]["version"] == rows[case_id]["version"] + 1
         if step["kind"] == "move":
             assert (source, target) in EDGES, (source, target)
             assert after[case_id] == target
             log = json.loads(programme.cli("log", case_id, "--json", as_=None).stdout)
-            assert (log[-1]["from"], log[-1]["to"], log[-1]["commit"]) == (
-                source, target, new_head)
+            assert (log[-1]["from"], log[-1]["to"], log[-1]["commit"]) == (source, target, new_head)
             assert log[-1]["transition"] in DATA["transitions"]
             assert source in DATA["transitions"][log[-1]["transition"]]["from"]
             assert now[case_id]["state_since"] == today
-            assert now[case_id]["state_history"] == [*rows[case_id]["state_history"],
-                                                     f"{today} {target}"]
+            assert now[case_id]["state_history"] == [
+                *rows[case_id]["state_history"],
+                f"{today} {target}",
+            ]
         else:
             assert after[case_id] == source
             assert now[case_id]["state_history"] == rows[case_id]["state_history"]

@@ -19,8 +19,9 @@ from ..conftest import CANARY, TODAY, Programme
 CMGIT = [sys.executable, "-m", "cmgit.cli"]
 
 
-def cmgit_env(programme: Programme, as_: str | None = "cw-north-1",
-              env: dict[str, str] | None = None) -> dict[str, str]:
+def cmgit_env(
+    programme: Programme, as_: str | None = "cw-north-1", env: dict[str, str] | None = None
+) -> dict[str, str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     full.update({"CMGIT_TODAY": TODAY, "GIT_CONFIG_NOSYSTEM": "1"})
     if as_ is not None:
@@ -29,26 +30,45 @@ def cmgit_env(programme: Programme, as_: str | None = "cw-north-1",
     return full
 
 
-def spawn(programme: Programme, *args: str, as_: str | None = "cw-north-1",
-          env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
+def spawn(
+    programme: Programme,
+    *args: str,
+    as_: str | None = "cw-north-1",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[str]:
     """A real cmgit process in its own process group (so a test can kill it and its git
     children together, as a power cut would)."""
-    return subprocess.Popen([*CMGIT, "-C", str(cwd or programme.root), *args],
-                            env=cmgit_env(programme, as_, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [*CMGIT, "-C", str(cwd or programme.root), *args],
+        env=cmgit_env(programme, as_, env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
-def run(programme: Programme, *args: str, as_: str | None = "cw-north-1",
-        env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    programme: Programme,
+    *args: str,
+    as_: str | None = "cw-north-1",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     proc = spawn(programme, *args, as_=as_, env=env, cwd=cwd)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def assert_refused(result: Result | subprocess.CompletedProcess[str], code: int,
-                   programme: Programme, before: tuple[str, str, str],
-                   *words: str) -> str:
+def assert_refused(
+    result: Result | subprocess.CompletedProcess[str],
+    code: int,
+    programme: Programme,
+    before: tuple[str, str, str],
+    *words: str,
+) -> str:
     """A refusal as the test plan defines it; returns the one-line message."""
     exit_code = result.exit_code if isinstance(result, Result) else result.returncode
     stderr, stdout = result.stderr, result.stdout
@@ -64,8 +84,9 @@ def assert_refused(result: Result | subprocess.CompletedProcess[str], code: int,
 
 def git_ok(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                          env=env, check=False)
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, env=env, check=False
+    )
 
 
 def assert_consistent(programme: Programme, root: Path | None = None) -> None:
@@ -96,15 +117,22 @@ def files_with_canary(paths: Iterable[Path]) -> list[Path]:
 
 def objects_with_canary(root: Path) -> list[str]:
     """Objects of the repository (loose or packed, reachable or not) holding a canary."""
-    dump = subprocess.run(["git", "-C", str(root), "cat-file", "--batch-all-objects",
-                           "--batch", "--unordered"], capture_output=True, check=True).stdout
+    dump = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "--batch-all-objects", "--batch", "--unordered"],
+        capture_output=True,
+        check=True,
+    ).stdout
     if CANARY.encode() not in dump:
         return []
-    names = git_ok(root, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)",
-                   "--unordered").stdout.split()
-    return [n for n in names
-            if CANARY.encode() in subprocess.run(["git", "-C", str(root), "cat-file", "-p", n],
-                                                 capture_output=True).stdout]
+    names = git_ok(
+        root, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"
+    ).stdout.split()
+    return [
+        n
+        for n in names
+        if CANARY.encode()
+        in subprocess.run(["git", "-C", str(root), "cat-file", "-p", n], capture_output=True).stdout
+    ]
 
 
 def edit_files_of(pid: int) -> list[Path]:
@@ -121,9 +149,16 @@ def assert_no_plaintext(programme: Programme, *, pids: Iterable[int] = ()) -> No
     assert objects_with_canary(programme.root) == []
 
 
-def forge_commit(root: Path, files: dict[str, bytes | None], message: str, *,
-                 author: str, committer: str | None = None, when: int | None = None,
-                 sign_with: Path | None = None) -> str:
+def forge_commit(
+    root: Path,
+    files: dict[str, bytes | None],
+    message: str,
+    *,
+    author: str,
+    committer: str | None = None,
+    when: int | None = None,
+    sign_with: Path | None = None,
+) -> str:
     """A commit made by hand, with any author, committer and date, optionally signed with
     an SSH key file; the branch moves to it. What an insider with git alone could push."""
     import time
@@ -136,8 +171,11 @@ def forge_commit(root: Path, files: dict[str, bytes | None], message: str, *,
     blobs = {path: None if data is None else git.hash_blob(data) for path, data in files.items()}
     tree = git.build_tree(git.objects.commit_tree(parent) if parent else None, blobs)
     stamp = f"{when if when is not None else int(time.time())} +0000"
-    header = (f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
-              + f"author {author} {stamp}\ncommitter {committer or author} {stamp}\n")
+    header = (
+        f"tree {tree}\n"
+        + (f"parent {parent}\n" if parent else "")
+        + f"author {author} {stamp}\ncommitter {committer or author} {stamp}\n"
+    )
     body = header + "\n" + message
     if sign_with is not None:
         armored = signing.sign(body.encode(), signing.load_private_key(sign_with))

@@ -19,8 +19,13 @@ from cmgit import errors
 
 from ..conftest import CANARY, Programme
 
-DOCUMENTED_CODES = {errors.USAGE, errors.INVALID_RECORD, errors.REFUSED, errors.ACCESS,
-                    errors.REPOSITORY}
+DOCUMENTED_CODES = {
+    errors.USAGE,
+    errors.INVALID_RECORD,
+    errors.REFUSED,
+    errors.ACCESS,
+    errors.REPOSITORY,
+}
 SHM = Path("/dev/shm")
 
 # Every failing command's output seen by a test, so L8 can check them all in one place.
@@ -72,8 +77,15 @@ def one_line_error(result: Any) -> str:
     return lines[0]
 
 
-def assert_refused(programme: Programme, result: Any, code: int, before: Snapshot,
-                   *, says: str | None = None, one_line: bool = True) -> str:
+def assert_refused(
+    programme: Programme,
+    result: Any,
+    code: int,
+    before: Snapshot,
+    *,
+    says: str | None = None,
+    one_line: bool = True,
+) -> str:
     """The command failed with CODE, one clean line (containing SAYS), changed nothing."""
     assert code in DOCUMENTED_CODES
     assert result.exit_code == code, (result.exit_code, result.output)
@@ -89,8 +101,9 @@ def assert_refused(programme: Programme, result: Any, code: int, before: Snapsho
     return line
 
 
-def assert_reported(programme: Programme, result: Any, code: int, before: Snapshot,
-                    *, says: str) -> None:
+def assert_reported(
+    programme: Programme, result: Any, code: int, before: Snapshot, *, says: str
+) -> None:
     """`validate` reports each invalid record on stdout ("ID  INVALID  why"), a count on
     stderr, and exits with the worst code; it changes nothing either."""
     SEEN_OUTPUT.append(result.output)
@@ -108,8 +121,11 @@ def git_objects(root: Path) -> Iterator[tuple[str, bytes]]:
     """Every object of the repository (loose and packed, reachable or not), inflated."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     out = subprocess.run(
-        ["git", "-C", str(root), "cat-file", "--batch-all-objects", "--batch",
-         "--unordered"], capture_output=True, check=True, env=env).stdout
+        ["git", "-C", str(root), "cat-file", "--batch-all-objects", "--batch", "--unordered"],
+        capture_output=True,
+        check=True,
+        env=env,
+    ).stdout
     pos = 0
     while pos < len(out):
         end = out.index(b"\n", pos)
@@ -139,12 +155,17 @@ def shm_entries() -> set[Path]:
     return set(SHM.iterdir()) if SHM.is_dir() else set()
 
 
-def no_canary_on_disk(programme: Programme, *, shm_before: set[Path] | None = None,
-                      extra: Iterable[Path] = ()) -> None:
+def no_canary_on_disk(
+    programme: Programme, *, shm_before: set[Path] | None = None, extra: Iterable[Path] = ()
+) -> None:
     """No canary in the work tree, .git (every object inflated), TMPDIR, the package's
     __pycache__, or in /dev/shm entries made since SHM_BEFORE."""
-    places = [programme.root, Path(os.environ["TMPDIR"]), *extra,
-              Path(errors.__file__).parent / "__pycache__"]
+    places = [
+        programme.root,
+        Path(os.environ["TMPDIR"]),
+        *extra,
+        Path(errors.__file__).parent / "__pycache__",
+    ]
     for place in places:
         for path in _files(place) if place.is_dir() else [place]:
             # The demo's invented people carry canaries in its source, so in its bytecode.

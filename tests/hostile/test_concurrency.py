@@ -18,18 +18,30 @@ WRITERS = 20
 
 
 @pytest.mark.parametrize("timeout", ["10", pytest.param("0.2", marks=pytest.mark.slow)])
-def test_P5_twenty_processes_change_twenty_cases_at_once(programme: Programme,
-                                                         timeout: str) -> None:
+def test_P5_twenty_processes_change_twenty_cases_at_once(
+    programme: Programme, timeout: str
+) -> None:
     """P5: all serialise on the lock (or report busy after waiting); no corruption; fsck
     clean; every change that succeeded is in history; audit passes. A short lock timeout
     makes some of them give up: those change nothing."""
     cases = [programme.new_case() for _ in range(WRITERS)]
     start = programme.git("rev-parse", "HEAD").strip()
     form = programme.form_file("note")
-    procs = {case_id: spawn(programme, "record", case_id, "note", "--from", form,
-                            env={"CMGIT_LOCK_TIMEOUT": timeout}) for case_id in cases}
-    results = {case_id: (proc.wait(timeout=300), proc.communicate()) for case_id, proc
-               in procs.items()}
+    procs = {
+        case_id: spawn(
+            programme,
+            "record",
+            case_id,
+            "note",
+            "--from",
+            form,
+            env={"CMGIT_LOCK_TIMEOUT": timeout},
+        )
+        for case_id in cases
+    }
+    results = {
+        case_id: (proc.wait(timeout=300), proc.communicate()) for case_id, proc in procs.items()
+    }
     done = [c for c, (code, _) in results.items() if code == 0]
     for code, (_, err) in results.values():
         if code != 0:  # only ever "busy", after the bounded wait, as one line
@@ -38,8 +50,13 @@ def test_P5_twenty_processes_change_twenty_cases_at_once(programme: Programme,
     history = programme.git("log", "--format=%H", f"{start}..HEAD").split()
     assert len(history) == len(done)
     assert programme.git("rev-list", "--merges", "HEAD") == ""
-    changed = {line.split(": ")[1] for line in programme.git(
-        "log", "--format=%(trailers:key=Cmgit-Case)", f"{start}..HEAD").split("\n") if line}
+    changed = {
+        line.split(": ")[1]
+        for line in programme.git(
+            "log", "--format=%(trailers:key=Cmgit-Case)", f"{start}..HEAD"
+        ).split("\n")
+        if line
+    }
     assert changed == set(done)
     for case_id in cases:
         shown = programme.cli("show", case_id, "--json")
@@ -61,12 +78,25 @@ def test_P5_busy_wait_is_bounded_and_changes_nothing(programme: Programme) -> No
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         started = time.monotonic()
-        proc = spawn(programme, "record", case_id, "note", "--from",
-                     programme.form_file("note"), env={"CMGIT_LOCK_TIMEOUT": "1"})
+        proc = spawn(
+            programme,
+            "record",
+            case_id,
+            "note",
+            "--from",
+            programme.form_file("note"),
+            env={"CMGIT_LOCK_TIMEOUT": "1"},
+        )
         out, err = proc.communicate(timeout=60)
         waited = time.monotonic() - started
     finally:
         os.close(fd)
     assert 1 <= waited < 30
-    assert_refused(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), 6,
-                   programme, before, "repository is busy", "another cmgit command")
+    assert_refused(
+        subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+        6,
+        programme,
+        before,
+        "repository is busy",
+        "another cmgit command",
+    )

@@ -33,11 +33,11 @@ from .faults_support import (
 
 # Each stage of a change, in order, and whether the change is published once it is passed.
 STAGES = {
-    "sealed": False,           # record encrypted in memory, nothing written
+    "sealed": False,  # record encrypted in memory, nothing written
     "objects-written": False,  # blobs, trees and the commit written; branch not moved
-    "ref-updated": True,       # branch moved; index and work tree not yet
-    "file-written": True,      # work-tree file replaced; index not yet
-    "staged": True,            # index updated; the command has not yet finished
+    "ref-updated": True,  # branch moved; index and work tree not yet
+    "file-written": True,  # work-tree file replaced; index not yet
+    "staged": True,  # index updated; the command has not yet finished
 }
 
 
@@ -73,10 +73,12 @@ def test_G4_kill_at_each_stage_of_a_change(programme: Programme, stage: str) -> 
     assert programme.cli("audit", as_=None).exit_code == 0
 
 
-@pytest.mark.parametrize("stage", ["ref-updated",
-                                   pytest.param("file-written", marks=pytest.mark.slow)])
-def test_G4_kill_a_staff_change_that_reencrypts_many_records(programme: Programme,
-                                                             stage: str) -> None:
+@pytest.mark.parametrize(
+    "stage", ["ref-updated", pytest.param("file-written", marks=pytest.mark.slow)]
+)
+def test_G4_kill_a_staff_change_that_reencrypts_many_records(
+    programme: Programme, stage: str
+) -> None:
     """G4: a staff change killed after its branch moved, with the registry and several
     re-encrypted records in one commit: the next command finishes every file of it."""
     cases = [programme.new_case() for _ in range(3)]
@@ -92,10 +94,12 @@ def test_G4_kill_a_staff_change_that_reencrypts_many_records(programme: Programm
     assert_no_plaintext(programme)
 
 
-@pytest.mark.parametrize("stage", [pytest.param("ref-updated", marks=pytest.mark.slow),
-                                   "file-written"])
-def test_G4_recover_finishes_a_killed_new_case_and_says_so(programme: Programme,
-                                                          stage: str) -> None:
+@pytest.mark.parametrize(
+    "stage", [pytest.param("ref-updated", marks=pytest.mark.slow), "file-written"]
+)
+def test_G4_recover_finishes_a_killed_new_case_and_says_so(
+    programme: Programme, stage: str
+) -> None:
     """G4: a `new` killed after its branch moved is finished by `cmgit recover`, which says
     what it did; the state is then exactly the new one."""
     crash(programme, stage, "new", "--from", programme.form_file("identification"))
@@ -105,8 +109,9 @@ def test_G4_recover_finishes_a_killed_new_case_and_says_so(programme: Programme,
     assert "finished the interrupted change of records/" in done.stdout
     assert CANARY not in done.stdout + done.stderr
     assert_consistent(programme)
-    case_id = ids.case_id_from_path(programme.git("show", "--name-only", "--format=",
-                                                  "HEAD").strip())
+    case_id = ids.case_id_from_path(
+        programme.git("show", "--name-only", "--format=", "HEAD").strip()
+    )
     assert case_id is not None and notes(programme, case_id) == []
     assert_no_plaintext(programme)
     again = run(programme, "recover", as_=None)
@@ -118,9 +123,12 @@ def test_G4_recover_removes_leftover_temporary_files(programme: Programme) -> No
     removed by `cmgit recover`, which names what it removed."""
     case_id = programme.new_case()
     folder = (programme.root / ids.record_path(case_id)).parent
-    strays = [folder / ".cmgit-tmp-a1", programme.root / ".cmgit-tmp-b2",
-              programme.root / ".git" / "cmgit" / ".cmgit-tmp-c3",
-              programme.root / ".git" / "objects" / "ab" / "tmp_obj_d4"]
+    strays = [
+        folder / ".cmgit-tmp-a1",
+        programme.root / ".cmgit-tmp-b2",
+        programme.root / ".git" / "cmgit" / ".cmgit-tmp-c3",
+        programme.root / ".git" / "objects" / "ab" / "tmp_obj_d4",
+    ]
     for path in strays:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"partial")
@@ -140,8 +148,12 @@ def test_G4_kill_during_sync_push(programme: Programme, tmp_path: Path) -> None:
     case_id = programme.new_case()
     central, _, _ = offices(programme, tmp_path)
     for stage in ("sync-before-push", "sync-pushed"):
-        assert programme.cli("record", case_id, "note", "--from",
-                             programme.form_file("note")).exit_code == 0
+        assert (
+            programme.cli(
+                "record", case_id, "note", "--from", programme.form_file("note")
+            ).exit_code
+            == 0
+        )
         mine = programme.git("rev-parse", "HEAD").strip()
         crash(programme, stage, "sync")
         central_tip = git_ok(central, "rev-parse", "main").stdout.strip()
@@ -156,7 +168,8 @@ def test_G4_kill_during_sync_push(programme: Programme, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "seed", [7, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(100, 120))])
+    "seed", [7, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(100, 120))]
+)
 def test_G4_kill_at_a_random_moment(programme: Programme, seed: int) -> None:
     """G4 (non-deterministic): record/move/assign killed with their git children at a
     random moment: old or new state, never between, once recover has run if asked."""
@@ -200,9 +213,9 @@ def editor_that_waits(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """An editor that writes the path it was given to a file, then waits to be killed."""
     seen = tmp_path / "seen.txt"
     editor = tmp_path / "editor.py"
-    editor.write_text("import sys, time\n"
-                      f"open({str(seen)!r}, 'w').write(sys.argv[1])\n"
-                      "time.sleep(60)\n")
+    editor.write_text(
+        f"import sys, time\nopen({str(seen)!r}, 'w').write(sys.argv[1])\ntime.sleep(60)\n"
+    )
     return seen, {"EDITOR": f"{sys.executable} {editor}"}
 
 
@@ -219,7 +232,8 @@ def editing(programme: Programme, case_id: str, tmp_path: Path) -> tuple[Popen[s
 
 
 def test_L2_kill_mid_edit_leaves_only_tmpfs_residue_that_recover_removes(
-        programme: Programme, tmp_path: Path) -> None:
+    programme: Programme, tmp_path: Path
+) -> None:
     """L2: SIGKILL during an external edit: nothing in the repository changes; the only
     plaintext left is the 0600 edit file on the memory file system, and recover removes it."""
     case_id = programme.new_case()
@@ -245,8 +259,7 @@ def test_L2_kill_mid_edit_leaves_only_tmpfs_residue_that_recover_removes(
     assert_no_plaintext(programme, pids=killed)
 
 
-def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme,
-                                                     tmp_path: Path) -> None:
+def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme, tmp_path: Path) -> None:
     """L2: recover removes only the edit files of processes that are gone, never the file
     of an edit still open in another terminal."""
     case_id = programme.new_case()
@@ -261,14 +274,14 @@ def test_L2_recover_leaves_a_live_edit_session_alone(programme: Programme,
     assert not live.exists()  # the session's own cleanup ran
 
 
-def test_G4_killed_change_with_a_stale_index_lock_is_left_for_recover(
-        programme: Programme) -> None:
+def test_G4_killed_change_with_a_stale_index_lock_is_left_for_recover(programme: Programme) -> None:
     """G4 + G2: a change killed after its branch moved, with git's index.lock left too:
     reading commands say to run recover (exit 6) instead of blaming the record; recover
     removes the lock and finishes the change."""
     case_id = programme.new_case()
-    crash(programme, "ref-updated", "record", case_id, "note", "--from",
-          programme.form_file("note"))
+    crash(
+        programme, "ref-updated", "record", case_id, "note", "--from", programme.form_file("note")
+    )
     (programme.root / ".git" / "index.lock").write_bytes(b"")
     shown = run(programme, "show", case_id)
     assert shown.returncode == 6 and "cmgit recover" in shown.stderr
@@ -284,8 +297,9 @@ def test_L2_recover_never_stores_a_hand_changed_file_as_an_object(programme: Pro
     """L2: a record file changed by hand after a killed change (here: plaintext typed into
     it) is left alone by recover, and its content never becomes a git object."""
     case_id = programme.new_case()
-    crash(programme, "ref-updated", "record", case_id, "note", "--from",
-          programme.form_file("note"))
+    crash(
+        programme, "ref-updated", "record", case_id, "note", "--from", programme.form_file("note")
+    )
     record = programme.root / ids.record_path(case_id)
     record.write_bytes(b"name: CANARY-NAME-typed-by-hand\n")
     for _ in range(2):

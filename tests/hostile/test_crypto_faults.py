@@ -87,8 +87,9 @@ def flip(binary: bytes, offset: int, bit: int = 0) -> bytes:
     return bytes(out)
 
 
-def open_with_store(repo: Repository, case_id: str, data: bytes,
-                    identities: tuple[crypto.Identity, ...]) -> type[CmgitError] | None:
+def open_with_store(
+    repo: Repository, case_id: str, data: bytes, identities: tuple[crypto.Identity, ...]
+) -> type[CmgitError] | None:
     try:
         repo.open_blob(data, identities, case_id)
     except CmgitError as exc:
@@ -125,8 +126,13 @@ def test_C1_cctv_vectors_as_records_are_refused(programme: Programme) -> None:
         checked += 1
     assert checked > 100
     # one vector all the way through the command line
-    success = next(n for n in NAMES if load_vector(n).expect == "success"
-                   and not load_vector(n).needs_post_quantum and not load_vector(n).passphrases)
+    success = next(
+        n
+        for n in NAMES
+        if load_vector(n).expect == "success"
+        and not load_vector(n).needs_post_quantum
+        and not load_vector(n).passphrases
+    )
     vector = load_vector(success)
     body = crypto._dearmor_lenient(vector.body) if vector.armored else vector.body
     plant(programme, case_id, record_bytes(programme, open_fields, body))
@@ -198,8 +204,13 @@ def test_C3_header_bit_flips_every_byte(programme: Programme) -> None:
 
 def big_case(programme: Programme, size: int = 200_000) -> str:
     case_id = new_case(programme)
-    note = {"note": {"written_on": "2026-03-12", "written_by": "cw-001",
-                     "text": "CANARY-NOTE " + "n" * 19_000}}
+    note = {
+        "note": {
+            "written_on": "2026-03-12",
+            "written_by": "cw-001",
+            "text": "CANARY-NOTE " + "n" * 19_000,
+        }
+    }
     path = programme.form_file("note", note)
     while len(sealed(programme, case_id)[1]) < size:
         assert programme.cli("record", case_id, "note", "--from", path).exit_code == 0
@@ -221,8 +232,7 @@ def test_C4_payload_chunk_bit_flips(programme: Programme) -> None:
         result = programme.cli("show", case_id, as_=("cw-north-1", "sv-north")[index % 2])
         assert_refused(programme, result, INVALID_RECORD, before, says="tampered")
     # the last chunk's tag
-    plant(programme, case_id, record_bytes(programme, open_fields,
-                                           flip(binary, len(binary) - 1)))
+    plant(programme, case_id, record_bytes(programme, open_fields, flip(binary, len(binary) - 1)))
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     no_canary_on_disk(programme)
 
@@ -233,8 +243,19 @@ def test_C4_payload_chunk_bit_flips(programme: Programme) -> None:
 def truncation_lengths(binary: bytes) -> list[int]:
     end = header_end(binary) + NONCE
     boundary = end + CHUNK + TAG
-    lengths = {0, 20, end - NONCE - 1, end - 1, end, len(binary) - 1, len(binary) - TAG,
-               boundary - TAG - 1, boundary - 1, boundary, boundary + 1}
+    lengths = {
+        0,
+        20,
+        end - NONCE - 1,
+        end - 1,
+        end,
+        len(binary) - 1,
+        len(binary) - TAG,
+        boundary - TAG - 1,
+        boundary - 1,
+        boundary,
+        boundary + 1,
+    }
     return sorted(n for n in lengths if 0 <= n < len(binary))
 
 
@@ -288,10 +309,12 @@ def test_C6_sealed_block_swapped_between_cases(programme: Programme) -> None:
     plant(programme, second, record_bytes(programme, second_open, first_binary), "swap")
     swap = programme.git("rev-parse", "HEAD").strip()
     before = snapshot(programme)
-    assert_refused(programme, programme.cli("show", second), INVALID_RECORD, before,
-                   says="another case")
-    assert_reported(programme, programme.cli("validate", second), INVALID_RECORD, before,
-                    says="another case")
+    assert_refused(
+        programme, programme.cli("show", second), INVALID_RECORD, before, says="another case"
+    )
+    assert_reported(
+        programme, programme.cli("validate", second), INVALID_RECORD, before, says="another case"
+    )
     code, report = audit(programme)
     assert code == 6 and swap in {v["commit"] for v in report["violations"]}
 
@@ -307,16 +330,24 @@ def test_C7_rollback_to_an_older_ciphertext(programme: Programme, tmp_path: Path
     server_for(programme, tmp_path)
     path = programme.root / ids.record_path(case_id)
     old = path.read_bytes()
-    assert programme.cli("record", case_id, "note", "--from",
-                         programme.form_file("note"), env=signed).exit_code == 0
+    assert (
+        programme.cli(
+            "record", case_id, "note", "--from", programme.form_file("note"), env=signed
+        ).exit_code
+        == 0
+    )
     assert run_git(programme.root, "push", "-q", "origin", "main").returncode == 0
     path.write_bytes(old)
     before = snapshot(programme)
-    assert_refused(programme, programme.cli("show", case_id), INVALID_RECORD, before,
-                   says="older")
-    rollback = forge(programme, {ids.record_path(case_id): old}, f"{case_id}: record note",
-                     case_trailers(case_id, "record", "cw-north-1", "caseworker", 3),
-                     "cw-north-1", sign_with=cw_key)
+    assert_refused(programme, programme.cli("show", case_id), INVALID_RECORD, before, says="older")
+    rollback = forge(
+        programme,
+        {ids.record_path(case_id): old},
+        f"{case_id}: record note",
+        case_trailers(case_id, "record", "cw-north-1", "caseworker", 3),
+        "cw-north-1",
+        sign_with=cw_key,
+    )
     code, report = audit(programme)
     assert code == 6
     assert rollback in {v["commit"] for v in report["violations"] if v["rule"] == "version"}
@@ -329,20 +360,27 @@ def test_C7_rollback_to_an_older_ciphertext(programme: Programme, tmp_path: Path
 
 def server_for(programme: Programme, tmp_path: Path) -> Path:
     server = tmp_path / "central.git"
-    assert run_git(tmp_path, "clone", "-q", "--bare", str(programme.root),
-                   str(server)).returncode == 0
-    assert programme.cli("-C", str(server), "hooks", "install", "--server",
-                         as_=None).exit_code == 0
+    assert (
+        run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server)).returncode == 0
+    )
+    assert programme.cli("-C", str(server), "hooks", "install", "--server", as_=None).exit_code == 0
     run_git(programme.root, "remote", "add", "origin", str(server))
     return server
 
 
-def case_trailers(case_id: str, action: str, actor: str, role: str,
-                  version: int) -> list[tuple[str, str]]:
+def case_trailers(
+    case_id: str, action: str, actor: str, role: str, version: int
+) -> list[tuple[str, str]]:
     extra = [("Cmgit-Form", "note")] if action == "record" else []
-    return [("Cmgit-Case", case_id), ("Cmgit-Action", action), *extra,
-            ("Cmgit-Version", str(version)), ("Cmgit-Date", "2026-04-01"),
-            ("Cmgit-Actor", actor), ("Cmgit-Role", role)]
+    return [
+        ("Cmgit-Case", case_id),
+        ("Cmgit-Action", action),
+        *extra,
+        ("Cmgit-Version", str(version)),
+        ("Cmgit-Date", "2026-04-01"),
+        ("Cmgit-Actor", actor),
+        ("Cmgit-Role", role),
+    ]
 
 
 def forged_record(programme: Programme, case_id: str) -> bytes:
@@ -361,16 +399,25 @@ def test_C8_forgery_by_a_non_member(programme: Programme, tmp_path: Path) -> Non
     """C8: forgery with public keys only, committed unsigned or signed by an unknown
     key: audit fails on the signature; the server hook rejects the push."""
     _, cw_key = require_signatures(programme, tmp_path)
-    made = programme.cli("new", "--from", programme.form_file("identification"),
-                         env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    made = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(cw_key)},
+    )
     case_id = made.stdout.strip()
     server_for(programme, tmp_path)
     stranger, _ = ssh_key(tmp_path, "stranger")
     data = forged_record(programme, case_id)
     for key in (None, stranger):
-        forge(programme, {ids.record_path(case_id): data}, f"{case_id}: record note",
-              case_trailers(case_id, "record", "cw-north-1", "caseworker", 2), "cw-north-1",
-              sign_with=key)
+        forge(
+            programme,
+            {ids.record_path(case_id): data},
+            f"{case_id}: record note",
+            case_trailers(case_id, "record", "cw-north-1", "caseworker", 2),
+            "cw-north-1",
+            sign_with=key,
+        )
         code, report = audit(programme)
         assert code == 6 and "signature" in rules(report), report
         pushed = run_git(programme.root, "push", "-q", "origin", "main")
@@ -385,21 +432,46 @@ def test_C9_insider_forgery_across_offices(programme: Programme, tmp_path: Path)
     CLI refuses it outright; the server rejects the push."""
     pm_key, cw_key = require_signatures(programme, tmp_path)
     south_key, south_pub = ssh_key(tmp_path, "south")
-    assert programme.cli("staff", "update", "cw-south-1", "--signing-key", south_pub,
-                         as_="pm-001", env={"CMGIT_SIGNING_KEY": str(pm_key)}).exit_code == 0
-    made = programme.cli("new", "--from", programme.form_file("identification"),
-                         env={"CMGIT_SIGNING_KEY": str(cw_key)})
+    assert (
+        programme.cli(
+            "staff",
+            "update",
+            "cw-south-1",
+            "--signing-key",
+            south_pub,
+            as_="pm-001",
+            env={"CMGIT_SIGNING_KEY": str(pm_key)},
+        ).exit_code
+        == 0
+    )
+    made = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(cw_key)},
+    )
     case_id = made.stdout.strip()
     server_for(programme, tmp_path)
     before = snapshot(programme)
-    result = programme.cli("record", case_id, "note", "--from", programme.form_file("note"),
-                           as_="cw-south-1", env={"CMGIT_SIGNING_KEY": str(south_key)})
+    result = programme.cli(
+        "record",
+        case_id,
+        "note",
+        "--from",
+        programme.form_file("note"),
+        as_="cw-south-1",
+        env={"CMGIT_SIGNING_KEY": str(south_key)},
+    )
     assert result.exit_code in (4, ACCESS), result.output
     assert_refused(programme, result, result.exit_code, before)
-    forge(programme, {ids.record_path(case_id): forged_record(programme, case_id)},
-          f"{case_id}: record note",
-          case_trailers(case_id, "record", "cw-south-1", "caseworker", 2), "cw-south-1",
-          sign_with=south_key)
+    forge(
+        programme,
+        {ids.record_path(case_id): forged_record(programme, case_id)},
+        f"{case_id}: record note",
+        case_trailers(case_id, "record", "cw-south-1", "caseworker", 2),
+        "cw-south-1",
+        sign_with=south_key,
+    )
     code, report = audit(programme)
     assert code == 6 and "scope" in rules(report), report
     pushed = run_git(programme.root, "push", "-q", "origin", "main")
@@ -412,8 +484,10 @@ def test_C11_recipients_changed_without_an_admin(programme: Programme, tmp_path:
     case_id = new_case(programme)
     _, outsider = crypto.generate_identity()
     staff = (programme.root / "staff.yaml").read_text()
-    extra = (f"  sv-rogue:\n    role: supervisor\n    team: north\n    recipient: {outsider}\n"
-             "    signing_key: null\n    active: true\n")
+    extra = (
+        f"  sv-rogue:\n    role: supervisor\n    team: north\n    recipient: {outsider}\n"
+        "    signing_key: null\n    active: true\n"
+    )
     rogue = staff.rstrip("\n") + "\n" + extra
     assert programme.cli("new", "--from", programme.form_file("identification")).exit_code == 0
     for how in ("plain git", "forged message"):
@@ -421,17 +495,34 @@ def test_C11_recipients_changed_without_an_admin(programme: Programme, tmp_path:
             (programme.root / "staff.yaml").write_text(rogue)
             programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "s")
         else:
-            forge(programme, {"staff.yaml": rogue.encode()}, "staff: add sv-rogue",
-                  [("Cmgit-Action", "staff-add"), ("Cmgit-Staff", "sv-rogue"),
-                   ("Cmgit-Actor", "cw-north-1"), ("Cmgit-Role", "caseworker")],
-                  "cw-north-1")
+            forge(
+                programme,
+                {"staff.yaml": rogue.encode()},
+                "staff: add sv-rogue",
+                [
+                    ("Cmgit-Action", "staff-add"),
+                    ("Cmgit-Staff", "sv-rogue"),
+                    ("Cmgit-Actor", "cw-north-1"),
+                    ("Cmgit-Role", "caseworker"),
+                ],
+                "cw-north-1",
+            )
         before = snapshot(programme)
-        assert_refused(programme, programme.cli("new", "--from", programme.form_file(
-            "identification")), REPOSITORY, before, says="outside cmgit")
+        assert_refused(
+            programme,
+            programme.cli("new", "--from", programme.form_file("identification")),
+            REPOSITORY,
+            before,
+            says="outside cmgit",
+        )
         # an existing case's block no longer matches the registry: refused on loading
-        assert_refused(programme, programme.cli("record", case_id, "note", "--from",
-                                                programme.form_file("note")),
-                       INVALID_RECORD, before, says="the registry calls for")
+        assert_refused(
+            programme,
+            programme.cli("record", case_id, "note", "--from", programme.form_file("note")),
+            INVALID_RECORD,
+            before,
+            says="the registry calls for",
+        )
         result = programme.cli("settings", "set", "caseload_limit", "30", as_="pm-001")
         assert_refused(programme, result, REPOSITORY, before, says="outside cmgit")
         code, report = audit(programme)
@@ -451,8 +542,9 @@ def test_C10_C16_deactivation_reencrypts_and_reports_history(programme: Programm
     """C10/C16: after `staff deactivate`, no HEAD record opens with the removed key, and a
     report lists the historical versions that key can still open."""
     north = new_case(programme)
-    assert programme.cli("record", north, "note", "--from",
-                         programme.form_file("note")).exit_code == 0
+    assert (
+        programme.cli("record", north, "note", "--from", programme.form_file("note")).exit_code == 0
+    )
     south = programme.new_case(as_="cw-south-1")
     result = programme.cli("staff", "deactivate", "sv-north", "--json", as_="pm-001")
     assert result.exit_code == 0, result.output
@@ -474,7 +566,7 @@ def test_C10_C16_deactivation_reencrypts_and_reports_history(programme: Programm
     # the text report names the cases and versions, and the SOP page names the limit
     text = programme.cli("staff", "deactivate", "cw-north-2", as_="pm-001")
     assert text.exit_code == 0 and "re-encrypted" in text.stdout
-    sop = (Path(__file__).resolve().parents[2] / "site" / "sop" / "data-protection.md")
+    sop = Path(__file__).resolve().parents[2] / "site" / "sop" / "data-protection.md"
     assert "their old key can still open them" in sop.read_text()
     assert "which earlier versions" in sop.read_text()
 
@@ -482,8 +574,12 @@ def test_C10_C16_deactivation_reencrypts_and_reports_history(programme: Programm
 def test_C10_text_report_lists_cases(programme: Programme) -> None:
     """C10: the plain report names each case and version the removed key still opens."""
     case_id = new_case(programme, as_="cw-north-2")
-    assert programme.cli("assign", case_id, "cw-north-1", "--reason", "staff_departure",
-                         as_="sv-north").exit_code == 0
+    assert (
+        programme.cli(
+            "assign", case_id, "cw-north-1", "--reason", "staff_departure", as_="sv-north"
+        ).exit_code
+        == 0
+    )
     result = programme.cli("staff", "deactivate", "cw-north-2", as_="pm-001")
     assert result.exit_code == 0, result.output
     assert f"  {case_id}  version(s) 1" in result.stdout
@@ -501,11 +597,15 @@ def restanza(binary: bytes, first: bytes) -> bytes:
     return head + b"\n" + first + after
 
 
-@pytest.mark.parametrize("stanza", [
-    b"-> scrypt " + base64.b64encode(b"s" * 16).rstrip(b"=") + b" 18\n" + b"A" * 43 + b"\n",
-    b"-> piv-p256 abcd " + b"A" * 43 + b"\n" + b"A" * 43 + b"\n",
-    b"-> age-plugin-yubikey x\n" + b"A" * 10 + b"\n",
-], ids=["scrypt", "piv-p256", "plugin"])
+@pytest.mark.parametrize(
+    "stanza",
+    [
+        b"-> scrypt " + base64.b64encode(b"s" * 16).rstrip(b"=") + b" 18\n" + b"A" * 43 + b"\n",
+        b"-> piv-p256 abcd " + b"A" * 43 + b"\n" + b"A" * 43 + b"\n",
+        b"-> age-plugin-yubikey x\n" + b"A" * 10 + b"\n",
+    ],
+    ids=["scrypt", "piv-p256", "plugin"],
+)
 def test_C12_non_x25519_stanza_refused_before_pyrage(
     programme: Programme, stanza: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,8 +625,13 @@ def test_C12_non_x25519_stanza_refused_before_pyrage(
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     assert calls == []
     before = snapshot(programme)
-    assert_reported(programme, programme.cli("validate", case_id, as_=None), INVALID_RECORD,
-                    before, says="only X25519")
+    assert_reported(
+        programme,
+        programme.cli("validate", case_id, as_=None),
+        INVALID_RECORD,
+        before,
+        says="only X25519",
+    )
 
 
 def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
@@ -539,18 +644,36 @@ def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
     _, stranger = crypto.generate_identity()
     recipients = [*repo.expected_recipients(loaded.record.open), stranger]
     armored = crypto.seal(plaintext, recipients)
-    plant(programme, case_id, records.render_file(loaded.record.open,
-                                                  repo.schemas.open_fields, armored))
+    plant(
+        programme,
+        case_id,
+        records.render_file(loaded.record.open, repo.schemas.open_fields, armored),
+    )
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     before = snapshot(programme)
-    assert_reported(programme, programme.cli("validate", case_id, as_=None), INVALID_RECORD,
-                    before, says="recipients")
+    assert_reported(
+        programme,
+        programme.cli("validate", case_id, as_=None),
+        INVALID_RECORD,
+        before,
+        says="recipients",
+    )
     code, report = audit(programme)
     assert code == 6 and "record" in rules(report)
 
 
-@pytest.mark.parametrize("rewrap", ["crlf", "short-lines", "long-lines", "blank-line",
-                                    "trailing-space", "comment", "lowercase-label"])
+@pytest.mark.parametrize(
+    "rewrap",
+    [
+        "crlf",
+        "short-lines",
+        "long-lines",
+        "blank-line",
+        "trailing-space",
+        "comment",
+        "lowercase-label",
+    ],
+)
 def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
     """C13: sealed block re-wrapped (CRLF, line length, whitespace, comments): refused
     as not canonical; integrity uses blob ids, not work-tree bytes."""
@@ -562,11 +685,19 @@ def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
     if rewrap == "crlf":
         text = armored.replace("\n", "\r\n")
     elif rewrap == "short-lines":
-        text = "\n".join([lines[0], *(body64[i:i + 60] for i in range(0, len(body64), 60)),
-                          lines[-1]]) + "\n"
+        text = (
+            "\n".join(
+                [lines[0], *(body64[i : i + 60] for i in range(0, len(body64), 60)), lines[-1]]
+            )
+            + "\n"
+        )
     elif rewrap == "long-lines":
-        text = "\n".join([lines[0], *(body64[i:i + 76] for i in range(0, len(body64), 76)),
-                          lines[-1]]) + "\n"
+        text = (
+            "\n".join(
+                [lines[0], *(body64[i : i + 76] for i in range(0, len(body64), 76)), lines[-1]]
+            )
+            + "\n"
+        )
     elif rewrap == "blank-line":
         text = "\n".join([lines[0], "", *lines[1:]]) + "\n"
     elif rewrap == "trailing-space":
@@ -584,16 +715,23 @@ def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
     plant(programme, case_id, data)
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     before = snapshot(programme)
-    assert_reported(programme, programme.cli("validate", case_id, as_=None), INVALID_RECORD,
-                    before, says="")
+    assert_reported(
+        programme, programme.cli("validate", case_id, as_=None), INVALID_RECORD, before, says=""
+    )
 
 
 # -- C14, C15 ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"", b"case_id: CP-X\nname: CANARY-NAME-7f3a\n",
-                                     b"identification:\n  name: CANARY-NAME-7f3a\n"],
-                         ids=["empty", "plaintext-open", "plaintext-form"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"case_id: CP-X\nname: CANARY-NAME-7f3a\n",
+        b"identification:\n  name: CANARY-NAME-7f3a\n",
+    ],
+    ids=["empty", "plaintext-open", "plaintext-form"],
+)
 def test_C14_plaintext_or_empty_under_records(programme: Programme, content: bytes) -> None:
     """C14: plaintext YAML or an empty file committed under records/: pre-commit hook
     refuses; audit flags it "not a sealed record"."""
@@ -608,8 +746,9 @@ def test_C14_plaintext_or_empty_under_records(programme: Programme, content: byt
     assert run_git(programme.root, "commit", "-q", "--no-verify", "-m", "plain").returncode == 0
     code, report = audit(programme)
     assert code == 6
-    assert any(v["rule"] == "record" and "not a sealed" in v["detail"]
-               for v in report["violations"]), report
+    assert any(
+        v["rule"] == "record" and "not a sealed" in v["detail"] for v in report["violations"]
+    ), report
     assert CANARY not in json.dumps(report)
     before = snapshot(programme)
     assert_refused(programme, programme.cli("show", case_id), INVALID_RECORD, before)
@@ -619,8 +758,11 @@ def test_C15_identity_file_variants(programme: Programme, tmp_path: Path) -> Non
     """C15: identity file with CRLF endings, comments, several keys: accepted; mode 0644
     refused."""
     case_id = new_case(programme)
-    mine = next(line for line in programme.key("cw-north-1").read_text().splitlines()
-            if line.startswith("AGE-SECRET-KEY-"))
+    mine = next(
+        line
+        for line in programme.key("cw-north-1").read_text().splitlines()
+        if line.startswith("AGE-SECRET-KEY-")
+    )
     other, _ = crypto.generate_identity()
     path = tmp_path / "id.txt"
     path.write_bytes(f"# comment\r\n\r\n{other}\r\n  # another\r\n{mine}\r\n".encode())

@@ -42,8 +42,11 @@ FUZZ = settings(
     deadline=1000,  # the property's time bound: no input may take a second
     database=None,
     derandomize=EXAMPLES <= 200,  # the default run is the same every time
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 
 
@@ -55,18 +58,32 @@ def schemas() -> SchemaSet:
 @functools.cache
 def keys() -> tuple[crypto.Identity, crypto.Identity]:
     """A recipient of the sample record and an outsider."""
-    return tuple(crypto.parse_identity(crypto.generate_identity()[0])  # type: ignore[return-value]
-                 for _ in range(2))
+    return tuple(
+        crypto.parse_identity(crypto.generate_identity()[0])  # type: ignore[return-value]
+        for _ in range(2)
+    )
 
 
 OPEN_FIELDS: dict[str, Any] = {
-    "case_id": "CP-7K2M9QX4", "version": 3, "state": "assessment", "episode": 1,
-    "team": "north", "caseworker": "cw-north-1", "identified_on": "2026-03-02",
-    "registered_on": "2026-03-03", "state_since": "2026-03-04",
+    "case_id": "CP-7K2M9QX4",
+    "version": 3,
+    "state": "assessment",
+    "episode": 1,
+    "team": "north",
+    "caseworker": "cw-north-1",
+    "identified_on": "2026-03-02",
+    "registered_on": "2026-03-03",
+    "state_since": "2026-03-04",
     "state_history": ["2026-03-02 identified", "2026-03-03 registered", "2026-03-04 assessment"],
-    "next_follow_up_due": None, "next_review_due": None, "risk_level": "high",
-    "immediate_risk": True, "separation_status": "unaccompanied", "sex": "female",
-    "age_band": "12-14", "closure_reason": None, "closed_on": None,
+    "next_follow_up_due": None,
+    "next_review_due": None,
+    "risk_level": "high",
+    "immediate_risk": True,
+    "separation_status": "unaccompanied",
+    "sex": "female",
+    "age_band": "12-14",
+    "closure_reason": None,
+    "closed_on": None,
     "comprehensive_assessment_required": False,
 }
 
@@ -146,8 +163,7 @@ def test_mutated_record_file_is_refused_or_unchanged(data: st.DataObject) -> Non
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=2000),
-                 mutated(lambda: sample_record()[0])))
+@given(st.one_of(st.binary(max_size=2000), mutated(lambda: sample_record()[0])))
 def test_record_parsers_round_trip_or_refuse(data: bytes) -> None:
     order = schemas().open_fields
     try:
@@ -165,8 +181,7 @@ def test_record_parsers_round_trip_or_refuse(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=3000),
-                 mutated(lambda: sample_record()[1])))
+@given(st.one_of(st.binary(max_size=3000), mutated(lambda: sample_record()[1])))
 def test_sealed_plaintext_parse_refuses_cleanly(data: bytes) -> None:
     try:
         payload = records.parse_payload(data)
@@ -184,10 +199,12 @@ def sample_armored() -> str:
 
 
 @FUZZ
-@given(st.one_of(
-    st.text(max_size=1500),
-    mutated(lambda: sample_armored().encode()).map(lambda b: b.decode("latin-1")),
-))
+@given(
+    st.one_of(
+        st.text(max_size=1500),
+        mutated(lambda: sample_armored().encode()).map(lambda b: b.decode("latin-1")),
+    )
+)
 def test_sealed_block_inspect_and_open(text: str) -> None:
     owner, outsider = keys()
     try:
@@ -211,17 +228,19 @@ def canonical_armor(text: str) -> bytes | None:
     if not (text.startswith(begin) and text.endswith(end)):
         return None
     try:
-        data = base64.b64decode(text[len(begin):-len(end)].replace("\n", ""), validate=True)
+        data = base64.b64decode(text[len(begin) : -len(end)].replace("\n", ""), validate=True)
     except ValueError:
         return None
     return data if data and crypto._armor(data) == text else None
 
 
 @FUZZ
-@given(st.one_of(
-    st.text(max_size=300),
-    mutated(lambda: sample_armored().encode()).map(lambda b: b.decode("latin-1")),
-))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        mutated(lambda: sample_armored().encode()).map(lambda b: b.decode("latin-1")),
+    )
+)
 def test_the_armor_check_is_its_definition(text: str) -> None:
     try:
         found: bytes | None = crypto._dearmor_canonical(text)
@@ -275,8 +294,7 @@ def form_texts(draw: Any) -> bytes:
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=1500), _YAMLISH.map(str.encode),
-                 form_texts()))
+@given(st.one_of(st.binary(max_size=1500), _YAMLISH.map(str.encode), form_texts()))
 def test_form_file_parses_and_round_trips_or_refuses(data: bytes) -> None:
     repo = SimpleNamespace(schemas=schemas())
     try:
@@ -285,8 +303,11 @@ def test_form_file_parses_and_round_trips_or_refuses(data: bytes) -> None:
         refuses_cleanly(exc)
         return
     # What was read is what would be written back: dump and read again gives the same.
-    again = Repository.read_form_file(repo, yamlio.dump(typed).encode(),  # type: ignore[arg-type]
-                                      allowed=list(FORM_NAMES))
+    again = Repository.read_form_file(
+        repo,
+        yamlio.dump(typed).encode(),  # type: ignore[arg-type]
+        allowed=list(FORM_NAMES),
+    )
     assert again == typed
 
 
@@ -295,25 +316,36 @@ def test_form_file_parses_and_round_trips_or_refuses(data: bytes) -> None:
 
 @functools.cache
 def config_documents() -> dict[str, bytes]:
-    members = {sid: {"role": role, "team": team,
-                     "recipient": crypto.generate_identity()[1], "signing_key": None,
-                     "active": True} for sid, role, team in STAFF_ROWS}
+    members = {
+        sid: {
+            "role": role,
+            "team": team,
+            "recipient": crypto.generate_identity()[1],
+            "signing_key": None,
+            "active": True,
+        }
+        for sid, role, team in STAFF_ROWS
+    }
     from cmgit.registry import settings_defaults
     from cmgit.store import DEFAULT_CRITERIA
 
     settings_doc = settings_defaults(schemas().schemas[SETTINGS])
-    settings_doc.update(programme_name=f"Programme {CANARY}", case_id_prefix="CP",
-                        vulnerability_criteria=list(DEFAULT_CRITERIA))
-    return {STAFF: yamlio.dump({"staff": members}).encode(),
-            SETTINGS: yamlio.dump(settings_doc).encode()}
+    settings_doc.update(
+        programme_name=f"Programme {CANARY}",
+        case_id_prefix="CP",
+        vulnerability_criteria=list(DEFAULT_CRITERIA),
+    )
+    return {
+        STAFF: yamlio.dump({"staff": members}).encode(),
+        SETTINGS: yamlio.dump(settings_doc).encode(),
+    }
 
 
 @FUZZ
 @given(st.sampled_from([STAFF, SETTINGS]), st.data())
 def test_staff_and_settings_documents(schema_id: str, data: st.DataObject) -> None:
     base = config_documents()[schema_id]
-    text = data.draw(st.one_of(st.binary(max_size=800), st.just(base),
-                               mutated(lambda: base)))
+    text = data.draw(st.one_of(st.binary(max_size=800), st.just(base), mutated(lambda: base)))
     try:
         doc = config.read_document(text, schemas(), schema_id, "document")
         registry = Registry.from_doc(doc) if schema_id == STAFF else None
@@ -333,18 +365,24 @@ def test_the_sample_documents_are_valid() -> None:
     assert open_record(sample_record()[0], keys()[:1]).case_id == OPEN_FIELDS["case_id"]
     repo = SimpleNamespace(schemas=schemas())
     for name in FORM_NAMES:
-        Repository.read_form_file(repo, yamlio.dump(form(name)).encode(),  # type: ignore[arg-type]
-                                  allowed=list(FORM_NAMES))
+        Repository.read_form_file(
+            repo,
+            yamlio.dump(form(name)).encode(),  # type: ignore[arg-type]
+            allowed=list(FORM_NAMES),
+        )
 
 
 # -- identity files ----------------------------------------------------------------------
 
 
 @FUZZ
-@given(st.one_of(
-    st.binary(max_size=400),
-    st.builds(lambda: None).map(lambda _: crypto.generate_identity()[0].encode()),
-), st.sampled_from([b"\n", b"\r\n"]))
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.builds(lambda: None).map(lambda _: crypto.generate_identity()[0].encode()),
+    ),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
 def test_identity_file_loads_or_refuses(content: bytes, newline: bytes) -> None:
     body = b"# created: now" + newline + content + newline
     with tempfile.TemporaryDirectory() as folder:
@@ -367,8 +405,12 @@ TOKENS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 
 
 @FUZZ
-@given(st.text(max_size=600), st.lists(st.tuples(
-    st.from_regex(r"Cmgit-[A-Z][a-z]{1,8}", fullmatch=True), TOKENS), max_size=6))
+@given(
+    st.text(max_size=600),
+    st.lists(
+        st.tuples(st.from_regex(r"Cmgit-[A-Z][a-z]{1,8}", fullmatch=True), TOKENS), max_size=6
+    ),
+)
 def test_commit_trailers(noise: str, trailers: list[tuple[str, str]]) -> None:
     # Anything in a commit message parses without error to keys and one-line values.
     found = history.parse_trailers(noise)
@@ -392,8 +434,9 @@ def test_commit_trailers(noise: str, trailers: list[tuple[str, str]]) -> None:
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=40),
-                 st.from_regex(r"[A-Z]{2,5}-[0-9A-Z]{8}.{0,2}", fullmatch=True)))
+@given(
+    st.one_of(st.text(max_size=40), st.from_regex(r"[A-Z]{2,5}-[0-9A-Z]{8}.{0,2}", fullmatch=True))
+)
 def test_case_ids(text: str) -> None:
     try:
         case_id = ids.check_case_id(text)
@@ -421,8 +464,9 @@ def test_size_limits_refuse_before_parsing() -> None:
         lambda: records.parse_file(b"x" * (records.MAX_RECORD_FILE + 1), order),
         lambda: records.parse_payload(b"x" * (records.MAX_PAYLOAD * 2 + 1)),
         lambda: crypto.inspect("x" * (crypto.MAX_SEALED_BYTES + 1)),
-        lambda: yamlio.load(b"x" * (config.MAX_CONFIG_BYTES + 1),
-                            max_bytes=config.MAX_CONFIG_BYTES),
+        lambda: yamlio.load(
+            b"x" * (config.MAX_CONFIG_BYTES + 1), max_bytes=config.MAX_CONFIG_BYTES
+        ),
     ):
         try:
             call()

@@ -38,20 +38,23 @@ def scenario(programme: Programme, tmp_path: Path) -> list[str]:
     """Cases walked through the workflow, forms recorded, an edit through $EDITOR."""
     cases = [programme.walk("implementation"), programme.new_case(as_="cw-north-2")]
     for name in ("consent", "follow_up", "note"):
-        assert programme.cli("record", cases[0], name, "--from",
-                             programme.form_file(name)).exit_code == 0, name
+        assert (
+            programme.cli("record", cases[0], name, "--from", programme.form_file(name)).exit_code
+            == 0
+        ), name
     editor = tmp_path / "editor.sh"
     editor.write_text("#!/bin/sh\nsed -i 's/urgent_needs: true/urgent_needs: false/' \"$1\"\n")
     editor.chmod(0o755)
-    assert programme.cli("edit", cases[1], as_="cw-north-2",
-                         env={"EDITOR": str(editor)}).exit_code == 0
+    assert (
+        programme.cli("edit", cases[1], as_="cw-north-2", env={"EDITOR": str(editor)}).exit_code
+        == 0
+    )
     return cases
 
 
 def record_blobs(programme: Programme) -> dict[str, str]:
     """Every blob ever committed under records/ (any commit, any ref): oid -> path."""
-    out = programme.git("log", "--all", "--raw", "--no-abbrev", "--format=", "--",
-                        ids.RECORDS_DIR)
+    out = programme.git("log", "--all", "--raw", "--no-abbrev", "--format=", "--", ids.RECORDS_DIR)
     blobs = {}
     for line in out.splitlines():
         meta, _, path = line.partition("\t")
@@ -61,8 +64,7 @@ def record_blobs(programme: Programme) -> dict[str, str]:
     return blobs
 
 
-def test_L1_every_record_blob_is_sealed_x25519_only(programme: Programme,
-                                                    tmp_path: Path) -> None:
+def test_L1_every_record_blob_is_sealed_x25519_only(programme: Programme, tmp_path: Path) -> None:
     """L1: every blob of every commit under records/ is a record of SPEC section 2 whose
     sealed block is age with X25519 stanzas only; the canary is in no blob at all."""
     cases = scenario(programme, tmp_path)
@@ -70,8 +72,11 @@ def test_L1_every_record_blob_is_sealed_x25519_only(programme: Programme,
     blobs = record_blobs(programme)
     assert len(blobs) > 10
     for oid, path in blobs.items():
-        data = subprocess.run(["git", "-C", str(programme.root), "cat-file", "blob", oid],
-                              capture_output=True, check=True).stdout
+        data = subprocess.run(
+            ["git", "-C", str(programme.root), "cat-file", "blob", oid],
+            capture_output=True,
+            check=True,
+        ).stdout
         open_fields, armored = records.parse_file(data, order)
         assert ids.record_path(open_fields["case_id"]) == path
         header = crypto.inspect(armored)
@@ -89,9 +94,13 @@ def test_L2_no_canary_on_disk_after_commands(programme: Programme, tmp_path: Pat
     editor leftovers or __pycache__."""
     shm = shm_entries()
     scenario(programme, tmp_path)
-    for args, who in ((["validate"], "cw-north-1"), (["find", "canary"], "sv-north"),
-                      (["show", programme.new_case()], "cw-south-1"),
-                      (["recover"], None), (["log", programme.new_case()], None)):
+    for args, who in (
+        (["validate"], "cw-north-1"),
+        (["find", "canary"], "sv-north"),
+        (["show", programme.new_case()], "cw-south-1"),
+        (["recover"], None),
+        (["log", programme.new_case()], None),
+    ):
         programme.cli(*args, as_=who)
         no_canary_on_disk(programme, shm_before=shm)
     assert not any(Path(os.environ["TMPDIR"]).iterdir())
@@ -114,13 +123,21 @@ def test_L2_sigkill_during_edit_leaves_only_tmpfs_residue_that_recover_removes(
         "time.sleep(60)\n"
     )
     cmgit = Path(sys.executable).parent / "cmgit"
-    env = {**os.environ, "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
-           "CMGIT_TODAY": "2026-04-01", "EDITOR": f"{sys.executable} {editor}"}
+    env = {
+        **os.environ,
+        "CMGIT_IDENTITY": str(programme.key("cw-north-1")),
+        "CMGIT_TODAY": "2026-04-01",
+        "EDITOR": f"{sys.executable} {editor}",
+    }
     shm = shm_entries()
     before = snapshot(programme)
-    proc = subprocess.Popen([str(cmgit), "-C", str(programme.root), "edit", case_id], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(cmgit), "-C", str(programme.root), "edit", case_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline:
@@ -157,8 +174,11 @@ def test_L3_metadata_carries_no_personal_data(programme: Programme, tmp_path: Pa
     for case_id in cases:
         assert ids.CASE_ID_RE.fullmatch(case_id)
     for line in names.splitlines():
-        assert line.isascii() and (ids.case_id_from_path(line) or not line.startswith(
-            f"{ids.RECORDS_DIR}/") or line.endswith(".gitkeep")), line
+        assert line.isascii() and (
+            ids.case_id_from_path(line)
+            or not line.startswith(f"{ids.RECORDS_DIR}/")
+            or line.endswith(".gitkeep")
+        ), line
     # free text never reaches a message: every message is in the generated form
     result = programme.cli("audit", "--json", as_=None)
     assert result.exit_code == 0, result.output
@@ -258,16 +278,21 @@ def test_L8_failing_commands_and_logs_carry_no_canary(
     caplog.set_level(logging.DEBUG)
     case_id = programme.new_case()
     bad = programme.work / "bad.yaml"
-    bad.write_text("identification:\n  identified_on: CANARY-DATE\n  religion: CANARY-R\n"
-                   "  initial_concern_summary: [CANARY-LIST\n")
+    bad.write_text(
+        "identification:\n  identified_on: CANARY-DATE\n  religion: CANARY-R\n"
+        "  initial_concern_summary: [CANARY-LIST\n"
+    )
     canary_dump = programme.work / "enum.yaml"
     doc = form("identification")
     doc["identification"]["identification_source"] = "CANARY-ENUM"
     canary_dump.write_text(json.dumps(doc))
     failures = [
-        ("new", "--from", str(bad)), ("new", "--from", str(canary_dump)),
+        ("new", "--from", str(bad)),
+        ("new", "--from", str(canary_dump)),
         ("record", case_id, "note", "--from", str(canary_dump)),
-        ("show", "CANARY-NAME"), ("find", "CANARY"), ("move", case_id, "closed"),
+        ("show", "CANARY-NAME"),
+        ("find", "CANARY"),
+        ("move", case_id, "closed"),
         ("assign", case_id, "CANARY-staff", "--reason", "staff_departure"),
         ("settings", "set", "programme_name", "[CANARY"),
     ]
@@ -289,8 +314,10 @@ def test_L9_diff_decrypts_to_the_terminal_only(programme: Programme) -> None:
     off, nothing written to disk or to git notes)."""
     case_id = programme.new_case()
     assert programme.cli("hooks", "install", as_=None).exit_code == 0
-    assert programme.cli("record", case_id, "note", "--from",
-                         programme.form_file("note")).exit_code == 0
+    assert (
+        programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code
+        == 0
+    )
     config = programme.git("config", "--list", "--local")
     assert "cachetextconv=true" not in config.replace(" ", "")
     shm = shm_entries()
@@ -298,11 +325,19 @@ def test_L9_diff_decrypts_to_the_terminal_only(programme: Programme) -> None:
 
     def git_as(who: str, *args: str) -> str:
         env = {**base, "CMGIT_IDENTITY": str(programme.key(who))}
-        return subprocess.run(["git", "-C", str(programme.root), *args], capture_output=True,
-                              text=True, env=env, check=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(programme.root), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
 
-    for who, args in (("cw-north-1", ("log", "-p", "-2")), ("cw-north-1", ("show", "HEAD")),
-                      ("cw-south-1", ("log", "-p", "-2"))):
+    for who, args in (
+        ("cw-north-1", ("log", "-p", "-2")),
+        ("cw-north-1", ("show", "HEAD")),
+        ("cw-south-1", ("log", "-p", "-2")),
+    ):
         shown = git_as(who, *args)
         if who == "cw-north-1":
             assert CANARY in shown, args
