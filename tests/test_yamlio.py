@@ -1167,6 +1167,7 @@ def test_imports_only_stdlib_yaml_and_errors() -> None:
     source = Path(yamlio.__file__).read_text(encoding="utf-8")
     allowed = {
         "__future__",
+        "contextlib",
         "math",
         "re",
         "unicodedata",

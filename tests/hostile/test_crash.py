@@ -204,7 +204,8 @@ def test_G4_kill_at_a_random_moment(programme: Programme, seed: int) -> None:
             assert programme.cli("recover", as_=None).exit_code == 0
         assert_consistent(programme)
         if head == before:  # not published: do it again so the walk goes on
-            assert programme.cli(*args, as_=as_).exit_code == 0
+            again = programme.cli(*args, as_=as_)
+            assert again.exit_code == 0, again.output
     assert programme.cli("audit", as_=None).exit_code == 0
     assert_no_plaintext(programme)
 
