@@ -446,15 +446,17 @@ def _plain_mkdocs(repo: Path, work: Path, runs: int) -> float:
     """`mkdocs build` of the pages `cmgit site build` generates, already written."""
     import yaml
 
-    from cmgit import site
+    from cmgit.site.reference import reference_pages
+    from cmgit.site.source import open_source
+    from cmgit.site.statistics import report, statistics_page
 
-    source = site.open_source(repo)
+    source = open_source(repo)
     docs = work / "mkdocs-docs"
     shutil.rmtree(docs, ignore_errors=True)
     shutil.copytree(repo / "site", docs)
-    pages = site.reference_pages(source)
-    pages["statistics/index.md"] = site.statistics_page(
-        source, site.report(source, generate.TODAY), generate.TODAY
+    pages = reference_pages(source)
+    pages["statistics/index.md"] = statistics_page(
+        source, report(source, generate.TODAY), generate.TODAY
     )
     for name, text in pages.items():
         (docs / name).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cmgit import demo, site, stats
+from cmgit import demo, stats
+from cmgit.site.publish import build
+from cmgit.site.reference import reference_pages
+from cmgit.site.source import open_source
 
 TODAY = dt.date(2026, 4, 1)
 
@@ -43,14 +46,14 @@ def main() -> None:
             demo.build(Path(tmp) / "demo", cases=args.cases, seed=7, today=TODAY)
             repo = Path(tmp) / "demo" / "cases"
             print(f"demo of {args.cases} cases built in {time.perf_counter() - start:.1f} s")
-        source = site.open_source(repo)
+        source = open_source(repo)
         cases = source.cases()
         changes = source.changes()
         print(f"{len(cases)} cases, {len(changes)} changes of state in history")
-        read = best(3, lambda: (site.open_source(repo).cases(), site.open_source(repo).changes()))
+        read = best(3, lambda: (open_source(repo).cases(), open_source(repo).changes()))
         compute = best(3, lambda: stats.compute(cases, changes, source.programme(), TODAY))
-        pages = best(3, lambda: site.reference_pages(source))
-        whole = best(3, lambda: site.build(repo, Path(tmp) / "out", today=TODAY))
+        pages = best(3, lambda: reference_pages(source))
+        whole = best(3, lambda: build(repo, Path(tmp) / "out", today=TODAY))
         for name, seconds in (
             ("read open fields and history", read),
             ("compute suppressed tables", compute),

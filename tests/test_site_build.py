@@ -16,7 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from cmgit import ids, site
+from cmgit import ids
+from cmgit.site.publish import GENERATED_PAGES
+from cmgit.site.reference import reference_pages
+from cmgit.site.scan import EXAMPLE_CASE_ID
+from cmgit.site.source import open_source
+from cmgit.site.statistics import report, statistics_page
 from cmgit.stats import MIN_N_DERIVED
 
 from .conftest import STAFF, Programme
@@ -95,7 +100,7 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
         assert "canary" not in text.lower(), rel
         for case_id in cases:
             assert case_id not in text, rel
-        assert set(CASE_ID.findall(text)) <= {site.EXAMPLE_CASE_ID}, rel
+        assert set(CASE_ID.findall(text)) <= {EXAMPLE_CASE_ID}, rel
         for sid in staff:
             assert not re.search(rf"(?<![A-Za-z0-9-]){re.escape(sid)}(?![A-Za-z0-9-])", text), (
                 rel,
@@ -230,12 +235,12 @@ def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) ->
     work = tmp_path / "project"
     shutil.copytree(ROOT / "site", work / "site")
     shutil.copy2(ROOT / "mkdocs.yml", work / "mkdocs.yml")
-    source = site.open_source(ROOT)
-    pages = site.reference_pages(source)
-    pages["statistics/index.md"] = site.statistics_page(
-        source, site.report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1)
+    source = open_source(ROOT)
+    pages = reference_pages(source)
+    pages["statistics/index.md"] = statistics_page(
+        source, report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1)
     )
-    assert set(pages) == set(site.GENERATED_PAGES)
+    assert set(pages) == set(GENERATED_PAGES)
     for name, text in pages.items():
         (work / "site" / name).parent.mkdir(parents=True, exist_ok=True)
         (work / "site" / name).write_text(text, encoding="utf-8")
@@ -279,29 +284,55 @@ def test_site_build_in_the_project_checkout(tmp_path: Path) -> None:
 
 
 def test_the_site_build_cannot_decrypt() -> None:
-    """site.py reads git directly: it imports neither the store nor the age adapter, and
-    nothing it imports does."""
+    """The site package reads git directly: none of its modules imports the store or the
+    age adapter, and nothing they import does."""
     import ast
 
+    package = ROOT / "cmgit"
+
+    def file_of(module: str) -> Path | None:
+        """The source file of a module of cmgit named like ``site.source``, if any."""
+        path = package.joinpath(*module.split("."))
+        if (path / "__init__.py").is_file():
+            return path / "__init__.py"
+        return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
     def imported(module: str) -> set[str]:
-        tree = ast.parse((ROOT / "cmgit" / f"{module}.py").read_text(encoding="utf-8"))
+        """What a module imports: modules of cmgit by their dotted name inside the package,
+        with every package above them (whose __init__ runs first); anything else by its
+        top-level name. A name imported from a module is listed too; it has no file."""
+        path = file_of(module)
+        assert path is not None, module
+        here = ["cmgit", *module.split(".")]
+        if path.name != "__init__.py":
+            here.pop()
+        dotted: list[list[str]] = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                dotted += [alias.name.split(".") for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                base += node.module.split(".") if node.module else []
+                dotted += [[*base, alias.name] for alias in node.names]
         found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                found.update([node.module] if node.module else [a.name for a in node.names])
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[0] for a in node.names)
+        for parts in dotted:
+            if parts[0] == "cmgit":
+                found.update(".".join(parts[1:n]) for n in range(2, len(parts) + 1))
+            else:
+                found.add(parts[0])
         return found
 
-    todo, seen = ["site"], set()
+    # Every module of the package, each walked from itself: one that __init__ does not import
+    # may not decrypt either.
+    modules = sorted(p.stem for p in (package / "site").glob("*.py") if p.stem != "__init__")
+    todo = ["site", *(f"site.{name}" for name in modules)]
+    seen: set[str] = set()
     while todo:
         module = todo.pop()
-        if module in seen or not (ROOT / "cmgit" / f"{module}.py").is_file():
+        if module in seen or file_of(module) is None:
             continue
         seen.add(module)
-        todo += [m.split(".")[0] for m in imported(module)]
-    assert "site" in seen and "stats" in seen
-    assert not seen & {"store", "crypto", "editing", "demo"}
+        todo += imported(module)
+    assert {"site", "site.source", "site.scan", "site.publish", "stats"} <= seen
+    assert not {m.split(".")[0] for m in seen} & {"store", "crypto", "editing", "demo"}
     assert "pyrage" not in {m for mod in seen for m in imported(mod)}

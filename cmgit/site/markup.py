@@ -1,0 +1,31 @@
+"""Escaping, code spans, anchors and Markdown tables: the small pieces the generated
+pages and the charts are written with."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def md_cell(text: object) -> str:
+    """Text for a Markdown table cell: no pipes or line breaks, HTML escaped."""
+    return esc(text).replace("|", "&#124;").replace("\n", " ")
+
+
+def code(text: object) -> str:
+    return f"<code>{esc(text)}</code>"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def anchor(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", name.lower())
