@@ -15,13 +15,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import errors, ids
 from .errors import CmgitError, UsageError
 from .registry import ROLES, Staff
+
+if TYPE_CHECKING:  # imported late below: a command loads only what it runs
+    from .crypto import Identity
+    from .progress import Progress
+    from .store import Repository
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -64,19 +69,19 @@ class State:
         self.directory = Path(directory) if directory else None
         self.identity_path = identity
 
-    def repo(self) -> Any:
+    def repo(self) -> Repository:
         from .store import Repository
 
         repo = Repository.open(self.directory)
         repo.signing_key_path = signing_key_path()
         return repo
 
-    def identities(self) -> Any:
+    def identities(self) -> tuple[Identity, ...]:
         from .store import load_identities
 
         return load_identities(self.identity_path)
 
-    def optional_identities(self) -> Any:
+    def optional_identities(self) -> tuple[Identity, ...] | None:
         return self.identities() if self.identity_path else None
 
 
@@ -987,18 +992,19 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
     """
     flow = state.repo().workflow
     if show_guards:
-        rows = [
+        guards = [
             {"code": g.code, "severity": g.severity, "summary": g.summary}
             for g in flow.guards.values()
         ]
         if as_json:
-            emit(rows, True)
+            emit(guards, True)
         else:
             print_table(
-                ("guard", "kind", "rule"), [(r["code"], r["severity"], r["summary"]) for r in rows]
+                ("guard", "kind", "rule"),
+                [(r["code"], r["severity"], r["summary"]) for r in guards],
             )
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": t.id,
             "from": list(t.sources),
@@ -1189,7 +1195,7 @@ def demo(directory: str | None, cases: int, seed: int) -> None:
     click.echo(tour)
 
 
-def _progress_printer(quiet: bool = False) -> Any:
+def _progress_printer(quiet: bool = False) -> Progress:
     """Bars on stderr only for a person watching: not in pipes, not with --json."""
     from .progress import Progress
 
