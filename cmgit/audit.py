@@ -595,11 +595,18 @@ def _parse_raw(raw: bytes) -> list[Change]:
     return changes
 
 
-def audit(root: Path, since: str | None = None) -> Report:
-    git = Git(root)
-    if since is not None:
-        since = git.text("rev-parse", "--verify", f"{since}^{{commit}}")
-    return Auditor(git).run(since)
+def audit_repository(
+    where: Path,
+    since: str | None = None,
+    *,
+    remembered: bool = True,
+    progress: Progress = SILENT,
+) -> Report:
+    """`cmgit audit` of the repository around ``where``: the commits after ``since`` (any
+    revision git names), else after the last verified commit if ``remembered``, else all."""
+    git = Git.discover(where)
+    start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
+    return Auditor(git).run(start, remembered=remembered, progress=progress)
 
 
 @dataclass(frozen=True)

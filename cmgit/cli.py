@@ -782,12 +782,14 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
     Example:
       cmgit audit --json
     """
-    from .audit import Auditor, summarise
-    from .history import Git
+    from .audit import audit_repository, summarise
 
-    git = Git.discover(state.directory or Path.cwd())
-    start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
-    report = Auditor(git).run(start, remembered=not full, progress=_progress_printer(quiet=as_json))
+    report = audit_repository(
+        state.directory or Path.cwd(),
+        since,
+        remembered=not full,
+        progress=_progress_printer(quiet=as_json),
+    )
     if as_json:
         emit(summarise(report), True)
     else:
