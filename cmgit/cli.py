@@ -932,11 +932,10 @@ def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
 def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: str) -> None:
     """git merge driver: merge a record field by field and re-seal it; exit 1 on a true
     conflict, leaving our sealed version in place (never plaintext)."""
-    import hashlib
-
     case_id = ids.case_id_from_path(path)
     if case_id is None:
         raise click.exceptions.Exit(1)
+    from .history import object_id
     from .records import MAX_RECORD_FILE
     from .store import read_limited
 
@@ -948,9 +947,7 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
     except CmgitError as exc:
         click.echo(f"cmgit: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
-    theirs_blob = hashlib.sha1(  # the git blob id of their version
-        f"blob {len(data['theirs'])}".encode() + b"\0" + data["theirs"], usedforsecurity=False
-    ).hexdigest()
+    theirs_blob = object_id("blob", data["theirs"])  # the git blob id of their version
     try:
         merged = state.repo().merge_record(
             case_id,
