@@ -106,10 +106,6 @@ class Refused(CmgitError):
     exit_code = REFUSED
 
 
-class PermissionDenied(Refused):
-    """The actor's role or scope does not allow this action."""
-
-
 # exit 5: key or access
 
 
@@ -129,10 +125,6 @@ class UnknownActor(AccessError):
 
 class NotARecipient(AccessError):
     """The identity cannot open this sealed block."""
-
-
-class DecryptionFailed(AccessError):
-    """The sealed block could not be opened with a key that should open it."""
 
 
 # exit 6: repository state

@@ -18,7 +18,6 @@ _PREFIX = "[A-Z]{2,5}"
 _CHAR = "[0-9A-HJKMNP-TV-Z]"
 CASE_ID_RE = re.compile(rf"{_PREFIX}-{_CHAR}{{8}}")
 STAFF_ID_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
-TEAM_ID_RE = STAFF_ID_RE
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 PREFIX_RE = re.compile(_PREFIX)
 

@@ -32,10 +32,6 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_PROBLEMS = 20
 
 
-def form_id(name: str) -> str:
-    return FORM_PREFIX + name
-
-
 class SchemaSet:
     """Every schema of a case repository, by ``$id``."""
 
@@ -116,9 +112,6 @@ class SchemaSet:
             )
             self._validators[key] = validator
         return validator
-
-    def item_schema(self, form: str) -> dict[str, Any]:
-        return self.schemas[form_id(form)]
 
     def validate(self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None) -> None:
         self._check(self._validator(schema_id, self.schemas[schema_id]), doc, what, case_id)
