@@ -779,7 +779,10 @@ def _decrypt_passphrase(binary: bytes, scrypt: list[_Stanza], passphrases: Seque
 
 
 class Cipher(Protocol):
-    """What the store needs from encryption; tests elsewhere substitute a fake."""
+    """What the store needs from encryption: `Repository.open(..., cipher=...)` takes any
+    object with these two methods. `AgeCipher` is the only one. The store still checks
+    each sealed block's age header with `inspect` before opening it, so a substitute must
+    write age messages; the tests use `AgeCipher` with real keys made for each test."""
 
     def seal(self, plaintext: bytes, recipients: Sequence[str]) -> str: ...
 
