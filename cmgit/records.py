@@ -19,20 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IntegrityError, ParseError, TooLarge
+from .yamlio import IDENTIFIER, YAML11_WORDS, scalar
 
 PAYLOAD_FORMAT = 1
 BUCKET_MIN = 4096
 MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_RECORD_FILE = 12 * 1024 * 1024
 SEALED_KEY = "sealed"
-
-# Strings that every YAML reader (1.1 and 1.2) takes as a string when written plain.
-_PLAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_YAML11_WORDS = frozenset(
-    w
-    for word in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
-    for w in (word, word.capitalize(), word.upper())
-)
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 
 
@@ -67,19 +60,9 @@ def open_digest(open_fields: Mapping[str, Any]) -> str:
 
 
 def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if _PLAIN_RE.fullmatch(value) and value not in _YAML11_WORDS:
-            return value
-        return json.dumps(value, ensure_ascii=True)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return json.dumps(value, ensure_ascii=True)
-    raise TypeError(f"open field of unsupported type {type(value).__name__}")
+    """An open field's value as the record file writes it: ASCII, read alike as YAML and
+    as JSON (which is how `_parse_scalar` reads a quoted one back)."""
+    return scalar(value, ascii_json=True)
 
 
 def _parse_scalar(text: str, line: int) -> Any:
@@ -89,7 +72,7 @@ def _parse_scalar(text: str, line: int) -> Any:
         return text == "true"
     if _INT_RE.fullmatch(text):
         return int(text)
-    if _PLAIN_RE.fullmatch(text) and text not in _YAML11_WORDS:
+    if IDENTIFIER.fullmatch(text) and text not in YAML11_WORDS:
         return text
     if text.startswith(('"', "[")):
         try:

@@ -15,6 +15,7 @@ Pure: no files, no clock, no environment.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 import unicodedata
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 
 from cmgit.errors import ParseError, TooLarge
 
-__all__ = ["MAX_DEPTH", "Plain", "coerce", "dump", "load"]
+__all__ = ["IDENTIFIER", "MAX_DEPTH", "YAML11_WORDS", "Plain", "coerce", "dump", "load", "scalar"]
 
 MAX_DEPTH = 32
 """Deepest nesting of mappings and sequences that `load` accepts; forms need 4 or 5."""
@@ -626,7 +627,15 @@ def core(value: Any) -> Any:
 # indicator), then letters, digits, "_./-", with single spaces between words (so never
 # ": ", " #", leading or trailing space).
 _PLAIN_SAFE = re.compile(r"[^\W\d](?:[^\W\d]|[0-9./-])*(?: (?:[^\W\d]|[0-9./-])+)*")
+# The words YAML 1.1 reads as a boolean or null (YAML 1.2 keeps true, false and null).
 _RESERVED_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null"})
+# ... in the spellings YAML 1.1 reads so: all lower case, capitalised or all upper case.
+YAML11_WORDS = frozenset(
+    spelling for word in _RESERVED_WORDS for spelling in (word, word.capitalize(), word.upper())
+)
+# Written plain in the ASCII form of `scalar`: an ASCII identifier, so never a number, a
+# date, an indicator or a space (and with YAML11_WORDS left out, never a boolean or null).
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # Escaped inside double quotes: what JSON escapes, plus what YAML treats as a line break
 # or unprintable, plus what load refuses (so it shows as an escape, not invisibly).
 _NEEDS_ESCAPE = re.compile(
@@ -656,13 +665,29 @@ def _string(text: str) -> str:
     return _quote(text)
 
 
-def _scalar(value: Any) -> str:
+def scalar(value: Any, *, ascii_json: bool = False) -> str:
+    """One scalar in canonical form: the one writer of scalars, for `dump` and record files.
+
+    By default as `dump` writes it, for people: text in any script, a string plain
+    wherever no YAML reader could take it for another type. With ``ascii_json``, in the
+    stricter form a record file's open fields take, which reads alike as YAML and as JSON
+    and is ASCII only: a string plain only when it is an `IDENTIFIER` outside
+    `YAML11_WORDS`, else a JSON string; a list of strings as a JSON array; no float.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if ascii_json:
+        if isinstance(value, str):
+            if IDENTIFIER.fullmatch(value) and value not in YAML11_WORDS:
+                return value
+            return json.dumps(value, ensure_ascii=True)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return json.dumps(value, ensure_ascii=True)
+        raise TypeError(f"cannot write a {type(value).__name__} in the ASCII JSON form")
     if isinstance(value, float):
         # Outside the round-trip promise (coerce reads back plain decimals only), but
         # written exactly rather than refused; NaN and infinities have no JSON form.
@@ -719,7 +744,7 @@ def _emit(value: Any, head: str, indent: str, last: bool, out: list[str]) -> Non
         out.extend(inner + line if line else "" for line in body.split("\n"))
         out.extend("" for _ in range(len(value) - len(body) - 1))
     else:
-        out.append(f"{head} {_scalar(value)}")
+        out.append(f"{head} {scalar(value)}")
 
 
 def _emit_mapping(mapping: dict[Any, Any], indent: str, last: bool, out: list[str]) -> None:
@@ -776,5 +801,5 @@ def dump(value: Any) -> str:
         body = value.rstrip("\n")
         out.extend("  " + line if line else "" for line in body.split("\n"))
     else:
-        out.append(_scalar(value))
+        out.append(scalar(value))
     return "\n".join(out) + "\n"

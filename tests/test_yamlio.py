@@ -1168,6 +1168,7 @@ def test_imports_only_stdlib_yaml_and_errors() -> None:
     allowed = {
         "__future__",
         "contextlib",
+        "json",
         "math",
         "re",
         "unicodedata",
