@@ -14,6 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# Guard codes the code itself names (the rest are only in the workflow data): the
+# global guards the workflow applies to every action, and those a command must know.
+ROLE_AND_SCOPE = "GA"  # the role may do it, on a case within the role's scope
+RECORD_SCHEMA = "GB"  # the record validates after the change
+CLOSED_READ_ONLY = "GD"  # a closed case is read-only
+KEY_WORKER = "G03"  # the key caseworker is an active caseworker
+CASELOAD = "G03c"  # the caseload limit, which a supervisor may override with a reason
+
 UASC = frozenset({"unaccompanied", "separated"})
 WITH_FAMILY = frozenset({"with_primary_caregiver", "accompanied_at_risk"})
 # Plan actions that are a durable solution and the BID decisions that support them (G18).

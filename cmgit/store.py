@@ -54,7 +54,7 @@ from .errors import (
     UsageError,
 )
 from .faults import crash_point
-from .guards import Situation
+from .guards import CASELOAD, KEY_WORKER, RECORD_SCHEMA
 from .history import (
     BLOB_MODES,
     PENDING_FILE,
@@ -475,7 +475,7 @@ class Repository:
             raise UsageError("name the key caseworker with --caseworker ID")
         worker = self.registry.get(ids.check_staff_id(worker_id))
         if not worker.active or worker.role != CASEWORKER:
-            raise Refused(f"{worker.id} is not an active caseworker (guard G03)")
+            raise Refused(f"{worker.id} is not an active caseworker (guard {KEY_WORKER})")
         case_team = ids.check_team_id(team) if team else worker.team
         if case_team != worker.team:
             raise UsageError(f"{worker.id} works in team {worker.team}, not {case_team}")
@@ -561,26 +561,22 @@ class Repository:
         item = self.read_form_file(form_data, allowed=(form,), exactly=True)[form]
         self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
-        before = loaded.record.document(self.schemas.field_order)
-        state = before["state"]
-        if workflow.CLOSED not in event.states:
-            self._refuse_if_closed(state, case_id)
-        failures = [
-            f
-            for f in [
-                self.workflow.permission(
-                    event.by, actor.role, actor.id, actor.team, before, f"recording {form}"
-                )
-            ]
-            if f
-        ]
-        if state not in event.states:
-            failures.append(Failure("GA", "hard", f"{form} is not recorded in state {state}"))
-        item_id = merge_form(loaded.record, form, item, self.schemas)
-        self._validate_gb(loaded.record)
-        situation = self._situation(loaded.record, before, actor, today)
-        self._check_guards(event.guards, situation, failures, case_id, f"recording {form}")
-        return self._save(loaded, actor, today, "record", item_id, [("Cmgit-Form", form)])
+        outcome = workflow.record_event(
+            _whole(loaded.record),
+            event,
+            item,
+            actor,
+            self.settings,
+            today,
+            flow=self.workflow,
+            schema=self.schemas,
+            staff=self.registry,
+            check=self._check_gb,
+        )
+        if outcome.refused:
+            raise outcome.refusal(f"recording {form}", case_id)
+        loaded.record.forms = outcome.forms
+        return self._save(loaded, actor, today, "record", outcome.item_id, [("Cmgit-Form", form)])
 
     def edit(
         self,
@@ -601,7 +597,7 @@ class Repository:
         self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
         record = loaded.record
-        self._refuse_if_closed(record.open["state"], case_id)
+        workflow.refuse_if_closed(record.open["state"], case_id)
         editors = {role for event in self.workflow.events.values() for role in event.by}
         denied = self.workflow.permission(
             editors, actor.role, actor.id, actor.team, record.open, "editing forms"
@@ -652,14 +648,6 @@ class Repository:
 
     # -- the workflow -------------------------------------------------------------------
 
-    def _refuse_if_closed(self, state: str, case_id: str) -> None:
-        if state == workflow.CLOSED:
-            raise Refused(
-                "GD: a closed case is read-only",
-                case_id=case_id,
-                hint="reopen it first (cmgit move ID registered --from reopen.yaml)",
-            )
-
     def caseloads(self, exclude: str | None = None) -> dict[str, int]:
         """Open cases per caseworker, from the open fields at HEAD (no key needed)."""
         at = {name: n for n, name in enumerate(self.schemas.open_fields)}
@@ -672,55 +660,6 @@ class Repository:
                 if values[state_at] in open_states and values[case_at] != exclude
             )
         )
-
-    def _situation(
-        self,
-        record: Record,
-        before: Mapping[str, Any],
-        actor: Staff,
-        today: dt.date,
-        *,
-        reason: str | None = None,
-        override: str | None = None,
-        caseload: Mapping[str, int] | None = None,
-    ) -> Situation:
-        return Situation(
-            record=record.document(self.schemas.field_order),
-            before=before,
-            actor_id=actor.id,
-            actor_role=actor.role,
-            today=today,
-            settings=self.settings,
-            active_caseworkers=frozenset(m.id for m in self.registry.active(CASEWORKER)),
-            caseload=caseload or {},
-            authorisers=self.workflow.authorisers,
-            reason=reason,
-            override=override,
-        )
-
-    def _check_guards(
-        self,
-        codes: Sequence[str],
-        situation: Situation,
-        failures: list[Failure],
-        case_id: str,
-        action: str,
-    ) -> list[Failure]:
-        """Refuse (exit 4) with every failing guard; return the warnings."""
-        found = self.workflow.evaluate(
-            codes,
-            situation,
-            lambda guard, doc: self.schemas.holds(guard.code, guard.schema or {}, doc),
-        )
-        hard = [*failures, *(f for f in found if f.severity != "warn")]
-        warnings = [f for f in found if f.severity == "warn"]
-        if hard:
-            raise Refused(
-                f"{action} refused",
-                case_id=case_id,
-                problems=[str(f) for f in hard] + [f"{w} (warning)" for w in warnings],
-            )
-        return warnings
 
     def move(
         self,
@@ -743,63 +682,27 @@ class Repository:
         forms = self.read_form_file(form_data, allowed=recordable) if form_data is not None else {}
         self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
-        record = loaded.record
-        before = record.document(self.schemas.field_order)
-        source = before["state"]
-        transition = self.workflow.find(source, target, reason)
-        if transition is None:
-            raise Refused(
-                f"illegal transition: no move from {source} to {target}",
-                case_id=case_id,
-                hint="see the transition table: cmgit workflow",
-            )
-        extra = self.workflow.reasons_for(transition, reason)
-        # One form rides with a move; reopening may bring the fresh consents it needs too,
-        # since nothing can be recorded on a closed case before it reopens.
-        if len(forms) > 1 and "new_episode" not in transition.effects:
-            raise UsageError("--from holds one form for this move", case_id=case_id)
-        failures = [
-            f
-            for f in [
-                self.workflow.permission(
-                    transition.by, actor.role, actor.id, actor.team, before, transition.id
-                )
-            ]
-            if f
-        ]
-        if transition.four_eyes and actor.id == before["caseworker"]:
-            failures.append(
-                Failure(
-                    transition.four_eyes,
-                    "hard",
-                    "the case's own caseworker cannot authorise this (four eyes)",
-                )
-            )
-        for name, item in forms.items():
-            merge_form(record, name, item, self.schemas)
-        caseload = self.caseloads(exclude=case_id) if "G03c" in transition.guards else None
-        situation = self._situation(
-            record, before, actor, today, reason=reason, override=override, caseload=caseload
+        source = loaded.record.open["state"]
+        transition = self.workflow.transition_for(source, target, reason, case_id=case_id)
+        caseload = self.caseloads(exclude=case_id) if CASELOAD in transition.guards else None
+        outcome = workflow.transition(
+            _whole(loaded.record),
+            transition,
+            actor,
+            self.settings,
+            today,
+            flow=self.workflow,
+            schema=self.schemas,
+            staff=self.registry,
+            reason=reason,
+            forms=forms,
+            override=override,
+            caseload=caseload,
+            check=self._check_gb,
         )
-        case = situation.record
-        workflow.apply_effects(transition, case, situation)
-        if "minimise" in transition.effects:
-            situation.personal_left = strip_personal(case, self.schemas)
-        workflow.enter_state(case, target, today)
-        if override and "G03c" in transition.guards:
-            note_override(case, override)
-        record.open = {k: case[k] for k in self.schemas.open_fields}
-        record.forms = {k: case[k] for k in self.schemas.sealed_fields if k in case}
-        record.open = workflow.summarise(record.open, record.forms, self.settings, today)
-        situation.record = record.document(self.schemas.field_order)
-        self._validate_gb(record)
-        warnings = self._check_guards(
-            [*transition.guards, *extra],
-            situation,
-            failures,
-            case_id,
-            f"move {source} -> {target} ({transition.id})",
-        )
+        if outcome.refused:
+            raise outcome.refusal(f"move {source} -> {target} ({transition.id})", case_id)
+        loaded.record.open, loaded.record.forms = outcome.open, outcome.forms
         trailers = [
             ("Cmgit-Transition", transition.id),
             ("Cmgit-From", source),
@@ -808,13 +711,13 @@ class Repository:
         if reason:
             trailers.append(("Cmgit-Reason", reason))
         trailers += [("Cmgit-Form", name) for name in forms]
-        if override and "G03c" in transition.guards:
-            trailers.append(("Cmgit-Override", "G03c"))
-        trailers += [("Cmgit-Warning", w.code) for w in warnings]
+        if override and CASELOAD in transition.guards:
+            trailers.append(("Cmgit-Override", CASELOAD))
+        trailers += [("Cmgit-Warning", w.code) for w in outcome.warnings]
         self._save(
             loaded, actor, today, "move", None, trailers, subject=f"{case_id}: {source} -> {target}"
         )
-        return MoveResult(case_id, transition, source, target, warnings)
+        return MoveResult(case_id, transition, source, target, outcome.warnings)
 
     # -- keyless views -------------------------------------------------------------------
 
@@ -1061,16 +964,12 @@ class Repository:
         member = self.registry.staff.get(actor_id or "")
         return "good" if member is not None and member.signing_key == key else "bad"
 
-    def _validate_gb(self, record: Record) -> None:
+    def _check_gb(self, doc: dict[str, Any]) -> None:
+        """GB: the whole record after a change validates against the case schema."""
         try:
-            self.schemas.validate(
-                record.document(self.schemas.field_order),
-                CASE,
-                what="case record",
-                case_id=record.case_id,
-            )
+            self.schemas.validate(doc, CASE, what="case record", case_id=str(doc["case_id"]))
         except SchemaError as exc:
-            exc.message = f"GB: {exc.message}"
+            exc.message = f"{RECORD_SCHEMA}: {exc.message}"
             raise
 
     def assign(
@@ -1085,66 +984,34 @@ class Repository:
     ) -> MoveResult:
         """Reassign the key caseworker (supervisor or programme manager) and re-encrypt."""
         actor = self.actor(identities)
-        rules = self.workflow.assignment
-        if reason is None:
-            raise UsageError("assign needs --reason, one of: " + ", ".join(rules.reasons))
-        if reason not in rules.reasons:
-            raise UsageError("assign takes --reason " + ", ".join(rules.reasons))
+        reason = self.workflow.check_assignment_reason(reason)
         worker = self.registry.get(ids.check_staff_id(staff_id))
         self.precheck_clean(ids.record_path(case_id))
         loaded = self.load(case_id, identities)
-        record = loaded.record
-        before = record.document(self.schemas.field_order)
-        if before["caseworker"] == worker.id:
-            raise UsageError(f"{worker.id} is already the key caseworker", case_id=case_id)
-        failures = [
-            f
-            for f in [
-                self.workflow.permission(
-                    rules.by, actor.role, actor.id, actor.team, before, "reassignment"
-                )
-            ]
-            if f
-        ]
-        if before["state"] not in rules.states:
-            self._refuse_if_closed(before["state"], case_id)
-            failures.append(Failure("GA", "hard", f"no reassignment in state {before['state']}"))
-        if self.workflow.scopes.get(actor.role) == "team" and worker.team != actor.team:
-            failures.append(Failure("GA", "hard", "a supervisor reassigns within their team"))
-        items = [dict(a) for a in record.forms.get("assignment") or ()]
-        for item in items:
-            if item.get("role_on_case") == "key_caseworker" and "to" not in item:
-                item["to"] = today.isoformat()
-        new_item: dict[str, Any] = {
-            "assignment_id": f"assignment-{len(items) + 1}",
-            "staff_id": worker.id,
-            "role_on_case": "key_caseworker",
-            "from": today.isoformat(),
-            "reason": reason,
-            "authorised_by": actor.id,
-        }
-        if override:
-            new_item["caseload_override_reason"] = override
-        record.forms["assignment"] = [*items, new_item]
-        record.open = {**record.open, "caseworker": worker.id, "team": worker.team}
-        situation = self._situation(
-            record,
-            before,
+        outcome = workflow.reassign(
+            _whole(loaded.record),
+            worker,
             actor,
+            self.settings,
             today,
+            flow=self.workflow,
+            schema=self.schemas,
+            staff=self.registry,
             reason=reason,
             override=override,
             caseload=self.caseloads(exclude=case_id),
+            check=self._check_gb,
         )
-        self._validate_gb(record)
-        self._check_guards(rules.guards, situation, failures, case_id, "reassignment")
+        if outcome.refused:
+            raise outcome.refusal("reassignment", case_id)
+        loaded.record.open, loaded.record.forms = outcome.open, outcome.forms
         trailers = [("Cmgit-Staff", worker.id), ("Cmgit-Reason", reason)]
         if override:
-            trailers.append(("Cmgit-Override", "G03c"))
+            trailers.append(("Cmgit-Override", CASELOAD))
         self._save(
             loaded, actor, today, "assign", None, trailers, subject=f"{case_id}: assign {worker.id}"
         )
-        state = before["state"]
+        state = outcome.open["state"]
         return MoveResult(case_id, None, state, state, [])
 
     def _save(
@@ -1466,50 +1333,9 @@ class Repository:
 # -- helpers shared by commands --------------------------------------------------------
 
 
-def merge_form(record: Record, form: str, item: Any, schemas: SchemaSet) -> str:
-    """Put one form into a record the way its schema's x-cmgit-mode says (SPEC section 4)."""
-    mode = schemas.form_mode(form)
-    if mode == "single":
-        record.forms[form] = item
-        return form
-    if not isinstance(item, dict):
-        raise SchemaError(
-            f"the {form} form must be a mapping of fields", problems=[f"at /{form}: fails 'type'"]
-        )
-    id_field = schemas.form_id_field(form) or f"{form}_id"
-    items: list[dict[str, Any]] = list(record.forms.get(form) or [])
-    given = item.get(id_field)
-    if given is not None:
-        position = next((i for i, old in enumerate(items) if old.get(id_field) == given), None)
-        if position is None:
-            raise UsageError(
-                f"{record.case_id} has no {form} with that id",
-                hint=f"leave {id_field} out to add a new one",
-            )
-        if mode == "append":
-            raise Refused(
-                f"{form} entries are append-only; record a new one", case_id=record.case_id
-            )
-        if mode == "supersede" and items[position].get("status") == "superseded":
-            raise Refused(
-                f"that {form} was superseded and is kept as it was", case_id=record.case_id
-            )
-        items[position] = item
-        record.forms[form] = items
-        return str(given)
-    numbers = [
-        int(str(old.get(id_field, "")).rpartition("-")[2])
-        for old in items
-        if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
-    ]
-    new_id = f"{form}-{max(numbers, default=0) + 1}"
-    item = {id_field: new_id, **item}
-    if mode == "supersede":
-        for old in items:
-            old["status"] = "superseded"
-    items.append(item)
-    record.forms[form] = items
-    return new_id
+def _whole(record: Record) -> dict[str, Any]:
+    """A record's open fields and sealed forms in one mapping, as the workflow takes it."""
+    return {**record.open, **record.forms}
 
 
 def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:
@@ -1545,50 +1371,6 @@ class CaseList:
             dict(zip(fields, (*row, step), strict=True))
             for row, step in zip(self.rows, self.steps, strict=True)
         ]
-
-
-def strip_personal(case: dict[str, Any], schemas: SchemaSet) -> int:
-    """Remove every field the form schemas class as personal (P) from the sealed forms of
-    ``case`` (guard G21: a case closed before registration keeps no personal details).
-    Returns how many personal fields are left, which is none unless a P field is required
-    by its schema (then it stays and the guard refuses)."""
-    left = 0
-
-    def walk(value: Any, schema: Mapping[str, Any]) -> Any:
-        nonlocal left
-        if "$ref" in schema:
-            schema = {
-                **schemas.resolve(schema["$ref"]),
-                **{k: v for k, v in schema.items() if k != "$ref"},
-            }
-        if isinstance(value, dict):
-            props = schema.get("properties", {})
-            required = set(schema.get("required", ()))
-            out = {}
-            for key, item in value.items():
-                sub = props.get(key, {})
-                if sub.get("x-cmgit-class") == "P":
-                    if key in required:
-                        left += 1
-                        out[key] = item
-                    continue
-                out[key] = walk(item, sub)
-            return out
-        if isinstance(value, list):
-            return [walk(item, schema.get("items", {})) for item in value]
-        return value
-
-    for form in schemas.sealed_fields:
-        if form in case:
-            case[form] = walk(case[form], schemas.case_properties[form])
-    return left
-
-
-def note_override(case: dict[str, Any], reason: str) -> None:
-    """Keep a caseload override's reason, in words, in the sealed assignment record."""
-    items = case.get("assignment") or []
-    if items:
-        items[-1] = {**items[-1], "caseload_override_reason": reason}
 
 
 def check_item_ids(record: Record, schemas: SchemaSet) -> None:

@@ -2,8 +2,11 @@
 
 States, roles and their scopes, transitions with their guards and effects, events, and
 display profiles are data; this module turns them into a model and applies it to a
-record. Pure: ``today``, the actor, the settings and the staff registry are arguments;
-nothing here reads a clock, a file or a key.
+record: `transition` moves a case, `reassign` gives it another key caseworker, and
+`record_event` adds a form, each returning the new record and every guard that failed.
+Pure: ``today``, the actor, the settings, the staff registry and the caseloads are
+arguments, and what it needs of the case schema comes in as a `CaseSchema`; nothing here
+reads a clock, a file or a key.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import guards as checks
-from .errors import UsageError
-from .guards import Situation
+from .errors import Refused, SchemaError, UsageError
+from .guards import CASELOAD, CLOSED_READ_ONLY, ROLE_AND_SCOPE, Situation
+from .registry import CASEWORKER, Registry, Staff
 
 # The canonical states (SPEC, domain 2.1). The data file may relabel them through display
 # profiles but the state names are what records, commits and statistics use.
@@ -229,10 +233,14 @@ class Workflow:
         """GA: the role may do the action, and the case is within the role's scope."""
         allowed = tuple(allowed)
         if role not in allowed:
-            return Failure("GA", "hard", f"{action} is for {', '.join(allowed)}; you are {role}")
+            return Failure(
+                ROLE_AND_SCOPE, "hard", f"{action} is for {', '.join(allowed)}; you are {role}"
+            )
         if not self.in_scope(role, actor_id, actor_team, case):
             scope = self.scopes.get(role, "none")
-            return Failure("GA", "hard", f"the case is outside your scope ({scope} cases)")
+            return Failure(
+                ROLE_AND_SCOPE, "hard", f"the case is outside your scope ({scope} cases)"
+            )
         return None
 
     def reasons_for(self, transition: Transition, reason: str | None) -> tuple[str, ...]:
@@ -248,6 +256,28 @@ class Workflow:
         if reason not in transition.reasons:
             raise UsageError(f"{transition.id} takes --reason " + ", ".join(transition.reasons))
         return transition.reasons[reason]
+
+    def transition_for(
+        self, source: str, target: str, reason: str | None, *, case_id: str
+    ) -> Transition:
+        """`find`, refusing a move the transition table does not have."""
+        transition = self.find(source, target, reason)
+        if transition is None:
+            raise Refused(
+                f"illegal transition: no move from {source} to {target}",
+                case_id=case_id,
+                hint="see the transition table: cmgit workflow",
+            )
+        return transition
+
+    def check_assignment_reason(self, reason: str | None) -> str:
+        """The reason for a reassignment, which must be one the data allows."""
+        reasons = self.assignment.reasons
+        if reason is None:
+            raise UsageError("assign needs --reason, one of: " + ", ".join(reasons))
+        if reason not in reasons:
+            raise UsageError("assign takes --reason " + ", ".join(reasons))
+        return reason
 
     def evaluate(
         self,
@@ -310,9 +340,12 @@ def _new_episode(case: dict[str, Any], s: Situation, transition: Transition) -> 
     case["previous_episodes"] = [*case.get("previous_episodes", []), kept]
     case["episode"] = case["episode"] + 1
     case["comprehensive_assessment_required"] = False
-    reopen = checks.latest(case.get("reopen"), "reopened_on")
+    # The reopen form is the case's own: changed as a copy, the record handed in stays.
+    reopens = [dict(item) for item in case.get("reopen") or ()]
+    reopen = checks.latest(reopens, "reopened_on")
     if reopen is not None and "authorised_by" not in reopen:
         reopen["authorised_by"] = s.actor_id
+        case["reopen"] = reopens
 
 
 def _archive(case: dict[str, Any], s: Situation, transition: Transition) -> None:
@@ -337,19 +370,21 @@ def _drop(key: str) -> Callable[[dict[str, Any], Situation, Transition], None]:
     return effect
 
 
+MINIMISE = "minimise"
+NEW_EPISODE = "new_episode"
 EFFECTS: dict[str, Callable[[dict[str, Any], Situation, Transition], None]] = {
     "close": _close,
-    # Removing personal details field by field needs the schema's classes: the store
-    # does it. A registration form cannot lose its personal fields (the child, where
-    # registered, the address are required), and a case closed without registration
-    # has no use for one: it goes whole.
-    "minimise": _drop("registration"),
+    # Removing personal details field by field needs the schema's classes: `transition`
+    # does it with `strip_personal`. A registration form cannot lose its personal fields
+    # (the child, where registered, the address are required), and a case closed
+    # without registration has no use for one: it goes whole.
+    MINIMISE: _drop("registration"),
     "require_comprehensive": _set("comprehensive_assessment_required", True),
     "assessment_done": _set("comprehensive_assessment_required", False),
     "activate_plan": _activate_plan,
     "cancel_closure": _drop("closure"),
     "archive": _archive,
-    "new_episode": _new_episode,
+    NEW_EPISODE: _new_episode,
 }
 
 
@@ -476,3 +511,418 @@ def next_follow_up(
         or checks.to_date(open_fields.get("state_since"))
     )
     return (start + dt.timedelta(days=int(days))).isoformat() if start else None
+
+
+# -- one action on one case: the new record, and every guard that failed -----------------
+
+
+class CaseSchema(Protocol):
+    """What the workflow needs of the case schema (`cmgit.schema.SchemaSet` is one): the
+    fields in clear and sealed and their order, how each form is recorded, which fields
+    are personal, and whether a record meets a guard's schema condition."""
+
+    @property
+    def field_order(self) -> tuple[str, ...]: ...
+
+    @property
+    def open_fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def sealed_fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def case_properties(self) -> dict[str, dict[str, Any]]: ...
+
+    def form_mode(self, form: str) -> str: ...
+
+    def form_id_field(self, form: str) -> str | None: ...
+
+    def resolve(self, ref: str) -> Mapping[str, Any]: ...
+
+    def holds(self, key: str, condition: Mapping[str, Any], doc: Any) -> bool: ...
+
+
+# Checks the whole record after the change (guard GB) and raises if it is not valid; it
+# runs before the other guards, which may assume a record of the schema's shape.
+Check = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Outcome:
+    """A case after an action: its open fields and sealed forms, the failures that refuse
+    the action (hard guards, role and scope, four eyes) and the warnings that let it
+    through. The caller saves it only when ``refused`` is empty."""
+
+    open: dict[str, Any]
+    forms: dict[str, Any]
+    refused: list[Failure]
+    warnings: list[Failure]
+    # The id of the form item an event added or changed.
+    item_id: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return not self.refused
+
+    def refusal(self, action: str, case_id: str) -> Refused:
+        """The refusal (exit 4) naming every failure, then the warnings."""
+        return Refused(
+            f"{action} refused",
+            case_id=case_id,
+            problems=[str(f) for f in self.refused] + [f"{w} (warning)" for w in self.warnings],
+        )
+
+
+def refuse_if_closed(state: str, case_id: str) -> None:
+    """GD: nothing is recorded on a closed case; it is reopened first."""
+    if state == CLOSED:
+        raise Refused(
+            f"{CLOSED_READ_ONLY}: a closed case is read-only",
+            case_id=case_id,
+            hint="reopen it first (cmgit move ID registered --from reopen.yaml)",
+        )
+
+
+def transition(
+    record: Mapping[str, Any],
+    move: Transition,
+    actor: Staff,
+    settings: Mapping[str, Any],
+    today: dt.date,
+    *,
+    flow: Workflow,
+    schema: CaseSchema,
+    staff: Registry,
+    reason: str | None = None,
+    forms: Mapping[str, Any] | None = None,
+    override: str | None = None,
+    caseload: Mapping[str, int] | None = None,
+    check: Check | None = None,
+) -> Outcome:
+    """The case after ``move`` by ``actor`` on ``today``, and every guard that failed.
+
+    ``record`` is the case as loaded: open fields and sealed forms in one mapping, which
+    is left as it was. ``forms`` ride with the move (``--from``) and are merged first.
+    ``caseload`` holds the open cases of each caseworker, this case left out, for the
+    caseload guard, which ``override`` (a reason in words) lifts when an authoriser
+    acts. The move applies its effects, removes personal details where it minimises,
+    enters the target state and summarises the forms into the open fields; the guards
+    then judge the result. A reason the move does not take, or more forms than it takes,
+    is a usage error (raised); ``check`` may raise for a record of the wrong shape.
+    """
+    case_id = str(record["case_id"])
+    extra = flow.reasons_for(move, reason)
+    forms = dict(forms or {})
+    # One form rides with a move; reopening may bring the fresh consents it needs too,
+    # since nothing can be recorded on a closed case before it reopens.
+    if len(forms) > 1 and NEW_EPISODE not in move.effects:
+        raise UsageError("--from holds one form for this move", case_id=case_id)
+    failures = _permitted(flow, move.by, actor, record, move.id)
+    if move.four_eyes and actor.id == record["caseworker"]:
+        failures.append(
+            Failure(
+                move.four_eyes,
+                "hard",
+                "the case's own caseworker cannot authorise this (four eyes)",
+            )
+        )
+    sealed = _sealed(record, schema)
+    for name, item in forms.items():
+        merge_form(sealed, name, item, schema, case_id)
+    case = _document({k: record[k] for k in schema.open_fields}, sealed, schema.field_order)
+    situation = _situation(
+        case,
+        record,
+        actor,
+        today,
+        settings,
+        flow,
+        staff,
+        reason=reason,
+        override=override,
+        caseload=caseload,
+    )
+    apply_effects(move, case, situation)
+    if MINIMISE in move.effects:
+        situation.personal_left = strip_personal(case, schema)
+    enter_state(case, move.target, today)
+    if override and CASELOAD in move.guards:
+        note_override(case, override)
+    sealed = {k: case[k] for k in schema.sealed_fields if k in case}
+    open_fields = summarise({k: case[k] for k in schema.open_fields}, sealed, settings, today)
+    return _judge(
+        flow, [*move.guards, *extra], situation, schema, failures, open_fields, sealed, check
+    )
+
+
+def reassign(
+    record: Mapping[str, Any],
+    worker: Staff,
+    actor: Staff,
+    settings: Mapping[str, Any],
+    today: dt.date,
+    *,
+    flow: Workflow,
+    schema: CaseSchema,
+    staff: Registry,
+    reason: str | None,
+    override: str | None = None,
+    caseload: Mapping[str, int] | None = None,
+    check: Check | None = None,
+) -> Outcome:
+    """The case with ``worker`` as its key caseworker from ``today``, and every guard of
+    the reassignment rules that failed: who may reassign (an authoriser, a supervisor
+    within their own team), in which states, and the new caseworker's caseload, which
+    ``override`` lifts. The assignment form keeps who held the case and until when."""
+    rules = flow.assignment
+    reason = flow.check_assignment_reason(reason)
+    case_id = str(record["case_id"])
+    state = record["state"]
+    if record["caseworker"] == worker.id:
+        raise UsageError(f"{worker.id} is already the key caseworker", case_id=case_id)
+    failures = _permitted(flow, rules.by, actor, record, "reassignment")
+    if state not in rules.states:
+        refuse_if_closed(state, case_id)
+        failures.append(Failure(ROLE_AND_SCOPE, "hard", f"no reassignment in state {state}"))
+    if flow.scopes.get(actor.role) == "team" and worker.team != actor.team:
+        failures.append(Failure(ROLE_AND_SCOPE, "hard", "a supervisor reassigns within their team"))
+    items = [dict(a) for a in record.get("assignment") or ()]
+    for item in items:
+        if item.get("role_on_case") == "key_caseworker" and "to" not in item:
+            item["to"] = today.isoformat()
+    new_item: dict[str, Any] = {
+        "assignment_id": f"assignment-{len(items) + 1}",
+        "staff_id": worker.id,
+        "role_on_case": "key_caseworker",
+        "from": today.isoformat(),
+        "reason": reason,
+        "authorised_by": actor.id,
+    }
+    if override:
+        new_item["caseload_override_reason"] = override
+    sealed = _sealed(record, schema)
+    sealed["assignment"] = [*items, new_item]
+    open_fields = {**_open(record, schema), "caseworker": worker.id, "team": worker.team}
+    situation = _situation(
+        _document(open_fields, sealed, schema.field_order),
+        record,
+        actor,
+        today,
+        settings,
+        flow,
+        staff,
+        reason=reason,
+        override=override,
+        caseload=caseload,
+    )
+    return _judge(flow, rules.guards, situation, schema, failures, open_fields, sealed, check)
+
+
+def record_event(
+    record: Mapping[str, Any],
+    event: Event,
+    item: Any,
+    actor: Staff,
+    settings: Mapping[str, Any],
+    today: dt.date,
+    *,
+    flow: Workflow,
+    schema: CaseSchema,
+    staff: Registry,
+    check: Check | None = None,
+) -> Outcome:
+    """The case with one form ``item`` of ``event`` added or updated, without a change of
+    state, and every guard that failed; ``item_id`` names the item."""
+    case_id = str(record["case_id"])
+    state = record["state"]
+    form = event.form
+    if CLOSED not in event.states:
+        refuse_if_closed(state, case_id)
+    failures = _permitted(flow, event.by, actor, record, f"recording {form}")
+    if state not in event.states:
+        failures.append(Failure(ROLE_AND_SCOPE, "hard", f"{form} is not recorded in state {state}"))
+    sealed = _sealed(record, schema)
+    item_id = merge_form(sealed, form, item, schema, case_id)
+    open_fields = _open(record, schema)
+    situation = _situation(
+        _document(open_fields, sealed, schema.field_order),
+        record,
+        actor,
+        today,
+        settings,
+        flow,
+        staff,
+    )
+    outcome = _judge(flow, event.guards, situation, schema, failures, open_fields, sealed, check)
+    outcome.item_id = item_id
+    return outcome
+
+
+def _permitted(
+    flow: Workflow, allowed: Iterable[str], actor: Staff, case: Mapping[str, Any], action: str
+) -> list[Failure]:
+    denied = flow.permission(allowed, actor.role, actor.id, actor.team, case, action)
+    return [denied] if denied else []
+
+
+def _open(record: Mapping[str, Any], schema: CaseSchema) -> dict[str, Any]:
+    fields = set(schema.open_fields)
+    return {k: v for k, v in record.items() if k in fields}
+
+
+def _sealed(record: Mapping[str, Any], schema: CaseSchema) -> dict[str, Any]:
+    forms = set(schema.sealed_fields)
+    return {k: v for k, v in record.items() if k in forms}
+
+
+def _document(
+    open_fields: Mapping[str, Any], forms: Mapping[str, Any], order: Iterable[str]
+) -> dict[str, Any]:
+    """The whole record as one mapping in schema order (as `records.Record.document`)."""
+    whole = {**open_fields, **forms}
+    return {key: whole[key] for key in order if key in whole}
+
+
+def _situation(
+    case: dict[str, Any],
+    before: Mapping[str, Any],
+    actor: Staff,
+    today: dt.date,
+    settings: Mapping[str, Any],
+    flow: Workflow,
+    staff: Registry,
+    *,
+    reason: str | None = None,
+    override: str | None = None,
+    caseload: Mapping[str, int] | None = None,
+) -> Situation:
+    return Situation(
+        record=case,
+        before=before,
+        actor_id=actor.id,
+        actor_role=actor.role,
+        today=today,
+        settings=settings,
+        active_caseworkers=frozenset(m.id for m in staff.active(CASEWORKER)),
+        caseload=caseload or {},
+        authorisers=flow.authorisers,
+        reason=reason,
+        override=override,
+    )
+
+
+def _judge(
+    flow: Workflow,
+    codes: Iterable[str],
+    situation: Situation,
+    schema: CaseSchema,
+    failures: list[Failure],
+    open_fields: dict[str, Any],
+    forms: dict[str, Any],
+    check: Check | None,
+) -> Outcome:
+    """The guards ``codes`` applied to the new record, after ``check``; a warning lets the
+    action through, any other failure refuses it."""
+    situation.record = _document(open_fields, forms, schema.field_order)
+    if check is not None:
+        check(situation.record)
+    found = flow.evaluate(
+        codes,
+        situation,
+        lambda guard, doc: schema.holds(guard.code, guard.schema or {}, doc),
+    )
+    return Outcome(
+        open_fields,
+        forms,
+        [*failures, *(f for f in found if f.severity != "warn")],
+        [f for f in found if f.severity == "warn"],
+    )
+
+
+def merge_form(
+    forms: dict[str, Any], form: str, item: Any, schema: CaseSchema, case_id: str
+) -> str:
+    """Put one form into ``forms`` the way its schema's x-cmgit-mode says (SPEC section 4)
+    and return its id; the items already there are replaced, never changed in place."""
+    mode = schema.form_mode(form)
+    if mode == "single":
+        forms[form] = item
+        return form
+    if not isinstance(item, dict):
+        raise SchemaError(
+            f"the {form} form must be a mapping of fields", problems=[f"at /{form}: fails 'type'"]
+        )
+    id_field = schema.form_id_field(form) or f"{form}_id"
+    items: list[dict[str, Any]] = list(forms.get(form) or [])
+    given = item.get(id_field)
+    if given is not None:
+        position = next((i for i, old in enumerate(items) if old.get(id_field) == given), None)
+        if position is None:
+            raise UsageError(
+                f"{case_id} has no {form} with that id",
+                hint=f"leave {id_field} out to add a new one",
+            )
+        if mode == "append":
+            raise Refused(f"{form} entries are append-only; record a new one", case_id=case_id)
+        if mode == "supersede" and items[position].get("status") == "superseded":
+            raise Refused(f"that {form} was superseded and is kept as it was", case_id=case_id)
+        items[position] = item
+        forms[form] = items
+        return str(given)
+    numbers = [
+        int(str(old.get(id_field, "")).rpartition("-")[2])
+        for old in items
+        if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
+    ]
+    new_id = f"{form}-{max(numbers, default=0) + 1}"
+    item = {id_field: new_id, **item}
+    if mode == "supersede":
+        items = [{**old, "status": "superseded"} for old in items]
+    items.append(item)
+    forms[form] = items
+    return new_id
+
+
+def strip_personal(case: dict[str, Any], schema: CaseSchema) -> int:
+    """Remove every field the form schemas class as personal (P) from the sealed forms of
+    ``case`` (guard G21: a case closed before registration keeps no personal details).
+    Returns how many personal fields are left, which is none unless a P field is required
+    by its schema (then it stays and the guard refuses)."""
+    left = 0
+
+    def walk(value: Any, node: Mapping[str, Any]) -> Any:
+        nonlocal left
+        if "$ref" in node:
+            node = {
+                **schema.resolve(node["$ref"]),
+                **{k: v for k, v in node.items() if k != "$ref"},
+            }
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            required = set(node.get("required", ()))
+            out = {}
+            for key, item in value.items():
+                sub = props.get(key, {})
+                if sub.get("x-cmgit-class") == "P":
+                    if key in required:
+                        left += 1
+                        out[key] = item
+                    continue
+                out[key] = walk(item, sub)
+            return out
+        if isinstance(value, list):
+            return [walk(item, node.get("items", {})) for item in value]
+        return value
+
+    for form in schema.sealed_fields:
+        if form in case:
+            case[form] = walk(case[form], schema.case_properties[form])
+    return left
+
+
+def note_override(case: dict[str, Any], reason: str) -> None:
+    """Keep a caseload override's reason, in words, in the sealed assignment record."""
+    items = list(case.get("assignment") or ())
+    if items:
+        items[-1] = {**items[-1], "caseload_override_reason": reason}
+        case["assignment"] = items
