@@ -1,41 +1,46 @@
-"""The architecture, checked: layers import downward only, one adapter per library."""
+"""The architecture, checked: tiers import downward only, one adapter per library.
+
+A unit is a top-level module of cmgit or one of its packages (store/, site/), taken whole.
+A unit may import units of lower tiers, and units of its own tier as long as no cycle
+forms; nothing imports the command line.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cmgit"
 
-LAYERS: dict[str, float] = {
-    "errors": 0,
-    "faults": 0,  # test-only failpoints for crash injection
-    "ids": 1,
-    "records": 1,
-    "guards": 1,
-    "registry": 1,
-    "yamlio": 1,
-    "stats": 1,  # suppressed tables from open fields and history
-    "workflow": 1.5,  # the procedure model, built on the named guards
-    "schema": 2,
-    "crypto": 2,
-    "history": 2,
-    "template": 2,
-    "progress": 2,
-    "signing": 2,
-    "pool": 2,  # work on every core, forked
-    "config": 2.5,  # the committed configuration, read without any key
-    "caches": 2.4,  # keyless reads remembered by object id
-    "store": 3,
-    "editing": 3,
-    "site": 3,  # reads git directly: never the store, never a key
-    "demo": 3.5,  # a programme built through the store, as a user would
-    "audit": 3,  # replays history against the configuration of each commit
-    "hooks": 3.7,  # the server hook runs the audit
-    "sync": 3.5,  # replays commits through the store
-    "merge": 1,
-    "cli": 4,
+# The tiers, lowest first, and the units in each.
+TIERS: dict[str, set[str]] = {
+    # The CmgitError hierarchy and exit codes; the test-only failpoints for crash injection.
+    "foundation": {"errors", "faults"},
+    # Pure domain: values in, values out; no files, clock, environment or processes.
+    "domain": {"ids", "yamlio", "records", "guards", "registry", "workflow", "stats", "merge"},
+    # One outside thing each (age, git, JSON Schema, the terminal, the template files,
+    # SSH signatures, forked workers), and the keyless reads built on git alone.
+    "adapters": {
+        "schema",
+        "crypto",
+        "history",
+        "template",
+        "progress",
+        "signing",
+        "pool",
+        "config",  # the committed configuration, read without any key
+        "caches",  # keyless reads remembered by object id
+    },
+    # Orchestration: one unit of work per command. The site reads git directly, never the
+    # store or a key; the demo, sync and hooks work through the store and the audit.
+    "orchestration": {"store", "editing", "site", "audit", "sync", "hooks", "demo"},
+    # The command line: the only unit that prints or exits.
+    "interface": {"cli"},
 }
+TIER_OF = {unit: rank for rank, units in enumerate(TIERS.values()) for unit in units}
+PURE = TIERS["domain"]
+
 # Each outside library has one home (its adapter); everything else goes through it.
 OWNERS = {
     "pyrage": {"crypto"},
@@ -49,42 +54,100 @@ OWNERS = {
 PURE_FORBIDDEN = {"os", "subprocess", "pathlib", "time", "tempfile", "shutil", "socket"}
 
 
-def imports(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    found = set()
-    for node in ast.walk(tree):
+def sources(unit: str) -> list[Path]:
+    folder = PACKAGE / unit
+    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{unit}.py"]
+
+
+def units() -> set[str]:
+    found = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    return found | {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+
+
+def imported_names(path: Path) -> Iterator[tuple[str, bool]]:
+    """Each import of a file as (top-level name, whether it is inside cmgit), resolving
+    relative imports from the file's own package."""
+    inside = path.parent.relative_to(PACKAGE).parts  # () for a top-level module
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "cmgit":
+                    yield (parts[1] if len(parts) > 1 else "", True)
+                else:
+                    yield parts[0], False
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                if node.module:
-                    found.add(node.module.split(".")[0])
-                else:
-                    found.update(alias.name for alias in node.names)
+                base = list(inside[: len(inside) - (node.level - 1)])
+                parts = base + (node.module.split(".") if node.module else [])
+                if parts:
+                    yield parts[0], True
+                else:  # `from . import x` at the top of cmgit
+                    yield from ((alias.name, True) for alias in node.names)
             elif node.module:
-                found.add(node.module.split(".")[0])
-    return found
+                parts = node.module.split(".")
+                if parts[0] == "cmgit":
+                    yield (parts[1] if len(parts) > 1 else "", True)
+                    if len(parts) == 1:
+                        yield from ((alias.name, True) for alias in node.names)
+                else:
+                    yield parts[0], False
 
 
-def test_every_module_has_a_layer() -> None:
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    assert modules == set(LAYERS)
+def unit_imports(unit: str) -> tuple[set[str], set[str]]:
+    """What a unit imports: (other cmgit units, outside top-level names)."""
+    ours: set[str] = set()
+    outside: set[str] = set()
+    for path in sources(unit):
+        for name, is_ours in imported_names(path):
+            (ours if is_ours else outside).add(name)
+    return ours - {unit, ""}, outside
 
 
-def test_layers_import_downward_only() -> None:
-    for module, layer in LAYERS.items():
-        for name in imports(module) & set(LAYERS):
-            assert LAYERS[name] < layer or (name == module), f"{module} imports {name}"
+def test_every_unit_has_a_tier() -> None:
+    assert units() == set(TIER_OF)
+
+
+def test_tiers_import_downward_only() -> None:
+    for unit, tier in TIER_OF.items():
+        for name in unit_imports(unit)[0]:
+            assert TIER_OF[name] <= tier, f"{unit} imports {name}"
+
+
+def test_no_import_cycles() -> None:
+    graph = {unit: unit_imports(unit)[0] for unit in TIER_OF}
+    done: set[str] = set()
+
+    def visit(unit: str, path: tuple[str, ...]) -> None:
+        assert unit not in path, " -> ".join((*path, unit))
+        if unit in done:
+            return
+        for name in graph[unit]:
+            visit(name, (*path, unit))
+        done.add(unit)
+
+    for unit in graph:
+        visit(unit, ())
 
 
 def test_libraries_have_one_adapter_each() -> None:
-    for module in LAYERS:
-        for library in imports(module) & set(OWNERS):
-            assert module in OWNERS[library], f"{module} imports {library}"
+    for unit in TIER_OF:
+        for library in unit_imports(unit)[1] & set(OWNERS):
+            assert unit in OWNERS[library], f"{unit} imports {library}"
 
 
-def test_pure_layer_touches_no_files_clock_or_processes() -> None:
-    for module, layer in LAYERS.items():
-        if layer == 1:
-            assert not imports(module) & PURE_FORBIDDEN, module
-            assert "today()" not in (PACKAGE / f"{module}.py").read_text(), module
+def test_the_site_cannot_reach_a_key() -> None:
+    assert not unit_imports("site")[0] & {"crypto", "store", "editing", "sync", "demo"}
+
+
+def test_pure_tier_touches_no_files_clock_or_processes() -> None:
+    for unit in PURE:
+        assert not unit_imports(unit)[1] & PURE_FORBIDDEN, unit
+        assert all("today()" not in path.read_text() for path in sources(unit)), unit
+
+
+def test_the_import_reader_resolves_package_imports() -> None:
+    # The checks above are only as good as this reader: in a package, "from .." lands on a
+    # top-level unit and "from ." on the package itself.
+    charts = PACKAGE / "site" / "charts.py"
+    assert {name for name, ours in imported_names(charts) if ours} == {"stats", "workflow", "site"}
