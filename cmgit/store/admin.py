@@ -1,0 +1,182 @@
+"""Staff and settings administration, by a programme manager: each change is one commit
+of the registry or settings together with every record whose recipients it changes,
+re-encrypted for the new recipients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .. import crypto, ids, records, signing, yamlio
+from ..config import SETTINGS_FILE, STAFF_FILE, load_yaml
+from ..errors import NotARecipient, Refused, UsageError
+from ..registry import CASEWORKER, PROGRAMME_MANAGER, Registry, Staff
+from ..schema import SETTINGS, STAFF
+from . import unit
+from .core import Core
+
+
+def staff_add(repo: Core, identities: Sequence[crypto.Identity], member: Staff) -> int:
+    actor = repo.acting(identities, PROGRAMME_MANAGER, action="adding staff")
+    if member.signing_key:
+        member = replace(member, signing_key=signing.check_public_key(member.signing_key))
+    if member.id in repo.registry.staff:
+        raise UsageError(f"staff member {member.id} exists", hint="use cmgit staff update")
+    clash = [m.id for m in repo.registry.staff.values() if m.recipient == member.recipient]
+    if clash:
+        raise UsageError(f"that recipient already belongs to {clash[0]}")
+    return _change_registry(
+        repo, identities, actor, repo.registry.with_member(member), "add", member.id
+    )
+
+
+def staff_update(
+    repo: Core, identities: Sequence[crypto.Identity], staff_id: str, **changes: Any
+) -> int:
+    actor = repo.acting(identities, PROGRAMME_MANAGER, action="changing staff")
+    current = repo.registry.get(staff_id)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes.get("signing_key"):
+        changes["signing_key"] = signing.check_public_key(changes["signing_key"])
+    if not changes:
+        raise UsageError(
+            "nothing to change", hint="give --team, --role, --recipient or --signing-key"
+        )
+    if "recipient" in changes:
+        clash = [
+            m.id
+            for m in repo.registry.staff.values()
+            if m.recipient == changes["recipient"] and m.id != staff_id
+        ]
+        if clash:
+            raise UsageError(f"that recipient already belongs to {clash[0]}")
+    if ("team" in changes or "role" in changes) and current.role == CASEWORKER:
+        held = _held_cases(repo, staff_id)
+        if held:
+            raise Refused(
+                f"{staff_id} still holds {len(held)} case(s)",
+                hint="reassign them first (cmgit assign)",
+            )
+    return _change_registry(
+        repo, identities, actor, repo.registry.updated(staff_id, **changes), "update", staff_id
+    )
+
+
+def staff_deactivate(repo: Core, identities: Sequence[crypto.Identity], staff_id: str) -> int:
+    actor = repo.acting(identities, PROGRAMME_MANAGER, action="deactivating staff")
+    member = repo.registry.get(staff_id)
+    if not member.active:
+        raise UsageError(f"{staff_id} is already deactivated")
+    if member.id == actor.id:
+        raise Refused("you cannot deactivate yourself", hint="ask another programme manager")
+    held = _held_cases(repo, staff_id)
+    if held:
+        raise Refused(
+            f"{staff_id} still holds {len(held)} open case(s)",
+            hint="reassign them first (cmgit assign)",
+        )
+    registry = repo.registry.updated(staff_id, active=False)
+    if not registry.active(PROGRAMME_MANAGER):
+        raise Refused("the last programme manager cannot be deactivated")
+    return _change_registry(repo, identities, actor, registry, "deactivate", staff_id)
+
+
+def _held_cases(repo: Core, staff_id: str) -> list[str]:
+    held = []
+    for case_id in repo.case_ids():
+        open_fields = repo.load_open(case_id).record.open
+        if open_fields["caseworker"] == staff_id and open_fields["state"] in (
+            repo.workflow.held_states
+        ):
+            held.append(case_id)
+    return held
+
+
+def _change_registry(
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    actor: Staff,
+    registry: Registry,
+    verb: str,
+    staff_id: str,
+) -> int:
+    doc = registry.to_doc()
+    repo.schemas.validate(doc, STAFF, what="staff registry")
+    data = yamlio.dump(doc).encode("utf-8")
+    return _reconfigure(
+        repo,
+        identities,
+        actor,
+        {STAFF_FILE: data},
+        registry,
+        repo.settings,
+        f"staff: {verb} {staff_id}",
+        [("Cmgit-Action", f"staff-{verb}"), ("Cmgit-Staff", staff_id)],
+    )
+
+
+def settings_set(repo: Core, identities: Sequence[crypto.Identity], key: str, value: str) -> int:
+    actor = repo.acting(identities, PROGRAMME_MANAGER, action="changing settings")
+    props = repo.schemas.schemas[SETTINGS]["properties"]
+    if key not in props:
+        named = f" '{key}'" if ids.REASON_RE.fullmatch(key) else ""
+        raise UsageError(f"unknown setting{named}", hint="see cmgit settings show")
+    typed = load_yaml(
+        value.encode("utf-8"), repo.schemas, props[key], what="setting value", limit=64 * 1024
+    )
+    settings = {**repo.settings, key: typed}
+    repo.schemas.validate(settings, SETTINGS, what="settings")
+    if settings == repo.settings:
+        raise UsageError(f"{key} already has that value")
+    return _reconfigure(
+        repo,
+        identities,
+        actor,
+        {SETTINGS_FILE: yamlio.dump(settings).encode("utf-8")},
+        repo.registry,
+        settings,
+        f"settings: set {key}",
+        [("Cmgit-Action", "settings-set"), ("Cmgit-Setting", key)],
+    )
+
+
+def _reconfigure(
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    actor: Staff,
+    files: dict[str, bytes | None],
+    registry: Registry,
+    settings: Mapping[str, Any],
+    subject: str,
+    trailers: list[tuple[str, str]],
+) -> int:
+    """Commit a registry or settings change together with every record whose
+    recipients it changes, re-encrypted; their open fields stay as they were."""
+    repo.check_config_trusted()
+    todo = []
+    for case_id in repo.case_ids():
+        loaded = repo.load_open(case_id)
+        open_fields = loaded.record.open
+        before = repo.expected_recipients(open_fields)
+        after = registry.recipients_for(open_fields["team"], open_fields["caseworker"], settings)
+        if before != after:
+            todo.append((loaded, after))
+    with unit.change(repo, [*files, *(loaded.path for loaded, _ in todo)]) as parent:
+        for loaded, after in todo:
+            try:
+                plaintext = repo.cipher.open(loaded.armored, identities)
+            except NotARecipient:
+                raise Refused(
+                    "this change re-encrypts cases you cannot open",
+                    case_id=loaded.record.case_id,
+                    hint="a programme manager who can open every case must run it",
+                ) from None
+            files[loaded.path] = records.render_file(
+                loaded.record.open,
+                repo.schemas.open_fields,
+                repo.cipher.seal(plaintext, after),
+            )
+        unit.commit(repo, files, subject, trailers, actor, parent)
+    return len(todo)

@@ -1,0 +1,307 @@
+"""The repository core: a case repository opened, its committed configuration, the person
+acting, and its records read and checked.
+
+Configuration (schemas, settings, staff registry) is read from the committed tree, never
+from the work tree, so an uncommitted edit of ``staff.yaml`` cannot grant anyone
+anything. Changing a record is `unit`'s (change -> seal -> commit); the commands are
+functions over this core in the other modules of the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Self
+
+from .. import caches, crypto, ids, records
+from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, check_trusted, read_config
+from ..errors import (
+    CaseNotFound,
+    CmgitError,
+    IntegrityError,
+    NotACaseRepository,
+    NotARecipient,
+    RepositoryError,
+    TooLarge,
+)
+from ..history import BLOB_MODES, PENDING_FILE, Git, object_id, repository_lock
+from ..progress import SILENT, Progress
+from ..records import Record
+from ..registry import Registry, Staff
+from ..schema import CASE, SchemaSet
+from ..workflow import Workflow
+
+GITLINK_MODE = "160000"  # a submodule: `git ls-tree -r` lists it, it has no content
+# What is committed for a record: (mode, blob id), or None; LOOK_UP: read it from HEAD.
+Committed = tuple[str, str] | None
+LOOK_UP: Committed = ("look", "up")
+
+
+@dataclass
+class Loaded:
+    """A record as read from the work tree, with what was committed for its path."""
+
+    record: Record
+    path: str
+    armored: str
+    head_blob: str | None
+    header: crypto.Header
+
+
+@dataclass
+class Core:
+    """A case repository: its git, how it seals, and who signs; the configuration and the
+    records as committed."""
+
+    git: Git
+    cipher: crypto.Cipher = field(default_factory=crypto.AgeCipher)
+    # CMGIT_SIGNING_KEY: the actor's SSH private key, for signed commits (SPEC section 3).
+    signing_key_path: Path | None = None
+    # Bars for long reads (the first keyless read after a clone); set by the command line.
+    progress: Progress = SILENT
+    _loaded_key: str = field(default="", init=False, repr=False)
+    # Paths of a killed command's change that opening the repository finished.
+    finished: list[str] = field(default_factory=list, init=False, repr=False)
+
+    @classmethod
+    def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Self:
+        git = Git.discover(where or Path.cwd())
+        repo = cls(git, cipher or crypto.AgeCipher())
+        if (git.git_dir / "cmgit" / PENDING_FILE).exists():
+            # A change was killed half-way: finish it. If git's index.lock was left too,
+            # or a writer holds the repository, leave it to recover or to that writer.
+            with contextlib.suppress(RepositoryError), repository_lock(git.git_dir):
+                repo.finished = git.finish_pending()
+        if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
+            raise NotACaseRepository(
+                "not a cmgit case repository", hint="run cmgit init DIR, or use -C DIR"
+            )
+        return repo
+
+    @property
+    def root(self) -> Path:
+        return self.git.root
+
+    # -- committed configuration ------------------------------------------------------
+
+    def _config_key(self) -> str:
+        """Object ids of the committed configuration: equal ids, equal configuration."""
+        head = self.git.head()
+        root = self.git.objects.tree(self.git.objects.commit_tree(head)) if head else {}
+        return " ".join(
+            f"{name}={root.get(name)}" for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
+        )
+
+    @cached_property
+    def _config(self) -> Config:
+        self._loaded_key = self._config_key()
+        head = self.git.head()
+        assert head is not None
+        return read_config(self.git, head)
+
+    def check_config_trusted(self) -> None:
+        head = self.git.head()
+        if head is not None:
+            check_trusted(self.git, head, self.schemas, self._config_key())
+
+    @property
+    def schemas(self) -> SchemaSet:
+        return self._config.schemas
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self._config.settings
+
+    @property
+    def registry(self) -> Registry:
+        return self._config.registry
+
+    @property
+    def workflow(self) -> Workflow:
+        return self._config.workflow
+
+    def reload_config(self) -> None:
+        """Forget the configuration if a commit since it was read has changed it."""
+        if "_config" in self.__dict__ and self._config_key() != self._loaded_key:
+            del self.__dict__["_config"]
+
+    def forget_config(self) -> None:
+        """Read the configuration again when next asked (a commit has changed it)."""
+        self.__dict__.pop("_config", None)
+
+    # -- who is acting ----------------------------------------------------------------
+
+    def actor(self, identities: Sequence[crypto.Identity]) -> Staff:
+        return self.registry.actor_for(i.recipient for i in identities)
+
+    def acting(self, identities: Sequence[crypto.Identity], *roles: str, action: str) -> Staff:
+        actor = self.actor(identities)
+        if roles:
+            self.registry.check_role(actor, *roles, action=action)
+        return actor
+
+    # -- reading records --------------------------------------------------------------
+
+    def case_ids(self) -> list[str]:
+        """Every case committed at HEAD as a file (not a submodule), from the tree alone."""
+        return [
+            case_id
+            for case_id, (mode, _) in self.committed_records().items()
+            if mode != GITLINK_MODE
+        ]
+
+    def committed_records(self) -> dict[str, tuple[str, str]]:
+        """(mode, blob id) of every record at HEAD, by case ID, from one tree listing."""
+        return {
+            case_id: (entry.mode, entry.oid)
+            for entry in self.git.ls_tree("HEAD", ids.RECORDS_DIR)
+            if (case_id := ids.case_id_from_path(entry.path))
+        }
+
+    def _read_work_file(self, path: str, case_id: str) -> bytes:
+        full = self.root / path
+        try:
+            info = os.lstat(full)
+        except FileNotFoundError:
+            raise CaseNotFound(f"no record for case {case_id}", case_id=case_id) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(
+                "record path is not a regular file",
+                case_id=case_id,
+                hint="remove the link and restore the file with git",
+            )
+        if info.st_size > records.MAX_RECORD_FILE:
+            raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            # Ask for the size seen, not the limit: read(n) sets aside n bytes first.
+            data = handle.read(info.st_size + 1)
+        if len(data) > records.MAX_RECORD_FILE:
+            raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
+        return data
+
+    def load_open(self, case_id: str, committed: Committed = LOOK_UP) -> Loaded:
+        """A record's open fields and sealed block, checked without any key.
+
+        ``committed`` is the (mode, blob id) committed at HEAD for the record, when the
+        caller has already read it from the tree (bulk reads); None if not committed.
+        """
+        ids.check_case_id(case_id)
+        path = ids.record_path(case_id)
+        entry = self.git.path_entry("HEAD", path) if committed is LOOK_UP else committed
+        if entry is not None and entry[0] not in BLOB_MODES:
+            raise IntegrityError(
+                "committed record is not a regular file",
+                case_id=case_id,
+                hint="run cmgit audit; a link or submodule was committed in its place",
+            )
+        data = self._read_work_file(path, case_id)
+        try:
+            open_fields, armored = records.parse_file(data, self.schemas.open_fields)
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        if open_fields.get("case_id") != case_id:
+            raise IntegrityError(
+                "record belongs to another case (file copied or swapped)",
+                case_id=case_id,
+                hint="restore it with git",
+            )
+        self.schemas.validate_open(open_fields, case_id=case_id)
+        if entry is not None and object_id("blob", data) != entry[1]:
+            if (self.git.git_dir / "cmgit" / PENDING_FILE).exists():
+                # A change between moving the branch and writing the file: wait for its
+                # writer, or finish it if the writer was killed, and read again.
+                with repository_lock(self.git.git_dir):
+                    self.git.finish_pending()
+                return self.load_open(case_id, committed)
+            # Only cmgit writes records, and it commits what it writes: any difference
+            # from the committed file was made by something else.
+            older = False
+            with contextlib.suppress(CmgitError):
+                old = records.parse_open_fields(
+                    self.git.read_blob(entry[1], limit=records.MAX_RECORD_FILE),
+                    self.schemas.open_fields,
+                )
+                older = open_fields["version"] < old["version"]
+            raise IntegrityError(
+                "record is older than the committed one (an old copy restored?)"
+                if older
+                else "record was changed outside cmgit",
+                case_id=case_id,
+                hint=f"restore it with: git checkout -- {path}",
+            )
+        try:
+            header = crypto.inspect(armored)
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        return Loaded(Record(open_fields), path, armored, entry[1] if entry else None, header)
+
+    def expected_recipients(self, open_fields: Mapping[str, Any]) -> list[str]:
+        return self.registry.recipients_for(
+            open_fields["team"], open_fields["caseworker"], self.settings
+        )
+
+    def load(
+        self, case_id: str, identities: Sequence[crypto.Identity], committed: Committed = LOOK_UP
+    ) -> Loaded:
+        """A record opened and checked: binding to path, version and open fields, schema."""
+        return self.open_loaded(self.load_open(case_id, committed), identities)
+
+    def open_loaded(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> Loaded:
+        """Decrypt a record ``load_open`` has checked, and check its sealed content."""
+        case_id = loaded.record.case_id
+        expected = self.check_stanzas(loaded)
+        try:
+            plaintext = self.cipher.open(loaded.armored, identities)
+        except NotARecipient:
+            mine = {i.recipient for i in identities}
+            if mine & set(expected):
+                raise IntegrityError(
+                    "sealed block does not open with a key it was sealed for "
+                    "(tampered, or not re-encrypted after a staff change)",
+                    case_id=case_id,
+                    hint="run cmgit validate and cmgit audit",
+                ) from None
+            raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
+        except CmgitError as exc:
+            exc.case_id = case_id
+            raise
+        payload = records.parse_payload(plaintext)
+        records.check_binding(case_id, loaded.record.open, payload)
+        loaded.record.forms = payload.forms
+        self.schemas.validate(
+            loaded.record.document(self.schemas.field_order),
+            CASE,
+            what="case record",
+            case_id=case_id,
+        )
+        return loaded
+
+    def check_stanzas(self, loaded: Loaded) -> list[str]:
+        """The recipients the registry calls for; IntegrityError if the sealed block has
+        another number of them. Checked before any key is used: a key slipped in (or left
+        out) is a change made outside cmgit, and the block must not be re-sealed as if it
+        were fine."""
+        expected = self.expected_recipients(loaded.record.open)
+        if loaded.header.stanza_count != len(expected):
+            raise IntegrityError(
+                f"sealed for {loaded.header.stanza_count} recipients, the registry calls "
+                f"for {len(expected)}",
+                case_id=loaded.record.case_id,
+                hint="run cmgit validate and cmgit audit; a programme manager can re-encrypt it",
+            )
+        return expected
+
+    def open_rows(self) -> list[tuple[Any, ...]]:
+        """The open fields of every record at HEAD, one tuple each in schema order."""
+        head = self.git.head()
+        if head is None:
+            return []
+        return caches.open_rows(self.git, head, self.schemas.open_fields, self.progress)

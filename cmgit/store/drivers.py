@@ -1,0 +1,121 @@
+"""Git's drivers and repair: the merge driver (two offices' versions of one case merged
+and re-sealed), the diff text conversion (a record as its recipients read it), and
+`cmgit recover`, which finishes what an interrupted command left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from .. import crypto, ids, records, yamlio
+from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
+from ..history import object_id, remove_stale_index_lock, repository_lock
+from ..merge import merge_cases
+from ..records import Record
+from . import unit
+from .core import Core
+from .setup import read_limited
+
+
+def open_blob(
+    repo: Core, data: bytes, identities: Sequence[crypto.Identity], case_id: str
+) -> Record:
+    """A record from bytes (any version in history), opened and checked."""
+    open_fields, armored = records.parse_file(data, repo.schemas.open_fields)
+    payload = records.parse_payload(repo.cipher.open(armored, identities))
+    records.check_binding(case_id, open_fields, payload)
+    return Record(open_fields, payload.forms)
+
+
+def merge_record(
+    repo: Core,
+    case_id: str,
+    base: bytes | None,
+    ours: bytes,
+    theirs: bytes,
+    theirs_blob: str,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+) -> bytes:
+    """Two offices' versions of one case merged field by field, re-sealed; its
+    version is theirs plus one (SPEC section 6). A true conflict is refused."""
+    order = repo.schemas.field_order
+    mine = open_blob(repo, ours, identities, case_id).document(order)
+    other = open_blob(repo, theirs, identities, case_id).document(order)
+    old = open_blob(repo, base, identities, case_id).document(order) if base else {}
+    merged = merge_cases(old, mine, other, case_id=case_id)
+    record = Record(
+        {k: merged[k] for k in repo.schemas.open_fields},
+        {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
+    )
+    record.open["version"] = int(other["version"]) + 1
+    return unit.seal(repo, record, theirs_blob, today)
+
+
+def recover(repo: Core) -> list[str]:
+    """Finish what an interrupted command left: temporary files, and records whose
+    commit was made but whose index and work-tree copy were not yet brought up to
+    date. A file someone changed by hand is never touched (it stays for git)."""
+    done = []
+    git_dir = repo.git.git_dir
+    with repository_lock(git_dir, wait_for_index=False):
+        if remove_stale_index_lock(git_dir):
+            done.append("removed git's index.lock left by a git command that stopped")
+        repo.finished += repo.git.finish_pending()
+        done += [f"finished the interrupted change of {path}" for path in repo.finished]
+        repo.finished = []
+        if (git_dir / "index.lock").exists():
+            raise RepositoryBusy(
+                "repository is busy: a git command holds index.lock",
+                hint="wait for it to finish and run cmgit recover again",
+            )
+        for folder in (repo.root / ids.RECORDS_DIR, repo.git.objects.folder):
+            for stray in folder.rglob(".cmgit-tmp-*"):
+                stray.unlink()
+                done.append(f"removed an unfinished temporary file in {folder.name}/")
+            for stray in folder.rglob("tmp_obj_*"):
+                stray.unlink()
+                done.append("removed an unfinished object file")
+        # staff.yaml and settings.yaml are written in the top folder; the journal
+        # of a change in .git/cmgit
+        for folder in (repo.root, git_dir / "cmgit"):
+            for stray in folder.glob(".cmgit-tmp-*"):
+                stray.unlink()
+                done.append("removed an unfinished temporary file")
+        staged = repo.git.run(
+            "diff-index", "--cached", "-z", "--no-renames", "HEAD", "--", ids.RECORDS_DIR
+        )
+        parts = staged.split(b"\0")
+        for meta, raw in zip(parts[::2], parts[1::2], strict=False):
+            path = raw.decode("utf-8", "surrogateescape")
+            index_oid = meta.decode("ascii").split()[3]
+            current = repo.root / path
+            try:
+                on_disk = (
+                    read_limited(current, records.MAX_RECORD_FILE, "record file")
+                    if current.is_file()
+                    else None
+                )
+            except TooLarge:
+                continue  # no record cmgit wrote: changed by hand, left alone
+            head_oid = repo.git.blob_id("HEAD", path)
+            if on_disk is not None and object_id("blob", on_disk) not in (index_oid, head_oid):
+                continue  # changed by hand since: leave it for the person to decide
+            data = repo.git.read_blob(head_oid, limit=records.MAX_RECORD_FILE) if head_oid else None
+            repo.git._sync_worktree({path: head_oid}, {path: data})
+            done.append(f"brought {path} up to its committed version")
+    return done
+
+
+def textconv(repo: Core, data: bytes, identities: Sequence[crypto.Identity] | None) -> str:
+    """A record file as a recipient should see it in `git diff`: open fields and
+    decrypted forms; anyone else, and anything unreadable, sees the file as it is."""
+    try:
+        open_fields, armored = records.parse_file(data, repo.schemas.open_fields)
+        if not identities:
+            raise NotARecipient("no identity")
+        payload = records.parse_payload(repo.cipher.open(armored, identities))
+    except CmgitError:
+        return data.decode("utf-8", "replace")
+    return yamlio.dump(Record(open_fields, payload.forms).document(repo.schemas.field_order))

@@ -1,0 +1,147 @@
+"""Setting up: a new case repository from the template, identity files and keys, and the
+signer that signs a person's commits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import crypto, ids, signing, yamlio
+from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE
+from ..errors import AccessError, NoIdentity, TooLarge, UsageError
+from ..history import Author, Git, format_message
+from ..registry import PROGRAMME_MANAGER, Registry, Staff, settings_defaults
+from ..schema import SETTINGS, STAFF, SchemaSet
+from ..template import template_root
+
+DEFAULT_CRITERIA = [
+    "unaccompanied_or_separated",
+    "abuse_neglect_or_exploitation",
+    "trafficked_or_at_risk",
+    "child_labour",
+    "associated_with_armed_groups",
+    "child_marriage",
+    "in_conflict_with_the_law",
+    "other_protection_risk",
+]
+# What `cmgit init` copies from the template into a new case repository.
+TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml")
+
+
+def staff_author(actor: Staff) -> Author:
+    # Staff IDs only: no names in history (SPEC section 8).
+    return Author(actor.id, f"{actor.id}@cmgit.invalid")
+
+
+def init_repository(
+    target: Path,
+    *,
+    admin: str,
+    recipient: str,
+    team: str,
+    signing_key: str | None,
+    prefix: str,
+    programme: str,
+    signing_key_path: Path | None = None,
+) -> Path:
+    """Create a case repository from the template; the first programme manager is
+    registered in its first commit, the trust root audit starts from."""
+    ids.check_staff_id(admin)
+    ids.check_team_id(team)
+    ids.check_prefix(prefix)
+    recipient = crypto.check_recipient(recipient)
+    if signing_key:
+        signing_key = signing.check_public_key(signing_key)
+    if target.exists() and any(target.iterdir()):
+        raise UsageError("target folder is not empty", hint="choose a new or empty folder")
+    source = template_root()
+    created = not target.exists()
+    try:
+        git = Git(target)
+        git.init()
+        for item in TEMPLATE_ITEMS:
+            src = source / item
+            if src.is_dir():
+                shutil.copytree(src, target / item)
+            elif src.is_file():
+                shutil.copy2(src, target / item)
+        (target / ids.RECORDS_DIR).mkdir(exist_ok=True)
+        schemas = SchemaSet.load(target / SCHEMAS_DIR)
+        settings = settings_defaults(schemas.schemas[SETTINGS])
+        settings.update(
+            programme_name=programme,
+            case_id_prefix=prefix,
+            vulnerability_criteria=list(DEFAULT_CRITERIA),
+        )
+        schemas.validate(settings, SETTINGS, what="settings")
+        admin_member = Staff(admin, PROGRAMME_MANAGER, team, recipient, signing_key, True)
+        registry = Registry([admin_member])
+        schemas.validate(registry.to_doc(), STAFF, what="staff registry")
+        files: dict[str, bytes | None] = {
+            SETTINGS_FILE: yamlio.dump(settings).encode("utf-8"),
+            STAFF_FILE: yamlio.dump(registry.to_doc()).encode("utf-8"),
+            f"{ids.RECORDS_DIR}/.gitkeep": b"",
+        }
+        for path in sorted(p for p in target.rglob("*") if p.is_file() and ".git" not in p.parts):
+            rel = path.relative_to(target).as_posix()
+            files.setdefault(rel, path.read_bytes())
+        message = format_message(
+            "init: case repository", [("Cmgit-Action", "init"), ("Cmgit-Actor", admin)]
+        )
+        git.commit(
+            files,
+            message,
+            staff_author(admin_member),
+            None,
+            sign=make_signer(signing_key_path, admin_member, False),
+        )
+    except BaseException:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
+
+
+def make_signer(path: Path | None, actor: Staff, required: bool) -> Callable[[bytes], str] | None:
+    if path is None:
+        if required:
+            raise NoIdentity(
+                "this repository requires signed commits",
+                hint="set CMGIT_SIGNING_KEY to your SSH signing key (ssh-keygen -t ed25519)",
+            )
+        return None
+    key = signing.load_private_key(path)
+    if signing.public_key_text(key.public_key()) != actor.signing_key:
+        raise AccessError(
+            f"your signing key is not the one registered for {actor.id}",
+            hint="a programme manager registers it: cmgit staff update ID --signing-key ...",
+        )
+    return lambda data: signing.sign(data, key)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of a file, refused (TooLarge) by its size before they are read."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise TooLarge(f"{what} is larger than cmgit accepts")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{what} is larger than cmgit accepts")
+    return data
+
+
+def keygen(path: Path) -> str:
+    secret, recipient = crypto.generate_identity()
+    crypto.write_identity_file(path, secret, recipient)
+    return recipient
+
+
+def load_identities(path: str | os.PathLike[str] | None) -> tuple[crypto.Identity, ...]:
+    if not path:
+        raise NoIdentity(
+            "no identity given", hint="set CMGIT_IDENTITY to your identity file, or use --identity"
+        )
+    return crypto.load_identities(Path(path))

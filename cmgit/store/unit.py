@@ -1,0 +1,191 @@
+"""One unit of work per command: load -> open -> validate -> change -> seal -> commit.
+
+Nothing becomes visible until the commit moves the branch, so a refused or failed command
+leaves the work tree, the index and the history as they were. `change` holds the
+repository lock and refuses uncommitted work; `seal` summarises, validates and encrypts a
+record for the recipients the committed registry names; `commit` writes one commit;
+`save` does all three for one loaded record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .. import ids, records, workflow
+from ..errors import DirtyWorkTree, Refused, SchemaError
+from ..faults import crash_point
+from ..history import format_message, object_id, repository_lock
+from ..records import Record
+from ..registry import Staff
+from ..schema import CASE, SchemaSet
+from .core import Core, Loaded
+from .setup import make_signer, staff_author
+
+
+def ensure_clean(repo: Core, paths: Sequence[str]) -> None:
+    """Refuse (exit 6) if a git operation is under way or ``paths`` are not committed."""
+    repo.git.check_no_operation()
+    dirty = repo.git.status(*paths)
+    if dirty:
+        raise _uncommitted(dirty)
+
+
+def precheck_clean(repo: Core, path: str) -> None:
+    """`ensure_clean` for one file, in process: refuse (exit 6) before any work if a git
+    operation is under way or the file differs from HEAD. `change` runs the whole
+    check again under the lock (staged changes included), so this one only spares
+    the common case a `git status` of its own."""
+    repo.git.check_no_operation()
+    entry = repo.git.path_entry("HEAD", path)
+    try:
+        info = os.lstat(repo.root / path)
+    except FileNotFoundError:
+        if entry is None:
+            return
+        info = None
+    if (
+        entry is not None
+        and info is not None
+        and stat.S_ISREG(info.st_mode)
+        and (info.st_size <= records.MAX_RECORD_FILE)
+        and (bool(info.st_mode & 0o100) == (entry[0] == "100755"))
+    ):
+        with open(repo.root / path, "rb") as handle:
+            if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
+                return
+    raise _uncommitted([path])
+
+
+@contextlib.contextmanager
+def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
+    """Hold the repository lock, refuse if ``paths`` have uncommitted changes or a git
+    operation is under way, and yield the parent commit for the new one."""
+    with repository_lock(repo.git.git_dir):
+        repo.git.finish_pending()
+        head = repo.git.head()
+        if len(paths) == 1 and head is not None:
+            # One file (a case command): its bytes checked in process and the index by
+            # git spare `git status` a scan of the work tree.
+            precheck_clean(repo, paths[0])
+            staged = repo.git.run(
+                "diff-index", "--cached", "--name-only", "-z", head, "--", paths[0]
+            )
+            if staged:
+                raise _uncommitted([paths[0]])
+        else:
+            ensure_clean(repo, paths)
+        repo.reload_config()
+        yield head
+
+
+def seal(repo: Core, record: Record, prev_blob: str | None, today: dt.date) -> bytes:
+    """Summarise, validate and seal a record into the bytes of its file."""
+    record.open = workflow.summarise(record.open, record.forms, repo.settings, today)
+    repo.schemas.validate(
+        record.document(repo.schemas.field_order),
+        CASE,
+        what="case record",
+        case_id=record.case_id,
+    )
+    check_item_ids(record, repo.schemas)
+    repo.check_config_trusted()
+    recipients = repo.expected_recipients(record.open)
+    armored = repo.cipher.seal(records.seal_payload(record, prev_blob), recipients)
+    data = records.render_file(record.open, repo.schemas.open_fields, armored)
+    crash_point("sealed")
+    return data
+
+
+def _signer(repo: Core, actor: Staff) -> Callable[[bytes], str] | None:
+    """Sign with the actor's registered key; required when the settings say so."""
+    return make_signer(
+        repo.signing_key_path, actor, bool(repo.settings.get("require_signed_commits"))
+    )
+
+
+def commit(
+    repo: Core,
+    files: Mapping[str, bytes | None],
+    subject: str,
+    trailers: Sequence[tuple[str, str]],
+    actor: Staff,
+    parent: str | None,
+) -> str:
+    """One commit of ``files`` by ``actor``, signed when the repository asks for it."""
+    message = format_message(
+        subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
+    )
+    commit = repo.git.commit(files, message, staff_author(actor), parent, sign=_signer(repo, actor))
+    if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
+        repo.forget_config()
+    return commit
+
+
+def save(
+    repo: Core,
+    loaded: Loaded,
+    actor: Staff,
+    today: dt.date,
+    action: str,
+    item_id: str | None,
+    trailers: list[tuple[str, str]],
+    *,
+    subject: str | None = None,
+) -> str:
+    """Seal a loaded record as changed and commit it, one version on; refused if another
+    command committed the case since it was loaded. Returns ``item_id`` or ``action``."""
+    record = loaded.record
+    case_id = record.case_id
+    with change(repo, [loaded.path]) as parent:
+        if repo.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
+            raise Refused("case changed while this command ran; run it again", case_id=case_id)
+        record.open["version"] = record.version + 1
+        data = seal(repo, record, loaded.head_blob, today)
+        if subject is None:
+            subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
+        commit(
+            repo,
+            {loaded.path: data},
+            subject,
+            [
+                ("Cmgit-Case", case_id),
+                ("Cmgit-Action", action),
+                *trailers,
+                ("Cmgit-Version", str(record.version)),
+                ("Cmgit-Date", today.isoformat()),
+            ],
+            actor,
+            parent,
+        )
+    return item_id or action
+
+
+def check_item_ids(record: Record, schemas: SchemaSet) -> None:
+    for form in schemas.sealed_fields:
+        id_field = schemas.form_id_field(form)
+        items = record.forms.get(form)
+        if not id_field or not isinstance(items, list):
+            continue
+        seen: set[Any] = set()
+        for index, item in enumerate(items):
+            value = item.get(id_field)
+            if value in seen:
+                raise SchemaError(
+                    "case record has a repeated form id",
+                    case_id=record.case_id,
+                    problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
+                )
+            seen.add(value)
+
+
+def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:
+    shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return DirtyWorkTree(
+        f"uncommitted changes in {shown}",
+        hint="commit or discard them with git, then run the command again",
+    )
