@@ -265,9 +265,13 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
         )
     )
 
-    # Moves, then the incremental audit of the commits they made.
-    moves = _move_times(repo, keys, max(runs + 1, min(100, cases // 20)))
+    # Moves, each beside a plain signed git commit, then the incremental audit of the moves.
+    moves, commits = _moves_beside_git(repo, keys, work, max(20, min(100, cases // 20)))
     f["cmgit move"] = statistics.median(moves)
+    f["git add + git commit of one file"] = statistics.median(commits)
+    f["cmgit move / git commit, median of pairs"] = statistics.median(
+        m / c for m, c in zip(moves, commits, strict=True)
+    )
     made = len(moves)
     tip = subprocess.run(
         ["git", "rev-parse", f"HEAD~{made}"], cwd=repo, check=True, capture_output=True, text=True
@@ -313,21 +317,14 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
     size.targets.append(
         Target("peak memory of bulk commands", memory[worst], 500, "MB", f"largest: {worst}")
     )
-    f["git commit of one file"] = _git_commit(repo, runs)
-    limit = (
-        f["git commit of one file"]
-        if cases >= 100_000
-        else f["startup"] + f["git commit of one file"]
-    )
     size.targets.append(
         Target(
             "cmgit move",
             f["cmgit move"],
-            limit,
+            2 * f["git add + git commit of one file"],
             "s",
-            "limit: git commit"
-            + ("" if cases >= 100_000 else " + startup")
-            + f" (median of {made} moves)",
+            f"limit: 2x git add FILE && git commit, signed (median of {made} alternating"
+            f" pairs; median ratio of pairs {f['cmgit move / git commit, median of pairs']:.2f})",
         )
     )
     return size
@@ -387,9 +384,14 @@ def _git_signatures(repo: Path, keys: Path, count: int) -> float:
     return took / len(out)
 
 
-def _move_times(repo: Path, keys: Path, count: int) -> list[float]:
-    """Times of ``count`` `cmgit move` runs, each a different registered case to assessment,
-    made by its caseworker with her keys."""
+def _moves_beside_git(
+    repo: Path, keys: Path, work: Path, count: int
+) -> tuple[list[float], list[float]]:
+    """``count`` pairs, alternating: a `cmgit move` of a registered case to assessment by
+    its caseworker, then the anchor, what a user would otherwise run to commit one changed
+    record: `git add FILE && git commit`, signed with the same caseworker's SSH key as the
+    repository requires. The anchor commits in a clone of the same repository (same index,
+    same trees), so its commits never enter the history cmgit reads."""
     out = subprocess.run(
         [CMGIT, "list", "--json", "--state", "registered"],
         cwd=repo,
@@ -401,45 +403,40 @@ def _move_times(repo: Path, keys: Path, count: int) -> list[float]:
     cases = json.loads(out)[:count]
     if len(cases) < count:
         raise SystemExit(f"only {len(cases)} registered cases to move")
-    times = []
-    for case in cases:
+    anchor = work / "anchor-clone"
+    shutil.rmtree(anchor, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(repo), str(anchor)], check=True)
+    records = sorted((anchor / "records").rglob("*.yaml"))
+    moves, commits = [], []
+    for n, case in enumerate(cases):
         worker = case["caseworker"]
         env = {
             "CMGIT_IDENTITY": str(keys / f"{worker}.txt"),
             "CMGIT_SIGNING_KEY": str(keys / f"{worker}.ssh"),
             "CMGIT_TODAY": TODAY,
         }
-        times.append(run([CMGIT, "move", case["case_id"], "assessment"], cwd=repo, env=env))
-    return times
-
-
-def _git_commit(repo: Path, runs: int) -> float:
-    """A plain `git commit` of one changed file (a record's line changed) in this repository."""
-    path = next((repo / "records").rglob("*.yaml")).relative_to(repo).as_posix()
-    n = [0]
-
-    def once() -> float:
-        n[0] += 1
-        with open(repo / path, "a") as handle:
-            handle.write(f"#{n[0]}\n")
-        return run(
-            [
-                "git",
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@cmgit.invalid",
-                "commit",
-                "-q",
-                "-m",
-                "bench",
-                "--",
-                path,
-            ],
-            cwd=repo,
+        moves.append(run([CMGIT, "move", case["case_id"], "assessment"], cwd=repo, env=env))
+        path = records[n % len(records)]
+        with open(path, "a") as handle:
+            handle.write(f"#{n}\n")
+        git = [
+            "git",
+            "-c",
+            f"user.name={worker}",
+            "-c",
+            f"user.email={worker}@cmgit.invalid",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingkey={keys / f'{worker}.ssh'}",
+        ]
+        relative = path.relative_to(anchor).as_posix()
+        commits.append(
+            run([*git, "add", relative], cwd=anchor)
+            + run([*git, "commit", "-q", "-S", "-m", "bench"], cwd=anchor)
         )
-
-    return median(runs, once)
+    shutil.rmtree(anchor)
+    return moves, commits
 
 
 def _plain_mkdocs(repo: Path, work: Path, runs: int) -> float:

@@ -945,7 +945,8 @@ def repository_lock(
 ) -> Iterator[None]:
     """Serialise cmgit writers on one clone. The kernel drops the lock if a process dies,
     so a killed command never leaves a stale cmgit lock behind. Then wait for git's own
-    index.lock to go: one that no process holds is stale (a git command was killed)."""
+    lock files (index, HEAD, branches) to go: one that no process holds is stale (a git
+    command was killed)."""
     folder = git_dir / "cmgit"
     folder.mkdir(exist_ok=True)
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -964,27 +965,8 @@ def repository_lock(
                         hint="wait for it to finish and try again",
                     ) from None
                 time.sleep(0.05)
-        index_lock = git_dir / "index.lock"
-        unheld_since: float | None = None
-        while wait_for_index and index_lock.exists():
-            now = time.monotonic()
-            if lock_file_held(index_lock) is False:
-                # git holds index.lock open while it exists; allow a moment for the
-                # instant between its open and its rename before calling it stale.
-                unheld_since = unheld_since or now
-                if now - unheld_since >= STALE_AFTER:
-                    raise RepositoryError(
-                        "git's index.lock was left by a git command that stopped",
-                        hint="run cmgit recover to remove it",
-                    )
-            else:
-                unheld_since = None
-            if now >= deadline:
-                raise RepositoryBusy(
-                    "repository is busy: a git command holds index.lock",
-                    hint="wait for it to finish and try again",
-                )
-            time.sleep(0.05)
+        if wait_for_index:
+            _wait_for_git_locks(git_dir, deadline)
         yield
     finally:
         os.close(fd)
@@ -1013,10 +995,46 @@ def lock_file_held(path: Path) -> bool | None:
     return False
 
 
-def remove_stale_index_lock(git_dir: Path) -> bool:
-    """Remove git's index.lock when no process holds it; the caller holds the cmgit lock."""
-    index_lock = git_dir / "index.lock"
-    if not index_lock.exists() or lock_file_held(index_lock) is not False:
-        return False
-    index_lock.unlink()
-    return True
+def git_locks(git_dir: Path) -> list[Path]:
+    """The lock files of git's that exist now, of those a cmgit change takes: the index,
+    HEAD, and the branches (a git killed while it writes one leaves it behind)."""
+    found = [git_dir / name for name in ("index.lock", "HEAD.lock", "packed-refs.lock")]
+    found = [path for path in found if path.exists()]
+    heads = git_dir / "refs" / "heads"
+    return found + sorted(heads.rglob("*.lock")) if heads.is_dir() else found
+
+
+def _wait_for_git_locks(git_dir: Path, deadline: float) -> None:
+    """Wait for git's own lock files to go: one that no process holds is stale."""
+    unheld_since: dict[Path, float] = {}
+    while locks := git_locks(git_dir):
+        now = time.monotonic()
+        for lock in locks:
+            name = lock.relative_to(git_dir).as_posix()
+            if lock_file_held(lock) is False:
+                # git holds a lock file open while it exists; allow a moment for the
+                # instant between its open and its rename before calling it stale.
+                if now - unheld_since.setdefault(lock, now) >= STALE_AFTER:
+                    raise RepositoryError(
+                        f"git's {name} was left by a git command that stopped",
+                        hint="run cmgit recover to remove it",
+                    )
+            else:
+                unheld_since.pop(lock, None)
+            if now >= deadline:
+                raise RepositoryBusy(
+                    f"repository is busy: a git command holds {name}",
+                    hint="wait for it to finish and try again",
+                )
+        time.sleep(0.05)
+
+
+def remove_stale_git_locks(git_dir: Path) -> list[str]:
+    """Remove git's lock files that no process holds, by name; the caller holds the cmgit
+    lock, so no cmgit command is between taking one and renaming it."""
+    removed = []
+    for lock in git_locks(git_dir):
+        if lock_file_held(lock) is False:
+            lock.unlink()
+            removed.append(lock.relative_to(git_dir).as_posix())
+    return removed

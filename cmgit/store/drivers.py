@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import crypto, ids, records, yamlio
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
-from ..history import object_id, remove_stale_index_lock, repository_lock
+from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
 from ..merge import merge_cases
 from ..records import Record
 from . import unit
@@ -60,14 +60,16 @@ def recover(repo: Core) -> list[str]:
     done = []
     git_dir = repo.git.git_dir
     with repository_lock(git_dir, wait_for_index=False):
-        if remove_stale_index_lock(git_dir):
-            done.append("removed git's index.lock left by a git command that stopped")
+        done += [
+            f"removed git's {name} left by a git command that stopped"
+            for name in remove_stale_git_locks(git_dir)
+        ]
         repo.finished += repo.git.finish_pending()
         done += [f"finished the interrupted change of {path}" for path in repo.finished]
         repo.finished = []
-        if (git_dir / "index.lock").exists():
+        for lock in git_locks(git_dir):
             raise RepositoryBusy(
-                "repository is busy: a git command holds index.lock",
+                f"repository is busy: a git command holds {lock.relative_to(git_dir)}",
                 hint="wait for it to finish and run cmgit recover again",
             )
         for folder in (repo.root / ids.RECORDS_DIR, repo.git.objects.folder):

@@ -174,10 +174,14 @@ def test_G2_live_index_lock_waits_then_reports_busy(programme: Programme) -> Non
     )
 
 
-def test_G2_stale_index_lock_points_to_recover(programme: Programme) -> None:
-    """G2: "stale lock: refuse and point to recover"; recover removes it and says so."""
+@pytest.mark.parametrize("name", ["index.lock", "HEAD.lock", "refs/heads/{branch}.lock"])
+def test_G2_stale_git_lock_points_to_recover(programme: Programme, name: str) -> None:
+    """G2: "stale lock: refuse and point to recover"; recover removes it and says so. A git
+    killed while it moves the branch leaves the branch's lock, as one killed while it
+    writes the index leaves index.lock."""
     case_id = programme.new_case()
-    lock = programme.root / ".git" / "index.lock"
+    name = name.format(branch=programme.git("branch", "--show-current").strip())
+    lock = programme.root / ".git" / name
     lock.write_bytes(b"")  # what a killed git leaves
     before = programme.state()
     # A stale lock is reported at once: with an hour to wait, run's deadline would end a
@@ -191,9 +195,9 @@ def test_G2_stale_index_lock_points_to_recover(programme: Programme) -> None:
         programme.form_file("note"),
         env={"CMGIT_LOCK_TIMEOUT": "3600"},
     )
-    assert_refused(refused, 6, programme, before, "index.lock", "cmgit recover")
+    assert_refused(refused, 6, programme, before, name, "cmgit recover")
     done = run(programme, "recover", as_=None)
-    assert done.returncode == 0 and "index.lock" in done.stdout
+    assert done.returncode == 0 and name in done.stdout
     assert not lock.exists()
     assert (
         programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code
