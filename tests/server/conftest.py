@@ -1,7 +1,8 @@
 """The central repository as offices reach it: Debian's sshd with git-shell, and git's
-http-backend behind Debian's nginx and fcgiwrap with basic authentication. Each listens on loopback
-on a free port, runs from configuration written into a temporary folder (no system file
-is read or changed), and is started once for the test session and stopped afterwards.
+http-backend behind Debian's nginx and fcgiwrap with basic authentication. Each listens on
+loopback on a free port, runs as the test runner from configuration written into the
+session's temporary folder (no system configuration is used or changed), and is started
+once for the test session and stopped afterwards.
 
 Without the programs the tests skip; with CMGIT_REQUIRE_SERVERS=1 (set by CI, which
 installs them) they fail instead.
@@ -10,6 +11,7 @@ installs them) they fail instead.
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import os
 import pwd
@@ -28,10 +30,8 @@ from typing import NoReturn
 
 import pytest
 
-# Read before the hermetic fixture clears the CMGIT_ variables and points TMPDIR into one
-# test's folder (which nginx's workers could not enter).
+# Read before the hermetic fixture clears the CMGIT_ variables.
 REQUIRE_SERVERS = os.environ.get("CMGIT_REQUIRE_SERVERS") == "1"
-SYSTEM_TEMP = tempfile.gettempdir()
 
 SSHD = Path("/usr/sbin/sshd")
 NGINX = Path("/usr/sbin/nginx")
@@ -82,9 +82,7 @@ def accepts(port: int) -> Callable[[], bool]:
     return ready
 
 
-def started(
-    command: list[str], ready: Callable[[], bool], log: Path, *, umask: int = -1
-) -> subprocess.Popen[bytes]:
+def started(command: list[str], ready: Callable[[], bool], log: Path) -> subprocess.Popen[bytes]:
     """Run a server in the foreground, in a process group of its own (stopped whole,
     with the children it forks), and wait until it is ready."""
     with log.open("ab") as errors:
@@ -94,7 +92,6 @@ def started(
             stdout=subprocess.DEVNULL,
             stderr=errors,
             start_new_session=True,
-            umask=umask,
         )
     deadline = time.monotonic() + STARTUP
     while time.monotonic() < deadline and server.poll() is None:
@@ -116,20 +113,14 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server_folder() -> Iterator[Path]:
-    """Configuration, keys, logs and repositories of the session's servers. Made in the
-    system's temporary folder, open to read: nginx started by root serves as nobody, and
-    reads its password file and reaches fcgiwrap's socket as that user."""
-    folder = Path(tempfile.mkdtemp(prefix="cmgit-servers-", dir=SYSTEM_TEMP))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+def server_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Configuration, keys, logs and repositories of the session's servers."""
+    return tmp_path_factory.mktemp("servers")
 
 
 def _folder(parent: Path, name: str) -> Path:
     path = parent / name
-    path.mkdir(mode=0o755)
-    path.chmod(0o755)
+    path.mkdir()
     return path
 
 
@@ -218,6 +209,7 @@ def ssh_central(server_folder: Path) -> Iterator[Central]:
 
 NGINX_CONFIG = """\
 daemon off;
+{user}
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 worker_processes 2;
@@ -265,16 +257,17 @@ def _password_line(user: str, password: str) -> str:
 
 @pytest.fixture(scope="session")
 def http_central(server_folder: Path) -> Iterator[Central]:
-    """git http-backend behind nginx on loopback, every request with a password. The CGI
-    runs under fcgiwrap as the user who owns the repositories (here the test runner): a
-    web server's own workers never run as root, so behind one the hook could not reach a
-    cmgit installed for root."""
+    """git http-backend behind nginx on loopback, every request with a password. git runs
+    under fcgiwrap as the user who owns the repositories, here the test runner, who may be
+    root: Apache's CGI would run as www-data, which cannot run a cmgit installed for root."""
     exec_path = subprocess.run(
         ["git", "--exec-path"], capture_output=True, text=True, check=True
     ).stdout.strip()
     backend = Path(exec_path) / "git-http-backend"
     if not NGINX.exists() or not FCGIWRAP.exists() or not backend.exists():
         unavailable(f"HTTP transport tests need {NGINX}, {FCGIWRAP} and {backend}")
+    login = pwd.getpwuid(os.getuid())
+    root = os.geteuid() == 0
     folder = _folder(server_folder, "http")
     home = _folder(folder, "home")
     repositories = _folder(folder, "repositories")
@@ -285,7 +278,13 @@ def http_central(server_folder: Path) -> Iterator[Central]:
     config = folder / "nginx.conf"
     config.write_text(
         NGINX_CONFIG.format(
-            folder=folder, port=port, repositories=repositories, home=home, backend=backend
+            # Started by root, nginx would serve as nobody, who may not enter the folder.
+            user=f"user {login.pw_name} {grp.getgrgid(login.pw_gid).gr_name};" if root else "",
+            folder=folder,
+            port=port,
+            repositories=repositories,
+            home=home,
+            backend=backend,
         )
     )
     credentials = folder / "credentials"
@@ -293,10 +292,8 @@ def http_central(server_folder: Path) -> Iterator[Central]:
     credentials.chmod(0o600)
     socket_path = folder / "fcgiwrap.sock"
     log = folder / "error.log"
-    # fcgiwrap makes its socket with the umask; nginx's workers (nobody, when started by
-    # root) must be able to connect to it.
     wrapper = started(
-        [str(FCGIWRAP), "-s", f"unix:{socket_path}"], socket_path.exists, log, umask=0
+        [str(FCGIWRAP), "-s", f"unix:{socket_path}", "-p", str(backend)], socket_path.exists, log
     )
     try:
         web = started(
