@@ -6,14 +6,13 @@ only."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from cmgit import ids
 
-from ..conftest import CANARY, Programme
+from ..conftest import CANARY, Programme, git
 from ..hostile.refusal import git_objects
 from ..test_hooks import run_git
 from ..test_signing import require_signatures
@@ -42,25 +41,13 @@ class Office:
         return self.git("rev-parse", "HEAD").stdout.strip()
 
 
-def central_git(repository: Path, *args: str) -> str:
-    """git on the central repository, as its administrator."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return subprocess.run(
-        ["git", "-C", str(repository), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout
-
-
 def contents(repository: Path) -> tuple[str, list[str], list[str]]:
     """The refs, the objects and the files under objects/ (quarantine left-overs too)."""
-    objects = central_git(
+    objects = git(
         repository, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"
     ).split()
     files = [str(p.relative_to(repository)) for p in (repository / "objects").rglob("*")]
-    return central_git(repository, "for-each-ref"), sorted(objects), sorted(files)
+    return git(repository, "for-each-ref"), sorted(objects), sorted(files)
 
 
 def clone(central: Central, repository: Path, into: Path) -> Path:
@@ -84,19 +71,21 @@ def served(central: Central, programme: Programme, tmp_path: Path) -> tuple[Path
 
 
 def land_a_case(office: Office) -> str:
-    """A new case, sent with `cmgit sync`; the commit it landed."""
-    office.cli("new", "--from", office.programme.form_file("identification"))
+    """A new case, sent with `cmgit sync`; its id."""
+    case_id = office.cli("new", "--from", office.programme.form_file("identification"))
     assert office.cli("sync").endswith(", pushed")
-    return office.head()
+    return case_id
 
 
 def test_a_signed_change_lands_through_cmgit_sync(
     central: Central, programme: Programme, tmp_path: Path
 ) -> None:
     repository, office = served(central, programme, tmp_path)
-    landed = land_a_case(office)
-    assert central_git(repository, "rev-parse", "main").strip() == landed
     other = Office(programme, clone(central, repository, tmp_path / "other"), office.signing)
+    land_a_case(office)
+    landed = office.head()
+    assert git(repository, "rev-parse", "main").strip() == landed
+    assert other.cli("sync").startswith("sync: 1 fetched, ")
     assert other.head() == landed
 
 
@@ -104,9 +93,8 @@ def test_a_plaintext_record_is_refused_and_nothing_of_it_stays(
     central: Central, programme: Programme, tmp_path: Path
 ) -> None:
     repository, office = served(central, programme, tmp_path)
-    landed = land_a_case(office)
-    case_id = office.git("log", "-1", "--format=%(trailers:key=Cmgit-Case,valueonly)")
-    record = office.root / ids.record_path(case_id.stdout.strip())
+    record = office.root / ids.record_path(land_a_case(office))
+    landed = office.head()
     record.write_text(f"child:\n  name: {CANARY}-child-name\n")
     office.git("commit", "-q", "--no-verify", "-am", "plain git")
     bad = office.head()
@@ -133,7 +121,8 @@ def test_a_force_push_and_a_branch_deletion_are_refused(
 ) -> None:
     repository, office = served(central, programme, tmp_path)
     land_a_case(office)
-    landed = land_a_case(office)
+    land_a_case(office)
+    landed = office.head()
     before = contents(repository)
 
     office.git("reset", "-q", "--hard", "HEAD~1")
