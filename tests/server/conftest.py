@@ -49,6 +49,7 @@ class Central:
     root: Path
     base_url: str
     client_config: tuple[str, ...]
+    log: Path  # the server's own log, shown when a clone fails (a locked account, say)
 
     def url(self, repository: Path) -> str:
         return f"{self.base_url}/{repository.relative_to(self.root)}"
@@ -202,6 +203,7 @@ def ssh_central(server_folder: Path) -> Iterator[Central]:
             repositories,
             f"ssh://{login.pw_name}@127.0.0.1:{port}{repositories}",
             (f"core.sshCommand={shlex.join(ssh)}",),
+            log,
         )
     finally:
         stop(server)
@@ -305,6 +307,7 @@ def http_central(server_folder: Path) -> Iterator[Central]:
                 repositories,
                 f"http://127.0.0.1:{port}/git",
                 ("credential.helper=", f"credential.helper=store --file={credentials}"),
+                log,
             )
         finally:
             stop(web)

@@ -53,7 +53,7 @@ def contents(repository: Path) -> tuple[str, list[str], list[str]]:
 def clone(central: Central, repository: Path, into: Path) -> Path:
     settings = [arg for setting in central.client_config for arg in ("-c", setting)]
     cloned = run_git(into.parent, "clone", "-q", *settings, central.url(repository), str(into))
-    assert cloned.returncode == 0, cloned.stderr
+    assert cloned.returncode == 0, (cloned.stderr, central.log.read_text(errors="replace"))
     return into
 
 
