@@ -93,7 +93,8 @@ def test_a_plaintext_record_is_refused_and_nothing_of_it_stays(
     central: Central, programme: Programme, tmp_path: Path
 ) -> None:
     repository, office = served(central, programme, tmp_path)
-    record = office.root / ids.record_path(land_a_case(office))
+    case_id = land_a_case(office)
+    record = office.root / ids.record_path(case_id)
     landed = office.head()
     record.write_text(f"child:\n  name: {CANARY}-child-name\n")
     office.git("commit", "-q", "--no-verify", "-am", "plain git")
@@ -103,7 +104,7 @@ def test_a_plaintext_record_is_refused_and_nothing_of_it_stays(
     pushed = office.git("push", "origin", "main")
 
     assert pushed.returncode != 0
-    assert f"{REFUSED}{bad[:12]} " in pushed.stderr, pushed.stderr
+    assert f"{REFUSED}{bad[:12]} record: {case_id}: " in pushed.stderr, pushed.stderr
     assert CANARY not in pushed.stderr
     assert contents(repository) == before
     fresh = clone(central, repository, tmp_path / "fresh")
