@@ -243,6 +243,11 @@ def _branch_problems(
     after ``base`` (``old``, or the commit the new branch grows from)."""
     if new == ZERO_OID:
         return [f"{ref}: deleting the programme's branch is not allowed"]
+    kind = git.text("cat-file", "-t", new)
+    if kind != "commit":
+        # git would refuse to point the branch at it only after the hook, once the
+        # pushed objects are stored for good.
+        return [f"{ref}: a branch holds commits only, not a {kind} (push with cmgit sync)"]
     if old != ZERO_OID and not git.is_ancestor(old, new):
         return [f"{ref}: history may not be rewritten (force push refused)"]
     report = Auditor(git).run(

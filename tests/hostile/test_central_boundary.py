@@ -158,6 +158,12 @@ def test_tags_are_refused_whatever_they_hold(central: Central) -> None:
         stderr = central.refused(refspec, rule="a tag")
         assert "accepts only refs/heads/main" in stderr
         assert "git tag -d" in stderr
+    # nor on the branch itself, where git would store it before refusing the ref
+    central.refused("refs/tags/annotated:refs/heads/main", rule="commits only, not a tag")
+    central.refused(f"+{blob}:refs/heads/main", rule="commits only, not a blob")
+    # a tag pushed with a good update of main: the whole push is refused
+    central.good_commit()
+    central.refused("HEAD:refs/heads/main", "HEAD:refs/tags/v2", rule="a tag")
     central.lands()
 
 
@@ -287,3 +293,65 @@ def test_the_branch_is_the_setting_committed_at_the_tip(central: Central) -> Non
     pushed = central.push("HEAD:refs/heads/cases")
     assert pushed.returncode == 0, pushed.stderr
     assert central.git("rev-parse", "refs/heads/cases").strip() == tip
+
+
+def test_server_checks_name_every_ref_and_commit_a_hook_would_refuse(
+    programme: Programme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a host that runs no hook, everything lands; `cmgit audit --server-checks` on a
+    mirror names each ref beside the branch and each commit the hook would refuse."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    hosted = tmp_path / "hosted.git"
+    assert (
+        run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(hosted)).returncode == 0
+    )
+    run_git(programme.root, "remote", "add", "origin", str(hosted))
+    central = Central(programme, hosted, {"CMGIT_SIGNING_KEY": str(cw_key)}, {})
+    mirror = tmp_path / "mirror.git"
+
+    def checks(*extra: str) -> tuple[int, str, str]:
+        if mirror.exists():
+            assert run_git(mirror, "remote", "update", "--prune").returncode == 0
+        else:
+            cloned = run_git(tmp_path, "clone", "-q", "--mirror", str(hosted), str(mirror))
+            assert cloned.returncode == 0
+        done = programme.cli("-C", str(mirror), "audit", "--server-checks", *extra, as_=None)
+        return done.exit_code, done.stdout, done.stderr
+
+    code, out, err = checks()
+    assert (code, out) == (0, "")
+    assert "audit --server-checks: ok" in err
+
+    good = central.git("rev-parse", "refs/heads/main").strip()
+    bad = plain_git_record(programme)
+    run_git(programme.root, "notes", "add", "-m", "x", good)
+    for refspec in (
+        f"{bad}:refs/heads/amina-yusuf-age14",
+        f"{good}:refs/replace/{bad}",
+        f"{good}:refs/tags/v1",
+        "refs/notes/commits",
+    ):
+        assert central.push(refspec).returncode == 0, refspec
+    run_git(programme.root, "reset", "-q", "--hard", good)
+    future = commit_with_clock(central, monkeypatch, ahead=3 * 86_400)
+    assert central.push("HEAD:refs/heads/main").returncode == 0
+
+    code, out, err = checks()
+    assert code == 6
+    lines = out.splitlines()
+    assert "refs/heads/amina-yusuf-age14: another branch beside refs/heads/main" in out
+    assert f"refs/replace/{bad}: a replace ref" in out
+    assert "refs/tags/v1: a tag beside refs/heads/main" in out
+    assert "refs/notes/commits: a notes ref beside refs/heads/main" in out
+    assert "what it holds could already be fetched" in out
+    assert any(line.startswith(f"{future[:12]} time: ") for line in lines)
+    assert len(lines) == 5 and CANARY not in out + err
+    assert "audit --server-checks: 5 problem(s)" in err
+    code, out, _ = checks("--json", "--full")
+    assert code == 6
+    assert '"ok": false' in out and "refs/tags/v1" in out
+
+    # in a work clone, refs of its own (remote-tracking, stash) are no evidence
+    done = programme.cli("audit", "--server-checks", as_=None)
+    assert done.exit_code == 2
+    assert "git clone --mirror URL central.git" in done.stderr
