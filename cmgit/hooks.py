@@ -198,7 +198,9 @@ def server_checks(
         remembered=remembered and on_head, until=None if on_head else tip, progress=progress
     )
     problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
-    return problems + _future_commits(git, report.start or ZERO_OID, tip, now)
+    # The whole branch, not only what audit walked: audit remembers where it got to
+    # whatever the dates, and a re-run must still name a commit dated ahead.
+    return problems + _future_commits(git, ZERO_OID, tip, now)
 
 
 def programme_branch(git: Git) -> tuple[str, str | None]:

@@ -347,6 +347,7 @@ def test_server_checks_name_every_ref_and_commit_a_hook_would_refuse(
     assert any(line.startswith(f"{future[:12]} time: ") for line in lines)
     assert len(lines) == 5 and CANARY not in out + err
     assert "audit --server-checks: 5 problem(s)" in err
+    assert checks()[:2] == (code, out)  # a re-run still names them all
     code, out, _ = checks("--json", "--full")
     assert code == 6
     assert '"ok": false' in out and "refs/tags/v1" in out
