@@ -97,6 +97,14 @@ def plain_git_record(programme: Programme) -> str:
     return programme.git("rev-parse", "HEAD").strip()
 
 
+def plumbing(root: Path, data: str, *args: str) -> str:
+    """What a git plumbing command reading ``data`` prints: an object it wrote."""
+    done = subprocess.run(
+        ["git", "-C", str(root), *args], input=data, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
 def test_replace_ref_cannot_clear_a_refused_commit(central: Central, tmp_path: Path) -> None:
     """Issue #14 point 1: B is refused on main; a replace ref showing the good commit G in
     place of B is refused; B stays refused."""
@@ -134,20 +142,8 @@ def test_tags_are_refused_whatever_they_hold(central: Central) -> None:
     """Issue #14 point 2: a blob, a tree or an annotated tag holding a child's name, and
     a plain tag on a good commit, each pushed as a tag."""
     root = central.programme.root
-    blob = subprocess.run(
-        ["git", "-C", str(root), "hash-object", "-w", "--stdin"],
-        input=LEAK,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    tree = subprocess.run(
-        ["git", "-C", str(root), "mktree"],
-        input=f"100644 blob {blob}\tnotes.txt\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    blob = plumbing(root, LEAK, "hash-object", "-w", "--stdin")
+    tree = plumbing(root, f"100644 blob {blob}\t{CANARY}-amina-yusuf.txt\n", "mktree")
     assert run_git(root, "tag", "-a", "annotated", "-m", LEAK, "HEAD").returncode == 0
     for refspec in (
         f"{blob}:refs/tags/leak",
@@ -176,12 +172,12 @@ def test_notes_are_refused(central: Central) -> None:
 
 def test_other_branches_are_refused(central: Central) -> None:
     """Any branch name, even one naming a child and holding only good commits, and a
-    refs outside refs/heads, refs/tags, refs/notes and refs/replace."""
-    for ref in ("refs/heads/amina-yusuf-age14", "refs/heads/main2", "refs/cmgit/anything"):
+    ref outside refs/heads, refs/tags, refs/notes and refs/replace."""
+    for ref in ("refs/heads/amina-yusuf-age14", "refs/heads/main2", "refs/custom/anything"):
         central.refused(f"HEAD:{ref}", rule="accepts only refs/heads/main")
     stderr = central.refused("HEAD:refs/heads/main2", rule="another branch")
     assert "cmgit sync" in stderr
-    central.refused("HEAD:refs/cmgit/anything", rule="a ref outside the branches")
+    central.refused("HEAD:refs/custom/anything", rule="a ref outside the branches")
     central.lands()
 
 
@@ -234,16 +230,7 @@ def test_an_object_the_branch_does_not_reach_is_refused(central: Central) -> Non
     root = central.programme.root
     old = central.git("rev-parse", "refs/heads/main").strip()
     new = central.good_commit()
-    stray = (
-        subprocess.run(
-            ["git", "-C", str(root), "hash-object", "-w", "--stdin"],
-            input=LEAK.encode(),
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .strip()
-    )
+    stray = plumbing(root, LEAK, "hash-object", "-w", "--stdin")
     before = central.state()
     report = receive_pack(central.server, root, old, new, [stray])
     assert "ng refs/heads/main" in report
