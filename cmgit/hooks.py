@@ -106,6 +106,8 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         )
     git.run("config", "receive.denyNonFastForwards", "true")
     git.run("config", "receive.denyDeletes", "true")
+    # Malformed objects (a tree entry named .git, a bad mode) are refused before the hook.
+    git.run("config", "receive.fsckObjects", "true")
     flag = "" if require_signatures else " --allow-unsigned"
     return str(
         _write_hook(

@@ -231,11 +231,13 @@ def test_an_object_the_branch_does_not_reach_is_refused(central: Central) -> Non
     old = central.git("rev-parse", "refs/heads/main").strip()
     new = central.good_commit()
     stray = plumbing(root, LEAK, "hash-object", "-w", "--stdin")
+    tree = plumbing(root, f"100644 blob {stray}\t{CANARY}-amina-yusuf.txt\n", "mktree")
     before = central.state()
-    report = receive_pack(central.server, root, old, new, [stray])
+    report = receive_pack(central.server, root, old, new, [stray, tree])
     assert "ng refs/heads/main" in report
-    assert f"1 pushed object(s) not reachable from refs/heads/main, such as {stray[:12]}" in report
-    assert "(a blob)" in report and CANARY not in report
+    assert "2 pushed object(s) not reachable from refs/heads/main, such as " in report
+    assert f"{stray[:12]} (a blob)" in report and f"{tree[:12]} (a tree)" in report
+    assert CANARY not in report
     assert central.state() == before
     # the same update without the stray object lands
     report = receive_pack(central.server, root, old, new, [])
