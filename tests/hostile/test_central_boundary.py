@@ -245,6 +245,30 @@ def test_an_object_the_branch_does_not_reach_is_refused(central: Central) -> Non
     assert central.git("rev-parse", "refs/heads/main").strip() == new
 
 
+def test_a_malformed_object_is_refused_before_the_hook(central: Central) -> None:
+    """A tree with an entry named .git (which would overwrite a clone's own repository on
+    checkout) is refused while git receives it."""
+    root = central.programme.root
+    blob = plumbing(root, "x\n", "hash-object", "-w", "--stdin")
+    entry = b"100644 .git\0" + bytes.fromhex(blob)
+    tree = (
+        subprocess.run(
+            ["git", "-C", str(root), "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+            input=entry,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    commit = run_git(root, "commit-tree", tree, "-p", "HEAD", "-m", "edit").stdout.strip()
+    before = central.state()
+    pushed = central.push(f"{commit}:refs/heads/main")
+    assert pushed.returncode != 0 and "cmgit: refused" not in pushed.stderr
+    assert central.state() == before
+    central.lands()
+
+
 def commit_with_clock(central: Central, monkeypatch: pytest.MonkeyPatch, ahead: float) -> str:
     """A signed cmgit commit made on a computer whose clock is ``ahead`` seconds fast."""
     fast = types.SimpleNamespace(
