@@ -794,6 +794,8 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
       cmgit -C central.git audit --server-checks
     """
     if server_checks:
+        if since:
+            raise UsageError("--server-checks judges every ref and the whole branch: no --since")
         _server_checks(state, full, as_json)
         return
     from .audit import audit_repository, summarise
@@ -891,7 +893,8 @@ def hooks() -> None:
 @click.option(
     "--server",
     is_flag=True,
-    help="Install the pre-receive hook into this bare central repository (use -C DIR).",
+    help="Install the pre-receive hook into this bare central repository (use -C DIR): "
+    "it accepts the programme's one branch and nothing else.",
 )
 @click.option(
     "--allow-unsigned",

@@ -365,6 +365,8 @@ def test_server_checks_name_every_ref_and_commit_a_hook_would_refuse(
     assert code == 6
     assert '"ok": false' in out and "refs/tags/v1" in out
 
+    since = programme.cli("-C", str(mirror), "audit", "--server-checks", "--since", "HEAD~1")
+    assert since.exit_code == 2 and "no --since" in since.stderr
     # in a work clone, refs of its own (remote-tracking, stash) are no evidence
     done = programme.cli("audit", "--server-checks", as_=None)
     assert done.exit_code == 2
