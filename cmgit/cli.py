@@ -766,9 +766,16 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
     help="Check the whole history and every object, not only what is new since "
     "the last verified commit.",
 )
+@click.option(
+    "--server-checks",
+    is_flag=True,
+    help="In a mirror of the central repository (git clone --mirror), check what its "
+    "pre-receive hook would refuse, where the host runs none: any ref but the programme's "
+    "branch fails.",
+)
 @json_option
 @pass_state
-def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
+def audit(state: State, since: str | None, full: bool, server_checks: bool, as_json: bool) -> None:
     """Verify the history without any key; exit 6 on any violation.
 
     For every commit since the trust root (or the last verified commit): the generated
@@ -778,10 +785,19 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
     later ones check the objects of the new commits. A history rewritten under the last
     verified commit is reported.
 
+    With --server-checks, for a central repository on a hosting service that runs no
+    pre-receive hook (a required status check in CI): this detects, it does not prevent.
+
     \b
     Example:
       cmgit audit --json
+      cmgit -C central.git audit --server-checks
     """
+    if server_checks:
+        if since:
+            raise UsageError("--server-checks judges every ref and the whole branch: no --since")
+        _server_checks(state, full, as_json)
+        return
     from .audit import audit_repository, summarise
 
     report = audit_repository(
@@ -798,6 +814,23 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
         verdict = "ok" if report.ok else f"{len(report.violations)} violation(s)"
         click.echo(f"audit: {report.checked} commit(s) checked, {verdict}", err=True)
     if not report.ok:
+        raise click.exceptions.Exit(errors.REPOSITORY)
+
+
+def _server_checks(state: State, full: bool, as_json: bool) -> None:
+    from .history import Git
+    from .hooks import server_checks
+
+    git = Git((state.directory or Path.cwd()).resolve())
+    problems = server_checks(git, remembered=not full, progress=_progress_printer(quiet=as_json))
+    if as_json:
+        emit({"ok": not problems, "problems": problems}, True)
+    else:
+        for line in problems:
+            click.echo(line)
+        verdict = "ok" if not problems else f"{len(problems)} problem(s)"
+        click.echo(f"audit --server-checks: {verdict}", err=True)
+    if problems:
         raise click.exceptions.Exit(errors.REPOSITORY)
 
 
@@ -860,7 +893,8 @@ def hooks() -> None:
 @click.option(
     "--server",
     is_flag=True,
-    help="Install the pre-receive hook into this bare central repository (use -C DIR).",
+    help="Install the pre-receive hook into this bare central repository (use -C DIR): "
+    "it accepts the programme's one branch and nothing else.",
 )
 @click.option(
     "--allow-unsigned",
@@ -914,8 +948,13 @@ def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
     from .history import Git
 
     git = Git((state.directory or Path.cwd()).resolve())
+    # git holds the pushed objects apart, in this folder, until the hook agrees.
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
     problems = hook_module.pre_receive(
-        git, sys.stdin.read().splitlines(), require_signatures=not allow_unsigned
+        git,
+        sys.stdin.read().splitlines(),
+        require_signatures=not allow_unsigned,
+        quarantine=Path(quarantine) if quarantine else None,
     )
     for line in problems:
         click.echo(f"cmgit: refused: {line}", err=True)

@@ -74,6 +74,8 @@ def clean_env(
         k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
     }
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    # A replace ref shows one object in place of another: the checks must read the real one.
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
     env.update(
         {
             "GIT_CONFIG_COUNT": "2",

@@ -3,21 +3,57 @@ server's pre-receive hook.
 
 cmgit makes its commits itself, without running `git commit`, so a pre-commit hook that
 sees a change under records/ is looking at a commit cmgit did not make: it refuses it.
+
+The central repository is a trust boundary: whatever it accepts reaches every clone and
+can never be taken back. It takes commits on the programme's one branch and nothing
+else: no other branch, tag, replace ref or note, and no pushed object that the branch
+does not reach.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import shlex
 import stat
 import sys
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import ids
 from .audit import Auditor
-from .errors import RepositoryError
+from .config import read_config
+from .errors import CmgitError, NotACaseRepository, RepositoryError, UsageError
 from .history import ZERO_OID, Git
+from .progress import SILENT, Progress
 
 MARK = "# installed by cmgit"
+DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
+CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
+SHOWN = 3  # stray objects named in a refusal
+
+# Each kind of ref besides the programme's branch, and what its pusher should do instead.
+_REF_KINDS = (
+    ("refs/tags/", "a tag", "delete it: git tag -d NAME"),
+    (
+        "refs/replace/",
+        "a replace ref, which would show one object in place of another in every clone",
+        "delete it: git replace -d OID",
+    ),
+    ("refs/notes/", "a notes ref", "delete it: git update-ref -d REF"),
+    (
+        "refs/heads/",
+        "another branch",
+        "bring the work onto the programme's branch with cmgit sync; "
+        "a branch name must never carry personal data",
+    ),
+    ("refs/pull/", "a pull request ref the hosting service made", "close the pull request"),
+    (
+        "refs/merge-requests/",
+        "a merge request ref the hosting service made",
+        "close the merge request",
+    ),
+)
 
 
 def _command() -> str:
@@ -70,6 +106,8 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         )
     git.run("config", "receive.denyNonFastForwards", "true")
     git.run("config", "receive.denyDeletes", "true")
+    # Malformed objects (a tree entry named .git, a bad mode) are refused before the hook.
+    git.run("config", "receive.fsckObjects", "true")
     flag = "" if require_signatures else " --allow-unsigned"
     return str(
         _write_hook(
@@ -86,26 +124,201 @@ def pre_commit(git: Git) -> list[str]:
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
 
 
-def pre_receive(git: Git, lines: list[str], *, require_signatures: bool = True) -> list[str]:
-    """Problems with a push: deletions, rewrites, and whatever audit finds (signatures
-    required), each a line for the pusher. Empty when the push may land."""
-    problems = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 3:
+def pre_receive(
+    git: Git,
+    lines: Iterable[str],
+    *,
+    require_signatures: bool = True,
+    quarantine: Path | None = None,
+    received: float | None = None,
+) -> list[str]:
+    """Problems with a push, each a line for the pusher; empty when the push may land.
+
+    ``lines`` are git's "old new ref" lines. Only the programme's branch may move, only
+    forward, by commits audit finds nothing wrong with (signatures required) and dated
+    no later than a day after ``received`` (now, by default); every object the push
+    brought (in ``quarantine``, where git holds them until the hook agrees) must be
+    reachable from the branch's new tip. git refuses the whole push on any problem."""
+    received = time.time() if received is None else received
+    branch, settled = programme_branch(git)
+    updates = [parts for parts in (line.split() for line in lines) if len(parts) == 3]
+    problems = [
+        f"{ref}: {kind}; the central repository accepts only {branch} ({advice})"
+        for _, _, ref in updates
+        if ref != branch
+        for kind, advice in [ref_kind(ref)]
+    ]
+    moved = []
+    for old, new, ref in updates:
+        if ref != branch:
             continue
-        old, new, ref = parts
-        if new == ZERO_OID:
-            problems.append(f"{ref}: deleting a branch is not allowed")
-            continue
-        if old != ZERO_OID and not git.is_ancestor(old, new):
-            problems.append(f"{ref}: history may not be rewritten (force push refused)")
-            continue
-        report = Auditor(git).run(
-            None if old == ZERO_OID else old,
-            remembered=False,
-            until=new,
-            require_signatures=require_signatures,
-        )
-        problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
+        base = old
+        if old == ZERO_OID and settled is not None and git.is_ancestor(settled, new):
+            # The branch made anew on the history the repository holds (its name changed
+            # in the settings): what the repository holds was checked when it came.
+            base = settled
+        problems += _branch_problems(git, old, base, new, ref, require_signatures, received)
+        moved.append((base, new))
+    if not problems and quarantine is not None:
+        problems += _stray_objects(git, quarantine, moved, branch)
     return problems
+
+
+def server_checks(
+    git: Git, *, remembered: bool = True, now: float | None = None, progress: Progress = SILENT
+) -> list[str]:
+    """What the pre-receive hook would refuse, found in a mirror of a central repository
+    that runs no hook (a hosting service): every ref besides the programme's branch, and
+    every commit on the branch that audit flags (signatures as the settings require) or
+    that is dated more than a day ahead of ``now``. Detection, not prevention: what such
+    a ref holds could already be fetched. Empty when all is well."""
+    bare = git.text("rev-parse", "--is-bare-repository", ok=(0, 128))
+    if not bare:
+        raise NotACaseRepository("not a git repository", hint="use -C DIR")
+    if bare != "true":
+        raise UsageError(
+            "--server-checks reads a mirror of the central repository, with every ref it has",
+            hint="git clone --mirror URL central.git, then cmgit -C central.git audit "
+            "--server-checks",
+        )
+    now = time.time() if now is None else now
+    branch, _ = programme_branch(git)
+    problems = [
+        f"{ref}: {kind} beside {branch}; what it holds could already be fetched "
+        f"({advice}, on the hosting service too)"
+        for ref in git.text("for-each-ref", "--format=%(refname)").splitlines()
+        if ref != branch
+        for kind, advice in [ref_kind(ref)]
+    ]
+    tip = _commit(git, branch)
+    if tip is None:
+        return [*problems, f"{branch}: the programme's branch has no commits"]
+    # Audit remembers the last commit it verified on HEAD's branch; another branch is
+    # walked whole.
+    on_head = git.head() == tip
+    report = Auditor(git).run(
+        remembered=remembered and on_head, until=None if on_head else tip, progress=progress
+    )
+    problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
+    # The whole branch, not only what audit walked: audit remembers where it got to
+    # whatever the dates, and a re-run must still name a commit dated ahead.
+    return problems + _future_commits(git, ZERO_OID, tip, now)
+
+
+def programme_branch(git: Git) -> tuple[str, str | None]:
+    """The programme's one branch, refs/heads/ and the `branch` setting committed at the
+    tip of the repository's own branch (what HEAD names, else main), and that tip; while
+    there is none, refs/heads/main and None."""
+    head = git.text("symbolic-ref", "-q", "HEAD", ok=(0, 1))
+    for ref in dict.fromkeys(r for r in (head, f"refs/heads/{DEFAULT_BRANCH}") if r):
+        tip = _commit(git, ref)
+        if tip is None:
+            continue
+        try:
+            name = read_config(git, tip).settings.get("branch", DEFAULT_BRANCH)
+        except CmgitError:  # a configuration audit flags anyway
+            name = DEFAULT_BRANCH
+        return f"refs/heads/{name}", tip
+    return f"refs/heads/{DEFAULT_BRANCH}", None
+
+
+def ref_kind(ref: str) -> tuple[str, str]:
+    """What kind of ref ``ref`` is, and how its owner removes it."""
+    for prefix, kind, advice in _REF_KINDS:
+        if ref.startswith(prefix):
+            return kind, advice
+    return "a ref outside the branches", "delete it: git update-ref -d REF"
+
+
+def _commit(git: Git, ref: str) -> str | None:
+    return git.text("rev-parse", "-q", "--verify", f"{ref}^{{commit}}", ok=(0, 1)) or None
+
+
+def _branch_problems(
+    git: Git,
+    old: str,
+    base: str,
+    new: str,
+    ref: str,
+    require_signatures: bool,
+    received: float,
+) -> list[str]:
+    """What is wrong with moving the branch from ``old`` to ``new``, judging the commits
+    after ``base`` (``old``, or the commit the new branch grows from)."""
+    if new == ZERO_OID:
+        return [f"{ref}: deleting the programme's branch is not allowed"]
+    kind = git.text("cat-file", "-t", new)
+    if kind != "commit":
+        # git would refuse to point the branch at it only after the hook, once the
+        # pushed objects are stored for good.
+        return [f"{ref}: a branch holds commits only, not a {kind} (push with cmgit sync)"]
+    if old != ZERO_OID and not git.is_ancestor(old, new):
+        return [f"{ref}: history may not be rewritten (force push refused)"]
+    report = Auditor(git).run(
+        None if base == ZERO_OID else base,
+        remembered=False,
+        until=new,
+        require_signatures=require_signatures,
+    )
+    problems = [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
+    return problems + _future_commits(git, base, new, received)
+
+
+def _future_commits(git: Git, old: str, new: str, now: float) -> list[str]:
+    """Commits in old..new dated more than a day after ``now``: made on a computer whose
+    clock is ahead, they would make every later commit look out of order."""
+    since = [] if old == ZERO_OID else [f"^{old}"]
+    problems = []
+    for line in git.text("log", "--format=%H %ct", new, *since).splitlines():
+        oid, stamp = line.split()
+        if int(stamp) > now + CLOCK_TOLERANCE:
+            when = dt.datetime.fromtimestamp(int(stamp), dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            problems.append(
+                f"{oid[:12]} time: committed at {when}, more than a day after this server's "
+                "clock; fix the clock of the computer that made it, then make the commit again"
+            )
+    return problems
+
+
+def _stray_objects(
+    git: Git, quarantine: Path, moved: Sequence[tuple[str, str]], branch: str
+) -> list[str]:
+    """The pushed objects the branch's new tip does not reach: a blob, a tree or a whole
+    history sent along with a good update would sit in the central repository, and in
+    every mirror of it, with nothing pointing at it."""
+    pushed = _objects_in(git, quarantine)
+    news = [new for _, new in moved]
+    olds = [old for old, _ in moved if old != ZERO_OID]
+    reached = set(
+        git.run("rev-list", "--objects", "--no-object-names", *news, "--not", *olds)
+        .decode("ascii")
+        .split()
+    )
+    stray = {oid: kind for oid, kind in pushed.items() if oid not in reached}
+    if stray:  # sent again though the repository has it already: nothing new disclosed
+        kept = _objects_in(git, git.git_dir / "objects", only=stray)
+        stray = {oid: kind for oid, kind in stray.items() if oid not in kept}
+    if not stray:
+        return []
+    named = ", ".join(f"{oid[:12]} (a {kind})" for oid, kind in sorted(stray.items())[:SHOWN])
+    return [
+        f"{len(stray)} pushed object(s) not reachable from {branch}, such as {named}; the "
+        "central repository keeps only the branch's history: push with cmgit sync"
+    ]
+
+
+def _objects_in(git: Git, folder: Path, only: Iterable[str] | None = None) -> dict[str, str]:
+    """Objects stored in the object folder ``folder`` itself (not its alternates), with
+    their kinds: all of them, or those of ``only`` that it has."""
+    alone = {"GIT_OBJECT_DIRECTORY": str(folder), "GIT_ALTERNATE_OBJECT_DIRECTORIES": ""}
+    fmt = "--batch-check=%(objectname) %(objecttype)"
+    if only is None:
+        out = git.run("cat-file", "--batch-all-objects", fmt, env=alone)
+    else:
+        out = git.run("cat-file", fmt, env=alone, input="".join(f"{o}\n" for o in only).encode())
+    found = {}
+    for line in out.decode("ascii").splitlines():
+        oid, kind = line.split()[:2]
+        if kind != "missing":
+            found[oid] = kind
+    return found

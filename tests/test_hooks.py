@@ -1,11 +1,18 @@
 """Hooks: the client refuses commits cmgit did not make; the central server refuses
-rewrites, deletions, unsigned commits and whatever audit flags."""
+rewrites, deletions, unsigned commits and whatever audit flags; on a host without hooks,
+the CI templates run the same checks (the attacks on the boundary itself are in
+tests/hostile/test_central_boundary.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from cmgit import ids
 
@@ -176,3 +183,64 @@ def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> No
         assert rule in pushed.stderr, (name, pushed.stderr)
         assert CANARY not in pushed.stderr
         run_git(programme.root, "reset", "-q", "--hard", "HEAD~1")
+
+
+CI_TEMPLATES = Path(__file__).resolve().parent.parent / "ci-templates"
+# Where each template's job finds the central repository's address.
+CI_URLS = {"github-actions.yml": "CENTRAL_URL", "gitlab-ci.yml": "CI_REPOSITORY_URL"}
+
+
+def ci_job(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """A CI template's variables and the shell lines its job runs, in order."""
+    doc = yaml.safe_load(path.read_text())
+    if "jobs" in doc:  # GitHub Actions: one job of steps
+        (job,) = doc["jobs"].values()
+        steps = [step for step in job["steps"] if "run" in step]
+        variables = {k: v for step in steps for k, v in step.get("env", {}).items()}
+        return variables, [line for step in steps for line in step["run"].splitlines()]
+    (job,) = doc.values()  # GitLab CI: one job of script lines
+    return job["variables"], list(job["script"])
+
+
+@pytest.mark.parametrize("template", sorted(CI_URLS))
+def test_ci_template_runs_the_server_checks(
+    programme: Programme, tmp_path: Path, template: str
+) -> None:
+    """The command each CI template runs is one the CLI accepts, and it fails on a ref
+    beside the branch: the template's own lines, run against a real central repository
+    (the package install aside: this cmgit is the one under test)."""
+    variables, lines = ci_job(CI_TEMPLATES / template)
+    install = [line for line in lines if "pip install" in line]
+    assert install == ['python -m pip install "$CMGIT_PACKAGE"']
+    assert str(variables["CMGIT_PACKAGE"]).startswith("cmgit==")
+    checks = [line for line in lines if line not in install]
+    assert checks[-1] == "cmgit -C central.git audit --server-checks"
+    central = tmp_path / "hosted.git"
+    assert (
+        run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central)).returncode
+        == 0
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    assert (Path(bin_dir) / "cmgit").exists()
+
+    def job(name: str) -> subprocess.CompletedProcess[str]:
+        workspace = tmp_path / name
+        workspace.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update({CI_URLS[template]: str(central), "PATH": f"{bin_dir}:{env['PATH']}"})
+        return subprocess.run(
+            ["sh", "-e", "-c", "\n".join(checks)],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+
+    clean = job("clean")
+    assert clean.returncode == 0, clean.stderr
+    assert "audit --server-checks: ok" in clean.stderr
+    assert run_git(central, "tag", "v1", "main").returncode == 0
+    tagged = job("tagged")
+    assert tagged.returncode == 6
+    assert "refs/tags/v1: a tag beside refs/heads/main" in tagged.stdout
+    assert "audit --server-checks: 1 problem(s)" in tagged.stderr
