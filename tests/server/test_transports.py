@@ -133,7 +133,7 @@ def test_a_force_push_and_a_branch_deletion_are_refused(
     assert forced.returncode != 0
     assert f"{REFUSED}refs/heads/main: history may not be rewritten" in forced.stderr
     assert deleted.returncode != 0
-    assert f"{REFUSED}refs/heads/main: deleting a branch" in deleted.stderr
+    assert f"{REFUSED}refs/heads/main: deleting the programme's branch" in deleted.stderr
     assert contents(repository) == before
     fresh = clone(central, repository, tmp_path / "fresh")
     assert run_git(fresh, "rev-parse", "main").stdout.strip() == landed
