@@ -66,6 +66,20 @@ def _damage_report(oids: Sequence[str]) -> list[str]:
     return shown
 
 
+def _rev_parse(start: Path, *questions: str) -> list[str] | None:
+    """git's one-line answers to ``questions``, then the objects folder and the object
+    format; None where git refuses them."""
+    facts = ("--git-path", "objects", "--show-object-format")
+    proc = subprocess.run(
+        ["git", "-C", str(start), "rev-parse", *questions, *facts],
+        capture_output=True,
+        env=clean_env(),
+        check=False,
+    )
+    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+    return lines if proc.returncode == 0 and len(lines) == len(questions) + 2 else None
+
+
 def clean_env(
     extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
 ) -> dict[str, str]:
@@ -245,26 +259,16 @@ class Git:
         return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
 
     @classmethod
-    def discover(cls, start: Path) -> Git:
+    def discover(cls, start: Path, *, bare: bool = False) -> Git:
+        """The repository around ``start``. A bare one (the central repository) only with
+        ``bare``, for commands that read: every command that writes needs a work tree."""
         # One git process answers all a command will ask about the repository itself.
-        proc = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(start),
-                "rev-parse",
-                "--show-toplevel",
-                "--absolute-git-dir",
-                "--git-path",
-                "objects",
-                "--show-object-format",
-            ],
-            capture_output=True,
-            env=clean_env(),
-            check=False,
-        )
-        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-        if proc.returncode != 0 or len(lines) != 4:
+        lines = _rev_parse(start, "--show-toplevel", "--absolute-git-dir")
+        if lines is None and bare:
+            found = _rev_parse(start, "--is-bare-repository", "--absolute-git-dir")
+            if found is not None and found[0] == "true":
+                lines = [found[1], *found[1:]]  # its top level is the git folder itself
+        if lines is None:
             raise NotACaseRepository(
                 "not inside a git repository", hint="run cmgit init, or use -C DIR"
             )
