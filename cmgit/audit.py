@@ -108,7 +108,7 @@ class Report:
     # Every actor in the history audited is proven: each commit had to be signed, was
     # signed by its actor's registered key, and the programme still requires it.
     actors_proven: bool = False
-    signatures_required: bool = False
+    signatures_required: bool | None = None  # by the programme now; None: not read
     verified_at: str | None = None  # when the remembered starting point was verified
     full_run_reason: str | None = None  # why a remembered starting point was not used
     state_saved: bool = False

@@ -847,11 +847,11 @@ def audit_preamble(report: Report) -> list[str]:
     proven, then where it started from and why."""
     lines = []
     if not report.actors_proven:
-        why = (
-            "signed commits were not required throughout this history"
-            if report.signatures_required
-            else "this programme does not require signed commits"
-        )
+        why = {
+            True: "not every commit of this history had to be, and is, signed by its actor",
+            False: "this programme does not require signed commits",
+            None: "the history could not be read",
+        }[report.signatures_required]
         lines.append(f"actors are claims, not proofs: {why}")
     if report.full_run_reason:
         lines.append(report.full_run_reason)

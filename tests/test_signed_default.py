@@ -126,6 +126,40 @@ def test_a_failed_init_leaves_no_key_behind(tmp_path: Path) -> None:
     assert not (tmp_path / "identity-signing").exists()
 
 
+def test_an_unsigned_commit_in_a_signed_programme_is_a_violation_and_unproven(
+    tmp_path: Path,
+) -> None:
+    key_file, recipient = identity(tmp_path)
+    root = tmp_path / "cases"
+    env = {"CMGIT_IDENTITY": str(key_file)}
+    assert (
+        run("init", str(root), "--admin", "pm-001", "--recipient", recipient, env=env).exit_code
+        == 0
+    )
+    assert audit_json(root)[1]["actors_proven"] is True
+    # the same change as a plain, unsigned git commit in pm-001's name
+    (root / "site" / "extra.md").write_text("# extra\n")
+    git(root, "add", "site/extra.md")
+    git(
+        root,
+        "-c",
+        "user.name=pm-001",
+        "-c",
+        "user.email=pm-001@cmgit.invalid",
+        "commit",
+        "-qm",
+        "x",
+    )
+    result = run("-C", str(root), "audit")
+    assert result.exit_code == 6
+    assert result.stderr.splitlines()[0] == (
+        f"{CLAIMS}: not every commit of this history had to be, and is, signed by its actor"
+    )
+    code, report = audit_json(root)
+    assert code == 6 and "signature" in {v["rule"] for v in report["violations"]}
+    assert report["actors_proven"] is False and report["unproven_commits"] == 1
+
+
 def test_unsigned_is_an_explicit_choice_every_audit_names_first(tmp_path: Path) -> None:
     _, recipient = identity(tmp_path)
     root = tmp_path / "cases"
@@ -187,7 +221,7 @@ def test_history_signed_only_later_stays_unproven(programme: Programme, tmp_path
     result = programme.cli("audit", as_=None)
     assert result.exit_code == 0
     assert result.stderr.splitlines()[0] == (
-        f"{CLAIMS}: signed commits were not required throughout this history"
+        f"{CLAIMS}: not every commit of this history had to be, and is, signed by its actor"
     )
     # the next audit starts from there, and still knows what came before
     again = programme.cli("audit", "--json", as_=None)
