@@ -220,6 +220,8 @@ class AuditState:
             finally:
                 os.unlink(tmp)
             return self._key(create=False)
+        except OSError:  # not a file: nothing can be trusted under it
+            return None
         return key if len(key) == 64 else None
 
 

@@ -104,6 +104,15 @@ def test_init_refuses_to_leave_the_first_commit_unsigned(tmp_path: Path) -> None
     assert result.exit_code == 5
     assert "requires signed commits, and no signing key was given" in result.stderr
     assert "--unsigned" in result.stderr
+    # a private key that is not the public key named
+    other, _ = ssh_key(tmp_path, "other")
+    result = run(
+        *base, "--signing-key", public,
+        env={"CMGIT_IDENTITY": str(key_file), "CMGIT_SIGNING_KEY": str(other)},
+    )  # fmt: skip
+    assert result.exit_code == 5
+    assert "your signing key is not the one registered for pm-001" in result.stderr
+    assert not root.exists()
     # a key file already where init would make one: never replaced
     (tmp_path / "identity-signing").write_text("someone's key\n")
     result = run(*base, env={"CMGIT_IDENTITY": str(key_file)})
