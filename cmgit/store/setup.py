@@ -72,6 +72,7 @@ def init_repository(
         signing_key = signing.check_public_key(signing_key)
     if target.exists() and any(target.iterdir()):
         raise UsageError("target folder is not empty", hint="choose a new or empty folder")
+    source = template_root()
     made_key = None
     if signing_key_path is None and not unsigned:
         made_key, signing_key = _first_signing_key(signing_key, key_beside)
@@ -79,7 +80,6 @@ def init_repository(
     elif signing_key_path is not None and signing_key is None:
         key = signing.load_private_key(signing_key_path)
         signing_key = signing.public_key_text(key.public_key())
-    source = template_root()
     created = not target.exists()
     try:
         git = Git(target)
@@ -130,11 +130,6 @@ def init_repository(
     return NewRepository(target, not unsigned, signing_key, made_key)
 
 
-def signing_key_beside(identity: Path) -> Path:
-    """Where init makes a signing key for an identity file: beside it, named after it."""
-    return identity.with_name(f"{identity.stem}-signing")
-
-
 def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path, str]:
     """A new signing key beside the identity file, for the first programme manager who
     has none; refused where that would not be the key they named or has no place."""
@@ -149,7 +144,7 @@ def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path,
             hint="set CMGIT_SIGNING_KEY, or CMGIT_IDENTITY so that init makes a key beside "
             "it; or choose --unsigned",
         )
-    path = signing_key_beside(identity)
+    path = identity.with_name(f"{identity.stem}-signing")  # identity.txt: identity-signing
     try:
         return path, signing.generate_key(path)
     except FileExistsError:
