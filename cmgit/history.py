@@ -264,14 +264,18 @@ class Git:
         ``bare``, for commands that read: every command that writes needs a work tree."""
         # One git process answers all a command will ask about the repository itself.
         lines = _rev_parse(start, "--show-toplevel", "--absolute-git-dir")
-        if lines is None and bare:
-            found = _rev_parse(start, "--is-bare-repository", "--absolute-git-dir")
-            if found is not None and found[0] == "true":
-                lines = [found[1], *found[1:]]  # its top level is the git folder itself
         if lines is None:
-            raise NotACaseRepository(
-                "not inside a git repository", hint="run cmgit init, or use -C DIR"
-            )
+            found = _rev_parse(start, "--is-bare-repository", "--absolute-git-dir")
+            if found is None or found[0] != "true":
+                raise NotACaseRepository(
+                    "not inside a git repository", hint="run cmgit init, or use -C DIR"
+                )
+            if not bare:
+                raise NotACaseRepository(
+                    "a bare repository has no work tree to change cases in",
+                    hint="work in a clone of it; cmgit audit reads it as it is",
+                )
+            lines = [found[1], *found[1:]]  # its top level is the git folder itself
         git = cls(Path(lines[0]))
         git.__dict__["git_dir"] = Path(lines[1])
         git.__dict__["_repository_facts"] = (git.root / lines[2], lines[3])
