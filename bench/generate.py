@@ -138,7 +138,6 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
     )
     repo = Repository.open(root)
     repo.signing_key_path = admin.signing_key
-    repo.settings_set(admin.identities, "require_signed_commits", "true")
     for person in people.values():
         if person is not admin:
             repo.staff_add(admin.identities, person.staff)

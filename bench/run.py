@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import generate
 
+from cmgit.audit import AuditState
+
 BIN = Path(sys.executable).parent
 CMGIT = str(BIN / "cmgit")
 TODAY = generate.TODAY.isoformat()
@@ -278,7 +280,7 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
     ).stdout.strip()
 
     def forget_new_commits() -> None:
-        state.write_text(tip + "\n")
+        AuditState(repo / ".git").save(tip, actors_proven=True)  # as the audit of tip left it
 
     f[f"cmgit audit, {made} new commits"] = median(runs, cmgit("audit"), before=forget_new_commits)
     size.targets.append(

@@ -9,8 +9,15 @@ the open fields, the commit and its signature show is.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
+import hmac
 import itertools
-from collections.abc import Iterator, Mapping
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,15 @@ from typing import Any
 from . import crypto, ids, pool, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, GitFailed, RepositoryError
-from .history import BLOB_MODES, Commit, Git, format_message, parse_trailers, split_signature
+from .history import (
+    BLOB_MODES,
+    Commit,
+    Git,
+    format_message,
+    parse_trailers,
+    split_signature,
+    write_atomic,
+)
 from .progress import SILENT, Progress
 from .registry import PROGRAMME_MANAGER
 from .workflow import STATE_HISTORY
@@ -36,6 +51,9 @@ CONFIG_ACTIONS = {
     "settings-set": SETTINGS_FILE,
 }
 STATE_FILE = "audit-verified"
+STATE_KEY = "audit-key"
+STATE_FORMAT = "cmgit-audit-state 1"
+FORGED_STATE = "audit state not written by cmgit: full run"
 
 # The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
 # there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
@@ -85,6 +103,15 @@ class Report:
     start: str | None = None
     head: str | None = None
     violations: list[Violation] = field(default_factory=list)
+    # Commits checked whose actor no required, verified signature proves.
+    unproven: int = 0
+    # Every actor in the history audited is proven: each commit had to be signed, was
+    # signed by its actor's registered key, and the programme still requires it.
+    actors_proven: bool = False
+    signatures_required: bool | None = None  # by the programme now; None: not read
+    verified_at: str | None = None  # when the remembered starting point was verified
+    full_run_reason: str | None = None  # why a remembered starting point was not used
+    state_saved: bool = False
 
     @property
     def ok(self) -> bool:
@@ -102,6 +129,104 @@ class Change:
 
 # A commit with its parents and the files it changed.
 Entry = tuple[Commit, list[str], list[Change]]
+# Of a batch: commits checked, those whose actor is not proven, what was found.
+Checked = tuple[int, int, list[Violation]]
+
+_OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+_MAX_STATE = 4096
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Where the last audit that found nothing ended, when, and whether every actor up to
+    there was proven."""
+
+    commit: str
+    at: str
+    actors_proven: bool
+
+
+class AuditState:
+    """The last verified commit, kept in the git folder's cmgit/ (a bare repository's
+    own folder), so that the next audit checks only what is new.
+
+    Whoever can write that folder could otherwise declare any commit verified, and every
+    later audit would skip what lies before it. So the file carries an HMAC under a
+    random secret that the audit creates beside it (mode 0600): a commit id written by
+    hand or by a script, or a state file copied from another clone, fails the check and
+    forces a full run, which is always safe. It does not stop someone who runs code as
+    the auditor's own account (they could as well replace cmgit); it makes a forgery cost
+    more than `git rev-parse HEAD >`, with no key to manage.
+    """
+
+    def __init__(self, git_dir: Path):
+        self.folder = git_dir / "cmgit"
+
+    def load(self) -> tuple[Verified | None, str | None]:
+        """The remembered point; or None and why it is not used (None if there is none)."""
+        try:
+            with open(self.folder / STATE_FILE, "rb") as handle:
+                text = handle.read(_MAX_STATE).decode("ascii")
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError):
+            return None, FORGED_STATE
+        lines = text.split("\n")
+        key = self._key(create=False)
+        if key is None or len(lines) != 6 or lines[5] or not lines[4].startswith("mac "):
+            return None, FORGED_STATE
+        body = "\n".join(lines[:4]) + "\n"
+        if not hmac.compare_digest(lines[4][4:], _mac(key, body)) or lines[0] != STATE_FORMAT:
+            return None, FORGED_STATE
+        fields = dict(line.partition(" ")[::2] for line in lines[1:4])
+        commit, proven = fields.get("commit", ""), fields.get("actors-proven")
+        if not _OID.fullmatch(commit) or proven not in ("yes", "no"):
+            return None, FORGED_STATE
+        return Verified(commit, fields.get("verified", ""), proven == "yes"), None
+
+    def save(self, commit: str, actors_proven: bool) -> bool:
+        """Remember ``commit`` as verified now; False where the folder cannot be written
+        (an auditor reading a central repository they may not change)."""
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = (
+            f"{STATE_FORMAT}\ncommit {commit}\nverified {now}\n"
+            f"actors-proven {'yes' if actors_proven else 'no'}\n"
+        )
+        try:
+            key = self._key(create=True)
+            if key is None:  # a secret someone altered: no state can be trusted under it
+                return False
+            write_atomic(self.folder / STATE_FILE, f"{body}mac {_mac(key, body)}\n".encode())
+        except OSError:
+            return False
+        return True
+
+    def _key(self, *, create: bool) -> bytes | None:
+        path = self.folder / STATE_KEY
+        try:
+            with open(path, "rb") as handle:
+                key = handle.read(65)
+        except FileNotFoundError:
+            if not create:
+                return None
+            self.folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".cmgit-tmp-", dir=self.folder)  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_hex(32).encode("ascii"))
+                # link, unlike rename, never replaces a secret another audit just made
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+            return self._key(create=False)
+        except OSError:  # not a file: nothing can be trusted under it
+            return None
+        return key if len(key) == 64 else None
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 class Auditor:
@@ -201,20 +326,23 @@ class Auditor:
         report = Report(head=until or self.git.head())
         if report.head is None:
             raise RepositoryError("the repository has no commits")
-        state = self.git.git_dir / "cmgit" / STATE_FILE
+        state = AuditState(self.git.git_dir)
         start = since
-        if start is None and remembered and state.exists():
-            verified = state.read_text().strip()
-            if self.git.is_ancestor(verified, report.head):
-                start = verified
+        verified: Verified | None = None
+        if start is None and remembered:
+            verified, report.full_run_reason = state.load()
+        if verified is not None:
+            if self.git.is_ancestor(verified.commit, report.head):
+                start, report.verified_at = verified.commit, verified.at
             else:
                 report.violations.append(
                     Violation(
-                        verified,
+                        verified.commit,
                         "history-rewritten",
                         "the last verified commit is no longer in the history: it was rewritten",
                     )
                 )
+                verified = None
         if start is None:
             incomplete = self.git.incomplete_history()
             if incomplete:
@@ -233,8 +361,9 @@ class Auditor:
             if (since is None and until is None and start is None)
             else None
         )
-        for checked, found in self._check_all(self.commits(start, report.head, progress)):
+        for checked, unproven, found in self._check_all(self.commits(start, report.head, progress)):
             report.checked += checked
+            report.unproven += unproven
             report.violations += found
         if objects is not None:
             damaged += objects.result()
@@ -244,22 +373,50 @@ class Auditor:
                 for oid in self.git.damaged_objects(f"{start}..{report.head}")
             ]
         report.violations += [Violation(report.head, "fsck", d) for d in damaged]
+        if verified is not None and report.checked == 0:
+            report.signatures_required = verified.actors_proven or self._requires(report.head)
+        else:
+            report.signatures_required = self._requires(report.head)
+        report.actors_proven = (
+            report.unproven == 0
+            and report.signatures_required
+            and (verified is None or verified.actors_proven)
+        )
         if report.ok and until is None:
-            state.parent.mkdir(exist_ok=True)
-            state.write_text(report.head + "\n")
+            report.state_saved = state.save(report.head, report.actors_proven)
         return report
 
-    def check_batch(self, batch: list[Entry]) -> tuple[int, list[Violation]]:
-        """Every commit of ``batch``, in order: how many, and what was found."""
-        self._prefetch(batch)
-        found = [
-            Violation(commit.oid, rule, detail)
-            for commit, parents, changes in batch
-            for rule, detail in self.check(commit, parents, changes)
-        ]
-        return len(batch), found
+    def _requires(self, commit: str, parents: Sequence[str] = ()) -> bool:
+        """Whether the configuration a commit with these parents is judged by (the
+        commit's own for the first) requires signatures: only then does a signature prove
+        the actor, for one nobody requires can be left off a forgery."""
+        if self.require_signatures:
+            return True
+        try:
+            if parents and self._current is not None and self._current_at == parents[0]:
+                config = self._current
+            else:
+                config = self.config(parents[0] if parents else commit)
+        except CmgitError:
+            return False  # reported by the check of the commit
+        return bool(config.settings.get("require_signed_commits"))
 
-    def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[tuple[int, list[Violation]]]:
+    def check_batch(self, batch: list[Entry]) -> Checked:
+        """Every commit of ``batch``, in order: how many, how many of their actors no
+        signature proves, and what was found."""
+        self._prefetch(batch)
+        found: list[Violation] = []
+        unproven = 0
+        for commit, parents, changes in batch:
+            required = self._requires(commit.oid, parents)
+            problems = [
+                Violation(commit.oid, r, d) for r, d in self.check(commit, parents, changes)
+            ]
+            unproven += not required or any(v.rule == "signature" for v in problems)
+            found += problems
+        return len(batch), unproven, found
+
+    def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[Checked]:
         """`check_batch` of each batch, in order; on every core for a long history.
 
         Each batch stands alone: its first commit's configuration is read from its parent,
@@ -569,7 +726,7 @@ def _own_reader() -> None:
     _AUDITOR.git.forget_reader()
 
 
-def _check_batch(batch: list[Entry]) -> tuple[int, list[Violation]]:
+def _check_batch(batch: list[Entry]) -> Checked:
     assert _AUDITOR is not None
     return _AUDITOR.check_batch(batch)
 
@@ -604,7 +761,7 @@ def audit_repository(
 ) -> Report:
     """`cmgit audit` of the repository around ``where``: the commits after ``since`` (any
     revision git names), else after the last verified commit if ``remembered``, else all."""
-    git = Git.discover(where)
+    git = Git.discover(where, bare=True)  # a central repository is audited in place
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
     return Auditor(git).run(start, remembered=remembered, progress=progress)
 
@@ -662,7 +819,12 @@ def summarise(report: Report) -> Mapping[str, Any]:
     return {
         "head": report.head,
         "since": report.start,
+        "verified_at": report.verified_at,
+        "full_run_reason": report.full_run_reason,
         "checked": report.checked,
         "ok": report.ok,
+        "actors_proven": report.actors_proven,
+        "signatures_required": report.signatures_required,
+        "unproven_commits": report.unproven,
         "violations": [v.as_dict() for v in report.violations],
     }

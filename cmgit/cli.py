@@ -24,6 +24,7 @@ from .errors import CmgitError, UsageError
 from .registry import ROLES, Staff
 
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
+    from .audit import Report
     from .crypto import Identity
     from .progress import Progress
     from .store import Repository
@@ -170,13 +171,26 @@ def cli(ctx: click.Context, directory: str | None, identity: str | None) -> None
     "--admin", required=True, metavar="ID", help="Staff ID of the first programme manager."
 )
 @click.option("--recipient", required=True, metavar="AGE1...", help="Their age recipient.")
-@click.option("--signing-key", metavar="SSHPUB", help="Their SSH public signing key (text).")
+@click.option(
+    "--signing-key",
+    metavar="SSHPUB",
+    help="Their SSH public signing key (text); default: that of $CMGIT_SIGNING_KEY, or a "
+    "new key made beside the identity file.",
+)
 @click.option("--team", default="programme", show_default=True, help="Their team.")
 @click.option("--prefix", default="CP", show_default=True, help="Case ID prefix.")
 @click.option(
     "--programme", default="Child protection programme", show_default=True, help="Programme name."
 )
+@click.option(
+    "--unsigned",
+    is_flag=True,
+    help="Do not require signed commits: every actor in the history is then a claim, not "
+    "a proof, and every audit says so.",
+)
+@pass_state
 def init(
+    state: State,
     directory: str,
     admin: str,
     recipient: str,
@@ -184,10 +198,13 @@ def init(
     team: str,
     prefix: str,
     programme: str,
+    unsigned: bool,
 ) -> None:
-    """Create a case repository in DIR (new or empty).
+    """Create a case repository in DIR (new or empty), requiring signed commits.
 
-    The first programme manager is registered in the first commit, the trust root.
+    The first programme manager is registered in the first commit, the trust root, signed
+    with $CMGIT_SIGNING_KEY; without it init makes their SSH signing key beside the
+    identity file ($CMGIT_IDENTITY) and prints where.
 
     \b
     Example:
@@ -195,7 +212,7 @@ def init(
     """
     from .store import init_repository
 
-    target = init_repository(
+    made = init_repository(
         Path(directory),
         admin=admin,
         recipient=recipient,
@@ -204,8 +221,20 @@ def init(
         prefix=prefix,
         programme=programme,
         signing_key_path=signing_key_path(),
+        unsigned=unsigned,
+        key_beside=Path(state.identity_path) if state.identity_path else None,
     )
-    click.echo(f"Created case repository {target}")
+    if not made.signed:
+        click.echo(
+            f"Created case repository {made.root}, unsigned: the actors its history names "
+            "are claims, not proofs"
+        )
+        return
+    click.echo(f"Created case repository {made.root}; every commit must be signed")
+    if made.made_key is not None:
+        click.echo(f"Made {admin}'s SSH signing key {made.made_key}; its public key:")
+        click.echo(f"  {made.signing_key}")
+        click.echo(f"Sign your commits with it: export CMGIT_SIGNING_KEY={made.made_key}")
 
 
 @cli.command()
@@ -782,8 +811,12 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
     message, the actor's role at the time, the signature and its key, the transition and
     its four-eyes rule, the change matching the action (the state history with it), every
     record sealed. The first audit (and --full) hashes every object in the repository;
-    later ones check the objects of the new commits. A history rewritten under the last
-    verified commit is reported.
+    later ones start from the last verified commit, say so, and check the objects of the
+    new commits; a history rewritten under it is reported, and a record of it that this
+    audit did not write forces a full run. Works on a bare central repository too.
+
+    Actors are proven only where every commit had to be signed: otherwise the first line
+    says they are claims, not proofs (--json: "actors_proven": false).
 
     With --server-checks, for a central repository on a hosting service that runs no
     pre-receive hook (a required status check in CI): this detects, it does not prevent.
@@ -792,6 +825,7 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
     Example:
       cmgit audit --json
       cmgit -C central.git audit --server-checks
+      cmgit -C /srv/git/cases.git audit
     """
     if server_checks:
         if since:
@@ -809,9 +843,16 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
     if as_json:
         emit(summarise(report), True)
     else:
+        for line in audit_preamble(report):
+            click.echo(f"audit: {line}", err=True)
         for v in report.violations:
             click.echo(f"{v.commit[:12]}  {v.rule:<18} {v.detail}")
-        verdict = "ok" if report.ok else f"{len(report.violations)} violation(s)"
+        if not report.ok:
+            verdict = f"{len(report.violations)} violation(s)"
+        elif report.actors_proven:
+            verdict = "ok"
+        else:  # never a bare "ok": it would read as "each actor proven"
+            verdict = "no violations, actors unproven"
         click.echo(f"audit: {report.checked} commit(s) checked, {verdict}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(errors.REPOSITORY)
@@ -832,6 +873,26 @@ def _server_checks(state: State, full: bool, as_json: bool) -> None:
         click.echo(f"audit --server-checks: {verdict}", err=True)
     if problems:
         raise click.exceptions.Exit(errors.REPOSITORY)
+
+
+def audit_preamble(report: Report) -> list[str]:
+    """What an audit says before its findings: first whether the actors it names are
+    proven, then where it started from and why."""
+    lines = []
+    if not report.actors_proven:
+        why = {
+            True: "not every commit of this history had to be, and is, signed by its actor",
+            False: "this programme does not require signed commits",
+            None: "the history could not be read",
+        }[report.signatures_required]
+        lines.append(f"actors are claims, not proofs: {why}")
+    if report.full_run_reason:
+        lines.append(report.full_run_reason)
+    if report.verified_at and report.start:
+        lines.append(f"from {report.start[:12]}, verified {report.verified_at}")
+    if report.ok and not report.state_saved:
+        lines.append("could not remember this audit (git folder not writable)")
+    return lines
 
 
 @cli.command()

@@ -821,7 +821,6 @@ def build(
     )
     repo = Repository.open(repo_dir)
     repo.signing_key_path = admin.signing_key
-    repo.settings_set(admin.identities, "require_signed_commits", "true")
     repo.settings_set(admin.identities, "reader_roles", "[coordinator]")
     for person in people.values():
         if person is not admin:

@@ -66,6 +66,20 @@ def _damage_report(oids: Sequence[str]) -> list[str]:
     return shown
 
 
+def _rev_parse(start: Path, *questions: str) -> list[str] | None:
+    """git's one-line answers to ``questions``, then the objects folder and the object
+    format; None where git refuses them."""
+    facts = ("--git-path", "objects", "--show-object-format")
+    proc = subprocess.run(
+        ["git", "-C", str(start), "rev-parse", *questions, *facts],
+        capture_output=True,
+        env=clean_env(),
+        check=False,
+    )
+    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+    return lines if proc.returncode == 0 and len(lines) == len(questions) + 2 else None
+
+
 def clean_env(
     extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
 ) -> dict[str, str]:
@@ -247,29 +261,23 @@ class Git:
         return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
 
     @classmethod
-    def discover(cls, start: Path) -> Git:
+    def discover(cls, start: Path, *, bare: bool = False) -> Git:
+        """The repository around ``start``. A bare one (the central repository) only with
+        ``bare``, for commands that read: every command that writes needs a work tree."""
         # One git process answers all a command will ask about the repository itself.
-        proc = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(start),
-                "rev-parse",
-                "--show-toplevel",
-                "--absolute-git-dir",
-                "--git-path",
-                "objects",
-                "--show-object-format",
-            ],
-            capture_output=True,
-            env=clean_env(),
-            check=False,
-        )
-        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-        if proc.returncode != 0 or len(lines) != 4:
-            raise NotACaseRepository(
-                "not inside a git repository", hint="run cmgit init, or use -C DIR"
-            )
+        lines = _rev_parse(start, "--show-toplevel", "--absolute-git-dir")
+        if lines is None:
+            found = _rev_parse(start, "--is-bare-repository", "--absolute-git-dir")
+            if found is None or found[0] != "true":
+                raise NotACaseRepository(
+                    "not inside a git repository", hint="run cmgit init, or use -C DIR"
+                )
+            if not bare:
+                raise NotACaseRepository(
+                    "a bare repository has no work tree to change cases in",
+                    hint="work in a clone of it; cmgit audit reads it as it is",
+                )
+            lines = [found[1], *found[1:]]  # its top level is the git folder itself
         git = cls(Path(lines[0]))
         git.__dict__["git_dir"] = Path(lines[1])
         git.__dict__["_repository_facts"] = (git.root / lines[2], lines[3])

@@ -188,6 +188,7 @@ def build_programme(base: Path) -> Programme:
         signing_key=None,
         prefix="CP",
         programme="Test programme",
+        unsigned=True,  # most tests judge other rules; tests/test_signed_default.py signs
     )
     repo = Repository.open(root)
     pm = crypto.load_identities(keys / "pm-001.txt")

@@ -42,6 +42,9 @@ def test_demo_builds_a_programme_and_prints_where(tmp_path: Path) -> None:
     assert all(objects.signed_commit(oid)[1] for oid in commits)
     audited = CliRunner().invoke(cli, ["-C", str(repo), "audit"], catch_exceptions=False)
     assert audited.exit_code == 0, audited.output
+    # signatures required from the first commit: every actor is proven
+    assert audited.stderr.splitlines()[-1].endswith(" commit(s) checked, ok")
+    assert "claims" not in audited.stderr
     assert "cmgit audit" in result.stdout
 
     pm = str(target / "identities" / "pm-001.txt")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import crypto, ids, signing, yamlio
@@ -36,6 +37,14 @@ def staff_author(actor: Staff) -> Author:
     return Author(actor.id, f"{actor.id}@cmgit.invalid")
 
 
+@dataclass(frozen=True)
+class NewRepository:
+    root: Path
+    signed: bool  # the settings require signed commits
+    signing_key: str | None  # the first programme manager's public signing key
+    made_key: Path | None  # the private key init made for them, if it did
+
+
 def init_repository(
     target: Path,
     *,
@@ -46,9 +55,15 @@ def init_repository(
     prefix: str,
     programme: str,
     signing_key_path: Path | None = None,
-) -> Path:
+    unsigned: bool = False,
+    key_beside: Path | None = None,
+) -> NewRepository:
     """Create a case repository from the template; the first programme manager is
-    registered in its first commit, the trust root audit starts from."""
+    registered in its first commit, the trust root audit starts from.
+
+    It requires signed commits unless ``unsigned``: the first commit is signed with
+    ``signing_key_path``, or with a key made beside the identity file ``key_beside``.
+    """
     ids.check_staff_id(admin)
     ids.check_team_id(team)
     ids.check_prefix(prefix)
@@ -58,6 +73,13 @@ def init_repository(
     if target.exists() and any(target.iterdir()):
         raise UsageError("target folder is not empty", hint="choose a new or empty folder")
     source = template_root()
+    made_key = None
+    if signing_key_path is None and not unsigned:
+        made_key, signing_key = _first_signing_key(signing_key, key_beside)
+        signing_key_path = made_key
+    elif signing_key_path is not None and signing_key is None:
+        key = signing.load_private_key(signing_key_path)
+        signing_key = signing.public_key_text(key.public_key())
     created = not target.exists()
     try:
         git = Git(target)
@@ -75,6 +97,7 @@ def init_repository(
             programme_name=programme,
             case_id_prefix=prefix,
             vulnerability_criteria=list(DEFAULT_CRITERIA),
+            require_signed_commits=not unsigned,
         )
         schemas.validate(settings, SETTINGS, what="settings")
         admin_member = Staff(admin, PROGRAMME_MANAGER, team, recipient, signing_key, True)
@@ -96,13 +119,44 @@ def init_repository(
             message,
             staff_author(admin_member),
             None,
-            sign=make_signer(signing_key_path, admin_member, False),
+            sign=make_signer(signing_key_path, admin_member, not unsigned),
         )
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)
+        if made_key is not None:
+            made_key.unlink(missing_ok=True)
         raise
-    return target
+    return NewRepository(target, not unsigned, signing_key, made_key)
+
+
+def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path, str]:
+    """A new signing key beside the identity file, for the first programme manager who
+    has none; refused where that would not be the key they named or has no place."""
+    if public:
+        raise NoIdentity(
+            "init signs the first commit with the key given in --signing-key",
+            hint="set CMGIT_SIGNING_KEY to its private key file",
+        )
+    if identity is None:
+        raise NoIdentity(
+            "a new case repository requires signed commits, and no signing key was given",
+            hint="set CMGIT_SIGNING_KEY, or CMGIT_IDENTITY so that init makes a key beside "
+            "it; or choose --unsigned",
+        )
+    path = identity.with_name(f"{identity.stem}-signing")  # identity.txt: identity-signing
+    try:
+        return path, signing.generate_key(path)
+    except FileExistsError:
+        raise NoIdentity(
+            f"a signing key already exists beside the identity file: {path}",
+            hint="set CMGIT_SIGNING_KEY to it to sign with it",
+        ) from None
+    except OSError:
+        raise NoIdentity(
+            f"cannot write a signing key beside the identity file: {path}",
+            hint="set CMGIT_SIGNING_KEY to a key of your own (ssh-keygen -t ed25519)",
+        ) from None
 
 
 def make_signer(path: Path | None, actor: Staff, required: bool) -> Callable[[bytes], str] | None:
