@@ -189,7 +189,14 @@ def test_a_fabricated_root_history_on_another_branch_is_refused(
     fake = tmp_path / "fabricated"
     outsider = central.programme.cli("keygen", "-o", str(tmp_path / "outsider.txt"), as_=None)
     made = central.programme.cli(
-        "init", str(fake), "--admin", "pm-001", "--recipient", outsider.stdout.strip(), as_=None
+        "init",
+        str(fake),
+        "--admin",
+        "pm-001",
+        "--recipient",
+        outsider.stdout.strip(),
+        "--unsigned",
+        as_=None,
     )
     assert made.exit_code == 0, made.output
     run_git(central.programme.root, "fetch", "-q", str(fake), "main:refs/fabricated")
