@@ -19,9 +19,6 @@ _PREFIX = "[A-Z]{2,5}"
 _CHAR = "[0-9A-HJKMNP-TV-Z]"
 CASE_ID_RE = re.compile(rf"{_PREFIX}-{_CHAR}{{8}}")
 ENTROPY_BYTES = 5
-# Item ids of repeated forms were once the form name and a sequence number, which two
-# offices could both give to different items; new ones end in 8 Crockford characters.
-LEGACY_ITEM_ID_RE = re.compile(r"[a-z][a-z0-9_]*-[0-9]{1,6}")
 STAFF_ID_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 PREFIX_RE = re.compile(_PREFIX)
@@ -100,12 +97,6 @@ def next_item_id(form: str, taken: Collection[str]) -> str:
     do not admit the new form."""
     numbers = [int(n) for t in taken if (n := t.rpartition("-")[2]).isdigit()]
     return f"{form}-{max(numbers, default=0) + 1}"
-
-
-def is_sequential_item_id(text: str) -> bool:
-    """Whether ``text`` is an item id of the old sequential form, which two offices may
-    both have given to different items."""
-    return LEGACY_ITEM_ID_RE.fullmatch(text) is not None
 
 
 def record_path(case_id: str) -> str:
