@@ -63,11 +63,10 @@ def sync(
         head = git.head()
         assert head is not None
         if not start.exists():
-            start.parent.mkdir(exist_ok=True)
-            write_atomic(start, (head + "\n").encode())
-        begun = start.read_text().strip()
+            _mark(start, head)
+        begun = _marked(start)[0]
         try:
-            result = _exchange(repo, identities, ref, remote, today, drop)
+            result = _exchange(repo, identities, ref, remote, today, drop, start)
         except CmgitError as exc:
             if git.head() == begun:
                 start.unlink()  # nothing moved: nothing to abort
@@ -87,7 +86,7 @@ def abort(repo: Repository, *, remote: str) -> str | None:
     with repository_lock(git.git_dir):
         if not start.exists():
             return None
-        begun = start.read_text().strip()
+        begun, *left = _marked(start)
         head = git.head()
         if head != begun:
             tracking = f"refs/remotes/{remote}/{ref.removeprefix('refs/heads/')}"
@@ -101,9 +100,26 @@ def abort(repo: Repository, *, remote: str) -> str | None:
                     "the sync had already pushed this clone's work; there is nothing to abort",
                     hint="run cmgit sync to bring this clone up to date",
                 )
+            if head not in left:
+                raise RepositoryError(
+                    "this clone has commits made after the sync stopped; going back "
+                    "would lose them",
+                    hint="run cmgit sync to finish the sync instead",
+                )
             git.run("reset", "-q", "--keep", begun)
         start.unlink()
         return begun
+
+
+def _mark(path: Path, begun: str, left: str | None = None) -> None:
+    """Note where this clone was before the sync, and where the sync is moving its branch
+    (noted before the move, so a sync killed at any moment can be aborted)."""
+    path.parent.mkdir(exist_ok=True)
+    write_atomic(path, "".join(f"{oid}\n" for oid in (begun, left) if oid).encode())
+
+
+def _marked(path: Path) -> list[str]:
+    return path.read_text().split()
 
 
 def _branch(repo: Repository) -> str:
@@ -120,6 +136,7 @@ def _exchange(
     remote: str,
     today: dt.date,
     drop: str | None,
+    start: Path,
 ) -> SyncResult:
     git = repo.git
     tracking = f"refs/remotes/{remote}/{ref.removeprefix('refs/heads/')}"
@@ -154,6 +171,7 @@ def _exchange(
             elif base != theirs:
                 ours = _replay(repo, identities, base, ours, theirs, today, result)
         if ours != git.head():
+            _mark(start, _marked(start)[0], ours)
             git.run("reset", "-q", "--keep", ours)
         if theirs == ours:
             _remember(state, ours)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from cmgit import ids
 from cmgit.merge import MergeConflict, Renumbering, merge_cases
+from cmgit.schema import SchemaSet
+from cmgit.store import cases
 
 from ..conftest import CANARY, TODAY, Programme, form
 from ..test_sync import in_office, offices
@@ -310,3 +314,65 @@ def test_item_ids_are_the_form_and_8_crockford_characters() -> None:
     assert ids.next_item_id("note", ["note-1", "note-7K2M9QX4", "note-3"]) == "note-4"
     with pytest.raises(ValueError, match="5 bytes"):
         ids.new_item_id("note", bytes(4))
+
+
+def test_abort_never_drops_commits_made_after_the_sync_stopped(
+    programme: Programme, tmp_path: Path
+) -> None:
+    case_id = programme.new_case()
+    _, a, b = offices(programme, tmp_path)
+    record(programme, a, case_id, "note", "note of A")
+    sync(programme, a)
+    record(programme, b, case_id, "note", "note of B")
+    killed = run(programme, "sync", cwd=b, env={"CMGIT_CRASH_AT": "sync-before-push"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    record(programme, b, case_id, "note", "later note of B")
+    later = head(b)
+    refused = in_office(programme, b, "sync", "--abort")
+    assert refused.exit_code == 6 and head(b) == later
+    assert "this clone has commits made after the sync stopped" in refused.stderr
+    assert "run cmgit sync to finish the sync instead" in refused.stderr
+    sync(programme, b)
+    assert texts(programme, b, case_id, "note") == sorted(
+        f"{text} {CANARY}" for text in ("note of A", "note of B", "later note of B")
+    )
+
+
+def test_a_central_repository_that_refuses_the_push(programme: Programme, tmp_path: Path) -> None:
+    """The central hook refuses: exit 6 saying so, not "kept moving"; the replay that
+    moved the branch can be aborted."""
+    case_id = programme.new_case()
+    central, a, b = offices(programme, tmp_path)
+    record(programme, a, case_id, "note", "note of A")
+    sync(programme, a)
+    hook = central / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    record(programme, b, case_id, "note", "note of B")
+    mine = head(b)
+    refused = in_office(programme, b, "sync")
+    assert refused.exit_code == 6, refused.output
+    assert refused.stderr.startswith(
+        "Error: the central repository refused this clone's commits (nothing there changed; "
+        "run cmgit audit to see which commit breaks which rule; or cmgit sync --abort "
+        "returns this clone to where it was before the sync)"
+    )
+    assert head(b) != mine
+    assert in_office(programme, b, "sync", "--abort").exit_code == 0
+    assert head(b) == mine
+    assert_consistent(programme, b)
+
+
+def test_a_repository_with_older_schemas_keeps_sequential_ids(programme: Programme) -> None:
+    """Where a repository's schemas admit only sequential item ids (made before SPEC
+    section 9), cmgit goes on numbering rather than write ids its schemas refuse."""
+    folder = programme.work / "schemas"
+    shutil.copytree(programme.root / "schemas", folder)
+    common = folder / "common.schema.json"
+    doc = json.loads(common.read_text())
+    doc["$defs"]["item_id"]["pattern"] = "^[a-z][a-z0-9_]*-[0-9]{1,6}$"
+    common.write_text(json.dumps(doc))
+    older = cases.item_ids(SimpleNamespace(schemas=SchemaSet.load(folder)))
+    assert older("note", ["note-1", "note-2"]) == "note-3"
+    current = cases.item_ids(SimpleNamespace(schemas=SchemaSet.load(programme.root / "schemas")))
+    assert NEW_ID.fullmatch(current("note", ["note-1"]))
