@@ -850,9 +850,9 @@ def sync(state: State, remote: str, abort: bool, drop: str | None) -> None:
     result = run_sync(repo, state.identities(), remote=remote, today=today(), drop=drop)
     for subject in result.set_aside:
         click.echo(f"set aside: {subject}")
-    if result.set_aside:
+    if result.kept_as:
         click.echo(
-            f"sync: {drop}'s unpushed changes are kept as refs/cmgit/set-aside/{drop}; "
+            f"sync: the changes set aside are kept as {result.kept_as}, not pushed; "
             "redo with cmgit what still applies"
         )
     renumbered = f", {result.renumbered} item id(s) renumbered" if result.renumbered else ""

@@ -30,7 +30,8 @@ from .store import Repository, make_signer, staff_author
 SYNC_STATE = "sync-remote"
 # The commit this clone was at when a sync that has not finished began.
 SYNC_START = "sync-start"
-# Where `--drop CASE` keeps this clone's commits it set aside, one ref per case.
+# Where `--drop CASE` keeps this clone's commits it set aside: a local ref, never pushed,
+# named by the case and the commit this clone was at, so a second drop loses nothing.
 SET_ASIDE = "refs/cmgit/set-aside/"
 ATTEMPTS = 3
 
@@ -42,8 +43,10 @@ class SyncResult:
     merged: int = 0
     renumbered: int = 0
     pushed: bool = False
-    # The local commits set aside by --drop, by subject (case ID and action, no content).
+    # The local commits set aside by --drop, by subject (case ID and action, no content),
+    # and the local ref that keeps them.
     set_aside: list[str] = field(default_factory=list)
+    kept_as: str | None = None
 
 
 def sync(
@@ -241,7 +244,8 @@ def _set_aside(repo: Repository, case_id: str, theirs: str, ours: str, result: S
                 "sync is under way, and ask the technical coordinator",
             )
         kept.append((commit, changes))
-    git.run("update-ref", f"{SET_ASIDE}{case_id}", ours)
+    result.kept_as = f"{SET_ASIDE}{case_id}/{ours[:12]}"
+    git.run("update-ref", result.kept_as, ours)
     result.set_aside = [c.message.split("\n", 1)[0] for c in dropped]
     tip = base
     for commit, changes in kept:

@@ -184,11 +184,11 @@ def test_a_true_conflict_names_the_case_and_the_way_out(
     dropped = in_office(programme, b, "sync", "--drop", case_id, as_="sv-north")
     assert dropped.exit_code == 0, dropped.output
     assert f"set aside: {case_id}: registered -> closed\n" in dropped.stdout
-    assert f"refs/cmgit/set-aside/{case_id}" in dropped.stdout
+    kept_as = f"refs/cmgit/set-aside/{case_id}/{mine[:12]}"
+    assert f"sync: the changes set aside are kept as {kept_as}, not pushed;" in dropped.stdout
     assert head(b) == git_ok(central, "rev-parse", "main").stdout.strip()
-    kept = git_ok(b, "rev-parse", f"refs/cmgit/set-aside/{case_id}").stdout.strip()
-    assert kept == mine  # nothing lost
-    assert git_ok(central, "rev-parse", f"refs/cmgit/set-aside/{case_id}").returncode != 0
+    assert git_ok(b, "rev-parse", kept_as).stdout.strip() == mine  # nothing lost
+    assert git_ok(central, "for-each-ref", "refs/cmgit").stdout == ""
     rows = {r["case_id"]: r for r in json.loads(in_office(programme, b, "list", "--json").stdout)}
     assert rows[case_id]["state"] == "assessment"
     assert texts(programme, b, other, "note") == [f"unrelated note of B {CANARY}"]
@@ -196,7 +196,7 @@ def test_a_true_conflict_names_the_case_and_the_way_out(
     redone = in_office(programme, b, "move", case_id, "closed", "--reason", "death", as_="sv-north")
     assert redone.exit_code == 0, redone.output
     sync(programme, b)
-    assert in_office(programme, a, "audit", as_=None).exit_code == 0
+    assert in_office(programme, b, "audit", as_=None).exit_code == 0
 
     lost = in_office(programme, b, "sync", "--drop", case_id)
     assert lost.exit_code == 6 and f"this clone has no unpushed change to {case_id}" in lost.stderr
