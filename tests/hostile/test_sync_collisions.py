@@ -24,6 +24,7 @@ from cmgit.schema import SchemaSet
 from cmgit.store import cases
 
 from ..conftest import CANARY, TODAY, Programme, form
+from ..test_signing import require_signatures
 from ..test_sync import in_office, offices
 from .faults_support import assert_consistent, git_ok, run
 
@@ -376,3 +377,28 @@ def test_a_repository_with_older_schemas_keeps_sequential_ids(programme: Program
     assert older("note", ["note-1", "note-2"]) == "note-3"
     current = cases.item_ids(SimpleNamespace(schemas=SchemaSet.load(programme.root / "schemas")))
     assert NEW_ID.fullmatch(current("note", ["note-1"]))
+
+
+def test_signed_offices_renumber_and_re_sign(programme: Programme, tmp_path: Path) -> None:
+    """With signed commits required, the replayed commits, renumbered ids and all, are
+    re-signed with the actor's registered SSH key, and the central hook and audit accept
+    them."""
+    case_id = programme.new_case()
+    _, cw_key = require_signatures(programme, tmp_path)
+    central, a, b = offices(programme, tmp_path)
+    signed = {"CMGIT_SIGNING_KEY": str(cw_key)}
+    for office, text in ((a, "signed note of A"), (b, "signed note of B")):
+        editor = legacy_editor(tmp_path, "note-1", f"{text} {CANARY}")
+        edited = programme.cli("-C", str(office), "edit", case_id, env={**editor, **signed})
+        assert edited.exit_code == 0, edited.output
+    for office in (a, b):
+        done = programme.cli("-C", str(office), "sync", env=signed)
+        assert done.exit_code == 0, done.output
+    assert "1 item id(s) renumbered" in done.stdout
+    assert texts(programme, b, case_id, "note") == sorted(
+        f"{text} {CANARY}" for text in ("signed note of A", "signed note of B")
+    )
+    log = json.loads(in_office(programme, b, "log", case_id, "--json", as_=None).stdout)
+    assert {r["signature"] for r in log[-2:]} == {"good"}
+    assert head(b) == git_ok(central, "rev-parse", "main").stdout.strip()
+    assert in_office(programme, b, "audit", as_=None).exit_code == 0
