@@ -811,11 +811,12 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
 @click.option(
     "--drop",
     metavar="ID",
-    help="Set this clone's unpushed changes to one case aside (kept, not pushed) and sync "
-    "the rest: the way out of a true conflict that keeps the central version.",
+    multiple=True,
+    help="Set this clone's unpushed changes to a case aside (kept, not pushed) and sync "
+    "the rest: the way out of a true conflict that keeps the central version. Repeatable.",
 )
 @pass_state
-def sync(state: State, remote: str, abort: bool, drop: str | None) -> None:
+def sync(state: State, remote: str, abort: bool, drop: tuple[str, ...]) -> None:
     """Exchange work with the central repository; history stays linear.
 
     Local commits are replayed on top of the central ones and re-signed; two offices'
@@ -836,7 +837,7 @@ def sync(state: State, remote: str, abort: bool, drop: str | None) -> None:
 
     repo = state.repo()
     if abort:
-        if drop is not None:
+        if drop:
             raise UsageError("--abort takes no --drop")
         begun = abort_sync(repo, remote=remote)
         click.echo(
@@ -845,8 +846,8 @@ def sync(state: State, remote: str, abort: bool, drop: str | None) -> None:
             else "sync: no unfinished sync to abort"
         )
         return
-    if drop is not None:
-        ids.check_case_id(drop)
+    for case_id in drop:
+        ids.check_case_id(case_id)
     result = run_sync(repo, state.identities(), remote=remote, today=today(), drop=drop)
     for subject in result.set_aside:
         click.echo(f"set aside: {subject}")

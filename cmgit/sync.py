@@ -31,7 +31,7 @@ SYNC_STATE = "sync-remote"
 # The commit this clone was at when a sync that has not finished began.
 SYNC_START = "sync-start"
 # Where `--drop CASE` keeps this clone's commits it set aside: a local ref, never pushed,
-# named by the case and the commit this clone was at, so a second drop loses nothing.
+# named by the commit this clone was at, so a second drop loses nothing.
 SET_ASIDE = "refs/cmgit/set-aside/"
 ATTEMPTS = 3
 
@@ -55,7 +55,7 @@ def sync(
     *,
     remote: str,
     today: dt.date,
-    drop: str | None = None,
+    drop: Sequence[str] = (),
 ) -> SyncResult:
     git = repo.git
     ref = _branch(repo)
@@ -138,7 +138,7 @@ def _exchange(
     ref: str,
     remote: str,
     today: dt.date,
-    drop: str | None,
+    drop: Sequence[str],
     start: Path,
 ) -> SyncResult:
     git = repo.git
@@ -157,9 +157,9 @@ def _exchange(
             ) from refused[1]
         ours = git.head()
         assert ours is not None
-        if dropping is not None:
+        if dropping:
             ours = _set_aside(repo, dropping, theirs or ours, ours, result)
-            dropping = None
+            dropping = ()
         if theirs is not None:
             _check_not_rewritten(repo, state, theirs)
             base = git.text("merge-base", ours, theirs, ok=(0, 1)) or None
@@ -200,43 +200,47 @@ def _remember(state: Path, seen: str) -> None:
     state.write_text(seen + "\n")
 
 
-def _way_out(exc: CmgitError, drop: str | None, *, abortable: bool) -> CmgitError:
-    """The error with what to do next: for a true conflict the command that resolves it;
-    and, where the branch had moved, the command that goes back."""
+def _way_out(exc: CmgitError, drop: Sequence[str], *, abortable: bool) -> CmgitError:
+    """The error with what to do next: for a true conflict the command that resolves it
+    (with the cases already being dropped); and, where the branch had moved, the command
+    that goes back."""
     back = "; or cmgit sync --abort returns this clone to where it was before the sync"
-    if isinstance(exc, MergeConflict) and exc.case_id and exc.case_id != drop:
+    if isinstance(exc, MergeConflict) and exc.case_id and exc.case_id not in drop:
+        command = "cmgit sync" + "".join(f" --drop {c}" for c in (*drop, exc.case_id))
         exc.hint = (
             f"nothing was pushed and nothing lost; to keep the central version of "
-            f"{exc.case_id}, run cmgit sync --drop {exc.case_id}: this clone's unpushed "
-            f"changes to it are set aside and the rest is synced, then redo with cmgit "
-            f"what still applies" + (back if abortable else "")
+            f"{exc.case_id}, run {command}: this clone's unpushed changes to it are set "
+            f"aside and the rest is synced, then redo with cmgit what still applies"
+            + (back if abortable else "")
         )
     elif abortable:
         exc.hint = (exc.hint + back) if exc.hint else back.removeprefix("; or ")
     return exc
 
 
-def _set_aside(repo: Repository, case_id: str, theirs: str, ours: str, result: SyncResult) -> str:
-    """This clone's commits with those of ``case_id`` left out; they are kept under a
-    local ref (never pushed) so nothing is lost. Returns the new local tip."""
+def _set_aside(
+    repo: Repository, cases: Sequence[str], theirs: str, ours: str, result: SyncResult
+) -> str:
+    """This clone's commits with those of ``cases`` left out; they are kept under a local
+    ref (never pushed) so nothing is lost. Returns the new local tip."""
     git = repo.git
-    ids.check_case_id(case_id)
     base = git.text("merge-base", ours, theirs, ok=(0, 1)) or theirs
-    local = [c for c in git.log(rev=f"{base}..{ours}")]
-    dropped = [c for c in local if c.trailer("Cmgit-Case") == case_id]
-    if not dropped:
-        raise RepositoryError(
-            f"this clone has no unpushed change to {case_id}",
-            case_id=case_id,
-            hint="run cmgit sync without --drop",
-        )
-    path = ids.record_path(case_id)
+    local = git.log(rev=f"{base}..{ours}")
+    dropped = [c for c in local if c.trailer("Cmgit-Case") in cases]
+    for case_id in cases:
+        if not any(c.trailer("Cmgit-Case") == case_id for c in dropped):
+            raise RepositoryError(
+                f"this clone has no unpushed change to {case_id}",
+                case_id=case_id,
+                hint="run cmgit sync without --drop " + case_id,
+            )
+    paths = {ids.record_path(case_id): case_id for case_id in cases}
     kept = []
     for commit in local:
         if commit in dropped:
             continue
         changes = dict(git.changed(git.text("rev-parse", f"{commit.oid}^"), commit.oid))
-        if path in changes:
+        for case_id in (paths[p] for p in changes if p in paths):
             raise RepositoryError(
                 f"a later change of this clone (staff or settings) re-encrypted {case_id}",
                 case_id=case_id,
@@ -244,7 +248,7 @@ def _set_aside(repo: Repository, case_id: str, theirs: str, ours: str, result: S
                 "sync is under way, and ask the technical coordinator",
             )
         kept.append((commit, changes))
-    result.kept_as = f"{SET_ASIDE}{case_id}/{ours[:12]}"
+    result.kept_as = f"{SET_ASIDE}{ours[:12]}"
     git.run("update-ref", result.kept_as, ours)
     result.set_aside = [c.message.split("\n", 1)[0] for c in dropped]
     tip = base

@@ -185,7 +185,7 @@ def test_a_true_conflict_names_the_case_and_the_way_out(
     dropped = in_office(programme, b, "sync", "--drop", case_id, as_="sv-north")
     assert dropped.exit_code == 0, dropped.output
     assert f"set aside: {case_id}: registered -> closed\n" in dropped.stdout
-    kept_as = f"refs/cmgit/set-aside/{case_id}/{mine[:12]}"
+    kept_as = f"refs/cmgit/set-aside/{mine[:12]}"
     assert f"sync: the changes set aside are kept as {kept_as}, not pushed;" in dropped.stdout
     assert head(b) == git_ok(central, "rev-parse", "main").stdout.strip()
     assert git_ok(b, "rev-parse", kept_as).stdout.strip() == mine  # nothing lost
@@ -401,4 +401,28 @@ def test_signed_offices_renumber_and_re_sign(programme: Programme, tmp_path: Pat
     log = json.loads(in_office(programme, b, "log", case_id, "--json", as_=None).stdout)
     assert {r["signature"] for r in log[-2:]} == {"good"}
     assert head(b) == git_ok(central, "rev-parse", "main").stdout.strip()
+    assert in_office(programme, b, "audit", as_=None).exit_code == 0
+
+
+def test_conflicts_on_two_cases_are_resolved_in_one_run(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """Each refusal names the cases dropped so far and the next one, so following the
+    hint always gets out."""
+    first, second = programme.walk("registered"), programme.walk("registered", seed=2)
+    _, a, b = offices(programme, tmp_path)
+    for case_id in (first, second):
+        assert in_office(programme, a, "move", case_id, "assessment").exit_code == 0
+        moved = in_office(
+            programme, b, "move", case_id, "closed", "--reason", "death", as_="sv-north"
+        )
+        assert moved.exit_code == 0, moved.output
+    sync(programme, a)
+    refused = in_office(programme, b, "sync")
+    assert refused.exit_code == 4 and f"run cmgit sync --drop {first}:" in refused.stderr
+    refused = in_office(programme, b, "sync", "--drop", first)
+    assert refused.exit_code == 4, refused.output
+    assert f"run cmgit sync --drop {first} --drop {second}:" in refused.stderr
+    done = sync(programme, b, "--drop", first, "--drop", second)
+    assert done.count("set aside: ") == 2
     assert in_office(programme, b, "audit", as_=None).exit_code == 0
