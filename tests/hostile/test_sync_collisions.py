@@ -126,17 +126,22 @@ def test_items_both_offices_add_to_one_case_both_survive(
 def test_colliding_unpushed_sequential_ids_are_renumbered(
     programme: Programme, tmp_path: Path
 ) -> None:
-    """Two offices each add `note-1` (as an older cmgit numbered them); the office that
-    syncs second renumbers its own, unpushed one; a later local change to that note
-    follows it; the pushed `note-1` keeps its id."""
+    """The issue's case: after a pushed `note-1`, two offices each add `note-2` (as an
+    older cmgit numbered them). The office that syncs second renumbers its own, unpushed
+    one to the new form; its later local change to that note follows; the pushed
+    `note-1` and `note-2` keep their ids."""
     case_id = programme.new_case()
     _, a, b = offices(programme, tmp_path)
+    editor = legacy_editor(tmp_path, "note-1", f"first note {CANARY}")
+    assert programme.cli("-C", str(a), "edit", case_id, env=editor).exit_code == 0
+    sync(programme, a)
+    sync(programme, b)
     for office, text in ((a, "note of A"), (b, "note of B")):
-        editor = legacy_editor(tmp_path, "note-1", f"{text} {CANARY}")
+        editor = legacy_editor(tmp_path, "note-2", f"{text} {CANARY}")
         edited = programme.cli("-C", str(office), "edit", case_id, env=editor)
         assert edited.exit_code == 0, edited.output
     update = item(programme, b, case_id, "note", "note of B, corrected")
-    update["note"]["note_id"] = "note-1"
+    update["note"]["note_id"] = "note-2"
     updated = in_office(
         programme, b, "record", case_id, "note", "--from", programme.form_file("note", update)
     )
@@ -147,10 +152,42 @@ def test_colliding_unpushed_sequential_ids_are_renumbered(
     sync(programme, a)
     for office in (a, b):
         notes = {n["note_id"]: n["text"] for n in items(programme, office, case_id, "note")}
-        assert notes.pop("note-1") == f"note of A {CANARY}"
+        assert notes.pop("note-1") == f"first note {CANARY}"
+        assert notes.pop("note-2") == f"note of A {CANARY}"
         ((renumbered, text),) = notes.items()
         assert NEW_ID.fullmatch(renumbered) and text == f"note of B, corrected {CANARY}"
     assert in_office(programme, a, "audit", as_=None).exit_code == 0
+
+
+def test_both_offices_changing_one_field_is_refused_with_the_way_out(
+    programme: Programme, tmp_path: Path
+) -> None:
+    case_id = programme.new_case()
+    _, a, b = offices(programme, tmp_path)
+    consent = record(programme, a, case_id, "consent", "one consent")
+    sync(programme, a)
+    sync(programme, b)
+    for office, text in ((a, "changed by A"), (b, "changed by B")):
+        update = item(programme, office, case_id, "consent", text)
+        update["consent"]["consent_id"] = consent
+        path = programme.form_file("consent", update)
+        assert (
+            in_office(programme, office, "record", case_id, "consent", "--from", path).exit_code
+            == 0
+        )
+    sync(programme, a)
+    mine = head(b)
+    refused = in_office(programme, b, "sync")
+    assert refused.exit_code == 4, refused.output
+    assert refused.stderr.startswith(
+        f"Error: {case_id}: both offices changed the same fields differently (nothing was "
+        f"pushed and nothing lost; to keep the central version of {case_id}, run cmgit sync "
+        f"--drop {case_id}: "
+    )
+    assert f"  /consent/{consent}/limitations\n" in refused.stderr
+    assert CANARY not in refused.output and head(b) == mine
+    sync(programme, b, "--drop", case_id)
+    assert texts(programme, b, case_id, "consent") == [f"changed by A {CANARY}"]
 
 
 def test_a_true_conflict_names_the_case_and_the_way_out(
