@@ -146,7 +146,7 @@ def _exchange(
     state = git.git_dir / "cmgit" / SYNC_STATE
     result = SyncResult()
     refused: tuple[str, CmgitError] | None = None
-    dropping = drop
+    dropping, before_drop = drop, ""
     for _ in range(ATTEMPTS):
         git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}", ok=(0,))
         theirs = git.text("rev-parse", "-q", "--verify", tracking, ok=(0, 1)) or None
@@ -158,6 +158,7 @@ def _exchange(
         ours = git.head()
         assert ours is not None
         if dropping:
+            before_drop = ours
             ours = _set_aside(repo, dropping, theirs or ours, ours, result)
             dropping = ()
         if theirs is not None:
@@ -174,6 +175,9 @@ def _exchange(
             elif base != theirs:
                 ours = _replay(repo, identities, base, ours, theirs, today, result)
         if ours != git.head():
+            if result.kept_as is not None:
+                # only now are the commits set aside left behind by the branch
+                git.run("update-ref", result.kept_as, before_drop)
             _mark(start, _marked(start)[0], ours)
             git.run("reset", "-q", "--keep", ours)
         if theirs == ours:
@@ -221,8 +225,9 @@ def _way_out(exc: CmgitError, drop: Sequence[str], *, abortable: bool) -> CmgitE
 def _set_aside(
     repo: Repository, cases: Sequence[str], theirs: str, ours: str, result: SyncResult
 ) -> str:
-    """This clone's commits with those of ``cases`` left out; they are kept under a local
-    ref (never pushed) so nothing is lost. Returns the new local tip."""
+    """This clone's commits with those of ``cases`` left out; returns the new local tip.
+    The commits set aside are to be kept under the local ref ``result.kept_as`` (never
+    pushed) once the branch leaves them, so nothing is lost."""
     git = repo.git
     base = git.text("merge-base", ours, theirs, ok=(0, 1)) or theirs
     local = git.log(rev=f"{base}..{ours}")
@@ -249,7 +254,6 @@ def _set_aside(
             )
         kept.append((commit, changes))
     result.kept_as = f"{SET_ASIDE}{ours[:12]}"
-    git.run("update-ref", result.kept_as, ours)
     result.set_aside = [c.message.split("\n", 1)[0] for c in dropped]
     tip = base
     for commit, changes in kept:

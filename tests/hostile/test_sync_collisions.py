@@ -460,6 +460,7 @@ def test_conflicts_on_two_cases_are_resolved_in_one_run(
     refused = in_office(programme, b, "sync", "--drop", first)
     assert refused.exit_code == 4, refused.output
     assert f"run cmgit sync --drop {first} --drop {second}:" in refused.stderr
+    assert git_ok(b, "for-each-ref", "refs/cmgit").stdout == ""  # a refusal leaves nothing
     done = sync(programme, b, "--drop", first, "--drop", second)
     assert done.count("set aside: ") == 2
     assert in_office(programme, b, "audit", as_=None).exit_code == 0
