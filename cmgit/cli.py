@@ -897,25 +897,64 @@ def audit_preamble(report: Report) -> list[str]:
 
 @cli.command()
 @click.option("--remote", default="origin", show_default=True, help="The central repository.")
+@click.option(
+    "--abort",
+    is_flag=True,
+    help="Go back to where this clone was before a sync that did not finish.",
+)
+@click.option(
+    "--drop",
+    metavar="ID",
+    multiple=True,
+    help="Set this clone's unpushed changes to a case aside (kept, not pushed) and sync "
+    "the rest: the way out of a true conflict that keeps the central version. Repeatable.",
+)
 @pass_state
-def sync(state: State, remote: str) -> None:
+def sync(state: State, remote: str, abort: bool, drop: tuple[str, ...]) -> None:
     """Exchange work with the central repository; history stays linear.
 
     Local commits are replayed on top of the central ones and re-signed; two offices'
-    changes to the same case merge field by field; a true conflict (for example two
-    different moves of one case) is refused and nothing is lost.
+    changes to the same case merge field by field, and items both added to one case are
+    kept (an unpushed item whose old-style id the other office also used gets a new id);
+    a true conflict (for example two different moves of one case) is refused, naming
+    the case and the command that resolves it, and nothing is lost. A sync can always be
+    run again.
 
     \b
     Example:
       cmgit sync
+      cmgit sync --drop CP-7K2M9QX4   # keep the central version of a case in conflict
+      cmgit sync --abort              # back to before a sync that did not finish
     """
+    from .sync import abort as abort_sync
     from .sync import sync as run_sync
 
     repo = state.repo()
-    result = run_sync(repo, state.identities(), remote=remote, today=today())
+    if abort:
+        if drop:
+            raise UsageError("--abort takes no --drop")
+        begun = abort_sync(repo, remote=remote)
+        click.echo(
+            f"sync: aborted; this clone is back at {begun[:12]}"
+            if begun
+            else "sync: no unfinished sync to abort"
+        )
+        return
+    for case_id in drop:
+        ids.check_case_id(case_id)
+    result = run_sync(repo, state.identities(), remote=remote, today=today(), drop=drop)
+    for subject in result.set_aside:
+        click.echo(f"set aside: {subject}")
+    if result.kept_as:
+        click.echo(
+            f"sync: the changes set aside are kept as {result.kept_as}, not pushed; "
+            "redo with cmgit what still applies"
+        )
+    renumbered = f", {result.renumbered} item id(s) renumbered" if result.renumbered else ""
     click.echo(
         f"sync: {result.fetched} fetched, {result.replayed} replayed "
-        f"({result.merged} merged), {'pushed' if result.pushed else 'nothing to push'}"
+        f"({result.merged} merged{renumbered}), "
+        f"{'pushed' if result.pushed else 'nothing to push'}"
     )
 
 

@@ -530,6 +530,10 @@ class Journey:
         self.day = start
         self.criteria = criteria
         self.case_id = ""
+        # Ids cmgit gave to items the later forms refer to.
+        self.consent_ids: list[str] = []
+        self.assessment_id: str | None = None
+        self.plan_id: str | None = None
 
     @property
     def cw(self) -> str:
@@ -580,14 +584,18 @@ class Journey:
     def consents(self, adult_decision: str = "granted") -> None:
         adult = "legal_guardian" if self.forms.uasc else "caregiver"
         self.wait(1)
-        self.record("consent", self.forms.consent(self.cw, "child", self.day))
-        self.record(
-            "consent", self.forms.consent(self.cw, adult, self.day, decision=adult_decision)
-        )
+        self.consent_ids = [
+            self.record("consent", self.forms.consent(self.cw, "child", self.day)),
+            self.record(
+                "consent", self.forms.consent(self.cw, adult, self.day, decision=adult_decision)
+            ),
+        ]
 
     def register(self) -> None:
         self.consents()
-        self.record("registration", self.forms.registration(self.cw, self.day, self.criteria))
+        registration = self.forms.registration(self.cw, self.day, self.criteria)
+        registration["consent_refs"] = self.consent_ids
+        self.record("registration", registration)
         self.move("registered")
 
     def assess(self, level: str = "medium") -> None:
@@ -595,16 +603,16 @@ class Journey:
         self.move("assessment")
         self.record("risk_assessment", self.forms.risk_assessment(self.cw, self.day, level))
         self.wait(5)
-        self.record(
+        self.assessment_id = self.record(
             "assessment",
             self.forms.assessment(self.cw, self.day - dt.timedelta(days=5), self.day, level=level),
         )
         if self.forms.uasc:
             self.record("bia", self.forms.bia(self.cw, self.day))
             self.record("ftr", self.forms.ftr(self.day))
-            self.record(
-                "referral", self.forms.referral(self.cw, self.day, "child_protection_authority")
-            )
+            referral = self.forms.referral(self.cw, self.day, "child_protection_authority")
+            referral["consent_ref"] = self.consent_ids[0]
+            self.record("referral", referral)
 
     def immediate_action(self) -> None:
         self.wait(1)
@@ -618,7 +626,10 @@ class Journey:
         self.wait(3)
         self.move("case_planning")
         self.wait(4)
-        self.record("case_plan", self.forms.case_plan(self.cw, self.day))
+        plan = self.forms.case_plan(self.cw, self.day)
+        if self.assessment_id:
+            plan["based_on_assessment_id"] = self.assessment_id
+        self.plan_id = self.record("case_plan", plan)
 
     def approve(self) -> None:
         self.wait(2)
@@ -632,7 +643,7 @@ class Journey:
     def review(self, outcome: str) -> None:
         if outcome == "propose_closure":
             plan = self.forms.case_plan(self.cw, self.day, achieved=True)
-            plan.update(plan_id="case_plan-1", status="active")
+            plan.update(plan_id=self.plan_id, status="active")
             plan["signed_by_supervisor"] = {
                 "staff_id": self.supervisor.staff.id,
                 "date": self.day.isoformat(),

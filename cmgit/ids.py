@@ -7,6 +7,7 @@ patterns here first, so nothing personal or path-like can slip through (hostile 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from .errors import BadCaseId, BadStaffId, UsageError
 
@@ -17,6 +18,7 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PREFIX = "[A-Z]{2,5}"
 _CHAR = "[0-9A-HJKMNP-TV-Z]"
 CASE_ID_RE = re.compile(rf"{_PREFIX}-{_CHAR}{{8}}")
+ENTROPY_BYTES = 5
 STAFF_ID_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 PREFIX_RE = re.compile(_PREFIX)
@@ -69,13 +71,32 @@ def check_prefix(text: object) -> str:
     raise UsageError("malformed case ID prefix", hint="use 2-5 capital letters, e.g. CP")
 
 
+def _crockford8(entropy: bytes) -> str:
+    """8 Crockford characters from 5 bytes (40 bits) of randomness."""
+    if len(entropy) != ENTROPY_BYTES:
+        raise ValueError("an ID takes exactly 5 bytes of entropy")
+    number = int.from_bytes(entropy, "big")
+    return "".join(CROCKFORD[(number >> shift) & 31] for shift in range(35, -1, -5))
+
+
 def new_case_id(prefix: str, entropy: bytes) -> str:
     """A case ID from 5 bytes (40 bits) of randomness: 8 Crockford characters."""
-    if len(entropy) != 5:
-        raise ValueError("a case ID takes exactly 5 bytes of entropy")
-    number = int.from_bytes(entropy, "big")
-    chars = [CROCKFORD[(number >> shift) & 31] for shift in range(35, -1, -5)]
-    return f"{check_prefix(prefix)}-{''.join(chars)}"
+    return f"{check_prefix(prefix)}-{_crockford8(entropy)}"
+
+
+def new_item_id(form: str, entropy: bytes) -> str:
+    """The id of a new item of a repeated form: the form name and 8 Crockford characters
+    from 5 bytes of randomness, so items two offices add to one case never share an id
+    (SPEC section 9)."""
+    return f"{form}-{_crockford8(entropy)}"
+
+
+def next_item_id(form: str, taken: Collection[str]) -> str:
+    """The sequential id after the ones ``taken`` (``note-3`` after ``note-2``): the form
+    cmgit gave items before collision-free ids, still used where a repository's schemas
+    do not admit the new form."""
+    numbers = [int(n) for t in taken if (n := t.rpartition("-")[2]).isdigit()]
+    return f"{form}-{max(numbers, default=0) + 1}"
 
 
 def record_path(case_id: str) -> str:

@@ -4,12 +4,15 @@ Both sides started from the same base. Where only one side changed a value, that
 wins; where both made the same change, it stands; where both changed the same value
 differently, it is a true conflict and nothing is merged. Lists of items that carry an
 id (consents, follow-ups, objectives...) are merged item by item; other lists as values.
+Items both offices added under one id (the sequential ids cmgit gave before SPEC section
+9) are no conflict while this clone's are unpushed: `Renumbering` gives them new ids.
 Pure: documents in, a document or the list of conflicting paths out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Refused
@@ -37,8 +40,64 @@ DERIVED = (
 )
 
 
+# Keys that name an item of a repeated form: its own id, and references to it from other
+# items (a referral's consent_ref, a plan's based_on_assessment_id).
+_REFERENCE_SUFFIXES = ("_id", "_ref", "_refs")
+
+
 class MergeConflict(Refused):
     """Both offices changed the same part of a case differently."""
+
+
+@dataclass
+class Renumbering:
+    """New ids for items this clone added, unpushed, under an id the other office gave to
+    a different item (ids already pushed never change). One per case and sync, so this
+    clone's later commits of the case follow the new ids as they are replayed.
+
+    ``new_id`` makes an id from a form's name and the ids taken (see ids.new_item_id)."""
+
+    new_id: Callable[[str, Collection[str]], str]
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """``doc`` with every renamed id, and every reference to one, replaced."""
+        renamed = self.renamed
+
+        def walk(value: Any, key: str = "") -> Any:
+            if isinstance(value, Mapping):
+                return {k: walk(v, k) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v, key) for v in value]
+            if isinstance(value, str) and key.endswith(_REFERENCE_SUFFIXES):
+                return renamed.get(value, value)
+            return value
+
+        return dict(walk(doc)) if renamed else dict(doc)
+
+    def renumber(
+        self, base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any]
+    ) -> None:
+        """Find the items ``ours`` added since ``base`` whose id ``theirs`` gave to a
+        different item, and give each a new id."""
+        for form, mine in ours.items():
+            other, old = theirs.get(form), base.get(form)
+            if not isinstance(mine, list) or not isinstance(other, list):
+                continue
+            old = old if isinstance(old, list) else []
+            key = _id_key([*old, *mine, *other])
+            if key is None:
+                continue
+            before = {item[key] for item in old}
+            their_items = {item[key]: item for item in other}
+            taken = {*before, *their_items, *(item[key] for item in mine)}
+            for item in mine:
+                item_id = item[key]
+                if item_id in before or their_items.get(item_id, item) == item:
+                    continue
+                fresh = self.new_id(form, taken)
+                taken.add(fresh)
+                self.renamed[item_id] = fresh
 
 
 def _id_key(items: Sequence[Any]) -> str | None:
@@ -96,17 +155,50 @@ def _merge(base: Any, ours: Any, theirs: Any, path: str, conflicts: list[str]) -
     return theirs
 
 
+def _added(base: Mapping[str, Any], doc: Mapping[str, Any], form: str) -> set[Any]:
+    """The ids of the items of ``form`` that ``doc`` has and ``base`` had not."""
+    items, old = doc.get(form), base.get(form)
+    if not isinstance(items, list):
+        return set()
+    key = _id_key([*(old if isinstance(old, list) else []), *items])
+    if key is None:
+        return set()
+    return {item[key] for item in items} - {item[key] for item in old or ()}
+
+
 def merge_cases(
-    base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any], *, case_id: str
+    base: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    *,
+    case_id: str,
+    decisions: Collection[str] = (),
+    renumbering: Renumbering | None = None,
 ) -> dict[str, Any]:
     """Our case and theirs, merged against their common base. Raises MergeConflict naming
-    the paths both changed (field names and item ids only, never values)."""
+    the paths both changed (field names and item ids only, never values).
+
+    ``decisions`` are forms whose new item decides for the case (a plan that supersedes
+    the last, an assignment): both offices adding one is two decisions. With a
+    ``renumbering``, our items that collide with theirs take new ids instead of
+    conflicting."""
+    if renumbering is not None:
+        base = renumbering.apply(base)
+        renumbering.renumber(base, renumbering.apply(ours), theirs)
+        ours = renumbering.apply(ours)
     conflicts = [
         f"/{key}"
         for key in DECISIONS
         if ours.get(key) != base.get(key)
         and theirs.get(key) != base.get(key)
         and ours.get(key) != theirs.get(key)
+    ]
+    conflicts += [
+        f"/{form}"
+        for form in decisions
+        if (mine := _added(base, ours, form))
+        and (other := _added(base, theirs, form))
+        and mine != other
     ]
     if conflicts:
         raise MergeConflict(

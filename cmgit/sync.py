@@ -4,23 +4,35 @@ Fetch; if both sides moved, replay this clone's commits on top of the central on
 re-signed, merging two offices' changes to one case field by field (the merged version
 is the central one plus one); refuse a true conflict with nothing lost; refuse a central
 history that was rewritten; push. The central server's own hook re-checks everything.
+
+A sync never leaves a clone stuck: until it has finished, the commit this clone was at
+before it began is kept (`SYNC_START`), so `cmgit sync --abort` goes back there, and a
+true conflict names the case and the command that resolves it, `--drop CASE`, which sets
+this clone's unpushed changes to that case aside and syncs the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import crypto, ids
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
-from .history import Author, Commit, format_message, repository_lock
+from .history import Author, Commit, format_message, repository_lock, write_atomic
+from .merge import MergeConflict, Renumbering
 from .registry import Staff
 from .store import Repository, make_signer, staff_author
 
 SYNC_STATE = "sync-remote"
+# The commit this clone was at when a sync that has not finished began.
+SYNC_START = "sync-start"
+# Where `--drop CASE` keeps this clone's commits it set aside: a local ref, never pushed,
+# named by the commit this clone was at, so a second drop loses nothing.
+SET_ASIDE = "refs/cmgit/set-aside/"
 ATTEMPTS = 3
 
 
@@ -29,60 +41,225 @@ class SyncResult:
     fetched: int = 0
     replayed: int = 0
     merged: int = 0
+    renumbered: int = 0
     pushed: bool = False
+    # The local commits set aside by --drop, by subject (case ID and action, no content),
+    # and the local ref that keeps them.
+    set_aside: list[str] = field(default_factory=list)
+    kept_as: str | None = None
 
 
 def sync(
-    repo: Repository, identities: Sequence[crypto.Identity], *, remote: str, today: dt.date
+    repo: Repository,
+    identities: Sequence[crypto.Identity],
+    *,
+    remote: str,
+    today: dt.date,
+    drop: Sequence[str] = (),
 ) -> SyncResult:
     git = repo.git
-    ref = git.branch_ref()
-    if ref is None:
-        raise RepositoryError("HEAD is detached", hint="check out the main branch first")
-    branch = ref.removeprefix("refs/heads/")
-    tracking = f"refs/remotes/{remote}/{branch}"
-    state = git.git_dir / "cmgit" / SYNC_STATE
-    result = SyncResult()
+    ref = _branch(repo)
+    start = git.git_dir / "cmgit" / SYNC_START
     with repository_lock(git.git_dir):
         git.finish_pending()
         repo.ensure_clean(["records", "staff.yaml", "settings.yaml", "schemas"])
-        for _ in range(ATTEMPTS):
-            git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}", ok=(0,))
-            theirs = git.text("rev-parse", "-q", "--verify", tracking, ok=(0, 1)) or None
-            ours = git.head()
-            assert ours is not None
-            if theirs is not None:
-                _check_not_rewritten(repo, state, theirs)
-                base = git.text("merge-base", ours, theirs, ok=(0, 1)) or None
-                if base is None:
-                    raise RepositoryError(
-                        "this clone and the central repository share no history",
-                        hint="clone the central repository anew",
-                    )
-                result.fetched = int(git.text("rev-list", "--count", f"{ours}..{theirs}"))
-                if base == ours and ours != theirs:
-                    git.run("reset", "-q", "--keep", theirs)
-                    ours = theirs
-                elif base != theirs:
-                    ours = _replay(repo, identities, base, ours, theirs, today, result)
-                    git.run("reset", "-q", "--keep", ours)
-            if theirs == ours:
-                state.parent.mkdir(exist_ok=True)
-                state.write_text(ours + "\n")
-                return result
-            crash_point("sync-before-push")
-            try:
-                git.run("push", "-q", remote, f"{ours}:{ref}")
-            except CmgitError:
-                continue  # someone pushed meanwhile: fetch and replay again
-            crash_point("sync-pushed")
-            result.pushed = True
-            state.parent.mkdir(exist_ok=True)
-            state.write_text(ours + "\n")
+        head = git.head()
+        assert head is not None
+        if not start.exists():
+            _mark(start, head)
+        begun = _marked(start)[0]
+        try:
+            result = _exchange(repo, identities, ref, remote, today, drop, start)
+        except CmgitError as exc:
+            if git.head() == begun:
+                start.unlink()  # nothing moved: nothing to abort
+            raise _way_out(exc, drop, abortable=git.head() != begun) from None
+        start.unlink(missing_ok=True)
+        return result
+
+
+def abort(repo: Repository, *, remote: str) -> str | None:
+    """Put the branch, index and work tree back where they were before the sync that did
+    not finish; returns that commit, or None when there is no such sync. Refused once this
+    clone's replayed commits are on the central repository: going back would replay them
+    twice."""
+    git = repo.git
+    ref = _branch(repo)
+    start = git.git_dir / "cmgit" / SYNC_START
+    with repository_lock(git.git_dir):
+        if not start.exists():
+            return None
+        begun, *left = _marked(start)
+        head = git.head()
+        if head != begun:
+            tracking = f"refs/remotes/{remote}/{ref.removeprefix('refs/heads/')}"
+            # offline: judge by what was last seen of the central repository
+            with contextlib.suppress(CmgitError):
+                git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}")
+            central = git.text("rev-parse", "-q", "--verify", tracking, ok=(0, 1))
+            if head and central and git.is_ancestor(head, central):
+                start.unlink()
+                raise RepositoryError(
+                    "the sync had already pushed this clone's work; there is nothing to abort",
+                    hint="run cmgit sync to bring this clone up to date",
+                )
+            if head not in left:
+                raise RepositoryError(
+                    "this clone has commits made after the sync stopped; going back "
+                    "would lose them",
+                    hint="run cmgit sync to finish the sync instead",
+                )
+            git.run("reset", "-q", "--keep", begun)
+        start.unlink()
+        return begun
+
+
+def _mark(path: Path, begun: str, left: str | None = None) -> None:
+    """Note where this clone was before the sync, and where the sync is moving its branch
+    (noted before the move, so a sync killed at any moment can be aborted)."""
+    path.parent.mkdir(exist_ok=True)
+    write_atomic(path, "".join(f"{oid}\n" for oid in (begun, left) if oid).encode())
+
+
+def _marked(path: Path) -> list[str]:
+    return path.read_text().split()
+
+
+def _branch(repo: Repository) -> str:
+    ref = repo.git.branch_ref()
+    if ref is None:
+        raise RepositoryError("HEAD is detached", hint="check out the main branch first")
+    return ref
+
+
+def _exchange(
+    repo: Repository,
+    identities: Sequence[crypto.Identity],
+    ref: str,
+    remote: str,
+    today: dt.date,
+    drop: Sequence[str],
+    start: Path,
+) -> SyncResult:
+    git = repo.git
+    tracking = f"refs/remotes/{remote}/{ref.removeprefix('refs/heads/')}"
+    state = git.git_dir / "cmgit" / SYNC_STATE
+    result = SyncResult()
+    refused: tuple[str, CmgitError] | None = None
+    dropping, before_drop = drop, ""
+    for _ in range(ATTEMPTS):
+        git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}", ok=(0,))
+        theirs = git.text("rev-parse", "-q", "--verify", tracking, ok=(0, 1)) or None
+        if refused is not None and refused[0] == theirs:
+            raise RepositoryError(
+                "the central repository refused this clone's commits",
+                hint="nothing there changed; run cmgit audit to see which commit breaks which rule",
+            ) from refused[1]
+        ours = git.head()
+        assert ours is not None
+        if dropping:
+            before_drop = ours
+            ours = _set_aside(repo, dropping, theirs or ours, ours, result)
+            dropping = ()
+        if theirs is not None:
+            _check_not_rewritten(repo, state, theirs)
+            base = git.text("merge-base", ours, theirs, ok=(0, 1)) or None
+            if base is None:
+                raise RepositoryError(
+                    "this clone and the central repository share no history",
+                    hint="clone the central repository anew",
+                )
+            result.fetched = int(git.text("rev-list", "--count", f"{ours}..{theirs}"))
+            if base == ours and ours != theirs:
+                ours = theirs
+            elif base != theirs:
+                ours = _replay(repo, identities, base, ours, theirs, today, result)
+        if ours != git.head():
+            if result.kept_as is not None:
+                # only now are the commits set aside left behind by the branch
+                git.run("update-ref", result.kept_as, before_drop)
+            _mark(start, _marked(start)[0], ours)
+            git.run("reset", "-q", "--keep", ours)
+        if theirs == ours:
+            _remember(state, ours)
             return result
+        crash_point("sync-before-push")
+        try:
+            git.run("push", "-q", remote, f"{ours}:{ref}")
+        except CmgitError as exc:
+            refused = (theirs or "", exc)
+            continue  # someone pushed meanwhile: fetch and replay again
+        crash_point("sync-pushed")
+        result.pushed = True
+        _remember(state, ours)
+        return result
     raise RepositoryError(
         "the central repository kept moving; nothing was lost", hint="run cmgit sync again"
     )
+
+
+def _remember(state: Path, seen: str) -> None:
+    """The central head this clone last saw, to notice a rewritten central history."""
+    state.parent.mkdir(exist_ok=True)
+    state.write_text(seen + "\n")
+
+
+def _way_out(exc: CmgitError, drop: Sequence[str], *, abortable: bool) -> CmgitError:
+    """The error with what to do next: for a true conflict the command that resolves it
+    (with the cases already being dropped); and, where the branch had moved, the command
+    that goes back."""
+    back = "; or cmgit sync --abort returns this clone to where it was before the sync"
+    if isinstance(exc, MergeConflict) and exc.case_id and exc.case_id not in drop:
+        command = "cmgit sync" + "".join(f" --drop {c}" for c in (*drop, exc.case_id))
+        exc.hint = (
+            f"nothing was pushed and nothing lost; to keep the central version of "
+            f"{exc.case_id}, run {command}: this clone's unpushed changes to it are set "
+            f"aside and the rest is synced, then redo with cmgit what still applies"
+            + (back if abortable else "")
+        )
+    elif abortable:
+        exc.hint = (exc.hint + back) if exc.hint else back.removeprefix("; or ")
+    return exc
+
+
+def _set_aside(
+    repo: Repository, cases: Sequence[str], theirs: str, ours: str, result: SyncResult
+) -> str:
+    """This clone's commits with those of ``cases`` left out; returns the new local tip.
+    The commits set aside are to be kept under the local ref ``result.kept_as`` (never
+    pushed) once the branch leaves them, so nothing is lost."""
+    git = repo.git
+    base = git.text("merge-base", ours, theirs, ok=(0, 1)) or theirs
+    local = git.log(rev=f"{base}..{ours}")
+    dropped = [c for c in local if c.trailer("Cmgit-Case") in cases]
+    for case_id in cases:
+        if not any(c.trailer("Cmgit-Case") == case_id for c in dropped):
+            raise RepositoryError(
+                f"this clone has no unpushed change to {case_id}",
+                case_id=case_id,
+                hint="run cmgit sync without --drop " + case_id,
+            )
+    paths = {ids.record_path(case_id): case_id for case_id in cases}
+    kept = []
+    for commit in local:
+        if commit in dropped:
+            continue
+        changes = dict(git.changed(git.text("rev-parse", f"{commit.oid}^"), commit.oid))
+        for case_id in (paths[p] for p in changes if p in paths):
+            raise RepositoryError(
+                f"a later change of this clone (staff or settings) re-encrypted {case_id}",
+                case_id=case_id,
+                hint="its changes cannot be set aside alone; run cmgit sync --abort if a "
+                "sync is under way, and ask the technical coordinator",
+            )
+        kept.append((commit, changes))
+    result.kept_as = f"{SET_ASIDE}{ours[:12]}"
+    result.set_aside = [c.message.split("\n", 1)[0] for c in dropped]
+    tip = base
+    for commit, changes in kept:
+        files = {p: git.read_blob(new) if new else None for p, new in changes.items()}
+        tip = _recommit(repo, commit, files, tip, None)
+    return tip
 
 
 def _check_not_rewritten(repo: Repository, path: Path, theirs: str) -> None:
@@ -108,6 +285,9 @@ def _replay(
     """This clone's commits since ``base``, made again on top of ``theirs``."""
     git = repo.git
     tip = theirs
+    # Per case, the new ids of this clone's unpushed items that the other office had
+    # given to different items (legacy sequential ids), so later commits follow them.
+    renumbering: dict[str, Renumbering] = {}
     for oid in git.text("rev-list", "--reverse", f"{base}..{ours}").split():
         commit = next(c for c in git.log(rev=f"{oid}^!"))
         parent = git.text("rev-parse", f"{oid}^")
@@ -126,6 +306,8 @@ def _replay(
                     hint="nothing was changed; agree which "
                     "change stands, then undo the other and sync again",
                 )
+            renumbered = renumbering.setdefault(case_id, Renumbering(repo.item_ids()))
+            already = len(renumbered.renamed)
             merged = repo.merge_record(
                 case_id,
                 git.read_blob(at_parent) if at_parent else None,
@@ -134,20 +316,32 @@ def _replay(
                 at_tip,
                 identities,
                 today,
+                renumbering=renumbered,
             )
             files[path] = merged
             version = merged.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
             result.merged += 1
-        message = _with_version(commit, version)
-        actor = repo.registry.staff.get(commit.trailer("Cmgit-Actor") or "")
-        author = (
-            staff_author(actor)
-            if actor
-            else Author(commit.author, f"{commit.author}@cmgit.invalid")
-        )
-        signer = _resigner(repo, actor) if actor is not None else None
-        tip, _ = git.make_commit(files, message, author, tip, sign=signer)
+            result.renumbered += len(renumbered.renamed) - already
+        tip = _recommit(repo, commit, files, tip, version)
         result.replayed += 1
+    return tip
+
+
+def _recommit(
+    repo: Repository,
+    commit: Commit,
+    files: dict[str, bytes | None],
+    parent: str,
+    version: str | None,
+) -> str:
+    """``commit``'s change made again on ``parent`` by its actor, re-signed."""
+    message = _with_version(commit, version)
+    actor = repo.registry.staff.get(commit.trailer("Cmgit-Actor") or "")
+    author = (
+        staff_author(actor) if actor else Author(commit.author, f"{commit.author}@cmgit.invalid")
+    )
+    signer = _resigner(repo, actor) if actor is not None else None
+    tip, _ = repo.git.make_commit(files, message, author, parent, sign=signer)
     return tip
 
 

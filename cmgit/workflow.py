@@ -4,15 +4,15 @@ States, roles and their scopes, transitions with their guards and effects, event
 display profiles are data; this module turns them into a model and applies it to a
 record: `transition` moves a case, `reassign` gives it another key caseworker, and
 `record_event` adds a form, each returning the new record and every guard that failed.
-Pure: ``today``, the actor, the settings, the staff registry and the caseloads are
-arguments, and what it needs of the case schema comes in as a `CaseSchema`; nothing here
-reads a clock, a file or a key.
+Pure: ``today``, the actor, the settings, the staff registry, the caseloads and the
+maker of new item ids are arguments, and what it needs of the case schema comes in as a
+`CaseSchema`; nothing here reads a clock, a file or a key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -542,6 +542,11 @@ class CaseSchema(Protocol):
     def holds(self, key: str, condition: Mapping[str, Any], doc: Any) -> bool: ...
 
 
+# The id of a new item of a repeated form, from the form's name and the ids its items
+# already have; the caller decides how ids are made (random ones, `ids.new_item_id`, so
+# two offices never give one id to different items), which keeps this module pure.
+NewItemId = Callable[[str, Collection[str]], str]
+
 # Checks the whole record after the change (guard GB) and raises if it is not valid; it
 # runs before the other guards, which may assume a record of the schema's shape.
 Check = Callable[[dict[str, Any]], None]
@@ -598,6 +603,7 @@ def transition(
     override: str | None = None,
     caseload: Mapping[str, int] | None = None,
     check: Check | None = None,
+    new_id: NewItemId,
 ) -> Outcome:
     """The case after ``move`` by ``actor`` on ``today``, and every guard that failed.
 
@@ -628,7 +634,7 @@ def transition(
         )
     sealed = _sealed(record, schema)
     for name, item in forms.items():
-        merge_form(sealed, name, item, schema, case_id)
+        merge_form(sealed, name, item, schema, case_id, new_id)
     case = _document({k: record[k] for k in schema.open_fields}, sealed, schema.field_order)
     situation = _situation(
         case,
@@ -669,6 +675,7 @@ def reassign(
     override: str | None = None,
     caseload: Mapping[str, int] | None = None,
     check: Check | None = None,
+    new_id: NewItemId,
 ) -> Outcome:
     """The case with ``worker`` as its key caseworker from ``today``, and every guard of
     the reassignment rules that failed: who may reassign (an authoriser, a supervisor
@@ -691,7 +698,7 @@ def reassign(
         if item.get("role_on_case") == "key_caseworker" and "to" not in item:
             item["to"] = today.isoformat()
     new_item: dict[str, Any] = {
-        "assignment_id": f"assignment-{len(items) + 1}",
+        "assignment_id": new_id("assignment", [str(a.get("assignment_id")) for a in items]),
         "staff_id": worker.id,
         "role_on_case": "key_caseworker",
         "from": today.isoformat(),
@@ -730,6 +737,7 @@ def record_event(
     schema: CaseSchema,
     staff: Registry,
     check: Check | None = None,
+    new_id: NewItemId,
 ) -> Outcome:
     """The case with one form ``item`` of ``event`` added or updated, without a change of
     state, and every guard that failed; ``item_id`` names the item."""
@@ -742,7 +750,7 @@ def record_event(
     if state not in event.states:
         failures.append(Failure(ROLE_AND_SCOPE, "hard", f"{form} is not recorded in state {state}"))
     sealed = _sealed(record, schema)
-    item_id = merge_form(sealed, form, item, schema, case_id)
+    item_id = merge_form(sealed, form, item, schema, case_id, new_id)
     open_fields = _open(record, schema)
     situation = _situation(
         _document(open_fields, sealed, schema.field_order),
@@ -840,7 +848,12 @@ def _judge(
 
 
 def merge_form(
-    forms: dict[str, Any], form: str, item: Any, schema: CaseSchema, case_id: str
+    forms: dict[str, Any],
+    form: str,
+    item: Any,
+    schema: CaseSchema,
+    case_id: str,
+    new_id: NewItemId,
 ) -> str:
     """Put one form into ``forms`` the way its schema's x-cmgit-mode says (SPEC section 4)
     and return its id; the items already there are replaced, never changed in place."""
@@ -869,18 +882,13 @@ def merge_form(
         items[position] = item
         forms[form] = items
         return str(given)
-    numbers = [
-        int(str(old.get(id_field, "")).rpartition("-")[2])
-        for old in items
-        if str(old.get(id_field, "")).rpartition("-")[2].isdigit()
-    ]
-    new_id = f"{form}-{max(numbers, default=0) + 1}"
-    item = {id_field: new_id, **item}
+    item_id = new_id(form, [str(old.get(id_field)) for old in items])
+    item = {id_field: item_id, **item}
     if mode == "supersede":
         items = [{**old, "status": "superseded"} for old in items]
     items.append(item)
     forms[form] = items
-    return new_id
+    return item_id
 
 
 def strip_personal(case: dict[str, Any], schema: CaseSchema) -> int:

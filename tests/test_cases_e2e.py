@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,9 +49,15 @@ def test_new_show_record_and_history(programme: Programme) -> None:
 
     result = programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"{case_id}: recorded consent-1"
+    first = re.fullmatch(
+        rf"{case_id}: recorded (consent-[0-9A-HJKMNP-TV-Z]{{8}})", result.stdout.strip()
+    )
+    assert first, result.stdout
     again = programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
-    assert again.stdout.strip() == f"{case_id}: recorded consent-2"
+    second = re.fullmatch(
+        rf"{case_id}: recorded (consent-[0-9A-HJKMNP-TV-Z]{{8}})", again.stdout.strip()
+    )
+    assert second and second[1] != first[1], again.stdout
 
     log = programme.git("log", "--format=%an|%s|%b", "-3", "--", ids.record_path(case_id))
     entries = log.strip().split("\n\n")
@@ -60,8 +67,8 @@ def test_new_show_record_and_history(programme: Programme) -> None:
     assert programme.git("status", "--porcelain") == ""
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     assert doc["version"] == 3 and [c["consent_id"] for c in doc["consent"]] == [
-        "consent-1",
-        "consent-2",
+        first[1],
+        second[1],
     ]
 
 
@@ -76,8 +83,8 @@ def test_one_command_one_commit_and_one_file(programme: Programme) -> None:
 def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
     case_id = programme.walk("case_planning")
     consent = form("consent")
-    programme.cli("record", case_id, "consent", "--from", programme.form_file("c", consent))
-    consent["consent"]["consent_id"] = "consent-3"
+    added = programme.cli("record", case_id, "consent", "--from", programme.form_file("c", consent))
+    consent["consent"]["consent_id"] = added.stdout.split()[-1]
     consent["consent"]["decision"] = "withdrawn"
     consent["consent"]["withdrawn_on"] = "2026-03-20"
     result = programme.cli(
@@ -87,9 +94,11 @@ def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     assert [c["decision"] for c in doc["consent"]][-1] == "withdrawn"
 
-    programme.cli("record", case_id, "follow_up", "--from", programme.form_file("follow_up"))
+    added = programme.cli(
+        "record", case_id, "follow_up", "--from", programme.form_file("follow_up")
+    )
     follow = form("follow_up")
-    follow["follow_up"]["follow_up_id"] = "follow_up-1"
+    follow["follow_up"]["follow_up_id"] = added.stdout.split()[-1]
     before = programme.state()
     refused = programme.cli(
         "record", case_id, "follow_up", "--from", programme.form_file("f", follow)
@@ -97,17 +106,19 @@ def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
     assert refused.exit_code == 4 and "append-only" in refused.stderr
     assert_unchanged(programme, before)
 
+    plans = [
+        p["plan_id"]
+        for p in json.loads(programme.cli("show", case_id, "--json").stdout)["case_plan"]
+    ]
     for _ in range(2):
-        assert (
-            programme.cli(
-                "record", case_id, "case_plan", "--from", programme.form_file("case_plan")
-            ).exit_code
-            == 0
+        added = programme.cli(
+            "record", case_id, "case_plan", "--from", programme.form_file("case_plan")
         )
+        assert added.exit_code == 0
+        plans.append(added.stdout.split()[-1])
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     statuses = [(p["plan_id"], p["status"]) for p in doc["case_plan"]]
-    assert statuses[:2] == [("case_plan-1", "superseded"), ("case_plan-2", "superseded")]
-    assert statuses[2][0] == "case_plan-3"
+    assert statuses == [(plans[0], "superseded"), (plans[1], "superseded"), (plans[2], "draft")]
 
 
 def test_refusals_change_nothing_and_leak_nothing(programme: Programme) -> None:

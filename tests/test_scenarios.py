@@ -252,15 +252,13 @@ def uasc_forms(seed: int, age: int = 15) -> demo.Forms:
     return demo.Forms(random.Random(seed), seed, separation="unaccompanied", age=age)
 
 
-def achieved(
-    plan: dict[str, Any], supervisor: str, day: dt.date, plan_id: str = "case_plan-1"
-) -> dict[str, Any]:
+def achieved(c: Case, plan: dict[str, Any]) -> dict[str, Any]:
     """The plan in force, updated with every objective and action achieved."""
     done = copy.deepcopy(plan)
-    done.update(plan_id=plan_id, status="active")
+    done.update(plan_id=c.show()["case_plan"][-1]["plan_id"], status="active")
     for item in (*done["objectives"], *done["actions"]):
         item["status"] = "achieved"
-    done["signed_by_supervisor"] = {"staff_id": supervisor, "date": day.isoformat()}
+    done["signed_by_supervisor"] = {"staff_id": c.sv, "date": c.today}
     return done
 
 
@@ -385,7 +383,7 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     # Consent: the child's assent and the guardian's consent.
     c.wait(1)
     c.record("consent", c.f.consent(c.cw, "child", c.day))
-    c.record("consent", c.f.consent(c.cw, "legal_guardian", c.day))
+    guardian = c.record("consent", c.f.consent(c.cw, "legal_guardian", c.day))
     registration = c.f.registration(c.cw, c.day, ["unaccompanied_or_separated"])
     registration["child"]["sex"] = "male"
     c.move("registered", form_=("registration", registration))
@@ -415,7 +413,9 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     # (guardian appointed: the guardian's consent is on file).
     c.record("risk_assessment", c.f.risk_assessment(c.cw, c.day, "medium"))
     c.record("ftr", c.f.ftr(c.day))
-    c.record("referral", c.f.referral(c.cw, c.day, "child_protection_authority"))
+    referral = c.f.referral(c.cw, c.day, "child_protection_authority")
+    referral["consent_ref"] = guardian
+    c.record("referral", referral)
     c.wait(3)
     c.record("assessment", c.f.assessment(c.cw, c.day - dt.timedelta(days=3), c.day))
     # G09 path: after immediate action only a comprehensive assessment opens planning.
@@ -472,7 +472,7 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     assert c.show()["ftr"]["status"] == "reunified"
 
     # Review: objectives achieved, risk low.
-    c.record("case_plan", achieved(plan, c.sv, c.day))
+    c.record("case_plan", achieved(c, plan))
     c.record("risk_assessment", c.f.risk_assessment(c.cw, c.day, "low"))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
@@ -983,7 +983,7 @@ def test_ts18_returnee_in_family_reintegration_plan(programme: Programme) -> Non
     for _ in range(3):
         c.wait(14)
         c.record("follow_up", c.f.follow_up(c.cw, c.day))
-    c.record("case_plan", achieved(plan, c.sv, c.day))
+    c.record("case_plan", achieved(c, plan))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
     discussed = reach_closure_pending(c, "reintegrated")
@@ -1071,7 +1071,7 @@ def test_ts22_seven_step_trafficking_case(programme: Programme) -> None:
     step("4 Implementation")
     c.wait(30)
     c.record("follow_up", c.f.follow_up(c.cw, c.day))
-    c.record("case_plan", achieved(plan2, c.sv, c.day, plan_id="case_plan-2"))
+    c.record("case_plan", achieved(c, plan2))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
     step("5 Evaluation")

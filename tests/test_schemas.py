@@ -427,7 +427,11 @@ def test_common_defs() -> None:
             ["CP-7K2M9QX4", "ABCDE-00000000"],
             ["CP-7K2M9QX", "cp-7K2M9QX4", "CP-7K2M9QXU", "CP-7K2M9QXI"],
         ),
-        ("item_id", ["consent-3", "follow_up-120"], ["consent", "Consent-3", "consent-1234567"]),
+        (
+            "item_id",
+            ["consent-3", "follow_up-120", "consent-7K2M9QX4"],
+            ["consent", "Consent-3", "consent-1234567", "consent-7K2M9QXI", "consent-7k2m9qx4"],
+        ),
         ("staff_id", ["cw-001", "sv-north"], ["c", "CW-001", "1cw", "cw 001"]),
         ("partial_date", ["2012", "2012-05", "2012-05-14"], ["12-05", "2012-5", "2012/05"]),
         ("date", ["2026-02-28", "2024-02-29"], ["2026-02-30", "2026-2-1", "2026-13-01"]),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cmgit import config, demo, workflow
+from cmgit import config, demo, ids, workflow
 from cmgit.errors import Refused, SchemaError, UsageError
 from cmgit.guards import CASELOAD, CLOSED_READ_ONLY, KEY_WORKER, ROLE_AND_SCOPE
 from cmgit.registry import Registry, Staff, settings_defaults
@@ -119,6 +119,7 @@ class Case:
             flow=FLOW,
             schema=SCHEMAS,
             staff=STAFF,
+            new_id=ids.next_item_id,
             check=check,
         )
         assert outcome.allowed, [str(f) for f in outcome.refused]
@@ -146,6 +147,7 @@ class Case:
             flow=FLOW,
             schema=SCHEMAS,
             staff=STAFF,
+            new_id=ids.next_item_id,
             reason=reason,
             forms=dict([form]) if form else None,
             override=override,
@@ -771,6 +773,7 @@ def test_a_lower_limit_in_the_settings_counts() -> None:
         flow=FLOW,
         schema=SCHEMAS,
         staff=STAFF,
+        new_id=ids.next_item_id,
         caseload={CW: 3},
     )
     assert codes(outcome.refused) == [CASELOAD]
@@ -842,6 +845,7 @@ def test_reasons_and_forms_the_move_does_not_take_are_usage_errors() -> None:
             flow=FLOW,
             schema=SCHEMAS,
             staff=STAFF,
+            new_id=ids.next_item_id,
             reason="new_concern",
         )
     note = {"written_on": case.day.isoformat(), "written_by": CW, "text": "x"}
@@ -855,6 +859,7 @@ def test_reasons_and_forms_the_move_does_not_take_are_usage_errors() -> None:
             flow=FLOW,
             schema=SCHEMAS,
             staff=STAFF,
+            new_id=ids.next_item_id,
             forms={"note": note, "follow_up": note},
         )
 
@@ -915,6 +920,7 @@ def reassign(
         override=override,
         caseload=caseload or {},
         check=check,
+        new_id=ids.next_item_id,
     )
 
 
@@ -1006,6 +1012,7 @@ def test_events_keep_to_their_states_and_roles() -> None:
         flow=FLOW,
         schema=SCHEMAS,
         staff=STAFF,
+        new_id=ids.next_item_id,
     )
     assert [str(f) for f in outcome.refused] == [
         f"{GA}: review is not recorded in state registered"
@@ -1021,6 +1028,7 @@ def test_events_keep_to_their_states_and_roles() -> None:
         flow=FLOW,
         schema=SCHEMAS,
         staff=STAFF,
+        new_id=ids.next_item_id,
     )
     assert codes(outcome.refused) == [GA]
 
@@ -1048,6 +1056,7 @@ def test_a_new_plan_supersedes_the_old_one_without_changing_the_record_given() -
         flow=FLOW,
         schema=SCHEMAS,
         staff=STAFF,
+        new_id=ids.next_item_id,
     )
     assert outcome.item_id == "case_plan-2"
     assert [p["status"] for p in outcome.forms["case_plan"]] == ["superseded", "draft"]

@@ -53,6 +53,7 @@ class Repository(Core):
     move = cases.move
     assign = cases.assign
     caseloads = cases.caseloads
+    item_ids = cases.item_ids
     read_form_file = cases.read_form_file
     # views
     list_cases = views.list_cases

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from .core import Core
 from .unit import check_item_ids
 
 MAX_FORM_BYTES = 1024 * 1024
+ITEM_ID = "urn:cmgit:schema:common#/$defs/item_id"
 
 
 @dataclass
@@ -88,7 +89,7 @@ def new_case(
     workflow.enter_state(open_fields, repo.workflow.initial_state, today)
     forms["assignment"] = [
         {
-            "assignment_id": "assignment-1",
+            "assignment_id": item_ids(repo)("assignment", ()),
             "staff_id": worker.id,
             "role_on_case": "key_caseworker",
             "from": today.isoformat(),
@@ -156,6 +157,7 @@ def record_form(
         schema=repo.schemas,
         staff=repo.registry,
         check=_record_schema(repo),
+        new_id=item_ids(repo),
     )
     if outcome.refused:
         raise outcome.refusal(f"recording {form}", case_id)
@@ -271,6 +273,7 @@ def move(
         override=override,
         caseload=caseload,
         check=_record_schema(repo),
+        new_id=item_ids(repo),
     )
     if outcome.refused:
         raise outcome.refusal(f"move {source} -> {target} ({transition.id})", case_id)
@@ -328,6 +331,7 @@ def assign(
         override=override,
         caseload=caseloads(repo, exclude=case_id),
         check=_record_schema(repo),
+        new_id=item_ids(repo),
     )
     if outcome.refused:
         raise outcome.refusal("reassignment", case_id)
@@ -396,6 +400,21 @@ def read_form_file(
             schema = schema["items"]
         typed[name] = repo.schemas.coerce(value, schema, what=what)
     return typed
+
+
+def item_ids(repo: Core) -> workflow.NewItemId:
+    """How this repository makes the id of a new item: the form name and 8 random
+    Crockford characters (SPEC section 9), or, where the repository's schemas are older
+    and admit only sequential ids, the next number, as cmgit did before."""
+    if not repo.schemas.holds("item-id", {"$ref": ITEM_ID}, ids.new_item_id("note", bytes(5))):
+        return ids.next_item_id
+
+    def random_id(form: str, taken: Collection[str]) -> str:
+        while (item_id := ids.new_item_id(form, os.urandom(ids.ENTROPY_BYTES))) in taken:
+            pass
+        return item_id
+
+    return random_id
 
 
 def _whole(record: Record) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from .. import crypto, ids, records, yamlio
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
-from ..merge import merge_cases
+from ..merge import Renumbering, merge_cases
 from ..records import Record
 from . import unit
 from .core import Core
@@ -37,14 +37,24 @@ def merge_record(
     theirs_blob: str,
     identities: Sequence[crypto.Identity],
     today: dt.date,
+    renumbering: Renumbering | None = None,
 ) -> bytes:
     """Two offices' versions of one case merged field by field, re-sealed; its
-    version is theirs plus one (SPEC section 6). A true conflict is refused."""
+    version is theirs plus one (SPEC section 6). A true conflict is refused; with a
+    ``renumbering`` (our items unpushed), our items whose ids collide take new ones."""
     order = repo.schemas.field_order
     mine = open_blob(repo, ours, identities, case_id).document(order)
     other = open_blob(repo, theirs, identities, case_id).document(order)
     old = open_blob(repo, base, identities, case_id).document(order) if base else {}
-    merged = merge_cases(old, mine, other, case_id=case_id)
+    # A new plan supersedes the last and a new assignment ends the last: each is a
+    # decision for the case, which only one office may make.
+    decisions = [
+        *(f for f in repo.schemas.sealed_fields if repo.schemas.form_mode(f) == "supersede"),
+        "assignment",
+    ]
+    merged = merge_cases(
+        old, mine, other, case_id=case_id, decisions=decisions, renumbering=renumbering
+    )
     record = Record(
         {k: merged[k] for k in repo.schemas.open_fields},
         {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
