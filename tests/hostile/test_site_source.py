@@ -59,6 +59,12 @@ def plant_uncommitted(programme: Programme) -> dict[str, str]:
 def test_uncommitted_pages_never_reach_the_site(programme: Programme, tmp_path: Path) -> None:
     head = programme.git("rev-parse", "HEAD").strip()
     canaries = plant_uncommitted(programme)
+    # The reference pages come from the commit's workflow too.
+    workflow = programme.root / "schemas" / "workflow.yaml"
+    summary = "The child has come to the agency's attention; not yet registered."
+    assert summary in workflow.read_text()
+    canaries["workflow"] = "CANARY-WORKFLOW-SUMMARY"
+    workflow.write_text(workflow.read_text().replace(summary, canaries["workflow"]))
     out = tmp_path / "public"
     code, stdout, stderr = build(programme, out)
     assert code == 0, stdout + stderr
@@ -71,6 +77,7 @@ def test_uncommitted_pages_never_reach_the_site(programme: Programme, tmp_path: 
     assert not (out / "sop" / "draft-notes.html").exists()
     assert not (out / "notes.txt").exists()
     assert PREVIEW_BANNER not in text
+    assert "not yet registered" in (out / "reference" / "states.html").read_text(encoding="utf-8")
     for page in out.rglob("*.html"):
         assert f"Built from commit {head[:12]}" in page.read_text(encoding="utf-8"), page.name
 
@@ -97,6 +104,7 @@ def test_committed_pages_are_published_and_the_footer_names_their_commit(
     assert "FIRST-VERSION-OF-THE-PAGE" in text and "SECOND-VERSION" not in text
     for html in out.rglob("*.html"):
         assert f"Built from commit {first[:12]}" in html.read_text(encoding="utf-8"), html.name
+    assert first in (out / "statistics" / "index.html").read_text(encoding="utf-8")
 
 
 def test_commit_option_takes_only_a_commit_on_the_branch(
