@@ -113,19 +113,12 @@ def build(
         out if out is not None else (preview_out if preview else default_out)(root)
     ).absolute()
     _check_out(root, target, preview=preview)
-    with progress.task("Reading cases", 2) as advance:
-        rep = report(source, today)
-        advance(1)
-        pages = reference_pages(source)
-        pages["statistics/index.md"] = statistics_page(source, rep, today)
-        advance(1)
     warnings = []
     if not preview and source.git.status(SITE_DIR, MKDOCS_FILE):
         warnings.append(
             f"uncommitted changes to {SITE_DIR}/ or {MKDOCS_FILE} are not in the site "
             "(commit them, or look at them with cmgit site build --preview)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cmgit-site-")))
         if preview:
@@ -140,10 +133,17 @@ def build(
                 hint="a case repository made by cmgit init has both",
             )
         check_mkdocs_config(mkdocs_yml.read_bytes())
+        with progress.task("Reading cases", 2) as advance:
+            rep = report(source, today)
+            advance(1)
+            pages = reference_pages(source)
+            pages["statistics/index.md"] = statistics_page(source, rep, today)
+            advance(1)
         for name, text in pages.items():
             path = docs / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".cmgit-site-", dir=target.parent))
         stack.callback(shutil.rmtree, staging, True)
         built = f"commit {source.head[:12]}, figures as of {today.isoformat()}"
