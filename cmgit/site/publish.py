@@ -48,7 +48,10 @@ _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 # What mkdocs.yml may not set: Python files MkDocs would run, and another file to read.
 REFUSED_SETTINGS = ("hooks", "INHERIT")
 # Markdown extensions that read files named in a page, from outside the commit.
-REFUSED_EXTENSIONS = ("pymdownx.snippets", "markdown_include.include")
+REFUSED_EXTENSIONS = ("pymdownx.snippets", "pymdownx.b64", "markdown_include.include")
+# The plugins mkdocs.yml may name; others read the project's folders (info, projects),
+# fetch from the web (privacy, social) or run other programs (optimize).
+ALLOWED_PLUGINS = frozenset({"search", "offline", "tags", "meta", "blog", "typeset"})
 SHIM = "assets/javascripts/iframe-worker/shim.js"
 STYLESHEET = "assets/stylesheets/cmgit.css"
 # The pages written into the docs folder before MkDocs runs: the reference pages and the
@@ -227,19 +230,29 @@ def check_mkdocs_config(data: bytes) -> None:
     folder = theme.get("custom_dir") if isinstance(theme, dict) else None
     if folder is not None and not _inside(folder):
         refused.append("theme.custom_dir outside the repository")
-    extensions = doc.get("markdown_extensions") or []
-    names = [
-        name
-        for item in (extensions if isinstance(extensions, list) else [])
-        for name in (item if isinstance(item, dict) else {item: None})
+    refused += [name for name in REFUSED_EXTENSIONS if name in _names(doc, "markdown_extensions")]
+    refused += [
+        f"plugin {printable_path(name)}"
+        for name in _names(doc, "plugins")
+        if name.removeprefix("material/") not in ALLOWED_PLUGINS
     ]
-    refused += [name for name in REFUSED_EXTENSIONS if name in names]
     if refused:
         raise UnusableSiteFile(
             f"{MKDOCS_FILE} uses what the site build does not allow: {', '.join(refused)}",
             hint="these run code or read files from outside the commit; "
             f"remove them from {MKDOCS_FILE} and commit it",
         )
+
+
+def _names(doc: dict[str, Any], key: str) -> list[str]:
+    """The names in a list of plugins or extensions: each a name, or a mapping of a name
+    to its options; or the names of one mapping."""
+    items = doc.get(key) or []
+    if isinstance(items, dict):
+        return [str(name) for name in items]
+    if not isinstance(items, list):
+        return []
+    return [str(name) for item in items for name in (item if isinstance(item, dict) else [item])]
 
 
 def _inside(folder: object) -> bool:

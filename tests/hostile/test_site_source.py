@@ -261,6 +261,14 @@ def test_mkdocs_yml_that_would_run_code_or_read_files_is_refused(
             "pymdownx.snippets",
         ),
         (original.replace("theme:\n", "theme:\n  custom_dir: /etc\n"), "custom_dir"),
+        (
+            original.replace("  - search\n", "  - search\n  - material/info\n"),
+            "plugin material/info",
+        ),
+        (
+            original.replace("  - search\n", "  - projects:\n      projects_dir: /\n"),
+            "plugin projects",
+        ),
     ):
         mkdocs_yml.write_text(text, encoding="utf-8")
         commit_and_refuse(programme, tmp_path, says=says)
