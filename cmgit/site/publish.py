@@ -31,6 +31,7 @@ from .source import (
     SITE_DIR,
     UnusableSiteFile,
     check_site_file,
+    check_site_totals,
     open_source,
     too_large,
 )
@@ -288,10 +289,13 @@ def _exclude_from_git(git: Git, target: Path) -> None:
 def _copy_work_tree(root: Path, work: Path) -> None:
     """For a preview: mkdocs.yml and site/ as the work tree has them, each file checked as
     a committed one is; links and special files are refused, not followed."""
-    found = [MKDOCS_FILE]
+    found, files = [MKDOCS_FILE], 1
     for dirpath, dirnames, filenames in os.walk(root / SITE_DIR, followlinks=False):
         here = Path(dirpath).relative_to(root)
         found += [(here / name).as_posix() for name in [*dirnames, *filenames]]
+        files += len(filenames)
+        check_site_totals(files, 0)
+    written = 0
     for rel in found:
         try:
             info = os.lstat(root / rel)
@@ -313,6 +317,8 @@ def _copy_work_tree(root: Path, work: Path) -> None:
         with os.fdopen(fd, "rb") as handle:
             data = handle.read(MAX_SITE_FILE + 1)
         check_site_file(rel, data)
+        written += len(data)
+        check_site_totals(files, written)
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_bytes(data)
 

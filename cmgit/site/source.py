@@ -47,6 +47,10 @@ MAX_SITE_FILE = 8 * 1024 * 1024
 TEXT_TYPES = frozenset(
     {"md", "markdown", "yml", "yaml", "html", "htm", "css", "js", "json", "svg", "txt", "xml"}
 )
+# Of all of them together: git compresses, so a small commit can hold files that would
+# fill a disk when written out.
+MAX_SITE_BYTES = 256 * 1024 * 1024
+MAX_SITE_FILES = 10_000
 SYMLINK_MODE = "120000"
 
 
@@ -55,6 +59,16 @@ def too_large(path: str) -> TooLarge:
         f"{printable_path(path)} is larger than the site accepts ({MAX_SITE_FILE} bytes)",
         hint="keep large files out of site/",
     )
+
+
+def check_site_totals(files: int, size: int) -> None:
+    """Refuse a site of more files, or more bytes in all, than the build takes."""
+    if files > MAX_SITE_FILES or size > MAX_SITE_BYTES:
+        raise TooLarge(
+            f"the site's files are more than the build accepts ({MAX_SITE_FILES} files, "
+            f"{MAX_SITE_BYTES} bytes in all)",
+            hint="keep large files out of site/",
+        )
 
 
 class UnusableSiteFile(InvalidRecord):
@@ -116,6 +130,7 @@ class Source:
         """Write the files at ``paths`` (files or folders) of the commit into ``target``,
         read from git's objects with one ``ls-tree`` and one ``cat-file --batch``."""
         entries = self.git.ls_tree(self.head, *paths)
+        check_site_totals(len(entries), 0)
         for entry in entries:
             if entry.mode not in BLOB_MODES:
                 kind = "a symbolic link" if entry.mode == SYMLINK_MODE else "not a regular file"
@@ -127,6 +142,7 @@ class Source:
             if any(part in ("", ".", "..") for part in parts):
                 raise UnusableSiteFile(f"{printable_path(entry.path)}: not a usable path")
         blobs = self.git.stream_blobs([e.oid for e in entries], limit=MAX_SITE_FILE)
+        written = 0
         for entry, (_, data) in zip(entries, blobs, strict=True):
             if data is None:
                 size = self.git.text("cat-file", "-s", entry.oid, ok=(0, 128))
@@ -134,6 +150,8 @@ class Source:
                     raise too_large(entry.path)
                 raise UnusableSiteFile(f"{printable_path(entry.path)} cannot be read from git")
             check_site_file(entry.path, data)
+            written += len(data)
+            check_site_totals(len(entries), written)
             path = target.joinpath(*entry.path.split("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cmgit import errors
+from cmgit.site import source
 
 from ..conftest import Programme
 from ..test_site_build import build, commit_pages, files, text_of
@@ -274,3 +277,27 @@ def test_mkdocs_yml_that_would_run_code_or_read_files_is_refused(
         commit_and_refuse(programme, tmp_path, says=says)
         assert not marker.exists()
         programme.git("reset", "-q", "--hard", start)
+
+
+def test_a_site_too_large_in_all_is_refused(
+    programme: Programme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git compresses: a commit of a few kilobytes can hold files that fill a disk when
+    written out. The totals are lowered here so that the test writes megabytes, not
+    gigabytes; the files are real and committed."""
+    site = programme.root / SITE
+    size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    count = sum(1 for p in site.rglob("*") if p.is_file()) + 1  # and mkdocs.yml
+    monkeypatch.setattr(source, "MAX_SITE_BYTES", size + 1024 * 1024)
+    monkeypatch.setattr(source, "MAX_SITE_FILES", count + 2)
+    start = programme.git("rev-parse", "HEAD").strip()
+    for name in ("a.txt", "b.txt"):
+        (site / name).write_bytes(b"a" * (600 * 1024))
+    commit_and_refuse(programme, tmp_path, says="more than the build accepts")
+    before = snapshot(programme)
+    result = programme.cli("site", "build", "--preview", as_=None)
+    assert_refused(programme, result, errors.INVALID_RECORD, before, says="more than the build")
+    programme.git("reset", "-q", "--hard", start)
+    for name in ("a.md", "b.md", "c.md"):
+        (site / name).write_text(f"# {name}\n")
+    commit_and_refuse(programme, tmp_path, says="more than the build accepts")
