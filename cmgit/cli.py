@@ -1220,12 +1220,28 @@ def site_group() -> None:
 @click.option(
     "--out",
     metavar="DIR",
-    help="Output folder (default: site-build/ at the top of the repository).",
+    help="Output folder (default: site-build/ at the top of the repository; "
+    "site-preview/ for a preview).",
+)
+@click.option(
+    "--commit",
+    "commit",
+    metavar="REV",
+    help="Build from this commit on the branch instead of HEAD.",
+)
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Build the uncommitted pages of the work tree, marked as a preview on every "
+    "page; never written to the publish folder.",
 )
 @pass_state
-def site_build(state: State, out: str | None) -> None:
+def site_build(state: State, out: str | None, commit: str | None, preview: bool) -> None:
     """Build the static site: SOP pages, reference pages from the workflow and schemas,
     statistics; needs no key and works offline.
+
+    Everything is read from one commit, HEAD's unless --commit names another: pages
+    that are not committed are not published. --preview shows them before they are.
 
     The build fails (exit 3) and publishes nothing if a record, an age message or
     anything shaped like a case record would reach the output.
@@ -1234,15 +1250,27 @@ def site_build(state: State, out: str | None) -> None:
     Example:
       cmgit site build
       cmgit -C ./cases site build --out /srv/www/sop
+      cmgit site build --preview
     """
     from . import site as site_module
 
     result = site_module.build(
-        state.directory, Path(out) if out else None, today=today(), progress=_progress_printer()
+        state.directory,
+        Path(out) if out else None,
+        today=today(),
+        commit=commit,
+        preview=preview,
+        progress=_progress_printer(),
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"Built {result.pages} pages from commit {result.commit[:12]} in {result.out}")
+    if result.preview:
+        click.echo(
+            f"Built a preview of the uncommitted pages ({result.pages} pages, figures from "
+            f"commit {result.commit[:12]}) in {result.out}; not for publication"
+        )
+    else:
+        click.echo(f"Built {result.pages} pages from commit {result.commit[:12]} in {result.out}")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -142,6 +142,13 @@ def test_reference_pages_follow_the_workflow_and_schemas(
     assert 'href="../reference/transitions.html"' in step
 
 
+def commit_pages(programme: Programme, message: str = "pages") -> str:
+    """Commit site/ and mkdocs.yml as they are in the work tree, with plain git."""
+    programme.git("add", "-A", "--", "site", "mkdocs.yml")
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", message)
+    return programme.git("rev-parse", "HEAD").strip()
+
+
 def test_stray_record_fails_the_build_and_publishes_nothing(
     programme: Programme, tmp_path: Path
 ) -> None:
@@ -149,11 +156,13 @@ def test_stray_record_fails_the_build_and_publishes_nothing(
     out = tmp_path / "public"
     assert build(programme, out)[0] == 0
     before = {p.relative_to(out).as_posix(): p.read_bytes() for p in files(out)}
+    start = programme.git("rev-parse", "HEAD").strip()
     record = programme.root / ids.record_path(case_id)
     for planted in ("site/sop/notes.yaml", "site/attachments/copy.md"):
         target = programme.root / planted
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record, target)
+        commit_pages(programme)
         code, stdout, stderr = build(programme, out)
         assert code == 3, stdout + stderr
         assert "nothing was published" in stderr
@@ -161,11 +170,12 @@ def test_stray_record_fails_the_build_and_publishes_nothing(
         fresh = tmp_path / "fresh"
         assert build(programme, fresh)[0] == 3
         assert not fresh.exists()
-        target.unlink()
+        programme.git("reset", "-q", "--hard", start)
     # An age message pasted into a page is caught too, whatever the file.
     armored = record.read_text().split("sealed: |\n", 1)[1]
     page = programme.root / "site" / "sop" / "glossary.md"
     page.write_text(page.read_text() + "\n```\n" + armored + "```\n")
+    commit_pages(programme)
     code, _, stderr = build(programme, out)
     assert code == 3 and "age-encrypted" in stderr
     assert after_equal(out, before)

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cmgit.site.publish import check_mkdocs_config
+from cmgit.site.source import check_site_file
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "site"
 MKDOCS = ROOT / "mkdocs.yml"
@@ -277,3 +280,13 @@ def test_nav_lists_every_page_and_only_known_pages() -> None:
     unknown = sorted(set(listed) - existing - GENERATED)
     assert not unknown, f"nav entries with no page: {unknown}"
     assert set(listed) >= GENERATED, "a generated page is missing from the nav"
+
+
+def test_the_shipped_sources_pass_the_build_checks() -> None:
+    """The template's mkdocs.yml and site/ pass the checks the build applies to every
+    file it reads from a commit."""
+    check_mkdocs_config(MKDOCS.read_bytes())
+    for path in sorted(SITE.rglob("*")):
+        assert not path.is_symlink(), path
+        if path.is_file():
+            check_site_file(path.relative_to(ROOT).as_posix(), path.read_bytes())

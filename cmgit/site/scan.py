@@ -105,7 +105,7 @@ def check_output(site_dir: Path, case_ids: set[str]) -> int:
         elif suffix in ("html", "css") and fetches_from_the_web(data.decode("utf-8", "replace")):
             findings.append(Finding(rel, "loads a script, style, font or image from the web"))
     if findings:
-        shown = [f"{_safe_path(f.path)}: {f.problem}" for f in findings[:10]]
+        shown = [f"{printable_path(f.path)}: {f.problem}" for f in findings[:10]]
         if len(findings) > 10:
             shown.append(f"... and {len(findings) - 10} more")
         raise UnsafeOutput(
@@ -122,5 +122,7 @@ def check_output(site_dir: Path, case_ids: set[str]) -> int:
     return len(drop)
 
 
-def _safe_path(rel: str) -> str:
+def printable_path(rel: str) -> str:
+    """A path as messages show it: a file name could be anything, so only plain
+    characters are kept, and only so many."""
     return re.sub(r"[^A-Za-z0-9._/-]", "?", rel)[:120]

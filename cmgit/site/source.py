@@ -1,8 +1,14 @@
-"""The committed configuration and cases of a repository, read with git alone.
+"""The committed configuration, cases and SOP pages of a repository, read with git alone.
 
 Nothing here handles a key: the open fields of the records, the changes of state (from
 the open state histories, or from the commits' trailers) and the programme's workflow,
 schemas and settings are all readable without one.
+
+Everything comes from one commit (HEAD's by default), never from the work tree, so a
+page a user has not committed cannot reach the site, and the commit a page names is the
+commit it was built from. The files are treated as hostile: a symbolic link or a
+submodule is refused rather than followed, and so is a file too large or, for a text
+type, not UTF-8.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +31,64 @@ from ..config import (
     read_config,
     read_document,
 )
-from ..errors import CmgitError, NotACaseRepository
-from ..history import Git
+from ..errors import CmgitError, InvalidRecord, NotACaseRepository, TooLarge, UsageError
+from ..history import BLOB_MODES, Git
 from ..progress import SILENT, Progress
 from ..registry import CASEWORKER, Registry, settings_defaults
 from ..schema import CASE, SETTINGS, STAFF, SchemaSet
 from ..workflow import CLOSED, MONITORING, STATE_HISTORY, Workflow
+from .scan import printable_path
+
+SITE_DIR = "site"
+MKDOCS_FILE = "mkdocs.yml"
+# Larger than any page, stylesheet, script or image a SOP site needs.
+MAX_SITE_FILE = 8 * 1024 * 1024
+# File types read as text: MkDocs decodes them, so they must be UTF-8.
+TEXT_TYPES = frozenset(
+    {"md", "markdown", "yml", "yaml", "html", "htm", "css", "js", "json", "svg", "txt", "xml"}
+)
+# Of all of them together: git compresses, so a small commit can hold files that would
+# fill a disk when written out.
+MAX_SITE_BYTES = 256 * 1024 * 1024
+MAX_SITE_FILES = 10_000
+SYMLINK_MODE = "120000"
+
+
+def too_large(path: str) -> TooLarge:
+    return TooLarge(
+        f"{printable_path(path)} is larger than the site accepts ({MAX_SITE_FILE} bytes)",
+        hint="keep large files out of site/",
+    )
+
+
+def check_site_totals(files: int, size: int) -> None:
+    """Refuse a site of more files, or more bytes in all, than the build takes."""
+    if files > MAX_SITE_FILES or size > MAX_SITE_BYTES:
+        raise TooLarge(
+            f"the site's files are more than the build accepts ({MAX_SITE_FILES} files, "
+            f"{MAX_SITE_BYTES} bytes in all)",
+            hint="keep large files out of site/",
+        )
+
+
+class UnusableSiteFile(InvalidRecord):
+    """A file the site would be built from is a link, a submodule, too large or not UTF-8
+    text: refused, never followed or guessed at (exit 3)."""
+
+
+def check_site_file(path: str, data: bytes) -> None:
+    """Refuse a page or asset of the site that is too large or, for a text type, not
+    UTF-8 text."""
+    if len(data) > MAX_SITE_FILE:
+        raise too_large(path)
+    if path.rsplit(".", 1)[-1].lower() in TEXT_TYPES:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnusableSiteFile(
+                f"{printable_path(path)} is not UTF-8 text",
+                hint="save the file as UTF-8 and commit it again",
+            ) from None
 
 
 @dataclass
@@ -66,6 +125,36 @@ class Source:
                 self.git, self.head, self.schemas.open_fields, self.progress
             )
         return self._rows
+
+    def write_files(self, paths: Sequence[str], target: Path) -> None:
+        """Write the files at ``paths`` (files or folders) of the commit into ``target``,
+        read from git's objects with one ``ls-tree`` and one ``cat-file --batch``."""
+        entries = self.git.ls_tree(self.head, *paths)
+        check_site_totals(len(entries), 0)
+        for entry in entries:
+            if entry.mode not in BLOB_MODES:
+                kind = "a symbolic link" if entry.mode == SYMLINK_MODE else "not a regular file"
+                raise UnusableSiteFile(
+                    f"{printable_path(entry.path)} in commit {self.head[:12]} is {kind}",
+                    hint="the site is built from regular files only: commit the file itself",
+                )
+            parts = entry.path.split("/")
+            if any(part in ("", ".", "..") for part in parts):
+                raise UnusableSiteFile(f"{printable_path(entry.path)}: not a usable path")
+        blobs = self.git.stream_blobs([e.oid for e in entries], limit=MAX_SITE_FILE)
+        written = 0
+        for entry, (_, data) in zip(entries, blobs, strict=True):
+            if data is None:
+                size = self.git.text("cat-file", "-s", entry.oid, ok=(0, 128))
+                if size.isdigit() and int(size) > MAX_SITE_FILE:
+                    raise too_large(entry.path)
+                raise UnusableSiteFile(f"{printable_path(entry.path)} cannot be read from git")
+            check_site_file(entry.path, data)
+            written += len(data)
+            check_site_totals(len(entries), written)
+            path = target.joinpath(*entry.path.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
     def column(self, name: str) -> list[Any]:
         at = self.schemas.open_fields.index(name)
@@ -121,13 +210,17 @@ class Source:
         )
 
 
-def open_source(directory: Path | None) -> Source:
+def open_source(directory: Path | None, commit: str | None = None) -> Source:
+    """The repository around ``directory`` as of ``commit`` (a revision on the branch),
+    by default HEAD."""
     git = Git.discover(directory or Path.cwd())
     head = git.head()
     if head is None:
         raise NotACaseRepository(
             "the repository has no commits yet", hint="run cmgit init DIR, or use -C DIR"
         )
+    if commit is not None:
+        head = commit_on_branch(git, commit, head)
     with contextlib.suppress(CmgitError):  # the usual case: the whole configuration, remembered
         config = read_config(git, head)
         return Source(
@@ -162,3 +255,23 @@ def open_source(directory: Path | None) -> Source:
     return Source(
         git, head, schemas, load_workflow(files.get(WORKFLOW_FILE), schemas), settings, caseworkers
     )
+
+
+def commit_on_branch(git: Git, rev: str, head: str) -> str:
+    """The commit ``rev`` names, which must be HEAD or one of its ancestors."""
+    found = (
+        ""
+        if rev.startswith("-")
+        else git.text("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", ok=(0, 1))
+    )
+    if not found:
+        raise UsageError(
+            "--commit names no commit of this repository",
+            hint="give a commit id or a name such as HEAD~1 (git log lists them)",
+        )
+    if not git.is_ancestor(found, head):
+        raise UsageError(
+            f"commit {found[:12]} is not on the branch",
+            hint="the site is built from the branch's own history only",
+        )
+    return found

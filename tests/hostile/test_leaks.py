@@ -23,7 +23,7 @@ import pytest
 from cmgit import crypto, ids, records
 
 from ..conftest import CANARY, Programme, form
-from ..test_site_build import ALLOWED, build, files, text_of
+from ..test_site_build import ALLOWED, build, commit_pages, files, text_of
 from .refusal import (
     SEEN_OUTPUT,
     git_objects,
@@ -202,14 +202,16 @@ def test_L4_narrative_length_is_hidden_by_buckets(programme: Programme) -> None:
 
 def test_L5_site_build_publishes_no_canary(programme: Programme, tmp_path: Path) -> None:
     """L5: site build with canary-laden fixtures, and canary-laden stray files of types
-    outside the allow-list beside the SOP pages: no canary in any published file, no
-    file type outside the allow-list. (A stray file of an allowed type, say notes.txt,
-    is published as written: the build cannot tell free text from SOP text.)"""
+    outside the allow-list committed beside the SOP pages: no canary in any published
+    file, no file type outside the allow-list. (A committed stray file of an allowed
+    type, say notes.txt, is published as written: the build cannot tell free text from
+    SOP text. An uncommitted one is never read: tests/hostile/test_site_source.py.)"""
     scenario(programme, tmp_path)
     sop = programme.root / "site" / "sop"
     (sop / "draft.yaml").write_text("name: CANARY-NAME-7f3a\n")
     (sop / "export.csv").write_text("CANARY-NAME-7f3a,2014-01-01\n")
     (sop / ".env").write_text("NAME=CANARY-NAME-7f3a\n")
+    commit_pages(programme, "strays")
     out = tmp_path / "public"
     code, stdout, stderr = build(programme, out)
     assert CANARY not in stdout + stderr
