@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import ids, records, workflow
-from ..errors import DirtyWorkTree, Refused, SchemaError
+from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import format_message, object_id, repository_lock
 from ..records import Record
@@ -120,7 +120,16 @@ def commit(
     message = format_message(
         subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
     )
-    commit = repo.git.commit(files, message, staff_author(actor), parent, sign=_signer(repo, actor))
+    try:
+        commit = repo.git.commit(
+            files, message, staff_author(actor), parent, sign=_signer(repo, actor)
+        )
+    except GitFailed:
+        # The branch moves only from ``parent`` (compare and swap): a git command that
+        # does not take cmgit's lock moved it first.
+        if repo.git.head() != parent:
+            raise written_meanwhile(None) from None
+        raise
     if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
         repo.forget_config()
     return commit
@@ -143,7 +152,7 @@ def save(
     case_id = record.case_id
     with change(repo, [loaded.path]) as parent:
         if repo.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
-            raise Refused("case changed while this command ran; run it again", case_id=case_id)
+            raise written_meanwhile(case_id)
         record.open["version"] = record.version + 1
         data = seal(repo, record, loaded.head_blob, today)
         if subject is None:
@@ -181,6 +190,17 @@ def check_item_ids(record: Record, schemas: SchemaSet) -> None:
                     problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
                 )
             seen.add(value)
+
+
+def written_meanwhile(case_id: str | None) -> RepositoryBusy:
+    """Another command wrote what this one read, while it waited for the lock: the same
+    exit as a held lock, and the command can simply run again on what is there now."""
+    what = "this case" if case_id else "the repository"
+    return RepositoryBusy(
+        f"repository is busy: another command was writing {what} while this one ran",
+        hint="run this command again",
+        case_id=case_id,
+    )
 
 
 def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:

@@ -1,0 +1,141 @@
+"""The smaller points of the central-repository review, each as the attack or accident
+that found it: a concurrent write that exits as a held lock does, a lost laptop's key and
+the history it still opens, plaintext left by a killed `cmgit edit`, and a record sealed
+to an outsider in place of the programme manager."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cmgit import crypto, ids
+from cmgit.errors import REPOSITORY, RepositoryBusy
+from cmgit.store import unit
+
+from ..conftest import CANARY, Programme
+from .faults_support import assert_consistent, assert_refused, spawn
+
+# -- a held lock exits 6 on every path ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def holding_the_lock(programme: Programme) -> Iterator[None]:
+    """Hold cmgit's repository lock as another cmgit command would."""
+    fd = os.open(programme.root / ".git" / "cmgit" / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def wait_for_lock_open(proc: subprocess.Popen[str], programme: Programme) -> None:
+    """Wait until ``proc`` has opened the repository lock: it has read what it will
+    change and now waits for the lock."""
+    lock = os.path.realpath(programme.root / ".git" / "cmgit" / "lock")
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+            if any(_link(f"/proc/{proc.pid}/fd/{fd}") == lock for fd in fds):
+                return
+        assert time.monotonic() < deadline, "the command never reached the lock"
+        time.sleep(0.02)
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def another_commit_of(programme: Programme, case_id: str) -> str:
+    """A note committed on the case by another command, then taken off the branch again,
+    so that a test can put it back at the moment it chooses: the commit id."""
+    done = programme.cli("record", case_id, "note", "--from", programme.form_file("note"))
+    assert done.exit_code == 0, done.output
+    other = programme.git("rev-parse", "HEAD").strip()
+    programme.git("reset", "-q", "--hard", "HEAD~1")
+    return other
+
+
+def run_while_another_writes(
+    programme: Programme, case_id: str, *args: str, as_: str = "cw-north-1"
+) -> tuple[subprocess.CompletedProcess[str], tuple[str, str, str]]:
+    """Run a cmgit command that reads the case, then waits for the lock while another
+    command commits a change of that case: its result, and the repository's state after
+    the other command."""
+    other = another_commit_of(programme, case_id)
+    with holding_the_lock(programme):
+        proc = spawn(programme, *args, as_=as_, env={"CMGIT_LOCK_TIMEOUT": "120"})
+        wait_for_lock_open(proc, programme)
+        programme.git("reset", "-q", "--hard", other)
+        after = programme.state()
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), after
+
+
+@pytest.mark.parametrize("command", ["record", "move"])
+def test_a_concurrent_write_to_the_same_case_exits_6(programme: Programme, command: str) -> None:
+    """Two commands on one case: the one that read the case before the other committed
+    exits 6, as a held lock does, says another command was writing and to run it again,
+    and changes nothing."""
+    case_id = programme.new_case()
+    if command == "record":
+        args = ("record", case_id, "note", "--from", programme.form_file("note"))
+    else:
+        args = ("move", case_id, "closed", "--reason", "duplicate")
+    result, after = run_while_another_writes(
+        programme, case_id, *args, as_="cw-north-1" if command == "record" else "sv-north"
+    )
+    line = assert_refused(
+        result, REPOSITORY, programme, after, "another command was writing this case"
+    )
+    assert case_id in line and "run this command again" in line
+    assert_consistent(programme)
+
+
+def test_a_staff_change_never_reseals_a_case_another_command_changed(
+    programme: Programme,
+) -> None:
+    """A new recipient for a caseworker re-encrypts their cases. If one of them is
+    changed while the staff change waits for the lock, the change exits 6 instead of
+    re-sealing the version it read (which would drop the other command's note)."""
+    case_id = programme.new_case()
+    _, recipient = crypto.generate_identity()
+    result, after = run_while_another_writes(
+        programme, case_id, "staff", "update", "cw-north-1", "--recipient", recipient, as_="pm-001"
+    )
+    assert_refused(
+        result, REPOSITORY, programme, after, "another command was writing", "run this command"
+    )
+    shown = programme.cli("show", case_id, "--json")
+    assert shown.exit_code == 0 and "CANARY-NOTE" in shown.stdout
+
+
+def test_a_branch_moved_by_git_itself_exits_6(programme: Programme) -> None:
+    """The branch moves only from the commit the change was made on (compare and swap).
+    When git itself moved it in between, the change is busy (exit 6), not a git error."""
+    case_id = programme.new_case()
+    repo = programme.repo()
+    parent = programme.git("rev-parse", "HEAD").strip()
+    loaded = repo.load_open(case_id)
+    other = programme.cli("record", case_id, "note", "--from", programme.form_file("note"))
+    assert other.exit_code == 0, other.output
+    before = programme.state()
+    actor = repo.registry.get("cw-north-1")
+    with pytest.raises(RepositoryBusy) as caught:
+        unit.commit(repo, {loaded.path: b"x"}, "CP: edit", [], actor, parent)
+    assert caught.value.exit_code == REPOSITORY
+    assert "another command was writing" in str(caught.value)
+    assert "run this command again" in str(caught.value)
+    assert programme.state() == before
+    assert CANARY not in str(caught.value) and ids.RECORDS_DIR not in str(caught.value)
