@@ -24,6 +24,7 @@ from .errors import CmgitError, UsageError
 from .registry import ROLES, Staff
 
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
+    from .audit import Exposure
     from .crypto import Identity
     from .progress import Progress
     from .store import Repository
@@ -315,6 +316,7 @@ def staff_list(state: State, as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES))
 @click.option("--recipient", metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
+@json_option
 @pass_state
 def staff_update(
     state: State,
@@ -323,16 +325,23 @@ def staff_update(
     role: str | None,
     recipient: str | None,
     signing_key: str | None,
+    as_json: bool,
 ) -> None:
     """Change a staff member's team, role, recipient (a lost laptop) or signing key.
+
+    A new recipient re-encrypts every case they read; the versions sealed before stay
+    readable with the old key, and the report lists them (--json: each one).
 
     \b
     Example:
       cmgit staff update cw-001 --recipient age1...
     """
     from . import crypto
+    from .audit import readable_history
 
-    count = state.repo().staff_update(
+    repo = state.repo()
+    before = repo.git.head()
+    count = repo.staff_update(
         state.identities(),
         ids.check_staff_id(staff_id),
         team=ids.check_team_id(team) if team else None,
@@ -340,7 +349,16 @@ def staff_update(
         recipient=crypto.check_recipient(recipient) if recipient else None,
         signing_key=signing_key,
     )
+    # What the old key opened: the versions sealed up to the commit the change was made on.
+    history = readable_history(repo.root, staff_id, until=before or "HEAD") if recipient else []
+    if as_json:
+        doc: dict[str, Any] = {"staff": staff_id, "reencrypted": count}
+        if recipient:
+            doc["history_readable"] = [e.as_dict() for e in history]
+        emit(doc, True)
+        return
     click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
+    _report_readable_history(history, "Their old key")
 
 
 @staff.command("deactivate")
@@ -373,16 +391,22 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
         )
         return
     click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
-    if history:
-        versions: dict[str, list[int]] = {}
-        for exposure in history:
-            versions.setdefault(exposure.case_id, []).append(exposure.version)
-        click.echo(
-            f"Their key still opens {len(history)} earlier version(s) of "
-            f"{len(versions)} case(s) in the history; destroy every copy of it:"
-        )
-        for case_id, numbers in versions.items():
-            click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
+    _report_readable_history(history, "Their key")
+
+
+def _report_readable_history(history: Sequence[Exposure], key: str) -> None:
+    """The versions in the history a key taken away still opens, by case."""
+    if not history:
+        return
+    versions: dict[str, list[int]] = {}
+    for exposure in history:
+        versions.setdefault(exposure.case_id, []).append(exposure.version)
+    click.echo(
+        f"{key} still opens {len(history)} earlier version(s) of "
+        f"{len(versions)} case(s) in the history; destroy every copy of it:"
+    )
+    for case_id, numbers in versions.items():
+        click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
 
 
 @cli.group(cls=CmgitGroup)

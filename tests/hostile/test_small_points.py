@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,56 @@ def test_a_branch_moved_by_git_itself_exits_6(programme: Programme) -> None:
     assert "run this command again" in str(caught.value)
     assert programme.state() == before
     assert CANARY not in str(caught.value) and ids.RECORDS_DIR not in str(caught.value)
+
+
+# -- a lost laptop: the history the old key still opens ------------------------------------
+
+
+def test_a_new_recipient_reports_the_history_the_old_key_still_opens(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """The lost-laptop case: `staff update --recipient` re-encrypts the caseworker's
+    cases for the new key and, as `staff deactivate` does, lists each version in the
+    history that the old key still opens."""
+    first = programme.new_case()
+    added = programme.cli("record", first, "note", "--from", programme.form_file("note"))
+    assert added.exit_code == 0, added.output
+    second = programme.new_case()
+    south = programme.new_case(as_="cw-south-1")
+    secret, recipient = crypto.generate_identity()
+    new_key = tmp_path / "new-laptop.txt"
+    crypto.write_identity_file(new_key, secret, recipient)
+
+    updated = programme.cli("staff", "update", "cw-north-1", "--recipient", recipient, as_="pm-001")
+    assert updated.exit_code == 0, updated.output
+    lines = updated.stdout.splitlines()
+    assert lines[0] == "Updated cw-north-1; re-encrypted 2 case(s)"
+    assert lines[1] == (
+        "Their old key still opens 3 earlier version(s) of 2 case(s) in the history; "
+        "destroy every copy of it:"
+    )
+    assert sorted(lines[2:]) == sorted([f"  {first}  version(s) 1, 2", f"  {second}  version(s) 1"])
+    assert south not in updated.stdout and CANARY not in updated.output
+
+    lost = programme.cli("show", first)  # the old key opens no current version
+    assert lost.exit_code != 0
+    found = programme.cli("show", first, env={"CMGIT_IDENTITY": str(new_key)}, as_=None)
+    assert found.exit_code == 0, found.output
+
+
+def test_a_new_recipient_lists_each_readable_version_as_json(programme: Programme) -> None:
+    case_id = programme.new_case()
+    _, recipient = crypto.generate_identity()
+    updated = programme.cli(
+        "staff", "update", "cw-north-1", "--recipient", recipient, "--json", as_="pm-001"
+    )
+    assert updated.exit_code == 0, updated.output
+    doc = json.loads(updated.stdout)
+    sealed = programme.git("log", "--format=%H", "-1", "HEAD~1").strip()
+    assert doc == {
+        "staff": "cw-north-1",
+        "reencrypted": 1,
+        "history_readable": [{"case_id": case_id, "version": 1, "commit": sealed}],
+    }
+    moved = programme.cli("staff", "update", "cw-north-2", "--team", "south", as_="pm-001")
+    assert moved.exit_code == 0 and "still opens" not in moved.stdout
