@@ -1163,7 +1163,9 @@ def print_columns(headers: Sequence[str], columns: Sequence[Sequence[str]]) -> N
 def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
     """Check records: format, schema, integrity; decrypts where your identity allows.
 
-    Without IDs every case at HEAD is checked. Exit 3 if any record is invalid.
+    Without IDs every case at HEAD is checked. Exit 3 if any record is invalid. A record
+    the registry seals for you that your key cannot open was sealed without you outside
+    cmgit: it is named as a tamper alarm, with the commit that sealed it.
 
     \b
     Example:
@@ -1176,10 +1178,17 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
         state.optional_identities(), list(case_ids), progress=_progress_printer(quiet=as_json)
     )
     bad = [r for r in results if not r.ok]
+    alarms = [r for r in bad if r.sealed_without_you_by]
     if as_json:
         emit(
             [
-                {"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
+                {
+                    "case_id": r.case_id,
+                    "ok": r.ok,
+                    "opened": r.opened,
+                    "problem": r.problem,
+                    "sealed_without_you_by": r.sealed_without_you_by,
+                }
                 for r in results
             ],
             True,
@@ -1188,9 +1197,17 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
         for r in results:
             if r.ok:
                 click.echo(f"{r.case_id}  ok{'' if r.opened else ' (open fields only)'}")
+            elif r.sealed_without_you_by:
+                click.echo(
+                    f"{r.case_id}  TAMPER ALARM  sealed without your key by commit "
+                    f"{r.sealed_without_you_by} (see cmgit log {r.case_id} and cmgit audit)"
+                )
             else:
                 click.echo(f"{r.case_id}  INVALID  {r.problem}")
-        click.echo(f"{len(results) - len(bad)} valid, {len(bad)} invalid", err=True)
+        summary = f"{len(results) - len(bad)} valid, {len(bad)} invalid"
+        if alarms:
+            summary += f", {len(alarms)} sealed without you: tamper alarm"
+        click.echo(summary, err=True)
     if bad:
         raise click.exceptions.Exit(max(r.exit_code for r in bad))
 

@@ -27,6 +27,7 @@ from ..errors import (
     NotACaseRepository,
     NotARecipient,
     RepositoryError,
+    SealedWithoutYou,
     TooLarge,
 )
 from ..history import BLOB_MODES, PENDING_FILE, Git, object_id, repository_lock
@@ -263,11 +264,11 @@ class Core:
         except NotARecipient:
             mine = {i.recipient for i in identities}
             if mine & set(expected):
-                raise IntegrityError(
-                    "sealed block does not open with a key it was sealed for "
+                raise SealedWithoutYou(
+                    "sealed without your key although you are one of its recipients "
                     "(tampered, or not re-encrypted after a staff change)",
                     case_id=case_id,
-                    hint="run cmgit validate and cmgit audit",
+                    hint="run cmgit validate to see the commit that sealed it, and cmgit audit",
                 ) from None
             raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
         except CmgitError as exc:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cmgit import crypto, ids
-from cmgit.errors import REPOSITORY, RepositoryBusy
+from cmgit import crypto, ids, records
+from cmgit.errors import INVALID_RECORD, REPOSITORY, RepositoryBusy
 from cmgit.store import unit
 
 from ..conftest import CANARY, Programme
@@ -194,3 +194,70 @@ def test_a_new_recipient_lists_each_readable_version_as_json(programme: Programm
     }
     moved = programme.cli("staff", "update", "cw-north-2", "--team", "south", as_="pm-001")
     assert moved.exit_code == 0 and "still opens" not in moved.stdout
+
+
+# -- a record sealed to an outsider in place of the programme manager ----------------------
+
+
+def seal_to_outsider_instead_of(programme: Programme, case_id: str, staff_id: str) -> str:
+    """What a hostile caseworker can do with their own key and plain git: open the record
+    and seal the same content again, to an outsider in place of ``staff_id``, keeping the
+    number of recipients. The short id of the commit."""
+    repo = programme.repo()
+    loaded = repo.load_open(case_id)
+    plaintext = repo.cipher.open(loaded.armored, programme.identities("cw-north-1"))
+    replaced = repo.registry.get(staff_id).recipient
+    _, outsider = crypto.generate_identity()
+    recipients = [
+        outsider if r == replaced else r for r in repo.expected_recipients(loaded.record.open)
+    ]
+    assert outsider in recipients
+    armored = repo.cipher.seal(plaintext, recipients)
+    data = records.render_file(loaded.record.open, repo.schemas.open_fields, armored)
+    (programme.root / loaded.path).write_bytes(data)
+    programme.git(
+        "-c", "user.name=cw-north-1", "-c", "user.email=cw-north-1@cmgit.invalid",
+        "commit", "-q", "-am", f"{case_id}: edit",
+    )  # fmt: skip
+    return programme.git("log", "-1", "--format=%h").strip()
+
+
+def test_validate_names_a_record_sealed_without_the_manager_as_a_tamper_alarm(
+    programme: Programme,
+) -> None:
+    """The manager's `validate` names every record sealed without them as a tamper alarm
+    with the commit that sealed it, and exits non-zero; the other records stay valid.
+    The caseworker, who can open it, sees nothing wrong: only the one left out can tell."""
+    fine = programme.new_case()
+    tampered = programme.new_case()
+    commit = seal_to_outsider_instead_of(programme, tampered, "pm-001")
+
+    checked = programme.cli("validate", as_="pm-001")
+    assert checked.exit_code != 0
+    lines = checked.stdout.splitlines()
+    assert f"{fine}  ok" in lines
+    assert (
+        f"{tampered}  TAMPER ALARM  sealed without your key by commit {commit} "
+        f"(see cmgit log {tampered} and cmgit audit)"
+    ) in lines
+    assert "1 valid, 1 invalid, 1 sealed without you: tamper alarm" in checked.stderr
+    assert CANARY not in checked.output
+
+    as_json = programme.cli("validate", tampered, "--json", as_="pm-001")
+    assert as_json.exit_code == checked.exit_code
+    [row] = json.loads(as_json.stdout)
+    assert row["ok"] is False and row["sealed_without_you_by"] == commit
+
+    by_caseworker = programme.cli("validate", tampered)
+    assert by_caseworker.exit_code == 0 and f"{tampered}  ok" in by_caseworker.stdout
+
+
+def test_show_of_a_record_sealed_without_the_manager_points_to_validate(
+    programme: Programme,
+) -> None:
+    case_id = programme.new_case()
+    seal_to_outsider_instead_of(programme, case_id, "pm-001")
+    before = programme.state()
+    shown = programme.cli("show", case_id, as_="pm-001")
+    line = assert_refused(shown, INVALID_RECORD, programme, before, "sealed without your key")
+    assert case_id in line and "run cmgit validate" in line
