@@ -160,6 +160,22 @@ def cli(ctx: click.Context, directory: str | None, identity: str | None) -> None
       cmgit new --from intake.yaml
     """
     ctx.obj = State(directory, identity)
+    if ctx.invoked_subcommand not in ("recover", "hooks"):  # hooks: git's, not a person's
+        warn_leftover_edits()
+
+
+def warn_leftover_edits() -> None:
+    """One line on stderr while a killed `cmgit edit` has left plaintext behind."""
+    from .editing import leftover_edits
+
+    found = leftover_edits()
+    if found:
+        running = " (close its editor first)" if any(f.editor_running for f in found) else ""
+        click.echo(
+            f"warning: a stopped cmgit edit left {len(found)} unencrypted edit file(s) in "
+            f"{found[0].path.parent}; run cmgit recover to remove them{running}",
+            err=True,
+        )
 
 
 # -- repository and people ---------------------------------------------------------------
@@ -853,8 +869,9 @@ def sync(state: State, remote: str) -> None:
 @pass_state
 def recover(state: State) -> None:
     """Clean up after an interrupted command: temporary files, private edit files of
-    commands that are gone, git's index.lock left by a killed git, and records whose
-    commit was made but whose work-tree copy was not yet updated.
+    commands that are gone (kept while the editor they opened still runs), git's
+    index.lock left by a killed git, and records whose commit was made but whose
+    work-tree copy was not yet updated.
 
     \b
     Example:
@@ -863,9 +880,16 @@ def recover(state: State) -> None:
     done = state.repo().recover()
     from .editing import recover_private_files
 
-    done += [f"removed an edit file left in {p.parent}" for p in recover_private_files()]
+    removed, kept = recover_private_files()
+    done += [f"removed an edit file left in {p.parent}" for p in removed]
     for line in done:
         click.echo(line)
+    for path in kept:
+        click.echo(
+            f"kept an edit file in {path.parent}: the editor a stopped cmgit edit opened on "
+            "it is still running; close it, then run cmgit recover again",
+            err=True,
+        )
     click.echo(f"recover: {len(done)} thing(s) put right", err=True)
 
 

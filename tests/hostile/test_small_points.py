@@ -9,14 +9,16 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cmgit import crypto, ids, records
+from cmgit import crypto, editing, ids, records
 from cmgit.errors import INVALID_RECORD, REPOSITORY, RepositoryBusy
 from cmgit.store import unit
 
@@ -261,3 +263,134 @@ def test_show_of_a_record_sealed_without_the_manager_points_to_validate(
     shown = programme.cli("show", case_id, as_="pm-001")
     line = assert_refused(shown, INVALID_RECORD, programme, before, "sealed without your key")
     assert case_id in line and "run cmgit validate" in line
+
+
+# -- plaintext left by a killed `cmgit edit` ------------------------------------------------
+
+
+def editor_that_waits(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An editor that writes the path it was given and its own process id, then waits."""
+    seen = tmp_path / "seen.txt"
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import os, sys, time\n"
+        f"open({str(seen)!r}, 'w').write(sys.argv[1] + ' ' + str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    return seen, {"EDITOR": f"{sys.executable} {editor}"}
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie nobody has reaped yet counts as ended)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return text.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
+def start_time(pid: int) -> str:
+    """Field 22 of /proc/PID/stat: when the process started."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19]
+
+
+def test_a_killed_edit_is_warned_about_and_cleaned_only_once_its_editor_is_gone(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """SIGKILL of `cmgit edit` alone leaves its editor running on the plaintext file.
+    Every later command warns in one line (no personal data) and names `cmgit recover`;
+    recover keeps the file while the orphaned editor runs, and removes it once the editor
+    is gone; then the warnings stop."""
+    case_id = programme.new_case()
+    seen, env = editor_that_waits(tmp_path)
+    proc = spawn(programme, "edit", case_id, env=env)
+    editor_pid = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not (seen.exists() and seen.read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        name, pid = seen.read_text().split()
+        left, editor_pid = Path(name), int(pid)
+        os.kill(proc.pid, signal.SIGKILL)  # cmgit alone: its editor lives on
+        proc.wait(timeout=60)  # (the editor holds the output pipes open)
+        assert not process_gone(editor_pid)
+        assert CANARY.encode() in left.read_bytes()
+
+        listed = programme.cli("list")
+        assert listed.exit_code == 0, listed.output
+        warning = (
+            f"warning: a stopped cmgit edit left 1 unencrypted edit file(s) in {left.parent}; "
+            "run cmgit recover to remove them (close its editor first)"
+        )
+        assert listed.stderr.splitlines()[0] == warning
+        assert CANARY not in listed.output and case_id not in listed.stderr
+
+        kept = programme.cli("recover", as_=None)
+        assert kept.exit_code == 0, kept.output
+        assert left.exists() and "removed an edit file" not in kept.stdout
+        assert "its editor" not in kept.stdout
+        assert f"kept an edit file in {left.parent}" in kept.stderr
+        assert "is still running; close it, then run cmgit recover again" in kept.stderr
+    finally:
+        if editor_pid:
+            os.kill(editor_pid, signal.SIGKILL)
+        proc.kill()
+        proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while not process_gone(editor_pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    warned = programme.cli("show", case_id, "--json")
+    assert warned.exit_code == 0 and "warning: a stopped cmgit edit left 1" in warned.stderr
+    assert "close its editor first" not in warned.stderr
+
+    cleaned = programme.cli("recover", as_=None)
+    assert cleaned.exit_code == 0, cleaned.output
+    assert f"removed an edit file left in {left.parent}" in cleaned.stdout
+    assert list(left.parent.iterdir()) == []  # the edit file and its owner file
+    quiet = programme.cli("list")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_a_process_that_reused_the_id_is_not_taken_for_the_session(
+    programme: Programme,
+) -> None:
+    """The owner file notes each process with its start time: another process that got
+    the same id later is not the session's, while the editor itself keeps the file."""
+    folder = editing.private_folder()
+    left = folder / f"{editing.PREFIX}{os.getpid()}-abcdefgh.yaml"
+    left.write_text(f"text: {CANARY}\n")
+    other = subprocess.Popen(["sleep", "600"])
+    try:
+        owner = folder / f".{left.name}.owner"
+        # cmgit's id is now another process's; the editor's is that process, same start.
+        owner.write_text(f"{other.pid} 1\n{other.pid} {start_time(other.pid)}\n")
+        kept = programme.cli("recover", as_=None)
+        assert kept.exit_code == 0 and left.exists() and "kept an edit file" in kept.stderr
+        # The editor's id too belongs to another process by now: the session is gone.
+        owner.write_text(f"{other.pid} 1\n{other.pid} 2\n")
+        done = programme.cli("recover", as_=None)
+        assert done.exit_code == 0 and "removed an edit file" in done.stdout
+        assert not left.exists() and not owner.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_private_folder_is_the_person_s_own_runtime_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$XDG_RUNTIME_DIR only they can enter; one others can enter is not used."""
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(own))
+    assert editing.private_folder() == own
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+    assert editing.private_folder() != shared
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative")
+    assert editing.private_folder() != Path("relative")
