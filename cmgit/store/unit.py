@@ -41,24 +41,31 @@ def precheck_clean(repo: Core, path: str) -> None:
     check again under the lock (staged changes included), so this one only spares
     the common case a `git status` of its own."""
     repo.git.check_no_operation()
+    if not matches_head(repo, path):
+        # Perhaps another command is between moving the branch and writing the file:
+        # look again once no command is writing.
+        with repository_lock(repo.git.git_dir):
+            repo.git.finish_pending()
+            if not matches_head(repo, path):
+                raise _uncommitted([path])
+
+
+def matches_head(repo: Core, path: str) -> bool:
+    """Whether the work-tree file at ``path`` is as committed at HEAD (or both absent)."""
     entry = repo.git.path_entry("HEAD", path)
     try:
         info = os.lstat(repo.root / path)
     except FileNotFoundError:
-        if entry is None:
-            return
-        info = None
+        return entry is None
     if (
         entry is not None
-        and info is not None
         and stat.S_ISREG(info.st_mode)
         and (info.st_size <= records.MAX_RECORD_FILE)
         and (bool(info.st_mode & 0o100) == (entry[0] == "100755"))
     ):
         with open(repo.root / path, "rb") as handle:
-            if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
-                return
-    raise _uncommitted([path])
+            return object_id("blob", handle.read(info.st_size + 1)) == entry[1]
+    return False
 
 
 @contextlib.contextmanager
@@ -71,11 +78,11 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         if len(paths) == 1 and head is not None:
             # One file (a case command): its bytes checked in process and the index by
             # git spare `git status` a scan of the work tree.
-            precheck_clean(repo, paths[0])
+            repo.git.check_no_operation()
             staged = repo.git.run(
                 "diff-index", "--cached", "--name-only", "-z", head, "--", paths[0]
             )
-            if staged:
+            if staged or not matches_head(repo, paths[0]):
                 raise _uncommitted([paths[0]])
         else:
             ensure_clean(repo, paths)

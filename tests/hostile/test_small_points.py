@@ -145,6 +145,33 @@ def test_a_branch_moved_by_git_itself_exits_6(programme: Programme) -> None:
     assert CANARY not in str(caught.value) and ids.RECORDS_DIR not in str(caught.value)
 
 
+@pytest.mark.parametrize("command", ["show", "record"])
+def test_a_command_that_reads_a_case_mid_change_waits_for_its_writer(
+    programme: Programme, command: str
+) -> None:
+    """Another command has moved the branch but not yet written the record file: a
+    command reading the case then waits for the writer (it holds the lock) and reads the
+    case as committed, instead of calling the file changed outside cmgit or uncommitted."""
+    case_id = programme.new_case()
+    done = programme.cli("record", case_id, "note", "--from", programme.form_file("note"))
+    assert done.exit_code == 0, done.output
+    path = programme.root / ids.record_path(case_id)
+    written = path.read_bytes()
+    before = programme.git("show", f"HEAD~1:{ids.record_path(case_id)}").encode()
+    args = ["show", case_id] if command == "show" else ["record", case_id, "note"]
+    if command == "record":
+        args += ["--from", programme.form_file("note")]
+    with holding_the_lock(programme):
+        path.write_bytes(before)
+        proc = spawn(programme, *args, env={"CMGIT_LOCK_TIMEOUT": "120"})
+        wait_for_lock_open(proc, programme)
+        path.write_bytes(written)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "CANARY-NOTE" in out if command == "show" else f"{case_id}: recorded" in out
+    assert_consistent(programme)
+
+
 # -- a lost laptop: the history the old key still opens ------------------------------------
 
 
