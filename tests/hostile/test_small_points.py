@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cmgit import crypto, editing, ids, records
+from cmgit import crypto, editing, ids, records, store
 from cmgit.errors import INVALID_RECORD, REPOSITORY, RepositoryBusy
 from cmgit.store import unit
 
@@ -251,12 +251,14 @@ def seal_to_outsider_instead_of(programme: Programme, case_id: str, staff_id: st
     return programme.git("log", "-1", "--format=%h").strip()
 
 
+@pytest.mark.parametrize("pool_from", [200, 1], ids=["in-process", "forked-workers"])
 def test_validate_names_a_record_sealed_without_the_manager_as_a_tamper_alarm(
-    programme: Programme,
+    programme: Programme, pool_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The manager's `validate` names every record sealed without them as a tamper alarm
     with the commit that sealed it, and exits non-zero; the other records stay valid.
     The caseworker, who can open it, sees nothing wrong: only the one left out can tell."""
+    monkeypatch.setattr(store, "POOL_FROM", pool_from)
     fine = programme.new_case()
     tampered = programme.new_case()
     commit = seal_to_outsider_instead_of(programme, tampered, "pm-001")
