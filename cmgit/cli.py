@@ -24,7 +24,7 @@ from .errors import CmgitError, UsageError
 from .registry import ROLES, Staff
 
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
-    from .audit import Report
+    from .audit import Exposure, Report
     from .crypto import Identity
     from .progress import Progress
     from .store import Repository
@@ -160,6 +160,22 @@ def cli(ctx: click.Context, directory: str | None, identity: str | None) -> None
       cmgit new --from intake.yaml
     """
     ctx.obj = State(directory, identity)
+    if ctx.invoked_subcommand not in ("recover", "hooks"):  # hooks: git's, not a person's
+        warn_leftover_edits()
+
+
+def warn_leftover_edits() -> None:
+    """One line on stderr while a killed `cmgit edit` has left plaintext behind."""
+    from .editing import leftover_edits
+
+    found = leftover_edits()
+    if found:
+        running = " (close its editor first)" if any(f.editor_running for f in found) else ""
+        click.echo(
+            f"warning: a stopped cmgit edit left {len(found)} unencrypted edit file(s) in "
+            f"{found[0].path.parent}; run cmgit recover to remove them{running}",
+            err=True,
+        )
 
 
 # -- repository and people ---------------------------------------------------------------
@@ -344,6 +360,7 @@ def staff_list(state: State, as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES))
 @click.option("--recipient", metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
+@json_option
 @pass_state
 def staff_update(
     state: State,
@@ -352,16 +369,23 @@ def staff_update(
     role: str | None,
     recipient: str | None,
     signing_key: str | None,
+    as_json: bool,
 ) -> None:
     """Change a staff member's team, role, recipient (a lost laptop) or signing key.
+
+    A new recipient re-encrypts every case they read; the versions sealed before stay
+    readable with the old key, and the report lists them (--json: each one).
 
     \b
     Example:
       cmgit staff update cw-001 --recipient age1...
     """
     from . import crypto
+    from .audit import readable_history
 
-    count = state.repo().staff_update(
+    repo = state.repo()
+    before = repo.git.head()
+    count = repo.staff_update(
         state.identities(),
         ids.check_staff_id(staff_id),
         team=ids.check_team_id(team) if team else None,
@@ -369,7 +393,16 @@ def staff_update(
         recipient=crypto.check_recipient(recipient) if recipient else None,
         signing_key=signing_key,
     )
+    # What the old key opened: the versions sealed up to the commit the change was made on.
+    history = readable_history(repo.root, staff_id, until=before or "HEAD") if recipient else []
+    if as_json:
+        doc: dict[str, Any] = {"staff": staff_id, "reencrypted": count}
+        if recipient:
+            doc["history_readable"] = [e.as_dict() for e in history]
+        emit(doc, True)
+        return
     click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
+    _report_readable_history(history, "Their old key")
 
 
 @staff.command("deactivate")
@@ -402,16 +435,22 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
         )
         return
     click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
-    if history:
-        versions: dict[str, list[int]] = {}
-        for exposure in history:
-            versions.setdefault(exposure.case_id, []).append(exposure.version)
-        click.echo(
-            f"Their key still opens {len(history)} earlier version(s) of "
-            f"{len(versions)} case(s) in the history; destroy every copy of it:"
-        )
-        for case_id, numbers in versions.items():
-            click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
+    _report_readable_history(history, "Their key")
+
+
+def _report_readable_history(history: Sequence[Exposure], key: str) -> None:
+    """The versions in the history a key taken away still opens, by case."""
+    if not history:
+        return
+    versions: dict[str, list[int]] = {}
+    for exposure in history:
+        versions.setdefault(exposure.case_id, []).append(exposure.version)
+    click.echo(
+        f"{key} still opens {len(history)} earlier version(s) of "
+        f"{len(versions)} case(s) in the history; destroy every copy of it:"
+    )
+    for case_id, numbers in versions.items():
+        click.echo(f"  {case_id}  version(s) {', '.join(map(str, sorted(numbers)))}")
 
 
 @cli.group(cls=CmgitGroup)
@@ -962,8 +1001,9 @@ def sync(state: State, remote: str, abort: bool, drop: tuple[str, ...]) -> None:
 @pass_state
 def recover(state: State) -> None:
     """Clean up after an interrupted command: temporary files, private edit files of
-    commands that are gone, git's index.lock left by a killed git, and records whose
-    commit was made but whose work-tree copy was not yet updated.
+    commands that are gone (kept while the editor they opened still runs), git's
+    index.lock left by a killed git, and records whose commit was made but whose
+    work-tree copy was not yet updated.
 
     \b
     Example:
@@ -972,9 +1012,16 @@ def recover(state: State) -> None:
     done = state.repo().recover()
     from .editing import recover_private_files
 
-    done += [f"removed an edit file left in {p.parent}" for p in recover_private_files()]
+    removed, kept = recover_private_files()
+    done += [f"removed an edit file left in {p.parent}" for p in removed]
     for line in done:
         click.echo(line)
+    for path in kept:
+        click.echo(
+            f"kept an edit file in {path.parent}: the editor a stopped cmgit edit opened on "
+            "it is still running; close it, then run cmgit recover again",
+            err=True,
+        )
     click.echo(f"recover: {len(done)} thing(s) put right", err=True)
 
 
@@ -1306,7 +1353,9 @@ def print_columns(headers: Sequence[str], columns: Sequence[Sequence[str]]) -> N
 def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
     """Check records: format, schema, integrity; decrypts where your identity allows.
 
-    Without IDs every case at HEAD is checked. Exit 3 if any record is invalid.
+    Without IDs every case at HEAD is checked. Exit 3 if any record is invalid. A record
+    the registry seals for you that your key cannot open was sealed without you outside
+    cmgit: it is named as a tamper alarm, with the commit that sealed it.
 
     \b
     Example:
@@ -1319,10 +1368,17 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
         state.optional_identities(), list(case_ids), progress=_progress_printer(quiet=as_json)
     )
     bad = [r for r in results if not r.ok]
+    alarms = [r for r in bad if r.sealed_without_you_by]
     if as_json:
         emit(
             [
-                {"case_id": r.case_id, "ok": r.ok, "opened": r.opened, "problem": r.problem}
+                {
+                    "case_id": r.case_id,
+                    "ok": r.ok,
+                    "opened": r.opened,
+                    "problem": r.problem,
+                    "sealed_without_you_by": r.sealed_without_you_by,
+                }
                 for r in results
             ],
             True,
@@ -1331,9 +1387,17 @@ def validate(state: State, case_ids: Sequence[str], as_json: bool) -> None:
         for r in results:
             if r.ok:
                 click.echo(f"{r.case_id}  ok{'' if r.opened else ' (open fields only)'}")
+            elif r.sealed_without_you_by:
+                click.echo(
+                    f"{r.case_id}  TAMPER ALARM  sealed without your key by commit "
+                    f"{r.sealed_without_you_by} (see cmgit log {r.case_id} and cmgit audit)"
+                )
             else:
                 click.echo(f"{r.case_id}  INVALID  {r.problem}")
-        click.echo(f"{len(results) - len(bad)} valid, {len(bad)} invalid", err=True)
+        summary = f"{len(results) - len(bad)} valid, {len(bad)} invalid"
+        if alarms:
+            summary += f", {len(alarms)} sealed without you: tamper alarm"
+        click.echo(summary, err=True)
     if bad:
         raise click.exceptions.Exit(max(r.exit_code for r in bad))
 

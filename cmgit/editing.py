@@ -2,7 +2,11 @@
 
 The only place plaintext of a sealed block touches a disk (SPEC section 8): a file of
 mode 0600 on a memory file system where there is one, removed on every way out,
-including Ctrl-C and termination signals.
+including Ctrl-C and termination signals. Only SIGKILL (or a power cut) leaves it: a
+hidden owner file beside it names the processes of the session, cmgit's and the
+editor's, each with its start time, so that later commands warn about it and
+``cmgit recover`` removes it once both are gone, never while an orphaned editor still
+has it open, and never mistaking a new process that got the same id for the old one.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import contextlib
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -24,10 +30,28 @@ PREFIX = "cmgit-edit-"
 
 
 def private_folder() -> Path:
-    """The memory file system when it is there and writable: no plaintext on a real disk."""
+    """The person's own runtime folder ($XDG_RUNTIME_DIR: a memory file system only they
+    can enter), else the shared memory file system, else the temporary folder: no
+    plaintext on a real disk where that can be helped."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and _private_to_me(Path(runtime)):
+        return Path(runtime)
     if MEMORY_FS.is_dir() and os.access(MEMORY_FS, os.W_OK):
         return MEMORY_FS
     return Path(tempfile.gettempdir())
+
+
+def _private_to_me(folder: Path) -> bool:
+    try:
+        info = folder.stat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & 0o077
+        and os.access(folder, os.W_OK)
+    )
 
 
 def editor_command() -> list[str]:
@@ -84,17 +108,24 @@ def run_editor(text: str) -> str | None:
     """Open ``text`` in the person's editor; the edited text, or None if they gave up
     (the editor failed or was interrupted)."""
     argv = editor_command()
-    # The process id in the name tells `recover` whether the session is still alive.
     fd, name = tempfile.mkstemp(
         prefix=f"{PREFIX}{os.getpid()}-", suffix=".yaml", dir=private_folder()
     )
     path = Path(name)
     try:
         with _signals_raise():
+            _note_process(path, os.getpid())  # before any plaintext is written
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            proc = subprocess.run([*argv, str(path)], check=False)
-            if proc.returncode != 0:
+            editor = subprocess.Popen([*argv, str(path)])
+            try:
+                _note_process(path, editor.pid)
+                returncode = editor.wait()
+            except BaseException:
+                editor.kill()  # as subprocess.run does: no editor outlives its session
+                editor.wait()
+                raise
+            if returncode != 0:
                 return None
             return path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -103,38 +134,115 @@ def run_editor(text: str) -> str | None:
         return None
     finally:
         _shred(path)
-        for extra in leftovers(path):
+        for extra in [*leftovers(path), _owner_file(path)]:
             _shred(extra)
 
 
-def _session_alive(name: str) -> bool:
-    """Whether the `cmgit edit` that made the file NAME is still running."""
-    pid = name[len(PREFIX) :].split("-", 1)[0]
+def _owner_file(path: Path) -> Path:
+    """Beside the edit file: one line "PID START" for each process of the session."""
+    return path.with_name(f".{path.name}.owner")
+
+
+def _note_process(path: Path, pid: int) -> None:
+    start = _start_time(pid)
+    with open(_owner_file(path), "a", encoding="ascii", opener=_private_opener) as handle:
+        handle.write(f"{pid} {start or '-'}\n")
+
+
+def _private_opener(name: str, flags: int) -> int:
+    return os.open(name, flags | os.O_NOFOLLOW, 0o600)
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot, from /proc), or None if it is
+    not running (gone, or a zombie). "-" where the system has no /proc: only its id."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # someone else's process: running
+        return "-"
+    except OSError:
+        return None
+    # The name in brackets may hold spaces: the fields that follow it are counted from
+    # its end. They start with the state (field 3); the start time is field 22.
+    fields = stat_line.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _running(noted: str) -> bool:
+    """Whether the process of one owner-file line is still the one that was noted."""
+    pid, _, start = noted.partition(" ")
     if not pid.isdigit() or int(pid) == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process: alive
-    return True
+    now = _start_time(int(pid))
+    return now is not None and (now == start or "-" in (now, start))
 
 
-def recover_private_files() -> list[Path]:
-    """Remove what a killed ``cmgit edit`` left behind: its edit file and the editor's
-    swap, backup and lock files beside it. A session still running keeps its files."""
-    removed = []
+@dataclass(frozen=True)
+class Leftover:
+    """An edit file whose `cmgit edit` is gone (killed), with every file beside it."""
+
+    path: Path
+    files: tuple[Path, ...]
+    editor_running: bool
+
+
+def _sessions() -> dict[Path, list[Path]]:
+    """Every edit file of this user in the private folder, with the files beside it."""
     folder = private_folder()
-    for path in sorted(folder.iterdir()):
-        # leftovers() names: NAME~, .NAME.swp, .NAME.swo, .#NAME, #NAME#
-        main = path.name.lstrip(".#").rstrip("~#")
-        for suffix in (".swp", ".swo"):
-            main = main.removesuffix(suffix)
-        if not main.startswith(PREFIX) or _session_alive(main):
+    found: dict[Path, list[Path]] = {}
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            # leftovers() names: NAME~, .NAME.swp, .NAME.swo, .#NAME, #NAME#; .NAME.owner
+            main = path.name.lstrip(".#").rstrip("~#")
+            for suffix in (".swp", ".swo", ".owner"):
+                main = main.removesuffix(suffix)
+            if not main.startswith(PREFIX):
+                continue
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+                    found.setdefault(folder / main, []).append(path)
+    return found
+
+
+def leftover_edits() -> list[Leftover]:
+    """The edit files that a killed `cmgit edit` left, each with whether the editor it
+    started is still running; a session whose cmgit is running is none of them."""
+    found = []
+    for path, files in sorted(_sessions().items()):
+        try:
+            noted = _owner_file(path).read_text(encoding="ascii").splitlines()
+        except (OSError, UnicodeDecodeError):
+            # Made before the owner file was written (or by an older cmgit): the
+            # process id in the name is cmgit's.
+            noted = [path.name[len(PREFIX) :].split("-", 1)[0] + " -"]
+        if noted and _running(noted[0]):
             continue
-        with contextlib.suppress(OSError):
-            if path.is_file() and not path.is_symlink() and path.stat().st_uid == os.getuid():
-                _shred(path)
-                removed.append(path)
-    return removed
+        editor_running = any(map(_running, noted[1:]))
+        found.append(Leftover(path, tuple(sorted(files)), editor_running))
+    return found
+
+
+def recover_private_files() -> tuple[list[Path], list[Path]]:
+    """Remove what a killed ``cmgit edit`` left behind: its edit file and the editor's
+    swap, backup and lock files beside it, once its editor is gone too. The edit files
+    removed, and those kept because their editor still runs."""
+    removed, kept = [], []
+    for leftover in leftover_edits():
+        if leftover.editor_running:
+            kept.append(leftover.path)
+            continue
+        for path in leftover.files:
+            _shred(path)
+        removed.append(leftover.path)
+    return removed, kept

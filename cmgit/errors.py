@@ -93,6 +93,11 @@ class IntegrityError(InvalidRecord):
     """A record's sealed part does not match its path, version or open fields."""
 
 
+class SealedWithoutYou(IntegrityError):
+    """The registry names you as a recipient of a record, but no stanza of its sealed
+    block opens with your key: it was sealed without you, outside cmgit."""
+
+
 class TooLarge(InvalidRecord):
     """An input is larger than cmgit accepts; refused before it is parsed or decrypted."""
 

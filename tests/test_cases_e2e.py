@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cmgit import ids
+from cmgit import editing, ids
 
 from .conftest import CANARY, Programme, form
 
@@ -336,8 +336,7 @@ def test_edit_with_a_scripted_editor(programme: Programme, tmp_path: Path) -> No
     path, mode = seen.read_text().split()
     assert mode == "0o600"
     assert not Path(path).exists()
-    if Path("/dev/shm").is_dir():
-        assert path.startswith("/dev/shm/")
+    assert Path(path).parent == editing.private_folder()
     doc = json.loads(programme.cli("show", case_id, "--json").stdout)
     assert doc["identification"]["urgent_needs"] is False and doc["version"] == 2
     assert "Cmgit-Action: edit" in programme.git("log", "-1", "--format=%b")
@@ -515,8 +514,8 @@ def test_leaks_nowhere_after_a_scenario(programme: Programme, tmp_path: Path) ->
     names = programme.git("ls-tree", "-r", "--name-only", "HEAD")
     assert CANARY not in names
     temp = Path(os.environ["TMPDIR"])
-    shm = Path("/dev/shm")
-    places = [programme.root, temp, *(shm.glob("cmgit-*") if shm.is_dir() else [])]
+    private = editing.private_folder()
+    places = [programme.root, temp, *private.glob("cmgit-*")]
     for place in places:
         files = [place] if place.is_file() else [p for p in place.rglob("*") if p.is_file()]
         for path in files:

@@ -18,8 +18,19 @@ from . import unit
 from .core import Core
 
 
+def _begin(
+    repo: Core, identities: Sequence[crypto.Identity], action: str
+) -> tuple[Staff, str | None]:
+    """The programme manager acting, and the commit the change is worked out on, its
+    configuration read afresh: `_reconfigure` writes nothing if another command has
+    committed since."""
+    start = repo.git.head()
+    repo.reload_config()
+    return repo.acting(identities, PROGRAMME_MANAGER, action=action), start
+
+
 def staff_add(repo: Core, identities: Sequence[crypto.Identity], member: Staff) -> int:
-    actor = repo.acting(identities, PROGRAMME_MANAGER, action="adding staff")
+    actor, start = _begin(repo, identities, "adding staff")
     if member.signing_key:
         member = replace(member, signing_key=signing.check_public_key(member.signing_key))
     if member.id in repo.registry.staff:
@@ -28,14 +39,14 @@ def staff_add(repo: Core, identities: Sequence[crypto.Identity], member: Staff) 
     if clash:
         raise UsageError(f"that recipient already belongs to {clash[0]}")
     return _change_registry(
-        repo, identities, actor, repo.registry.with_member(member), "add", member.id
+        repo, identities, actor, repo.registry.with_member(member), "add", member.id, start
     )
 
 
 def staff_update(
     repo: Core, identities: Sequence[crypto.Identity], staff_id: str, **changes: Any
 ) -> int:
-    actor = repo.acting(identities, PROGRAMME_MANAGER, action="changing staff")
+    actor, start = _begin(repo, identities, "changing staff")
     current = repo.registry.get(staff_id)
     changes = {k: v for k, v in changes.items() if v is not None}
     if changes.get("signing_key"):
@@ -60,12 +71,18 @@ def staff_update(
                 hint="reassign them first (cmgit assign)",
             )
     return _change_registry(
-        repo, identities, actor, repo.registry.updated(staff_id, **changes), "update", staff_id
+        repo,
+        identities,
+        actor,
+        repo.registry.updated(staff_id, **changes),
+        "update",
+        staff_id,
+        start,
     )
 
 
 def staff_deactivate(repo: Core, identities: Sequence[crypto.Identity], staff_id: str) -> int:
-    actor = repo.acting(identities, PROGRAMME_MANAGER, action="deactivating staff")
+    actor, start = _begin(repo, identities, "deactivating staff")
     member = repo.registry.get(staff_id)
     if not member.active:
         raise UsageError(f"{staff_id} is already deactivated")
@@ -80,7 +97,7 @@ def staff_deactivate(repo: Core, identities: Sequence[crypto.Identity], staff_id
     registry = repo.registry.updated(staff_id, active=False)
     if not registry.active(PROGRAMME_MANAGER):
         raise Refused("the last programme manager cannot be deactivated")
-    return _change_registry(repo, identities, actor, registry, "deactivate", staff_id)
+    return _change_registry(repo, identities, actor, registry, "deactivate", staff_id, start)
 
 
 def _held_cases(repo: Core, staff_id: str) -> list[str]:
@@ -101,6 +118,7 @@ def _change_registry(
     registry: Registry,
     verb: str,
     staff_id: str,
+    start: str | None,
 ) -> int:
     doc = registry.to_doc()
     repo.schemas.validate(doc, STAFF, what="staff registry")
@@ -114,11 +132,12 @@ def _change_registry(
         repo.settings,
         f"staff: {verb} {staff_id}",
         [("Cmgit-Action", f"staff-{verb}"), ("Cmgit-Staff", staff_id)],
+        start,
     )
 
 
 def settings_set(repo: Core, identities: Sequence[crypto.Identity], key: str, value: str) -> int:
-    actor = repo.acting(identities, PROGRAMME_MANAGER, action="changing settings")
+    actor, start = _begin(repo, identities, "changing settings")
     props = repo.schemas.schemas[SETTINGS]["properties"]
     if key not in props:
         named = f" '{key}'" if ids.REASON_RE.fullmatch(key) else ""
@@ -139,6 +158,7 @@ def settings_set(repo: Core, identities: Sequence[crypto.Identity], key: str, va
         settings,
         f"settings: set {key}",
         [("Cmgit-Action", "settings-set"), ("Cmgit-Setting", key)],
+        start,
     )
 
 
@@ -151,9 +171,12 @@ def _reconfigure(
     settings: Mapping[str, Any],
     subject: str,
     trailers: list[tuple[str, str]],
+    start: str | None,
 ) -> int:
     """Commit a registry or settings change together with every record whose
-    recipients it changes, re-encrypted; their open fields stay as they were."""
+    recipients it changes, re-encrypted; their open fields stay as they were. ``start``
+    is the commit the change was worked out on: if another command has committed since,
+    nothing read here may be written back."""
     repo.check_config_trusted()
     todo = []
     for case_id in repo.case_ids():
@@ -164,6 +187,8 @@ def _reconfigure(
         if before != after:
             todo.append((loaded, after))
     with unit.change(repo, [*files, *(loaded.path for loaded, _ in todo)]) as parent:
+        if parent != start:
+            raise unit.written_meanwhile(None)
         for loaded, after in todo:
             try:
                 plaintext = repo.cipher.open(loaded.armored, identities)

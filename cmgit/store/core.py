@@ -27,6 +27,7 @@ from ..errors import (
     NotACaseRepository,
     NotARecipient,
     RepositoryError,
+    SealedWithoutYou,
     TooLarge,
 )
 from ..history import BLOB_MODES, PENDING_FILE, Git, object_id, repository_lock
@@ -185,7 +186,9 @@ class Core:
             raise TooLarge("record file is larger than cmgit accepts", case_id=case_id)
         return data
 
-    def load_open(self, case_id: str, committed: Committed = LOOK_UP) -> Loaded:
+    def load_open(
+        self, case_id: str, committed: Committed = LOOK_UP, *, settled: bool = False
+    ) -> Loaded:
         """A record's open fields and sealed block, checked without any key.
 
         ``committed`` is the (mode, blob id) committed at HEAD for the record, when the
@@ -214,12 +217,13 @@ class Core:
             )
         self.schemas.validate_open(open_fields, case_id=case_id)
         if entry is not None and object_id("blob", data) != entry[1]:
-            if (self.git.git_dir / "cmgit" / PENDING_FILE).exists():
-                # A change between moving the branch and writing the file: wait for its
-                # writer, or finish it if the writer was killed, and read again.
+            if not settled:
+                # Perhaps a change between moving the branch and writing the file: wait
+                # for its writer, or finish it if the writer was killed, and read again
+                # while no other command can write.
                 with repository_lock(self.git.git_dir):
                     self.git.finish_pending()
-                return self.load_open(case_id, committed)
+                    return self.load_open(case_id, settled=True)
             # Only cmgit writes records, and it commits what it writes: any difference
             # from the committed file was made by something else.
             older = False
@@ -263,11 +267,11 @@ class Core:
         except NotARecipient:
             mine = {i.recipient for i in identities}
             if mine & set(expected):
-                raise IntegrityError(
-                    "sealed block does not open with a key it was sealed for "
+                raise SealedWithoutYou(
+                    "sealed without your key although you are one of its recipients "
                     "(tampered, or not re-encrypted after a staff change)",
                     case_id=case_id,
-                    hint="run cmgit validate and cmgit audit",
+                    hint="run cmgit validate to see the commit that sealed it, and cmgit audit",
                 ) from None
             raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
         except CmgitError as exc:

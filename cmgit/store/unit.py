@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import ids, records, workflow
-from ..errors import DirtyWorkTree, Refused, SchemaError
+from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import format_message, object_id, repository_lock
 from ..records import Record
@@ -41,24 +41,31 @@ def precheck_clean(repo: Core, path: str) -> None:
     check again under the lock (staged changes included), so this one only spares
     the common case a `git status` of its own."""
     repo.git.check_no_operation()
+    if not matches_head(repo, path):
+        # Perhaps another command is between moving the branch and writing the file:
+        # look again once no command is writing.
+        with repository_lock(repo.git.git_dir):
+            repo.git.finish_pending()
+            if not matches_head(repo, path):
+                raise _uncommitted([path])
+
+
+def matches_head(repo: Core, path: str) -> bool:
+    """Whether the work-tree file at ``path`` is as committed at HEAD (or both absent)."""
     entry = repo.git.path_entry("HEAD", path)
     try:
         info = os.lstat(repo.root / path)
     except FileNotFoundError:
-        if entry is None:
-            return
-        info = None
+        return entry is None
     if (
         entry is not None
-        and info is not None
         and stat.S_ISREG(info.st_mode)
         and (info.st_size <= records.MAX_RECORD_FILE)
         and (bool(info.st_mode & 0o100) == (entry[0] == "100755"))
     ):
         with open(repo.root / path, "rb") as handle:
-            if object_id("blob", handle.read(info.st_size + 1)) == entry[1]:
-                return
-    raise _uncommitted([path])
+            return object_id("blob", handle.read(info.st_size + 1)) == entry[1]
+    return False
 
 
 @contextlib.contextmanager
@@ -71,11 +78,11 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         if len(paths) == 1 and head is not None:
             # One file (a case command): its bytes checked in process and the index by
             # git spare `git status` a scan of the work tree.
-            precheck_clean(repo, paths[0])
+            repo.git.check_no_operation()
             staged = repo.git.run(
                 "diff-index", "--cached", "--name-only", "-z", head, "--", paths[0]
             )
-            if staged:
+            if staged or not matches_head(repo, paths[0]):
                 raise _uncommitted([paths[0]])
         else:
             ensure_clean(repo, paths)
@@ -120,7 +127,16 @@ def commit(
     message = format_message(
         subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
     )
-    commit = repo.git.commit(files, message, staff_author(actor), parent, sign=_signer(repo, actor))
+    try:
+        commit = repo.git.commit(
+            files, message, staff_author(actor), parent, sign=_signer(repo, actor)
+        )
+    except GitFailed:
+        # The branch moves only from ``parent`` (compare and swap): a git command that
+        # does not take cmgit's lock moved it first.
+        if repo.git.head() != parent:
+            raise written_meanwhile(None) from None
+        raise
     if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
         repo.forget_config()
     return commit
@@ -143,7 +159,7 @@ def save(
     case_id = record.case_id
     with change(repo, [loaded.path]) as parent:
         if repo.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
-            raise Refused("case changed while this command ran; run it again", case_id=case_id)
+            raise written_meanwhile(case_id)
         record.open["version"] = record.version + 1
         data = seal(repo, record, loaded.head_blob, today)
         if subject is None:
@@ -181,6 +197,17 @@ def check_item_ids(record: Record, schemas: SchemaSet) -> None:
                     problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
                 )
             seen.add(value)
+
+
+def written_meanwhile(case_id: str | None) -> RepositoryBusy:
+    """Another command wrote what this one read, while it waited for the lock: the same
+    exit as a held lock, and the command can simply run again on what is there now."""
+    what = "this case" if case_id else "the repository"
+    return RepositoryBusy(
+        f"repository is busy: another command was writing {what} while this one ran",
+        hint="run this command again",
+        case_id=case_id,
+    )
 
 
 def _uncommitted(paths: Sequence[str]) -> DirtyWorkTree:

@@ -14,7 +14,14 @@ from typing import Any
 
 from .. import crypto, ids, records, signing, workflow
 from .. import guards as checks
-from ..errors import CaseNotFound, CmgitError, InvalidRecord, NotARecipient, UsageError
+from ..errors import (
+    CaseNotFound,
+    CmgitError,
+    InvalidRecord,
+    NotARecipient,
+    SealedWithoutYou,
+    UsageError,
+)
 from ..progress import SILENT, Progress
 from . import bulk
 from .core import Committed, Core
@@ -27,6 +34,9 @@ class CheckResult:
     opened: bool
     problem: str | None = None
     exit_code: int = 0
+    # A tamper alarm: the record was sealed without the person checking, although the
+    # registry names them as a recipient; the (short) commit that sealed it.
+    sealed_without_you_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,7 +279,15 @@ def check_record(
     except CmgitError as exc:
         if exc.case_id is None:
             exc.case_id = case_id
-        return CheckResult(case_id, False, False, str(exc), exc.exit_code)
+        result = CheckResult(case_id, False, False, str(exc), exc.exit_code)
+        if isinstance(exc, SealedWithoutYou):
+            result.sealed_without_you_by = sealing_commit(repo, ids.record_path(case_id))
+        return result
+
+
+def sealing_commit(repo: Core, path: str) -> str:
+    """The short id of the commit that wrote the record at ``path`` as it is at HEAD."""
+    return repo.git.text("log", "-1", "--format=%h", "HEAD", "--", path)
 
 
 def _is_overdue(due_dates: Sequence[Any], today: dt.date) -> bool:

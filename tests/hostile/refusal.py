@@ -158,11 +158,13 @@ def shm_entries() -> set[Path]:
 def no_canary_on_disk(
     programme: Programme, *, shm_before: set[Path] | None = None, extra: Iterable[Path] = ()
 ) -> None:
-    """No canary in the work tree, .git (every object inflated), TMPDIR, the package's
-    __pycache__, or in /dev/shm entries made since SHM_BEFORE."""
+    """No canary in the work tree, .git (every object inflated), TMPDIR, the private
+    folder of `cmgit edit`, the package's __pycache__, or in /dev/shm entries made since
+    SHM_BEFORE."""
     places = [
         programme.root,
         Path(os.environ["TMPDIR"]),
+        Path(os.environ["XDG_RUNTIME_DIR"]),  # where `cmgit edit` keeps its file
         *extra,
         Path(errors.__file__).parent / "__pycache__",
     ]

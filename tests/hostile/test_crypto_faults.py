@@ -18,7 +18,7 @@ from typing import Any
 import pyrage
 import pytest
 
-from cmgit import crypto, ids, records
+from cmgit import crypto, editing, ids, records
 from cmgit.errors import ACCESS, INVALID_RECORD, REPOSITORY, CmgitError, NotARecipient
 from cmgit.store import Repository
 
@@ -145,15 +145,15 @@ def test_C1_cctv_vectors_as_records_are_refused(programme: Programme) -> None:
 def test_C2_wrong_key_is_not_a_recipient(programme: Programme) -> None:
     """C2: wrong key (not a recipient): "not a recipient" error; no output file."""
     case_id = new_case(programme)
-    shm = set(Path("/dev/shm").iterdir()) if Path("/dev/shm").is_dir() else set()
+    private = editing.private_folder()
+    shm = set(private.iterdir())
     for outsider in ("cw-south-1", "sv-south", "aud-001"):
         before = snapshot(programme)
         for args in (["show", case_id], ["show", case_id, "--json"], ["edit", case_id]):
             result = programme.cli(*args, as_=outsider, env={"EDITOR": "true"})
             assert_refused(programme, result, ACCESS, before, says="not a recipient")
     assert not any(Path(os.environ["TMPDIR"]).iterdir())
-    now = set(Path("/dev/shm").iterdir()) if Path("/dev/shm").is_dir() else set()
-    assert not [p for p in now - shm if p.name.startswith("cmgit")]
+    assert not [p for p in set(private.iterdir()) - shm if editing.PREFIX in p.name]
 
 
 # -- C3 ---------------------------------------------------------------------------------
