@@ -315,6 +315,12 @@ def staff_list(state: State, as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES))
 @click.option("--recipient", metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
+@click.option(
+    "--key-compromised-on",
+    metavar="YYYY-MM-DD",
+    help="Mark their signing key compromised from this day: audit flags commits it "
+    "signed since. Give --signing-key with it to register their new key.",
+)
 @pass_state
 def staff_update(
     state: State,
@@ -323,12 +329,14 @@ def staff_update(
     role: str | None,
     recipient: str | None,
     signing_key: str | None,
+    key_compromised_on: str | None,
 ) -> None:
     """Change a staff member's team, role, recipient (a lost laptop) or signing key.
 
     \b
     Example:
       cmgit staff update cw-001 --recipient age1...
+      cmgit staff update cw-001 --key-compromised-on 2026-03-01 --signing-key "ssh-ed25519 ..."
     """
     from . import crypto
 
@@ -339,8 +347,18 @@ def staff_update(
         role=role,
         recipient=crypto.check_recipient(recipient) if recipient else None,
         signing_key=signing_key,
+        key_compromised_on=_key_compromised_on(key_compromised_on),
     )
     click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
+
+
+def _key_compromised_on(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise UsageError("--key-compromised-on must be a date such as 2026-03-01") from None
 
 
 @staff.command("deactivate")

@@ -56,6 +56,9 @@ _RECEIVE_VARIABLES = frozenset(
 # records 4x slower); a read in pack order maps each window once, and does with half.
 PACK_WINDOWS = ("32m", "256m")  # window size, most mapped at once
 PACK_ORDER_WINDOWS = ("16m", "128m")
+# git reads grafts from info/grafts whatever GIT_NO_REPLACE_OBJECTS says; pointed at a
+# path that cannot exist (below a device, not a folder) it reads none, and says nothing.
+NO_GRAFTS = os.path.join(os.devnull, "no-grafts")
 
 
 def _damage_report(oids: Sequence[str]) -> list[str]:
@@ -69,11 +72,14 @@ def _damage_report(oids: Sequence[str]) -> list[str]:
 def clean_env(
     extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
 ) -> dict[str, str]:
-    """The caller's environment without GIT_* variables that could redirect git."""
+    """The caller's environment without GIT_* variables that could redirect git, and with
+    git's indirections off: a replace ref or a graft makes git show one commit in place of
+    another, so what cmgit read (and audit passed) would not be what the history holds."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
     }
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    env.update({"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": NO_GRAFTS})
     env.update(
         {
             "GIT_CONFIG_COUNT": "2",
@@ -92,6 +98,27 @@ def clean_env(
 class Author:
     name: str
     email: str
+
+
+def actor_author(staff_id: str) -> Author:
+    """Author and committer of a commit cmgit makes for ``staff_id``: the staff ID and an
+    address made from it, nothing a person could be recognised by (SPEC section 8)."""
+    return Author(staff_id, f"{staff_id}@cmgit.invalid")
+
+
+def commit_headers(data: bytes) -> list[tuple[str, str]]:
+    """A commit object's header lines as (name, value), in order; a line continuing the
+    one before (a signature's) is part of its value. Undecodable bytes stay visible as
+    replacement characters, so they never compare equal to what cmgit writes."""
+    headers: list[tuple[str, str]] = []
+    for line in data.partition(b"\n\n")[0].decode("utf-8", "replace").split("\n"):
+        if line.startswith(" ") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value}\n{line[1:]}")
+        else:
+            name, _, value = line.partition(" ")
+            headers.append((name, value))
+    return headers
 
 
 @dataclass(frozen=True)

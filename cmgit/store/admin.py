@@ -38,12 +38,16 @@ def staff_update(
     actor = repo.acting(identities, PROGRAMME_MANAGER, action="changing staff")
     current = repo.registry.get(staff_id)
     changes = {k: v for k, v in changes.items() if v is not None}
+    compromised_on = changes.pop("key_compromised_on", None)
     if changes.get("signing_key"):
         changes["signing_key"] = signing.check_public_key(changes["signing_key"])
-    if not changes:
+    if not changes and not compromised_on:
         raise UsageError(
             "nothing to change", hint="give --team, --role, --recipient or --signing-key"
         )
+    registry = repo.registry
+    if compromised_on:
+        registry = registry.with_key_compromised(staff_id, compromised_on)
     if "recipient" in changes:
         clash = [
             m.id
@@ -60,7 +64,7 @@ def staff_update(
                 hint="reassign them first (cmgit assign)",
             )
     return _change_registry(
-        repo, identities, actor, repo.registry.updated(staff_id, **changes), "update", staff_id
+        repo, identities, actor, registry.updated(staff_id, **changes), "update", staff_id
     )
 
 
