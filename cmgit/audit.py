@@ -465,8 +465,7 @@ class Auditor:
             ),
             default=None,
         )
-        day = _utc_day(committed)
-        if since is not None and (day is None or day.isoformat() >= since):
+        if since is not None and (committed is None or _utc_day(committed).isoformat() >= since):
             yield "compromised-key", f"signed with a key marked compromised from {since}"
 
     def indirections(self) -> list[str]:
@@ -676,7 +675,7 @@ def _check_dates(
     forms are the days things happened, entered later or not: they are not judged here."""
     day = to_date(commit.trailer("Cmgit-Date"))
     identified = to_date(new.get("identified_on"))
-    made = _utc_day(committed)
+    made = None if committed is None else _utc_day(committed)
     if day is None:
         yield "time", f"{case_id}: the commit names no valid Cmgit-Date"
     elif identified is not None and day < identified:
@@ -727,8 +726,8 @@ def _committer_time(headers: list[tuple[str, str]]) -> int | None:
     return None
 
 
-def _utc_day(stamp: int | None) -> dt.date | None:
-    return None if stamp is None else dt.datetime.fromtimestamp(stamp, dt.UTC).date()
+def _utc_day(stamp: int) -> dt.date:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).date()
 
 
 # Set in the parent just before the pool forks: the workers inherit the auditor.

@@ -6,10 +6,12 @@ metadata is wrong; audit must name the rule without echoing what the metadata ca
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
 import re
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +45,19 @@ def ssh_sign(key: Path, payload: bytes) -> str:
     ).stdout.decode("ascii")
 
 
-def craft(root: Path, headers: Headers, message: str, key: Path | None) -> str:
+def craft(
+    root: Path,
+    headers: Headers,
+    message: str,
+    key: Path | None,
+    tamper: Callable[[str], str] = lambda armored: armored,
+) -> str:
     """A commit object of exactly these headers and message, signed as git signs (the
     signature covers everything else, and goes last among the headers)."""
     payload = "".join(f"{name} {value}\n" for name, value in headers) + "\n" + message
     if key is not None:
-        signature = ssh_sign(key, payload.encode()).rstrip("\n").replace("\n", "\n ")
+        armored = tamper(ssh_sign(key, payload.encode()).rstrip("\n"))
+        signature = armored.replace("\n", "\n ")
         payload = (
             "".join(f"{name} {value}\n" for name, value in headers)
             + f"gpgsig {signature}\n\n"
@@ -195,6 +204,45 @@ def test_a_message_naming_a_form_cmgit_never_wrote(programme: Programme, tmp_pat
     code, report, output = audit(programme)
     assert code == 6 and found(report) == {(bad, "message")}
     assert "a form cmgit never wrote" in output
+
+
+def _with_reserved(armored: str) -> str:
+    """The same valid signature with a name in its reserved field, which neither
+    `ssh-keygen -Y verify` nor the signed data covers."""
+    lines = armored.splitlines()
+    blob = base64.b64decode("".join(lines[1:-1]))
+    fields, pos = [], 10
+    while pos < len(blob):
+        (size,) = struct.unpack(">I", blob[pos : pos + 4])
+        fields.append(blob[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    fields[2] = b"Amina Yusuf CANARY-NAME"
+    blob = blob[:10] + b"".join(struct.pack(">I", len(f)) + f for f in fields)
+    text = base64.b64encode(blob).decode()
+    return "\n".join([lines[0], *(text[i : i + 70] for i in range(0, len(text), 70)), lines[-1]])
+
+
+def _rewrapped(armored: str) -> str:
+    lines = armored.splitlines()
+    text = "".join(lines[1:-1])
+    return "\n".join([lines[0], *(text[i : i + 64] for i in range(0, len(text), 64)), lines[-1]])
+
+
+def test_a_signature_carrying_more_than_a_signature(programme: Programme, tmp_path: Path) -> None:
+    _, cw_key = require_signatures(programme, tmp_path)
+    signed_note(programme, cw_key)
+    good = programme.git("rev-parse", "HEAD").strip()
+    headers, message = head_parts(programme.root)
+    for tamper, detail in (
+        (_with_reserved, "signature carries data a signature never has"),
+        (_rewrapped, "signature text is not in the form ssh-keygen writes"),
+    ):
+        bad = craft(programme.root, headers, message, cw_key, tamper)
+        git_bytes(programme.root, "reset", "-q", "--hard", bad)
+        code, report, output = audit(programme)
+        assert code == 6 and found(report) == {(bad, "signature")}, report
+        assert detail in output and "CANARY" not in output
+        git_bytes(programme.root, "reset", "-q", "--hard", good)
 
 
 def test_replace_ref_hiding_a_bad_commit(programme: Programme, tmp_path: Path) -> None:
