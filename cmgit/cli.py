@@ -792,7 +792,8 @@ def audit(state: State, since: str | None, full: bool, as_json: bool) -> None:
     For every commit since the trust root (or the last verified commit): the generated
     message, the actor's role at the time, the signature and its key, the transition and
     its four-eyes rule, the change matching the action (the state history with it), every
-    record sealed. The first audit (and --full) hashes every object in the repository;
+    record sealed, the commit's own lines and times. Replace refs and grafts are reported
+    and ignored. The first audit (and --full) hashes every object in the repository;
     later ones check the objects of the new commits. A history rewritten under the last
     verified commit is reported.
 
