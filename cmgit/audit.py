@@ -363,12 +363,15 @@ class Auditor:
             yield "linear", "a merge commit: the history must stay linear"
             return
         actor_id = commit.trailer("Cmgit-Actor") or ""
-        headers = commit_headers(self._raw(commit.oid))
+        raw = self._raw(commit.oid)
+        headers = commit_headers(raw)
         committed = _committer_time(headers)
         yield from _check_headers(headers, parents, actor_id)
         if not parents:
             if action != "init":
                 yield "message", "the first commit is not a cmgit init"
+            else:
+                yield from self._check_message(commit, raw.partition(b"\n\n")[2])
             yield from self._check_signature(
                 commit, read_config(self.git, commit.oid), actor_id, committed
             )
@@ -386,7 +389,7 @@ class Auditor:
             yield "config", f"configuration cannot be read: {exc.message}"
             return
         self._current, self._current_at = after, commit.oid
-        yield from self._check_message(commit)
+        yield from self._check_message(commit, raw.partition(b"\n\n")[2])
         yield from self._check_time(commit.oid, parent, committed)
         yield from self._check_signature(commit, before, actor_id, committed)
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
@@ -412,9 +415,10 @@ class Auditor:
         else:
             yield "message", "unknown action"
 
-    def _check_message(self, commit: Commit) -> Iterator[tuple[str, str]]:
+    def _check_message(self, commit: Commit, raw_message: bytes) -> Iterator[tuple[str, str]]:
         # Rebuild the message from its own subject and trailers with cmgit's formatter:
-        # anything else in it (free text, a forged trailer line) makes it differ.
+        # anything else in it (free text, a forged trailer line) makes it differ. git
+        # shows a message only up to a NUL byte: the bytes after it are compared too.
         form = commit.trailer(FORMAT_TRAILER) or FIRST_FORM
         trailers_of = MESSAGE_FORMS.get(form)
         if trailers_of is None or commit.trailers.get(FORMAT_TRAILER) == [FIRST_FORM]:
@@ -427,7 +431,11 @@ class Auditor:
             expected = format_message(lines[0], [(k, v) for k, v in trailers])
         except ValueError:
             expected = ""
-        if commit.message != expected or not commit.trailer("Cmgit-Actor"):
+        if (
+            commit.message != expected
+            or raw_message != expected.encode("utf-8")
+            or not commit.trailer("Cmgit-Actor")
+        ):
             yield "message", "the message is not in cmgit's generated form"
             return
         allowed = trailers_of.get(commit.trailer("Cmgit-Action") or "")

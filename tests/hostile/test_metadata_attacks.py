@@ -245,6 +245,18 @@ def test_a_signature_carrying_more_than_a_signature(programme: Programme, tmp_pa
         git_bytes(programme.root, "reset", "-q", "--hard", good)
 
 
+def test_a_message_hiding_text_after_a_nul(programme: Programme, tmp_path: Path) -> None:
+    """git shows a message only up to a NUL byte, and `git hash-object` accepts one."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    signed_note(programme, cw_key)
+    bad = resign_head(programme, cw_key, message=lambda m: m + "\0Amina Yusuf CANARY-NAME\n")
+    shown = git_bytes(programme.root, "log", "-1", "--format=%B", bad)
+    assert b"CANARY" not in shown  # what plain git shows, and audit read before
+    code, report, output = audit(programme)
+    assert code == 6 and found(report) == {(bad, "message")}
+    assert "CANARY" not in output
+
+
 def test_replace_ref_hiding_a_bad_commit(programme: Programme, tmp_path: Path) -> None:
     """Issue #14 attack 1: a plaintext record committed with plain git, hidden behind a
     replace ref to a good commit. An auditor's clone that fetched refs/replace/* shows
