@@ -26,7 +26,6 @@ from .history import (
     Commit,
     Git,
     actor_author,
-    commit_headers,
     format_message,
     parse_trailers,
     split_signature,
@@ -89,6 +88,7 @@ FIRST_FORM = "1"
 # How far a commit's time may fall behind its parent's (clocks of offices drift; a
 # back-dated history does not), and a Cmgit-Date run ahead of its commit's UTC day.
 CLOCK_SKEW = dt.timedelta(days=1)
+SKEW_SECONDS = CLOCK_SKEW.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -364,14 +364,14 @@ class Auditor:
             return
         actor_id = commit.trailer("Cmgit-Actor") or ""
         raw = self._raw(commit.oid)
-        headers = commit_headers(raw)
-        committed = _committer_time(headers)
-        yield from _check_headers(headers, parents, actor_id)
+        header, message = _split_commit(raw)
+        committed = _commit_time(header)
+        yield from _check_headers(header, parents, actor_id)
         if not parents:
             if action != "init":
                 yield "message", "the first commit is not a cmgit init"
             else:
-                yield from self._check_message(commit, raw.partition(b"\n\n")[2])
+                yield from self._check_message(commit, message)
             yield from self._check_signature(
                 commit, read_config(self.git, commit.oid), actor_id, committed
             )
@@ -389,7 +389,7 @@ class Auditor:
             yield "config", f"configuration cannot be read: {exc.message}"
             return
         self._current, self._current_at = after, commit.oid
-        yield from self._check_message(commit, raw.partition(b"\n\n")[2])
+        yield from self._check_message(commit, message)
         yield from self._check_time(commit.oid, parent, committed)
         yield from self._check_signature(commit, before, actor_id, committed)
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
@@ -501,11 +501,10 @@ class Auditor:
         if self._last_time is not None and self._last_time[0] == parent:
             before = self._last_time[1]
         else:  # the first commit of a batch: its parent was read with the one before
-            before = _committer_time(commit_headers(self._raw(parent)))
+            before = _commit_time(_split_commit(self._raw(parent))[0])
         self._last_time = (oid, committed)
-        if committed is None:
-            yield "time", "the commit's time cannot be read"
-        elif before is not None and committed < before - CLOCK_SKEW.total_seconds():
+        # A commit whose time cannot be read has header lines cmgit never writes: flagged.
+        if committed is not None and before is not None and committed < before - SKEW_SECONDS:
             yield "time", "committed more than a day before its parent commit"
 
     def _check_records(self, changes: list[Change], after: Config) -> Iterator[tuple[str, str]]:
@@ -695,43 +694,69 @@ def _check_dates(
         yield "time", f"{case_id}: state_since went back"
 
 
+# A commit's header as cmgit writes it (SPEC section 9): the tree, the parent (none at
+# the trust root), author and committer, then the signature where there is one. Any
+# other line (an encoding, a merge tag, a name) could carry what no one may read, and a
+# commit can never be changed.
+_HEADER_RE = re.compile(
+    rb"tree [0-9a-f]{40}\n(parent [0-9a-f]{40}\n)?author ([^\n]*)\ncommitter ([^\n]*)"
+)
+_SIGNATURE = b"\ngpgsig "
+_REPLACE_REF_RE = re.compile(r"refs/replace/[0-9a-f]{40}")
+_TIME_RE = re.compile(rb"[0-9]{1,12} \+0000")
+# Author and committer of the staff in the history, as cmgit writes them, up to the time.
+_IDENTS: dict[str, bytes] = {}
+
+
+def _split_commit(raw: bytes) -> tuple[re.Match[bytes] | None, bytes]:
+    """A commit's header lines matched against cmgit's (None if they differ), and its
+    message. Found with bytes operations: this runs once for every commit of a history."""
+    end = raw.find(b"\n\n")
+    if end < 0:
+        return None, b""
+    head = raw[:end]
+    signature = head.find(_SIGNATURE)
+    if signature >= 0:
+        # Every line after the signature's first continues it (starts with a space).
+        rest = head[signature + 1 :]
+        if rest.count(b"\n") != rest.count(b"\n "):
+            return None, raw[end + 2 :]
+        head = head[:signature]
+    return _HEADER_RE.fullmatch(head), raw[end + 2 :]
+
+
 def _check_headers(
-    headers: list[tuple[str, str]], parents: list[str], actor_id: str
+    header: re.Match[bytes] | None, parents: list[str], actor_id: str
 ) -> Iterator[tuple[str, str]]:
-    """The header lines are exactly those cmgit writes (SPEC section 9): tree, the parent
-    (none at the trust root), author and committer, both the actor in cmgit's form at
-    one time in UTC, and a signature. Any other line (an encoding, a merge tag, a name)
-    could carry what no one may read, and no commit can ever be changed."""
-    names = [name for name, _ in headers]
-    expected = ["tree", *["parent"] * len(parents), "author", "committer"]
-    if names not in (expected, [*expected, "gpgsig"]):
+    """Exactly the header lines cmgit writes, author and committer both the actor in
+    cmgit's form, at one time in UTC."""
+    if header is None or (header.group(1) is None) != (not parents):
         yield "headers", "the commit has header lines cmgit never writes"
         return
-    values = dict(headers)
-    author = actor_author(actor_id)
-    name, _, rest = values["author"].partition(" <")
-    email, _, when = rest.partition("> ")
-    if name != author.name:
+    author, committer = header.group(2), header.group(3)
+    ident = _IDENTS.get(actor_id)
+    if ident is None:
+        person = actor_author(actor_id)
+        ident = _IDENTS[actor_id] = f"{person.name} <{person.email}> ".encode()
+    if author.startswith(ident) and _TIME_RE.fullmatch(author, len(ident)):
+        if committer != author:
+            yield "headers", "committer or commit time differs from the author's"
+        return
+    name = author.partition(b" <")[0]
+    if name != actor_id.encode():
         yield "headers", "author name is not the actor's staff ID"
-    elif email != author.email:
+    elif not author.startswith(ident):
         yield "headers", "author e-mail is not cmgit's form"
-    elif not _TIME_RE.fullmatch(when):
+    else:
         yield "headers", "author time is not in cmgit's form"
-    elif values["committer"] != values["author"]:
-        yield "headers", "committer or commit time differs from the author's"
 
 
-_REPLACE_REF_RE = re.compile(r"refs/replace/[0-9a-f]{40}")
-_TIME_RE = re.compile(r"[0-9]{1,12} \+0000")
-
-
-def _committer_time(headers: list[tuple[str, str]]) -> int | None:
-    """The committer's time (seconds since 1970), None when the line has none."""
-    for name, value in headers:
-        if name == "committer":
-            stamp = value.rpartition("> ")[2].split(" ")[0]
-            return int(stamp) if stamp.isdigit() else None
-    return None
+def _commit_time(header: re.Match[bytes] | None) -> int | None:
+    """The committer's time (seconds since 1970), None when it cannot be read."""
+    if header is None:
+        return None
+    stamp = header.group(3).rpartition(b"> ")[2].partition(b" ")[0]
+    return int(stamp) if stamp.isdigit() else None
 
 
 def _utc_day(stamp: int) -> dt.date:

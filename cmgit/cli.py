@@ -350,6 +350,13 @@ def staff_update(
         key_compromised_on=_key_compromised_on(key_compromised_on),
     )
     click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
+    if key_compromised_on:
+        # An incremental audit judges new commits only: those already verified that the
+        # key signed since that day are found by a whole-history run.
+        click.echo(
+            f"Marked {staff_id}'s signing key compromised from {key_compromised_on}; "
+            "run cmgit audit --full to find the commits it signed since"
+        )
 
 
 def _key_compromised_on(text: str | None) -> str | None:

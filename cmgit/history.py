@@ -106,21 +106,6 @@ def actor_author(staff_id: str) -> Author:
     return Author(staff_id, f"{staff_id}@cmgit.invalid")
 
 
-def commit_headers(data: bytes) -> list[tuple[str, str]]:
-    """A commit object's header lines as (name, value), in order; a line continuing the
-    one before (a signature's) is part of its value. Undecodable bytes stay visible as
-    replacement characters, so they never compare equal to what cmgit writes."""
-    headers: list[tuple[str, str]] = []
-    for line in data.partition(b"\n\n")[0].decode("utf-8", "replace").split("\n"):
-        if line.startswith(" ") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value}\n{line[1:]}")
-        else:
-            name, _, value = line.partition(" ")
-            headers.append((name, value))
-    return headers
-
-
 @dataclass(frozen=True)
 class Commit:
     oid: str

@@ -405,6 +405,7 @@ def test_compromised_signing_key(programme: Programme, tmp_path: Path) -> None:
             as_="pm-001", env=pm,
         )  # fmt: skip
         assert marked.exit_code == 0, marked.output
+        assert "run cmgit audit --full to find the commits it signed since" in marked.output
         assert "compromised_keys" in (programme.root / "staff.yaml").read_text()
         code, report, output = audit(programme)
         assert found(report) == {(oid, "compromised-key") for oid in flagged}
