@@ -425,3 +425,54 @@ def test_marking_a_key_compromised_needs_one(programme: Programme) -> None:
         "staff", "update", "cw-north-1", "--key-compromised-on", "someday", as_="pm-001"
     )
     assert bad_day.exit_code == 2 and "--key-compromised-on must be a date" in bad_day.output
+
+
+def push(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(root), "push", "-q", "origin", "HEAD:main"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    )
+
+
+def test_the_central_repository_refuses_them(programme: Programme, tmp_path: Path) -> None:
+    """Pushed to a bare central repository with cmgit's server hook, each attack is
+    refused with its rule, and the central repository keeps the history it had."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    case_id = signed_note(programme, cw_key)
+    good = programme.git("rev-parse", "HEAD").strip()  # the note: not yet pushed
+    central = programme.git("rev-parse", "HEAD~1").strip()
+    server = tmp_path / "central.git"
+    git_bytes(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server))
+    git_bytes(server, "update-ref", "refs/heads/main", central)
+    installed = programme.cli("-C", str(server), "hooks", "install", "--server", as_=None)
+    assert installed.exit_code == 0, installed.output
+    programme.git("remote", "add", "origin", str(server))
+
+    def personal(headers: Headers) -> Headers:
+        return [(n, v.replace("cw-north-1@cmgit.invalid", PERSONAL_EMAIL)) for n, v in headers]
+
+    def dated_2031() -> None:
+        env = {"CMGIT_SIGNING_KEY": str(cw_key)}
+        note = programme.form_file("note")
+        made = programme.cli("record", case_id, "note", "--from", note, env=env, today="2031-06-01")
+        assert made.exit_code == 0, made.output
+
+    attacks: list[tuple[Callable[[], object], str]] = [
+        (lambda: resign_head(programme, cw_key, personal), "headers: author e-mail"),
+        (lambda: resign_head(programme, cw_key, lambda h: [*h, ("x-child", "CANARY")]), "headers"),
+        (lambda: resign_head(programme, cw_key, message=lambda m: m + "\0CANARY\n"), "message"),
+        (dated_2031, "time: " + case_id),
+    ]
+    for attack, rule in attacks:
+        attack()
+        assert programme.git("rev-parse", "HEAD").strip() != good
+        pushed = push(programme.root)
+        assert pushed.returncode != 0 and rule in pushed.stderr, (rule, pushed.stderr)
+        assert "CANARY" not in pushed.stderr and "amina" not in pushed.stderr
+        assert git_bytes(server, "rev-parse", "main").decode().strip() == central
+        git_bytes(programme.root, "reset", "-q", "--hard", good)
+    accepted = push(programme.root)
+    assert accepted.returncode == 0, accepted.stderr
+    assert git_bytes(server, "rev-parse", "main").decode().strip() == good
