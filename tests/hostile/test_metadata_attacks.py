@@ -54,17 +54,14 @@ def craft(
 ) -> str:
     """A commit object of exactly these headers and message, signed as git signs (the
     signature covers everything else, and goes last among the headers)."""
-    payload = "".join(f"{name} {value}\n" for name, value in headers) + "\n" + message
+    lines = "".join(f"{name} {value}\n" for name, value in headers)
+    signature = ""
     if key is not None:
-        armored = tamper(ssh_sign(key, payload.encode()).rstrip("\n"))
-        signature = armored.replace("\n", "\n ")
-        payload = (
-            "".join(f"{name} {value}\n" for name, value in headers)
-            + f"gpgsig {signature}\n\n"
-            + message
-        )
+        armored = tamper(ssh_sign(key, f"{lines}\n{message}".encode()).rstrip("\n"))
+        signature = "gpgsig " + armored.replace("\n", "\n ") + "\n"
+    payload = f"{lines}{signature}\n{message}".encode()
     return (
-        git_bytes(root, "hash-object", "-t", "commit", "-w", "--stdin", input=payload.encode())
+        git_bytes(root, "hash-object", "-t", "commit", "-w", "--stdin", input=payload)
         .decode()
         .strip()
     )
@@ -110,7 +107,7 @@ def found(report: dict) -> set[tuple[str, str]]:  # type: ignore[type-arg]
 
 def tree_with(root: Path, base: str, files: dict[str, bytes], index: Path) -> str:
     """The tree of commit ``base`` with ``files`` written in, made with plain git."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env["GIT_INDEX_FILE"] = str(index)
 
     def run(*args: str, input: bytes | None = None) -> str:
@@ -143,20 +140,22 @@ def with_person(field: str, person: Callable[[str], str]) -> Callable[[Headers],
 PERSONAL_EMAIL = "amina.yusuf.age14.CANARY@example.org"
 
 
+def personal(headers: Headers) -> Headers:
+    """Author and committer with a child's name for an e-mail address."""
+    return [
+        (n, v.replace("cw-north-1@cmgit.invalid", PERSONAL_EMAIL))
+        if n in ("author", "committer")
+        else (n, v)
+        for n, v in headers
+    ]
+
+
 def test_an_author_email_naming_a_child(programme: Programme, tmp_path: Path) -> None:
     _, cw_key = require_signatures(programme, tmp_path)
     signed_note(programme, cw_key)
     code, clean, _ = audit(programme)
     assert code == 0, clean
-
-    def personal(value: str) -> str:
-        return value.replace("cw-north-1@cmgit.invalid", PERSONAL_EMAIL)
-
-    bad = resign_head(
-        programme,
-        cw_key,
-        lambda h: with_person("committer", personal)(with_person("author", personal)(h)),
-    )
+    bad = resign_head(programme, cw_key, personal)
     code, report, output = audit(programme)
     assert code == 6
     assert found(report) == {(bad, "headers")}
@@ -297,16 +296,7 @@ def test_grafts_hiding_a_commit(programme: Programme, tmp_path: Path) -> None:
     _, cw_key = require_signatures(programme, tmp_path)
     case_id = signed_note(programme, cw_key)
     before = programme.git("rev-parse", "HEAD~1").strip()
-    bad = resign_head(
-        programme,
-        cw_key,
-        lambda h: [
-            (n, v.replace("cw-north-1@cmgit.invalid", PERSONAL_EMAIL))
-            if n in ("author", "committer")
-            else (n, v)
-            for n, v in h
-        ],
-    )
+    bad = resign_head(programme, cw_key, personal)
     env = {"CMGIT_SIGNING_KEY": str(cw_key)}
     again = programme.cli("record", case_id, "note", "--from", programme.form_file("note"), env=env)
     assert again.exit_code == 0, again.output
@@ -449,9 +439,6 @@ def test_the_central_repository_refuses_them(programme: Programme, tmp_path: Pat
     installed = programme.cli("-C", str(server), "hooks", "install", "--server", as_=None)
     assert installed.exit_code == 0, installed.output
     programme.git("remote", "add", "origin", str(server))
-
-    def personal(headers: Headers) -> Headers:
-        return [(n, v.replace("cw-north-1@cmgit.invalid", PERSONAL_EMAIL)) for n, v in headers]
 
     def dated_2031() -> None:
         env = {"CMGIT_SIGNING_KEY": str(cw_key)}
