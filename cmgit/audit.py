@@ -25,17 +25,19 @@ from typing import Any
 from . import crypto, ids, pool, records, signing
 from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
 from .errors import CmgitError, GitFailed, RepositoryError
+from .guards import to_date
 from .history import (
     BLOB_MODES,
     Commit,
     Git,
+    actor_author,
     format_message,
     parse_trailers,
     split_signature,
     write_atomic,
 )
 from .progress import SILENT, Progress
-from .registry import PROGRAMME_MANAGER
+from .registry import PROGRAMME_MANAGER, Registry
 from .workflow import STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
@@ -85,6 +87,17 @@ TRAILERS: dict[str, frozenset[str]] = {
 }
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
+
+# The forms of message cmgit has written, by version: a commit is judged by the form it
+# was made under, named by its Cmgit-Format trailer, and form 1 (the first) carries none.
+# A later form adds its version here with the trailers of each action it writes.
+MESSAGE_FORMS: dict[str, dict[str, frozenset[str]]] = {"1": TRAILERS}
+FORMAT_TRAILER = "Cmgit-Format"
+FIRST_FORM = "1"
+# How far a commit's time may fall behind its parent's (clocks of offices drift; a
+# back-dated history does not), and a Cmgit-Date run ahead of its commit's UTC day.
+CLOCK_SKEW = dt.timedelta(days=1)
+SKEW_SECONDS = CLOCK_SKEW.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -242,6 +255,11 @@ class Auditor:
         # values). A change of that record reads its old version from here.
         self._seen: dict[str, tuple[tuple[str, tuple[str, ...], tuple[Any, ...]], ...]] = {}
         self._objects: dict[str, bytes] = {}
+        # The last commit checked and its committer time: the next one's parent, mostly.
+        self._last_time: tuple[str, int | None] | None = None
+        # The commit the walk goes up to, whose registry knows every compromised key.
+        self._until: str | None = None
+        self._newest: tuple[str | None, Registry | None] | None = None
 
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
@@ -268,6 +286,7 @@ class Auditor:
         commits, so git never holds the whole history in memory (as `log --reverse` does).
         """
         rev = f"{since}..{until}" if since else until
+        self._until = until
         oids = self.git.run("rev-list", "--reverse", rev).split()
         with progress.task("Checking commits", len(oids)) as advance:
             for start in range(0, len(oids), BATCH):
@@ -353,6 +372,7 @@ class Auditor:
                     hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
                 )
         report.start = start
+        report.violations += [Violation(report.head, "indirection", d) for d in self.indirections()]
         # A whole-history audit checks every object, on another core meanwhile; an
         # incremental one checks the objects of the new commits only.
         damaged: list[str] = []
@@ -458,6 +478,25 @@ class Auditor:
             if kind
         }
 
+    def _raw(self, commit: str) -> bytes:
+        """A commit object's bytes, as read with its batch."""
+        data = self._objects.get(commit)
+        if data is None:
+            kind, data = self.git.objects.read(commit)
+            if kind != "commit":
+                raise GitFailed("expected a commit")
+        return data
+
+    def _newest_registry(self) -> Registry | None:
+        """The staff registry at the end of the walk, None when it cannot be read."""
+        if self._newest is None or self._newest[0] != self._until:
+            registry = None
+            if self._until is not None:
+                with contextlib.suppress(CmgitError):
+                    registry = read_config(self.git, self._until).registry
+            self._newest = (self._until, registry)
+        return self._newest[1]
+
     def _read(self, oid: str) -> bytes:
         data = self._objects.get(oid)
         return data if data is not None else self.git.read_blob(oid, limit=records.MAX_RECORD_FILE)
@@ -471,12 +510,20 @@ class Auditor:
         if len(parents) > 1:
             yield "linear", "a merge commit: the history must stay linear"
             return
+        actor_id = commit.trailer("Cmgit-Actor") or ""
+        raw = self._raw(commit.oid)
+        header, message = _split_commit(raw)
+        committed = _commit_time(header)
+        yield from _check_headers(header, parents, actor_id)
         if not parents:
             if action != "init":
                 yield "message", "the first commit is not a cmgit init"
+            else:
+                yield from self._check_message(commit, message)
             yield from self._check_signature(
-                commit, read_config(self.git, commit.oid), commit.trailer("Cmgit-Actor") or ""
+                commit, read_config(self.git, commit.oid), actor_id, committed
             )
+            self._last_time = (commit.oid, committed)
             return
         parent = parents[0]
         try:
@@ -490,9 +537,9 @@ class Auditor:
             yield "config", f"configuration cannot be read: {exc.message}"
             return
         self._current, self._current_at = after, commit.oid
-        yield from self._check_message(commit)
-        actor_id = commit.trailer("Cmgit-Actor") or ""
-        yield from self._check_signature(commit, before, actor_id)
+        yield from self._check_message(commit, message)
+        yield from self._check_time(commit.oid, parent, committed)
+        yield from self._check_signature(commit, before, actor_id, committed)
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
         # or a link committed with plain git must be named as such, not only as "actor".
         yield from self._check_records(changes, after)
@@ -510,24 +557,37 @@ class Auditor:
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit, after)
         elif action in CASE_ACTIONS:
-            yield from self._check_case_change(action, commit, actor, changes, parent, before)
+            yield from self._check_case_change(
+                action, commit, actor, changes, parent, before, committed
+            )
         else:
             yield "message", "unknown action"
 
-    def _check_message(self, commit: Commit) -> Iterator[tuple[str, str]]:
+    def _check_message(self, commit: Commit, raw_message: bytes) -> Iterator[tuple[str, str]]:
         # Rebuild the message from its own subject and trailers with cmgit's formatter:
-        # anything else in it (free text, a forged trailer line) makes it differ.
+        # anything else in it (free text, a forged trailer line) makes it differ. git
+        # shows a message only up to a NUL byte: the bytes after it are compared too.
+        form = commit.trailer(FORMAT_TRAILER) or FIRST_FORM
+        trailers_of = MESSAGE_FORMS.get(form)
+        if trailers_of is None or commit.trailers.get(FORMAT_TRAILER) == [FIRST_FORM]:
+            # Form 1 never names itself: a message that does was not written by cmgit.
+            yield "message", "the message names a form cmgit never wrote"
+            return
         lines = commit.message.split("\n")
         trailers = [tuple(line.split(": ", 1)) for line in lines[2:] if ": " in line]
         try:
             expected = format_message(lines[0], [(k, v) for k, v in trailers])
         except ValueError:
             expected = ""
-        if commit.message != expected or not commit.trailer("Cmgit-Actor"):
+        if (
+            commit.message != expected
+            or raw_message != expected.encode("utf-8")
+            or not commit.trailer("Cmgit-Actor")
+        ):
             yield "message", "the message is not in cmgit's generated form"
             return
-        allowed = TRAILERS.get(commit.trailer("Cmgit-Action") or "")
-        keys = [key for key, _ in trailers]
+        allowed = trailers_of.get(commit.trailer("Cmgit-Action") or "")
+        keys = [key for key, _ in trailers if key != FORMAT_TRAILER]
         if allowed is not None and (
             not set(keys) <= allowed | {"Cmgit-Actor", "Cmgit-Role"}
             or any(keys.count(key) > 1 for key in set(keys) - _REPEATED)
@@ -535,15 +595,10 @@ class Auditor:
             yield "message", "the message carries trailers its action never has"
 
     def _check_signature(
-        self, commit: Commit, config: Config, actor_id: str
+        self, commit: Commit, config: Config, actor_id: str, committed: int | None
     ) -> Iterator[tuple[str, str]]:
         required = self.require_signatures or bool(config.settings.get("require_signed_commits"))
-        data = self._objects.get(commit.oid)
-        payload, armored = (
-            split_signature(data)
-            if data is not None
-            else self.git.objects.signed_commit(commit.oid)
-        )
+        payload, armored = split_signature(self._raw(commit.oid))
         if armored is None:
             if required:
                 yield "signature", "unsigned commit where signatures are required"
@@ -556,6 +611,49 @@ class Auditor:
         member = config.registry.staff.get(actor_id)
         if member is None or member.signing_key != key:
             yield "signature", f"signed by a key that is not {actor_id}'s registered key"
+        # The registry of the commit audited up to knows of compromises marked since:
+        # they apply to history signed before anyone knew.
+        since = min(
+            (
+                found
+                for registry in (config.registry, self._newest_registry())
+                if registry is not None and (found := registry.compromised_keys.get(key))
+            ),
+            default=None,
+        )
+        if since is not None and (committed is None or _utc_day(committed).isoformat() >= since):
+            yield "compromised-key", f"signed with a key marked compromised from {since}"
+
+    def indirections(self) -> list[str]:
+        """Replace refs and grafts in the repository, one line each. git would show other
+        commits in place of those the history holds; every git call cmgit makes ignores
+        them, so the walk judged the history itself, but whoever made them meant to hide
+        something from a reader using plain git."""
+        refs = self.git.text("for-each-ref", "--format=%(refname)", "refs/replace/")
+        found = [
+            # A ref's name is shown only when it is an object id: it could say anything.
+            f"{ref if _REPLACE_REF_RE.fullmatch(ref) else 'a ref under refs/replace/'} "
+            "makes git show another object in its place; audit ignored it"
+            for ref in refs.splitlines()
+        ]
+        # Not `--git-path info/grafts`: git answers that with GIT_GRAFT_FILE, set aside.
+        common = self.git.text("rev-parse", "--git-common-dir")
+        if (self.git.root / common / "info" / "grafts").exists():
+            found.append("info/grafts gives commits other parents in git; audit ignored it")
+        return found
+
+    def _check_time(
+        self, oid: str, parent: str, committed: int | None
+    ) -> Iterator[tuple[str, str]]:
+        """Committer times never go back along the branch, beyond a day of clock skew."""
+        if self._last_time is not None and self._last_time[0] == parent:
+            before = self._last_time[1]
+        else:  # the first commit of a batch: its parent was read with the one before
+            before = _commit_time(_split_commit(self._raw(parent))[0])
+        self._last_time = (oid, committed)
+        # A commit whose time cannot be read has header lines cmgit never writes: flagged.
+        if committed is not None and before is not None and committed < before - SKEW_SECONDS:
+            yield "time", "committed more than a day before its parent commit"
 
     def _check_records(self, changes: list[Change], after: Config) -> Iterator[tuple[str, str]]:
         for change in changes:
@@ -634,6 +732,7 @@ class Auditor:
         changes: list[Change],
         parent: str,
         before: Config,
+        committed: int | None,
     ) -> Iterator[tuple[str, str]]:
         case_id = commit.trailer("Cmgit-Case") or ""
         paths = {c.path for c in changes}
@@ -655,11 +754,13 @@ class Auditor:
             if old is not None or new["version"] != 1 or new["state"] != flow.initial_state:
                 yield "version", f"{case_id}: a new case starts at version 1 in the first state"
             yield from _check_state_history(case_id, commit, {}, new)
+            yield from _check_dates(case_id, commit, {}, new, committed)
             return
         if old is None:
             yield "paths", f"{case_id}: {action} of a case that did not exist"
             return
         yield from _check_state_history(case_id, commit, old, new)
+        yield from _check_dates(case_id, commit, old, new, committed)
         if new["version"] != old["version"] + 1:
             yield "version", f"{case_id}: version {old['version']} -> {new['version']}"
         team = actor.team
@@ -715,6 +816,99 @@ def _check_state_history(
         kept = [*kept, f"{commit.trailer('Cmgit-Date')} {entered}"]
     if new[STATE_HISTORY] != kept:
         yield "history", f"{case_id}: the state history does not match the commits"
+
+
+def _check_dates(
+    case_id: str,
+    commit: Commit,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    committed: int | None,
+) -> Iterator[tuple[str, str]]:
+    """The day a command names (Cmgit-Date) falls between the case's identification and
+    the commit, and the day the case entered its state never goes back. Dates inside the
+    forms are the days things happened, entered later or not: they are not judged here."""
+    day = to_date(commit.trailer("Cmgit-Date"))
+    identified = to_date(new.get("identified_on"))
+    made = None if committed is None else _utc_day(committed)
+    if day is None:
+        yield "time", f"{case_id}: the commit names no valid Cmgit-Date"
+    elif identified is not None and day < identified:
+        yield "time", f"{case_id}: Cmgit-Date is before the case was identified"
+    elif made is not None and day > made + CLOCK_SKEW:
+        yield "time", f"{case_id}: Cmgit-Date is after the commit was made"
+    since, now = to_date(old.get("state_since")), to_date(new.get("state_since"))
+    if since is not None and now is not None and now < since:
+        yield "time", f"{case_id}: state_since went back"
+
+
+# A commit's header as cmgit writes it (SPEC section 9): the tree, the parent (none at
+# the trust root), author and committer, then the signature where there is one. Any
+# other line (an encoding, a merge tag, a name) could carry what no one may read, and a
+# commit can never be changed.
+_HEADER_RE = re.compile(
+    rb"tree [0-9a-f]{40}\n(parent [0-9a-f]{40}\n)?author ([^\n]*)\ncommitter ([^\n]*)"
+)
+_SIGNATURE = b"\ngpgsig "
+_REPLACE_REF_RE = re.compile(r"refs/replace/[0-9a-f]{40}")
+_TIME_RE = re.compile(rb"[0-9]{1,12} \+0000")
+# Author and committer of the staff in the history, as cmgit writes them, up to the time.
+_IDENTS: dict[str, bytes] = {}
+
+
+def _split_commit(raw: bytes) -> tuple[re.Match[bytes] | None, bytes]:
+    """A commit's header lines matched against cmgit's (None if they differ), and its
+    message. Found with bytes operations: this runs once for every commit of a history."""
+    end = raw.find(b"\n\n")
+    if end < 0:
+        return None, b""
+    head = raw[:end]
+    signature = head.find(_SIGNATURE)
+    if signature >= 0:
+        # Every line after the signature's first continues it (starts with a space).
+        rest = head[signature + 1 :]
+        if rest.count(b"\n") != rest.count(b"\n "):
+            return None, raw[end + 2 :]
+        head = head[:signature]
+    return _HEADER_RE.fullmatch(head), raw[end + 2 :]
+
+
+def _check_headers(
+    header: re.Match[bytes] | None, parents: list[str], actor_id: str
+) -> Iterator[tuple[str, str]]:
+    """Exactly the header lines cmgit writes, author and committer both the actor in
+    cmgit's form, at one time in UTC."""
+    if header is None or (header.group(1) is None) != (not parents):
+        yield "headers", "the commit has header lines cmgit never writes"
+        return
+    author, committer = header.group(2), header.group(3)
+    ident = _IDENTS.get(actor_id)
+    if ident is None:
+        person = actor_author(actor_id)
+        ident = _IDENTS[actor_id] = f"{person.name} <{person.email}> ".encode()
+    if author.startswith(ident) and _TIME_RE.fullmatch(author, len(ident)):
+        if committer != author:
+            yield "headers", "committer or commit time differs from the author's"
+        return
+    name = author.partition(b" <")[0]
+    if name != actor_id.encode():
+        yield "headers", "author name is not the actor's staff ID"
+    elif not author.startswith(ident):
+        yield "headers", "author e-mail is not cmgit's form"
+    else:
+        yield "headers", "author time is not in cmgit's form"
+
+
+def _commit_time(header: re.Match[bytes] | None) -> int | None:
+    """The committer's time (seconds since 1970), None when it cannot be read."""
+    if header is None:
+        return None
+    stamp = header.group(3).rpartition(b"> ")[2].partition(b" ")[0]
+    return int(stamp) if stamp.isdigit() else None
+
+
+def _utc_day(stamp: int) -> dt.date:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).date()
 
 
 # Set in the parent just before the pool forks: the workers inherit the auditor.

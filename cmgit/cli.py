@@ -360,6 +360,12 @@ def staff_list(state: State, as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES))
 @click.option("--recipient", metavar="AGE1...")
 @click.option("--signing-key", metavar="SSHPUB")
+@click.option(
+    "--key-compromised-on",
+    metavar="YYYY-MM-DD",
+    help="Mark their signing key compromised from this day: audit flags commits it "
+    "signed since. Give --signing-key with it to register their new key.",
+)
 @json_option
 @pass_state
 def staff_update(
@@ -369,6 +375,7 @@ def staff_update(
     role: str | None,
     recipient: str | None,
     signing_key: str | None,
+    key_compromised_on: str | None,
     as_json: bool,
 ) -> None:
     """Change a staff member's team, role, recipient (a lost laptop) or signing key.
@@ -379,6 +386,7 @@ def staff_update(
     \b
     Example:
       cmgit staff update cw-001 --recipient age1...
+      cmgit staff update cw-001 --key-compromised-on 2026-03-01 --signing-key "ssh-ed25519 ..."
     """
     from . import crypto
     from .audit import readable_history
@@ -392,6 +400,7 @@ def staff_update(
         role=role,
         recipient=crypto.check_recipient(recipient) if recipient else None,
         signing_key=signing_key,
+        key_compromised_on=_key_compromised_on(key_compromised_on),
     )
     # What the old key opened: the versions sealed up to the commit the change was made on.
     history = readable_history(repo.root, staff_id, until=before or "HEAD") if recipient else []
@@ -403,6 +412,22 @@ def staff_update(
         return
     click.echo(f"Updated {staff_id}; re-encrypted {count} case(s)")
     _report_readable_history(history, "Their old key")
+    if key_compromised_on:
+        # An incremental audit judges new commits only: those already verified that the
+        # key signed since that day are found by a whole-history run.
+        click.echo(
+            f"Marked {staff_id}'s signing key compromised from {key_compromised_on}; "
+            "run cmgit audit --full to find the commits it signed since"
+        )
+
+
+def _key_compromised_on(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise UsageError("--key-compromised-on must be a date such as 2026-03-01") from None
 
 
 @staff.command("deactivate")
@@ -849,7 +874,8 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
     For every commit since the trust root (or the last verified commit): the generated
     message, the actor's role at the time, the signature and its key, the transition and
     its four-eyes rule, the change matching the action (the state history with it), every
-    record sealed. The first audit (and --full) hashes every object in the repository;
+    record sealed, the commit's own lines and times. Replace refs and grafts are reported
+    and ignored. The first audit (and --full) hashes every object in the repository;
     later ones start from the last verified commit, say so, and check the objects of the
     new commits; a history rewritten under it is reported, and a record of it that this
     audit did not write forces a full run. Works on a bare central repository too.

@@ -56,6 +56,9 @@ _RECEIVE_VARIABLES = frozenset(
 # records 4x slower); a read in pack order maps each window once, and does with half.
 PACK_WINDOWS = ("32m", "256m")  # window size, most mapped at once
 PACK_ORDER_WINDOWS = ("16m", "128m")
+# git reads grafts from info/grafts whatever GIT_NO_REPLACE_OBJECTS says; pointed at a
+# path that cannot exist (below a device, not a folder) it reads none, and says nothing.
+NO_GRAFTS = os.path.join(os.devnull, "no-grafts")
 
 
 def _damage_report(oids: Sequence[str]) -> list[str]:
@@ -83,13 +86,16 @@ def _rev_parse(start: Path, *questions: str) -> list[str] | None:
 def clean_env(
     extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
 ) -> dict[str, str]:
-    """The caller's environment without GIT_* variables that could redirect git."""
+    """The caller's environment without GIT_* variables that could redirect git, and with
+    git's indirections off: a replace ref or a graft makes git show one commit in place of
+    another, so what cmgit read (and audit passed) would not be what the history holds."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
     }
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
-    # A replace ref shows one object in place of another: the checks must read the real one.
-    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    # A replace ref shows one object in place of another, a graft another parent: the
+    # checks must read the real ones.
+    env.update({"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": NO_GRAFTS})
     env.update(
         {
             "GIT_CONFIG_COUNT": "2",
@@ -108,6 +114,12 @@ def clean_env(
 class Author:
     name: str
     email: str
+
+
+def actor_author(staff_id: str) -> Author:
+    """Author and committer of a commit cmgit makes for ``staff_id``: the staff ID and an
+    address made from it, nothing a person could be recognised by (SPEC section 8)."""
+    return Author(staff_id, f"{staff_id}@cmgit.invalid")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from .errors import Refused, UnknownActor, UsageError
@@ -23,11 +24,30 @@ class Staff:
     recipient: str
     signing_key: str | None
     active: bool
+    # Signing keys of this person's known to be compromised, each with the day from which
+    # a commit it signed is not theirs: (public key, YYYY-MM-DD). Kept after the key is
+    # replaced, so history signed with it after that day stays flagged.
+    compromised_keys: tuple[tuple[str, str], ...] = ()
 
     def as_doc(self) -> dict[str, Any]:
         doc = asdict(self)
         del doc["id"]
+        if self.compromised_keys:
+            doc["compromised_keys"] = [
+                {"signing_key": key, "since": since} for key, since in self.compromised_keys
+            ]
+        else:
+            del doc["compromised_keys"]  # registries without any stay as they were
         return doc
+
+    @classmethod
+    def from_doc(cls, staff_id: str, fields: Mapping[str, Any]) -> Staff:
+        compromised = tuple(
+            (entry["signing_key"], str(entry["since"]))
+            for entry in fields.get("compromised_keys", ())
+        )
+        rest = {k: v for k, v in fields.items() if k != "compromised_keys"}
+        return cls(id=staff_id, **rest, compromised_keys=compromised)
 
 
 class Registry:
@@ -39,10 +59,20 @@ class Registry:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Registry:
-        return cls(Staff(id=sid, **fields) for sid, fields in doc["staff"].items())
+        return cls(Staff.from_doc(sid, fields) for sid, fields in doc["staff"].items())
 
     def to_doc(self) -> dict[str, Any]:
         return {"staff": {sid: member.as_doc() for sid, member in self.staff.items()}}
+
+    @cached_property
+    def compromised_keys(self) -> dict[str, str]:
+        """Each signing key marked compromised, with the first day (YYYY-MM-DD) from which
+        a commit it signed is a violation."""
+        found: dict[str, str] = {}
+        for member in self.staff.values():
+            for key, since in member.compromised_keys:
+                found[key] = min(since, found.get(key, since))
+        return found
 
     def get(self, staff_id: str) -> Staff:
         try:
@@ -64,6 +94,15 @@ class Registry:
 
     def updated(self, staff_id: str, **changes: Any) -> Registry:
         return self.with_member(replace(self.get(staff_id), **changes))
+
+    def with_key_compromised(self, staff_id: str, since: str) -> Registry:
+        """The registry with ``staff_id``'s signing key marked compromised from ``since``
+        (YYYY-MM-DD) and no longer theirs: they sign again once a new key is registered."""
+        member = self.get(staff_id)
+        if member.signing_key is None:
+            raise UsageError(f"{staff_id} has no signing key to mark compromised")
+        marked = (*member.compromised_keys, (member.signing_key, since))
+        return self.updated(staff_id, signing_key=None, compromised_keys=marked)
 
     def actor_for(self, recipients: Iterable[str]) -> Staff:
         """The one active staff member whose recipient is among the identity's keys."""

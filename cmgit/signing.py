@@ -204,6 +204,11 @@ def sign(message: bytes, key: Ed25519PrivateKey) -> str:
         + _string(HASH)
         + _string(_string(KEY_TYPE) + _string(signature))
     )
+    return _armor(blob)
+
+
+def _armor(blob: bytes) -> str:
+    """The text of a signature, as `ssh-keygen -Y sign` writes it."""
     text = base64.b64encode(blob).decode("ascii")
     lines = [text[i : i + 70] for i in range(0, len(text), 70)]
     return "\n".join([BEGIN, *lines, END])
@@ -222,7 +227,7 @@ def verify(message: bytes, armored: str) -> str:
         raise BadSignature("not an SSH signature")
     public_blob, pos = _read_string(blob, 10)
     namespace, pos = _read_string(blob, pos)
-    _, pos = _read_string(blob, pos)
+    reserved, pos = _read_string(blob, pos)
     hash_name, pos = _read_string(blob, pos)
     signature_blob, pos = _read_string(blob, pos)
     if pos != len(blob) or namespace != NAMESPACE or hash_name != HASH:
@@ -233,6 +238,12 @@ def verify(message: bytes, armored: str) -> str:
     raw_sig, sat = _read_string(signature_blob, sat)
     if key_type != KEY_TYPE or sig_type != KEY_TYPE or len(raw_key) != 32:
         raise BadSignature("only ed25519 signatures are accepted")
+    # A signature is kept forever with its commit: bytes no check reads (the reserved
+    # field, anything after a part, another wrapping of the text) could carry anything.
+    if reserved or at != len(public_blob) or sat != len(signature_blob):
+        raise BadSignature("signature carries data a signature never has")
+    if armored.strip() != _armor(blob):
+        raise BadSignature("signature text is not in the form ssh-keygen writes")
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 

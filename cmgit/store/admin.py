@@ -49,12 +49,16 @@ def staff_update(
     actor, start = _begin(repo, identities, "changing staff")
     current = repo.registry.get(staff_id)
     changes = {k: v for k, v in changes.items() if v is not None}
+    compromised_on = changes.pop("key_compromised_on", None)
     if changes.get("signing_key"):
         changes["signing_key"] = signing.check_public_key(changes["signing_key"])
-    if not changes:
+    if not changes and not compromised_on:
         raise UsageError(
             "nothing to change", hint="give --team, --role, --recipient or --signing-key"
         )
+    registry = repo.registry
+    if compromised_on:
+        registry = registry.with_key_compromised(staff_id, compromised_on)
     if "recipient" in changes:
         clash = [
             m.id
@@ -74,7 +78,7 @@ def staff_update(
         repo,
         identities,
         actor,
-        repo.registry.updated(staff_id, **changes),
+        registry.updated(staff_id, **changes),
         "update",
         staff_id,
         start,

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import crypto, ids, signing, yamlio
 from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE
 from ..errors import AccessError, NoIdentity, TooLarge, UsageError
-from ..history import Author, Git, format_message
+from ..history import Author, Git, actor_author, format_message
 from ..registry import PROGRAMME_MANAGER, Registry, Staff, settings_defaults
 from ..schema import SETTINGS, STAFF, SchemaSet
 from ..template import template_root
@@ -33,8 +33,7 @@ TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml")
 
 
 def staff_author(actor: Staff) -> Author:
-    # Staff IDs only: no names in history (SPEC section 8).
-    return Author(actor.id, f"{actor.id}@cmgit.invalid")
+    return actor_author(actor.id)
 
 
 @dataclass(frozen=True)
