@@ -247,6 +247,7 @@ class Auditor:
         self.git = git
         self._configs: dict[str, Config] = {}
         self.require_signatures = False
+        self.report_indirection = True
         # The configuration after the last commit checked: a commit that changes none of
         # the configuration files has its parent's, with nothing read from git.
         self._current: Config | None = None
@@ -326,8 +327,13 @@ class Auditor:
         until: str | None = None,
         require_signatures: bool = False,
         progress: Progress = SILENT,
+        indirection: bool = True,
     ) -> Report:
+        """Judge the history; ``indirection`` also reports replace refs and grafts the
+        repository holds, which a server's check of one push leaves to `--server-checks`:
+        they are no part of the push, and git ignores them for cmgit anyway."""
         self.require_signatures = require_signatures
+        self.report_indirection = indirection
         try:
             return self._run(since, remembered, until, progress)
         except GitFailed:
@@ -372,7 +378,10 @@ class Auditor:
                     hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
                 )
         report.start = start
-        report.violations += [Violation(report.head, "indirection", d) for d in self.indirections()]
+        if self.report_indirection:
+            report.violations += [
+                Violation(report.head, "indirection", d) for d in self.indirections()
+            ]
         # A whole-history audit checks every object, on another core meanwhile; an
         # incremental one checks the objects of the new commits only.
         damaged: list[str] = []

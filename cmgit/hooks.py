@@ -196,8 +196,12 @@ def server_checks(
     # Audit remembers the last commit it verified on HEAD's branch; another branch is
     # walked whole.
     on_head = git.head() == tip
+    # Replace refs are named above with the other refs; audit need not name them again.
     report = Auditor(git).run(
-        remembered=remembered and on_head, until=None if on_head else tip, progress=progress
+        remembered=remembered and on_head,
+        until=None if on_head else tip,
+        progress=progress,
+        indirection=False,
     )
     problems += [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
     # The whole branch, not only what audit walked: audit remembers where it got to
@@ -259,6 +263,7 @@ def _branch_problems(
         remembered=False,
         until=new,
         require_signatures=require_signatures,
+        indirection=False,
     )
     problems = [f"{v.commit[:12]} {v.rule}: {v.detail}" for v in report.violations]
     return problems + _future_commits(git, base, new, received)

@@ -201,7 +201,9 @@ def test_a_forged_supervisor_closure_in_an_unsigned_programme_is_not_called_ok(
     assert "Cmgit-Actor: sv-north" in message and "Cmgit-Action: move" in message
     tree = programme.git("rev-parse", "HEAD^{tree}").strip()
     parent = programme.git("rev-parse", "HEAD~1").strip()
-    ident = {"NAME": "sv-north", "EMAIL": "sv-north@cmgit.invalid", "DATE": "2026-04-01T12:00"}
+    # in cmgit's form and order of time, as a careful forger would write it
+    seconds = int(programme.git("log", "-1", "--format=%ct").strip()) + 1
+    ident = {"NAME": "sv-north", "EMAIL": "sv-north@cmgit.invalid", "DATE": f"{seconds} +0000"}
     env = {f"GIT_{who}_{k}": v for who in ("AUTHOR", "COMMITTER") for k, v in ident.items()}
     forged = subprocess.run(
         ["git", "-C", str(programme.root), "commit-tree", tree, "-p", parent],

