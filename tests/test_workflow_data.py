@@ -332,7 +332,9 @@ def uasc_without_bia(programme: Programme) -> demo.Journey:
         "assessment", f.assessment(journey.cw, journey.day - dt.timedelta(days=3), journey.day)
     )
     journey.record("ftr", f.ftr(journey.day))
-    journey.record("referral", f.referral(journey.cw, journey.day, "child_protection_authority"))
+    referral = f.referral(journey.cw, journey.day, "child_protection_authority")
+    referral["consent_ref"] = journey.consent_ids[0]  # the id cmgit gave the consent
+    journey.record("referral", referral)
     return journey
 
 
