@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from .. import caches, crypto, ids, records
-from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, check_trusted, read_config
+from ..audit import config_in_force
+from ..config import PARTS, Config, read_parts
 from ..errors import (
     CaseNotFound,
     CmgitError,
@@ -93,21 +94,43 @@ class Core:
         """Object ids of the committed configuration: equal ids, equal configuration."""
         head = self.git.head()
         root = self.git.objects.tree(self.git.objects.commit_tree(head)) if head else {}
-        return " ".join(
-            f"{name}={root.get(name)}" for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
-        )
+        return " ".join(f"{name}={root.get(name)}" for name in PARTS)
 
     @cached_property
-    def _config(self) -> Config:
+    def _in_force(self) -> tuple[Config, list[str]]:
+        """The configuration in force, and the commits whose changes of it are committed
+        but not in force. It is the committed one, unless a change of it is one that audit
+        flags (made outside cmgit, or by someone not entitled to it): then each part is
+        read as of its last valid change, and nothing is written under it."""
         self._loaded_key = self._config_key()
         head = self.git.head()
         assert head is not None
-        return read_config(self.git, head)
+        sources, untrusted = config_in_force(self.git, head)
+        return read_parts(self.git, sources), untrusted
+
+    @property
+    def _config(self) -> Config:
+        return self._in_force[0]
+
+    def untrusted_config(self) -> RepositoryError | None:
+        """Why the configuration committed is not the one in force, or None if it is."""
+        self.reload_config()
+        untrusted = self._in_force[1]
+        if not untrusted:
+            return None
+        commits = ", ".join(oid[:12] for oid in untrusted)
+        return RepositoryError(
+            f"the configuration was changed by commit {commits}, which cmgit audit flags; "
+            "cmgit reads with the configuration before it and changes nothing under it",
+            hint="a programme manager reverts that change, or makes it again with cmgit",
+        )
 
     def check_config_trusted(self) -> None:
-        head = self.git.head()
-        if head is not None:
-            check_trusted(self.git, head, self.schemas, self._config_key())
+        """Refuse to act on a configuration that is not in force (see `_config`): a
+        record sealed or a rule applied under it would be one audit flags."""
+        problem = self.untrusted_config()
+        if problem is not None:
+            raise problem
 
     @property
     def schemas(self) -> SchemaSet:
@@ -127,12 +150,12 @@ class Core:
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
-        if "_config" in self.__dict__ and self._config_key() != self._loaded_key:
-            del self.__dict__["_config"]
+        if "_in_force" in self.__dict__ and self._config_key() != self._loaded_key:
+            del self.__dict__["_in_force"]
 
     def forget_config(self) -> None:
         """Read the configuration again when next asked (a commit has changed it)."""
-        self.__dict__.pop("_config", None)
+        self.__dict__.pop("_in_force", None)
 
     # -- who is acting ----------------------------------------------------------------
 
