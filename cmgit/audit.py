@@ -152,6 +152,13 @@ class Auditor:
             del self._configs[next(iter(self._configs))]
         return config
 
+    def trust_checkpoint(self, commit: str) -> None:
+        """Take ``commit``, where an audit starts (verified before, or named by the auditor
+        as trusted), as a trust root of the configuration too: what is committed there is
+        in force, and no older history (perhaps not in a shallow clone) is judged again."""
+        self._in_force[commit] = (commit, commit, commit)
+        self._last = (commit, self._in_force[commit])
+
     def in_force(self, commit: str) -> Sources:
         """The commit whose version of each part of the configuration (PARTS) is in force
         at ``commit``. Only the commits that change the configuration are judged, each
@@ -329,6 +336,8 @@ class Auditor:
                     hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
                 )
         report.start = start
+        if start is not None:
+            self.trust_checkpoint(start)
         # A whole-history audit checks every object, on another core meanwhile; an
         # incremental one checks the objects of the new commits only.
         damaged: list[str] = []

@@ -1,0 +1,246 @@
+"""A configuration change that audit would flag is never acted on (issue 14).
+
+Schemas, the workflow and the settings are judged as the staff registry is: the
+configuration in force is each part as of its last valid change, a programme manager's
+signed commit of a known configuration action. A change committed any other way (here:
+plain git, by a caseworker, signed with their own key) leaves the command line refusing
+every change and reading with the configuration before it, saying which commit to undo;
+audit flags that commit and judges what was done after it by the configuration in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from functools import cached_property
+from pathlib import Path
+
+from cmgit.config import Config, read_config
+from cmgit.errors import REPOSITORY
+from cmgit.store import Repository
+
+from ..conftest import CANARY, TODAY, Programme, form
+from ..test_audit import audit
+from ..test_signing import require_signatures
+from .refusal import assert_refused, snapshot
+
+REFUSAL = "which cmgit audit flags"
+WORKFLOW = "schemas/workflow.yaml"
+# T02 (close without registration) is the authorisers', with a second person's approval.
+T02_AS_SHIPPED = (
+    "    to: closed\n    by: authorisers\n    four_eyes: G20\n    reasons: {consent_declined"
+)
+T02_OPENED = "    to: closed\n    by: case_workers\n    reasons: {consent_declined"
+
+
+def commit_by_hand(programme: Programme, path: str, text: str, *, as_: str, key: Path) -> str:
+    """Commit a changed file with plain git, signed by AS_'s own SSH key; its short id."""
+    (programme.root / path).write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(programme.root),
+            "-c",
+            f"user.name={as_}",
+            "-c",
+            f"user.email={as_}@cmgit.invalid",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingkey={key}",
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            f"update {path}",
+            "--",
+            path,
+        ],
+        check=True,
+        env=env,
+    )
+    return programme.git("rev-parse", "--short=12", "HEAD").strip()
+
+
+def signed(key: Path) -> dict[str, str]:
+    return {"CMGIT_SIGNING_KEY": str(key)}
+
+
+def flagged(report: dict, short: str) -> set[str]:  # type: ignore[type-arg]
+    """The rules audit names for the commit SHORT."""
+    return {v["rule"] for v in report["violations"] if v["commit"].startswith(short)}
+
+
+def assert_read_only_says_so(programme: Programme, short: str, *args: str) -> str:
+    """A read-only command works, and says the configuration is not in force."""
+    result = programme.cli(*args)
+    assert result.exit_code == 0, result.output
+    assert f"Warning: the configuration was changed by commit {short}, {REFUSAL}" in (result.stderr)
+    assert CANARY not in result.output
+    return result.stdout
+
+
+class CmgitActingOnHead(Repository):
+    """cmgit as it was before it judged its configuration: it acted on whatever was
+    committed at HEAD. The way a commit made under a tampered configuration reaches a
+    history, built with cmgit's own library so that it is exactly such a commit."""
+
+    @cached_property
+    def _in_force(self) -> tuple[Config, list[str]]:
+        self._loaded_key = self._config_key()
+        head = self.git.head()
+        assert head is not None
+        return read_config(self.git, head), []
+
+
+def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
+    programme: Programme, tmp_path: Path
+) -> None:
+    pm_key, cw_key = require_signatures(programme, tmp_path)
+    made = programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key))
+    assert made.exit_code == 0, made.output
+    case_id = made.stdout.strip()
+    shipped = (programme.root / WORKFLOW).read_text()
+    assert T02_AS_SHIPPED in shipped
+    short = commit_by_hand(
+        programme,
+        WORKFLOW,
+        shipped.replace(T02_AS_SHIPPED, T02_OPENED),
+        as_="cw-north-1",
+        key=cw_key,
+    )
+
+    # the caseworker's closure through the opened transition: refused, nothing changed
+    before = snapshot(programme)
+    closing = ("move", case_id, "closed", "--reason", "duplicate")
+    line = assert_refused(
+        programme, programme.cli(*closing, env=signed(cw_key)), REPOSITORY, before, says=REFUSAL
+    )
+    assert f"commit {short}" in line and "programme manager reverts" in line
+    # ...and so is every other change, by anyone, under that configuration
+    assert_refused(
+        programme,
+        programme.cli("move", case_id, "closed", "--reason", "duplicate", as_="sv-north"),
+        REPOSITORY,
+        before,
+        says=short,
+    )
+    assert_refused(
+        programme,
+        programme.cli("settings", "set", "caseload_limit", "30", as_="pm-001", env=signed(pm_key)),
+        REPOSITORY,
+        before,
+        says=short,
+    )
+    # read-only commands read with the workflow in force, and say why
+    shown = assert_read_only_says_so(programme, short, "workflow", "--json")
+    t02 = next(t for t in json.loads(shown) if t["id"] == "T02")
+    assert "caseworker" not in t02["by"] and t02["four_eyes"] == "G20"
+    assert case_id in assert_read_only_says_so(programme, short, "list")
+
+    # audit flags the change of the workflow
+    code, report = audit(programme)
+    assert code == REPOSITORY and flagged(report, short), report
+
+    # a closure forced in under it (as cmgit acting on HEAD would have made it) is judged
+    # by the workflow in force: the caseworker may not close, nor authorise their own case
+    older = CmgitActingOnHead.open(programme.root)
+    older.signing_key_path = cw_key
+    older.move(
+        programme.identities("cw-north-1"),
+        case_id,
+        "closed",
+        today=dt.date.fromisoformat(TODAY),
+        reason="duplicate",
+    )
+    closure = programme.git("rev-parse", "--short=12", "HEAD").strip()
+    assert programme.git("log", "-1", "--format=%(trailers:key=Cmgit-Transition)").strip() == (
+        "Cmgit-Transition: T02"
+    )
+    code, report = audit(programme, "--full")
+    assert code == REPOSITORY and flagged(report, short), report
+    assert {"scope", "four-eyes"} <= flagged(report, closure), report
+
+    # the way back: a programme manager reverts the change, and cmgit acts again
+    programme.git(
+        "-c", "user.name=pm-001", "-c", "user.email=pm-001@cmgit.invalid",
+        "-c", "gpg.format=ssh", "-c", f"user.signingkey={pm_key}",
+        "revert", "-S", "--no-edit", short,
+    )  # fmt: skip
+    listed = programme.cli("list")
+    assert listed.exit_code == 0 and "Warning" not in listed.stderr, listed.output
+    again = programme.cli(
+        "new", "--from", programme.form_file("identification"), env=signed(cw_key)
+    )
+    assert again.exit_code == 0 and again.stderr == "", again.output
+
+
+def test_settings_changed_by_a_caseworker_are_not_acted_on(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """Signatures switched off by hand: cmgit does not commit unsigned, and audit judges
+    the unsigned commits by the settings in force."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    settings = (programme.root / "settings.yaml").read_text()
+    assert "require_signed_commits: true" in settings
+    short = commit_by_hand(
+        programme,
+        "settings.yaml",
+        settings.replace("require_signed_commits: true", "require_signed_commits: false"),
+        as_="cw-north-1",
+        key=cw_key,
+    )
+    before = snapshot(programme)
+    assert_refused(
+        programme,
+        programme.cli("new", "--from", programme.form_file("identification")),
+        REPOSITORY,
+        before,
+        says=f"commit {short}, {REFUSAL}",
+    )
+    shown = assert_read_only_says_so(programme, short, "settings", "show", "--json")
+    assert json.loads(shown)["require_signed_commits"] is True
+
+    # an unsigned case forced in under it is an unsigned commit where signatures are required
+    older = CmgitActingOnHead.open(programme.root)
+    older.new_case(
+        programme.identities("cw-north-1"),
+        Path(programme.form_file("identification")).read_bytes(),
+        today=dt.date.fromisoformat(TODAY),
+    )
+    unsigned = programme.git("rev-parse", "--short=12", "HEAD").strip()
+    code, report = audit(programme)
+    assert code == REPOSITORY and flagged(report, short), report
+    assert "signature" in flagged(report, unsigned), report
+
+
+def test_a_form_schema_loosened_by_hand_is_not_acted_on(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """An identification form that takes any field: a child's details in a field no
+    schema names would be sealed unchecked, or worse. Refused, and flagged."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    path = "schemas/forms/identification.schema.json"
+    schema = json.loads((programme.root / path).read_text())
+    assert schema["additionalProperties"] is False
+    schema["additionalProperties"] = True
+    short = commit_by_hand(
+        programme, path, json.dumps(schema, indent=2) + "\n", as_="cw-north-1", key=cw_key
+    )
+    doc = form("identification")
+    doc["identification"]["nickname"] = f"{CANARY} nickname"
+    before = snapshot(programme)
+    assert_refused(
+        programme,
+        programme.cli("new", "--from", programme.form_file("intake", doc), env=signed(cw_key)),
+        REPOSITORY,
+        before,
+        says=f"commit {short}, {REFUSAL}",
+    )
+    assert_read_only_says_so(programme, short, "validate")
+    code, report = audit(programme)
+    assert code == REPOSITORY and flagged(report, short), report
