@@ -1,7 +1,8 @@
 """A case repository's configuration as committed: schemas, settings, staff registry and
 the workflow. Read from git objects, never from the work tree, so an uncommitted edit of
 `staff.yaml` cannot grant anyone anything; and free of any key, so the site build and the
-audit read it exactly as the store does.
+audit read it exactly as the store does. Which version of each part is in force (its
+last change that audit finds valid) is the audit's to judge.
 """
 
 from __future__ import annotations

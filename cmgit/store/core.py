@@ -3,7 +3,8 @@ acting, and its records read and checked.
 
 Configuration (schemas, settings, staff registry) is read from the committed tree, never
 from the work tree, so an uncommitted edit of ``staff.yaml`` cannot grant anyone
-anything. Changing a record is `unit`'s (change -> seal -> commit); the commands are
+anything; and only as far as it is in force, so a committed change that audit flags
+cannot either. Changing a record is `unit`'s (change -> seal -> commit); the commands are
 functions over this core in the other modules of the package.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .. import caches, crypto, ids, records
-from ..audit import config_in_force
+from ..audit import Sources, config_in_force
 from ..config import PARTS, Config, read_parts
 from ..errors import (
     CaseNotFound,
@@ -97,25 +98,34 @@ class Core:
         return " ".join(f"{name}={root.get(name)}" for name in PARTS)
 
     @cached_property
-    def _in_force(self) -> tuple[Config, list[str]]:
-        """The configuration in force, and the commits whose changes of it are committed
-        but not in force. It is the committed one, unless a change of it is one that audit
-        flags (made outside cmgit, or by someone not entitled to it): then each part is
-        read as of its last valid change, and nothing is written under it."""
+    def _trust(self) -> tuple[Sources, list[str]]:
+        """The commit of each part of the configuration in force, and the commits whose
+        changes of it are committed but not in force, because audit flags them (made
+        outside cmgit, or by someone not entitled to them): nothing is changed under
+        those, and each part is read as of its last valid change."""
         self._loaded_key = self._config_key()
         head = self.git.head()
         assert head is not None
-        sources, untrusted = config_in_force(self.git, head)
-        return read_parts(self.git, sources), untrusted
+        return config_in_force(self.git, head)
 
-    @property
+    @cached_property
     def _config(self) -> Config:
-        return self._in_force[0]
+        return read_parts(self.git, self._trust[0])
 
     def untrusted_config(self) -> RepositoryError | None:
         """Why the configuration committed is not the one in force, or None if it is."""
+        return self._untrusted()
+
+    def check_config_trusted(self) -> None:
+        """Refuse to act on a configuration that is not in force (see `_trust`): a record
+        sealed or a rule applied under it would be one audit flags."""
+        problem = self._untrusted()
+        if problem is not None:
+            raise problem
+
+    def _untrusted(self) -> RepositoryError | None:
         self.reload_config()
-        untrusted = self._in_force[1]
+        untrusted = self._trust[1]
         if not untrusted:
             return None
         commits = ", ".join(oid[:12] for oid in untrusted)
@@ -124,13 +134,6 @@ class Core:
             "cmgit reads with the configuration before it and changes nothing under it",
             hint="a programme manager reverts that change, or makes it again with cmgit",
         )
-
-    def check_config_trusted(self) -> None:
-        """Refuse to act on a configuration that is not in force (see `_config`): a
-        record sealed or a rule applied under it would be one audit flags."""
-        problem = self.untrusted_config()
-        if problem is not None:
-            raise problem
 
     @property
     def schemas(self) -> SchemaSet:
@@ -150,12 +153,13 @@ class Core:
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
-        if "_in_force" in self.__dict__ and self._config_key() != self._loaded_key:
-            del self.__dict__["_in_force"]
+        if "_trust" in self.__dict__ and self._config_key() != self._loaded_key:
+            self.forget_config()
 
     def forget_config(self) -> None:
         """Read the configuration again when next asked (a commit has changed it)."""
-        self.__dict__.pop("_in_force", None)
+        self.__dict__.pop("_trust", None)
+        self.__dict__.pop("_config", None)
 
     # -- who is acting ----------------------------------------------------------------
 

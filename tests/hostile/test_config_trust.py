@@ -17,8 +17,12 @@ import subprocess
 from functools import cached_property
 from pathlib import Path
 
-from cmgit.config import Config, read_config
+import pytest
+
+from cmgit import audit as audit_module
+from cmgit.audit import Auditor, Sources
 from cmgit.errors import REPOSITORY
+from cmgit.history import Git
 from cmgit.store import Repository
 
 from ..conftest import CANARY, TODAY, Programme, form
@@ -90,15 +94,15 @@ class CmgitActingOnHead(Repository):
     history, built with cmgit's own library so that it is exactly such a commit."""
 
     @cached_property
-    def _in_force(self) -> tuple[Config, list[str]]:
+    def _trust(self) -> tuple[Sources, list[str]]:
         self._loaded_key = self._config_key()
         head = self.git.head()
         assert head is not None
-        return read_config(self.git, head), []
+        return (head, head, head), []
 
 
 def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
-    programme: Programme, tmp_path: Path
+    programme: Programme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pm_key, cw_key = require_signatures(programme, tmp_path)
     made = programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key))
@@ -164,6 +168,12 @@ def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
     code, report = audit(programme, "--full")
     assert code == REPOSITORY and flagged(report, short), report
     assert {"scope", "four-eyes"} <= flagged(report, closure), report
+    # judged alike when the history is read in many batches, on every core
+    monkeypatch.setattr(audit_module, "BATCH", 2)
+    in_batches = Auditor(Git(programme.root)).run(remembered=False)
+    assert in_batches.checked > 2 * 2 and {(v.commit, v.rule) for v in in_batches.violations} == {
+        (v["commit"], v["rule"]) for v in report["violations"]
+    }
 
     # the way back: a programme manager reverts the change, and cmgit acts again
     programme.git(
