@@ -12,6 +12,7 @@ import contextlib
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -211,6 +212,10 @@ class Auditor:
         ]
 
     def _first_parent(self, commit: str) -> str | None:
+        """The first parent of ``commit``; None for a root, and for the oldest commits of a
+        shallow clone, whose parents are not there (git takes them as roots too)."""
+        if commit in self._shallow:
+            return None
         _, data = self.git.objects.read(commit)
         for line in data.split(b"\n"):
             if line.startswith(b"parent "):
@@ -218,6 +223,13 @@ class Auditor:
             if not line:
                 break
         return None
+
+    @cached_property
+    def _shallow(self) -> frozenset[str]:
+        try:
+            return frozenset((self.git.git_dir / "shallow").read_text().split())
+        except OSError:
+            return frozenset()
 
     def _judged(self, oid: str, parent: str, sources: Sources) -> Sources:
         """What is in force after ``oid``, a commit that changes the configuration in force

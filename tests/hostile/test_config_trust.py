@@ -254,3 +254,21 @@ def test_a_form_schema_loosened_by_hand_is_not_acted_on(
     assert_read_only_says_so(programme, short, "validate")
     code, report = audit(programme)
     assert code == REPOSITORY and flagged(report, short), report
+
+
+def test_a_shallow_clone_takes_its_oldest_commit_as_the_trust_root(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """Its history ends where the clone does: commands work on what is there (audit
+    refuses to start from that point without a commit named as trusted)."""
+    case_id = programme.new_case()
+    shallow = tmp_path / "shallow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "2", f"file://{programme.root}", str(shallow)],
+        check=True,
+        env=env,
+    )
+    listed = programme.cli("-C", str(shallow), "list")
+    assert listed.exit_code == 0 and case_id in listed.stdout, listed.output
+    assert "Warning" not in listed.stderr, listed.stderr
