@@ -1,9 +1,11 @@
 """`cmgit audit`: replay the history and prove, without any key, that every change was
 made by the person named, who had the role for it at the time, following the procedure.
 
-Each commit is judged against the staff registry, settings and workflow of its parent
-(SPEC section 6). What needs sealed content (most guards) cannot be checked here; what
-the open fields, the commit and its signature show is.
+Each commit is judged against the staff registry, settings and workflow in force at its
+parent (SPEC section 6): each as of its last change that audit finds valid, so what was
+done under a change it flags is judged by the configuration that change replaced. What
+needs sealed content (most guards) cannot be checked here; what the open fields, the
+commit and its signature show is.
 """
 
 from __future__ import annotations
