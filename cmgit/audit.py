@@ -128,6 +128,8 @@ class Auditor:
         # commit that changes it, and the last point asked for, to go on from.
         self._in_force: dict[str, Sources] = {}
         self._judging: dict[str, Sources] = {}
+        # The first thing found wrong with each change of the configuration not in force.
+        self._rejected: dict[str, tuple[str, str]] = {}
         self._last: tuple[str, Sources] | None = None
         self.require_signatures = False
         # The configuration after the last commit checked: a commit that changes none of
@@ -250,11 +252,14 @@ class Auditor:
         self._judging[oid] = proposed
         self.require_signatures = False
         try:
-            flagged = any(self.check(*entry))
+            flagged = next(self.check(*entry), None)
         finally:
             del self._judging[oid]
             self._current, self._current_at, self.require_signatures = walk
-        return sources if flagged else proposed
+        if flagged is None:
+            return proposed
+        self._rejected[oid] = flagged
+        return sources
 
     # -- the walk -----------------------------------------------------------------------
 
@@ -584,6 +589,11 @@ class Auditor:
     ) -> Iterator[tuple[str, str]]:
         if role != PROGRAMME_MANAGER:
             yield "config", f"{action} by a {role}: only a programme manager changes it"
+        rejected = self._rejected.get(commit.oid)
+        if rejected is not None:
+            # Judged by the configuration it makes, the change failed (say, settings that
+            # do not validate): it is not in force, and the command line names it.
+            yield "config", "the change is not in force: {}: {}".format(*rejected)
         allowed = CONFIG_ACTIONS[action]
         for change in changes:
             if change.path == allowed:

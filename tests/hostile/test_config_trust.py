@@ -26,7 +26,7 @@ from cmgit.history import Git
 from cmgit.store import Repository
 
 from ..conftest import CANARY, TODAY, Programme, form
-from ..test_audit import audit
+from ..test_audit import audit, forge
 from ..test_signing import require_signatures
 from .refusal import assert_refused, snapshot
 
@@ -272,3 +272,42 @@ def test_a_shallow_clone_takes_its_oldest_commit_as_the_trust_root(
     listed = programme.cli("-C", str(shallow), "list")
     assert listed.exit_code == 0 and case_id in listed.stdout, listed.output
     assert "Warning" not in listed.stderr, listed.stderr
+
+
+def test_a_managers_change_that_does_not_validate_is_not_in_force(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """Signed by the programme manager, in cmgit's form, yet settings no schema allows:
+    judged by the configuration it makes, it fails, so it is not in force, and audit
+    says so on the commit the command line names."""
+    pm_key, cw_key = require_signatures(programme, tmp_path)
+    settings = (programme.root / "settings.yaml").read_text()
+    line = next(x for x in settings.splitlines() if x.startswith("caseload_limit:"))
+    forge(
+        programme,
+        {"settings.yaml": settings.replace(line, "caseload_limit: lots").encode()},
+        "settings: set caseload_limit",
+        [
+            ("Cmgit-Action", "settings-set"),
+            ("Cmgit-Setting", "caseload_limit"),
+            ("Cmgit-Actor", "pm-001"),
+            ("Cmgit-Role", "programme_manager"),
+        ],
+        "pm-001",
+        sign_with=pm_key,
+    )
+    short = programme.git("rev-parse", "--short=12", "HEAD").strip()
+    before = snapshot(programme)
+    assert_refused(
+        programme,
+        programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key)),
+        REPOSITORY,
+        before,
+        says=f"commit {short}, {REFUSAL}",
+    )
+    shown = assert_read_only_says_so(programme, short, "settings", "show", "--json")
+    assert isinstance(json.loads(shown)["caseload_limit"], int)
+    code, report = audit(programme)
+    assert code == REPOSITORY and flagged(report, short) == {"config"}, report
+    (detail,) = [v["detail"] for v in report["violations"]]
+    assert detail.startswith("the change is not in force: config: "), detail
