@@ -748,9 +748,9 @@ def audit_repository(
 
 def config_in_force(git: Git, head: str) -> tuple[Sources, list[str]]:
     """The configuration in force at ``head`` (the commit of each part, as in
-    `Auditor.in_force`), and the commits, newest first, whose changes to it are committed
-    at ``head`` but not in force, because audit flags them: none when the configuration
-    committed is the one in force.
+    `Auditor.in_force`), and, for each part committed at ``head`` that is not the one in
+    force because audit flags a change of it, the last commit that changed it: none when
+    the configuration committed is the one in force.
 
     What is in force is remembered by commit id, so a command judges only the commits
     that changed the configuration since the last command (usually none, and found
@@ -769,7 +769,6 @@ def config_in_force(git: Git, head: str) -> tuple[Sources, list[str]]:
         for part, now, kept in zip(PARTS, committed, part_ids(git, sources), strict=True)
         if now != kept
     ]
-    # The last commit that changed a part not in force is the one that made it differ.
     changes = (
         git.text("log", "-1", "--first-parent", "--format=%H", head, "--", part) for part in stray
     )

@@ -114,16 +114,6 @@ class Core:
 
     def untrusted_config(self) -> RepositoryError | None:
         """Why the configuration committed is not the one in force, or None if it is."""
-        return self._untrusted()
-
-    def check_config_trusted(self) -> None:
-        """Refuse to act on a configuration that is not in force (see `_trust`): a record
-        sealed or a rule applied under it would be one audit flags."""
-        problem = self._untrusted()
-        if problem is not None:
-            raise problem
-
-    def _untrusted(self) -> RepositoryError | None:
         self.reload_config()
         untrusted = self._trust[1]
         if not untrusted:
@@ -134,6 +124,13 @@ class Core:
             "cmgit reads with the configuration before it and changes nothing under it",
             hint="a programme manager reverts that change, or makes it again with cmgit",
         )
+
+    def check_config_trusted(self) -> None:
+        """Refuse to act on a configuration that is not in force (see `_trust`): a record
+        sealed or a rule applied under it would be one audit flags."""
+        problem = self.untrusted_config()
+        if problem is not None:
+            raise problem
 
     @property
     def schemas(self) -> SchemaSet:
