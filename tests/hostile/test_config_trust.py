@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from functools import cached_property
 from pathlib import Path
 
@@ -27,8 +25,10 @@ from cmgit.store import Repository
 
 from ..conftest import CANARY, TODAY, Programme, form
 from ..test_audit import audit, forge
+from ..test_hooks import run_git
 from ..test_signing import require_signatures
 from .refusal import assert_refused, snapshot
+from .test_crypto_faults import server_for
 
 REFUSAL = "which cmgit audit flags"
 WORKFLOW = "schemas/workflow.yaml"
@@ -42,32 +42,19 @@ T02_OPENED = "    to: closed\n    by: case_workers\n    reasons: {consent_declin
 def commit_by_hand(programme: Programme, path: str, text: str, *, as_: str, key: Path) -> str:
     """Commit a changed file with plain git, signed by AS_'s own SSH key; its short id."""
     (programme.root / path).write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(programme.root),
-            "-c",
-            f"user.name={as_}",
-            "-c",
-            f"user.email={as_}@cmgit.invalid",
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            f"user.signingkey={key}",
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            f"update {path}",
-            "--",
-            path,
-        ],
-        check=True,
-        env=env,
+    done = run_git(
+        programme.root, *as_signer(as_, key), "commit", "-q", "-m", f"update {path}", path
     )
+    assert done.returncode == 0, done.stderr
     return programme.git("rev-parse", "--short=12", "HEAD").strip()
+
+
+def as_signer(staff_id: str, key: Path) -> list[str]:
+    """git options that commit as STAFF_ID, signing with the SSH key KEY."""
+    return [
+        *("-c", f"user.name={staff_id}", "-c", f"user.email={staff_id}@cmgit.invalid"),
+        *("-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "-c", "commit.gpgSign=true"),
+    ]
 
 
 def signed(key: Path) -> dict[str, str]:
@@ -83,7 +70,8 @@ def assert_read_only_says_so(programme: Programme, short: str, *args: str) -> st
     """A read-only command works, and says the configuration is not in force."""
     result = programme.cli(*args)
     assert result.exit_code == 0, result.output
-    assert f"Warning: the configuration was changed by commit {short}, {REFUSAL}" in (result.stderr)
+    warning = f"Warning: the configuration was changed by commit {short}, {REFUSAL}"
+    assert warning in result.stderr, result.stderr
     assert CANARY not in result.output
     return result.stdout
 
@@ -108,6 +96,8 @@ def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
     made = programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key))
     assert made.exit_code == 0, made.output
     case_id = made.stdout.strip()
+    central = server_for(programme, tmp_path)
+    central_head = run_git(central, "rev-parse", "main").stdout
     shipped = (programme.root / WORKFLOW).read_text()
     assert T02_AS_SHIPPED in shipped
     short = commit_by_hand(
@@ -168,6 +158,11 @@ def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
     code, report = audit(programme, "--full")
     assert code == REPOSITORY and flagged(report, short), report
     assert {"scope", "four-eyes"} <= flagged(report, closure), report
+    # the central repository refuses both, and stays as it was
+    pushed = run_git(programme.root, "push", "-q", "origin", "main")
+    assert pushed.returncode != 0 and f"{closure} scope" in pushed.stderr, pushed.stderr
+    assert f"{short} " in pushed.stderr and CANARY not in pushed.stderr
+    assert run_git(central, "rev-parse", "main").stdout == central_head
     # judged alike when the history is read in many batches, on every core
     monkeypatch.setattr(audit_module, "BATCH", 2)
     in_batches = Auditor(Git(programme.root)).run(remembered=False)
@@ -176,11 +171,8 @@ def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
     }
 
     # the way back: a programme manager reverts the change, and cmgit acts again
-    programme.git(
-        "-c", "user.name=pm-001", "-c", "user.email=pm-001@cmgit.invalid",
-        "-c", "gpg.format=ssh", "-c", f"user.signingkey={pm_key}",
-        "revert", "-S", "--no-edit", short,
-    )  # fmt: skip
+    reverted = run_git(programme.root, *as_signer("pm-001", pm_key), "revert", "--no-edit", short)
+    assert reverted.returncode == 0, reverted.stderr
     listed = programme.cli("list")
     assert listed.exit_code == 0 and "Warning" not in listed.stderr, listed.output
     again = programme.cli(
@@ -263,12 +255,10 @@ def test_a_shallow_clone_takes_its_oldest_commit_as_the_trust_root(
     refuses to start from that point without a commit named as trusted)."""
     case_id = programme.new_case()
     shallow = tmp_path / "shallow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "2", f"file://{programme.root}", str(shallow)],
-        check=True,
-        env=env,
+    cloned = run_git(
+        tmp_path, "clone", "-q", "--depth", "2", f"file://{programme.root}", str(shallow)
     )
+    assert cloned.returncode == 0, cloned.stderr
     listed = programme.cli("-C", str(shallow), "list")
     assert listed.exit_code == 0 and case_id in listed.stdout, listed.output
     assert "Warning" not in listed.stderr, listed.stderr
