@@ -118,9 +118,11 @@ class Core:
         untrusted = self._trust[1]
         if not untrusted:
             return None
-        commits = ", ".join(oid[:12] for oid in untrusted)
+        named = ("commit " if len(untrusted) == 1 else "commits ") + ", ".join(
+            oid[:12] for oid in untrusted
+        )
         return RepositoryError(
-            f"the configuration was changed by commit {commits}, which cmgit audit flags; "
+            f"the configuration was changed by {named}, which cmgit audit flags; "
             "cmgit reads with the configuration before it and changes nothing under it",
             hint="a programme manager reverts that change, or makes it again with cmgit",
         )

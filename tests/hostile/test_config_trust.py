@@ -301,3 +301,33 @@ def test_a_managers_change_that_does_not_validate_is_not_in_force(
     assert code == REPOSITORY and flagged(report, short) == {"config"}, report
     (detail,) = [v["detail"] for v in report["violations"]]
     assert detail.startswith("the change is not in force: config: "), detail
+
+
+def test_every_commit_that_left_a_part_out_of_force_is_named(
+    programme: Programme, tmp_path: Path
+) -> None:
+    _, cw_key = require_signatures(programme, tmp_path)
+    workflow = (programme.root / WORKFLOW).read_text()
+    opened = commit_by_hand(
+        programme,
+        WORKFLOW,
+        workflow.replace(T02_AS_SHIPPED, T02_OPENED),
+        as_="cw-north-1",
+        key=cw_key,
+    )
+    settings = (programme.root / "settings.yaml").read_text()
+    unsigned = commit_by_hand(
+        programme,
+        "settings.yaml",
+        settings.replace("require_signed_commits: true", "require_signed_commits: false"),
+        as_="cw-north-1",
+        key=cw_key,
+    )
+    before = snapshot(programme)
+    assert_refused(
+        programme,
+        programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key)),
+        REPOSITORY,
+        before,
+        says=f"changed by commits {opened}, {unsigned}, {REFUSAL}",
+    )
