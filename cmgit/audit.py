@@ -746,10 +746,10 @@ def audit_repository(
     return Auditor(git).run(start, remembered=remembered, progress=progress)
 
 
-def config_in_force(git: Git, head: str) -> tuple[Sources, list[str]]:
+def config_in_force(git: Git, head: str) -> tuple[Sources, dict[str, str]]:
     """The configuration in force at ``head`` (the commit of each part, as in
-    `Auditor.in_force`), and, for each part committed at ``head`` that is not the one in
-    force because audit flags a change of it, the last commit that changed it: none when
+    `Auditor.in_force`), and each part committed at ``head`` that is not the one in force,
+    because audit flags a change of it, with the last commit that changed it: none when
     the configuration committed is the one in force.
 
     What is in force is remembered by commit id, so a command judges only the commits
@@ -764,15 +764,11 @@ def config_in_force(git: Git, head: str) -> tuple[Sources, list[str]]:
     if last != (head, sources):
         caches.remember(git, IN_FORCE_CACHE, (), (head, sources))
     committed = part_ids(git, (head,) * len(PARTS))
-    stray = [
-        part
+    return sources, {
+        part: git.text("log", "-1", "--first-parent", "--format=%H", head, "--", part)
         for part, now, kept in zip(PARTS, committed, part_ids(git, sources), strict=True)
         if now != kept
-    ]
-    changes = (
-        git.text("log", "-1", "--first-parent", "--format=%H", head, "--", part) for part in stray
-    )
-    return sources, list(dict.fromkeys(changes))
+    }
 
 
 def _is_sources(value: Any) -> bool:

@@ -154,7 +154,7 @@ def _reconfigure(
 ) -> int:
     """Commit a registry or settings change together with every record whose
     recipients it changes, re-encrypted; their open fields stay as they were."""
-    repo.check_config_trusted()
+    repo.check_config_trusted(rewriting=files)
     todo = []
     for case_id in repo.case_ids():
         loaded = repo.load_open(case_id)

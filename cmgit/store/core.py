@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -98,10 +98,10 @@ class Core:
         return " ".join(f"{name}={root.get(name)}" for name in PARTS)
 
     @cached_property
-    def _trust(self) -> tuple[Sources, list[str]]:
-        """The commit of each part of the configuration in force, and the commits whose
-        changes of it are committed but not in force, because audit flags them (made
-        outside cmgit, or by someone not entitled to them): nothing is changed under
+    def _trust(self) -> tuple[Sources, dict[str, str]]:
+        """The commit of each part of the configuration in force, and each part committed
+        that is not, because audit flags a change of it (made outside cmgit, or by someone
+        not entitled to it), with the commit that changed it: nothing is changed under
         those, and each part is read as of its last valid change."""
         self._loaded_key = self._config_key()
         head = self.git.head()
@@ -112,10 +112,14 @@ class Core:
     def _config(self) -> Config:
         return read_parts(self.git, self._trust[0])
 
-    def untrusted_config(self) -> RepositoryError | None:
-        """Why the configuration committed is not the one in force, or None if it is."""
+    def untrusted_config(self, rewriting: Collection[str] = ()) -> RepositoryError | None:
+        """Why the configuration committed is not the one in force, or None if it is, or
+        if only parts ``rewriting`` are not: a programme manager's staff or settings
+        command writes its file anew from the one in force, and so repairs it."""
         self.reload_config()
-        untrusted = self._trust[1]
+        untrusted = list(
+            dict.fromkeys(oid for part, oid in self._trust[1].items() if part not in rewriting)
+        )
         if not untrusted:
             return None
         named = ("commit " if len(untrusted) == 1 else "commits ") + ", ".join(
@@ -124,13 +128,13 @@ class Core:
         return RepositoryError(
             f"the configuration was changed by {named}, which cmgit audit flags; "
             "cmgit reads with the configuration before it and changes nothing under it",
-            hint="a programme manager reverts that change, or makes it again with cmgit",
+            hint="a programme manager reverts it, or makes the change again with cmgit",
         )
 
-    def check_config_trusted(self) -> None:
+    def check_config_trusted(self, rewriting: Collection[str] = ()) -> None:
         """Refuse to act on a configuration that is not in force (see `_trust`): a record
         sealed or a rule applied under it would be one audit flags."""
-        problem = self.untrusted_config()
+        problem = self.untrusted_config(rewriting)
         if problem is not None:
             raise problem
 

@@ -19,7 +19,7 @@ import pytest
 
 from cmgit import audit as audit_module
 from cmgit.audit import Auditor, Sources
-from cmgit.errors import REPOSITORY
+from cmgit.errors import REFUSED, REPOSITORY
 from cmgit.history import Git
 from cmgit.store import Repository
 
@@ -82,11 +82,11 @@ class CmgitActingOnHead(Repository):
     history, built with cmgit's own library so that it is exactly such a commit."""
 
     @cached_property
-    def _trust(self) -> tuple[Sources, list[str]]:
+    def _trust(self) -> tuple[Sources, dict[str, str]]:
         self._loaded_key = self._config_key()
         head = self.git.head()
         assert head is not None
-        return (head, head, head), []
+        return (head, head, head), {}
 
 
 def test_a_workflow_opened_by_a_caseworker_is_not_acted_on(
@@ -186,7 +186,7 @@ def test_settings_changed_by_a_caseworker_are_not_acted_on(
 ) -> None:
     """Signatures switched off by hand: cmgit does not commit unsigned, and audit judges
     the unsigned commits by the settings in force."""
-    _, cw_key = require_signatures(programme, tmp_path)
+    pm_key, cw_key = require_signatures(programme, tmp_path)
     settings = (programme.root / "settings.yaml").read_text()
     assert "require_signed_commits: true" in settings
     short = commit_by_hand(
@@ -218,6 +218,28 @@ def test_settings_changed_by_a_caseworker_are_not_acted_on(
     code, report = audit(programme)
     assert code == REPOSITORY and flagged(report, short), report
     assert "signature" in flagged(report, unsigned), report
+
+    # the way back through cmgit: a programme manager's settings command writes the file
+    # anew from the settings in force, and so puts them back; a caseworker's may not
+    before = snapshot(programme)
+    assert_refused(
+        programme,
+        programme.cli("settings", "set", "caseload_limit", "30", env=signed(cw_key)),
+        REFUSED,
+        before,
+    )
+    repaired = programme.cli(
+        "settings", "set", "caseload_limit", "30", as_="pm-001", env=signed(pm_key)
+    )
+    assert repaired.exit_code == 0 and "Warning" not in repaired.stderr, repaired.output
+    repair = programme.git("rev-parse", "--short=12", "HEAD").strip()
+    assert "require_signed_commits: true" in (programme.root / "settings.yaml").read_text()
+    again = programme.cli(
+        "new", "--from", programme.form_file("identification"), env=signed(cw_key)
+    )
+    assert again.exit_code == 0 and again.stderr == "", again.output
+    code, report = audit(programme, "--full")
+    assert not flagged(report, repair) and flagged(report, short), report
 
 
 def test_a_form_schema_loosened_by_hand_is_not_acted_on(
