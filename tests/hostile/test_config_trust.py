@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cmgit import audit as audit_module
+from cmgit import crypto
 from cmgit.audit import Auditor, Sources
 from cmgit.errors import REFUSED, REPOSITORY
 from cmgit.history import Git
@@ -353,3 +354,32 @@ def test_every_commit_that_left_a_part_out_of_force_is_named(
         before,
         says=f"changed by commits {opened}, {unsigned}, {REFUSAL}",
     )
+
+
+def test_an_outsider_added_to_the_registry_by_hand_is_removed_by_the_next_staff_command(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A caseworker adds an outsider's key as a supervisor with plain git. Nothing is
+    sealed to it; the programme manager's next staff command writes the registry anew
+    from the one in force, without the outsider, and cmgit works again."""
+    pm_key, cw_key = require_signatures(programme, tmp_path)
+    _, outsider = crypto.generate_identity()
+    staff = (programme.root / "staff.yaml").read_text()
+    rogue = (
+        f"  sv-rogue:\n    role: supervisor\n    team: north\n    recipient: {outsider}\n"
+        "    signing_key: null\n    active: true\n"
+    )
+    short = commit_by_hand(
+        programme, "staff.yaml", staff.rstrip("\n") + "\n" + rogue, as_="cw-north-1", key=cw_key
+    )
+    listed = assert_read_only_says_so(programme, short, "staff", "list")
+    assert "sv-rogue" not in listed
+    updated = programme.cli(
+        "staff", "update", "cw-north-2", "--team", "south", as_="pm-001", env=signed(pm_key)
+    )
+    assert updated.exit_code == 0 and "Warning" not in updated.stderr, updated.output
+    assert outsider not in (programme.root / "staff.yaml").read_text()
+    made = programme.cli("new", "--from", programme.form_file("identification"), env=signed(cw_key))
+    assert made.exit_code == 0 and made.stderr == "", made.output
+    code, report = audit(programme, "--full")
+    assert code == REPOSITORY and {v["commit"][:12] for v in report["violations"]} == {short}
