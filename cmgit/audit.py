@@ -172,7 +172,10 @@ class Auditor:
         if known is not None:
             return known
         since, sources = self._last or (None, None)
-        for oid, parent in self._config_commits(since, commit):
+        changes = self._config_commits(since, commit)
+        if self._last is None:  # judged from the start: nothing known holds
+            sources = None
+        for oid, parent in changes:
             if parent is None:  # the first commit, cmgit init, is the trust root
                 sources = (oid, oid, oid)
             elif sources is not None:

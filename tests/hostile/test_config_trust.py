@@ -383,3 +383,19 @@ def test_an_outsider_added_to_the_registry_by_hand_is_removed_by_the_next_staff_
     assert made.exit_code == 0 and made.stderr == "", made.output
     code, report = audit(programme, "--full")
     assert code == REPOSITORY and {v["commit"][:12] for v in report["violations"]} == {short}
+
+
+def test_what_is_remembered_in_force_follows_the_history_back(programme: Programme) -> None:
+    """The configuration in force is remembered by commit; after the branch is set back,
+    the remembered point is no ancestor, and the history is judged again."""
+    _, recipient = crypto.generate_identity()
+    added = programme.cli(
+        "staff", "add", "cw-north-9", "--role", "caseworker", "--team", "north",
+        "--recipient", recipient, as_="pm-001",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "cw-north-9" in programme.cli("staff", "list").stdout
+    programme.git("reset", "-q", "--hard", "HEAD~1")
+    listed = programme.cli("staff", "list")
+    assert listed.exit_code == 0 and "cw-north-9" not in listed.stdout, listed.output
+    assert "Warning" not in listed.stderr, listed.stderr
