@@ -47,6 +47,7 @@ def commit_by_hand(programme: Programme, path: str, text: str, *, as_: str, key:
         programme.root, *as_signer(as_, key), "commit", "-q", "-m", f"update {path}", path
     )
     assert done.returncode == 0, done.stderr
+    assert "\ngpgsig -----BEGIN SSH SIGNATURE-----" in programme.git("cat-file", "commit", "HEAD")
     return programme.git("rev-parse", "--short=12", "HEAD").strip()
 
 
