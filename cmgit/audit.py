@@ -1,9 +1,11 @@
 """`cmgit audit`: replay the history and prove, without any key, that every change was
 made by the person named, who had the role for it at the time, following the procedure.
 
-Each commit is judged against the staff registry, settings and workflow of its parent
-(SPEC section 6). What needs sealed content (most guards) cannot be checked here; what
-the open fields, the commit and its signature show is.
+Each commit is judged against the staff registry, settings and workflow in force at its
+parent (SPEC section 6): each as of its last change that audit finds valid, so what was
+done under a change it flags is judged by the configuration that change replaced. What
+needs sealed content (most guards) cannot be checked here; what the open fields, the
+commit and its signature show is.
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ import secrets
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from . import crypto, ids, pool, records, signing
-from .config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, read_config
+from . import caches, crypto, ids, pool, records, signing
+from .config import (
+    PARTS,
+    SCHEMAS_DIR,
+    SETTINGS_FILE,
+    STAFF_FILE,
+    Config,
+    part_ids,
+    read_config,
+    read_parts,
+)
 from .errors import CmgitError, GitFailed, RepositoryError
 from .guards import to_date
 from .history import (
@@ -56,6 +68,10 @@ STATE_FILE = "audit-verified"
 STATE_KEY = "audit-key"
 STATE_FORMAT = "cmgit-audit-state 1"
 FORGED_STATE = "audit state not written by cmgit: full run"
+# The commit whose version of each part of the configuration (PARTS) is in force.
+Sources = tuple[str, str, str]
+IN_FORCE_CACHE = "config-in-force"
+SHORT_WALK = 32  # commits walked back through the object reader before asking git
 
 # The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
 # there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
@@ -245,7 +261,14 @@ def _mac(key: bytes, body: str) -> str:
 class Auditor:
     def __init__(self, git: Git):
         self.git = git
-        self._configs: dict[str, Config] = {}
+        self._configs: dict[tuple[str, ...], Config] = {}
+        # The configuration in force, by commit (see `in_force`): found once for each
+        # commit that changes it, and the last point asked for, to go on from.
+        self._in_force: dict[str, Sources] = {}
+        self._judging: dict[str, Sources] = {}
+        # The first thing found wrong with each change of the configuration not in force.
+        self._rejected: dict[str, tuple[str, str]] = {}
+        self._last: tuple[str, Sources] | None = None
         self.require_signatures = False
         self.report_indirection = True
         # The configuration after the last commit checked: a commit that changes none of
@@ -265,15 +288,125 @@ class Auditor:
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
     def config(self, commit: str) -> Config:
-        root = self.git.objects.tree(self.git.objects.commit_tree(commit))
-        key = " ".join(str(root.get(n)) for n in ("schemas", STAFF_FILE, SETTINGS_FILE))
-        config = self._configs.pop(key, None) or read_config(self.git, commit)
+        """The configuration in force at ``commit``: each part of it as of the last commit
+        that changed that part validly. A change that audit flags is never in force, so
+        whatever was done after it is judged by the configuration it tried to replace."""
+        sources = self.in_force(commit)
+        key = part_ids(self.git, sources)
+        config = self._configs.pop(key, None) or read_parts(self.git, sources)
         self._configs[key] = config  # the most recent last
         # A history of hundreds of staff changes has as many configurations, a few MB
         # each; the walk goes forward, so the last few are all it meets again.
         while len(self._configs) > KEPT_CONFIGS:
             del self._configs[next(iter(self._configs))]
         return config
+
+    def trust_checkpoint(self, commit: str) -> None:
+        """Take ``commit``, where an audit starts (verified before, or named by the auditor
+        as trusted), as a trust root of the configuration too: what is committed there is
+        in force, and no older history (perhaps not in a shallow clone) is judged again."""
+        self._in_force[commit] = (commit, commit, commit)
+        self._last = (commit, self._in_force[commit])
+
+    def in_force(self, commit: str) -> Sources:
+        """The commit whose version of each part of the configuration (PARTS) is in force
+        at ``commit``. Only the commits that change the configuration are judged, each
+        once: in order from the last point known, or from the trust root."""
+        known = self._in_force.get(commit) or self._judging.get(commit)
+        if known is not None:
+            return known
+        since, sources = self._last or (None, None)
+        changes = self._config_commits(since, commit)
+        if self._last is None:  # judged from the start: nothing known holds
+            sources = None
+        for oid, parent in changes:
+            if parent is None:  # the first commit, cmgit init, is the trust root
+                sources = (oid, oid, oid)
+            elif sources is not None:
+                self._in_force[parent] = sources
+                sources = self._judged(oid, parent, sources)
+            if sources is not None:
+                self._in_force[oid] = sources
+        if sources is None:
+            raise RepositoryError("the history holds no configuration to start from")
+        self._in_force[commit] = sources
+        self._last = (commit, sources)
+        return sources
+
+    def _config_commits(self, since: str | None, until: str) -> list[tuple[str, str | None]]:
+        """The commits after ``since`` (from the root if None) up to ``until`` that change
+        the configuration, oldest first, each with its parent (None for a root)."""
+        if since == until:
+            return []
+        # The next command after a commit of one's own is a few commits on: walked through
+        # the object reader, with no git process of its own.
+        found: list[tuple[str, str | None]] = []
+        at: str | None = until
+        for _ in range(SHORT_WALK):
+            if at is None or at == since:
+                break
+            parent = self._first_parent(at)
+            if parent is None or part_ids(self.git, (at,) * 3) != part_ids(self.git, (parent,) * 3):
+                found.append((at, parent))
+            at = parent
+        if at == since:  # back where it started (None: at the root, from the start)
+            return found[::-1]
+        if since is not None and not self.git.is_ancestor(since, until):
+            since = None  # the history was rewritten under it: judge it all again
+            self._last = None
+        rev = f"{since}..{until}" if since else until
+        out = self.git.text(
+            "log", "--first-parent", "--reverse", "--format=%H %P", rev, "--", *PARTS
+        )
+        return [
+            (ids[0], ids[1] if len(ids) > 1 else None) for ids in map(str.split, out.splitlines())
+        ]
+
+    def _first_parent(self, commit: str) -> str | None:
+        """The first parent of ``commit``; None for a root, and for the oldest commits of a
+        shallow clone, whose parents are not there (git takes them as roots too)."""
+        if commit in self._shallow:
+            return None
+        _, data = self.git.objects.read(commit)
+        for line in data.split(b"\n"):
+            if line.startswith(b"parent "):
+                return line[7:47].decode("ascii")
+            if not line:
+                break
+        return None
+
+    @cached_property
+    def _shallow(self) -> frozenset[str]:
+        try:
+            return frozenset((self.git.git_dir / "shallow").read_text().split())
+        except OSError:
+            return frozenset()
+
+    def _judged(self, oid: str, parent: str, sources: Sources) -> Sources:
+        """What is in force after ``oid``, a commit that changes the configuration in force
+        as ``sources`` at its parent: the parts it changed if audit finds nothing wrong with
+        it, else what was in force before."""
+        before, after = part_ids(self.git, (parent,) * 3), part_ids(self.git, (oid,) * 3)
+        proposed = cast(
+            Sources,
+            tuple(oid if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
+        )
+        entry = next(e for batch in self.commits(parent, oid) for e in batch if e[0].oid == oid)
+        walk = self._current, self._current_at, self.require_signatures
+        # While it is judged, the commit's own configuration is the one it proposes. It is
+        # judged by the programme's own rules, as the command line judges it: a server
+        # that demands signatures of what is pushed does not disown the history it holds.
+        self._judging[oid] = proposed
+        self.require_signatures = False
+        try:
+            flagged = next(self.check(*entry), None)
+        finally:
+            del self._judging[oid]
+            self._current, self._current_at, self.require_signatures = walk
+        if flagged is None:
+            return proposed
+        self._rejected[oid] = flagged
+        return sources
 
     # -- the walk -----------------------------------------------------------------------
 
@@ -378,6 +511,8 @@ class Auditor:
                     hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
                 )
         report.start = start
+        if start is not None:
+            self.trust_checkpoint(start)
         if self.report_indirection:
             report.violations += [
                 Violation(report.head, "indirection", d) for d in self.indirections()
@@ -721,6 +856,11 @@ class Auditor:
     ) -> Iterator[tuple[str, str]]:
         if role != PROGRAMME_MANAGER:
             yield "config", f"{action} by a {role}: only a programme manager changes it"
+        rejected = self._rejected.get(commit.oid)
+        if rejected is not None:
+            # Judged by the configuration it makes, the change failed (say, settings that
+            # do not validate): it is not in force, and the command line names it.
+            yield "config", "the change is not in force: {}: {}".format(*rejected)
         allowed = CONFIG_ACTIONS[action]
         for change in changes:
             if change.path == allowed:
@@ -967,6 +1107,42 @@ def audit_repository(
     git = Git.discover(where, bare=True)  # a central repository is audited in place
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
     return Auditor(git).run(start, remembered=remembered, progress=progress)
+
+
+def config_in_force(git: Git, head: str) -> tuple[Sources, dict[str, str]]:
+    """The configuration in force at ``head`` (the commit of each part, as in
+    `Auditor.in_force`), and each part committed at ``head`` that is not the one in force,
+    because audit flags a change of it, with the last commit that changed it: none when
+    the configuration committed is the one in force.
+
+    What is in force is remembered by commit id, so a command judges only the commits
+    that changed the configuration since the last command (usually none, and found
+    without a git process); an audit never reads it and judges every commit itself.
+    """
+    auditor = Auditor(git)
+    last = caches.remembered(git, IN_FORCE_CACHE, ())
+    if _is_sources(last):
+        auditor._last = last
+    sources = auditor.in_force(head)
+    if last != (head, sources):
+        caches.remember(git, IN_FORCE_CACHE, (), (head, sources))
+    committed = part_ids(git, (head,) * len(PARTS))
+    return sources, {
+        part: git.text("log", "-1", "--first-parent", "--format=%H", head, "--", part)
+        for part, now, kept in zip(PARTS, committed, part_ids(git, sources), strict=True)
+        if now != kept
+    }
+
+
+def _is_sources(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], tuple)
+        and len(value[1]) == len(PARTS)
+        and all(isinstance(oid, str) for oid in value[1])
+    )
 
 
 @dataclass(frozen=True)

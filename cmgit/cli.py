@@ -37,7 +37,9 @@ class CmgitGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            warn_untrusted_config(ctx.obj)
+            return result
         except CmgitError as exc:
             fail(exc)
         except KeyboardInterrupt:
@@ -63,18 +65,32 @@ def fail(exc: CmgitError) -> NoReturn:
     raise click.exceptions.Exit(exc.exit_code)
 
 
+def warn_untrusted_config(state: State | None) -> None:
+    """After a command that read the repository: say so if the configuration committed is
+    not the one in force (a command that would change something is refused instead)."""
+    if state is not None and state.opened is not None:
+        try:
+            problem = state.opened.untrusted_config()
+        except CmgitError:
+            return
+        if problem is not None:
+            click.echo(f"Warning: {problem}", err=True)
+
+
 class State:
     """Options every command shares: the repository folder and the identity file."""
 
     def __init__(self, directory: str | None, identity: str | None):
         self.directory = Path(directory) if directory else None
         self.identity_path = identity
+        self.opened: Repository | None = None
 
     def repo(self) -> Repository:
         from .store import Repository
 
         repo = Repository.open(self.directory)
         repo.signing_key_path = signing_key_path()
+        self.opened = repo
         return repo
 
     def identities(self) -> tuple[Identity, ...]:

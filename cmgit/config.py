@@ -1,20 +1,21 @@
 """A case repository's configuration as committed: schemas, settings, staff registry and
 the workflow. Read from git objects, never from the work tree, so an uncommitted edit of
 `staff.yaml` cannot grant anyone anything; and free of any key, so the site build and the
-audit read it exactly as the store does.
+audit read it exactly as the store does. Which version of each part is in force (its
+last change that audit finds valid) is the audit's to judge.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import caches, signing, yamlio
-from .errors import CmgitError, NotACaseRepository, RepositoryError, SchemaError
-from .history import Git, parse_trailers
-from .registry import PROGRAMME_MANAGER, Registry
+from . import caches, yamlio
+from .errors import NotACaseRepository, SchemaError
+from .history import Git
+from .registry import Registry
 from .schema import SETTINGS, STAFF, WORKFLOW, SchemaSet
 from .workflow import Workflow, WorkflowError
 
@@ -24,8 +25,9 @@ SCHEMAS_DIR = "schemas"
 WORKFLOW_FILE = "schemas/workflow.yaml"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 CONFIG_CACHE = "config"
-CONFIG_ACTIONS = frozenset({"staff-add", "staff-update", "staff-deactivate", "settings-set"})
-TRUST_FILE = "config-trusted"
+# The parts of the configuration, each judged apart: a commit that validly changes one of
+# them brings that part into force, and leaves the others as they were.
+PARTS = (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
 
 
 def load_yaml(
@@ -45,25 +47,41 @@ class Config:
 
 
 def read_config(git: Git, commit: str) -> Config:
-    """Schemas, settings, staff registry and workflow as of ``commit``.
+    """Schemas, settings, staff registry and workflow as of ``commit``."""
+    return read_parts(git, (commit, commit, commit))
+
+
+def part_ids(git: Git, sources: Sequence[str]) -> tuple[str, ...]:
+    """The tree entry of each part of the configuration, from the commit given for it (in
+    the order of PARTS): equal ids, equal configuration."""
+    return tuple(
+        str(git.objects.tree(git.objects.commit_tree(commit)).get(part))
+        for part, commit in zip(PARTS, sources, strict=True)
+    )
+
+
+def read_parts(git: Git, sources: Sequence[str]) -> Config:
+    """The configuration made of each part (PARTS) as of the commit given for it: the
+    configuration in force can be older, part by part, than the one committed.
 
     The documents, once read and validated, are remembered by the ids of the objects they
     came from, so a command on an unchanged configuration parses no YAML at all.
     """
-    root = git.objects.tree(git.objects.commit_tree(commit))
-    key = tuple(str(root.get(name)) for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE))
+    key = part_ids(git, sources)
     docs = caches.remembered(git, CONFIG_CACHE, key)
     if docs is None:
-        docs = _read_documents(git, commit)
+        docs = _read_documents(git, *sources)
         caches.remember(git, CONFIG_CACHE, key, docs)
     schema_docs, settings, staff, flow = docs
     return Config(SchemaSet(schema_docs), settings, Registry.from_doc(staff), _workflow(flow))
 
 
-def _read_documents(git: Git, commit: str) -> tuple[Any, ...]:
-    """Every configuration document of ``commit``, parsed and validated."""
-    paths = [p for p in git.files_under(commit, SCHEMAS_DIR) if p.endswith(".json")]
-    files = git.read_paths(commit, [*paths, STAFF_FILE, SETTINGS_FILE, WORKFLOW_FILE])
+def _read_documents(git: Git, schemas_at: str, staff_at: str, settings_at: str) -> tuple[Any, ...]:
+    """Every configuration document, each part as of its own commit, parsed and validated."""
+    paths = [p for p in git.files_under(schemas_at, SCHEMAS_DIR) if p.endswith(".json")]
+    files = git.read_paths(schemas_at, [*paths, WORKFLOW_FILE])
+    files |= git.read_paths(staff_at, [STAFF_FILE])
+    files |= git.read_paths(settings_at, [SETTINGS_FILE])
     schema_docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
     schemas = SchemaSet(schema_docs)
     settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
@@ -112,59 +130,3 @@ def _workflow(doc: Any) -> Workflow:
         raise SchemaError(
             f"workflow data is inconsistent: {exc}", hint=f"correct {WORKFLOW_FILE}"
         ) from None
-
-
-def check_trusted(git: Git, head: str, schemas: SchemaSet, key: str) -> None:
-    """Refuse to seal for a staff registry or settings that a programme manager did not
-    commit through cmgit (signed, where the settings require it).
-
-    Recipients come from these files, so a plain-git edit of them (say, an outsider
-    added as a supervisor) must not make cmgit encrypt case records to new keys. The
-    last commit that changed them is judged against the registry and settings of its
-    parent, as `cmgit audit` judges it; a result is remembered by the files' object ids
-    (KEY), so this costs one history walk per configuration change.
-    """
-    cache = git.git_dir / "cmgit" / TRUST_FILE
-    if cache.is_file() and cache.read_text().strip() == key:
-        return
-    # Schemas and workflow are changed with plain git after review (no cmgit command
-    # exists for them) and name no recipient: only the two files that do are judged.
-    found = git.text("log", "-1", "--format=%H %P", head, "--", STAFF_FILE, SETTINGS_FILE).split()
-    if len(found) > 1:  # the root commit (init) is the trust root
-        oid, parent = found[0], found[1]
-        author, _, message = git.text("log", "-1", "--format=%an%x1f%B", oid).partition("\x1f")
-        trailers = parse_trailers(message)
-        actor_id = (trailers.get("Cmgit-Actor") or [""])[-1]
-        action = (trailers.get("Cmgit-Action") or [""])[-1]
-        try:
-            files = git.read_paths(parent, [STAFF_FILE, SETTINGS_FILE])
-            registry = Registry.from_doc(
-                read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-            )
-            settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
-        except CmgitError:
-            registry, settings = Registry([]), {}
-        member = registry.staff.get(actor_id)
-        trusted = (
-            action in CONFIG_ACTIONS
-            and member is not None
-            and member.active
-            and member.role == PROGRAMME_MANAGER
-            and author == member.id
-        )
-        if trusted and member is not None and settings.get("require_signed_commits"):
-            payload, armored = git.objects.signed_commit(oid)
-            try:
-                trusted = armored is not None and (
-                    signing.verify(payload, armored) == member.signing_key
-                )
-            except signing.BadSignature:
-                trusted = False
-        if not trusted:
-            raise RepositoryError(
-                f"the staff registry or settings were last changed outside cmgit (commit "
-                f"{oid[:12]}); refusing to encrypt for them",
-                hint="run cmgit audit; a programme manager must restore them",
-            )
-    cache.parent.mkdir(exist_ok=True)
-    cache.write_text(key + "\n")

@@ -181,7 +181,7 @@ def _reconfigure(
     recipients it changes, re-encrypted; their open fields stay as they were. ``start``
     is the commit the change was worked out on: if another command has committed since,
     nothing read here may be written back."""
-    repo.check_config_trusted()
+    repo.check_config_trusted(rewriting=files)
     todo = []
     for case_id in repo.case_ids():
         loaded = repo.load_open(case_id)

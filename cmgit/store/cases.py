@@ -48,6 +48,7 @@ def new_case(
     caseworker: str | None = None,
     team: str | None = None,
 ) -> str:
+    repo.check_config_trusted()
     actor = repo.actor(identities)
     forms = read_form_file(repo, form_data, allowed=("identification", "registration"))
     if "identification" not in forms:
@@ -131,6 +132,7 @@ def record_form(
     today: dt.date,
 ) -> str:
     """Add or update one form (an event: no change of state); returns its item id."""
+    repo.check_config_trusted()
     actor = repo.actor(identities)
     event = repo.workflow.events.get(form)
     if event is None:
@@ -180,6 +182,7 @@ def edit(
     An invalid edit is refused; ``retry`` decides whether to re-open the editor on
     the person's text (the command line asks them) or to give up, changing nothing.
     """
+    repo.check_config_trusted()
     actor = repo.actor(identities)
     unit.precheck_clean(repo, ids.record_path(case_id))
     loaded = repo.load(case_id, identities)
@@ -247,6 +250,7 @@ def move(
     override: str | None = None,
 ) -> MoveResult:
     """One workflow transition, guarded; ``form_data`` merges one form in the same commit."""
+    repo.check_config_trusted()
     actor = repo.actor(identities)
     if target not in workflow.STATES:
         raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
@@ -313,6 +317,7 @@ def assign(
     override: str | None = None,
 ) -> MoveResult:
     """Reassign the key caseworker (supervisor or programme manager) and re-encrypt."""
+    repo.check_config_trusted()
     actor = repo.actor(identities)
     reason = repo.workflow.check_assignment_reason(reason)
     worker = repo.registry.get(ids.check_staff_id(staff_id))

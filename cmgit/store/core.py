@@ -3,7 +3,8 @@ acting, and its records read and checked.
 
 Configuration (schemas, settings, staff registry) is read from the committed tree, never
 from the work tree, so an uncommitted edit of ``staff.yaml`` cannot grant anyone
-anything. Changing a record is `unit`'s (change -> seal -> commit); the commands are
+anything; and only as far as it is in force, so a committed change that audit flags
+cannot either. Changing a record is `unit`'s (change -> seal -> commit); the commands are
 functions over this core in the other modules of the package.
 """
 
@@ -12,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
 from .. import caches, crypto, ids, records
-from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE, Config, check_trusted, read_config
+from ..audit import Sources, config_in_force
+from ..config import PARTS, Config, read_parts
 from ..errors import (
     CaseNotFound,
     CmgitError,
@@ -94,21 +96,48 @@ class Core:
         """Object ids of the committed configuration: equal ids, equal configuration."""
         head = self.git.head()
         root = self.git.objects.tree(self.git.objects.commit_tree(head)) if head else {}
-        return " ".join(
-            f"{name}={root.get(name)}" for name in (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
-        )
+        return " ".join(f"{name}={root.get(name)}" for name in PARTS)
 
     @cached_property
-    def _config(self) -> Config:
+    def _trust(self) -> tuple[Sources, dict[str, str]]:
+        """The commit of each part of the configuration in force, and each part committed
+        that is not, because audit flags a change of it (made outside cmgit, or by someone
+        not entitled to it), with the commit that changed it: nothing is changed under
+        those, and each part is read as of its last valid change."""
         self._loaded_key = self._config_key()
         head = self.git.head()
         assert head is not None
-        return read_config(self.git, head)
+        return config_in_force(self.git, head)
 
-    def check_config_trusted(self) -> None:
-        head = self.git.head()
-        if head is not None:
-            check_trusted(self.git, head, self.schemas, self._config_key())
+    @cached_property
+    def _config(self) -> Config:
+        return read_parts(self.git, self._trust[0])
+
+    def untrusted_config(self, rewriting: Collection[str] = ()) -> RepositoryError | None:
+        """Why the configuration committed is not the one in force, or None if it is, or
+        if only parts ``rewriting`` are not: a programme manager's staff or settings
+        command writes its file anew from the one in force, and so repairs it."""
+        self.reload_config()
+        untrusted = list(
+            dict.fromkeys(oid for part, oid in self._trust[1].items() if part not in rewriting)
+        )
+        if not untrusted:
+            return None
+        named = ("commit " if len(untrusted) == 1 else "commits ") + ", ".join(
+            oid[:12] for oid in untrusted
+        )
+        return RepositoryError(
+            f"the configuration was changed by {named}, which cmgit audit flags; "
+            "cmgit reads with the configuration before it and changes nothing under it",
+            hint="a programme manager reverts it, or makes the change again with cmgit",
+        )
+
+    def check_config_trusted(self, rewriting: Collection[str] = ()) -> None:
+        """Refuse to act on a configuration that is not in force (see `_trust`): a record
+        sealed or a rule applied under it would be one audit flags."""
+        problem = self.untrusted_config(rewriting)
+        if problem is not None:
+            raise problem
 
     @property
     def schemas(self) -> SchemaSet:
@@ -128,11 +157,12 @@ class Core:
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
-        if "_config" in self.__dict__ and self._config_key() != self._loaded_key:
-            del self.__dict__["_config"]
+        if "_trust" in self.__dict__ and self._config_key() != self._loaded_key:
+            self.forget_config()
 
     def forget_config(self) -> None:
         """Read the configuration again when next asked (a commit has changed it)."""
+        self.__dict__.pop("_trust", None)
         self.__dict__.pop("_config", None)
 
     # -- who is acting ----------------------------------------------------------------

@@ -513,18 +513,18 @@ def test_C11_recipients_changed_without_an_admin(programme: Programme, tmp_path:
             programme.cli("new", "--from", programme.form_file("identification")),
             REPOSITORY,
             before,
-            says="outside cmgit",
+            says="which cmgit audit flags",
         )
-        # an existing case's block no longer matches the registry: refused on loading
+        # a change to an existing case is refused before anything is read under it
         assert_refused(
             programme,
             programme.cli("record", case_id, "note", "--from", programme.form_file("note")),
-            INVALID_RECORD,
+            REPOSITORY,
             before,
-            says="the registry calls for",
+            says="which cmgit audit flags",
         )
         result = programme.cli("settings", "set", "caseload_limit", "30", as_="pm-001")
-        assert_refused(programme, result, REPOSITORY, before, says="outside cmgit")
+        assert_refused(programme, result, REPOSITORY, before, says="which cmgit audit flags")
         code, report = audit(programme)
         assert code == 6 and rules(report) & {"config", "actor", "message"}, report
         programme.git("reset", "-q", "--hard", "HEAD~1")
