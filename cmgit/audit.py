@@ -420,7 +420,6 @@ class Auditor:
         commits, so git never holds the whole history in memory (as `log --reverse` does).
         """
         rev = f"{since}..{until}" if since else until
-        self._until = until
         oids = self.git.run("rev-list", "--reverse", rev).split()
         with progress.task("Checking commits", len(oids)) as advance:
             for start in range(0, len(oids), BATCH):
@@ -525,6 +524,9 @@ class Auditor:
             if (since is None and until is None and start is None)
             else None
         )
+        # Compromises the registry at the end of the walk knows apply to all it checks; a
+        # configuration commit judged on the way walks on its own, and must not move it.
+        self._until = report.head
         for checked, unproven, found in self._check_all(self.commits(start, report.head, progress)):
             report.checked += checked
             report.unproven += unproven
