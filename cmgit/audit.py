@@ -266,6 +266,7 @@ class Auditor:
         # commit that changes it, and the last point asked for, to go on from.
         self._in_force: dict[str, Sources] = {}
         self._judging: dict[str, Sources] = {}
+        self._entries: dict[str, Entry] = {}  # commits to judge, read ahead
         # The first thing found wrong with each change of the configuration not in force.
         self._rejected: dict[str, tuple[str, str]] = {}
         self._last: tuple[str, Sources] | None = None
@@ -319,6 +320,10 @@ class Auditor:
         changes = self._config_commits(since, commit)
         if self._last is None:  # judged from the start: nothing known holds
             sources = None
+        # Read together: a first command after a clone judges every staff change since.
+        judged = [oid for oid, parent in changes if parent is not None]
+        if judged:
+            self._entries.update((entry[0].oid, entry) for entry in self.entries(judged))
         for oid, parent in changes:
             if parent is None:  # the first commit, cmgit init, is the trust root
                 sources = (oid, oid, oid)
@@ -391,7 +396,7 @@ class Auditor:
             Sources,
             tuple(oid if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
         )
-        entry = next(e for batch in self.commits(parent, oid) for e in batch if e[0].oid == oid)
+        entry = self._entries.pop(oid, None) or self.entries([oid])[0]
         walk = self._current, self._current_at, self.require_signatures
         # While it is judged, the commit's own configuration is the one it proposes. It is
         # judged by the programme's own rules, as the command line judges it: a server
@@ -420,24 +425,29 @@ class Auditor:
         commits, so git never holds the whole history in memory (as `log --reverse` does).
         """
         rev = f"{since}..{until}" if since else until
-        oids = self.git.run("rev-list", "--reverse", rev).split()
+        oids = self.git.text("rev-list", "--reverse", rev).split()
         with progress.task("Checking commits", len(oids)) as advance:
             for start in range(0, len(oids), BATCH):
                 chunk = oids[start : start + BATCH]
-                out = self.git.run(
-                    "log",
-                    "--no-walk=unsorted",
-                    "--stdin",
-                    "--root",
-                    "--raw",
-                    "--no-renames",
-                    "--no-abbrev",
-                    "-z",
-                    f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
-                    input=b"\n".join(chunk) + b"\n",
-                )
-                yield [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
+                yield self.entries(chunk)
                 advance(len(chunk))
+
+    def entries(self, oids: Sequence[str]) -> list[Entry]:
+        """The given commits, in that order, each with its parents and the files it
+        changed: one `git log` for all of them."""
+        out = self.git.run(
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--root",
+            "--raw",
+            "--no-renames",
+            "--no-abbrev",
+            "-z",
+            f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
+            input=b"\n".join(oid.encode("ascii") for oid in oids) + b"\n",
+        )
+        return [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
 
     @staticmethod
     def _commit_entry(piece: bytes) -> Entry:

@@ -8,9 +8,9 @@ last change that audit finds valid) is the audit's to judge.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import caches, yamlio
 from .errors import NotACaseRepository, SchemaError
@@ -28,6 +28,7 @@ CONFIG_CACHE = "config"
 # The parts of the configuration, each judged apart: a commit that validly changes one of
 # them brings that part into force, and leaves the others as they were.
 PARTS = (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
+T = TypeVar("T")
 
 
 def load_yaml(
@@ -70,24 +71,54 @@ def read_parts(git: Git, sources: Sequence[str]) -> Config:
     key = part_ids(git, sources)
     docs = caches.remembered(git, CONFIG_CACHE, key)
     if docs is None:
-        docs = _read_documents(git, *sources)
+        docs = _read_documents(git, sources, key[0])
         caches.remember(git, CONFIG_CACHE, key, docs)
     schema_docs, settings, staff, flow = docs
-    return Config(SchemaSet(schema_docs), settings, Registry.from_doc(staff), _workflow(flow))
+    schemas, workflow = _compiled(key[0], schema_docs, flow)
+    return Config(schemas, settings, Registry.from_doc(staff), workflow)
 
 
-def _read_documents(git: Git, schemas_at: str, staff_at: str, settings_at: str) -> tuple[Any, ...]:
+# A process that judges every staff change of a history (the first command after a
+# clone) meets one version of the schemas many times: each is parsed, validated and
+# compiled once, by the id of its tree.
+_SCHEMA_DOCUMENTS: dict[str, tuple[Any, Any]] = {}
+_COMPILED: dict[str, tuple[SchemaSet, Workflow]] = {}
+_SCHEMAS_KEPT = 4
+
+
+def _once(seen: dict[str, T], key: str, make: Callable[[], T]) -> T:
+    value = seen.get(key)
+    if value is None:
+        if len(seen) >= _SCHEMAS_KEPT:
+            seen.clear()
+        value = seen[key] = make()
+    return value
+
+
+def _compiled(key: str, schema_docs: Any, flow: Any) -> tuple[SchemaSet, Workflow]:
+    return _once(_COMPILED, key, lambda: (SchemaSet(schema_docs), _workflow(flow)))
+
+
+def _schema_documents(git: Git, commit: str) -> tuple[Any, Any]:
+    """The JSON Schemas and the workflow data under schemas/ in ``commit``, validated."""
+    paths = [p for p in git.files_under(commit, SCHEMAS_DIR) if p.endswith(".json")]
+    files = git.read_paths(commit, [*paths, WORKFLOW_FILE])
+    docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
+    flow = workflow_document(files[WORKFLOW_FILE], SchemaSet(docs))
+    _workflow(flow)  # refuse an inconsistent workflow before remembering it
+    return docs, flow
+
+
+def _read_documents(git: Git, sources: Sequence[str], schemas_key: str) -> tuple[Any, ...]:
     """Every configuration document, each part as of its own commit, parsed and validated."""
-    paths = [p for p in git.files_under(schemas_at, SCHEMAS_DIR) if p.endswith(".json")]
-    files = git.read_paths(schemas_at, [*paths, WORKFLOW_FILE])
-    files |= git.read_paths(staff_at, [STAFF_FILE])
-    files |= git.read_paths(settings_at, [SETTINGS_FILE])
-    schema_docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
-    schemas = SchemaSet(schema_docs)
+    schemas_at, staff_at, settings_at = sources
+    schema_docs, flow = _once(
+        _SCHEMA_DOCUMENTS, schemas_key, lambda: _schema_documents(git, schemas_at)
+    )
+    schemas, _ = _compiled(schemas_key, schema_docs, flow)
+    files = git.read_paths(staff_at, [STAFF_FILE]) | git.read_paths(settings_at, [SETTINGS_FILE])
     settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
     staff = read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-    flow = workflow_document(files[WORKFLOW_FILE], schemas)
-    _workflow(flow)  # refuse an inconsistent workflow before remembering it
     return schema_docs, settings, staff, flow
 
 
