@@ -43,8 +43,9 @@ from cmgit.history import Git, encode_tree, format_message
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, init_repository
 
-FORMAT = 3  # bump when what is generated changes, so old caches are not reused
+FORMAT = 4  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
+HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8
 CASES_PER_TEAM = 3000
 TEMPLATE_TEAM = "t01"
@@ -225,9 +226,13 @@ def replay(
     pack = Pack()
     places, weights = zip(*[(d, w) for d, w in WEIGHTS.items() if w], strict=True)
     taken = set(templates)
-    # Bulk commits follow the templates in time, a second apart, as audit requires:
-    # committer times never go back, and each command's day is on or before its commit's.
-    clock = int(git.text("log", "-1", "--format=%ct", head))
+    # Bulk commits follow the templates but are dated within the half day before them:
+    # audit lets committer times go back a day at most and never again after that, and no
+    # commit may lie ahead of the clock, or git's date-ordered walks (`old..new`) would
+    # read the whole history. Several commits share a second (at most 4 per case).
+    start = int(git.text("log", "-1", "--format=%ct", head)) - HALF_DAY
+    per_second = -(-bulk * 4 // HALF_DAY)
+    stamped = 0
 
     def cases() -> Iterator[Iterator[tuple[str, bytes]]]:
         for number in range(bulk):
@@ -272,9 +277,9 @@ def replay(
     parent = head
 
     def commit_body(tree_id: str, actor: str, message: str) -> bytes:
-        nonlocal clock
-        clock += 1
-        person = f"{actor} <{actor}@cmgit.invalid> {clock} +0000"
+        nonlocal stamped
+        stamped += 1
+        person = f"{actor} <{actor}@cmgit.invalid> {start + stamped // per_second} +0000"
         header = f"tree {tree_id}\nparent {parent}\nauthor {person}\ncommitter {person}\n"
         signature = signing.sign((header + "\n" + message).encode(), keys[actor])
         return (header + "gpgsig " + signature.replace("\n", "\n ") + "\n\n" + message).encode()

@@ -504,6 +504,22 @@ class Git:
         return damaged
 
     def is_ancestor(self, older: str, newer: str) -> bool:
+        # The common case, a commit some way back on a linear history, is found by walking
+        # first parents through the object reader: `merge-base` in a clone without a
+        # commit-graph paints the whole history (a third of a second at 30,000 commits).
+        at: str | None = newer
+        for _ in range(ANCESTOR_WALK):
+            if at == older:
+                return True
+            if at is None or not (_OID_RE.fullmatch(at) and _OID_RE.fullmatch(older)):
+                break
+            try:
+                parents = self.objects.parents(at)
+            except GitFailed:  # not there (a shallow clone): git answers
+                break
+            if len(parents) != 1:
+                break
+            at = parents[0]
         try:
             self.run("merge-base", "--is-ancestor", older, newer)
         except GitFailed:
@@ -841,6 +857,13 @@ class Objects:
             raise GitFailed("expected a commit")
         return split_signature(data)
 
+    def parents(self, commit: str) -> list[str]:
+        kind, data = self.read(commit)
+        if kind != "commit":
+            raise GitFailed("expected a commit")
+        headers = data.split(b"\n\n", 1)[0].split(b"\n")
+        return [line[7:47].decode("ascii") for line in headers if line.startswith(b"parent ")]
+
     def commit_tree(self, commit: str) -> str:
         kind, data = self.read(commit)
         if kind != "commit" or not data.startswith(b"tree "):
@@ -886,6 +909,7 @@ class Objects:
 
 
 _OID_RE = re.compile(r"[0-9a-f]{40}")
+ANCESTOR_WALK = 1000  # commits walked in process before `is_ancestor` asks git
 
 
 def split_signature(data: bytes) -> tuple[bytes, str | None]:
