@@ -313,7 +313,9 @@ def test_B7_oversized_committed_record_refused_before_reading(programme: Program
     commit_by_hand(programme, "big")
     code, report, peak = audit_peak()
     assert code == 6 and "record" in rules(report), report
-    assert peak < baseline + 2 * 1024 * 1024, (baseline, peak)
+    # Reading the record once would cost its 12 MiB; what else the audit holds varies with
+    # what this process has already parsed and compiled (the schemas, once).
+    assert peak < baseline + records.MAX_RECORD_FILE // 2, (baseline, peak)
     before = snapshot(programme)
     assert_refused(
         programme, programme.cli("show", case_id), INVALID_RECORD, before, says="larger than"
