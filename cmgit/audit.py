@@ -372,13 +372,8 @@ class Auditor:
         shallow clone, whose parents are not there (git takes them as roots too)."""
         if commit in self._shallow:
             return None
-        _, data = self.git.objects.read(commit)
-        for line in data.split(b"\n"):
-            if line.startswith(b"parent "):
-                return line[7:47].decode("ascii")
-            if not line:
-                break
-        return None
+        parents = self.git.objects.parents(commit)
+        return parents[0] if parents else None
 
     @cached_property
     def _shallow(self) -> frozenset[str]:

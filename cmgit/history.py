@@ -93,8 +93,6 @@ def clean_env(
         k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
     }
     env.update({"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
-    # A replace ref shows one object in place of another, a graft another parent: the
-    # checks must read the real ones.
     env.update({"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": NO_GRAFTS})
     env.update(
         {
@@ -507,15 +505,13 @@ class Git:
         # The common case, a commit some way back on a linear history, is found by walking
         # first parents through the object reader: `merge-base` in a clone without a
         # commit-graph paints the whole history (a third of a second at 30,000 commits).
-        at: str | None = newer
-        for _ in range(ANCESTOR_WALK):
+        at = newer
+        for _ in range(ANCESTOR_WALK if _OID_RE.fullmatch(older) else 0):
             if at == older:
                 return True
-            if at is None or not (_OID_RE.fullmatch(at) and _OID_RE.fullmatch(older)):
-                break
             try:
-                parents = self.objects.parents(at)
-            except GitFailed:  # not there (a shallow clone): git answers
+                parents = self.objects.parents(at)  # refuses a name that is not an id
+            except GitFailed:  # or not there (a shallow clone): git answers
                 break
             if len(parents) != 1:
                 break

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import crypto, ids
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
-from .history import Author, Commit, format_message, repository_lock, write_atomic
+from .history import Commit, actor_author, format_message, repository_lock, write_atomic
 from .merge import MergeConflict, Renumbering
 from .registry import Staff
 from .store import Repository, make_signer, staff_author
@@ -337,9 +337,7 @@ def _recommit(
     """``commit``'s change made again on ``parent`` by its actor, re-signed."""
     message = _with_version(commit, version)
     actor = repo.registry.staff.get(commit.trailer("Cmgit-Actor") or "")
-    author = (
-        staff_author(actor) if actor else Author(commit.author, f"{commit.author}@cmgit.invalid")
-    )
+    author = staff_author(actor) if actor else actor_author(commit.author)
     signer = _resigner(repo, actor) if actor is not None else None
     tip, _ = repo.git.make_commit(files, message, author, parent, sign=signer)
     return tip

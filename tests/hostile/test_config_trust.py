@@ -51,6 +51,19 @@ def commit_by_hand(programme: Programme, path: str, text: str, *, as_: str, key:
     return programme.git("rev-parse", "--short=12", "HEAD").strip()
 
 
+def unsign_by_hand(programme: Programme, cw_key: Path) -> str:
+    """A caseworker's plain-git commit that switches signatures off in settings.yaml."""
+    settings = (programme.root / "settings.yaml").read_text()
+    assert "require_signed_commits: true" in settings
+    return commit_by_hand(
+        programme,
+        "settings.yaml",
+        settings.replace("require_signed_commits: true", "require_signed_commits: false"),
+        as_="cw-north-1",
+        key=cw_key,
+    )
+
+
 def as_signer(staff_id: str, key: Path) -> list[str]:
     """git options that commit as STAFF_ID, signing with the SSH key KEY."""
     return [
@@ -189,15 +202,7 @@ def test_settings_changed_by_a_caseworker_are_not_acted_on(
     """Signatures switched off by hand: cmgit does not commit unsigned, and audit judges
     the unsigned commits by the settings in force."""
     pm_key, cw_key = require_signatures(programme, tmp_path)
-    settings = (programme.root / "settings.yaml").read_text()
-    assert "require_signed_commits: true" in settings
-    short = commit_by_hand(
-        programme,
-        "settings.yaml",
-        settings.replace("require_signed_commits: true", "require_signed_commits: false"),
-        as_="cw-north-1",
-        key=cw_key,
-    )
+    short = unsign_by_hand(programme, cw_key)
     before = snapshot(programme)
     assert_refused(
         programme,
@@ -339,14 +344,7 @@ def test_every_commit_that_left_a_part_out_of_force_is_named(
         as_="cw-north-1",
         key=cw_key,
     )
-    settings = (programme.root / "settings.yaml").read_text()
-    unsigned = commit_by_hand(
-        programme,
-        "settings.yaml",
-        settings.replace("require_signed_commits: true", "require_signed_commits: false"),
-        as_="cw-north-1",
-        key=cw_key,
-    )
+    unsigned = unsign_by_hand(programme, cw_key)
     before = snapshot(programme)
     assert_refused(
         programme,
