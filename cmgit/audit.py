@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from . import caches, crypto, ids, pool, records, signing
 from .config import (
@@ -43,6 +43,7 @@ from .history import (
     Commit,
     Git,
     actor_author,
+    damage_report,
     format_message,
     parse_trailers,
     split_signature,
@@ -156,12 +157,27 @@ class Change:
     path: str
 
 
-# A commit with its parents and the files it changed.
-Entry = tuple[Commit, list[str], list[Change]]
-# Of a batch: commits checked, those whose actor is not proven, what was found.
-Checked = tuple[int, int, list[Violation]]
+class Entry(NamedTuple):
+    """A commit with its parents, the files it changed, and the trees it made (its own
+    and each folder it changed): with the commit and its files, every object the commit
+    brought into the history, each hashed when read (see `Auditor._prefetch`)."""
+
+    commit: Commit
+    parents: list[str]
+    changes: list[Change]
+    trees: list[str]
+
+
+# Of a batch: commits checked, those whose actor is not proven, what was found, and the
+# objects found damaged or missing.
+Checked = tuple[int, int, list[Violation], list[str]]
 
 _OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+# How `git log --raw` writes a folder's mode, and the side of a change with no file.
+RAW_TREE_MODE = "040000"
+GITLINK_MODE = "160000"
+NO_MODE = "000000"
+NO_OBJECT = "0" * 40
 _MAX_STATE = 4096
 
 
@@ -323,7 +339,7 @@ class Auditor:
         # Read together: a first command after a clone judges every staff change since.
         judged = [oid for oid, parent in changes if parent is not None]
         if judged:
-            self._entries.update((entry[0].oid, entry) for entry in self.entries(judged))
+            self._entries.update((entry.commit.oid, entry) for entry in self.entries(judged))
         for oid, parent in changes:
             if parent is None:  # the first commit, cmgit init, is the trust root
                 sources = (oid, oid, oid)
@@ -399,7 +415,7 @@ class Auditor:
         self._judging[oid] = proposed
         self.require_signatures = False
         try:
-            flagged = next(self.check(*entry), None)
+            flagged = next(self.check(entry.commit, entry.parents, entry.changes), None)
         finally:
             del self._judging[oid]
             self._current, self._current_at, self.require_signatures = walk
@@ -436,10 +452,11 @@ class Auditor:
             "--stdin",
             "--root",
             "--raw",
+            "-t",  # the trees too, to be read and hashed
             "--no-renames",
             "--no-abbrev",
             "-z",
-            f"--format=%x01%H %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
+            f"--format=%x01%H %T %P%x02%aI%x02%an%x02{IDENTS}%x02%B%x03",
             input=b"\n".join(oid.encode("ascii") for oid in oids) + b"\n",
         )
         return [self._commit_entry(piece) for piece in out.split(b"\x01")[1:]]
@@ -450,11 +467,12 @@ class Auditor:
         ids_line, when, author, author_ident, committer_ident, message = head.decode(
             "utf-8", "replace"
         ).split("\x02", 5)
-        oid, *parents = ids_line.split()
+        oid, tree, *parents = ids_line.split()
         commit = Commit(
             oid, when, author, message, parse_trailers(message), author_ident, committer_ident
         )
-        return commit, parents, _parse_raw(raw)
+        changes, trees = _parse_raw(raw)
+        return Entry(commit, parents, changes, [tree, *trees])
 
     def run(
         self,
@@ -521,29 +539,22 @@ class Auditor:
             report.violations += [
                 Violation(report.head, "indirection", d) for d in self.indirections()
             ]
-        # A whole-history audit checks every object, on another core meanwhile; an
-        # incremental one checks the objects of the new commits only.
-        damaged: list[str] = []
-        objects = (
-            pool.Background(self.git.check_objects)
-            if (since is None and until is None and start is None)
-            else None
-        )
         # Compromises the registry at the end of the walk knows apply to all it checks; a
         # configuration commit judged on the way walks on its own, and must not move it.
         self._until = report.head
-        for checked, unproven, found in self._check_all(self.commits(start, report.head, progress)):
+        damaged: list[str] = []
+        for checked, unproven, found, broken in self._check_all(
+            self.commits(start, report.head, progress)
+        ):
             report.checked += checked
             report.unproven += unproven
             report.violations += found
-        if objects is not None:
-            damaged += objects.result()
-        if start is not None and until is None:
-            damaged += [
-                f"damaged or missing object {oid}"
-                for oid in self.git.damaged_objects(f"{start}..{report.head}")
-            ]
-        report.violations += [Violation(report.head, "fsck", d) for d in damaged]
+            damaged += broken
+        # Each object the walk brought in was hashed as it was read: what `git fsck` would
+        # find of the history, found on the way.
+        report.violations += [
+            Violation(report.head, "fsck", d) for d in damage_report(list(dict.fromkeys(damaged)))
+        ]
         if verified is not None and report.checked == 0:
             report.signatures_required = verified.actors_proven or self._requires(report.head)
         else:
@@ -575,17 +586,17 @@ class Auditor:
     def check_batch(self, batch: list[Entry]) -> Checked:
         """Every commit of ``batch``, in order: how many, how many of their actors no
         signature proves, and what was found."""
-        self._prefetch(batch)
+        damaged = self._prefetch(batch)
         found: list[Violation] = []
         unproven = 0
-        for commit, parents, changes in batch:
+        for commit, parents, changes, _ in batch:
             required = self._requires(commit.oid, parents)
             problems = [
                 Violation(commit.oid, r, d) for r, d in self.check(commit, parents, changes)
             ]
             unproven += not required or any(v.rule == "signature" for v in problems)
             found += problems
-        return len(batch), unproven, found
+        return len(batch), unproven, found, damaged
 
     def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[Checked]:
         """`check_batch` of each batch, in order; on every core for a long history.
@@ -611,23 +622,26 @@ class Auditor:
         finally:
             _AUDITOR = None
 
-    def _prefetch(self, batch: list[Entry]) -> None:
-        """Read the commits of ``batch`` and the records they wrote in one stream: one
-        round trip to git for many objects instead of one each."""
-        wanted = [commit.oid for commit, _, _ in batch]
-        wanted += [
-            oid
-            for _, _, changes in batch
-            for c in changes
-            if c.new_mode in BLOB_MODES and c.path.startswith(RECORDS)
-            for oid in (c.old, c.new)
-            if oid
-        ]
-        self._objects = {
-            oid: data
-            for oid, kind, data in self.git.stream_objects(wanted, records.MAX_RECORD_FILE)
-            if kind
-        }
+    def _prefetch(self, batch: list[Entry]) -> list[str]:
+        """Read in one stream every object the commits of ``batch`` brought in, each hashed
+        on the way, and the old versions of the records they changed that the walk has
+        not parsed already. Keeps the commits and records for the checks; returns the ids
+        of the objects found damaged or missing."""
+        commits = [entry.commit.oid for entry in batch]
+        changes = [c for entry in batch for c in entry.changes]
+        made = [oid for entry in batch for oid in entry.trees]
+        # A submodule's commit lives in another repository: not one of this history's.
+        made += [c.new for c in changes if c.new is not None and c.new_mode != GITLINK_MODE]
+        record_changes = [c for c in changes if c.path.startswith(RECORDS)]
+        old = [c.old for c in record_changes if c.old and not self._parsed(c.path, c.old)]
+        keep = {*commits, *old, *(c.new for c in record_changes if c.new)}
+        self._objects, damaged = self.git.read_checked(
+            [*commits, *made, *old], keep, records.MAX_RECORD_FILE
+        )
+        return damaged
+
+    def _parsed(self, path: str, oid: str) -> bool:
+        return any(seen[0] == oid for seen in self._seen.get(path, ()))
 
     def _raw(self, commit: str) -> bytes:
         """A commit object's bytes, as read with its batch."""
@@ -704,7 +718,6 @@ class Auditor:
             # cmgit's commits are committed by their author, who signs them: anyone else
             # committing (or signing) in the author's name is not what the history says.
             yield "actor", "committed by someone other than its author"
-        yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
             yield from self._check_config_change(action, actor.role, changes, parent, commit, after)
         elif action in CASE_ACTIONS:
@@ -1081,25 +1094,34 @@ def _check_batch(batch: list[Entry]) -> Checked:
     return _AUDITOR.check_batch(batch)
 
 
-def _parse_raw(raw: bytes) -> list[Change]:
-    """`git log --raw -z` entries: ":old new oldoid newoid status\\0path\\0"."""
+def _parse_raw(raw: bytes) -> tuple[list[Change], list[str]]:
+    """The files changed and the trees made, from `git log --raw -t -z` entries:
+    ":old new oldoid newoid status\\0path\\0"."""
     parts = raw.strip(b"\n\0").split(b"\0")
     changes = []
+    trees = []
     for meta, path in zip(parts[::2], parts[1::2], strict=False):
         fields = meta.decode("ascii", "replace").lstrip("\n:").split()
         if len(fields) < 5:
             continue
         old_mode, new_mode, old, new = fields[:4]
+        if new_mode == RAW_TREE_MODE:
+            trees.append(new)
+            continue
+        if old_mode == RAW_TREE_MODE:  # a folder gone, or become a file
+            old_mode, old = NO_MODE, NO_OBJECT
+            if new_mode == NO_MODE:
+                continue
         changes.append(
             Change(
                 old_mode,
                 new_mode,
-                None if set(old) == {"0"} else old,
-                None if set(new) == {"0"} else new,
+                None if old == NO_OBJECT else old,
+                None if new == NO_OBJECT else new,
                 path.decode("utf-8", "surrogateescape"),
             )
         )
-    return changes
+    return changes, trees
 
 
 def audit_repository(
@@ -1175,7 +1197,7 @@ def readable_history(root: Path, staff_id: str, until: str = "HEAD") -> list[Exp
     auditor = Auditor(Git(root))
     found: list[Exposure] = []
     entries = (entry for batch in auditor.commits(None, until) for entry in batch)
-    for commit, _, changes in entries:
+    for commit, _, changes, _ in entries:
         wanted_by: dict[str, list[str]] = {}
         for change in changes:
             case_id = ids.case_id_from_path(change.path)

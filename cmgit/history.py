@@ -20,10 +20,11 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import IO, Any
 
 from .errors import (
     GitFailed,
@@ -55,18 +56,26 @@ _RECEIVE_VARIABLES = frozenset(
 # windows over and over where it reads here and there (measured: `ls-tree` of 10,000
 # records 4x slower); a read in pack order maps each window once, and does with half.
 PACK_WINDOWS = ("32m", "256m")  # window size, most mapped at once
-PACK_ORDER_WINDOWS = ("16m", "128m")
 # git reads grafts from info/grafts whatever GIT_NO_REPLACE_OBJECTS says; pointed at a
 # path that cannot exist (below a device, not a folder) it reads none, and says nothing.
 NO_GRAFTS = os.path.join(os.devnull, "no-grafts")
 
 
-def _damage_report(oids: Sequence[str]) -> list[str]:
+def damage_report(oids: Sequence[str]) -> list[str]:
     """One line per damaged or missing object, at most ``FSCK_SHOWN`` of them named."""
     shown = [f"damaged or missing object {oid}" for oid in oids[:FSCK_SHOWN]]
     if len(oids) > FSCK_SHOWN:
         shown.append(f"and {len(oids) - FSCK_SHOWN} more damaged or missing objects")
     return shown
+
+
+def _pass_over(stream: IO[bytes], size: int, digest: Any = None) -> None:
+    """Read past ``size`` bytes of ``stream`` in pieces (memory stays flat), hashing them
+    into ``digest`` if given."""
+    while size and (piece := stream.read(min(1 << 20, size))):
+        size -= len(piece)
+        if digest is not None:
+            digest.update(piece)
 
 
 def _rev_parse(start: Path, *questions: str) -> list[str] | None:
@@ -192,80 +201,7 @@ class Git:
         if proc.returncode == 0 and "error" not in output:
             return []
         named = list(dict.fromkeys(_NAMED_OID_RE.findall(output)))
-        return _damage_report(named) or ["git fsck found damage it could not tie to an object"]
-
-    def check_objects(self) -> list[str]:
-        """What `fsck` reports, found with bounded memory: every object in the repository
-        hashed in process (`git fsck` holds a record of each one: 550 MB for 1.6 million),
-        and every object of the head commit's tree present. Only when git cannot even
-        read them all (a damaged pack) does `git fsck` itself name what is broken. Objects
-        of older commits are read, or found missing, by the walk of history."""
-        damaged = self._hash_all_objects()
-        if damaged is None:
-            return self.fsck()
-        head = self.head()
-        if head is not None:
-            listed = self.run("ls-tree", "-r", "-z", "--full-tree", head).split(b"\0")
-            oids = [
-                item.split(b"\t", 1)[0].split(b" ")[2].decode("ascii")
-                for item in listed
-                if item and not item.startswith(b"160000 ")
-            ]
-            present = self.run(
-                "cat-file",
-                "--batch-check=%(objectname)",
-                input="".join(f"{oid}\n" for oid in oids).encode("ascii"),
-            )
-            damaged += [
-                line.split()[0]
-                for line in present.decode("ascii").splitlines()
-                if line.endswith(" missing")
-            ]
-        return _damage_report(damaged)
-
-    def _hash_all_objects(self) -> list[str] | None:
-        """Ids of the objects whose content does not hash to them, from one `git cat-file
-        --batch-all-objects` read a piece at a time; None if git could not read them all."""
-        proc = subprocess.Popen(
-            [
-                "git",
-                "-C",
-                str(self.root),
-                "cat-file",
-                "--batch-all-objects",
-                "--batch",
-                "--unordered",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=clean_env(windows=PACK_ORDER_WINDOWS),
-        )
-        assert proc.stdout is not None
-        damaged: list[str] = []
-        complete = False
-        try:
-            while header := proc.stdout.readline():
-                oid, kind, size_text = header.decode("ascii").split()
-                size = int(size_text)
-                digest = hashlib.sha1(f"{kind} {size}\0".encode(), usedforsecurity=False)
-                while size:
-                    piece = proc.stdout.read(min(size, 1 << 20))
-                    if not piece:
-                        return None
-                    digest.update(piece)
-                    size -= len(piece)
-                if proc.stdout.read(1) != b"\n":
-                    return None
-                if digest.hexdigest() != oid:
-                    damaged.append(oid)
-            complete = True
-        except ValueError:  # a header git did not write whole
-            return None
-        finally:
-            proc.stdout.close()
-            if proc.wait() != 0:
-                complete = False
-        return damaged if complete else None
+        return damage_report(named) or ["git fsck found damage it could not tie to an object"]
 
     def text(self, *args: str, ok: Sequence[int] = (0,)) -> str:
         return self.run(*args, ok=ok).decode("utf-8", "replace").strip()
@@ -417,6 +353,55 @@ class Git:
         --batch`` of their own, streamed: memory holds one object at a time."""
         if not oids:
             return
+        with self._cat_file(oids) as stdout:
+            for oid in oids:
+                header = stdout.readline().split()
+                if len(header) != 3:
+                    yield oid, "", b""
+                    continue
+                size = int(header[2])
+                if limit is not None and size > limit:
+                    _pass_over(stdout, size + 1)
+                    yield oid, "", b""
+                    continue
+                data = stdout.read(size + 1)[:-1]
+                yield oid, header[1].decode("ascii", "replace"), data
+
+    def read_checked(
+        self, oids: Sequence[str], keep: Container[str], limit: int
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """Many objects read in one stream, each hashed as it passes: what `git fsck`
+        finds of them, for the cost of reading them. Returns the content of those
+        ``keep`` names that are at most ``limit`` bytes, and the ids of those missing or
+        whose content does not hash to their id."""
+        kept: dict[str, bytes] = {}
+        damaged: list[str] = []
+        if not oids:
+            return kept, damaged
+        with self._cat_file(oids) as stdout:
+            for oid in oids:
+                header = stdout.readline().split()
+                if len(header) != 3:
+                    damaged.append(oid)
+                    continue
+                size = int(header[2])
+                digest = hashlib.sha1(header[1] + b" " + header[2] + b"\0", usedforsecurity=False)
+                if size <= limit and oid in keep:
+                    data = stdout.read(size + 1)[:-1]
+                    digest.update(data)
+                    kept[oid] = data
+                else:
+                    _pass_over(stdout, size, digest)
+                    stdout.read(1)
+                if digest.hexdigest() != oid:
+                    damaged.append(oid)
+                    kept.pop(oid, None)
+        return kept, damaged
+
+    @contextlib.contextmanager
+    def _cat_file(self, oids: Sequence[str]) -> Iterator[IO[bytes]]:
+        """The output of a ``git cat-file --batch`` of ``oids``, fed from a thread so that
+        neither side waits on a full pipe."""
         proc = subprocess.Popen(
             ["git", "-C", str(self.root), "cat-file", "--batch"],
             stdin=subprocess.PIPE,
@@ -438,20 +423,7 @@ class Git:
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
         try:
-            for oid in oids:
-                header = stdout.readline().split()
-                if len(header) != 3:
-                    yield oid, "", b""
-                    continue
-                size = int(header[2])
-                if limit is not None and size > limit:
-                    remaining = size + 1
-                    while remaining and (piece := stdout.read(min(1 << 20, remaining))):
-                        remaining -= len(piece)
-                    yield oid, "", b""
-                    continue
-                data = stdout.read(size + 1)[:-1]
-                yield oid, header[1].decode("ascii", "replace"), data
+            yield stdout
         finally:
             stdout.close()
             proc.kill()
@@ -489,17 +461,6 @@ class Git:
             stderr=subprocess.DEVNULL,
             env=clean_env(),
         )
-
-    def damaged_objects(self, revs: str) -> list[str]:
-        """Objects reachable in ``revs`` (``old..new``) that are missing or whose content
-        does not hash to their name: what `git fsck` would find among them."""
-        listed = self.run("rev-list", "--objects", "--no-object-names", revs).split()
-        oids = [oid.decode("ascii") for oid in listed]
-        damaged = []
-        for oid, kind, data in self.stream_objects(oids):
-            if not kind or object_id(kind, data) != oid:
-                damaged.append(oid)
-        return damaged
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         # The common case, a commit some way back on a linear history, is found by walking
