@@ -28,6 +28,9 @@ from .history import ZERO_OID, Git
 from .progress import SILENT, Progress
 
 MARK = "# installed by cmgit"
+# What `install_server` sets, which git applies before the hook runs: no rewrite, no
+# deletion, and malformed objects (a tree entry named .git, a bad mode) refused on receipt.
+SERVER_SETTINGS = ("receive.denyNonFastForwards", "receive.denyDeletes", "receive.fsckObjects")
 DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
 CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
 SHOWN = 3  # stray objects named in a refusal
@@ -104,10 +107,8 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
             "--server installs into a bare central repository",
             hint="run it in the repository offices push to",
         )
-    git.run("config", "receive.denyNonFastForwards", "true")
-    git.run("config", "receive.denyDeletes", "true")
-    # Malformed objects (a tree entry named .git, a bad mode) are refused before the hook.
-    git.run("config", "receive.fsckObjects", "true")
+    for name in SERVER_SETTINGS:
+        git.run("config", name, "true")
     flag = "" if require_signatures else " --allow-unsigned"
     return str(
         _write_hook(
@@ -140,6 +141,18 @@ def pre_receive(
     brought (in ``quarantine``, where git holds them until the hook agrees) must be
     reachable from the branch's new tip. git refuses the whole push on any problem."""
     received = time.time() if received is None else received
+    unset = [
+        name
+        for name in SERVER_SETTINGS
+        if git.text("config", "--bool", "--get", name, ok=(0, 1)) != "true"
+    ]
+    if unset:
+        # A repository set up by an earlier cmgit, or changed since: what the hook
+        # leaves to git would pass unchecked. Refusing every push gets it fixed.
+        return [
+            f"the central repository is not set up as cmgit sets it ({', '.join(unset)} "
+            "off): a coordinator runs cmgit hooks install --server there again"
+        ]
     branch, settled = programme_branch(git)
     updates = [parts for parts in (line.split() for line in lines) if len(parts) == 3]
     problems = [

@@ -89,6 +89,36 @@ def test_server_refuses_what_audit_would(programme: Programme, tmp_path: Path) -
     assert head == run_git(programme.root, "rev-parse", "origin/main").stdout.strip()
 
 
+def test_server_set_up_by_an_earlier_cmgit_refuses_pushes_until_installed_again(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A central repository made before the hook set receive.fsckObjects (or with it
+    turned off since) lets malformed objects through to git: it takes no push until a
+    coordinator installs the hook again."""
+    _, cw_key = require_signatures(programme, tmp_path)
+    server = tmp_path / "central.git"
+    assert (
+        run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(server)).returncode == 0
+    )
+    installed = programme.cli("-C", str(server), "hooks", "install", "--server", as_=None)
+    assert installed.exit_code == 0, installed.output
+    run_git(server, "config", "receive.fsckObjects", "false")
+    run_git(programme.root, "remote", "add", "origin", str(server))
+    signed = {"CMGIT_SIGNING_KEY": str(cw_key)}
+    made = programme.cli("new", "--from", programme.form_file("identification"), env=signed)
+    assert made.exit_code == 0, made.output
+    before = run_git(server, "rev-parse", "main").stdout
+    refused = run_git(programme.root, "push", "-q", "origin", "main")
+    assert refused.returncode != 0
+    assert "receive.fsckObjects off" in refused.stderr
+    assert "cmgit hooks install --server" in refused.stderr
+    assert run_git(server, "rev-parse", "main").stdout == before
+    again = programme.cli("-C", str(server), "hooks", "install", "--server", as_=None)
+    assert again.exit_code == 0, again.output
+    pushed = run_git(programme.root, "push", "-q", "origin", "main")
+    assert pushed.returncode == 0, pushed.stderr
+
+
 def test_server_refuses_each_forgery(programme: Programme, tmp_path: Path) -> None:
     """Every forgery cmgit audit reports is also refused by the central repository."""
     from .test_audit import forge
