@@ -78,3 +78,57 @@ def test_sync_replays_no_work_onto_a_configuration_audit_flags(
     assert synced.exit_code == 0, synced.output
     assert run_git(central, "rev-parse", "main").stdout == office_b.git("rev-parse", "HEAD")
 
+
+def published_text(out: Path) -> str:
+    return "\n".join(
+        path.read_text(encoding="utf-8", errors="replace")
+        for path in out.rglob("*")
+        if path.suffix in (".html", ".json", ".xml", ".js")
+    )
+
+
+def test_the_site_and_statistics_publish_the_configuration_in_force(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A state relabelled and the programme renamed with plain git: the build and
+    `cmgit stats` still work (they are reads), publish neither change, and say which
+    commits to undo; a build of a commit before them says nothing."""
+    programme.new_case()
+    trusted = programme.git("rev-parse", "HEAD").strip()
+    relabelled = by_hand(
+        programme.root, WORKFLOW, "case_planning: 3 Case plan", "case_planning: 3 Relabelled"
+    )
+    name = next(
+        line
+        for line in (programme.root / "settings.yaml").read_text().splitlines()
+        if line.startswith("programme_name:")
+    )
+    renamed = by_hand(programme.root, "settings.yaml", name, "programme_name: Renamed by hand")
+    says = f"the configuration was changed by commits {relabelled}, {renamed}, {REFUSAL}"
+
+    out = tmp_path / "public"
+    built = programme.cli("site", "build", "--out", str(out), as_=None)
+    assert built.exit_code == 0, built.output
+    head = programme.git("rev-parse", "HEAD").strip()
+    assert f"from commit {head[:12]} in" in built.stdout
+    assert f"warning: {says}" in built.stderr and "programme manager reverts it" in built.stderr
+    site = published_text(out)
+    assert "3 Case plan" in site and "Relabelled" not in site and "Renamed by hand" not in site
+
+    shown = programme.cli("stats", as_=None)
+    assert shown.exit_code == 0, shown.output
+    assert f"Warning: {says}" in shown.stderr
+    assert name.split(":", 1)[1].strip().strip("'\"") in shown.stdout
+    assert "Renamed by hand" not in shown.stdout and "Relabelled" not in shown.stdout
+
+    # at a commit: the configuration in force there, and only its own flags
+    before_renaming = programme.cli(
+        "site", "build", "--commit", "HEAD~1", "--out", str(tmp_path / "at"), as_=None
+    )
+    assert before_renaming.exit_code == 0, before_renaming.output
+    assert f"changed by commit {relabelled}, {REFUSAL}" in before_renaming.stderr
+    assert "Relabelled" not in published_text(tmp_path / "at")
+    before_both = programme.cli(
+        "site", "build", "--commit", trusted, "--out", str(tmp_path / "before"), as_=None
+    )
+    assert before_both.exit_code == 0 and before_both.stderr == "", before_both.output
