@@ -112,8 +112,8 @@ class Source:
     caseworkers: list[str]
     # The commit of each part of the configuration read (PARTS), and the commits that
     # changed the configuration committed and that audit flags, left unread.
-    config_sources: tuple[str, ...] = ()
-    flagged: tuple[str, ...] = ()
+    config_sources: tuple[str, ...]
+    flagged: tuple[str, ...]
     progress: Progress = SILENT
     _rows: list[tuple[Any, ...]] | None = field(default=None, repr=False)
 

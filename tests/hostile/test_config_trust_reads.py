@@ -132,3 +132,26 @@ def test_the_site_and_statistics_publish_the_configuration_in_force(
         "site", "build", "--commit", trusted, "--out", str(tmp_path / "before"), as_=None
     )
     assert before_both.exit_code == 0 and before_both.stderr == "", before_both.output
+
+
+def test_a_shallow_clone_builds_with_the_configuration_in_force_from_its_oldest_commit(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A site built in CI from a clone of the last two commits: the older is the trust
+    root, as for every command, and the change on top of it is judged."""
+    programme.new_case()
+    relabelled = by_hand(
+        programme.root, WORKFLOW, "case_planning: 3 Case plan", "case_planning: 3 Relabelled"
+    )
+    shallow = tmp_path / "shallow"
+    cloned = run_git(
+        tmp_path, "clone", "-q", "--depth", "2", f"file://{programme.root}", str(shallow)
+    )
+    assert cloned.returncode == 0, cloned.stderr
+    out = tmp_path / "public"
+    in_ci = dataclasses.replace(programme, root=shallow)
+    assert in_ci.git("rev-parse", "--is-shallow-repository").strip() == "true"
+    built = in_ci.cli("site", "build", "--out", str(out), as_=None)
+    assert built.exit_code == 0, built.output
+    assert f"changed by commit {relabelled}, {REFUSAL}" in built.stderr
+    assert "Relabelled" not in published_text(out)
