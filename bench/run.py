@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import generate
 
-from cmgit.audit import AuditState
+from cmgit.audit import AuditState, config_in_force
 
 BIN = Path(sys.executable).parent
 CMGIT = str(BIN / "cmgit")
@@ -472,7 +472,7 @@ def _plain_mkdocs(repo: Path, work: Path, runs: int) -> float:
     from cmgit.site.source import open_source
     from cmgit.site.statistics import report, statistics_page
 
-    source = open_source(repo)
+    source = open_source(repo, in_force=config_in_force)
     docs = work / "mkdocs-docs"
     shutil.rmtree(docs, ignore_errors=True)
     shutil.copytree(repo / "site", docs)

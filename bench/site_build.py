@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cmgit import demo, stats
+from cmgit.audit import config_in_force
 from cmgit.site.publish import build
 from cmgit.site.reference import reference_pages
 from cmgit.site.source import open_source
@@ -46,14 +47,22 @@ def main() -> None:
             demo.build(Path(tmp) / "demo", cases=args.cases, seed=7, today=TODAY)
             repo = Path(tmp) / "demo" / "cases"
             print(f"demo of {args.cases} cases built in {time.perf_counter() - start:.1f} s")
-        source = open_source(repo)
+        source = open_source(repo, in_force=config_in_force)
         cases = source.cases()
         changes = source.changes()
         print(f"{len(cases)} cases, {len(changes)} changes of state in history")
-        read = best(3, lambda: (open_source(repo).cases(), open_source(repo).changes()))
+        read = best(
+            3,
+            lambda: (
+                open_source(repo, in_force=config_in_force).cases(),
+                open_source(repo, in_force=config_in_force).changes(),
+            ),
+        )
         compute = best(3, lambda: stats.compute(cases, changes, source.programme(), TODAY))
         pages = best(3, lambda: reference_pages(source))
-        whole = best(3, lambda: build(repo, Path(tmp) / "out", today=TODAY))
+        whole = best(
+            3, lambda: build(repo, Path(tmp) / "out", today=TODAY, in_force=config_in_force)
+        )
         for name, seconds in (
             ("read open fields and history", read),
             ("compute suppressed tables", compute),

@@ -1276,10 +1276,16 @@ def stats_command(state: State, as_json: bool) -> None:
       cmgit stats --json
     """
     from . import site as site_module
+    from .audit import config_in_force
 
     rep = site_module.statistics_report(
-        state.directory, today=today(), progress=_progress_printer(quiet=as_json)
+        state.directory,
+        today=today(),
+        in_force=config_in_force,
+        progress=_progress_printer(quiet=as_json),
     )
+    if rep.config_warning is not None:
+        click.echo(f"Warning: {rep.config_warning}", err=True)
     if as_json:
         emit(rep.as_dict(), True)
         return
@@ -1342,11 +1348,13 @@ def site_build(state: State, out: str | None, commit: str | None, preview: bool)
       cmgit site build --preview
     """
     from . import site as site_module
+    from .audit import config_in_force
 
     result = site_module.build(
         state.directory,
         Path(out) if out else None,
         today=today(),
+        in_force=config_in_force,
         commit=commit,
         preview=preview,
         progress=_progress_printer(),

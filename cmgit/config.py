@@ -8,12 +8,12 @@ last change that audit finds valid) is the audit's to judge.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import caches, yamlio
-from .errors import NotACaseRepository, SchemaError
+from .errors import NotACaseRepository, RepositoryError, SchemaError
 from .history import Git
 from .registry import Registry
 from .schema import SETTINGS, STAFF, WORKFLOW, SchemaSet
@@ -50,6 +50,22 @@ class Config:
 def read_config(git: Git, commit: str) -> Config:
     """Schemas, settings, staff registry and workflow as of ``commit``."""
     return read_parts(git, (commit, commit, commit))
+
+
+def not_in_force(flagged: Iterable[str]) -> RepositoryError | None:
+    """Why the configuration committed is not the one in force: the commits that changed
+    it and that audit flags (`cmgit.audit.config_in_force` finds them); None for none."""
+    commits = list(dict.fromkeys(flagged))
+    if not commits:
+        return None
+    named = ("commit " if len(commits) == 1 else "commits ") + ", ".join(
+        oid[:12] for oid in commits
+    )
+    return RepositoryError(
+        f"the configuration was changed by {named}, which cmgit audit flags; "
+        "cmgit reads with the configuration before it and changes nothing under it",
+        hint="a programme manager reverts it, or makes the change again with cmgit",
+    )
 
 
 def part_ids(git: Git, sources: Sequence[str]) -> tuple[str, ...]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import crypto, ids
+from .audit import config_in_force
+from .config import not_in_force
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
 from .history import Commit, actor_author, format_message, repository_lock, write_atomic
@@ -173,6 +175,7 @@ def _exchange(
             if base == ours and ours != theirs:
                 ours = theirs
             elif base != theirs:
+                _check_in_force(repo, theirs)
                 ours = _replay(repo, identities, base, ours, theirs, today, result)
         if ours != git.head():
             if result.kept_as is not None:
@@ -271,6 +274,18 @@ def _check_not_rewritten(repo: Repository, path: Path, theirs: str) -> None:
             "the central history was rewritten: a commit this clone saw there is gone",
             hint="stop and ask the technical coordinator; run cmgit audit on the server",
         )
+
+
+def _check_in_force(repo: Repository, theirs: str) -> None:
+    """Refuse to replay this clone's work on a central configuration that audit flags:
+    every commit would be made again, merged and re-signed under it, and pushed on top."""
+    problem = not_in_force(config_in_force(repo.git, theirs)[1].values())
+    if problem is not None:
+        problem.hint = (
+            f"{problem.hint}, and pushes that; nothing of this clone's was replayed or "
+            "pushed, and cmgit sync goes through once that is done"
+        )
+        raise problem
 
 
 def _replay(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cmgit import caches, ids, pool, site, stats, store
+from cmgit.audit import config_in_force
 from cmgit.errors import IntegrityError
 from cmgit.history import Git
 
@@ -155,12 +156,17 @@ def test_configuration_is_read_again_when_the_registry_changes(programme: Progra
 def test_statistics_are_remembered_per_commit_and_day(programme: Programme) -> None:
     programme.new_case()
     day = dt.date.fromisoformat(TODAY)
-    first = site.statistics_report(programme.root, today=day).as_dict()
-    assert site.statistics_report(programme.root, today=day).as_dict() == first
-    later = site.statistics_report(programme.root, today=day + dt.timedelta(days=1))
+    first = site.statistics_report(programme.root, today=day, in_force=config_in_force).as_dict()
+    assert (
+        site.statistics_report(programme.root, today=day, in_force=config_in_force).as_dict()
+        == first
+    )
+    later = site.statistics_report(
+        programme.root, today=day + dt.timedelta(days=1), in_force=config_in_force
+    )
     assert later.result.as_of != day
     programme.new_case()
-    changed = site.statistics_report(programme.root, today=day)
+    changed = site.statistics_report(programme.root, today=day, in_force=config_in_force)
     assert changed.commit != first["commit"]
 
 
@@ -265,7 +271,7 @@ def test_state_histories_tell_what_the_commits_tell(programme: Programme) -> Non
     both tell the same changes of state, a reopened case's included."""
     for destination in ("registered", "case_planning", "closed_consent_declined", "reopened"):
         programme.walk(destination)
-    source = site.open_source(programme.root)
+    source = site.open_source(programme.root, in_force=config_in_force)
     assert source.keeps_state_history
 
     def by_case(changes: list[stats.Change]) -> list[list[tuple[object, ...]]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from cmgit import ids
+from cmgit.audit import config_in_force
 from cmgit.site.publish import GENERATED_PAGES
 from cmgit.site.reference import reference_pages
 from cmgit.site.scan import EXAMPLE_CASE_ID
@@ -245,7 +246,7 @@ def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) ->
     work = tmp_path / "project"
     shutil.copytree(ROOT / "site", work / "site")
     shutil.copy2(ROOT / "mkdocs.yml", work / "mkdocs.yml")
-    source = open_source(ROOT)
+    source = open_source(ROOT, in_force=config_in_force)
     pages = reference_pages(source)
     pages["statistics/index.md"] = statistics_page(
         source, report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1)
@@ -278,7 +279,9 @@ def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) ->
 
 
 def test_site_build_in_the_project_checkout(tmp_path: Path) -> None:
-    """The template's own site builds too (no cases, default settings)."""
+    """The template's own site builds too (no cases, default settings). Its history was
+    not begun by cmgit init: there is no trust root, and HEAD's configuration is built,
+    without a word about configuration changes audit would flag."""
     from click.testing import CliRunner
 
     from cmgit.cli import cli
@@ -291,6 +294,7 @@ def test_site_build_in_the_project_checkout(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (out / "index.html").is_file() and (out / "statistics" / "index.html").is_file()
+    assert "cmgit audit flags" not in result.output
 
 
 def test_the_site_build_cannot_decrypt() -> None:

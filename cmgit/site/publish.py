@@ -29,6 +29,7 @@ from .source import (
     MAX_SITE_FILE,
     MKDOCS_FILE,
     SITE_DIR,
+    InForce,
     UnusableSiteFile,
     check_site_file,
     check_site_totals,
@@ -91,6 +92,7 @@ def build(
     out: Path | None,
     *,
     today: dt.date,
+    in_force: InForce,
     commit: str | None = None,
     preview: bool = False,
     progress: Progress = SILENT,
@@ -100,7 +102,9 @@ def build(
     Every input comes from one commit, HEAD's unless ``commit`` names another on the
     branch: mkdocs.yml and the pages of site/ are read from git's objects, never from the
     work tree. A ``preview`` takes mkdocs.yml and site/ from the work tree instead, says
-    so on every page, and is never written where the site is published.
+    so on every page, and is never written where the site is published. The
+    configuration (workflow, schemas, settings, staff) is the one in force at that commit,
+    as ``in_force`` judges it (`cmgit.audit.config_in_force`).
 
     The output appears only when the whole build has passed its checks: it is built in a
     temporary folder beside ``out`` and moved into place at the end.
@@ -110,14 +114,14 @@ def build(
             "--preview builds the pages of the work tree and takes no --commit",
             hint="build a commit without --preview",
         )
-    source = open_source(directory, commit)
+    source = open_source(directory, commit, in_force=in_force)
     source.progress = progress
     root = source.root
     target = (
         out if out is not None else (preview_out if preview else default_out)(root)
     ).absolute()
     _check_out(root, target, preview=preview)
-    warnings = []
+    warnings = [] if source.config_warning is None else [source.config_warning]
     if not preview and source.git.status(SITE_DIR, MKDOCS_FILE):
         warnings.append(
             f"uncommitted changes to {SITE_DIR}/ or {MKDOCS_FILE} are not in the site "

@@ -6,9 +6,10 @@ schemas and settings are all readable without one.
 
 Everything comes from one commit (HEAD's by default), never from the work tree, so a
 page a user has not committed cannot reach the site, and the commit a page names is the
-commit it was built from. The files are treated as hostile: a symbolic link or a
-submodule is refused rather than followed, and so is a file too large or, for a text
-type, not UTF-8.
+commit it was built from. Its configuration is the one in force there, as the audit
+judges it: a change of the workflow, schemas, settings or staff that audit flags shapes
+no page. The files are treated as hostile: a symbolic link or a submodule is refused
+rather than followed, and so is a file too large or, for a text type, not UTF-8.
 """
 
 from __future__ import annotations
@@ -16,20 +17,23 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import caches, stats
 from ..config import (
+    PARTS,
     SCHEMAS_DIR,
     SETTINGS_FILE,
     STAFF_FILE,
     WORKFLOW_FILE,
     load_workflow,
-    read_config,
+    not_in_force,
+    part_ids,
     read_document,
+    read_parts,
 )
 from ..errors import CmgitError, InvalidRecord, NotACaseRepository, TooLarge, UsageError
 from ..history import BLOB_MODES, Git
@@ -47,6 +51,11 @@ MAX_SITE_FILE = 8 * 1024 * 1024
 TEXT_TYPES = frozenset(
     {"md", "markdown", "yml", "yaml", "html", "htm", "css", "js", "json", "svg", "txt", "xml"}
 )
+# Which configuration is in force at a commit: the commit of each part (PARTS), and each
+# part committed that is not in force, with the commit that changed it. The audit judges
+# it (`cmgit.audit.config_in_force`); the caller hands it over, as the audit reads age
+# headers and this package imports nothing of age.
+InForce = Callable[[Git, str], tuple[Sequence[str], Mapping[str, str]]]
 # Of all of them together: git compresses, so a small commit can hold files that would
 # fill a disk when written out.
 MAX_SITE_BYTES = 256 * 1024 * 1024
@@ -101,12 +110,27 @@ class Source:
     workflow: Workflow
     settings: dict[str, Any]
     caseworkers: list[str]
+    # The commit of each part of the configuration read (PARTS), and the commits that
+    # changed the configuration committed and that audit flags, left unread.
+    config_sources: tuple[str, ...]
+    flagged: tuple[str, ...]
     progress: Progress = SILENT
     _rows: list[tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
         return self.git.root
+
+    @property
+    def config_warning(self) -> str | None:
+        """Why the configuration committed at the commit is not the one read, if it is not."""
+        problem = not_in_force(self.flagged)
+        return None if problem is None else str(problem)
+
+    @property
+    def config_ids(self) -> tuple[str, ...]:
+        """The objects of the configuration read: equal ids, equal configuration."""
+        return part_ids(self.git, self.config_sources)
 
     @property
     def profile(self) -> str:
@@ -210,9 +234,9 @@ class Source:
         )
 
 
-def open_source(directory: Path | None, commit: str | None = None) -> Source:
+def open_source(directory: Path | None, commit: str | None = None, *, in_force: InForce) -> Source:
     """The repository around ``directory`` as of ``commit`` (a revision on the branch),
-    by default HEAD."""
+    by default HEAD, with the configuration in force there as ``in_force`` judges it."""
     git = Git.discover(directory or Path.cwd())
     head = git.head()
     if head is None:
@@ -221,8 +245,9 @@ def open_source(directory: Path | None, commit: str | None = None) -> Source:
         )
     if commit is not None:
         head = commit_on_branch(git, commit, head)
+    sources, flagged = configuration_in_force(git, head, in_force)
     with contextlib.suppress(CmgitError):  # the usual case: the whole configuration, remembered
-        config = read_config(git, head)
+        config = read_parts(git, sources)
         return Source(
             git,
             head,
@@ -230,10 +255,17 @@ def open_source(directory: Path | None, commit: str | None = None) -> Source:
             config.workflow,
             config.settings,
             [m.id for m in config.registry.active(CASEWORKER)],
+            sources,
+            flagged,
         )
     # A repository with parts of the configuration missing still gets its SOP pages.
-    paths = [p for p in git.files_under(head, SCHEMAS_DIR) if p.endswith(".json")]
-    files = git.read_paths(head, [*paths, WORKFLOW_FILE, SETTINGS_FILE, STAFF_FILE])
+    schemas_at, staff_at, settings_at = sources
+    paths = [p for p in git.files_under(schemas_at, SCHEMAS_DIR) if p.endswith(".json")]
+    files = (
+        git.read_paths(schemas_at, [*paths, WORKFLOW_FILE])
+        | git.read_paths(staff_at, [STAFF_FILE])
+        | git.read_paths(settings_at, [SETTINGS_FILE])
+    )
     docs = [json.loads(data) for p in paths if (data := files.get(p)) is not None]
     schemas = SchemaSet({doc["$id"]: doc for doc in docs if isinstance(doc, dict)})
     if CASE not in schemas.schemas or files.get(WORKFLOW_FILE) is None:
@@ -252,9 +284,42 @@ def open_source(directory: Path | None, commit: str | None = None) -> Source:
         None if data is None else Registry.from_doc(read_document(data, schemas, STAFF, STAFF_FILE))
     )
     caseworkers = [] if registry is None else [m.id for m in registry.active(CASEWORKER)]
-    return Source(
-        git, head, schemas, load_workflow(files.get(WORKFLOW_FILE), schemas), settings, caseworkers
-    )
+    workflow = load_workflow(files.get(WORKFLOW_FILE), schemas)
+    return Source(git, head, schemas, workflow, settings, caseworkers, sources, flagged)
+
+
+def configuration_in_force(
+    git: Git, head: str, in_force: InForce
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The commit of each part of the configuration (PARTS) in force at ``head``, and the
+    commits that changed the one committed there and that audit flags.
+
+    A history that cmgit did not begin (its first commit is no cmgit init: a checkout of
+    cmgit's own source, say) has no trust root to judge from: there, the configuration
+    is HEAD's, as committed.
+    """
+    as_committed = (head,) * len(PARTS)
+    try:
+        sources, flagged = in_force(git, head)
+    except CmgitError:
+        if begun_by_cmgit(git, head):
+            raise
+        return as_committed, ()
+    if not flagged:
+        return tuple(sources), ()
+    if not begun_by_cmgit(git, head):
+        return as_committed, ()
+    return tuple(sources), tuple(dict.fromkeys(flagged.values()))
+
+
+def begun_by_cmgit(git: Git, head: str) -> bool:
+    """Whether the history of ``head`` begins with a cmgit init; a shallow clone, whose
+    beginning is not there, is taken to (the audit trusts its oldest commit, as cmgit
+    init's)."""
+    if git.incomplete_history() == "shallow":
+        return True
+    root = git.text("rev-list", "--first-parent", "--max-parents=0", head).split()[-1]
+    return git.log(rev=f"{root}^!")[0].trailer("Cmgit-Action") == "init"
 
 
 def commit_on_branch(git: Git, rev: str, head: str) -> str:

@@ -18,7 +18,7 @@ from .. import caches, pool, stats
 from ..progress import SILENT, Progress
 from .charts import bar_chart, days_chart
 from .markup import code, esc
-from .source import Source, open_source
+from .source import InForce, Source, open_source
 
 STATS_CACHE = "statistics"
 # Remembered figures are keyed by the source of cmgit.stats: a change to the statistics
@@ -34,6 +34,9 @@ class Report:
     programme_name: str
     profile: str
     result: stats.Statistics
+    # Said on stderr, never in the figures: the configuration committed is not the one
+    # in force, so the figures are by the one before it.
+    config_warning: str | None = None
 
     @property
     def tables(self) -> list[stats.Table]:
@@ -49,9 +52,10 @@ class Report:
 
 
 def report(source: Source, as_of: dt.date) -> Report:
-    # The figures of a commit on a day never change: remembered under the commit, the day
-    # and the source of the statistics code, a repeated run computes nothing.
-    key = (source.head, as_of.isoformat(), STATS_CODE)
+    # The figures of a commit on a day never change: remembered under the commit, the
+    # configuration they were computed by, the day and the source of the statistics code,
+    # a repeated run computes nothing.
+    key = (source.head, source.config_ids, as_of.isoformat(), STATS_CODE)
     remembered = caches.remembered(source.git, STATS_CACHE, key)
     if remembered is not None:
         result = _statistics_from(remembered)
@@ -70,7 +74,11 @@ def report(source: Source, as_of: dt.date) -> Report:
             result = stats.compute(source.cases(), changes.result(), programme, as_of)
         caches.remember(source.git, STATS_CACHE, key, _statistics_to(result))
     return Report(
-        source.head, str(source.settings.get("programme_name", "")), source.profile, result
+        source.head,
+        str(source.settings.get("programme_name", "")),
+        source.profile,
+        result,
+        source.config_warning,
     )
 
 
@@ -91,9 +99,9 @@ def _statistics_from(stored: tuple[Any, ...]) -> stats.Statistics:
 
 
 def statistics_report(
-    directory: Path | None, *, today: dt.date, progress: Progress = SILENT
+    directory: Path | None, *, today: dt.date, in_force: InForce, progress: Progress = SILENT
 ) -> Report:
-    source = open_source(directory)
+    source = open_source(directory, in_force=in_force)
     source.progress = progress
     return report(source, today)
 

@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from .. import caches, crypto, ids, records
 from ..audit import Sources, config_in_force
-from ..config import PARTS, Config, read_parts
+from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
     CaseNotFound,
     CmgitError,
@@ -118,19 +118,7 @@ class Core:
         if only parts ``rewriting`` are not: a programme manager's staff or settings
         command writes its file anew from the one in force, and so repairs it."""
         self.reload_config()
-        untrusted = list(
-            dict.fromkeys(oid for part, oid in self._trust[1].items() if part not in rewriting)
-        )
-        if not untrusted:
-            return None
-        named = ("commit " if len(untrusted) == 1 else "commits ") + ", ".join(
-            oid[:12] for oid in untrusted
-        )
-        return RepositoryError(
-            f"the configuration was changed by {named}, which cmgit audit flags; "
-            "cmgit reads with the configuration before it and changes nothing under it",
-            hint="a programme manager reverts it, or makes the change again with cmgit",
-        )
+        return not_in_force(oid for part, oid in self._trust[1].items() if part not in rewriting)
 
     def check_config_trusted(self, rewriting: Collection[str] = ()) -> None:
         """Refuse to act on a configuration that is not in force (see `_trust`): a record

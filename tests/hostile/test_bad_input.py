@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from cmgit import crypto, history, ids, records, site
+from cmgit.audit import config_in_force
 from cmgit.errors import ACCESS, INVALID_RECORD, USAGE
 from cmgit.store import MAX_FORM_BYTES
 
@@ -654,7 +655,7 @@ def test_B13_commit_message_injection(programme: Programme) -> None:
         assert code == 6 and "message" in rules(report), (extra, report)
         assert CANARY not in json.dumps(report)
         # nor do the statistics read a forged Cmgit-To as a change of state
-        changes = site.open_source(programme.root).changes()
+        changes = site.open_source(programme.root, in_force=config_in_force).changes()
         assert [c.target for c in changes] == ["identified"], changes
     programme.git("reset", "-q", "--soft", "HEAD~1")
     programme.git(
