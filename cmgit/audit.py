@@ -27,14 +27,18 @@ from typing import Any, cast
 
 from . import caches, crypto, ids, pool, records, signing
 from .config import (
+    EDITABLE,
     PARTS,
     SCHEMAS_DIR,
     SETTINGS_FILE,
     STAFF_FILE,
     Config,
+    editable_part,
+    editors,
     part_ids,
     read_config,
     read_parts,
+    shown_path,
 )
 from .errors import CmgitError, GitFailed, RepositoryError
 from .guards import to_date
@@ -58,11 +62,14 @@ BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
 IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
 CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
+# Each action that changes the configuration, and the parts of it (config.EDITABLE) it
+# may change: `config` changes each part by the roles that may (config.editors).
 CONFIG_ACTIONS = {
-    "staff-add": STAFF_FILE,
-    "staff-update": STAFF_FILE,
-    "staff-deactivate": STAFF_FILE,
-    "settings-set": SETTINGS_FILE,
+    "staff-add": (STAFF_FILE,),
+    "staff-update": (STAFF_FILE,),
+    "staff-deactivate": (STAFF_FILE,),
+    "settings-set": (SETTINGS_FILE,),
+    "config": tuple(EDITABLE),
 }
 STATE_FILE = "audit-verified"
 STATE_KEY = "audit-key"
@@ -100,6 +107,7 @@ TRAILERS: dict[str, frozenset[str]] = {
         for action in ("staff-add", "staff-update", "staff-deactivate")
     },
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
+    "config": frozenset({"Cmgit-Action", "Cmgit-Reason"}),
 }
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
@@ -706,7 +714,7 @@ class Auditor:
             yield "actor", "committed by someone other than its author"
         yield from self._check_records(changes, after)
         if action in CONFIG_ACTIONS:
-            yield from self._check_config_change(action, actor.role, changes, parent, commit, after)
+            yield from self._check_config_change(action, actor.role, changes, before, commit, after)
         elif action in CASE_ACTIONS:
             yield from self._check_case_change(
                 action, commit, actor, changes, parent, before, committed
@@ -857,23 +865,35 @@ class Auditor:
         action: str,
         role: str,
         changes: list[Change],
-        parent: str,
+        prior: Config,
         commit: Commit,
         after: Config,
     ) -> Iterator[tuple[str, str]]:
-        if role != PROGRAMME_MANAGER:
-            yield "config", f"{action} by a {role}: only a programme manager changes it"
+        allowed = CONFIG_ACTIONS[action]
+        # Who may change each part is as the settings in force at the parent say.
+        parts = {editable_part(c.path) or c.path for c in changes} & set(allowed)
+        for part in sorted(parts) or allowed[:1]:
+            roles = editors(part, prior.settings) if action == "config" else (PROGRAMME_MANAGER,)
+            if role in roles:
+                continue
+            if roles == (PROGRAMME_MANAGER,):
+                yield "config", f"{action} by a {role}: only a programme manager changes it"
+            else:
+                yield (
+                    "config",
+                    f"{action} of {part}/ by a {role}: only {', '.join(roles)} change it",
+                )
         rejected = self._rejected.get(commit.oid)
         if rejected is not None:
             # Judged by the configuration it makes, the change failed (say, settings that
             # do not validate): it is not in force, and the command line names it.
             yield "config", "the change is not in force: {}: {}".format(*rejected)
-        allowed = CONFIG_ACTIONS[action]
         for change in changes:
-            if change.path == allowed:
+            if (editable_part(change.path) or change.path) in allowed:
                 continue
-            if ids.case_id_from_path(change.path) is None:
-                yield "paths", f"{action} also changed {change.path}"
+            if ids.case_id_from_path(change.path) is None or action == "config":
+                # No migration of records yet: a `config` commit touches none.
+                yield "paths", f"{action} also changed {shown_path(change.path)}"
                 continue
             before = self._open(change.old, after, change.path)
             now = self._open(change.new, after, change.path)
