@@ -563,7 +563,9 @@ def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool
     """
     if reason is None and not dry_run:
         raise UsageError("give the reason for the change: -m REASON", hint="e.g. -m sop_typo_fix")
-    change = state.repo().config_commit(state.identities(), reason or "dry_run", dry_run=dry_run)
+    change = state.repo().config_commit(
+        state.identities(), reason or "dry_run", today=today(), dry_run=dry_run
+    )
     if as_json:
         emit(change.as_dict(), True)
         return

@@ -11,7 +11,7 @@ from pathlib import Path
 from cmgit.config import DEFAULT_SOP_EDITORS, SOP_EDITORS
 from cmgit.schema import SETTINGS, SchemaSet
 
-from .conftest import CANARY, Programme
+from .conftest import CANARY, Programme, form
 from .test_audit import audit, forge, rules
 from .test_hooks import run_git
 from .test_signing import require_signatures, ssh_key
@@ -110,7 +110,8 @@ def test_a_coordinators_sop_typo_fix_passes_audit_the_server_and_reaches_the_sit
 def test_a_programme_managers_new_optional_field_passes_audit_and_reaches_the_reference(
     programme: Programme, tmp_path: Path
 ) -> None:
-    consent(programme, programme.new_case())
+    case_id = programme.new_case()
+    consent(programme, case_id)
     add_form_field(programme, "preferred_language_code")
     before = programme.state()
     dry = programme.cli("config", "commit", "--dry-run", "--json", as_="pm-001")
@@ -128,9 +129,12 @@ def test_a_programme_managers_new_optional_field_passes_audit_and_reaches_the_re
     assert programme.git("status", "--porcelain") == ""
     code, report = audit(programme)
     assert code == 0 and report["ok"], report
-    # the next record of a consent may carry it, and the reference pages name it
-    with_field = programme.cli("validate", as_="pm-001")
-    assert with_field.exit_code == 0, with_field.output
+    # the next consent recorded may carry it, and the reference pages name it
+    doc = form("consent")
+    doc["consent"]["preferred_language_code"] = "lang_01"
+    recorded = programme.cli("record", case_id, "consent", "--from", programme.form_file("c", doc))
+    assert recorded.exit_code == 0, recorded.output
+    assert audit(programme)[0] == 0
     out = tmp_path / "built"
     assert programme.cli("site", "build", "--out", str(out), as_=None).exit_code == 0
     assert "preferred_language_code" in (out / "reference" / "forms.html").read_text()
@@ -361,3 +365,16 @@ def test_a_forged_config_commit_is_flagged_by_audit_and_refused_by_the_server(
     )
     assert audit(programme, "--full")[0] == 0
     assert run_git(programme.root, "push", "-q", "origin", "main").returncode == 0
+
+
+def test_mkdocs_yml_is_the_programme_managers_and_may_not_run_code(programme: Programme) -> None:
+    mkdocs = programme.root / "mkdocs.yml"
+    mkdocs.write_text(mkdocs.read_text() + "hooks:\n  - hooks.py\n")
+    before = programme.state()
+    refused = programme.cli("config", "commit", "-m", "site_hooks", as_="co-north")
+    assert refused.exit_code == 4
+    assert "may not change mkdocs.yml: programme managers change it" in refused.stderr
+    refused = programme.cli("config", "commit", "-m", "site_hooks", as_="pm-001")
+    assert refused.exit_code == 3
+    assert "mkdocs.yml uses what the site build does not allow: hooks" in refused.stderr
+    assert programme.state() == before

@@ -10,10 +10,13 @@ under it (no migration is applied yet, so a change that leaves any invalid is re
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import crypto, ids, yamlio
@@ -81,7 +84,12 @@ class ConfigChange:
 
 
 def config_commit(
-    repo: Core, identities: Sequence[crypto.Identity], reason: str, *, dry_run: bool = False
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    reason: str,
+    *,
+    today: dt.date,
+    dry_run: bool = False,
 ) -> ConfigChange:
     """Validate the work tree's changes to the configuration and commit them as one
     `config` commit (none if ``dry_run``, or if nothing changed)."""
@@ -112,6 +120,8 @@ def config_commit(
         yamlio.load(providers, what=PROVIDERS_FILE, max_bytes=MAX_CONFIG_BYTES)
     if SITE_DIR in parts:
         _check_pages(repo, files)
+    if SITE_DIR in parts or MKDOCS_FILE in parts:
+        _check_build(repo, today)
     if dry_run:
         return result
     repo.check_config_trusted(rewriting=[p for p in parts if p is not None])
@@ -262,6 +272,15 @@ def _check_pages(repo: Core, files: Mapping[str, bytes | None]) -> None:
                 problems=problems,
                 hint=f"a copy of a record or of an encrypted block has no place in {SITE_DIR}/",
             )
+
+
+def _check_build(repo: Core, today: dt.date) -> None:
+    """Every page must build: the work tree's site is built as a preview into a temporary
+    folder, removed after, with the output scan of every build."""
+    from ..site.publish import build
+
+    with tempfile.TemporaryDirectory(prefix="cmgit-config-") as folder:
+        build(repo.root, Path(folder) / "site", today=today, preview=True, progress=repo.progress)
 
 
 def _check_schemas(
