@@ -40,7 +40,7 @@ from .config import (
     read_parts,
     shown_path,
 )
-from .errors import CmgitError, GitFailed, RepositoryError
+from .errors import CmgitError, GitFailed, RepositoryError, SchemaError
 from .guards import to_date
 from .history import (
     BLOB_MODES,
@@ -899,6 +899,24 @@ class Auditor:
             now = self._open(change.new, after, change.path)
             if before is None or now is None or before != now:
                 yield "paths", f"{action} changed the open fields of a record"
+        if action == "config" and SCHEMAS_DIR in parts:
+            yield from self._check_records_stay_valid(commit.oid, prior, after)
+
+    def _check_records_stay_valid(
+        self, commit: str, prior: Config, after: Config
+    ) -> Iterator[tuple[str, str]]:
+        """No migration of records exists yet: a change of the schemas must leave every
+        record valid. Keyless, the open fields are checked; the sealed forms are checked
+        by `cmgit config commit` itself, with a programme manager's key."""
+        order = prior.schemas.open_fields
+        invalid = 0
+        for row in caches.open_rows(self.git, commit, order):
+            try:
+                after.schemas.validate_open(dict(zip(order, row, strict=True)))
+            except SchemaError:
+                invalid += 1
+        if invalid:
+            yield "config", f"the change leaves the open fields of {invalid} record(s) invalid"
 
     def _check_case_change(
         self,

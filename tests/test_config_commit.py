@@ -321,6 +321,14 @@ def test_a_forged_config_commit_is_flagged_by_audit_and_refused_by_the_server(
         .replace(b"guards: [G01, G02", b"guards: [G99, G02")
     )
 
+    case_schema = json.loads((programme.root / "schemas/case.schema.json").read_text())
+    case_schema["properties"]["district_code"] = {
+        "type": "string",
+        "description": "A new open field no record has.",
+        "x-cmgit": "open",
+    }
+    new_open_field = json.dumps(case_schema, indent=2).encode()
+
     def trailers(actor: str, role: str) -> list[tuple[str, str]]:
         return [
             ("Cmgit-Action", "config"),
@@ -347,6 +355,13 @@ def test_a_forged_config_commit_is_flagged_by_audit_and_refused_by_the_server(
             "config",
         ),
     }
+    cases["a new open field no record has"] = (
+        {"schemas/case.schema.json": new_open_field},
+        "pm-001",
+        "programme_manager",
+        pm_key,
+        "config",
+    )
     for name, (files, actor, role, key, rule) in cases.items():
         forge(programme, files, "config: sop_typo_fix", trailers(actor, role), actor, key)
         code, report = audit(programme, "--full")
