@@ -43,8 +43,10 @@ def add_form_field(programme: Programme, name: str, *, required: bool = False) -
     target.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def consent(programme: Programme, case_id: str) -> None:
-    recorded = programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
+def consent(programme: Programme, case_id: str, env: dict[str, str] | None = None) -> None:
+    recorded = programme.cli(
+        "record", case_id, "consent", "--from", programme.form_file("consent"), env=env
+    )
     assert recorded.exit_code == 0, recorded.output
 
 
@@ -110,8 +112,12 @@ def test_a_coordinators_sop_typo_fix_passes_audit_the_server_and_reaches_the_sit
 def test_a_programme_managers_new_optional_field_passes_audit_and_reaches_the_reference(
     programme: Programme, tmp_path: Path
 ) -> None:
-    case_id = programme.new_case()
-    consent(programme, case_id)
+    pm_key, cw_key = require_signatures(programme, tmp_path)
+    pm, cw = {"CMGIT_SIGNING_KEY": str(pm_key)}, {"CMGIT_SIGNING_KEY": str(cw_key)}
+    made = programme.cli("new", "--from", programme.form_file("identification"), env=cw)
+    case_id = made.stdout.strip()
+    consent(programme, case_id, cw)
+    central(programme, tmp_path)
     add_form_field(programme, "preferred_language_code")
     before = programme.state()
     dry = programme.cli("config", "commit", "--dry-run", "--json", as_="pm-001")
@@ -124,17 +130,22 @@ def test_a_programme_managers_new_optional_field_passes_audit_and_reaches_the_re
     assert shown["records"] == {"checked": 1, "invalid": 0, "invalid_cases": []}
     assert programme.state() == before
 
-    made = programme.cli("config", "commit", "-m", "new_language_field", as_="pm-001")
+    made = programme.cli("config", "commit", "-m", "new_language_field", as_="pm-001", env=pm)
     assert made.exit_code == 0, made.output
     assert programme.git("status", "--porcelain") == ""
     code, report = audit(programme)
     assert code == 0 and report["ok"], report
+    pushed = run_git(programme.root, "push", "-q", "origin", "main")
+    assert pushed.returncode == 0, pushed.stderr
     # the next consent recorded may carry it, and the reference pages name it
     doc = form("consent")
     doc["consent"]["preferred_language_code"] = "lang_01"
-    recorded = programme.cli("record", case_id, "consent", "--from", programme.form_file("c", doc))
+    recorded = programme.cli(
+        "record", case_id, "consent", "--from", programme.form_file("c", doc), env=cw
+    )
     assert recorded.exit_code == 0, recorded.output
     assert audit(programme)[0] == 0
+    assert run_git(programme.root, "push", "-q", "origin", "main").returncode == 0
     out = tmp_path / "built"
     assert programme.cli("site", "build", "--out", str(out), as_=None).exit_code == 0
     assert "preferred_language_code" in (out / "reference" / "forms.html").read_text()
