@@ -404,3 +404,39 @@ def test_mkdocs_yml_is_the_programme_managers_and_may_not_run_code(programme: Pr
     assert refused.exit_code == 3
     assert "mkdocs.yml uses what the site build does not allow: hooks" in refused.stderr
     assert programme.state() == before
+
+
+def test_a_new_guard_on_an_existing_transition_is_shown_committed_and_audited(
+    programme: Programme, tmp_path: Path
+) -> None:
+    programme.new_case()
+    edit(
+        programme,
+        "schemas/workflow.yaml",
+        "to: assessment, by: case_workers, summary:",
+        "to: assessment, by: case_workers, guards: [G90], summary:",
+    )
+    edit(
+        programme,
+        "schemas/workflow.yaml",
+        "guards:\n",
+        'guards:\n  G90: {severity: hard, summary: "Consent is on file before the assessment.",'
+        " schema: {required: [consent]}}\n",
+    )
+    dry = programme.cli("config", "commit", "--dry-run", "--json", as_="pm-001")
+    assert dry.exit_code == 0, dry.output
+    shown = json.loads(dry.stdout)
+    assert shown["workflow"] == {
+        "transitions": {"added": [], "removed": [], "changed": ["T03"]},
+        "guards": {"added": ["G90"], "removed": [], "changed": []},
+    }
+    assert shown["fields"] == {} and shown["records"]["invalid"] == 0
+    made = programme.cli("config", "commit", "-m", "consent_before_assessment", as_="pm-001")
+    assert made.exit_code == 0, made.output
+    assert audit(programme)[0] == 0
+    out = tmp_path / "built"
+    assert programme.cli("site", "build", "--out", str(out), as_=None).exit_code == 0
+    assert (
+        "Consent is on file before the assessment."
+        in (out / "reference" / "guards.html").read_text()
+    )
