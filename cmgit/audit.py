@@ -27,16 +27,20 @@ from typing import Any, NamedTuple, cast
 
 from . import caches, crypto, ids, pool, records, signing
 from .config import (
+    EDITABLE,
     PARTS,
     SCHEMAS_DIR,
     SETTINGS_FILE,
     STAFF_FILE,
     Config,
+    editable_part,
+    editors,
     part_ids,
     read_config,
     read_parts,
+    shown_path,
 )
-from .errors import CmgitError, GitFailed, RepositoryError
+from .errors import CmgitError, GitFailed, RepositoryError, SchemaError
 from .guards import to_date
 from .history import (
     BLOB_MODES,
@@ -59,11 +63,14 @@ BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
 IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
 CONFIG_PATHS = frozenset({SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE})
+# Each action that changes the configuration, and the parts of it (config.EDITABLE) it
+# may change: `config` changes each part by the roles that may (config.editors).
 CONFIG_ACTIONS = {
-    "staff-add": STAFF_FILE,
-    "staff-update": STAFF_FILE,
-    "staff-deactivate": STAFF_FILE,
-    "settings-set": SETTINGS_FILE,
+    "staff-add": (STAFF_FILE,),
+    "staff-update": (STAFF_FILE,),
+    "staff-deactivate": (STAFF_FILE,),
+    "settings-set": (SETTINGS_FILE,),
+    "config": tuple(EDITABLE),
 }
 STATE_FILE = "audit-verified"
 STATE_KEY = "audit-key"
@@ -101,6 +108,7 @@ TRAILERS: dict[str, frozenset[str]] = {
         for action in ("staff-add", "staff-update", "staff-deactivate")
     },
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
+    "config": frozenset({"Cmgit-Action", "Cmgit-Reason"}),
 }
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
@@ -719,7 +727,7 @@ class Auditor:
             # committing (or signing) in the author's name is not what the history says.
             yield "actor", "committed by someone other than its author"
         if action in CONFIG_ACTIONS:
-            yield from self._check_config_change(action, actor.role, changes, parent, commit, after)
+            yield from self._check_config_change(action, actor.role, changes, before, commit, after)
         elif action in CASE_ACTIONS:
             yield from self._check_case_change(
                 action, commit, actor, changes, parent, before, committed
@@ -870,28 +878,58 @@ class Auditor:
         action: str,
         role: str,
         changes: list[Change],
-        parent: str,
+        prior: Config,
         commit: Commit,
         after: Config,
     ) -> Iterator[tuple[str, str]]:
-        if role != PROGRAMME_MANAGER:
-            yield "config", f"{action} by a {role}: only a programme manager changes it"
+        allowed = CONFIG_ACTIONS[action]
+        # Who may change each part is as the settings in force at the parent say.
+        parts = {editable_part(c.path) or c.path for c in changes} & set(allowed)
+        for part in sorted(parts) or allowed[:1]:
+            roles = editors(part, prior.settings) if action == "config" else (PROGRAMME_MANAGER,)
+            if role in roles:
+                continue
+            if roles == (PROGRAMME_MANAGER,):
+                yield "config", f"{action} by a {role}: only a programme manager changes it"
+            else:
+                yield (
+                    "config",
+                    f"{action} of {part}/ by a {role}: only {', '.join(roles)} change it",
+                )
         rejected = self._rejected.get(commit.oid)
         if rejected is not None:
             # Judged by the configuration it makes, the change failed (say, settings that
             # do not validate): it is not in force, and the command line names it.
             yield "config", "the change is not in force: {}: {}".format(*rejected)
-        allowed = CONFIG_ACTIONS[action]
         for change in changes:
-            if change.path == allowed:
+            if (editable_part(change.path) or change.path) in allowed:
                 continue
-            if ids.case_id_from_path(change.path) is None:
-                yield "paths", f"{action} also changed {change.path}"
+            if ids.case_id_from_path(change.path) is None or action == "config":
+                # No migration of records yet: a `config` commit touches none.
+                yield "paths", f"{action} also changed {shown_path(change.path)}"
                 continue
             before = self._open(change.old, after, change.path)
             now = self._open(change.new, after, change.path)
             if before is None or now is None or before != now:
                 yield "paths", f"{action} changed the open fields of a record"
+        if action == "config" and SCHEMAS_DIR in parts:
+            yield from self._check_records_stay_valid(commit.oid, prior, after)
+
+    def _check_records_stay_valid(
+        self, commit: str, prior: Config, after: Config
+    ) -> Iterator[tuple[str, str]]:
+        """No migration of records exists yet: a change of the schemas must leave every
+        record valid. Keyless, the open fields are checked; the sealed forms are checked
+        by `cmgit config commit` itself, with a programme manager's key."""
+        order = prior.schemas.open_fields
+        invalid = 0
+        for row in caches.open_rows(self.git, commit, order):
+            try:
+                after.schemas.validate_open(dict(zip(order, row, strict=True)))
+            except SchemaError:
+                invalid += 1
+        if invalid:
+            yield "config", f"the change leaves the open fields of {invalid} record(s) invalid"
 
     def _check_case_change(
         self,

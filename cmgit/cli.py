@@ -532,6 +532,55 @@ def settings_set(state: State, key: str, value: str) -> None:
     click.echo(f"Set {key}; re-encrypted {count} case(s)")
 
 
+@cli.group("config", cls=CmgitGroup)
+def config_group() -> None:
+    """Commit changes of the procedure made in the work tree: forms, workflow, SOP pages.
+
+    \b
+    Example:
+      cmgit config commit -m sop_typo_fix --dry-run
+    """
+
+
+@config_group.command("commit")
+@click.option(
+    "-m",
+    "reason",
+    metavar="REASON",
+    help="Why, as a code such as sop_typo_fix (commit messages carry no free text).",
+)
+@click.option("--dry-run", is_flag=True, help="Validate and show what changes; commit nothing.")
+@json_option
+@pass_state
+def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool) -> None:
+    """Validate the work tree's changes of schemas/, mkdocs.yml, providers.yaml and site/
+    and commit them as one commit. Programme managers change schemas/, mkdocs.yml and
+    providers.yaml; the roles in the setting sop_editors change the pages under site/.
+
+    \b
+    Example:
+      cmgit config commit -m sop_typo_fix
+    """
+    if reason is None and not dry_run:
+        raise UsageError("give the reason for the change: -m REASON", hint="e.g. -m sop_typo_fix")
+    change = state.repo().config_commit(
+        state.identities(), reason or "dry_run", today=today(), dry_run=dry_run
+    )
+    if as_json:
+        emit(change.as_dict(), True)
+        return
+    if not change.files:
+        click.echo("No change of the configuration in the work tree; nothing committed")
+        return
+    summary = change.as_dict()
+    del summary["commit"]
+    emit(summary, False)
+    if change.commit is None:
+        click.echo("Dry run: nothing committed")
+    else:
+        click.echo(f"Committed {len(change.files)} file(s) as {change.commit[:12]}")
+
+
 # -- cases ---------------------------------------------------------------------------
 
 

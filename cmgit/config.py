@@ -8,6 +8,7 @@ last change that audit finds valid) is the audit's to judge.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,8 +16,8 @@ from typing import Any, TypeVar
 from . import caches, yamlio
 from .errors import NotACaseRepository, RepositoryError, SchemaError
 from .history import Git
-from .registry import Registry
-from .schema import SETTINGS, STAFF, WORKFLOW, SchemaSet
+from .registry import COORDINATOR, PROGRAMME_MANAGER, Registry
+from .schema import CASE, SETTINGS, STAFF, WORKFLOW, SchemaSet
 from .workflow import Workflow, WorkflowError
 
 STAFF_FILE = "staff.yaml"
@@ -29,6 +30,45 @@ CONFIG_CACHE = "config"
 # them brings that part into force, and leaves the others as they were.
 PARTS = (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
 T = TypeVar("T")
+
+# What `cmgit config commit` changes, each a folder (its files) or a file, and who may:
+# programme managers, or the roles the setting named (SPEC section 9, "Configuration").
+SITE_DIR = "site"
+MKDOCS_FILE = "mkdocs.yml"
+PROVIDERS_FILE = "providers.yaml"
+SOP_EDITORS = "sop_editors"
+DEFAULT_SOP_EDITORS = (PROGRAMME_MANAGER, COORDINATOR)  # the setting's schema default
+EDITABLE: dict[str, str | None] = {
+    SCHEMAS_DIR: None,
+    MKDOCS_FILE: None,
+    PROVIDERS_FILE: None,
+    SITE_DIR: SOP_EDITORS,
+}
+FOLDERS = frozenset({SCHEMAS_DIR, SITE_DIR})
+# The schemas every other part is read with: a schemas/ without one of them is refused.
+CORE_SCHEMAS = (CASE, WORKFLOW, SETTINGS, STAFF)
+_SHOWN_PATH = re.compile(r"[A-Za-z0-9._/-]{1,120}")
+
+
+def editable_part(path: str) -> str | None:
+    """The part of the configuration (a key of EDITABLE) ``path`` belongs to, if any."""
+    top, sep, _ = path.partition("/")
+    if top in EDITABLE and bool(sep) == (top in FOLDERS):
+        return top
+    return None
+
+
+def editors(part: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The roles that change ``part`` of the configuration under ``settings``."""
+    setting = EDITABLE[part]
+    if setting is None:
+        return (PROGRAMME_MANAGER,)
+    return tuple(settings.get(setting, DEFAULT_SOP_EDITORS))
+
+
+def shown_path(path: str) -> str:
+    """A path as a message may name it: one of odd characters (perhaps a name) is not."""
+    return path if _SHOWN_PATH.fullmatch(path) else "a file of odd name"
 
 
 def load_yaml(
@@ -118,9 +158,33 @@ def _compiled(key: str, schema_docs: Any, flow: Any) -> tuple[SchemaSet, Workflo
 def _schema_documents(git: Git, commit: str) -> tuple[Any, Any]:
     """The JSON Schemas and the workflow data under schemas/ in ``commit``, validated."""
     paths = [p for p in git.files_under(commit, SCHEMAS_DIR) if p.endswith(".json")]
-    files = git.read_paths(commit, [*paths, WORKFLOW_FILE])
-    docs = {doc["$id"]: doc for doc in (json.loads(files[p] or b"{}") for p in paths)}
-    flow = workflow_document(files[WORKFLOW_FILE], SchemaSet(docs))
+    return schema_documents(git.read_paths(commit, [*paths, WORKFLOW_FILE]))
+
+
+def schema_documents(files: Mapping[str, bytes | None]) -> tuple[dict[str, Any], Any]:
+    """The JSON Schemas (each ``.json`` file of ``files``, by its ``$id``) and the workflow
+    data among the files of schemas/, validated: from a commit, or from the work tree
+    before `cmgit config commit` commits it."""
+    docs: dict[str, Any] = {}
+    for path, data in files.items():
+        if not path.endswith(".json"):
+            continue
+        try:
+            doc = json.loads(data or b"{}")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("$id"), str):
+            raise SchemaError(
+                f"{shown_path(path)} is not a JSON Schema with an $id",
+                hint=f"correct it: every .json file under {SCHEMAS_DIR}/ is a schema",
+            )
+        if doc["$id"] in docs:
+            raise SchemaError(f"{shown_path(path)} repeats the $id of another schema")
+        docs[doc["$id"]] = doc
+    missing = [schema_id for schema_id in CORE_SCHEMAS if schema_id not in docs]
+    if missing:
+        raise SchemaError(f"{SCHEMAS_DIR}/ has no schema {missing[0]}")
+    flow = workflow_document(files.get(WORKFLOW_FILE), SchemaSet(docs))
     _workflow(flow)  # refuse an inconsistent workflow before remembering it
     return docs, flow
 

@@ -30,6 +30,7 @@ OPEN = "open"
 SEALED = "sealed"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_PROBLEMS = 20
+_ID_RE = re.compile(r"urn:cmgit:[a-z]+:[a-z0-9_]{1,64}")
 
 
 class SchemaSet:
@@ -112,6 +113,30 @@ class SchemaSet:
             )
             self._validators[key] = validator
         return validator
+
+    def check_compiles(self) -> None:
+        """Compile every schema, refusing the first that does not (SchemaError); the
+        validator's own message is not shown: it quotes whatever the schema holds."""
+        failed = []
+        for schema_id, schema in self.schemas.items():
+            try:
+                self._validator(schema_id, schema)
+            except ValueError:
+                failed.append(schema_id)
+        if failed:
+            # A schema fails with every one that refers to it: name one that refers to
+            # none of the others that fail, the one to correct.
+            texts = {schema_id: json.dumps(self.schemas[schema_id]) for schema_id in failed}
+            first = next(
+                (f for f in failed if not any(o != f and o in texts[f] for o in failed)),
+                failed[0],
+            )
+            shown = first if _ID_RE.fullmatch(first) else "a schema"
+            raise SchemaError(
+                f"{shown} is not a valid JSON Schema (draft 2020-12), or names one "
+                "that does not exist",
+                hint="correct it; every schema must compile before it is committed",
+            )
 
     def validate(self, doc: Any, schema_id: str, *, what: str, case_id: str | None = None) -> None:
         self._check(self._validator(schema_id, self.schemas[schema_id]), doc, what, case_id)
