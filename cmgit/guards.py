@@ -91,22 +91,27 @@ def add_months(day: dt.date, months: int) -> dt.date:
     raise ValueError("unreachable")
 
 
-def birth_date(text: Any) -> dt.date | None:
-    """A full or partial date of birth; a partial one counts from the middle of its period."""
+def birth_date(text: Any, *, latest: bool = False) -> dt.date | None:
+    """A full or partial date of birth. A partial one counts from the middle of its
+    period, or with ``latest`` from its last day: the latest the child can have been born."""
     if not isinstance(text, str):
         return None
     parts = text.split("-")
     try:
         year = int(parts[0])
+        if latest and len(parts) == 1:
+            return dt.date(year, 12, 31)
         month = int(parts[1]) if len(parts) > 1 else 7
+        if latest and len(parts) == 2:
+            return add_months(dt.date(year, month, 1), 1) - dt.timedelta(days=1)
         day = int(parts[2]) if len(parts) > 2 else (1 if len(parts) == 1 else 15)
         return dt.date(year, month, day)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):
         return None
 
 
-def age_on(date_of_birth: Any, day: dt.date) -> int | None:
-    born = birth_date(date_of_birth)
+def age_on(date_of_birth: Any, day: dt.date, *, latest: bool = False) -> int | None:
+    born = birth_date(date_of_birth, latest=latest)
     if born is None:
         return None
     years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
@@ -354,11 +359,22 @@ def closure_discussed(s: Situation, params: Mapping[str, Any]) -> str | None:
 
 
 def turned_18(s: Situation, params: Mapping[str, Any]) -> str | None:
+    return _aged_out(s, latest=False)
+
+
+def turned_18_for_certain(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Version 2 of turned_18: a partial date of birth counts from the last day it can
+    be, so a child whose birthday is known only by year or month is never closed as an
+    adult before they surely are one."""
+    return _aged_out(s, latest=True)
+
+
+def _aged_out(s: Situation, *, latest: bool) -> str | None:
     closure = s.record.get("closure") or {}
     if closure.get("continue_past_18_reason"):
         return "a reason to continue past 18 is recorded"
     child = (s.record.get("registration") or {}).get("child") or {}
-    age = age_on(child.get("date_of_birth"), _closure_day(s))
+    age = age_on(child.get("date_of_birth"), _closure_day(s), latest=latest)
     if age is None:
         return "no date of birth is recorded"
     if age < 18:
@@ -512,7 +528,11 @@ def _unused(s: Situation, params: Mapping[str, Any]) -> str | None:
     return None
 
 
-CHECKS: dict[str, Callable[[Situation, Mapping[str, Any]], str | None]] = {
+Check = Callable[[Situation, Mapping[str, Any]], str | None]
+
+# Version 1 of every named check. A guard in the workflow names its check, and the version
+# when not the first (`version: 2`).
+CHECKS: dict[str, Check] = {
     "role_and_scope": _unused,
     "record_schema": _unused,
     "closed_read_only": _unused,
@@ -546,3 +566,19 @@ CHECKS: dict[str, Callable[[Situation, Mapping[str, Any]], str | None]] = {
     "closure_reason_matches": closure_reason_matches,
     "follow_up_dates": follow_up_dates,
 }
+
+# Later versions of checks whose rule was corrected. The earlier versions stay: history
+# made under a workflow that named one is judged by the rule in force when it was made.
+# The template's workflow names the latest; `cmgit migrate` brings a repository to it.
+REVISED: dict[tuple[str, int], Check] = {
+    ("turned_18", 2): turned_18_for_certain,
+}
+
+
+def named_check(name: str, version: int = 1) -> Check | None:
+    """The check a guard names, in the version it names; None if there is no such one."""
+    return CHECKS.get(name) if version == 1 else REVISED.get((name, version))
+
+
+def latest_version(name: str) -> int:
+    return max([1, *(version for (revised, version) in REVISED if revised == name)])

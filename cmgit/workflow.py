@@ -55,6 +55,7 @@ class Guard:
     check: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: Mapping[str, Any] | None = None
+    version: int = 1  # of the named check
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Workflow:
                 g.get("check"),
                 g.get("params", {}),
                 g.get("schema"),
+                g.get("version", 1),
             )
             for code, g in doc["guards"].items()
         }
@@ -177,8 +179,8 @@ class Workflow:
         if missing:
             raise WorkflowError("undefined guards: " + ", ".join(sorted(missing)))
         for guard in self.guards.values():
-            if guard.check and guard.check not in checks.CHECKS:
-                raise WorkflowError(f"{guard.code} names an unknown check")
+            if guard.check and checks.named_check(guard.check, guard.version) is None:
+                raise WorkflowError(f"{guard.code} names an unknown check or version of it")
         for name, profile in self.profiles.items():
             if set(profile["labels"]) != states:
                 raise WorkflowError(f"display profile {name} must label every state")
@@ -293,7 +295,9 @@ class Workflow:
                 problem = None if schema_holds(guard, situation.record) else guard.summary
             else:
                 assert guard.check is not None
-                problem = checks.CHECKS[guard.check](situation, guard.params)
+                check = checks.named_check(guard.check, guard.version)
+                assert check is not None  # known: checked when the workflow was read
+                problem = check(situation, guard.params)
             if problem:
                 failures.append(Failure(code, guard.severity, problem))
         return failures

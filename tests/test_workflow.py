@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cmgit import config, demo, ids, workflow
+from cmgit import config, demo, guards, ids, workflow
 from cmgit.errors import Refused, SchemaError, UsageError
-from cmgit.guards import CASELOAD, CLOSED_READ_ONLY, KEY_WORKER, ROLE_AND_SCOPE
+from cmgit.guards import CASELOAD, CLOSED_READ_ONLY, KEY_WORKER, ROLE_AND_SCOPE, Situation
 from cmgit.registry import Registry, Staff, settings_defaults
 from cmgit.schema import CASE, SETTINGS, SchemaSet
 from cmgit.workflow import Outcome, Transition
@@ -1069,3 +1069,47 @@ def test_nothing_but_consent_is_recorded_on_a_closed_case() -> None:
         case.add("follow_up", case.forms.follow_up(CW, case.day))
     case.consents()
     assert [c["decision_on"] for c in case.record["consent"]][-2:] == [case.day.isoformat()] * 2
+
+
+# -- named checks carry a version --------------------------------------------------------
+
+
+def aged_out(date_of_birth: str, closure_date: str) -> Situation:
+    child = {"date_of_birth": date_of_birth}
+    record = {"registration": {"child": child}, "closure": {"closure_date": closure_date}}
+    return Situation(record, {}, SV, "supervisor", START, PROGRAMME, frozenset(), {}, frozenset())
+
+
+def test_turned_18_version_2_counts_a_partial_birth_date_from_its_last_day() -> None:
+    """Born some time in 2008: version 1 takes 1 July as the birthday, so the young person
+    is 18 on 1 August 2026; version 2 takes 31 December, as they may not be 18 before."""
+    first = guards.named_check("turned_18")
+    second = guards.named_check("turned_18", 2)
+    assert first is not None and second is not None
+    summer = aged_out("2008", "2026-08-01")
+    assert first(summer, {}) is None
+    assert second(summer, {}) == "the young person is not yet 18 on the closure date"
+    assert second(aged_out("2008", "2026-12-31"), {}) is None
+    assert second(aged_out("2008-02", "2026-02-28"), {}) is not None
+    assert second(aged_out("2008-02", "2026-03-01"), {}) is None
+    # A full date is the same day for both.
+    assert first(aged_out("2008-05-04", "2026-05-03"), {}) is not None
+    assert second(aged_out("2008-05-04", "2026-05-04"), {}) is None
+
+
+def test_the_workflow_in_force_names_the_version_a_guard_is_judged_by() -> None:
+    """The template names version 2; a repository's workflow written before names none,
+    and keeps the rule in force when its history was made."""
+    earlier = copy.deepcopy(DATA)
+    del earlier["guards"]["G24"]["version"]
+    old_flow = config.load_workflow(yaml.safe_dump(earlier).encode(), SCHEMAS)
+    summer = aged_out("2008", "2026-08-01")
+    assert FLOW.evaluate(["G24"], summer, lambda guard, record: True)[0].code == "G24"
+    assert old_flow.evaluate(["G24"], summer, lambda guard, record: True) == []
+
+
+def test_a_workflow_naming_an_unknown_version_of_a_check_is_refused() -> None:
+    unknown = copy.deepcopy(DATA)
+    unknown["guards"]["G24"]["version"] = 9
+    with pytest.raises(SchemaError, match="G24 names an unknown check or version of it"):
+        config.load_workflow(yaml.safe_dump(unknown).encode(), SCHEMAS)

@@ -259,6 +259,7 @@ def _guards_page(source: Source) -> str:
             "a condition on the whole record (JSON Schema)"
             if guard.schema is not None
             else f"the check {code(guard.check)}"
+            + (f", version {guard.version}" if guard.version > 1 else "")
         )
         rows.append(
             [
