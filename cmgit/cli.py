@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # imported late below: a command loads only what it runs
     from .crypto import Identity
     from .progress import Progress
     from .store import Repository
+    from .store.setup import NewRepository
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -215,6 +216,14 @@ def warn_leftover_edits() -> None:
     "--programme", default="Child protection programme", show_default=True, help="Programme name."
 )
 @click.option(
+    "--recovery-recipient",
+    "recovery",
+    metavar="AGE1...",
+    multiple=True,
+    help="A recovery recipient (repeat for more), added to every record so cases survive "
+    "lost keys; keep its identity offline. Also later: cmgit settings set recovery_recipients.",
+)
+@click.option(
     "--unsigned",
     is_flag=True,
     help="Do not require signed commits: every actor in the history is then a claim, not "
@@ -230,6 +239,7 @@ def init(
     team: str,
     prefix: str,
     programme: str,
+    recovery: tuple[str, ...],
     unsigned: bool,
 ) -> None:
     """Create a case repository in DIR (new or empty), requiring signed commits.
@@ -255,18 +265,49 @@ def init(
         signing_key_path=signing_key_path(),
         unsigned=unsigned,
         key_beside=Path(state.identity_path) if state.identity_path else None,
+        recovery=recovery,
     )
     if not made.signed:
         click.echo(
             f"Created case repository {made.root}, unsigned: the actors its history names "
             "are claims, not proofs"
         )
-        return
-    click.echo(f"Created case repository {made.root}; every commit must be signed")
+    else:
+        click.echo(f"Created case repository {made.root}; every commit must be signed")
     if made.made_key is not None:
         click.echo(f"Made {admin}'s SSH signing key {made.made_key}; its public key:")
         click.echo(f"  {made.signing_key}")
-        click.echo(f"Sign your commits with it: export CMGIT_SIGNING_KEY={made.made_key}")
+    _print_next_steps(made)
+
+
+def _print_next_steps(made: NewRepository) -> None:
+    """What a new programme does next, in order, as commands to copy."""
+    steps = []
+    if made.made_key is not None:
+        steps.append(f"Sign your commits: export CMGIT_SIGNING_KEY={made.made_key}")
+    elif made.signed:
+        steps.append("Sign your commits with the key you gave: keep CMGIT_SIGNING_KEY set")
+    steps += [
+        f"Work inside the repository: cd {made.root}",
+        "Register staff: cmgit staff add ID --role caseworker --team TEAM "
+        '--recipient age1... --signing-key "ssh-ed25519 AAAA..."',
+        "Install the hooks in each clone: cmgit hooks install; on the central repository: "
+        "cmgit hooks install --server",
+    ]
+    if not made.recovery:
+        steps.append(
+            "Add a recovery recipient, its identity kept offline: cmgit settings set "
+            "recovery_recipients '[age1...]'"
+        )
+    click.echo("Next steps:")
+    for number, step in enumerate(steps, start=1):
+        click.echo(f"  {number}. {step}")
+    if not made.recovery:
+        click.echo(
+            "Warning: no recovery recipient: if every key that opens a case is lost, the case "
+            "is lost with it",
+            err=True,
+        )
 
 
 @cli.command()

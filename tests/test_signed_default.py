@@ -63,8 +63,17 @@ def test_init_makes_a_signing_key_beside_the_identity_and_requires_signatures(
         f"Created case repository {root}; every commit must be signed",
         f"Made pm-001's SSH signing key {made}; its public key:",
         f"  {public}",
-        f"Sign your commits with it: export CMGIT_SIGNING_KEY={made}",
+        "Next steps:",
+        f"  1. Sign your commits: export CMGIT_SIGNING_KEY={made}",
+        f"  2. Work inside the repository: cd {root}",
+        "  3. Register staff: cmgit staff add ID --role caseworker --team TEAM --recipient "
+        'age1... --signing-key "ssh-ed25519 AAAA..."',
+        "  4. Install the hooks in each clone: cmgit hooks install; on the central "
+        "repository: cmgit hooks install --server",
+        "  5. Add a recovery recipient, its identity kept offline: cmgit settings set "
+        "recovery_recipients '[age1...]'",
     ]
+    assert result.stderr.startswith("Warning: no recovery recipient")
     assert made.stat().st_mode & 0o777 == 0o600
     assert settings_of(root)["require_signed_commits"] is True
     staff = yaml.safe_load(git(root, "show", "HEAD:staff.yaml"))
@@ -73,6 +82,34 @@ def test_init_makes_a_signing_key_beside_the_identity_and_requires_signatures(
     code, report = audit_json(root)
     assert code == 0 and report["ok"] and report["actors_proven"] is True
     assert report["signatures_required"] is True and report["unproven_commits"] == 0
+
+
+def test_init_sets_recovery_recipients_given_and_then_does_not_warn(tmp_path: Path) -> None:
+    key_file, recipient = identity(tmp_path)
+    _, recovery = identity(tmp_path, "recovery.txt")
+    root = tmp_path / "cases"
+    result = run(
+        "init", str(root), "--admin", "pm-001", "--recipient", recipient,
+        "--recovery-recipient", recovery, "--recovery-recipient", recovery,
+        env={"CMGIT_IDENTITY": str(key_file)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert settings_of(root)["recovery_recipients"] == [recovery]
+    assert "recovery recipient" not in result.stdout and result.stderr == ""
+
+
+def test_keygen_makes_missing_folders_private_and_leaves_existing_ones(tmp_path: Path) -> None:
+    shared = tmp_path / "office"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    path = shared / ".config" / "cmgit" / "identity.txt"
+    result = run("keygen", "-o", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("age1")
+    assert path.stat().st_mode & 0o777 == 0o600
+    for folder in (shared / ".config", path.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert shared.stat().st_mode & 0o777 == 0o755
 
 
 def test_init_signs_with_the_key_in_cmgit_signing_key(tmp_path: Path) -> None:
@@ -174,10 +211,12 @@ def test_unsigned_is_an_explicit_choice_every_audit_names_first(tmp_path: Path) 
     root = tmp_path / "cases"
     result = run("init", str(root), "--admin", "pm-001", "--recipient", recipient, "--unsigned")
     assert result.exit_code == 0, result.output
-    assert result.stdout == (
+    assert result.stdout.splitlines()[:3] == [
         f"Created case repository {root}, unsigned: the actors its history names are "
-        "claims, not proofs\n"
-    )
+        "claims, not proofs",
+        "Next steps:",
+        f"  1. Work inside the repository: cd {root}",
+    ]
     assert settings_of(root)["require_signed_commits"] is False
     for args in ((), ("--full",), ("--since", "HEAD")):
         audited = run("-C", str(root), "audit", *args)

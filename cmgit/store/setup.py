@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import crypto, ids, signing, yamlio
 from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE
-from ..errors import AccessError, NoIdentity, TooLarge, UsageError
+from ..errors import AccessError, CmgitError, NoIdentity, TooLarge, UsageError
 from ..history import Author, Git, actor_author, format_message
 from ..registry import PROGRAMME_MANAGER, Registry, Staff, settings_defaults
 from ..schema import SETTINGS, STAFF, SchemaSet
@@ -42,6 +42,7 @@ class NewRepository:
     signed: bool  # the settings require signed commits
     signing_key: str | None  # the first programme manager's public signing key
     made_key: Path | None  # the private key init made for them, if it did
+    recovery: int = 0  # recovery recipients set at the start
 
 
 def init_repository(
@@ -56,6 +57,7 @@ def init_repository(
     signing_key_path: Path | None = None,
     unsigned: bool = False,
     key_beside: Path | None = None,
+    recovery: Sequence[str] = (),
 ) -> NewRepository:
     """Create a case repository from the template; the first programme manager is
     registered in its first commit, the trust root audit starts from.
@@ -67,6 +69,7 @@ def init_repository(
     ids.check_team_id(team)
     ids.check_prefix(prefix)
     recipient = crypto.check_recipient(recipient)
+    recovery = list(dict.fromkeys(crypto.check_recipient(r) for r in recovery))
     if signing_key:
         signing_key = signing.check_public_key(signing_key)
     if target.exists() and any(target.iterdir()):
@@ -97,6 +100,7 @@ def init_repository(
             case_id_prefix=prefix,
             vulnerability_criteria=list(DEFAULT_CRITERIA),
             require_signed_commits=not unsigned,
+            recovery_recipients=recovery,
         )
         schemas.validate(settings, SETTINGS, what="settings")
         admin_member = Staff(admin, PROGRAMME_MANAGER, team, recipient, signing_key, True)
@@ -126,7 +130,7 @@ def init_repository(
         if made_key is not None:
             made_key.unlink(missing_ok=True)
         raise
-    return NewRepository(target, not unsigned, signing_key, made_key)
+    return NewRepository(target, not unsigned, signing_key, made_key, len(recovery))
 
 
 def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path, str]:
@@ -187,9 +191,32 @@ def read_limited(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
 
 
 def keygen(path: Path) -> str:
+    private_folders(path.parent)
     secret, recipient = crypto.generate_identity()
     crypto.write_identity_file(path, secret, recipient)
     return recipient
+
+
+def private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parents, each readable by its owner alone (mode
+    0700): a key's folder tells what is in it. Folders that exist are left as they are."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for made in reversed(missing):
+        try:
+            made.mkdir(mode=0o700)
+            made.chmod(0o700)  # the umask could have taken bits the owner needs
+        except FileExistsError:
+            continue  # made meanwhile by someone else: theirs as it is
+        except OSError as exc:
+            raise CmgitError(
+                f"cannot create folder {made}: {exc.strerror}",
+                hint="create it yourself (mkdir -m 700) or choose another path",
+            ) from None
 
 
 def load_identities(path: str | os.PathLike[str] | None) -> tuple[crypto.Identity, ...]:
