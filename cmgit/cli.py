@@ -887,20 +887,41 @@ def list_cases(
     metavar="DAYS",
     help="Also show what falls due within DAYS.",
 )
+@click.option("--team", metavar="T", help="Only cases of team T.")
+@click.option("--caseworker", metavar="ID", help="Only cases of this caseworker.")
+@click.option("--mine", is_flag=True, help="Only your cases (needs your identity).")
+@click.option(
+    "--risk",
+    "risks",
+    type=click.Choice(["high", "medium", "low"]),
+    multiple=True,
+    help="Only cases at this risk level (repeat for more).",
+)
 @json_option
 @pass_state
-def due(state: State, within: int, as_json: bool) -> None:
-    """Follow-ups and reviews due or overdue, by risk level; no key needed.
+def due(
+    state: State,
+    within: int,
+    team: str | None,
+    caseworker: str | None,
+    mine: bool,
+    risks: Sequence[str],
+    as_json: bool,
+) -> None:
+    """Follow-ups and reviews due or overdue, by risk level; no key needed (except for
+    --mine).
 
     A failed contact attempt does not reset the follow-up clock.
 
     \b
     Example:
-      cmgit due --within 3 --json
+      cmgit due --mine --risk high --within 3
     """
     repo = state.repo()
     repo.progress = _progress_printer(quiet=as_json)
-    rows = repo.due(today=today(), within=within)
+    if mine:
+        caseworker = repo.actor(state.identities()).id
+    rows = repo.due(today=today(), within=within, team=team, caseworker=caseworker, risks=risks)
     if as_json:
         emit(rows, True)
         return
@@ -910,14 +931,18 @@ def due(state: State, within: int, as_json: bool) -> None:
             r["case_id"],
             r["kind"],
             r["due_on"],
-            f"{r['days_overdue']} days overdue"
+            f"{days(r['days_overdue'])} overdue"
             if r["days_overdue"] > 0
-            else ("due today" if r["days_overdue"] == 0 else f"in {-r['days_overdue']} days"),
+            else ("due today" if r["days_overdue"] == 0 else f"in {days(-r['days_overdue'])}"),
             r["caseworker"],
         )
         for r in rows
     ]
     print_table(("risk", "case", "what", "due", "when", "caseworker"), table)
+
+
+def days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -56,6 +57,44 @@ def test_due_and_log_after_a_journey(programme: Programme) -> None:
     assert approval["transition"] == "T09"
     text = programme.cli("log", case_id, as_=None).stdout
     assert "identified -> registered" in text and "CANARY" not in text
+
+
+def test_due_filters_by_team_caseworker_mine_and_risk(programme: Programme) -> None:
+    mine = programme.walk("implementation")
+    other = programme.walk("implementation", worker="cw-north-2", seed=2)
+
+    def due(*args: str, as_: str | None = None) -> set[str]:
+        result = programme.cli("due", "--json", "--within", "400", *args, as_=as_)
+        assert result.exit_code == 0, result.output
+        return {r["case_id"] for r in json.loads(result.stdout)}
+
+    assert due() == {mine, other}
+    assert due("--mine", as_="cw-north-1") == {mine}
+    assert due("--caseworker", "cw-north-2") == {other}
+    assert due("--team", "north") == {mine, other} and due("--team", "south") == set()
+    risks = {r["case_id"]: r["risk_level"] for r in json.loads(
+        programme.cli("due", "--json", "--within", "400", as_=None).stdout
+    )}  # fmt: skip
+    level = risks[mine]
+    assert mine in due("--risk", level)
+    assert due("--risk", level) == {c for c, r in risks.items() if r == level}
+    others = [r for r in ("high", "medium", "low") if r != level]
+    assert mine not in due(*(word for r in others for word in ("--risk", r)))
+    assert programme.cli("due", "--risk", "extreme", as_=None).exit_code == 2
+
+
+def test_due_says_one_day_not_one_days(programme: Programme) -> None:
+    case_id = programme.walk("implementation")
+    rows = json.loads(programme.cli("due", "--json", "--within", "400", as_=None).stdout)
+    row = next(r for r in rows if r["case_id"] == case_id and r["kind"] == "follow_up")
+    due_on = dt.date.fromisoformat(row["due_on"])
+    for day, said in (
+        (due_on + dt.timedelta(days=1), "1 day overdue"),
+        (due_on - dt.timedelta(days=1), "in 1 day"),
+    ):
+        text = programme.cli("due", "--within", "400", as_=None, today=day.isoformat()).stdout
+        line = next(line for line in text.splitlines() if case_id in line and "follow_up" in line)
+        assert said in line and "1 days" not in line
 
 
 def test_a_date_field_holding_a_list_is_no_date(programme: Programme) -> None:

@@ -109,12 +109,33 @@ def list_cases(
     return CaseList(order, rows, steps)
 
 
-def due(repo: Core, *, today: dt.date, within: int = 7) -> list[dict[str, Any]]:
-    """Follow-ups and reviews due within ``within`` days or overdue, highest risk first."""
+def due(
+    repo: Core,
+    *,
+    today: dt.date,
+    within: int = 7,
+    team: str | None = None,
+    caseworker: str | None = None,
+    risks: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Follow-ups and reviews due within ``within`` days or overdue, highest risk first;
+    only of ``team``, ``caseworker`` and the risk levels ``risks`` where given."""
     horizon = today + dt.timedelta(days=within)
     rank = {"high": 0, "medium": 1, "low": 2}
     at = {name: n for n, name in enumerate(repo.schemas.open_fields)}
+    wanted = [
+        (at[name], {value} if isinstance(value, str) else set(value))
+        for name, value in (("team", team), ("caseworker", caseworker), ("risk_level", risks))
+        if value
+    ]
     cases = repo.open_rows()
+    if wanted:
+        # A value of another type, in a record cmgit did not write, matches nothing.
+        cases = [
+            row
+            for row in cases
+            if all(isinstance(row[i], str) and row[i] in values for i, values in wanted)
+        ]
     shown = [(name, at[name]) for name in ("risk_level", "state", "team", "caseworker")]
     found = []
     for kind, key in (("follow_up", "next_follow_up_due"), ("review", "next_review_due")):
