@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # imported late below: a command loads only what it runs
     from .store.setup import NewRepository
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+WORKFLOW_WIDTH = 100  # `cmgit workflow` fits a terminal of this many columns
 
 
 class CmgitGroup(click.Group):
@@ -1341,10 +1343,8 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
         if as_json:
             emit(guards, True)
         else:
-            print_table(
-                ("guard", "kind", "rule"),
-                [(r["code"], r["severity"], r["summary"]) for r in guards],
-            )
+            for r in guards:
+                echo_wrapped(f"{r['code']:<6}{r['severity']:<9}{r['summary']}", indent=15)
         return
     rows: list[dict[str, Any]] = [
         {
@@ -1362,20 +1362,28 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
     if as_json:
         emit(rows, True)
         return
-    print_table(
-        ("id", "from", "to", "by", "guards", "reasons"),
-        [
-            (
-                r["id"],
-                ", ".join(r["from"]),
-                r["to"],
-                ", ".join(r["by"]),
-                " ".join([*r["guards"], *([r["four_eyes"]] if r["four_eyes"] else [])]),
-                ", ".join(r["reasons"] or ()),
+    # Two lines a transition, wrapped to 100 columns: the move, then who and what it needs.
+    open_states = flow.caseload_states
+    for t in flow.transitions.values():
+        sources = list(t.sources)
+        if len(open_states) > 1 and open_states <= set(sources):
+            sources = ["any open state", *(s for s in sources if s not in open_states)]
+        needs = [f"by {', '.join(t.by)}"]
+        guards = [g for g in dict.fromkeys(t.guards) if g != t.four_eyes]
+        if guards:
+            needs.append("guards " + " ".join(guards))
+        if t.four_eyes:
+            needs.append(f"four eyes {t.four_eyes}")
+        if t.reasons:
+            needs.append(
+                "reasons "
+                + ", ".join(
+                    f"{reason} ({','.join(extra)})" if extra else reason
+                    for reason, extra in t.reasons.items()
+                )
             )
-            for r in rows
-        ],
-    )
+        echo_wrapped(f"{t.id:<6}{' or '.join(sources)} -> {t.target}", indent=8)
+        echo_wrapped(" " * 6 + "; ".join(needs), indent=8)
 
 
 @cli.command("stats")
@@ -1483,6 +1491,20 @@ def site_build(state: State, out: str | None, commit: str | None, preview: bool)
         )
     else:
         click.echo(f"Built {result.pages} pages from commit {result.commit[:12]} in {result.out}")
+
+
+def echo_wrapped(text: str, *, indent: int) -> None:
+    """``text`` in lines of at most WORKFLOW_WIDTH columns, broken between words only,
+    the lines after the first indented by ``indent``."""
+    click.echo(
+        textwrap.fill(
+            text,
+            WORKFLOW_WIDTH,
+            subsequent_indent=" " * indent,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+    )
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
