@@ -1369,9 +1369,9 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
         if len(open_states) > 1 and open_states <= set(sources):
             sources = ["any open state", *(s for s in sources if s not in open_states)]
         needs = [f"by {', '.join(t.by)}"]
-        guards = [g for g in dict.fromkeys(t.guards) if g != t.four_eyes]
-        if guards:
-            needs.append("guards " + " ".join(guards))
+        codes = [g for g in dict.fromkeys(t.guards) if g != t.four_eyes]
+        if codes:
+            needs.append("guards " + " ".join(codes))
         if t.four_eyes:
             needs.append(f"four eyes {t.four_eyes}")
         if t.reasons:
