@@ -1606,9 +1606,11 @@ def demo(directory: str | None, cases: int, seed: int) -> None:
     from . import demo as demo_module
 
     target = Path(directory) if directory else demo_module.free_folder(Path.cwd())
-    tour = demo_module.build(
-        target, cases=cases, seed=seed, today=today(), progress=_progress_printer()
-    )
+    from .progress import Progress
+
+    watched = sys.stderr.isatty()
+    progress = Progress(enabled=watched, lines=not watched)
+    tour = demo_module.build(target, cases=cases, seed=seed, today=today(), progress=progress)
     click.echo(tour)
 
 
