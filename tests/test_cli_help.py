@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import click
 from click.testing import CliRunner
 
@@ -55,3 +61,27 @@ def test_errors_are_one_line_with_exit_codes() -> None:
     result = CliRunner().invoke(cli, ["-C", "/", "show", "CP-7K2M9QX4"])
     assert result.exit_code == 6
     assert result.stderr.startswith("Error: not inside a git repository")
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    """The installed `cmgit` completes its commands and options in the shells the README
+    names; hidden commands (run by git) are not offered."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    program = shutil.which("cmgit") or str(Path(sys.executable).parent / "cmgit")
+
+    def complete(*words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_CMGIT_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(["cmgit", *words]),
+            "COMP_CWORD": str(len(words)),
+        }
+        done = subprocess.run([program], env=env, capture_output=True, text=True, check=True)
+        return [line.partition(",")[2] for line in done.stdout.splitlines()]
+
+    for shell in ("bash", "zsh", "fish"):
+        assert f"_CMGIT_COMPLETE={shell}_source cmgit" in readme
+    assert complete("mo") == ["move"]
+    assert complete("due", "--r") == ["--risk"]
+    offered = complete("")
+    assert "move" in offered and not any(name.startswith("_") for name in offered)
