@@ -67,7 +67,9 @@ def test_shell_completion_as_the_readme_documents_it() -> None:
     """The installed `cmgit` completes its commands and options in the shells the README
     names; hidden commands (run by git) are not offered."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    program = shutil.which("cmgit") or str(Path(sys.executable).parent / "cmgit")
+    beside = Path(sys.executable).parent / "cmgit"  # this install's, not another on PATH
+    program = str(beside) if beside.exists() else shutil.which("cmgit")
+    assert program is not None
 
     def complete(*words: str) -> list[str]:
         env = {
