@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import generate
 
+from cmgit import ids
 from cmgit.audit import AuditState, config_in_force
 
 BIN = Path(sys.executable).parent
@@ -212,6 +213,27 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
                 "limit: 1.5x parsing every record's open fields, all cores",
             )
         )
+
+    # One case's history, over git's commit-graph with changed-path filters as cmgit keeps
+    # it (written whole by sync; the generator's history is written without cmgit's sync).
+    f["git commit-graph write, whole history"] = run(
+        ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split"], cwd=repo
+    )
+    case_id = sorted((repo / "records").rglob("*.yaml"))[cases // 2].stem
+    path = ids.record_path(case_id)
+    f["git log -- PATH"] = median(
+        runs, lambda: run(["git", "log", "--format=%H", "--", path], cwd=repo)
+    )
+    f["cmgit log ID"] = median(runs, cmgit("log", case_id))
+    size.targets.append(
+        Target(
+            "cmgit log ID",
+            f["cmgit log ID"],
+            2 * f["git log -- PATH"],
+            "s",
+            "limit: 2x git log --format=%H -- PATH over the same commit-graph",
+        )
+    )
 
     # Sealed bulk read.
     f["floor: decrypt+parse+validate, all cores"] = median(

@@ -1088,6 +1088,14 @@ def _check_headers(
     if header is None or (header.group(1) is None) != (not parents):
         yield "headers", "the commit has header lines cmgit never writes"
         return
+    # The walk takes parents from git, which may read them from its commit-graph, a local
+    # cache: the commit's own bytes, hashed as they were read, must name the same one.
+    if parents and header.group(1) != f"parent {parents[0]}\n".encode():
+        yield (
+            "headers",
+            "the commit's own parent is not the one git reports (commit-graph damaged?)",
+        )
+        return
     author, committer = header.group(2), header.group(3)
     ident = _IDENTS.get(actor_id)
     if ident is None:

@@ -164,6 +164,11 @@ class TreeEntry:
     path: str
 
 
+# About one commit in this many refreshes the commit-graph, picked by its id so that no
+# count needs keeping: between refreshes, git walks the newest commits unaided.
+GRAPH_EVERY = 64
+
+
 class Git:
     def __init__(self, root: Path):
         self.root = root
@@ -617,7 +622,29 @@ class Git:
         self._sync_worktree(blobs, files)
         crash_point("staged")
         pending.unlink()
+        if int(commit[:8], 16) % GRAPH_EVERY == 0 and self.has_commit_graph():
+            self.refresh_commit_graph()
         return commit
+
+    def has_commit_graph(self) -> bool:
+        info = self.git_dir / "objects" / "info"
+        return (info / "commit-graph").exists() or (info / "commit-graphs").is_dir()
+
+    def refresh_commit_graph(self) -> None:
+        """Add the commits git's commit-graph lacks, with their changed-path filters: with
+        them the history of one path (`cmgit log ID`, a page's last change) reads only the
+        commits that may have touched it. A new layer holds just the new commits, so a
+        refresh costs what they cost; the first, of a whole history, costs seconds at
+        30,000 commits, and is made where a wait is expected (init, sync)."""
+        with contextlib.suppress(GitFailed):  # a speed-up only: without it git walks unaided
+            self.run(
+                "commit-graph",
+                "write",
+                "--reachable",
+                "--changed-paths",
+                "--split",
+                "--no-progress",
+            )
 
     def finish_pending(self) -> list[str]:
         """Bring index and work tree to HEAD for the paths of a change that was killed

@@ -77,6 +77,8 @@ def sync(
                 start.unlink()  # nothing moved: nothing to abort
             raise _way_out(exc, drop, abortable=git.head() != begun) from None
         start.unlink(missing_ok=True)
+        # The commits fetched join git's commit-graph in bulk, here rather than one by one.
+        git.refresh_commit_graph()
         return result
 
 

@@ -124,6 +124,7 @@ def init_repository(
             None,
             sign=make_signer(signing_key_path, admin_member, not unsigned),
         )
+        git.refresh_commit_graph()  # kept up from the first commit: see Git.commit
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)
