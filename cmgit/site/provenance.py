@@ -1,7 +1,7 @@
-"""Where each page of the site comes from, shown at its foot: for an SOP page, the last
-commit that changed its source file under ``site/`` (the day, and the staff ID cmgit
-wrote as that commit's actor); for a generated reference page, the workflow and schemas
-of the commit built.
+"""Where each SOP page comes from, shown at its foot: the last commit that changed its
+source file under ``site/`` (the day, and the staff ID cmgit wrote as that commit's
+actor). The generated pages say instead, at their top, the commit whose workflow and
+schemas they follow (`reference`).
 
 One ``git log`` walk over ``site/`` finds every page's last change, however many
 commits the history holds: git compares only the ``site`` folder's tree id of most
@@ -19,7 +19,6 @@ from ..history import Git, parse_trailers
 from .markup import esc
 
 PAGE_SUFFIX = ".md"
-REFERENCE_DIR = "reference/"
 CSS_CLASS = "cmgit-page-history"
 
 
@@ -74,19 +73,12 @@ def page_notes(
     generated: Collection[str],
     uncommitted: Collection[str] = (),
 ) -> dict[str, str]:
-    """The HTML line at the foot of each page (path relative to the docs folder): its
-    last change for an SOP page, not committed yet for one that differs from ``head`` in
-    a preview, and for a generated reference page the commit it follows."""
+    """The HTML line at the foot of each SOP page (path relative to the docs folder): its
+    last change, or, in a preview, not committed yet for one that differs from ``head``.
+    Generated pages get none."""
     notes = {}
     for page in pages:
-        if page in generated:
-            if page.startswith(REFERENCE_DIR):
-                notes[page] = (
-                    "Generated page: it follows the workflow and schemas of commit "
-                    f"{head[:12]}, the commit this site was built from."
-                )
-            continue
-        if not page.endswith(PAGE_SUFFIX):
+        if page in generated or not page.endswith(PAGE_SUFFIX):
             continue
         change = changes.get(page)
         if page in uncommitted or change is None:
