@@ -1025,8 +1025,10 @@ class Auditor:
 def _on_open_fields(condition: Mapping[str, Any], open_fields: Sequence[str]) -> bool:
     """Whether a guard's condition reads open fields only: ``properties`` and
     ``required`` naming open fields, and no other keyword."""
-    names = {*(condition.get("properties") or {}), *(condition.get("required") or ())}
-    return set(condition) <= {"properties", "required"} and names <= set(open_fields)
+    named, required = condition.get("properties", {}), condition.get("required", [])
+    if set(condition) - {"properties", "required"} or not isinstance(named, Mapping):
+        return False
+    return isinstance(required, list) and {*named, *map(str, required)} <= set(open_fields)
 
 
 def _check_state_history(

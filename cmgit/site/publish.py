@@ -175,9 +175,9 @@ def build(
 
 
 def _page_notes(source: Source, docs: Path, *, preview: bool) -> dict[str, str]:
-    """The line at the foot of every page: an SOP page's last change, from one walk of
-    the history of site/ at the commit built; in a preview, "not committed yet" for a
-    page the work tree has changed."""
+    """The line at the foot of each SOP page: its last change, from one walk of the
+    history of site/ at the commit built; in a preview, "not committed yet" for a page
+    the work tree has changed."""
     prefix = SITE_DIR + "/"
     uncommitted = (
         [path.removeprefix(prefix) for path in source.git.status(SITE_DIR)] if preview else []
