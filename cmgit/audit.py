@@ -1008,6 +1008,27 @@ class Auditor:
         reason = commit.trailer("Cmgit-Reason")
         if transition.reasons is not None and reason not in transition.reasons:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
+        # The guards of the move as in force at the parent, where the open fields show
+        # them: a hard condition on open fields alone (the rest read sealed forms).
+        codes = [*transition.guards, *(transition.reasons or {}).get(reason or "", ())]
+        for code in dict.fromkeys(codes):
+            guard = flow.guards[code]
+            if (
+                guard.severity == "hard"
+                and guard.schema is not None
+                and _on_open_fields(guard.schema, before.schemas.open_fields)
+                and not before.schemas.holds(code, guard.schema, new)
+            ):
+                yield "guard", f"{case_id}: {transition.id} without {code} ({guard.summary})"
+
+
+def _on_open_fields(condition: Mapping[str, Any], open_fields: Sequence[str]) -> bool:
+    """Whether a guard's condition reads open fields only: ``properties`` and
+    ``required`` naming open fields, and no other keyword."""
+    named, required = condition.get("properties", {}), condition.get("required", [])
+    if set(condition) - {"properties", "required"} or not isinstance(named, Mapping):
+        return False
+    return isinstance(required, list) and {*named, *map(str, required)} <= set(open_fields)
 
 
 def _check_state_history(

@@ -16,6 +16,7 @@ One job per module:
 - ``reference``: the reference pages on states, transitions, guards and forms;
 - ``charts``: bar charts and the state diagram, as inline SVG;
 - ``markup``: escaping and Markdown tables for the pages and charts;
+- ``provenance``: each page's last change (day, staff ID), from one walk of git's history;
 - ``publish``: the build, MkDocs included, and the move of a checked build into place;
 - ``scan``: the check of the built output, the last step before anything is published.
 """

@@ -13,7 +13,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ..config import MAX_CONFIG_BYTES, SCHEMAS_DIR
 from ..errors import CmgitError, NotACaseRepository, UsageError
 from ..history import Git
 from ..progress import SILENT, Progress
+from .provenance import last_changes, page_notes
 from .reference import reference_pages
 from .scan import check_output, printable_path
 from .source import (
@@ -30,6 +31,7 @@ from .source import (
     MKDOCS_FILE,
     SITE_DIR,
     InForce,
+    Source,
     UnusableSiteFile,
     check_site_file,
     check_site_totals,
@@ -151,13 +153,14 @@ def build(
             path = docs / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        notes = _page_notes(source, docs, preview=preview)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".cmgit-site-", dir=target.parent))
         stack.callback(shutil.rmtree, staging, True)
         built = f"commit {source.head[:12]}, figures as of {today.isoformat()}"
         footer = f"{PREVIEW_BANNER}, on {built}" if preview else f"Built from {built}"
         with progress.task("Building the site", 1) as advance:
-            warnings += run_mkdocs(mkdocs_yml, docs, staging, footer)
+            warnings += run_mkdocs(mkdocs_yml, docs, staging, footer, notes)
             if preview:
                 _mark_preview(staging)
             advance(1)
@@ -169,6 +172,23 @@ def build(
         _replace(staging, target)
     _exclude_from_git(source.git, target)
     return BuildResult(target, source.head, html_pages, files, removed, warnings, preview)
+
+
+def _page_notes(source: Source, docs: Path, *, preview: bool) -> dict[str, str]:
+    """The line at the foot of each SOP page: its last change, from one walk of the
+    history of site/ at the commit built; in a preview, "not committed yet" for a page
+    the work tree has changed."""
+    prefix = SITE_DIR + "/"
+    uncommitted = (
+        [path.removeprefix(prefix) for path in source.git.status(SITE_DIR)] if preview else []
+    )
+    return page_notes(
+        [path.relative_to(docs).as_posix() for path in docs.rglob("*") if path.is_file()],
+        last_changes(source.git, source.head, SITE_DIR),
+        head=source.head,
+        generated=GENERATED_PAGES,
+        uncommitted=uncommitted,
+    )
 
 
 def _check_out(root: Path, target: Path, *, preview: bool) -> None:
@@ -375,13 +395,20 @@ def _quiet_mkdocs() -> Iterator[_Collect]:
             os.environ.pop("NO_MKDOCS_2_WARNING", None)
 
 
-def run_mkdocs(config_file: Path, docs: Path, site_dir: Path, footer: str) -> list[str]:
+def run_mkdocs(
+    config_file: Path,
+    docs: Path,
+    site_dir: Path,
+    footer: str,
+    notes: Mapping[str, str] | None = None,
+) -> list[str]:
     """The MkDocs-Material build, in-process, from the repository's mkdocs.yml.
 
     Three things are set here whatever mkdocs.yml says: the folders; the offline plugin,
     so that search works from files as well as over HTTP; and the iframe-worker shim it
     needs, from the vendored copy under site/assets/ (the plugin would otherwise add a
-    CDN address). Every page's footer names the commit.
+    CDN address). Every page's footer names the commit, and each page in ``notes`` (by
+    its path in the docs folder) ends with its HTML line there.
     """
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
@@ -405,6 +432,8 @@ def run_mkdocs(config_file: Path, docs: Path, site_dir: Path, footer: str) -> li
             cfg.extra["polyfills"] = polyfills
             if (docs / STYLESHEET).is_file() and STYLESHEET not in [str(s) for s in cfg.extra_css]:
                 cfg.extra_css.append(STYLESHEET)
+            if notes:
+                cfg.plugins["cmgit/page-notes"] = _notes_plugin(notes)
             owner = cfg["copyright"]
             cfg["copyright"] = f"{owner} · {footer}" if owner else footer
             mkdocs_build(cfg)
@@ -414,6 +443,20 @@ def run_mkdocs(config_file: Path, docs: Path, site_dir: Path, footer: str) -> li
                 hint="run mkdocs build in the repository to see the details",
             ) from None
     return [m for m in log.messages if not m.startswith("Config value")]
+
+
+def _notes_plugin(notes: Mapping[str, str]) -> Any:
+    """A plugin that ends each page's content with its line from ``notes``, after the
+    Markdown is rendered, so no page's own Markdown (an unclosed code block, say) can
+    swallow it."""
+    from mkdocs.plugins import BasePlugin
+
+    class PageNotes(BasePlugin):  # type: ignore[type-arg,no-untyped-call]
+        def on_page_content(self, html: str, /, *, page: Any, **_: Any) -> str:
+            note = notes.get(page.file.src_uri)
+            return html if note is None else f"{html}\n{note}"
+
+    return PageNotes()
 
 
 def _add_offline(cfg: Any) -> None:

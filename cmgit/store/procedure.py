@@ -29,6 +29,7 @@ from ..config import (
     SETTINGS_FILE,
     SITE_DIR,
     STAFF_FILE,
+    WORKFLOW_FILE,
     editable_part,
     editors,
     read_document,
@@ -67,6 +68,8 @@ class ConfigChange:
     fields: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     records_checked: int = 0
     invalid_cases: list[str] = field(default_factory=list)
+    # Of each state the new workflow removes, the cases it holds now, by case ID.
+    stranded: dict[str, list[str]] = field(default_factory=dict)
     commit: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,6 +82,11 @@ class ConfigChange:
                 "invalid": len(self.invalid_cases),
                 "invalid_cases": self.invalid_cases[:SHOWN_CASES],
             }
+        if self.stranded:
+            out["cases_in_removed_states"] = [
+                {"state": state, "count": len(cases), "cases": cases[:SHOWN_CASES]}
+                for state, cases in sorted(self.stranded.items())
+            ]
         out["commit"] = self.commit
         return out
 
@@ -310,6 +318,27 @@ def _check_schemas(
     kept = [p for p in paths if p not in files]
     proposed = {**repo.git.read_paths(head, kept), **files}
     wanted = {p: data for p, data in proposed.items() if data is not None}
+    # Cases in a state the new workflow no longer has would be stranded: found first, from
+    # the open fields without a key, before the workflow's own checks (which keep every
+    # canonical state) and before any record is opened.
+    raw = yamlio.load(
+        wanted.get(WORKFLOW_FILE) or b"{}", what="workflow data", max_bytes=MAX_CONFIG_BYTES
+    )
+    states = raw.get("states") if isinstance(raw, dict) else None
+    gone = set(repo.workflow.states) - set(states) if isinstance(states, dict) else set()
+    state_at, case_at = (repo.schemas.open_fields.index(f) for f in ("state", "case_id"))
+    for row in sorted(repo.open_rows() if gone else (), key=lambda row: str(row[case_at])):
+        if row[state_at] in gone:
+            result.stranded.setdefault(row[state_at], []).append(row[case_at])
+    if result.stranded:
+        if dry_run:
+            return  # it lists them; the rest needs a workflow that keeps its states
+        raise Refused(
+            "the change removes states that still hold cases: "
+            + ", ".join(f"{s} ({len(c)} case(s))" for s, c in sorted(result.stranded.items())),
+            hint="keep the states; cases are never left in a state the workflow no longer "
+            "has (cmgit config commit --dry-run lists them)",
+        )
     docs, flow = schema_documents(wanted)
     schemas = SchemaSet(docs)
     schemas.check_compiles()
