@@ -22,6 +22,7 @@ import yaml
 from click.testing import Result
 
 from cmgit import ids
+from cmgit.site import markup
 
 from .conftest import CANARY, Programme
 from .test_audit import audit, rules
@@ -167,7 +168,9 @@ ACCEPTED: dict[str, tuple[str, Callable[[Living], None], Callable[[Path, str], b
     "new_language_field": (
         "pm-001",
         new_optional_field,
-        lambda out, _: "preferred_language_code" in (out / "reference" / "forms.html").read_text(),
+        lambda out, _: (
+            markup.code("preferred_language_code") in (out / "reference" / "forms.html").read_text()
+        ),
     ),
     "risk_level_before_assessment": (
         "pm-001",

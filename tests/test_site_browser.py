@@ -8,6 +8,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -234,3 +235,52 @@ def test_site_in_a_browser_searches_charts_and_stays_local(
         }
     )
     assert outside == [], outside
+
+
+IDENTIFIER = re.compile(r"[A-Za-z0-9_./]+")  # a state, guard, form or field name; no patterns
+# For each <code> in the tables of a page: where the browser broke its line, by the
+# characters before each break. A character's box starts a new line when its top is below
+# the previous one's.
+_LINE_BREAKS = """
+const found = [];
+for (const code of document.querySelectorAll('.md-typeset table code')) {
+  const text = code.textContent;
+  const range = document.createRange();
+  let top = null, at = 0;
+  const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++, at++) {
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const box = range.getBoundingClientRect();
+      if (box.width === 0) continue;
+      if (top !== null && box.top > top + 2) found.push([text, text.slice(0, at)]);
+      top = box.top;
+    }
+  }
+}
+return found;
+"""
+
+
+def test_reference_tables_break_identifiers_only_between_words(
+    served_site: tuple[Path, str], browser: WebDriver
+) -> None:
+    """On a narrow screen the guards and transitions tables wrap, but a code such as
+    comprehensive_after_immediate breaks only after an underscore, never inside a word."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    _, base = served_site
+    browser.set_window_size(420, 900)
+    for page in ("reference/guards.html", "reference/transitions.html", "reference/forms.html"):
+        browser.get(base + page)
+        _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, ".md-typeset table")))
+        breaks = browser.execute_script(_LINE_BREAKS)
+        assert breaks, f"{page}: nothing wrapped at this width, so nothing was tested"
+        inside = [
+            (text, before)
+            for text, before in breaks
+            if IDENTIFIER.fullmatch(text) and not before.endswith(("_", ".", "/"))
+        ]
+        assert inside == [], page

@@ -18,6 +18,7 @@ import yaml
 
 from cmgit import ids
 from cmgit.audit import config_in_force
+from cmgit.site import markup
 from cmgit.site.publish import GENERATED_PAGES
 from cmgit.site.reference import reference_pages
 from cmgit.site.scan import EXAMPLE_CASE_ID
@@ -134,7 +135,7 @@ def test_reference_pages_follow_the_workflow_and_schemas(
     assert "<svg" in states and "<script" not in states.split("<svg", 1)[1].split("</svg>")[0]
     forms = (out / "reference" / "forms.html").read_text(encoding="utf-8")
     for name, prop in case_schema["properties"].items():
-        assert f"<code>{name}</code>" in forms, name
+        assert markup.code(name) in forms, name
         if prop.get("x-cmgit-mode") not in (None, "system"):
             assert f'id="{name}"' in forms, name
     assert "personally identifying" in forms and "sealed" in forms

@@ -18,7 +18,13 @@ def md_cell(text: object) -> str:
 
 
 def code(text: object) -> str:
-    return f"<code>{esc(text)}</code>"
+    """A code span that a narrow table wraps only between the words of an identifier
+    (after ``_``, ``.`` or ``/``), never inside one: the style sheet stops the breaks
+    anywhere else in tables."""
+    return "<code>" + _WORD_END.sub(r"\1<wbr>", esc(text)) + "</code>"
+
+
+_WORD_END = re.compile(r"([_./])(?=.)")
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
