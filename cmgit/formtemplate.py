@@ -275,7 +275,7 @@ class _Examples:
             return DEF_EXAMPLES[definition]
         pattern = node.get("pattern")
         if pattern:
-            for candidate in CANDIDATES:
+            for candidate in (*CANDIDATES, self.today):
                 if re.search(pattern, candidate):
                     return candidate
         return TEXT_EXAMPLE
