@@ -94,7 +94,6 @@ class FormInfo:
     opens_case: bool  # `cmgit new --from` takes it
     record_states: tuple[str, ...]  # where `cmgit record` takes it (an event)
     move_targets: tuple[str, ...]  # the moves whose guards read it, by target state
-    reopening: bool  # a reopening move brings it
 
     @property
     def written_by_cmgit(self) -> bool:
@@ -143,14 +142,13 @@ def form_schema(schema: CaseSchema, form: str) -> Mapping[str, Any]:
     return schema.resolve(ref) if isinstance(ref, str) else node
 
 
-def guard_reads(guard: Guard, forms: Iterable[str]) -> tuple[str, ...]:
+def guard_reads(guard: Guard, forms: Sequence[str]) -> tuple[str, ...]:
     """The forms a guard reads: those its schema condition names at the top of the
     record, or those its named check reads."""
-    wanted = set(forms)
     if guard.schema is not None:
         named = _top_level_names(guard.schema)
-        return tuple(f for f in wanted if f in named)
-    return tuple(f for f in CHECK_READS.get(guard.check or "", ()) if f in wanted)
+        return tuple(f for f in forms if f in named)
+    return tuple(f for f in CHECK_READS.get(guard.check or "", ()) if f in forms)
 
 
 def transition_reads(
@@ -186,31 +184,25 @@ def catalogue(schema: CaseSchema, flow: Workflow) -> dict[str, FormInfo]:
     """Every form people write, with how it is recorded, in the case schema's order."""
     names = form_names(schema)
     targets: dict[str, list[str]] = {name: [] for name in names}
-    reopening: set[str] = set()
     for transition in flow.transitions.values():
-        read = transition_reads(flow, transition, names)
-        for name in read:
+        for name in transition_reads(flow, transition, names):
             if transition.target not in targets[name]:
                 targets[name].append(transition.target)
-        if NEW_EPISODE in transition.effects:
-            reopening.update(read)
     found = {}
     for name in names:
         node = form_schema(schema, name)
         event = flow.events.get(name)
+        repeated = "items" in schema.case_properties[name]
         info = FormInfo(
             name=name,
             title=str(node.get("title", name)),
             description=str(node.get("description", "")),
-            repeated="items" in schema.case_properties[name],
-            id_field=schema.form_id_field(name)
-            if "items" in schema.case_properties[name]
-            else None,
+            repeated=repeated,
+            id_field=(schema.form_id_field(name) or f"{name}_id") if repeated else None,
             filled=filled_fields(schema, flow, name),
             opens_case=name in NEW_CASE_FORMS,
             record_states=event.states if event else (),
             move_targets=tuple(sorted(targets[name], key=list(flow.states).index)),
-            reopening=name in reopening,
         )
         if info.written_by_cmgit:
             info = replace(info, filled=tuple(node.get("properties", {})))

@@ -140,7 +140,7 @@ def test_the_commands_come_from_the_workflow(
         "cmgit move ID closure_pending|post_closure_monitoring|closed --from FILE",
     ]
     assert forms["reopen"].commands() == ["cmgit move ID registered|assessment --from FILE"]
-    assert forms["reopen"].reopening and forms["reopen"].repeated
+    assert forms["reopen"].repeated and forms["reopen"].id_field == "reopen_id"
     assert forms["assignment"].written_by_cmgit
     assert forms["assignment"].commands() == ["cmgit assign ID STAFF --reason CODE"]
     # a programme that records closure only with its moves: the list follows the data
