@@ -310,7 +310,6 @@ class _Renderer:
     def __init__(self, schema: CaseSchema, info: FormInfo, today: str):
         self.schema = schema
         self.info = info
-        self.today = today
         self.examples = _Examples(schema, info.name, today, optional=False)
 
     def fields(self, node: Mapping[str, Any], indent: str, *, top: bool = False) -> list[str]:
@@ -318,7 +317,7 @@ class _Renderer:
         required = set(node.get("required", ()))
         lines: list[str] = []
         for name, sub in node.get("properties", {}).items():
-            if top and (name in self.info.filled or self.info.written_by_cmgit):
+            if top and name in self.info.filled:
                 lines.append(f"{indent}# {name}: {self._filled_note(name)}")
                 continue
             lines += _comment(self.describe(sub, name, name in required), indent)
