@@ -353,7 +353,7 @@ class _Renderer:
     def describe(self, node: Mapping[str, Any], name: str, required: bool) -> str:
         own = str(node.get("description", "")).strip()
         need = "Required" if required else "Optional"
-        return f"{own} {need}: {self.kind(node, name)}.".strip()
+        return f"{own} {need}, {self.kind(node, name)}.".strip()
 
     def kind(self, node: Mapping[str, Any], name: str) -> str:
         merged = _merged(self.schema, node)
@@ -361,7 +361,7 @@ class _Renderer:
         if "const" in merged:
             return f"always {yamlio.scalar(merged['const'])}"
         if "enum" in merged:
-            return "one of " + ", ".join(str(v) for v in merged["enum"])
+            return "one of: " + ", ".join(str(v) for v in merged["enum"])
         if kind == "object":
             return "the fields below"
         if kind == "array":

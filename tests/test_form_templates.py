@@ -109,11 +109,13 @@ def test_a_template_explains_each_field(
     )
     assert "follow_up:" in lines
     assert "  # follow_up_id: filled in by cmgit" in lines
-    assert "  # Day of the contact. Required: a date such as 2026-03-01." in lines
+    assert "  # Day of the contact. Required, a date such as 2026-03-01." in lines
     assert '  date: "2026-03-01"' in lines
-    assert "  # Whether the case was open or closed at the time. Required: one of in_case," in lines
-    assert "  # Whether contact was made. Required: true or false." in lines
-    assert "  # Problems noticed. Optional: free narrative text." in lines
+    assert (
+        "  # Whether the case was open or closed at the time. Required, one of: in_case," in lines
+    )
+    assert "  # Whether contact was made. Required, true or false." in lines
+    assert "  # Problems noticed. Optional, free narrative text." in lines
     assert "  # issues_identified: write here" in lines
     # a nested optional block is commented out as a whole, its own optional parts twice
     assert "  # observations:" in lines
@@ -124,7 +126,7 @@ def test_a_template_explains_each_field(
         "  # plan_id: filled in by cmgit; to change an item already recorded, give its id here"
         in plan
     )
-    assert "    - # Number of the objective. Required: short code typed by staff: a need or" in plan
+    assert "    - # Number of the objective. Required, short code typed by staff: a need or" in plan
 
 
 def test_the_commands_come_from_the_workflow(
@@ -253,18 +255,26 @@ def test_template_options_print_the_form_and_change_nothing(programme: Programme
 
 
 def test_the_templates_of_events_are_accepted_as_they_are(programme: Programme) -> None:
-    """Printed and given back unchanged, each form's template is recorded where the
-    workflow takes it (guards that need other forms aside)."""
+    """Printed and given back unchanged, each form's template is recorded by the command
+    that takes it: `new`, and `record` of every event, on a case just identified, under
+    way or with its closure proposed, the first that takes it."""
     intake = programme.work / "intake.yaml"
     intake.write_text(programme.cli("new", "--template").stdout)
     made = programme.cli("new", "--from", str(intake))
     assert made.exit_code == 0, made.output
-    case_id = made.stdout.strip()
-    for form in ("consent", "note", "identification", "registration", "referral"):
-        path = programme.work / f"{form}.yaml"
-        path.write_text(programme.cli("record", case_id, form, "--template").stdout)
-        result = programme.cli("record", case_id, form, "--from", str(path))
-        assert result.exit_code == 0, (form, result.output)
+    cases = {
+        "identified": made.stdout.strip(),
+        "implementation": programme.walk("implementation"),
+        "closure_pending": programme.walk("closure_pending", seed=2),
+    }
+    flow = programme.repo().workflow
+    for name, event in flow.events.items():
+        case_id = next(cases[state] for state in cases if state in event.states)
+        path = programme.work / f"{name}.yaml"
+        path.write_text(programme.cli("record", case_id, name, "--template").stdout)
+        result = programme.cli("record", case_id, name, "--from", str(path))
+        assert result.exit_code == 0, (name, result.output)
+        assert result.stdout.startswith(f"{case_id}: recorded ")
 
 
 # -- one case from identification to its archive, from the templates alone --------------
