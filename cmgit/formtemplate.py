@@ -89,6 +89,7 @@ class FormInfo:
     title: str
     description: str
     repeated: bool
+    mode: str  # how an item is merged in (x-cmgit-mode): single, append, upsert, supersede
     id_field: str | None
     filled: tuple[str, ...]  # top-level fields cmgit fills in itself
     opens_case: bool  # `cmgit new --from` takes it
@@ -118,6 +119,7 @@ class FormInfo:
             "title": self.title,
             "description": self.description,
             "repeated": self.repeated,
+            "mode": self.mode,
             "id_field": self.id_field,
             "filled_by_cmgit": list(self.filled),
             "commands": self.commands(),
@@ -198,6 +200,7 @@ def catalogue(schema: CaseSchema, flow: Workflow) -> dict[str, FormInfo]:
             title=str(node.get("title", name)),
             description=str(node.get("description", "")),
             repeated=repeated,
+            mode=schema.form_mode(name),
             id_field=(schema.form_id_field(name) or f"{name}_id") if repeated else None,
             filled=filled_fields(schema, flow, name),
             opens_case=name in NEW_CASE_FORMS,
@@ -328,7 +331,8 @@ class _Renderer:
         return lines
 
     def _filled_note(self, name: str) -> str:
-        if name == self.info.id_field and self.schema.form_mode(self.info.name) != "append":
+        info = self.info
+        if name == info.id_field and not info.written_by_cmgit and info.mode != "append":
             return f"{FILLED}; to change an item already recorded, give its id here"
         return FILLED
 

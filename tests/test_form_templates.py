@@ -145,6 +145,9 @@ def test_the_commands_come_from_the_workflow(
     assert forms["reopen"].repeated and forms["reopen"].id_field == "reopen_id"
     assert forms["assignment"].written_by_cmgit
     assert forms["assignment"].commands() == ["cmgit assign ID STAFF --reason CODE"]
+    whole = formtemplate.template(schemas, forms["assignment"], TODAY).splitlines()
+    assert whole[1] == "# Every field is filled in by cmgit: cmgit assign ID STAFF --reason CODE."
+    assert "  # assignment_id: filled in by cmgit" in whole
     # a programme that records closure only with its moves: the list follows the data
     doc = yaml.safe_load((SCHEMAS / "workflow.yaml").read_text())
     del doc["events"]["closure"]
