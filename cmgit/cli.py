@@ -669,15 +669,12 @@ def new(
         from .workflow import NEW_CASE_FORMS
 
         first, *more = NEW_CASE_FORMS
-        _print_templates(
-            state.repo(),
-            [first],
-            "cmgit new --from FILE",
-            note=f"The same file may hold the {' and '.join(more)} form too: "
-            f"add it with cmgit form template {more[0]} >> FILE."
-            if more
-            else None,
+        note = " ".join(
+            f"The same file may hold the {name} form too: add it with "
+            f"cmgit form template {name} >> FILE."
+            for name in more
         )
+        _print_templates(state.repo(), [first], "cmgit new --from FILE", note=note)
         return
     data = read_input(need_source(source))
     repo = state.repo()
@@ -778,8 +775,7 @@ def record(state: State, case_id: str, form: str, source: str | None, as_templat
         info = _known_form(_form_catalogue(repo), form)
         if not info.record_states:
             raise UsageError(
-                f"the {form} form is recorded with a move or an assignment, not on its own",
-                hint=" or ".join(info.commands()),
+                f"cmgit record does not take the {form} form", hint=" or ".join(info.commands())
             )
         _print_templates(repo, [form], f"cmgit record {case_id} {form} --from FILE")
         return
