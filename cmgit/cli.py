@@ -27,6 +27,7 @@ from .registry import ROLES, Staff
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
     from .audit import Exposure, Report
     from .crypto import Identity
+    from .formtemplate import FormInfo
     from .progress import Progress
     from .store import Repository
     from .store.setup import NewRepository
@@ -627,25 +628,55 @@ def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool
 # -- cases ---------------------------------------------------------------------------
 
 
+TEMPLATE_HELP = "Print the template of the form --from takes, and change nothing."
+
+
+def template_option(command: Any) -> Any:
+    return click.option("--template", "as_template", is_flag=True, help=TEMPLATE_HELP)(command)
+
+
+def need_source(source: str | None) -> str:
+    if source is None:
+        raise UsageError(
+            "give the form file with --from FILE",
+            hint="--template prints the form to fill in",
+        )
+    return source
+
+
 @cli.command()
 @click.option(
     "--from",
     "source",
-    required=True,
     metavar="FILE",
     help="Form file with the identification form (and registration, if at hand).",
 )
 @click.option("--caseworker", metavar="ID", help="Key caseworker (default: you, if a caseworker).")
 @click.option("--team", metavar="T", help="Team (default: the caseworker's).")
+@template_option
 @pass_state
-def new(state: State, source: str, caseworker: str | None, team: str | None) -> None:
+def new(
+    state: State, source: str | None, caseworker: str | None, team: str | None, as_template: bool
+) -> None:
     """Create a case in state identified and print its new case ID.
 
     \b
     Example:
+      cmgit new --template > intake.yaml
       cmgit new --from intake.yaml --caseworker cw-001
     """
-    data = read_input(source)
+    if as_template:
+        from .workflow import NEW_CASE_FORMS
+
+        first, *more = NEW_CASE_FORMS
+        note = " ".join(
+            f"The same file may hold the {name} form too: add it with "
+            f"cmgit form template {name} >> FILE."
+            for name in more
+        )
+        _print_templates(state.repo(), [first], "cmgit new --from FILE", note=note)
+        return
+    data = read_input(need_source(source))
     repo = state.repo()
     click.echo(
         repo.new_case(state.identities(), data, today=today(), caseworker=caseworker, team=team)
@@ -721,12 +752,12 @@ def _ask_retry(problem: CmgitError) -> bool:
 @click.option(
     "--from",
     "source",
-    required=True,
     metavar="FILE",
     help="Form file holding exactly this form (- for standard input).",
 )
+@template_option
 @pass_state
-def record(state: State, case_id: str, form: str, source: str) -> None:
+def record(state: State, case_id: str, form: str, source: str | None, as_template: bool) -> None:
     """Add or update one form of a case, with no change of state.
 
     Repeated forms (consent, follow_up, referral, ...) get an id; give an existing id
@@ -735,10 +766,20 @@ def record(state: State, case_id: str, form: str, source: str) -> None:
 
     \b
     Example:
+      cmgit record CP-7K2M9QX4 follow_up --template > visit.yaml
       cmgit record CP-7K2M9QX4 follow_up --from visit.yaml
     """
     ids.check_case_id(case_id)
-    data = read_input(source)
+    if as_template:
+        repo = state.repo()
+        info = _known_form(_form_catalogue(repo), form)
+        if not info.record_states:
+            raise UsageError(
+                f"cmgit record does not take the {form} form", hint=" or ".join(info.commands())
+            )
+        _print_templates(repo, [form], f"cmgit record {case_id} {form} --from FILE")
+        return
+    data = read_input(need_source(source))
     item = state.repo().record_form(state.identities(), case_id, form, data, today=today())
     click.echo(f"{case_id}: recorded {item}")
 
@@ -755,6 +796,7 @@ def record(state: State, case_id: str, form: str, source: str) -> None:
     help="Supervisors: accept a caseworker above the caseload limit (reason in words; "
     "kept sealed).",
 )
+@template_option
 @pass_state
 def move(
     state: State,
@@ -763,6 +805,7 @@ def move(
     source: str | None,
     reason: str | None,
     override: str | None,
+    as_template: bool,
 ) -> None:
     """Move a case to STATE through one guarded transition of the workflow.
 
@@ -774,8 +817,12 @@ def move(
     Example:
       cmgit move CP-7K2M9QX4 case_planning
       cmgit move CP-7K2M9QX4 closed --reason death --from closure.yaml
+      cmgit move CP-7K2M9QX4 closure_pending --reason objectives_met --template
     """
     ids.check_case_id(case_id)
+    if as_template:
+        _print_move_templates(state.repo(), case_id, target, reason)
+        return
     data = read_input(source) if source else None
     result = state.repo().move(
         state.identities(),
@@ -790,6 +837,32 @@ def move(
         click.echo(f"warning: {warning}", err=True)
     assert result.transition is not None
     click.echo(f"{case_id}: {result.source} -> {result.target} ({result.transition.id})")
+
+
+def _print_move_templates(repo: Repository, case_id: str, target: str, reason: str | None) -> None:
+    """The templates of the forms a move reads, from the case's state (an open field)."""
+    from .formtemplate import form_names, transition_reads
+    from .workflow import NEW_EPISODE
+
+    source = repo.load_open(case_id).record.open["state"]
+    transition = repo.workflow.transition_for(source, target, reason, case_id=case_id)
+    repo.workflow.reasons_for(transition, reason)
+    names = transition_reads(repo.workflow, transition, form_names(repo.schemas), reason)
+    move = f"{source} -> {target} ({transition.id})"
+    command = f"cmgit move {case_id} {target}" + (f" --reason {reason}" if reason else "")
+    if not names:
+        click.echo(f"# The move {move} reads no form: run {command} without --from.")
+        return
+    note = None
+    if len(names) > 1:
+        note = f"The move {move} reads these forms: " + ", ".join(names) + ". "
+        note += (
+            "It takes them in one file."
+            if NEW_EPISODE in transition.effects
+            else "--from brings one of them: keep the one to record with the move, and "
+            f"record the others first with cmgit record {case_id} FORM --from FILE."
+        )
+    _print_templates(repo, names, f"{command} --from FILE", note=note)
 
 
 @cli.command()
@@ -1384,6 +1457,111 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
             )
         echo_wrapped(f"{t.id:<6}{' or '.join(sources)} -> {t.target}", indent=8)
         echo_wrapped(" " * 6 + "; ".join(needs), indent=8)
+
+
+@cli.group("form", cls=CmgitGroup)
+def form_group() -> None:
+    """The forms of this repository: list them, or print a template to fill in.
+
+    \b
+    Example:
+      cmgit form list
+      cmgit form template follow_up > visit.yaml
+    """
+
+
+@form_group.command("list")
+@json_option
+@pass_state
+def form_list(state: State, as_json: bool) -> None:
+    """List the forms: what each is, one form or a list of items, and how it is recorded.
+
+    \b
+    Example:
+      cmgit form list
+      cmgit form list --json
+    """
+    forms = _form_catalogue(state.repo())
+    if as_json:
+        emit([info.as_dict() for info in forms.values()], True)
+        return
+    for info in forms.values():
+        shape = f"a list of items, each with its {info.id_field}" if info.repeated else "one form"
+        echo_wrapped(f"{info.name}: {info.title} ({shape}). {info.description}", indent=4)
+        for command in info.commands():
+            click.echo(f"    {command}")
+
+
+@form_group.command("template")
+@click.argument("form_name", metavar="FORM")
+@click.option("-o", "output", metavar="FILE", help="Write the template to FILE (a new file).")
+@pass_state
+def form_template(state: State, form_name: str, output: str | None) -> None:
+    """Print a form as commented YAML to fill in: every field, its type, the values it
+    takes, whether it is required, and an example the schema accepts.
+
+    Optional fields are commented out; the fields cmgit fills in itself (item ids,
+    the authorisation of a closure...) are named and left out.
+
+    \b
+    Example:
+      cmgit form template identification > intake.yaml
+      cmgit form template follow_up -o visit.yaml
+    """
+    repo = state.repo()
+    info = _known_form(_form_catalogue(repo), form_name)
+    from .formtemplate import template
+
+    text = template(repo.schemas, info, today().isoformat())
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise UsageError(
+            "the file given to -o exists", hint="name a new file, or print to the screen"
+        ) from None
+    except OSError:
+        raise UsageError("cannot write the file given to -o") from None
+
+
+def _form_catalogue(repo: Repository) -> dict[str, FormInfo]:
+    from .formtemplate import catalogue
+
+    return catalogue(repo.schemas, repo.workflow)
+
+
+def _known_form(forms: dict[str, FormInfo], name: str) -> FormInfo:
+    """The form of that name, or a usage error naming the forms and the nearest one."""
+    if name in forms:
+        return forms[name]
+    from .formtemplate import nearest
+
+    close = nearest(name, forms)
+    raise UsageError(
+        "unknown form" + (f"; did you mean {close}?" if close else ""),
+        hint="forms: " + ", ".join(forms),
+    )
+
+
+def _print_templates(
+    repo: Repository, names: Sequence[str], command: str, note: str | None = None
+) -> None:
+    """The templates of ``names`` one after the other (a form file holds several forms
+    under their names), each saying the command that takes it."""
+    from .formtemplate import template
+
+    forms = _form_catalogue(repo)
+    if note:
+        for line in textwrap.wrap(note, 88, break_on_hyphens=False):
+            click.echo(f"# {line}")
+    day = today().isoformat()
+    for number, name in enumerate(names):
+        if number:
+            click.echo()
+        click.echo(template(repo.schemas, forms[name], day, commands=[command]), nl=False)
 
 
 @cli.command("stats")

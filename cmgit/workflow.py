@@ -38,6 +38,10 @@ STATES = (
 INITIAL_STATE = "identified"
 CLOSED = "closed"
 MONITORING = "post_closure_monitoring"
+# The forms a case opens with (`cmgit new --from`; the first is required), and the form a
+# reopening move brings (with fresh consents) besides the forms of the events.
+NEW_CASE_FORMS = ("identification", "registration")
+REOPEN_FORM = "reopen"
 # The open field listing every state a case entered, as "day state", oldest first.
 STATE_HISTORY = "state_history"
 UASC = checks.UASC
@@ -376,6 +380,23 @@ def _drop(key: str) -> Callable[[dict[str, Any], Situation, Transition], None]:
 
 MINIMISE = "minimise"
 NEW_EPISODE = "new_episode"
+# The form fields each effect writes itself, where the form leaves them out (the
+# authorisation is the command, not a claim typed into the form): what a form template
+# marks as filled in by cmgit, with the id of a repeated form's item (`merge_form`).
+FILLED_BY_EFFECT: dict[str, dict[str, tuple[str, ...]]] = {
+    "close": {
+        "closure": (
+            "authorised_by",
+            "authorised_role",
+            "authorised_on",
+            "closure_date",
+            "post_closure_monitoring_required",
+        )
+    },
+    "activate_plan": {"case_plan": ("signed_by_supervisor",)},
+    NEW_EPISODE: {"reopen": ("authorised_by",)},
+    "archive": {"post_closure_monitoring": ("ended_on",)},
+}
 EFFECTS: dict[str, Callable[[dict[str, Any], Situation, Transition], None]] = {
     "close": _close,
     # Removing personal details field by field needs the schema's classes: `transition`

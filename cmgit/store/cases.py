@@ -50,9 +50,9 @@ def new_case(
 ) -> str:
     repo.check_config_trusted()
     actor = repo.actor(identities)
-    forms = read_form_file(repo, form_data, allowed=("identification", "registration"))
-    if "identification" not in forms:
-        raise UsageError("the form file needs an identification form")
+    forms = read_form_file(repo, form_data, allowed=workflow.NEW_CASE_FORMS)
+    if workflow.NEW_CASE_FORMS[0] not in forms:
+        raise UsageError(f"the form file needs an {workflow.NEW_CASE_FORMS[0]} form")
     worker_id = caseworker or (actor.id if actor.role == CASEWORKER else None)
     if worker_id is None:
         raise UsageError("name the key caseworker with --caseworker ID")
@@ -256,7 +256,7 @@ def move(
         raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
     if reason is not None:
         ids.check_reason(reason)
-    recordable = [*repo.workflow.events, "reopen"]
+    recordable = [*repo.workflow.events, workflow.REOPEN_FORM]
     forms = read_form_file(repo, form_data, allowed=recordable) if form_data is not None else {}
     unit.precheck_clean(repo, ids.record_path(case_id))
     loaded = repo.load(case_id, identities)
