@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cmgit.config import DEFAULT_SOP_EDITORS, SOP_EDITORS
 from cmgit.schema import SETTINGS, SchemaSet
+from cmgit.site import markup
 
 from .conftest import CANARY, Programme, form
 from .test_audit import audit, forge, rules
@@ -148,7 +149,7 @@ def test_a_programme_managers_new_optional_field_passes_audit_and_reaches_the_re
     assert run_git(programme.root, "push", "-q", "origin", "main").returncode == 0
     out = tmp_path / "built"
     assert programme.cli("site", "build", "--out", str(out), as_=None).exit_code == 0
-    assert "preferred_language_code" in (out / "reference" / "forms.html").read_text()
+    assert markup.code("preferred_language_code") in (out / "reference" / "forms.html").read_text()
 
 
 def test_the_same_sop_change_by_a_caseworker_is_refused_and_changes_nothing(
