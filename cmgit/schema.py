@@ -238,7 +238,10 @@ def _expected(kind: Any, keyword: str, node: Mapping[str, Any], location: str) -
         return f"expected {_shown(kind.expected_value)}"
     if name == "type":
         return "expected " + " or ".join(_TYPES.get(str(t), str(t)) for t in kind.types)
-    if name in ("pattern", "format"):
+    if name in ("pattern", "format") or (
+        name == "type" and ("pattern" in node or "format" in node)
+    ):
+        # A date given as a number or left empty: what a date looks like helps more.
         return _expected_text(node, location)
     if name in _LIMITS:
         before, after = _LIMITS[name]
@@ -267,7 +270,7 @@ def _unknown(field: str, node: Mapping[str, Any]) -> str:
     fields = [str(f) for f in node.get("properties", {})]
     near = nearest(field, fields)
     if near:
-        return f"unknown field {field}: the form has {near}"
+        return f"unknown field {field}: the nearest the form has is {near}"
     listed = f"; fields: {', '.join(fields)}" if fields else ""
     return f"unknown field {field}: no such field here{listed}"
 
