@@ -194,6 +194,10 @@ def explain(error: Any, node_at: Callable[[str], Mapping[str, Any]]) -> str:
     keyword = str(error.schema_path[-1]) if error.schema_path else "schema"
     try:
         node = node_at(location.rpartition("/")[0]) if "#" in location else {}
+        if error.kind.name == "type" and isinstance(node.get("$ref"), str):
+            # A field restating its definition's type: say what the definition says.
+            location = f"{node['$ref']}/type"
+            node = node_at(node["$ref"])
     except (KeyError, IndexError, TypeError):
         node = {}
     return f"at {path}: {_expected(error.kind, keyword, node, location)}"
@@ -236,13 +240,13 @@ def _expected(kind: Any, keyword: str, node: Mapping[str, Any], location: str) -
         return "expected one of: " + ", ".join(_shown(v) for v in kind.options)
     if name == "const":
         return f"expected {_shown(kind.expected_value)}"
-    if name == "type":
-        return "expected " + " or ".join(_TYPES.get(str(t), str(t)) for t in kind.types)
     if name in ("pattern", "format") or (
         name == "type" and ("pattern" in node or "format" in node)
     ):
         # A date given as a number or left empty: what a date looks like helps more.
         return _expected_text(node, location)
+    if name == "type":
+        return "expected " + " or ".join(_TYPES.get(str(t), str(t)) for t in kind.types)
     if name in _LIMITS:
         before, after = _LIMITS[name]
         limit = kind.multiple_of if name == "multipleOf" else kind.limit

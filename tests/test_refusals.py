@@ -311,3 +311,21 @@ def test_workflow_json_gives_each_guard_its_refusal(programme: Programme) -> Non
         "(cmgit record ID risk_assessment --from FILE)."
     )
     assert guards["G10"]["summary"] == "The risk level is set."
+
+
+def test_a_date_given_as_a_number_is_told_what_a_date_looks_like() -> None:
+    consent = {**form("consent", drop_id=False)["consent"], "decision_on": 20260301}
+    problems = schema_problems(consent, "urn:cmgit:form:consent")
+    assert problems == ["at /decision_on: expected a date such as 2026-03-01"]
+
+
+def test_a_repository_schema_without_examples_gives_the_description() -> None:
+    """Repositories made before the examples were added describe the field instead."""
+    docs = json.loads(json.dumps(SCHEMAS.schemas))
+    del docs["urn:cmgit:schema:common"]["$defs"]["date"]["examples"]
+    consent = {**form("consent", drop_id=False)["consent"], "decision_on": "soon"}
+    with pytest.raises(SchemaError) as refused:
+        SchemaSet(docs).validate(consent, "urn:cmgit:form:consent", what="form")
+    assert refused.value.problems == [
+        "at /decision_on: expected a date (Calendar date, YYYY-MM-DD)"
+    ]

@@ -195,7 +195,11 @@ def test_B3_yaml11_traps_stay_strings_and_round_trip(programme: Programme) -> No
             "one of: outreach_monitoring, community_member, ",
         ),
         ({"urgent_needs": "CANARY-TYPE-2"}, "/identification/urgent_needs", "true or false"),
-        ({"identified_by": ["CANARY-LIST-3"]}, "/identification/identified_by", "a string"),
+        (
+            {"identified_by": ["CANARY-LIST-3"]},
+            "/identification/identified_by",
+            "a staff ID (or the word external) such as cw-001",
+        ),
     ],
     ids=["null-date", "enum", "bool-type", "list-type"],
 )
