@@ -672,7 +672,9 @@ def transition(
             Failure(
                 move.four_eyes,
                 "hard",
-                "the case's own caseworker cannot authorise this (four eyes)",
+                "the case's own caseworker cannot authorise this (four eyes): another "
+                + " or ".join(sorted(flow.authorisers))
+                + " does",
             )
         )
     sealed = _sealed(record, schema)
@@ -791,7 +793,13 @@ def record_event(
         refuse_if_closed(state, case_id)
     failures = _permitted(flow, event.by, actor, record, f"recording {form}")
     if state not in event.states:
-        failures.append(Failure(ROLE_AND_SCOPE, "hard", f"{form} is not recorded in state {state}"))
+        failures.append(
+            Failure(
+                ROLE_AND_SCOPE,
+                "hard",
+                f"{form} is not recorded in state {state}; it is in: {', '.join(event.states)}",
+            )
+        )
     sealed = _sealed(record, schema)
     item_id = merge_form(sealed, form, item, schema, case_id, new_id)
     open_fields = _open(record, schema)

@@ -799,7 +799,10 @@ def test_the_key_caseworker_cannot_authorise(tid: str) -> None:
     four_eyes = DATA["transitions"][tid]["four_eyes"]
     assert GA not in codes(outcome.refused)
     assert outcome.refused[0] == workflow.Failure(
-        four_eyes, "hard", "the case's own caseworker cannot authorise this (four eyes)"
+        four_eyes,
+        "hard",
+        "the case's own caseworker cannot authorise this (four eyes): another "
+        "programme_manager or supervisor does",
     )
 
 
@@ -1030,7 +1033,8 @@ def test_events_keep_to_their_states_and_roles() -> None:
         new_id=ids.next_item_id,
     )
     assert [str(f) for f in outcome.refused] == [
-        f"{GA}: review is not recorded in state registered"
+        f"{GA}: review is not recorded in state registered; it is in: implementation, "
+        "follow_up_review, closure_pending"
     ]
     note = {"written_on": case.day.isoformat(), "written_by": AUD, "text": "x"}
     outcome = workflow.record_event(
