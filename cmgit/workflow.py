@@ -339,6 +339,8 @@ def _with_reason(guard: Guard, reason: str) -> str:
     if guard.refusal is None:
         return reason
     statement, colon, action = guard.refusal.partition(": ")
+    if reason.lower() in statement.lower():
+        return guard.refusal  # the reason would only repeat the statement
     return f"{statement} ({reason}){colon}{action}" if colon else f"{statement} ({reason})"
 
 

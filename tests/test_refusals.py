@@ -86,6 +86,8 @@ def test_every_guard_refuses_in_the_negative_and_names_what_to_record(code: str)
     assert colon and action, f"{code}: a refusal reads 'what is missing: what to do'"
     assert NEGATIVE.search(statement), f"{code}: '{statement}' reads as if the rule held"
     assert guard["summary"].rstrip(".") not in refusal, f"{code} repeats its summary"
+    if "check" in guard:  # the check's reason goes in parentheses after the statement
+        assert "(" not in statement, f"{code}: parentheses would nest"
     words = set(WORD.findall(refusal))
     assert words & (FORMS | FIELDS | SETTINGS) or COMMAND.search(action), (
         f"{code} names no form, field or setting, nor a command to run"
@@ -329,3 +331,9 @@ def test_a_repository_schema_without_examples_gives_the_description() -> None:
     assert refused.value.problems == [
         "at /decision_on: expected a date (Calendar date, YYYY-MM-DD)"
     ]
+
+
+def test_a_reason_that_only_repeats_the_statement_is_left_out() -> None:
+    failures = FLOW.evaluate(["G08"], situation({"case_id": "CP-7K2M9QX4"}), lambda g, d: True)
+    assert [str(f) for f in failures] == [f"G08: {DATA['guards']['G08']['refusal']}"]
+    assert "(" not in DATA["guards"]["G08"]["refusal"].partition(": ")[0]
