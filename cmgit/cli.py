@@ -1410,7 +1410,12 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
     flow = state.repo().workflow
     if show_guards:
         guards = [
-            {"code": g.code, "severity": g.severity, "summary": g.summary}
+            {
+                "code": g.code,
+                "severity": g.severity,
+                "summary": g.summary,
+                "refusal": g.refusal_text,
+            }
             for g in flow.guards.values()
         ]
         if as_json:

@@ -7,6 +7,8 @@ content. The command line translates them to exit codes in one place.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 OK = 0
@@ -159,6 +161,20 @@ class RepositoryBusy(RepositoryError):
 
 class GitFailed(RepositoryError):
     """A git command failed."""
+
+
+def nearest(given: str, valid: Sequence[str]) -> str | None:
+    """The valid name nearest to one given, if one is near enough to be a typing slip."""
+    near = difflib.get_close_matches(given, valid, n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
+def nearest_hint(given: str, valid: Sequence[str], kind: str) -> str:
+    """The hint for an unknown name: the nearest valid one, if one is near, then all of
+    them. The name given is not repeated: it may be anything a person typed."""
+    near = nearest(given, valid)
+    listed = f"{kind}: {', '.join(valid)}"
+    return f"did you mean {near}? {listed}" if near else listed
 
 
 def _rebuild(kind: type[CmgitError], message: str, state: dict[str, Any]) -> CmgitError:

@@ -174,10 +174,7 @@ def caseload_limit(s: Situation, params: Mapping[str, Any]) -> str | None:
         return None
     if s.override:
         return "only a supervisor or programme manager can override the caseload limit"
-    return (
-        f"{worker} already holds {held} open cases (limit {limit}); "
-        "a supervisor can override with --override-caseload REASON"
-    )
+    return f"{worker} already holds {held} open cases, limit {limit}"
 
 
 def _latest_assessment(s: Situation) -> dict[str, Any] | None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from . import yamlio
-from .errors import SchemaError
+from .errors import SchemaError, nearest
 
 CASE = "urn:cmgit:schema:case"
 WORKFLOW = "urn:cmgit:schema:workflow"
@@ -151,9 +151,12 @@ class SchemaSet:
     def _check(self, validator: Any, doc: Any, what: str, case_id: str | None) -> None:
         if validator.is_valid(doc):
             return
-        problems = []
+        problems: list[str] = []
         for error in validator.iter_errors(doc):
-            problems.append(explain(error))
+            # A date fails its pattern and its format with the same words: say them once.
+            line = explain(error, self.resolve)
+            if line not in problems:
+                problems.append(line)
             if len(problems) == MAX_PROBLEMS:
                 problems.append("... (more problems not shown)")
                 break
@@ -181,21 +184,127 @@ class SchemaSet:
         return yamlio.coerce(doc, schema, self.resolve, what=what)
 
 
-def explain(error: Any) -> str:
-    """A schema failure as path and rule, never the value."""
+def explain(error: Any, node_at: Callable[[str], Mapping[str, Any]]) -> str:
+    """A schema failure as its path and what the schema expects there, never the value:
+    the allowed values, an example, the missing or unknown field. Built from the error's
+    kind and the schema around it (``node_at`` finds it); the validator's own message
+    is not used, since it quotes the value."""
     path = "/" + "/".join(str(p) for p in error.instance_path)
-    rule = str(error.schema_path[-1]) if error.schema_path else "schema"
-    kind = error.kind
-    detail = ""
-    if rule == "required" and hasattr(kind, "property"):
-        name = str(kind.property)
-        detail = f" '{name}' is missing" if _NAME_RE.fullmatch(name) else " a field is missing"
-    elif rule == "additionalProperties" and hasattr(kind, "unexpected"):
-        names = [str(n) for n in kind.unexpected]
-        shown = [n for n in names if _NAME_RE.fullmatch(n)]
-        detail = (
-            " unexpected field " + ", ".join(f"'{n}'" for n in shown)
-            if shown
-            else (" unexpected field")
-        )
-    return f"at {path}: fails '{rule}'{detail}"
+    location = error.absolute_keyword_location or ""
+    keyword = str(error.schema_path[-1]) if error.schema_path else "schema"
+    try:
+        node = node_at(location.rpartition("/")[0]) if "#" in location else {}
+        if error.kind.name == "type" and isinstance(node.get("$ref"), str):
+            # A field restating its definition's type: say what the definition says.
+            location = f"{node['$ref']}/type"
+            node = node_at(node["$ref"])
+    except (KeyError, IndexError, TypeError):
+        node = {}
+    return f"at {path}: {_expected(error.kind, keyword, node, location)}"
+
+
+# How `type` names read in a message.
+_TYPES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping of fields",
+    "null": "nothing (null)",
+}
+# Limits, by keyword: what the message says before the number, and after it.
+_LIMITS = {
+    "minItems": ("at least", "item(s)"),
+    "maxItems": ("at most", "item(s)"),
+    "minLength": ("at least", "character(s)"),
+    "maxLength": ("at most", "character(s)"),
+    "minProperties": ("at least", "field(s)"),
+    "maxProperties": ("at most", "field(s)"),
+    "minimum": ("a number no less than", ""),
+    "maximum": ("a number no more than", ""),
+    "exclusiveMinimum": ("a number more than", ""),
+    "exclusiveMaximum": ("a number less than", ""),
+    "multipleOf": ("a multiple of", ""),
+}
+
+
+def _expected(kind: Any, keyword: str, node: Mapping[str, Any], location: str) -> str:
+    name = kind.name
+    if name == "required":
+        field = str(kind.property)
+        return f"missing: {field}" if _NAME_RE.fullmatch(field) else "missing: a required field"
+    if name == "additionalProperties":
+        return "; ".join(_unknown(str(n), node) for n in kind.unexpected)
+    if name == "enum":
+        return "expected one of: " + ", ".join(_shown(v) for v in kind.options)
+    if name == "const":
+        return f"expected {_shown(kind.expected_value)}"
+    if name in ("pattern", "format") or (
+        name == "type" and ("pattern" in node or "format" in node)
+    ):
+        # A date given as a number or left empty: what a date looks like helps more.
+        return _expected_text(node, location)
+    if name == "type":
+        return "expected " + " or ".join(_TYPES.get(str(t), str(t)) for t in kind.types)
+    if name in _LIMITS:
+        before, after = _LIMITS[name]
+        limit = kind.multiple_of if name == "multipleOf" else kind.limit
+        return f"expected {before} {limit} {after}".rstrip()
+    if name == "uniqueItems":
+        return "expected no item twice"
+    if name == "contains":
+        return "expected at least one item of the kind the schema asks for"
+    if name in ("anyOf", "oneOf"):
+        import jsonschema_rs
+
+        several = isinstance(kind, jsonschema_rs.ValidationErrorKind.OneOfMultipleValid)
+        shapes = "exactly one of the shapes" if several else "one of the shapes"
+        return f"expected {shapes} the schema allows{_described(node)}"
+    if name == "propertyNames":
+        return "a field name the schema does not allow"
+    if name in ("falseSchema", "not"):
+        return "not allowed here"
+    return f"fails '{keyword}'"
+
+
+def _unknown(field: str, node: Mapping[str, Any]) -> str:
+    if not _NAME_RE.fullmatch(field):
+        return "an unknown field"
+    fields = [str(f) for f in node.get("properties", {})]
+    near = nearest(field, fields)
+    if near:
+        return f"unknown field {field}: the nearest the form has is {near}"
+    listed = f"; fields: {', '.join(fields)}" if fields else ""
+    return f"unknown field {field}: no such field here{listed}"
+
+
+def _expected_text(node: Mapping[str, Any], location: str) -> str:
+    """What a pattern or format asks for: "a date such as 2026-03-01", from the schema's
+    title or the name of its definition, and its first example or its description."""
+    defined = re.search(r"#/\$defs/([a-z0-9_]+)/[a-z]+$", location)
+    label = node.get("title") or (_humanised(defined.group(1)) if defined else None)
+    examples = node.get("examples") or ()
+    example = f" such as {_shown(examples[0])}" if examples else ""
+    if label:
+        article = "an" if str(label)[0] in "aeiou" else "a"
+        return f"expected {article} {label}{example or _described(node)}"
+    if node.get("description"):
+        return f"expected: {str(node['description']).rstrip('.')}{example}"
+    if "pattern" in node:
+        return f"expected text matching {node['pattern']}{example}"
+    return f"expected text in the form {node.get('format', 'the schema gives')}{example}"
+
+
+def _humanised(name: str) -> str:
+    return " ".join("ID" if word == "id" else word for word in name.split("_"))
+
+
+def _described(node: Mapping[str, Any]) -> str:
+    description = node.get("description")
+    return f" ({str(description).rstrip('.')})" if description else ""
+
+
+def _shown(value: Any) -> str:
+    """A value the schema gives (an allowed value, an example), never one of a record."""
+    return value if isinstance(value, str) else json.dumps(value)

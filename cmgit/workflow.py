@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import guards as checks
-from .errors import Refused, SchemaError, UsageError
+from .errors import Refused, SchemaError, UsageError, nearest_hint
 from .guards import CASELOAD, CLOSED_READ_ONLY, ROLE_AND_SCOPE, Situation
 from .registry import CASEWORKER, Registry, Staff
 
@@ -60,6 +60,13 @@ class Guard:
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: Mapping[str, Any] | None = None
     version: int = 1  # of the named check
+    # What the case lacks and what to record, said when the guard refuses. Workflows
+    # made before guards had one fall back to the summary.
+    refusal: str | None = None
+
+    @property
+    def refusal_text(self) -> str:
+        return self.refusal or self.summary
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class Workflow:
                 g.get("params", {}),
                 g.get("schema"),
                 g.get("version", 1),
+                g.get("refusal"),
             )
             for code, g in doc["guards"].items()
         }
@@ -260,7 +268,10 @@ class Workflow:
                 f"{transition.id} needs --reason, one of: " + ", ".join(transition.reasons)
             )
         if reason not in transition.reasons:
-            raise UsageError(f"{transition.id} takes --reason " + ", ".join(transition.reasons))
+            raise UsageError(
+                f"{transition.id} takes no such --reason",
+                hint=nearest_hint(reason, list(transition.reasons), "reasons"),
+            )
         return transition.reasons[reason]
 
     def transition_for(
@@ -270,11 +281,26 @@ class Workflow:
         transition = self.find(source, target, reason)
         if transition is None:
             raise Refused(
-                f"illegal transition: no move from {source} to {target}",
+                f"illegal transition: no move from {source} to {target}; "
+                f"from {source}: {self.moves_from(source)}",
                 case_id=case_id,
                 hint="see the transition table: cmgit workflow",
             )
         return transition
+
+    def moves_from(self, source: str) -> str:
+        """The states a case can move to from ``source``, each with its transitions and,
+        where only authorisers make them, who: "closed (T08, T26; supervisor or ...)"."""
+        targets: dict[str, list[Transition]] = {}
+        for t in self.transitions.values():
+            if source in t.sources:
+                targets.setdefault(t.target, []).append(t)
+        shown = []
+        for target, moves in targets.items():
+            by = dict.fromkeys(role for t in moves for role in t.by)
+            who = f"; {' or '.join(by)}" if set(by) <= self.authorisers else ""
+            shown.append(f"{target} ({', '.join(t.id for t in moves)}{who})")
+        return ", ".join(shown) or "none"
 
     def check_assignment_reason(self, reason: str | None) -> str:
         """The reason for a reassignment, which must be one the data allows."""
@@ -282,7 +308,9 @@ class Workflow:
         if reason is None:
             raise UsageError("assign needs --reason, one of: " + ", ".join(reasons))
         if reason not in reasons:
-            raise UsageError("assign takes --reason " + ", ".join(reasons))
+            raise UsageError(
+                "assign takes no such --reason", hint=nearest_hint(reason, reasons, "reasons")
+            )
         return reason
 
     def evaluate(
@@ -291,20 +319,33 @@ class Workflow:
         situation: Situation,
         schema_holds: Callable[[Guard, Mapping[str, Any]], bool],
     ) -> list[Failure]:
-        """Every guard of ``codes`` that does not hold, in order, each once."""
+        """Every guard of ``codes`` that does not hold, in order, each once, saying what
+        the case lacks and what to record, and for a named check its reason too."""
         failures = []
         for code in dict.fromkeys(codes):
             guard = self.guards[code]
             if guard.schema is not None:
-                problem = None if schema_holds(guard, situation.record) else guard.summary
-            else:
-                assert guard.check is not None
-                check = checks.named_check(guard.check, guard.version)
-                assert check is not None  # known: checked when the workflow was read
-                problem = check(situation, guard.params)
-            if problem:
-                failures.append(Failure(code, guard.severity, problem))
+                if not schema_holds(guard, situation.record):
+                    failures.append(Failure(code, guard.severity, guard.refusal_text))
+                continue
+            assert guard.check is not None
+            check = checks.named_check(guard.check, guard.version)
+            assert check is not None  # known: checked when the workflow was read
+            reason = check(situation, guard.params)
+            if reason:
+                failures.append(Failure(code, guard.severity, _with_reason(guard, reason)))
         return failures
+
+
+def _with_reason(guard: Guard, reason: str) -> str:
+    """A named check's reason inside the guard's refusal, after what the case lacks and
+    before what to record: "STATEMENT (reason): ACTION"."""
+    if guard.refusal is None:
+        return reason
+    statement, colon, action = guard.refusal.partition(": ")
+    if reason.lower() in statement.lower():
+        return guard.refusal  # the reason would only repeat the statement
+    return f"{statement} ({reason}){colon}{action}" if colon else f"{statement} ({reason})"
 
 
 # -- effects: what a transition changes besides the state ------------------------------
@@ -654,7 +695,9 @@ def transition(
             Failure(
                 move.four_eyes,
                 "hard",
-                "the case's own caseworker cannot authorise this (four eyes)",
+                "the case's own caseworker cannot authorise this (four eyes): another "
+                + " or ".join(sorted(flow.authorisers))
+                + " does",
             )
         )
     sealed = _sealed(record, schema)
@@ -773,7 +816,13 @@ def record_event(
         refuse_if_closed(state, case_id)
     failures = _permitted(flow, event.by, actor, record, f"recording {form}")
     if state not in event.states:
-        failures.append(Failure(ROLE_AND_SCOPE, "hard", f"{form} is not recorded in state {state}"))
+        failures.append(
+            Failure(
+                ROLE_AND_SCOPE,
+                "hard",
+                f"{form} is not recorded in state {state}; it is in: {', '.join(event.states)}",
+            )
+        )
     sealed = _sealed(record, schema)
     item_id = merge_form(sealed, form, item, schema, case_id, new_id)
     open_fields = _open(record, schema)
@@ -888,7 +937,8 @@ def merge_form(
         return form
     if not isinstance(item, dict):
         raise SchemaError(
-            f"the {form} form must be a mapping of fields", problems=[f"at /{form}: fails 'type'"]
+            f"the {form} form must be a mapping of fields",
+            problems=[f"at /{form}: expected a mapping of fields"],
         )
     id_field = schema.form_id_field(form) or f"{form}_id"
     items: list[dict[str, Any]] = list(forms.get(form) or [])

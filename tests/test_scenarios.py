@@ -740,7 +740,10 @@ def test_ts10_death_of_a_child(programme: Programme) -> None:
     refusal = c.refuse_move(
         ["GB"], "closed", reason="death", as_=c.sv, form_=("closure", with_cause), exit_code=3
     )
-    assert "cause_of_death" in refusal.stderr and "additionalProperties" in refusal.stderr
+    assert (
+        "at /closure: unknown field cause_of_death: the nearest the form has is date_of_death"
+        in refusal.stderr
+    )
     refusal = c.refuse_record(["cause_of_death"], "closure", with_cause, exit_code=3)
 
     c.refuse_move(["GA", "G20"], "closed", reason="death", form_=("closure", death))
@@ -1113,10 +1116,10 @@ def test_ts24_schema_and_enum_validation(programme: Programme) -> None:
     refusal = c.refuse_move(["GB"], "registered", form_=("registration", missing), exit_code=3)
     assert "/registration" in refusal.stderr and "separation_status" in refusal.stderr
     refusal = c.refuse_record(["separation_status"], "registration", missing, exit_code=3)
-    assert "'required'" in refusal.stderr
+    assert "at /registration: missing: separation_status" in refusal.stderr
     religion = {**registration, "religion": "CANARY-RELIGION"}
     refusal = c.refuse_record(
-        ["religion", "additionalProperties"], "registration", religion, exit_code=3
+        ["unknown field religion: no such field here"], "registration", religion, exit_code=3
     )
     refusal = c.refuse_move(
         ["GB", "religion"], "registered", form_=("registration", religion), exit_code=3
@@ -1145,7 +1148,7 @@ def test_ts24_schema_and_enum_validation(programme: Programme) -> None:
     refusal = c.refuse_record(
         ["/risk_assessment", "risk_level"], "risk_assessment", very_high, exit_code=3
     )
-    assert "'enum'" in refusal.stderr
+    assert "at /risk_assessment/0/risk_level: expected one of: low, medium, high" in refusal.stderr
 
     # Date order: a follow-up dated before registration (G41), or in the future.
     c.wait(3)

@@ -744,13 +744,16 @@ def test_caseload_limit_refuses_and_an_authoriser_overrides(tid: str) -> None:
 
     _, outcome = case.attempt(scenario.target, **move, caseload=full)
     assert [str(f) for f in outcome.refused] == [
-        f"{CASELOAD}: {CW} already holds 25 open cases (limit 25); "
-        "a supervisor can override with --override-caseload REASON"
+        f"{CASELOAD}: The key caseworker has no room under the caseload limit "
+        f"({CW} already holds 25 open cases, limit 25): choose another caseworker, or a "
+        "supervisor overrides with a reason (--override-caseload REASON)."
     ]
 
     _, outcome = case.attempt(scenario.target, **move, caseload=full, override=OVERRIDE)
     assert [str(f) for f in outcome.refused] == [
-        f"{CASELOAD}: only a supervisor or programme manager can override the caseload limit"
+        f"{CASELOAD}: The key caseworker has no room under the caseload limit (only a "
+        "supervisor or programme manager can override the caseload limit): choose another "
+        "caseworker, or a supervisor overrides with a reason (--override-caseload REASON)."
     ]
 
     _, outcome = case.attempt(
@@ -796,7 +799,10 @@ def test_the_key_caseworker_cannot_authorise(tid: str) -> None:
     four_eyes = DATA["transitions"][tid]["four_eyes"]
     assert GA not in codes(outcome.refused)
     assert outcome.refused[0] == workflow.Failure(
-        four_eyes, "hard", "the case's own caseworker cannot authorise this (four eyes)"
+        four_eyes,
+        "hard",
+        "the case's own caseworker cannot authorise this (four eyes): another "
+        "programme_manager or supervisor does",
     )
 
 
@@ -832,8 +838,15 @@ def test_reasons_and_forms_the_move_does_not_take_are_usage_errors() -> None:
     case = plan_drafted()
     with pytest.raises(UsageError, match="T10 needs --reason, one of: more_information_needed"):
         case.attempt("assessment")
-    with pytest.raises(UsageError, match="T10 takes --reason"):
+    with pytest.raises(UsageError, match="T10 takes no such --reason") as refused:
         case.attempt("assessment", reason="death")
+    assert refused.value.hint == (
+        "reasons: more_information_needed, circumstances_changed, new_concern"
+    )
+    with pytest.raises(UsageError, match="T10 takes no such --reason") as refused:
+        case.attempt("assessment", reason="new_concerns")
+    assert refused.value.hint is not None
+    assert refused.value.hint.startswith("did you mean new_concern? reasons: ")
     case = registered()
     with pytest.raises(UsageError, match="T03 takes no --reason"):
         workflow.transition(
@@ -889,8 +902,11 @@ def test_the_refusal_names_every_failure_then_the_warnings() -> None:
     assert error.case_id == CASE_ID
     assert str(error).splitlines() == [
         f"{CASE_ID}: move registered -> immediate_action (T04) refused",
-        "  G05: A risk assessment records an immediate risk and its reason.",
-        "  G06: The supervisor was informed of the immediate action. (warning)",
+        "  G05: No risk assessment records an immediate risk and its reason: record a "
+        "risk_assessment form with immediate_risk true and immediate_risk_reason "
+        "(cmgit record ID risk_assessment --from FILE).",
+        "  G06: No immediate_action form says when the supervisor was informed: record "
+        "supervisor_informed_on in it (cmgit record ID immediate_action --from FILE). (warning)",
     ]
 
 
@@ -990,8 +1006,10 @@ def test_reassignment_of_a_closed_case_or_with_a_bad_reason() -> None:
     case = registered()
     with pytest.raises(UsageError, match="assign needs --reason"):
         reassign(case, CW2, reason=None)
-    with pytest.raises(UsageError, match="assign takes --reason"):
-        reassign(case, CW2, reason="death")
+    with pytest.raises(UsageError, match="assign takes no such --reason") as refused:
+        reassign(case, CW2, reason="staff_departed")
+    assert refused.value.hint is not None
+    assert refused.value.hint.startswith("did you mean staff_departure? reasons: ")
     with pytest.raises(UsageError, match=f"{CW} is already the key caseworker"):
         reassign(case, CW)
 
@@ -1015,7 +1033,8 @@ def test_events_keep_to_their_states_and_roles() -> None:
         new_id=ids.next_item_id,
     )
     assert [str(f) for f in outcome.refused] == [
-        f"{GA}: review is not recorded in state registered"
+        f"{GA}: review is not recorded in state registered; it is in: implementation, "
+        "follow_up_review, closure_pending"
     ]
     note = {"written_on": case.day.isoformat(), "written_by": AUD, "text": "x"}
     outcome = workflow.record_event(

@@ -266,6 +266,7 @@ def _guards_page(source: Source) -> str:
                 f'<span id="{anchor(guard.code)}"></span>**{esc(guard.code)}**',
                 severity.get(guard.severity, esc(guard.severity)),
                 md_cell(guard.summary),
+                md_cell(guard.refusal) if guard.refusal else "–",
                 how,
                 ", ".join(used.get(guard.code, [])) or "every change",
             ]
@@ -283,7 +284,15 @@ def _guards_page(source: Source) -> str:
             "intervals come from the programme settings.",
             "",
             md_table(
-                ["Guard", "When it fails", "Rule", "How it is checked", "Where it applies"], rows
+                [
+                    "Guard",
+                    "When it fails",
+                    "Rule",
+                    "What a refusal says",
+                    "How it is checked",
+                    "Where it applies",
+                ],
+                rows,
             ),
         ]
     )

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import crypto, ids, workflow, yamlio
-from ..errors import CmgitError, InvalidRecord, ParseError, Refused, SchemaError, UsageError
+from ..errors import (
+    CmgitError,
+    InvalidRecord,
+    ParseError,
+    Refused,
+    SchemaError,
+    UsageError,
+    nearest_hint,
+)
 from ..guards import CASELOAD, KEY_WORKER, RECORD_SCHEMA
 from ..records import Record
 from ..registry import CASEWORKER
@@ -137,13 +145,13 @@ def record_form(
     event = repo.workflow.events.get(form)
     if event is None:
         known = form in repo.schemas.sealed_fields
+        if known:
+            raise UsageError(
+                f"the {form} form is recorded with a move or an assignment, not on its own",
+                hint="see cmgit record --help for the forms",
+            )
         raise UsageError(
-            (
-                f"the {form} form is recorded with a move or an assignment, not on its own"
-                if known
-                else "unknown form"
-            ),
-            hint="see cmgit record --help for the forms",
+            "unknown form", hint=nearest_hint(form, list(repo.workflow.events), "forms")
         )
     item = read_form_file(repo, form_data, allowed=(form,), exactly=True)[form]
     unit.precheck_clean(repo, ids.record_path(case_id))
@@ -253,7 +261,7 @@ def move(
     repo.check_config_trusted()
     actor = repo.actor(identities)
     if target not in workflow.STATES:
-        raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
+        raise UsageError("unknown state", hint=nearest_hint(target, workflow.STATES, "states"))
     if reason is not None:
         ids.check_reason(reason)
     recordable = [*repo.workflow.events, workflow.REOPEN_FORM]
@@ -392,7 +400,7 @@ def read_form_file(
         raise SchemaError(
             f"{what} holds forms that do not belong here"
             + (f": {', '.join(named)}" if named else ""),
-            hint="allowed: " + ", ".join(allowed),
+            hint=nearest_hint(str(unknown[0]), allowed, "allowed"),
         )
     if exactly and len(doc) != 1:
         raise UsageError(f"{what} must hold exactly the form {allowed[0]}")

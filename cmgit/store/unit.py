@@ -194,7 +194,7 @@ def check_item_ids(record: Record, schemas: SchemaSet) -> None:
                 raise SchemaError(
                     "case record has a repeated form id",
                     case_id=record.case_id,
-                    problems=[f"at /{form}/{index}/{id_field}: fails 'unique'"],
+                    problems=[f"at /{form}/{index}/{id_field}: expected an id no other {form} has"],
                 )
             seen.add(value)
 

@@ -21,6 +21,7 @@ from ..errors import (
     NotARecipient,
     SealedWithoutYou,
     UsageError,
+    nearest_hint,
 )
 from ..progress import SILENT, Progress
 from . import bulk
@@ -66,7 +67,8 @@ def _profile(repo: Core, profile: str | None) -> str:
     name = profile or repo.settings.get("display_profile", "iag6")
     if name not in repo.workflow.profiles:
         raise UsageError(
-            "unknown display profile", hint="profiles: " + ", ".join(repo.workflow.profiles)
+            "unknown display profile",
+            hint=nearest_hint(str(name), list(repo.workflow.profiles), "profiles"),
         )
     return str(name)
 
@@ -86,7 +88,7 @@ def list_cases(
     each costs more than the rest of the listing."""
     for name in states:
         if name not in workflow.STATES:
-            raise UsageError("unknown state", hint="states: " + ", ".join(workflow.STATES))
+            raise UsageError("unknown state", hint=nearest_hint(name, workflow.STATES, "states"))
     shown = _profile(repo, profile)
     labels = {state: repo.workflow.label(state, shown) for state in repo.workflow.states}
     order = repo.schemas.open_fields

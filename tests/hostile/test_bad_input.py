@@ -186,27 +186,32 @@ def test_B3_yaml11_traps_stay_strings_and_round_trip(programme: Programme) -> No
 
 
 @pytest.mark.parametrize(
-    ("change", "path", "validator"),
+    ("change", "path", "expected"),
     [
-        ({"identified_on": None}, "/identification/identified_on", "format"),
+        ({"identified_on": None}, "/identification/identified_on", "a date such as 2026-03-01"),
         (
             {"identification_source": "CANARY-ENUM-1"},
             "/identification/identification_source",
-            "enum",
+            "one of: outreach_monitoring, community_member, ",
         ),
-        ({"urgent_needs": "CANARY-TYPE-2"}, "/identification/urgent_needs", "type"),
-        ({"identified_by": ["CANARY-LIST-3"]}, "/identification/identified_by", "type"),
+        ({"urgent_needs": "CANARY-TYPE-2"}, "/identification/urgent_needs", "true or false"),
+        (
+            {"identified_by": ["CANARY-LIST-3"]},
+            "/identification/identified_by",
+            "a staff ID (or the word external) such as cw-001",
+        ),
     ],
     ids=["null-date", "enum", "bool-type", "list-type"],
 )
-def test_B4_schema_violation_names_path_and_validator_not_value(
-    programme: Programme, change: dict[str, object], path: str, validator: str
+def test_B4_schema_violation_names_path_and_what_is_expected_not_value(
+    programme: Programme, change: dict[str, object], path: str, expected: str
 ) -> None:
-    """B4: refuse; message lists JSON path and validator only, not the value."""
+    """B4: refuse; message lists the JSON path and what the schema expects there (allowed
+    values, an example), never the value given."""
     before = snapshot(programme)
     result = programme.cli("new", "--from", write(programme, "f.yaml", dump(ident(**change))))
     assert_refused(programme, result, INVALID_RECORD, before, one_line=False)
-    assert path in result.stderr and f"'{validator}'" in result.stderr, result.stderr
+    assert f"at {path}: expected {expected}" in result.stderr, result.stderr
 
 
 def test_B4_missing_required_field(programme: Programme) -> None:
@@ -216,7 +221,7 @@ def test_B4_missing_required_field(programme: Programme) -> None:
     before = snapshot(programme)
     result = programme.cli("new", "--from", write(programme, "f.yaml", dump(doc)))
     assert_refused(programme, result, INVALID_RECORD, before, one_line=False)
-    assert "'required'" in result.stderr and "identified_on" in result.stderr
+    assert "at /identification: missing: identified_on" in result.stderr
 
 
 def test_B5_extra_field_refused(programme: Programme) -> None:
@@ -227,7 +232,7 @@ def test_B5_extra_field_refused(programme: Programme) -> None:
     for args in every_form_command(programme, case_id, path):
         result = programme.cli(*args)
         assert_refused(programme, result, INVALID_RECORD, before, one_line=False)
-        assert "additionalProperties" in result.stderr and "'religion'" in result.stderr
+        assert "unknown field religion: no such field here; fields: " in result.stderr
     # and a top-level field that is no form at all
     top = write(programme, "top.yaml", dump({**ident(), "religion": "CANARY-RELIGION-6"}))
     assert_refused(programme, programme.cli("new", "--from", top), INVALID_RECORD, before)
