@@ -35,7 +35,8 @@ WORKFLOW = "schemas/workflow.yaml"
 TYPO, FIXED = "The assesment starts", "The assessment starts"
 # A guard the audit can judge without a key: it reads an open field only.
 GUARD = "G10"
-GUARD_SUMMARY = "The risk level is set."
+GUARD_SUMMARY = "The risk level is set."  # what audit names
+GUARD_REFUSAL = "No risk level is recorded"  # what the command says is missing
 T03 = "to: assessment, by: case_workers, summary:"
 REMOVED_STATE = "immediate_action"
 
@@ -336,7 +337,7 @@ def test_a_new_guard_judges_later_transitions_only(living: Living, tmp_path: Pat
     before = snapshot(programme)
     refused = living.cli("move", second, "assessment", as_="cw-north-1")
     assert refused.exit_code == 4, refused.output
-    assert f"{GUARD}: {GUARD_SUMMARY}" in refused.stderr
+    assert f"{GUARD}: {GUARD_REFUSAL}" in refused.stderr
     assert snapshot(programme) == before
 
     (programme.root / path).write_bytes(record)
