@@ -56,30 +56,53 @@ def normalise(text: str) -> str:
     return f" {' '.join(words)} " if words else ""
 
 
-def marked_values(forms: Mapping[str, Any], schema: FormSchema) -> Iterator[tuple[str, str]]:
-    """(kind, text) of every string the sealed forms hold in a marked field."""
+# Where the marked fields are, as the schema says: a kind at a marked field, else a
+# mapping of property names (ITEMS for the items of a list) to the plans beneath.
+Plan = str | dict[str, "Plan"]
+ITEMS = "[]"
 
-    def walk(value: Any, node: Mapping[str, Any], kind: str | None) -> Iterator[tuple[str, str]]:
+
+def plan(schema: FormSchema) -> dict[str, Plan]:
+    """The plan of every sealed form that holds a marked field: read once, so that each
+    case is walked only along the branches that lead to one."""
+
+    def of(node: Mapping[str, Any]) -> Plan | None:
         if "$ref" in node:
             node = {
                 **schema.resolve(node["$ref"]),
                 **{k: v for k, v in node.items() if k != "$ref"},
             }
-        kind = node.get(MARK, kind)
-        if isinstance(value, str):
-            if kind in KINDS:
-                yield str(kind), value
-        elif isinstance(value, dict):
-            props = node.get("properties", {})
-            for key, item in value.items():
-                yield from walk(item, props.get(key, {}), kind)
-        elif isinstance(value, list):
-            for item in value:
-                yield from walk(item, node.get("items", {}), kind)
+        if node.get(MARK) in KINDS:
+            return str(node[MARK])
+        below = {key: p for key, sub in node.get("properties", {}).items() if (p := of(sub))}
+        if isinstance(node.get("items"), Mapping) and (p := of(node["items"])):
+            below[ITEMS] = p
+        return below or None
 
-    for form in schema.sealed_fields:
+    return {form: p for form in schema.sealed_fields if (p := of(schema.case_properties[form]))}
+
+
+def marked_values(forms: Mapping[str, Any], plans: Mapping[str, Plan]) -> Iterator[tuple[str, str]]:
+    """(kind, text) of every string the sealed forms hold in a marked field."""
+
+    def walk(value: Any, at: Plan) -> Iterator[tuple[str, str]]:
+        if isinstance(at, str):
+            if isinstance(value, str):
+                yield at, value
+            elif isinstance(value, list):
+                for item in value:
+                    yield from walk(item, at)
+        elif isinstance(value, dict):
+            for key, below in at.items():
+                if key in value:
+                    yield from walk(value[key], below)
+        elif isinstance(value, list) and ITEMS in at:
+            for item in value:
+                yield from walk(item, at[ITEMS])
+
+    for form, at in plans.items():
         if form in forms:
-            yield from walk(forms[form], schema.case_properties[form], None)
+            yield from walk(forms[form], at)
 
 
 def needles(values: Iterable[tuple[str, str]]) -> set[str]:

@@ -213,7 +213,7 @@ def test_marked_fields_are_read_from_the_schema(programme: Programme) -> None:
         },
         "identification": {"initial_concern_summary": "Seen at Market Road"},
     }
-    assert sorted(personal_text.marked_values(forms, schemas)) == [
+    assert sorted(personal_text.marked_values(forms, personal_text.plan(schemas))) == [
         ("contact", "0700"),
         ("name", "Selam"),
         ("name", "Selamawit"),

@@ -3,7 +3,8 @@ GC): a commit message, new paths, the pages of a configuration commit.
 
 Only a few cases are opened, so that the check costs little at any size: those the
 text names by ID, those the caller says the commit touches, and the committer's own
-caseload (every case whose open `caseworker` field names them, found without a key).
+caseload (every case in a caseload state whose open `caseworker` field names them,
+found without a key).
 Each is opened with the committer's identity, in memory; a case they cannot open is
 left out, as it must be: its strings are not theirs to compare.
 """
@@ -13,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from .. import crypto, ids, personal_text, records
+from ..config import SCHEMAS_DIR
 from ..errors import CaseNotFound, InvalidRecord, NotARecipient
+from ..schema import SchemaSet
+from ..template import template_root
 from . import bulk
 from .core import Committed, Core
 
@@ -59,8 +63,13 @@ def personal_strings(
     """The needles of each case screened, by case ID (see the module's docstring)."""
     actor = repo.actor(identities)
     at = {name: n for n, name in enumerate(repo.schemas.open_fields)}
-    case_at, worker_at = at["case_id"], at["caseworker"]
-    wanted = {row[case_at] for row in repo.open_rows() if row[worker_at] == actor.id}
+    case_at, worker_at, state_at = at["case_id"], at["caseworker"], at["state"]
+    caseload = repo.workflow.caseload_states
+    wanted = {
+        row[case_at]
+        for row in repo.open_rows()
+        if row[worker_at] == actor.id and row[state_at] in caseload
+    }
     wanted.update(touched)
     for text in texts.values():
         wanted.update(ids.CASE_ID_RE.findall(text))
@@ -71,9 +80,10 @@ def personal_strings(
         and (entry := repo.git.path_entry("HEAD", ids.record_path(case_id)))
     }
     case_ids = sorted(committed)
+    plans = marked_fields(repo)
     found = bulk.in_pool(
         repo.git,
-        lambda case_id, entry: _needles(repo, case_id, entry, identities, actor.recipient),
+        lambda case_id, entry: _needles(repo, case_id, entry, identities, actor.recipient, plans),
         case_ids,
         committed,
         "Screening for personal details",
@@ -82,12 +92,22 @@ def personal_strings(
     return {case_id: needles for case_id, needles in zip(case_ids, found, strict=True) if needles}
 
 
+def marked_fields(repo: Core) -> dict[str, personal_text.Plan]:
+    """Where the repository's form schemas mark names, places and contacts; where they
+    mark none (a repository made before the marks, until `cmgit migrate` brings them),
+    where this cmgit's template marks them: which fields name someone does not change."""
+    return personal_text.plan(repo.schemas) or personal_text.plan(
+        SchemaSet.load(template_root() / SCHEMAS_DIR)
+    )
+
+
 def _needles(
     repo: Core,
     case_id: str,
     committed: Committed,
     identities: Sequence[crypto.Identity],
     recipient: str,
+    plans: Mapping[str, personal_text.Plan],
 ) -> set[str]:
     """The needles of one case, or none if ``recipient`` is not one of its readers."""
     try:
@@ -98,4 +118,4 @@ def _needles(
         forms = records.parse_payload(plaintext).forms
     except (InvalidRecord, NotARecipient, CaseNotFound):
         return set()  # what cmgit validate reports; nothing to compare here
-    return personal_text.needles(personal_text.marked_values(forms, repo.schemas))
+    return personal_text.needles(personal_text.marked_values(forms, plans))
