@@ -122,9 +122,16 @@ def find(texts: Mapping[str, str], by_case: Mapping[str, Iterable[str]]) -> list
     """Each (text, case) where the text holds one of the case's needles, in order."""
     hits: set[Hit] = set()
     prepared = {where: normalise(text) for where, text in texts.items()}
+    words = {where: set(text.split()) for where, text in prepared.items()}
     for case_id, found in by_case.items():
         for needle in found:
-            hits.update(Hit(where, case_id) for where, text in prepared.items() if needle in text)
+            word = needle.strip()
+            hits.update(
+                Hit(where, case_id)
+                for where, text in prepared.items()
+                # One word is looked up; several are searched for as a phrase.
+                if (word in words[where] if " " not in word else needle in text)
+            )
     return sorted(hits)
 
 

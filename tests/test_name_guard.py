@@ -130,6 +130,20 @@ def test_without_an_identity_the_check_is_skipped_and_says_so(hooked: Programme)
     assert commit(hooked, "Add notes", as_=None).returncode == 1
 
 
+def test_an_identity_of_no_one_here_skips_the_check_and_says_so(hooked: Programme) -> None:
+    registered(hooked, "Selam CANARY-NAME-0108 Bekele", seed=108)
+    stranger = hooked.keys / "stranger.txt"
+    assert hooked.cli("keygen", "-o", str(stranger), as_=None).exit_code == 0
+    message = hooked.work / "message.txt"
+    message.write_text("Selam\n")
+    done = hooked.cli(
+        "hooks", "commit-msg", str(message), as_=None, env={"CMGIT_IDENTITY": str(stranger)}
+    )
+    assert done.exit_code == 0, done.output
+    assert "(guard GC) was skipped: " in done.stderr
+    assert "the commit goes ahead without it" in done.stderr
+
+
 def test_names_shorter_than_four_characters_are_not_matched(hooked: Programme) -> None:
     case_id = registered(hooked, "Abe CANARY-NAME-0105 Kidane", seed=105)
     add(hooked, "site/sop/abe.md")
