@@ -40,7 +40,7 @@ def screen_files(
 ) -> None:
     """Refuse (GC) a commit of ``files`` (path: content, None if removed) whose paths or
     text hold a personal string: a configuration commit of SOP pages and schemas."""
-    texts = path_texts(files, "changed file")
+    texts = path_texts([path for path, data in files.items() if data is not None], "file")
     texts.update(
         (path, data.decode("utf-8", "replace")) for path, data in files.items() if data is not None
     )
