@@ -235,6 +235,29 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
         )
     )
 
+    # Guard GC: a commit's free text screened against the caseload of the caseworker with
+    # the most open cases, as a commit of cmgit's own runs it (the configuration's); and
+    # the whole commit-msg hook, a process of its own, as git runs it.
+    took, worker, screened = _name_check(repo, keys, runs)
+    f["GC check over the largest caseload"] = took
+    f["cases opened by the GC check"] = screened
+    message = work / "commit-message.txt"
+    message.write_text("Fix a typo in the referral page\n")
+    as_worker = {**keyless, "CMGIT_IDENTITY": str(keys / f"{worker}.txt")}
+    f["cmgit hooks commit-msg"] = median(
+        runs, cmgit("hooks", "commit-msg", str(message), env=as_worker)
+    )
+    size.targets.append(
+        Target(
+            "GC check of a commit (caseload)",
+            took,
+            0.2,
+            "s",
+            f"limit: 0.2 s ({screened} cases of {worker} screened; the whole commit-msg "
+            f"hook, Python start included, {f['cmgit hooks commit-msg']:.2f} s)",
+        )
+    )
+
     # Sealed bulk read.
     f["floor: decrypt+parse+validate, all cores"] = median(
         runs, lambda: floor("sealed", repo, str(keys / "pm-001.txt"))
@@ -375,6 +398,25 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
         )
     )
     return size
+
+
+def _name_check(repo: Path, keys: Path, runs: int) -> tuple[float, str, int]:
+    """Median seconds of guard GC over a one-line commit message, repository opened
+    included, for the caseworker with the most open cases; who, and how many cases."""
+    from cmgit.store import Repository, load_identities
+    from cmgit.store.screening import personal_strings, screen
+
+    worker = max(sorted(Repository.open(repo).caseloads().items()), key=lambda kv: kv[1])[0]
+    identities = load_identities(keys / f"{worker}.txt")
+    texts = {"the commit message": "Fix a typo in the referral page"}
+
+    def check() -> float:
+        start = time.perf_counter()
+        screen(Repository.open(repo), identities, texts)
+        return time.perf_counter() - start
+
+    screened = len(personal_strings(Repository.open(repo), identities, texts))
+    return median(runs, check), worker, screened
 
 
 def _age_loop(repo: Path, key: Path, count: int, work: Path) -> float:

@@ -1282,7 +1282,7 @@ def hooks() -> None:
 )
 @pass_state
 def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
-    """Install the client hooks (pre-commit, diff driver) or, with --server, the
+    """Install the client hooks (pre-commit, commit-msg, diff driver) or, with --server, the
     central repository's pre-receive hook.
 
     \b
@@ -1304,11 +1304,13 @@ def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
 @hooks.command("pre-commit", hidden=True)
 @pass_state
 def hooks_pre_commit(state: State) -> None:
-    """Refuse a git commit that changes records/ (cmgit never runs git commit)."""
+    """Refuse a git commit that changes records/ (cmgit never runs git commit), adds a
+    path outside the layout, or adds one that holds a case's name, place or contact."""
     from . import hooks as hook_module
     from .history import Git
 
-    staged = hook_module.pre_commit(Git.discover(state.directory or Path.cwd()))
+    git = Git.discover(state.directory or Path.cwd())
+    staged = hook_module.pre_commit(git)
     if staged:
         click.echo(
             "Error: records change only through cmgit commands; this commit touches "
@@ -1316,6 +1318,23 @@ def hooks_pre_commit(state: State) -> None:
             err=True,
         )
         raise click.exceptions.Exit(1)
+    skipped = hook_module.check_new_paths(git, state.identity_path)
+    if skipped:
+        click.echo(f"cmgit: {skipped}", err=True)
+
+
+@hooks.command("commit-msg", hidden=True)
+@click.argument("message_file", metavar="FILE")
+@pass_state
+def hooks_commit_msg(state: State, message_file: str) -> None:
+    """Refuse a commit message that holds a name, place or contact of a case (GC)."""
+    from . import hooks as hook_module
+    from .history import Git
+
+    git = Git.discover(state.directory or Path.cwd())
+    skipped = hook_module.check_message(git, state.identity_path, Path(message_file))
+    if skipped:
+        click.echo(f"cmgit: {skipped}", err=True)
 
 
 @hooks.command("pre-receive", hidden=True)

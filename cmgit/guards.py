@@ -520,8 +520,9 @@ def follow_up_dates(s: Situation, params: Mapping[str, Any]) -> str | None:
 
 
 def _unused(s: Situation, params: Mapping[str, Any]) -> str | None:
-    # GA, GB and GD are enforced by the store itself (role and scope, schema, read-only);
-    # they are listed in the data so that refusals and the site can name them.
+    # GA, GB and GD are enforced by the store itself (role and scope, schema, read-only),
+    # GC by the commits of free text and the client's hooks (cmgit.personal_text); they
+    # are listed in the data so that refusals and the site can name them.
     return None
 
 
@@ -532,6 +533,7 @@ Check = Callable[[Situation, Mapping[str, Any]], str | None]
 CHECKS: dict[str, Check] = {
     "role_and_scope": _unused,
     "record_schema": _unused,
+    "no_personal_text": _unused,
     "closed_read_only": _unused,
     "criteria_met": criteria_met,
     "key_caseworker_active": key_caseworker_active,

@@ -1,8 +1,15 @@
-"""git hooks and drivers: the client's pre-commit hook and diff driver, and the central
-server's pre-receive hook.
+"""git hooks and drivers: the client's pre-commit and commit-msg hooks and diff driver,
+and the central server's pre-receive hook.
 
 cmgit makes its commits itself, without running `git commit`, so a pre-commit hook that
 sees a change under records/ is looking at a commit cmgit did not make: it refuses it.
+The commits people make with git (a file of the configuration, say) keep to the case
+repository's layout, and neither their message nor a new path may hold a name, place or
+contact of a case the committer can open (guard GC, see `cmgit.store.screening`). That
+check needs the committer's key: without a usable CMGIT_IDENTITY, or if the repository
+cannot be read, the hooks say the check was skipped and why, and let the commit through,
+so that nobody is locked out of committing work that is not a record; the central
+repository's pre-receive hook is the trust boundary, not these.
 
 The central repository is a trust boundary: whatever it accepts reaches every clone and
 can never be taken back. It takes commits on the programme's one branch and nothing
@@ -22,8 +29,16 @@ from pathlib import Path
 
 from . import ids
 from .audit import Auditor
-from .config import read_config
-from .errors import CmgitError, NotACaseRepository, RepositoryError, UsageError
+from .config import (
+    MKDOCS_FILE,
+    PROVIDERS_FILE,
+    SCHEMAS_DIR,
+    SETTINGS_FILE,
+    SITE_DIR,
+    STAFF_FILE,
+    read_config,
+)
+from .errors import CmgitError, NotACaseRepository, Refused, RepositoryError, UsageError
 from .history import ZERO_OID, Git
 from .progress import SILENT, Progress
 
@@ -34,6 +49,19 @@ SERVER_SETTINGS = ("receive.denyNonFastForwards", "receive.denyDeletes", "receiv
 DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
 CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
 SHOWN = 3  # stray objects named in a refusal
+MAX_MESSAGE = 1024 * 1024  # the largest commit message the commit-msg hook reads
+# What a case repository holds at its top level: what `cmgit init` makes (the template's
+# schemas, site pages and mkdocs.yml; records/, settings and staff registry) and the
+# service directory `cmgit config commit` adds. Folders end in "/".
+LAYOUT = (
+    f"{ids.RECORDS_DIR}/",
+    f"{SCHEMAS_DIR}/",
+    f"{SITE_DIR}/",
+    MKDOCS_FILE,
+    SETTINGS_FILE,
+    STAFF_FILE,
+    PROVIDERS_FILE,
+)
 
 # Each kind of ref besides the programme's branch, and what its pusher should do instead.
 _REF_KINDS = (
@@ -78,10 +106,14 @@ def _write_hook(folder: Path, name: str, body: str) -> Path:
 
 
 def install_client(git: Git) -> list[str]:
-    """pre-commit hook, and a diff driver that shows recipients the decrypted record."""
+    """pre-commit and commit-msg hooks, and a diff driver that shows recipients the
+    decrypted record."""
     hooks = Path(git.text("rev-parse", "--git-path", "hooks"))
     hooks = hooks if hooks.is_absolute() else git.root / hooks
-    done = [str(_write_hook(hooks, "pre-commit", f"exec {_command()} hooks pre-commit"))]
+    done = [
+        str(_write_hook(hooks, "pre-commit", f"exec {_command()} hooks pre-commit")),
+        str(_write_hook(hooks, "commit-msg", f'exec {_command()} hooks commit-msg "$1"')),
+    ]
     git.run("config", "diff.cmgit.textconv", f"{_command()} hooks textconv")
     # Never keep decrypted text in git's textconv cache (notes on disk).
     git.run("config", "diff.cmgit.cachetextconv", "false")
@@ -123,6 +155,90 @@ def pre_commit(git: Git) -> list[str]:
     """Paths under records/ staged for a commit that cmgit is not making."""
     out = git.run("diff", "--cached", "--name-only", "-z", "--", ids.RECORDS_DIR)
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
+
+
+def new_paths(git: Git) -> list[str]:
+    """Paths a git commit would add (a rename adds its new path)."""
+    out = git.run("diff", "--cached", "--name-only", "-z", "--no-renames", "--diff-filter=A")
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def outside_layout(paths: Iterable[str]) -> list[str]:
+    """The paths that are not in the case repository's LAYOUT."""
+    return [
+        p for p in paths if not any(p == a or (a[-1] == "/" and p.startswith(a)) for a in LAYOUT)
+    ]
+
+
+def check_new_paths(git: Git, identity: str | None) -> str | None:
+    """pre-commit: refuse new paths outside the layout (keyless), then those whose
+    names hold a personal string (GC); why the GC check was skipped, if it was."""
+    if not _is_case_repository(git):
+        return None
+    added = new_paths(git)
+    outside = outside_layout(added)
+    if outside:
+        raise Refused(
+            f"refused: {len(outside)} new path(s) outside the case repository's layout",
+            hint="a case repository holds only " + ", ".join(LAYOUT) + "; keep other files "
+            "elsewhere and unstage these (git diff --cached --name-only --diff-filter=A "
+            "lists the new paths)",
+        )
+    if not added:
+        return None
+    from .store.screening import path_texts
+
+    return screen_commit(git, identity, path_texts(added, "new file"))
+
+
+def check_message(git: Git, identity: str | None, message_file: Path) -> str | None:
+    """commit-msg: refuse a message that holds a personal string (GC) of a case the
+    committer can open; why the check was skipped, if it was."""
+    if not _is_case_repository(git):
+        return None
+    from .store import read_limited
+
+    data = read_limited(message_file, MAX_MESSAGE, "commit message")
+    touched = [c for p in pre_commit(git) if (c := ids.case_id_from_path(p))]
+    return screen_commit(
+        git, identity, {"the commit message": data.decode("utf-8", "replace")}, touched
+    )
+
+
+def screen_commit(
+    git: Git, identity: str | None, texts: dict[str, str], touched: Sequence[str] = ()
+) -> str | None:
+    """GC over ``texts`` of a commit git makes: Refused on a hit; otherwise None, or why
+    the check could not run (no identity, not staff here, unreadable repository)."""
+    if not identity:
+        return _skipped("no identity (set CMGIT_IDENTITY to your identity file)")
+    from .store import Repository, load_identities
+    from .store.screening import screen
+
+    try:
+        repo = Repository.open(git.root)
+        identities = load_identities(identity)
+        repo.actor(identities)
+        screen(repo, identities, texts, touched)
+    except Refused:
+        raise
+    except CmgitError as exc:  # never a value from a record: see cmgit.errors
+        return _skipped(exc.message)
+    return None
+
+
+def _skipped(why: str) -> str:
+    return (
+        f"the check for names, places and contacts of cases (guard GC) was skipped: {why}; "
+        "the commit goes ahead without it"
+    )
+
+
+def _is_case_repository(git: Git) -> bool:
+    return (
+        git.head() is not None
+        and git.blob_id("HEAD", f"{SCHEMAS_DIR}/case.schema.json") is not None
+    )
 
 
 def pre_receive(

@@ -29,6 +29,7 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         "cmgit validate (throughput)",
         "cmgit audit (per commit)",
         "cmgit move",
+        "GC check of a commit (caseload)",
         "cmgit site build",
         "peak memory",
     ):

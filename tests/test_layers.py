@@ -28,6 +28,7 @@ TIERS: dict[str, set[str]] = {
         "stats",
         "merge",
         "formtemplate",  # the forms people write, and a template of each
+        "personal_text",  # names, places and contacts found in free text
     },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.

@@ -26,7 +26,7 @@ WORKFLOW_FILE = "schemas/workflow.yaml"
 DATA = yaml.safe_load((ROOT / WORKFLOW_FILE).read_text())
 GUARDS = set(DATA["guards"])
 CODE_LINE = re.compile(r"^  (G[A-Z0-9]+[a-z]*): (.*)$")
-CODE_WORD = re.compile(r"\bG(?:[ABD]|\d{2}[a-z]?)\b")
+CODE_WORD = re.compile(r"\bG(?:[A-D]|\d{2}[a-z]?)\b")
 
 
 def failing_codes(stderr: str) -> list[str]:

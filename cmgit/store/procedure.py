@@ -41,7 +41,7 @@ from ..history import repository_lock
 from ..registry import Staff
 from ..schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
 from ..workflow import Workflow
-from . import bulk, unit
+from . import bulk, screening, unit
 from .core import Committed, Core
 
 ACTION = "config"
@@ -130,6 +130,7 @@ def config_commit(
         _check_pages(repo, files)
     if SITE_DIR in parts or MKDOCS_FILE in parts:
         _check_build(repo, today)
+    screening.screen_files(repo, identities, files)  # GC: no case's name in the pages
     if dry_run:
         return result
     repo.check_config_trusted(rewriting=[p for p in parts if p is not None])
