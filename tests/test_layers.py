@@ -18,7 +18,17 @@ TIERS: dict[str, set[str]] = {
     # The CmgitError hierarchy and exit codes; the test-only failpoints for crash injection.
     "foundation": {"errors", "faults"},
     # Pure domain: values in, values out; no files, clock, environment or processes.
-    "domain": {"ids", "yamlio", "records", "guards", "registry", "workflow", "stats", "merge"},
+    "domain": {
+        "ids",
+        "yamlio",
+        "records",
+        "guards",
+        "registry",
+        "workflow",
+        "stats",
+        "merge",
+        "migrations",
+    },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.
     "adapters": {

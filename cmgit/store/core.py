@@ -143,6 +143,11 @@ class Core:
     def workflow(self) -> Workflow:
         return self._config.workflow
 
+    @property
+    def config(self) -> Config:
+        """The configuration in force, whole."""
+        return self._config
+
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
         if "_trust" in self.__dict__ and self._config_key() != self._loaded_key:
