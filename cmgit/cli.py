@@ -579,6 +579,11 @@ def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool
         click.echo("Dry run: nothing committed")
     else:
         click.echo(f"Committed {len(change.files)} file(s) as {change.commit[:12]}")
+    if change.commit is not None and change.migrations:
+        click.echo(
+            f"Migrated {change.records_migrated} record(s) to format "
+            f"{change.record_format} ({', '.join(change.migrations)})"
+        )
 
 
 # -- cases ---------------------------------------------------------------------------
