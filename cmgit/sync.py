@@ -64,6 +64,7 @@ def sync(
     start = git.git_dir / "cmgit" / SYNC_START
     with repository_lock(git.git_dir):
         git.finish_pending()
+        repo.check_writer()
         repo.ensure_clean(["records", "staff.yaml", "settings.yaml", "schemas"])
         head = git.head()
         assert head is not None

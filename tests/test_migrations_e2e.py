@@ -5,6 +5,7 @@ Real repositories (the benchmark generator's: real histories, age keys, SSH sign
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import sys
@@ -354,3 +355,33 @@ def test_a_renamed_form_field_is_brought_along_in_the_sealed_forms(programme: Pr
         json.loads(programme.cli("show", "--json", programme.new_case()).stdout)["record_format"]
         == 3
     )
+
+
+def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Programme) -> None:
+    case_id = programme.new_case()
+    (programme.root / "schemas/migrations/0003-newer-writer.yaml").write_text(
+        'format: 3\nreason: newer_writer\nrequires_cmgit: "99.0.0"\nsteps: []\n'
+    )
+    made = programme.cli("config", "commit", "-m", "newer_writer", as_="pm-001")
+    assert made.exit_code == 0, made.output
+    before = programme.state()
+    running = importlib.metadata.version("cmgit")
+    for args, who in (
+        (("new", "--from", programme.form_file("identification")), "cw-north-1"),
+        (("record", case_id, "consent", "--from", programme.form_file("consent")), "cw-north-1"),
+        (("settings", "set", "caseload_limit", "20"), "pm-001"),
+        (("config", "commit", "-m", "sop_fix"), "pm-001"),
+        (("sync",), "cw-north-1"),
+    ):
+        refused = programme.cli(*args, as_=who)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert refused.stderr.startswith(
+            f"Error: this repository is written by cmgit 99.0.0 or later; this is cmgit "
+            f"{running}, which may only read it (upgrade cmgit to 99.0.0 or later, then run "
+            "the command again)"
+        ), args
+        assert programme.state() == before
+    # reading goes on
+    assert programme.cli("list", as_=None).exit_code == 0
+    assert programme.cli("show", case_id).exit_code == 0
+    assert audit(programme)[0] == 0

@@ -19,12 +19,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
-from .. import caches, crypto, ids, records
+from .. import caches, crypto, ids, migrations, records
 from ..audit import Sources, config_in_force
 from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
     CaseNotFound,
     CmgitError,
+    CmgitTooOld,
     IntegrityError,
     NotACaseRepository,
     NotARecipient,
@@ -43,6 +44,16 @@ GITLINK_MODE = "160000"  # a submodule: `git ls-tree -r` lists it, it has no con
 # What is committed for a record: (mode, blob id), or None; LOOK_UP: read it from HEAD.
 Committed = tuple[str, str] | None
 LOOK_UP: Committed = ("look", "up")
+
+
+def running_version() -> str:
+    """The version of the cmgit running, as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cmgit")
+    except PackageNotFoundError:  # run from a source checkout that was never installed
+        return "0.0.0"
 
 
 @dataclass
@@ -147,6 +158,21 @@ class Core:
     def config(self) -> Config:
         """The configuration in force, whole."""
         return self._config
+
+    def check_writer(self) -> None:
+        """Refuse to write with a cmgit older than the oldest the repository names (the
+        highest `requires_cmgit` of its migrations): an older one would write records
+        in a format, or under rules, it does not know."""
+        needed = migrations.oldest_writer(self.config.migrations)
+        if needed is None:
+            return
+        running = running_version()
+        if migrations.version_key(running) < migrations.version_key(needed):
+            raise CmgitTooOld(
+                f"this repository is written by cmgit {needed} or later; this is cmgit "
+                f"{running}, which may only read it",
+                hint=f"upgrade cmgit to {needed} or later, then run the command again",
+            )
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""

@@ -106,6 +106,7 @@ def config_commit(
     repo.git.check_no_operation()
     start = repo.git.head()
     repo.reload_config()
+    repo.check_writer()
     actor = repo.actor(identities)
     result = ConfigChange(actor.id)
     changed = _changed_paths(repo)

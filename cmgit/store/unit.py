@@ -88,6 +88,7 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         else:
             ensure_clean(repo, paths)
         repo.reload_config()
+        repo.check_writer()
         yield head
 
 
@@ -130,6 +131,7 @@ def commit(
     parent: str | None,
 ) -> str:
     """One commit of ``files`` by ``actor``, signed when the repository asks for it."""
+    repo.check_writer()
     message = format_message(
         subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
     )
