@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from cmgit import ids
+from cmgit.store import setup
+from cmgit.store.setup import TEMPLATE_ITEMS
+from cmgit.template import template_root
 
-from .conftest import CANARY, Programme
+from .conftest import CANARY, Programme, build_programme
 from .test_audit import audit, forge, rules
 from .test_config_commit import central
 from .test_hooks import run_git
@@ -385,3 +388,65 @@ def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Pro
     assert programme.cli("list", as_=None).exit_code == 0
     assert programme.cli("show", case_id).exit_code == 0
     assert audit(programme)[0] == 0
+
+
+@pytest.fixture
+def earlier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Programme:
+    """A programme made by a cmgit from before records carried their format: its
+    template had no migrations and no record_format."""
+    old = tmp_path / "old-template"
+    for item in TEMPLATE_ITEMS:
+        source = template_root() / item
+        if source.is_dir():
+            shutil.copytree(source, old / item)
+        else:
+            shutil.copy2(source, old / item)
+    shutil.rmtree(old / "schemas" / "migrations")
+    case = json.loads((old / "schemas/case.schema.json").read_text())
+    del case["properties"]["record_format"]
+    case["required"].remove("record_format")
+    (old / "schemas/case.schema.json").write_text(json.dumps(case, indent=2) + "\n")
+    monkeypatch.setattr(setup, "template_root", lambda: old)
+    return build_programme(tmp_path / "earlier")
+
+
+def test_cmgit_migrate_brings_the_record_format_to_a_repository_made_before_it(
+    earlier: Programme,
+) -> None:
+    plain = earlier.new_case()
+    consented = earlier.new_case()
+    recorded = earlier.cli("record", consented, "consent", "--from", earlier.form_file("consent"))
+    assert recorded.exit_code == 0, recorded.output
+    assert "record_format" not in (earlier.root / ids.record_path(plain)).read_text()
+
+    before = earlier.state()
+    dry = earlier.cli("migrate", "--dry-run", "--json", as_="pm-001")
+    assert dry.exit_code == 0, dry.output
+    shown = json.loads(dry.stdout)
+    assert shown["files"] == {
+        "schemas/case.schema.json": "modified",
+        "schemas/migrations/0002-record-format.yaml": "added",
+    }
+    assert shown["migrations"] == ["0002-record-format"] and shown["record_format"] == 2
+    assert shown["fields"] == {"urn:cmgit:schema:case": {"added": ["record_format"], "removed": []}}
+    assert shown["records"]["migrated"] == 2 and shown["records"]["invalid"] == 0
+    assert earlier.state() == before
+    refused = earlier.cli("migrate", as_="cw-north-1")
+    assert refused.exit_code == 4 and earlier.state() == before
+
+    made = earlier.cli("migrate", as_="pm-001")
+    assert made.exit_code == 0, made.output
+    assert "Migrated 2 record(s) to format 2 (0002-record-format)" in made.stdout
+    assert earlier.git("status", "--porcelain") == ""
+    assert "Cmgit-Migration: 0002-record-format" in earlier.git("log", "-1", "--format=%B")
+    for case_id in (plain, consented):
+        assert "\nrecord_format: 2\n" in (earlier.root / ids.record_path(case_id)).read_text()
+    code, report = audit(earlier)
+    assert code == 0 and report["ok"], report
+    shown_case = json.loads(earlier.cli("show", "--json", consented).stdout)
+    assert shown_case["consent"][0]["given_by_name"].endswith("CANARY-NAME-7f3a")
+    newer = earlier.new_case()
+    assert "\nrecord_format: 2\n" in (earlier.root / ids.record_path(newer)).read_text()
+    again = earlier.cli("migrate", as_="pm-001")
+    assert again.exit_code == 0
+    assert again.stdout == "The records are at the format this cmgit ships; nothing to migrate\n"

@@ -99,9 +99,12 @@ def config_commit(
     *,
     today: dt.date,
     dry_run: bool = False,
+    brought: Mapping[str, bytes] | None = None,
 ) -> ConfigChange:
     """Validate the work tree's changes to the configuration and commit them as one
-    `config` commit (none if ``dry_run``, or if nothing changed)."""
+    `config` commit (none if ``dry_run``, or if nothing changed). ``brought``: files
+    cmgit itself brings (`cmgit migrate`), committed in place of the work tree's, which
+    must then have no change of its own."""
     reason = _check_reason(reason)
     repo.git.check_no_operation()
     start = repo.git.head()
@@ -110,10 +113,20 @@ def config_commit(
     actor = repo.actor(identities)
     result = ConfigChange(actor.id)
     changed = _changed_paths(repo)
+    if brought is not None and changed:
+        raise DirtyWorkTree(
+            f"{shown_path(changed[0])} has a change of its own in the work tree",
+            hint="commit it first (cmgit config commit) or undo it, then run the command again",
+        )
+    changed = sorted(brought) if brought is not None else changed
     if not changed:
         return result
     _check_paths(changed, actor, repo.settings)
-    files = {path: _read_work_file(repo, path) for path in changed}
+    files: dict[str, bytes | None] = (
+        {**brought}
+        if brought is not None
+        else {path: _read_work_file(repo, path) for path in changed}
+    )
     result.files = {
         path: "removed"
         if data is None
