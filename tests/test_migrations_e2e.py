@@ -24,6 +24,7 @@ from .conftest import CANARY, Programme, build_programme
 from .test_audit import audit, forge, rules
 from .test_config_commit import central
 from .test_hooks import run_git
+from .test_sync import in_office, offices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import generate
@@ -318,24 +319,13 @@ def test_a_renamed_form_field_is_brought_along_in_the_sealed_forms(programme: Pr
     )
     assert recorded.exit_code == 0, recorded.output
     without = programme.new_case()
-    target = programme.root / "schemas/forms/consent.schema.json"
-    schema = json.loads(target.read_text())
-    schema["properties"] = {
-        ("language_of_consent" if k == "language_used" else k): v
-        for k, v in schema["properties"].items()
-    }
-    schema["required"] = [
-        "language_of_consent" if k == "language_used" else k for k in schema["required"]
-    ]
-    target.write_text(json.dumps(schema, indent=2) + "\n")
+    rename_consent_language(programme.root)
+    (programme.root / "schemas/migrations/0003-consent-language.yaml").unlink()
     refused = programme.cli("config", "commit", "-m", "consent_language", as_="pm-001")
     assert refused.exit_code == 4 and "leave 1 of 2 record(s) invalid" in refused.stderr
     assert with_consent in refused.stderr and without not in refused.stderr
 
-    (programme.root / "schemas/migrations/0003-consent-language.yaml").write_text(
-        "format: 3\nreason: consent_language\nsteps:\n"
-        "  - rename_field: {field: consent.language_used, to: language_of_consent}\n"
-    )
+    rename_consent_language(programme.root)
     dry = programme.cli("config", "commit", "--dry-run", "--json", as_="pm-001")
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["fields"] == {
@@ -450,3 +440,53 @@ def test_cmgit_migrate_brings_the_record_format_to_a_repository_made_before_it(
     again = earlier.cli("migrate", as_="pm-001")
     assert again.exit_code == 0
     assert again.stdout == "The records are at the format this cmgit ships; nothing to migrate\n"
+
+
+def rename_consent_language(office: Path) -> None:
+    target = office / "schemas/forms/consent.schema.json"
+    schema = json.loads(target.read_text())
+    schema["properties"] = {
+        ("language_of_consent" if k == "language_used" else k): v
+        for k, v in schema["properties"].items()
+    }
+    schema["required"] = [
+        "language_of_consent" if k == "language_used" else k for k in schema["required"]
+    ]
+    target.write_text(json.dumps(schema, indent=2) + "\n")
+    (office / "schemas/migrations/0003-consent-language.yaml").write_text(
+        "format: 3\nreason: consent_language\nsteps:\n"
+        "  - rename_field: {field: consent.language_used, to: language_of_consent}\n"
+    )
+
+
+def test_an_office_with_an_unsynced_note_syncs_cleanly_over_a_migration(
+    programme: Programme, tmp_path: Path
+) -> None:
+    case_id = programme.new_case()
+    recorded = programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
+    assert recorded.exit_code == 0, recorded.output
+    central, a, b = offices(programme, tmp_path)
+    # office B works offline: a note on the case, and a new case
+    note = in_office(programme, b, "record", case_id, "note", "--from", programme.form_file("note"))
+    assert note.exit_code == 0, note.output
+    made = in_office(programme, b, "new", "--from", programme.form_file("identification"))
+    assert made.exit_code == 0, made.output
+    new_case = made.stdout.strip()
+    # office A migrates every record and pushes
+    rename_consent_language(a)
+    migrated = in_office(programme, a, "config", "commit", "-m", "consent_language", as_="pm-001")
+    assert migrated.exit_code == 0, migrated.output
+    assert in_office(programme, a, "sync", as_="pm-001").exit_code == 0
+
+    synced = in_office(programme, b, "sync")
+    assert synced.exit_code == 0, synced.output
+    assert run_git(b, "rev-parse", "HEAD").stdout == run_git(central, "rev-parse", "main").stdout
+    assert run_git(b, "status", "--porcelain").stdout == ""
+    for each in (case_id, new_case):
+        assert "\nrecord_format: 3\n" in (b / ids.record_path(each)).read_text()
+    doc = json.loads(in_office(programme, b, "show", case_id, "--json").stdout)
+    assert doc["note"] and doc["consent"][0]["language_of_consent"].endswith("CANARY-LANG-2d4e")
+    assert "language_used" not in doc["consent"][0]
+    assert in_office(programme, b, "audit", as_=None).exit_code == 0
+    assert in_office(programme, a, "sync", as_="pm-001").exit_code == 0
+    assert in_office(programme, a, "audit", as_=None).exit_code == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -173,6 +173,21 @@ class Core:
                 f"{running}, which may only read it",
                 hint=f"upgrade cmgit to {needed} or later, then run the command again",
             )
+
+    @contextlib.contextmanager
+    def acting_under(self, config: Config) -> Iterator[None]:
+        """Seal and check records under ``config`` instead of the configuration in force
+        at HEAD, for as long as HEAD does not move: `cmgit sync` makes this clone's
+        commits again on top of the central ones, under the configuration in force there."""
+        kept = self.__dict__.get("_config")
+        self.__dict__["_config"] = config
+        try:
+            yield
+        finally:
+            if kept is None:
+                self.__dict__.pop("_config", None)
+            else:
+                self.__dict__["_config"] = kept
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
