@@ -138,9 +138,9 @@ def read_parts(git: Git, sources: Sequence[str]) -> Config:
     if docs is None:
         docs = _read_documents(git, sources, key[0])
         caches.remember(git, CONFIG_CACHE, (*key, CONFIG_CACHE_FORM), docs)
-    schema_docs, settings, staff, flow, migration_files = docs
+    schema_docs, settings, staff, flow, migration_data = docs
     schemas, workflow = _compiled(key[0], schema_docs, flow)
-    found = _once(_MIGRATIONS, key[0], lambda: read_migrations(migration_files, schemas))
+    found = tuple(Migration.from_data(data) for data in migration_data)
     return Config(schemas, settings, Registry.from_doc(staff), workflow, found)
 
 
@@ -149,7 +149,7 @@ def read_parts(git: Git, sources: Sequence[str]) -> Config:
 # compiled once, by the id of its tree.
 _SCHEMA_DOCUMENTS: dict[str, tuple[Any, Any, Any]] = {}
 _COMPILED: dict[str, tuple[SchemaSet, Workflow]] = {}
-_MIGRATIONS: dict[str, tuple[Migration, ...]] = {}
+_MIGRATIONS: dict[str, tuple[Migration, ...]] = {}  # read and checked, by schemas tree
 _SCHEMAS_KEPT = 4
 
 
@@ -229,11 +229,12 @@ def _read_documents(git: Git, sources: Sequence[str], schemas_key: str) -> tuple
         _SCHEMA_DOCUMENTS, schemas_key, lambda: _schema_documents(git, schemas_at)
     )
     schemas, _ = _compiled(schemas_key, schema_docs, flow)
-    _once(_MIGRATIONS, schemas_key, lambda: read_migrations(migration_files, schemas))
+    # Remembered as plain data, checked: a command reads them without the YAML parser.
+    found = _once(_MIGRATIONS, schemas_key, lambda: read_migrations(migration_files, schemas))
     files = git.read_paths(staff_at, [STAFF_FILE]) | git.read_paths(settings_at, [SETTINGS_FILE])
     settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
     staff = read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-    return schema_docs, settings, staff, flow, migration_files
+    return schema_docs, settings, staff, flow, [m.data() for m in found]
 
 
 def read_document(data: bytes | None, schemas: SchemaSet, schema_id: str, name: str) -> Any:

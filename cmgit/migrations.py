@@ -67,6 +67,30 @@ class Migration:
     def path(self) -> str:
         return f"{MIGRATIONS_DIR}/{self.name}.yaml"
 
+    def data(self) -> tuple[Any, ...]:
+        """The migration as plain values (what marshal stores), `from_data` reads back."""
+        return (
+            self.name,
+            self.format,
+            self.reason,
+            self.requires_cmgit,
+            [(s.kind, s.field, s.to, s.values, s.value, s.reason) for s in self.steps],
+        )
+
+    @classmethod
+    def from_data(cls, data: Sequence[Any]) -> Migration:
+        name, fmt, reason, requires, steps = data
+        return cls(
+            name,
+            fmt,
+            reason,
+            tuple(
+                Step(kind, tuple(field), tuple(to), tuple(map(tuple, values)), value, why)
+                for kind, field, to, values, value, why in steps
+            ),
+            requires,
+        )
+
     def renamed(self) -> list[str]:
         """The fields its rename and move steps give a new path, as "old -> new"."""
         return [

@@ -3,6 +3,7 @@ No git, no age: values in, values out."""
 
 from __future__ import annotations
 
+import marshal
 from typing import Any
 
 import pytest
@@ -205,3 +206,9 @@ def test_the_oldest_writer_is_the_highest_version_required() -> None:
     assert migrations.oldest_writer([needing("0.10.0", 2), needing("0.9.3", 3)]) == "0.10.0"
     assert migrations.oldest_writer([migration()]) is None
     assert migrations.version_key("0.2.0.dev3") == (0, 2, 0) < migrations.version_key("0.10.0")
+
+
+def test_a_migration_is_remembered_as_plain_data() -> None:
+    found = migration()
+    stored = marshal.loads(marshal.dumps(found.data()))
+    assert Migration.from_data(stored) == found

@@ -357,10 +357,10 @@ def _check_schemas(
             "changes of the schemas",
         )
     if result.invalid_cases and not dry_run:
-        brought = f" after {', '.join(result.migrations)}" if result.migrations else ""
+        after_them = f" after {', '.join(result.migrations)}" if result.migrations else ""
         raise Refused(
             f"the change would leave {len(result.invalid_cases)} of "
-            f"{result.records_checked} record(s) invalid{brought}",
+            f"{result.records_checked} record(s) invalid{after_them}",
             problems=result.invalid_cases[:SHOWN_CASES],
             hint=f"bring the records along with a migration in {MIGRATIONS_DIR}/ (see the "
             "coordinators' guide), or keep the change compatible: a new field optional, no "
