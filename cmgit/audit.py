@@ -929,7 +929,7 @@ class Auditor:
                 yield "paths", f"{action} changed the open fields of a record"
         if action == "config":
             yield from _check_migration_files(changes)
-            yield from self._check_migration(commit, changes, migrated, prior, after)
+            yield from self._check_migration(commit, migrated, prior, after)
         if action == "config" and SCHEMAS_DIR in parts:
             order = after.schemas.open_fields if migrated else prior.schemas.open_fields
             yield from self._check_records_stay_valid(commit.oid, order, after)
@@ -937,7 +937,6 @@ class Auditor:
     def _check_migration(
         self,
         commit: Commit,
-        changes: list[Change],
         migrated: list[Change],
         prior: Config,
         after: Config,
@@ -957,15 +956,17 @@ class Auditor:
                 yield "paths", f"config changed {len(migrated)} record(s) and adds no migration"
             return
         touched = {change.path for change in migrated}
-        below = [
-            row[0]
-            for row in caches.open_rows(
-                self.git, self._parent(commit.oid), prior.schemas.open_fields
-            )
-            if migrations.record_format(dict(zip(prior.schemas.open_fields, row, strict=True)))
-            < after.record_format
+        fields = prior.schemas.open_fields
+        at_parent = (
+            dict(zip(fields, row, strict=True))
+            for row in caches.open_rows(self.git, self._parent(commit.oid), fields)
+        )
+        left = [
+            row["case_id"]
+            for row in at_parent
+            if migrations.record_format(row) < after.record_format
+            and ids.record_path(row["case_id"]) not in touched
         ]
-        left = [case_id for case_id in below if ids.record_path(case_id) not in touched]
         if left:
             yield "migration", f"{len(left)} record(s) were left below format {after.record_format}"
         order = after.schemas.open_fields
