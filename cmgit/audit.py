@@ -80,6 +80,7 @@ FORGED_STATE = "audit state not written by cmgit: full run"
 Sources = tuple[str, str, str]
 IN_FORCE_CACHE = "config-in-force"
 SHORT_WALK = 32  # commits walked back through the object reader before asking git
+PREFETCH_FROM = 64  # files a configuration commit changes, read in one stream when judged
 
 # The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
 # there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
@@ -416,17 +417,21 @@ class Auditor:
             tuple(oid if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
         )
         entry = self._entries.pop(oid, None) or self.entries([oid])[0]
-        walk = self._current, self._current_at, self.require_signatures
+        walk = self._current, self._current_at, self.require_signatures, self._objects
         # While it is judged, the commit's own configuration is the one it proposes. It is
         # judged by the programme's own rules, as the command line judges it: a server
         # that demands signatures of what is pushed does not disown the history it holds.
         self._judging[oid] = proposed
         self.require_signatures = False
         try:
+            if len(entry.changes) > PREFETCH_FROM:
+                # A commit of many records (a migration, a re-encryption): read in one
+                # stream rather than a record at a time (damage is the walk's to report).
+                self._prefetch([entry])
             flagged = next(self.check(entry.commit, entry.parents, entry.changes), None)
         finally:
             del self._judging[oid]
-            self._current, self._current_at, self.require_signatures = walk
+            self._current, self._current_at, self.require_signatures, self._objects = walk
         if flagged is None:
             return proposed
         self._rejected[oid] = flagged
@@ -955,25 +960,22 @@ class Auditor:
             if migrated:
                 yield "paths", f"config changed {len(migrated)} record(s) and adds no migration"
             return
-        touched = {change.path for change in migrated}
-        fields = prior.schemas.open_fields
-        at_parent = (
-            dict(zip(fields, row, strict=True))
-            for row in caches.open_rows(self.git, self._parent(commit.oid), fields)
-        )
+        # The open fields of every record before and after, read (and remembered) a
+        # bucket folder at a time, in parallel, rather than one record at a time.
+        before = self._rows(self._parent(commit.oid), prior)
+        now = self._rows(commit.oid, after)
+        touched = {ids.case_id_from_path(change.path) for change in migrated}
         left = [
-            row["case_id"]
-            for row in at_parent
-            if migrations.record_format(row) < after.record_format
-            and ids.record_path(row["case_id"]) not in touched
+            case_id
+            for case_id, row in before.items()
+            if migrations.record_format(row) < after.record_format and case_id not in touched
         ]
         if left:
             yield "migration", f"{len(left)} record(s) were left below format {after.record_format}"
         order = after.schemas.open_fields
         wrong = 0
-        for change in migrated:
-            old = self._open(change.old, prior, change.path)
-            new = self._open(change.new, after, change.path)
+        for case_id in touched:
+            old, new = before.get(case_id or ""), now.get(case_id or "")
             if old is None or new is None:
                 wrong += 1
                 continue
@@ -989,6 +991,14 @@ class Auditor:
                 f"{wrong} record(s) are not their old open fields brought through "
                 f"{', '.join(names)}, one version on",
             )
+
+    def _rows(self, commit: str, config: Config) -> dict[str, dict[str, Any]]:
+        """The open fields of each record in ``commit``, by case ID."""
+        order = config.schemas.open_fields
+        rows = (
+            dict(zip(order, row, strict=True)) for row in caches.open_rows(self.git, commit, order)
+        )
+        return {row["case_id"]: row for row in rows}
 
     def _parent(self, commit: str) -> str:
         parent = self._first_parent(commit)

@@ -91,18 +91,19 @@ def bring_along(
     checked against ``schemas`` (the proposed ones), all of it; sealed anew, one version
     on, if ``seal`` and a migration changed it."""
     try:
-        loaded = repo.load(case_id, identities, entry)
+        loaded = repo.load_open(case_id, entry)
+        todo = migrations.pending(steps, migrations.record_format(loaded.record.open))
+        # A record to migrate is checked against the new schemas only, once migrated.
+        repo.open_loaded(loaded, identities, validate=not todo)
     except CmgitError:
         return Outcome(case_id, UNREADABLE)
     record = loaded.record
-    todo = migrations.pending(steps, migrations.record_format(record.open))
     try:
         if todo:
             open_fields, forms = migrations.apply(
                 todo, record.open, record.forms, schemas.open_fields
             )
             record = Record({**open_fields, "version": record.version + 1}, forms)
-            schemas.validate_open(record.open, case_id=case_id)
         # The whole record, not cut to the new schema's fields: a field it drops that a
         # record holds makes that record invalid.
         schemas.validate({**record.open, **record.forms}, CASE, what="case record")
