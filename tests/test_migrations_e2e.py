@@ -490,3 +490,27 @@ def test_an_office_with_an_unsynced_note_syncs_cleanly_over_a_migration(
     assert in_office(programme, b, "audit", as_=None).exit_code == 0
     assert in_office(programme, a, "sync", as_="pm-001").exit_code == 0
     assert in_office(programme, a, "audit", as_=None).exit_code == 0
+
+
+def test_a_malformed_migration_is_refused_with_cmgits_message_and_changes_nothing(
+    programme: Programme,
+) -> None:
+    programme.new_case()
+    target = programme.root / "schemas/migrations/0003-bad.yaml"
+    for text, message in (
+        ("format: 4\nreason: r\nsteps: []\n", "format must be 3, the number its file name"),
+        (
+            "format: 3\nreason: r\nsteps:\n  - rename: {field: a.b}\n",
+            "step 1: unknown kind of step",
+        ),
+        (
+            "format: 3\nreason: r\nsteps:\n  - move_field: {field: registration.x, to: team}\n",
+            "step 1 (move_field) moves a field between the open fields and the sealed forms",
+        ),
+    ):
+        target.write_text(text)
+        before = programme.state()
+        refused = programme.cli("config", "commit", "-m", "bad", as_="pm-001")
+        assert refused.exit_code == 3, refused.output
+        assert refused.stderr.startswith(f"Error: schemas/migrations/0003-bad: {message}")
+        assert programme.state() == before
