@@ -43,7 +43,7 @@ from cmgit.history import Git, encode_tree, format_message
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, init_repository
 
-FORMAT = 4  # bump when what is generated changes, so old caches are not reused
+FORMAT = 5  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from . import caches, crypto, ids, pool, records, signing
+from . import caches, crypto, ids, migrations, pool, records, signing
 from .config import (
     EDITABLE,
     PARTS,
@@ -80,6 +80,7 @@ FORGED_STATE = "audit state not written by cmgit: full run"
 Sources = tuple[str, str, str]
 IN_FORCE_CACHE = "config-in-force"
 SHORT_WALK = 32  # commits walked back through the object reader before asking git
+PREFETCH_FROM = 64  # files a configuration commit changes, read in one stream when judged
 
 # The trailers cmgit writes for each action (besides Cmgit-Actor and Cmgit-Role, always
 # there): a trailer another action carries, e.g. Cmgit-To on a `record`, would be read by
@@ -108,10 +109,10 @@ TRAILERS: dict[str, frozenset[str]] = {
         for action in ("staff-add", "staff-update", "staff-deactivate")
     },
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
-    "config": frozenset({"Cmgit-Action", "Cmgit-Reason"}),
+    "config": frozenset({"Cmgit-Action", "Cmgit-Reason", "Cmgit-Migration"}),
 }
 # Trailers an action may carry more than once.
-_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning"})
+_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration"})
 
 # The forms of message cmgit has written, by version: a commit is judged by the form it
 # was made under, named by its Cmgit-Format trailer, and form 1 (the first) carries none.
@@ -416,17 +417,21 @@ class Auditor:
             tuple(oid if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
         )
         entry = self._entries.pop(oid, None) or self.entries([oid])[0]
-        walk = self._current, self._current_at, self.require_signatures
+        walk = self._current, self._current_at, self.require_signatures, self._objects
         # While it is judged, the commit's own configuration is the one it proposes. It is
         # judged by the programme's own rules, as the command line judges it: a server
         # that demands signatures of what is pushed does not disown the history it holds.
         self._judging[oid] = proposed
         self.require_signatures = False
         try:
+            if len(entry.changes) > PREFETCH_FROM:
+                # A commit of many records (a migration, a re-encryption): read in one
+                # stream rather than a record at a time (damage is the walk's to report).
+                self._prefetch([entry])
             flagged = next(self.check(entry.commit, entry.parents, entry.changes), None)
         finally:
             del self._judging[oid]
-            self._current, self._current_at, self.require_signatures = walk
+            self._current, self._current_at, self.require_signatures, self._objects = walk
         if flagged is None:
             return proposed
         self._rejected[oid] = flagged
@@ -715,7 +720,7 @@ class Auditor:
         yield from self._check_signature(commit, before, actor_id, committed)
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
         # or a link committed with plain git must be named as such, not only as "actor".
-        yield from self._check_records(changes, after)
+        yield from self._check_records(changes, before, after)
         actor = before.registry.staff.get(actor_id)
         if actor is None or not actor.active:
             yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
@@ -827,7 +832,9 @@ class Auditor:
         if committed is not None and before is not None and committed < before - SKEW_SECONDS:
             yield "time", "committed more than a day before its parent commit"
 
-    def _check_records(self, changes: list[Change], after: Config) -> Iterator[tuple[str, str]]:
+    def _check_records(
+        self, changes: list[Change], before: Config, after: Config
+    ) -> Iterator[tuple[str, str]]:
         for change in changes:
             if change.new is None or not change.path.startswith(ids.RECORDS_DIR + "/"):
                 continue
@@ -850,6 +857,16 @@ class Auditor:
             self._seen[change.path] = (*self._seen.get(change.path, ())[-1:], latest)
             if fields.get("case_id") != case_id:
                 yield "record", f"{case_id}: the record inside belongs to another case"
+            # Every record written is at the repository's format (a migration's records at
+            # the format it brings): one below was written by a cmgit from before the
+            # migration, or by hand; a cheap compare, so it is made for every record.
+            fmt = migrations.record_format(fields)
+            if not before.record_format <= fmt <= after.record_format:
+                yield (
+                    "format",
+                    f"{case_id}: record format {fmt} where the repository's is "
+                    f"{after.record_format}",
+                )
             wanted = after.registry.recipients_for(
                 fields["team"], fields["caseworker"], after.settings
             )
@@ -901,27 +918,100 @@ class Auditor:
             # Judged by the configuration it makes, the change failed (say, settings that
             # do not validate): it is not in force, and the command line names it.
             yield "config", "the change is not in force: {}: {}".format(*rejected)
+        migrated = []
         for change in changes:
             if (editable_part(change.path) or change.path) in allowed:
                 continue
-            if ids.case_id_from_path(change.path) is None or action == "config":
-                # No migration of records yet: a `config` commit touches none.
+            if ids.case_id_from_path(change.path) is None:
                 yield "paths", f"{action} also changed {shown_path(change.path)}"
+                continue
+            if action == "config":
+                migrated.append(change)  # judged below, as a migration
                 continue
             before = self._open(change.old, after, change.path)
             now = self._open(change.new, after, change.path)
             if before is None or now is None or before != now:
                 yield "paths", f"{action} changed the open fields of a record"
+        if action == "config":
+            yield from _check_migration_files(changes)
+            yield from self._check_migration(commit, migrated, prior, after)
         if action == "config" and SCHEMAS_DIR in parts:
-            yield from self._check_records_stay_valid(commit.oid, prior, after)
+            order = after.schemas.open_fields if migrated else prior.schemas.open_fields
+            yield from self._check_records_stay_valid(commit.oid, order, after)
+
+    def _check_migration(
+        self,
+        commit: Commit,
+        migrated: list[Change],
+        prior: Config,
+        after: Config,
+    ) -> Iterator[tuple[str, str]]:
+        """A `config` commit that writes records is a migration: it adds the migrations
+        it names, and brings every record below their format to it, one version on, with
+        open fields exactly those the migrations make of the old ones, recomputed here
+        without any key. The sealed forms cannot be checked without a key: `cmgit config
+        commit` checked them against the new schemas with the programme manager's, who
+        signed the commit (the signature and role checks above)."""
+        steps = migrations.pending(after.migrations, prior.record_format)
+        names = [m.name for m in steps]
+        if commit.trailers.get("Cmgit-Migration", []) != names:
+            yield "migration", "the Cmgit-Migration trailers do not name the migrations added"
+        if not steps:
+            if migrated:
+                yield "paths", f"config changed {len(migrated)} record(s) and adds no migration"
+            return
+        # The open fields of every record before and after, read (and remembered) a
+        # bucket folder at a time, in parallel, rather than one record at a time.
+        before = self._rows(self._parent(commit.oid), prior)
+        now = self._rows(commit.oid, after)
+        touched = {ids.case_id_from_path(change.path) for change in migrated}
+        left = [
+            case_id
+            for case_id, row in before.items()
+            if migrations.record_format(row) < after.record_format and case_id not in touched
+        ]
+        if left:
+            yield "migration", f"{len(left)} record(s) were left below format {after.record_format}"
+        order = after.schemas.open_fields
+        wrong = 0
+        for case_id in touched:
+            old, new = before.get(case_id or ""), now.get(case_id or "")
+            if old is None or new is None:
+                wrong += 1
+                continue
+            expected = migrations.apply_open(
+                migrations.pending(steps, migrations.record_format(old)), old, order
+            )
+            expected["version"] = old["version"] + 1
+            if migrations.record_format(old) >= after.record_format or expected != new:
+                wrong += 1
+        if wrong:
+            yield (
+                "migration",
+                f"{wrong} record(s) are not their old open fields brought through "
+                f"{', '.join(names)}, one version on",
+            )
+
+    def _rows(self, commit: str, config: Config) -> dict[str, dict[str, Any]]:
+        """The open fields of each record in ``commit``, by case ID."""
+        order = config.schemas.open_fields
+        rows = (
+            dict(zip(order, row, strict=True)) for row in caches.open_rows(self.git, commit, order)
+        )
+        return {row["case_id"]: row for row in rows}
+
+    def _parent(self, commit: str) -> str:
+        parent = self._first_parent(commit)
+        assert parent is not None  # a config commit is never the first
+        return parent
 
     def _check_records_stay_valid(
-        self, commit: str, prior: Config, after: Config
+        self, commit: str, order: Sequence[str], after: Config
     ) -> Iterator[tuple[str, str]]:
-        """No migration of records exists yet: a change of the schemas must leave every
-        record valid. Keyless, the open fields are checked; the sealed forms are checked
-        by `cmgit config commit` itself, with a programme manager's key."""
-        order = prior.schemas.open_fields
+        """A change of the schemas must leave every record valid. Keyless, the open
+        fields are checked (read in ``order``: the new schema's where a migration wrote
+        every record anew); the sealed forms are checked by `cmgit config commit` itself,
+        with a programme manager's key."""
         invalid = 0
         for row in caches.open_rows(self.git, commit, order):
             try:
@@ -1029,6 +1119,14 @@ def _on_open_fields(condition: Mapping[str, Any], open_fields: Sequence[str]) ->
     if set(condition) - {"properties", "required"} or not isinstance(named, Mapping):
         return False
     return isinstance(required, list) and {*named, *map(str, required)} <= set(open_fields)
+
+
+def _check_migration_files(changes: list[Change]) -> Iterator[tuple[str, str]]:
+    """A migration, once committed, is never changed or removed: the records it brought
+    forward were judged by it."""
+    for change in changes:
+        if migrations.is_migration_path(change.path) and change.old is not None:
+            yield "migration", f"{shown_path(change.path)}: a committed migration was changed"
 
 
 def _check_state_history(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported late below: a command loads only what it runs
     from .formtemplate import FormInfo
     from .progress import Progress
     from .store import Repository
+    from .store.procedure import ConfigChange
     from .store.setup import NewRepository
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -616,6 +617,10 @@ def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool
     if not change.files:
         click.echo("No change of the configuration in the work tree; nothing committed")
         return
+    _report_config_change(change)
+
+
+def _report_config_change(change: ConfigChange) -> None:
     summary = change.as_dict()
     del summary["commit"]
     emit(summary, False)
@@ -623,6 +628,33 @@ def config_commit(state: State, reason: str | None, dry_run: bool, as_json: bool
         click.echo("Dry run: nothing committed")
     else:
         click.echo(f"Committed {len(change.files)} file(s) as {change.commit[:12]}")
+    if change.commit is not None and change.migrations:
+        click.echo(
+            f"Migrated {change.records_migrated} record(s) to format "
+            f"{change.record_format} ({', '.join(change.migrations)})"
+        )
+
+
+@cli.command("migrate")
+@click.option("--dry-run", is_flag=True, help="Show what it brings and does; commit nothing.")
+@json_option
+@pass_state
+def migrate_command(state: State, dry_run: bool, as_json: bool) -> None:
+    """Bring the record migrations this cmgit ships that the repository lacks, with the
+    schema fields they need, and migrate every record in one commit (programme managers).
+
+    \b
+    Example:
+      cmgit migrate --dry-run
+    """
+    change = state.repo().migrate(state.identities(), today=today(), dry_run=dry_run)
+    if as_json:
+        emit(change.as_dict(), True)
+        return
+    if not change.files:
+        click.echo("The records are at the format this cmgit ships; nothing to migrate")
+        return
+    _report_config_change(change)
 
 
 # -- cases ---------------------------------------------------------------------------

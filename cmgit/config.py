@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import caches, yamlio
+from . import caches, migrations, yamlio
 from .errors import NotACaseRepository, RepositoryError, SchemaError
 from .history import Git
+from .migrations import FORMAT_FIELD, MIGRATIONS_DIR, Migration
 from .registry import COORDINATOR, PROGRAMME_MANAGER, Registry
 from .schema import CASE, SETTINGS, STAFF, WORKFLOW, SchemaSet
 from .workflow import Workflow, WorkflowError
@@ -26,6 +27,8 @@ SCHEMAS_DIR = "schemas"
 WORKFLOW_FILE = "schemas/workflow.yaml"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 CONFIG_CACHE = "config"
+# The shape of what the config cache holds: a cache of another shape is not read.
+CONFIG_CACHE_FORM = 2
 # The parts of the configuration, each judged apart: a commit that validly changes one of
 # them brings that part into force, and leaves the others as they were.
 PARTS = (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
@@ -85,6 +88,12 @@ class Config:
     settings: dict[str, Any]
     registry: Registry
     workflow: Workflow
+    migrations: tuple[Migration, ...] = ()
+
+    @property
+    def record_format(self) -> int:
+        """The format every record is at (and every record written carries)."""
+        return migrations.repository_format(self.migrations)
 
 
 def read_config(git: Git, commit: str) -> Config:
@@ -125,20 +134,22 @@ def read_parts(git: Git, sources: Sequence[str]) -> Config:
     came from, so a command on an unchanged configuration parses no YAML at all.
     """
     key = part_ids(git, sources)
-    docs = caches.remembered(git, CONFIG_CACHE, key)
+    docs = caches.remembered(git, CONFIG_CACHE, (*key, CONFIG_CACHE_FORM))
     if docs is None:
         docs = _read_documents(git, sources, key[0])
-        caches.remember(git, CONFIG_CACHE, key, docs)
-    schema_docs, settings, staff, flow = docs
+        caches.remember(git, CONFIG_CACHE, (*key, CONFIG_CACHE_FORM), docs)
+    schema_docs, settings, staff, flow, migration_data = docs
     schemas, workflow = _compiled(key[0], schema_docs, flow)
-    return Config(schemas, settings, Registry.from_doc(staff), workflow)
+    found = tuple(Migration.from_data(data) for data in migration_data)
+    return Config(schemas, settings, Registry.from_doc(staff), workflow, found)
 
 
 # A process that judges every staff change of a history (the first command after a
 # clone) meets one version of the schemas many times: each is parsed, validated and
 # compiled once, by the id of its tree.
-_SCHEMA_DOCUMENTS: dict[str, tuple[Any, Any]] = {}
+_SCHEMA_DOCUMENTS: dict[str, tuple[Any, Any, Any]] = {}
 _COMPILED: dict[str, tuple[SchemaSet, Workflow]] = {}
+_MIGRATIONS: dict[str, tuple[Migration, ...]] = {}  # read and checked, by schemas tree
 _SCHEMAS_KEPT = 4
 
 
@@ -155,10 +166,32 @@ def _compiled(key: str, schema_docs: Any, flow: Any) -> tuple[SchemaSet, Workflo
     return _once(_COMPILED, key, lambda: (SchemaSet(schema_docs), _workflow(flow)))
 
 
-def _schema_documents(git: Git, commit: str) -> tuple[Any, Any]:
-    """The JSON Schemas and the workflow data under schemas/ in ``commit``, validated."""
-    paths = [p for p in git.files_under(commit, SCHEMAS_DIR) if p.endswith(".json")]
-    return schema_documents(git.read_paths(commit, [*paths, WORKFLOW_FILE]))
+def _schema_documents(git: Git, commit: str) -> tuple[Any, Any, Any]:
+    """The JSON Schemas and the workflow data under schemas/ in ``commit``, validated,
+    and the migration files as they are (read and checked with the schemas they need)."""
+    under = git.files_under(commit, SCHEMAS_DIR)
+    paths = [p for p in under if p.endswith(".json")]
+    docs, flow = schema_documents(git.read_paths(commit, [*paths, WORKFLOW_FILE]))
+    found = git.read_paths(commit, [p for p in under if migrations.is_migration_path(p)])
+    return docs, flow, sorted((p, d) for p, d in found.items() if d is not None)
+
+
+def read_migrations(
+    files: Iterable[tuple[str, bytes]] | Mapping[str, bytes], schemas: SchemaSet
+) -> tuple[Migration, ...]:
+    """The migrations of schemas/migrations/, checked as a sequence and against the
+    schemas: once records carry a format, the case record declares it as an open field."""
+    found = migrations.read_all(dict(files))
+    if found and FORMAT_FIELD not in schemas.open_fields:
+        raise SchemaError(
+            f"records under migrations carry their format: the case record schema has no "
+            f"open field {FORMAT_FIELD}",
+            hint=f'add "{FORMAT_FIELD}" to schemas/case.schema.json as an open property '
+            f"(see the template), or remove {MIGRATIONS_DIR}/",
+        )
+    for migration in found:
+        migrations.check_against(migration, schemas.open_fields)
+    return found
 
 
 def schema_documents(files: Mapping[str, bytes | None]) -> tuple[dict[str, Any], Any]:
@@ -192,14 +225,16 @@ def schema_documents(files: Mapping[str, bytes | None]) -> tuple[dict[str, Any],
 def _read_documents(git: Git, sources: Sequence[str], schemas_key: str) -> tuple[Any, ...]:
     """Every configuration document, each part as of its own commit, parsed and validated."""
     schemas_at, staff_at, settings_at = sources
-    schema_docs, flow = _once(
+    schema_docs, flow, migration_files = _once(
         _SCHEMA_DOCUMENTS, schemas_key, lambda: _schema_documents(git, schemas_at)
     )
     schemas, _ = _compiled(schemas_key, schema_docs, flow)
+    # Remembered as plain data, checked: a command reads them without the YAML parser.
+    found = _once(_MIGRATIONS, schemas_key, lambda: read_migrations(migration_files, schemas))
     files = git.read_paths(staff_at, [STAFF_FILE]) | git.read_paths(settings_at, [SETTINGS_FILE])
     settings = read_document(files[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
     staff = read_document(files[STAFF_FILE], schemas, STAFF, STAFF_FILE)
-    return schema_docs, settings, staff, flow
+    return schema_docs, settings, staff, flow, [m.data() for m in found]
 
 
 def read_document(data: bytes | None, schemas: SchemaSet, schema_id: str, name: str) -> Any:

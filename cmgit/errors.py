@@ -74,6 +74,10 @@ class BadStaffId(UsageError):
     """A staff or team ID does not match its pattern."""
 
 
+class CmgitTooOld(UsageError):
+    """The repository names a newer cmgit as the oldest that may write to it."""
+
+
 # exit 3: invalid record
 
 

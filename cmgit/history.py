@@ -42,6 +42,7 @@ TREES_KEPT = 64  # decoded trees an object reader remembers
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
 # The paths of a change whose branch may have moved before its index and work tree did.
 PENDING_FILE = "pending-change"
+SYNC_EACH_UP_TO = 64  # files a commit writes to the work tree flushed one by one
 
 
 # Inside a server's pre-receive hook, pushed objects wait in a quarantine folder that git
@@ -720,13 +721,18 @@ class Git:
         self, blobs: Mapping[str, str | None], files: Mapping[str, bytes | None]
     ) -> None:
         """Bring index and work tree to the new commit for the changed paths only."""
+        # Many files (a migration, a re-encryption) are flushed to disk together, once:
+        # one flush each would cost a journal commit each, most of such a command's time.
+        each = len(files) <= SYNC_EACH_UP_TO
         for path, data in files.items():
             target = self.root / path
             if data is None:
                 with contextlib.suppress(FileNotFoundError):
                     target.unlink()
             else:
-                write_atomic(target, data)
+                write_atomic(target, data, sync=each)
+        if not each:
+            os.sync()
         crash_point("file-written")
         # --add/--remove take each path from the work tree just written, with fresh stat
         # data, so `git status` has nothing to re-hash. -z: paths never need quoting.

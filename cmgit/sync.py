@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import crypto, ids
 from .audit import config_in_force
-from .config import not_in_force
+from .config import Config, not_in_force, read_parts
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
 from .history import Commit, actor_author, format_message, repository_lock, write_atomic
@@ -64,6 +64,7 @@ def sync(
     start = git.git_dir / "cmgit" / SYNC_START
     with repository_lock(git.git_dir):
         git.finish_pending()
+        repo.check_writer()
         repo.ensure_clean(["records", "staff.yaml", "settings.yaml", "schemas"])
         head = git.head()
         assert head is not None
@@ -178,7 +179,7 @@ def _exchange(
                 ours = theirs
             elif base != theirs:
                 _check_in_force(repo, theirs)
-                ours = _replay(repo, identities, base, ours, theirs, today, result)
+                ours = _replay_over(repo, identities, base, ours, theirs, today, result)
         if ours != git.head():
             if result.kept_as is not None:
                 # only now are the commits set aside left behind by the branch
@@ -290,7 +291,7 @@ def _check_in_force(repo: Repository, theirs: str) -> None:
         raise problem
 
 
-def _replay(
+def _replay_over(
     repo: Repository,
     identities: Sequence[crypto.Identity],
     base: str,
@@ -299,7 +300,31 @@ def _replay(
     today: dt.date,
     result: SyncResult,
 ) -> str:
-    """This clone's commits since ``base``, made again on top of ``theirs``."""
+    """`_replay`, through the migrations of the records ``theirs`` brings: each of this
+    clone's records is brought to the central format, then merged and sealed under the
+    configuration in force there, so an office with work made before a migration is
+    never stuck."""
+    local = repo.config
+    central = read_parts(repo.git, config_in_force(repo.git, theirs)[0])
+    if central.record_format <= local.record_format:
+        return _replay(repo, identities, base, ours, theirs, today, result)
+    with repo.acting_under(central):
+        repo.check_writer()
+        return _replay(repo, identities, base, ours, theirs, today, result, local)
+
+
+def _replay(
+    repo: Repository,
+    identities: Sequence[crypto.Identity],
+    base: str,
+    ours: str,
+    theirs: str,
+    today: dt.date,
+    result: SyncResult,
+    written_under: Config | None = None,
+) -> str:
+    """This clone's commits since ``base``, made again on top of ``theirs``; records
+    ``written_under`` an older configuration are brought through the migrations since."""
     git = repo.git
     tip = theirs
     # Per case, the new ids of this clone's unpushed items that the other office had
@@ -313,10 +338,16 @@ def _replay(
         for path, new in git.changed(parent, oid):
             at_parent = git.blob_id(parent, path)
             at_tip = git.blob_id(tip, path)
-            if at_tip == at_parent:
-                files[path] = git.read_blob(new) if new else None
-                continue
             case_id = ids.case_id_from_path(path)
+            if at_tip == at_parent:
+                data = git.read_blob(new) if new else None
+                if written_under is not None and case_id is not None and data is not None:
+                    # a case this clone made: brought to the central format as it is
+                    data = repo.bring_forward(
+                        case_id, data, at_tip, identities, today, written_under
+                    )
+                files[path] = data
+                continue
             if case_id is None or new is None or at_tip is None:
                 raise RepositoryError(
                     f"both offices changed {path}",
@@ -334,6 +365,7 @@ def _replay(
                 identities,
                 today,
                 renumbering=renumbered,
+                written_under=written_under,
             )
             files[path] = merged
             version = merged.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()

@@ -216,9 +216,9 @@ def test_a_field_change_that_invalidates_records_is_refused_dry_run_counts_them(
     refused = programme.cli("config", "commit", "-m", "witness_required", as_="pm-001")
     assert refused.exit_code == 4
     assert refused.stderr.splitlines()[:2] == [
-        "Error: the change would leave 1 of 2 record(s) invalid (records are brought along "
-        "by migrations under schemas/migrations/, which this version of cmgit does not apply "
-        "yet; keep the change compatible (a new field optional, no field or value removed))",
+        "Error: the change would leave 1 of 2 record(s) invalid (bring the records along "
+        "with a migration in schemas/migrations/ (see the coordinators' guide), or keep the "
+        "change compatible: a new field optional, no field or value removed)",
         f"  {case_id}",
     ]
     assert programme.state() == before

@@ -78,6 +78,7 @@ MODES.update({name: "single" for name in SINGLE_FORMS})
 OPEN_FIELDS = [
     "case_id",
     "version",
+    "record_format",
     "state",
     "episode",
     "team",
@@ -724,6 +725,7 @@ def full_case() -> dict[str, Any]:
     record: dict[str, Any] = {
         "case_id": "CP-7K2M9QX4",
         "version": 12,
+        "record_format": 2,
         "state": "implementation",
         "episode": 1,
         "team": "north",

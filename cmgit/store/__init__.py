@@ -9,7 +9,8 @@ read from the committed tree, never from the work tree, so an uncommitted edit o
 The package, one job a module: `core` (the repository, its configuration, the person
 acting, reading records), `unit` (change, seal, commit), `cases` (new, record, edit,
 move, assign), `views` (list, due, log, find, validate), `admin` (staff and settings),
-`procedure` (forms, workflow and SOP pages changed in the work tree),
+`procedure` (forms, workflow and SOP pages changed in the work tree), `migrate` (records
+brought along by a migration), `forward` (the migrations a newer cmgit ships),
 `bulk` (reads on every core), `setup` (new repositories, keys, signers) and `drivers`
 (git's merge and diff drivers, recovery). `Repository` is the core with the commands,
 which are functions over it, as its methods.
@@ -18,7 +19,7 @@ which are functions over it, as its methods.
 from __future__ import annotations
 
 from ..registry import ROLES
-from . import admin, cases, drivers, procedure, unit, views
+from . import admin, cases, drivers, forward, procedure, unit, views
 from .cases import MAX_FORM_BYTES, MoveResult
 from .core import Committed, Core, Loaded
 from .setup import (
@@ -70,9 +71,11 @@ class Repository(Core):
     settings_set = admin.settings_set
     # the procedure: forms, workflow, SOP pages
     config_commit = procedure.config_commit
+    migrate = forward.migrate
     # git's drivers and repair
     open_blob = drivers.open_blob
     merge_record = drivers.merge_record
+    bring_forward = drivers.bring_forward
     recover = drivers.recover
     textconv = drivers.textconv
 

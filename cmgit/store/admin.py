@@ -26,6 +26,7 @@ def _begin(
     committed since."""
     start = repo.git.head()
     repo.reload_config()
+    repo.check_writer()
     return repo.acting(identities, PROGRAMME_MANAGER, action=action), start
 
 

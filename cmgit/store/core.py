@@ -13,18 +13,19 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
-from .. import caches, crypto, ids, records
+from .. import caches, crypto, ids, migrations, records
 from ..audit import Sources, config_in_force
 from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
     CaseNotFound,
     CmgitError,
+    CmgitTooOld,
     IntegrityError,
     NotACaseRepository,
     NotARecipient,
@@ -43,6 +44,16 @@ GITLINK_MODE = "160000"  # a submodule: `git ls-tree -r` lists it, it has no con
 # What is committed for a record: (mode, blob id), or None; LOOK_UP: read it from HEAD.
 Committed = tuple[str, str] | None
 LOOK_UP: Committed = ("look", "up")
+
+
+def running_version() -> str:
+    """The version of the cmgit running, as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cmgit")
+    except PackageNotFoundError:  # run from a source checkout that was never installed
+        return "0.0.0"
 
 
 @dataclass
@@ -142,6 +153,41 @@ class Core:
     @property
     def workflow(self) -> Workflow:
         return self._config.workflow
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force, whole."""
+        return self._config
+
+    def check_writer(self) -> None:
+        """Refuse to write with a cmgit older than the oldest the repository names (the
+        highest `requires_cmgit` of its migrations): an older one would write records
+        in a format, or under rules, it does not know."""
+        needed = migrations.oldest_writer(self.config.migrations)
+        if needed is None:
+            return
+        running = running_version()
+        if migrations.version_key(running) < migrations.version_key(needed):
+            raise CmgitTooOld(
+                f"this repository is written by cmgit {needed} or later; this is cmgit "
+                f"{running}, which may only read it",
+                hint=f"upgrade cmgit to {needed} or later, then run the command again",
+            )
+
+    @contextlib.contextmanager
+    def acting_under(self, config: Config) -> Iterator[None]:
+        """Seal and check records under ``config`` instead of the configuration in force
+        at HEAD, for as long as HEAD does not move: `cmgit sync` makes this clone's
+        commits again on top of the central ones, under the configuration in force there."""
+        kept = self.__dict__.get("_config")
+        self.__dict__["_config"] = config
+        try:
+            yield
+        finally:
+            if kept is None:
+                self.__dict__.pop("_config", None)
+            else:
+                self.__dict__["_config"] = kept
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""
@@ -276,8 +322,12 @@ class Core:
         """A record opened and checked: binding to path, version and open fields, schema."""
         return self.open_loaded(self.load_open(case_id, committed), identities)
 
-    def open_loaded(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> Loaded:
-        """Decrypt a record ``load_open`` has checked, and check its sealed content."""
+    def open_loaded(
+        self, loaded: Loaded, identities: Sequence[crypto.Identity], *, validate: bool = True
+    ) -> Loaded:
+        """Decrypt a record ``load_open`` has checked, and check its sealed content: its
+        binding always, its schema if ``validate`` (a migration checks the record it
+        makes against the new schemas instead)."""
         case_id = loaded.record.case_id
         expected = self.check_stanzas(loaded)
         try:
@@ -298,6 +348,8 @@ class Core:
         payload = records.parse_payload(plaintext)
         records.check_binding(case_id, loaded.record.open, payload)
         loaded.record.forms = payload.forms
+        if not validate:
+            return loaded
         self.schemas.validate(
             loaded.record.document(self.schemas.field_order),
             CASE,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .. import crypto, ids, records, yamlio
+from .. import crypto, ids, migrations, records, yamlio
+from ..config import Config
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
 from ..merge import Renumbering, merge_cases
@@ -19,13 +20,39 @@ from .setup import read_limited
 
 
 def open_blob(
-    repo: Core, data: bytes, identities: Sequence[crypto.Identity], case_id: str
+    repo: Core,
+    data: bytes,
+    identities: Sequence[crypto.Identity],
+    case_id: str,
+    written_under: Config | None = None,
 ) -> Record:
-    """A record from bytes (any version in history), opened and checked."""
-    open_fields, armored = records.parse_file(data, repo.schemas.open_fields)
+    """A record from bytes (any version in history), opened and checked; one
+    ``written_under`` an older configuration is read with it and brought through the
+    migrations of the configuration the repository acts under since."""
+    older = written_under or repo.config
+    open_fields, armored = records.parse_file(data, older.schemas.open_fields)
     payload = records.parse_payload(repo.cipher.open(armored, identities))
     records.check_binding(case_id, open_fields, payload)
-    return Record(open_fields, payload.forms)
+    steps = migrations.pending(repo.config.migrations, migrations.record_format(open_fields))
+    if not steps:
+        return Record(open_fields, payload.forms)
+    return Record(*migrations.apply(steps, open_fields, payload.forms, repo.schemas.open_fields))
+
+
+def bring_forward(
+    repo: Core,
+    case_id: str,
+    data: bytes,
+    prev_blob: str | None,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+    written_under: Config,
+) -> bytes:
+    """A version of a record made under ``written_under`` (this clone's, not yet pushed),
+    brought through the migrations made since and sealed again, the same version."""
+    return unit.seal(
+        repo, open_blob(repo, data, identities, case_id, written_under), prev_blob, today
+    )
 
 
 def merge_record(
@@ -38,14 +65,17 @@ def merge_record(
     identities: Sequence[crypto.Identity],
     today: dt.date,
     renumbering: Renumbering | None = None,
+    written_under: Config | None = None,
 ) -> bytes:
     """Two offices' versions of one case merged field by field, re-sealed; its
     version is theirs plus one (SPEC section 6). A true conflict is refused; with a
-    ``renumbering`` (our items unpushed), our items whose ids collide take new ones."""
+    ``renumbering`` (our items unpushed), our items whose ids collide take new ones.
+    Ours and the base ``written_under`` an older configuration (theirs migrated the
+    records since) are brought through the migrations first, as theirs was."""
     order = repo.schemas.field_order
-    mine = open_blob(repo, ours, identities, case_id).document(order)
+    mine = open_blob(repo, ours, identities, case_id, written_under).document(order)
     other = open_blob(repo, theirs, identities, case_id).document(order)
-    old = open_blob(repo, base, identities, case_id).document(order) if base else {}
+    old = open_blob(repo, base, identities, case_id, written_under).document(order) if base else {}
     # A new plan supersedes the last and a new assignment ends the last: each is a
     # decision for the case, which only one office may make.
     decisions = [

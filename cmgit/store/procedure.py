@@ -5,7 +5,8 @@ committed as one signed commit by someone whose role may change every file in it
 Who may change what is `config.EDITABLE`, the table audit and the server hook judge the
 commit by. Nothing is committed that would not be in force: the configuration after the
 change is read as audit reads it, every schema compiles, and the records stay valid
-under it (no migration is applied yet, so a change that leaves any invalid is refused).
+under it: brought along by the migrations the change adds under schemas/migrations/
+(`migrate`), in the same commit, or the change is refused.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from ..config import (
     schema_documents,
     shown_path,
 )
-from ..errors import CmgitError, DirtyWorkTree, Refused, SchemaError, UsageError
+from ..errors import DirtyWorkTree, Refused, UsageError
 from ..history import repository_lock
+from ..migrations import MIGRATIONS_DIR, Migration
 from ..registry import Staff
 from ..schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
 from ..workflow import Workflow
-from . import bulk, screening, unit
-from .core import Committed, Core
+from . import bulk, migrate, screening, unit
+from .core import Core
+from .migrate import INVALID, UNREADABLE
 
 ACTION = "config"
 # Where each file that only another command changes is changed.
@@ -50,10 +53,7 @@ OTHER_COMMANDS = {
     SETTINGS_FILE: "cmgit settings set KEY VALUE",
     STAFF_FILE: "cmgit staff add, update or deactivate",
 }
-MIGRATIONS_DIR = f"{SCHEMAS_DIR}/migrations"
 SHOWN_CASES = 20  # case IDs a dry run lists of the records a change would leave invalid
-# Outcomes of checking one record against the proposed schemas.
-VALID, INVALID, UNREADABLE = "valid", "invalid", "unreadable"
 
 
 @dataclass
@@ -70,7 +70,12 @@ class ConfigChange:
     invalid_cases: list[str] = field(default_factory=list)
     # Of each state the new workflow removes, the cases it holds now, by case ID.
     stranded: dict[str, list[str]] = field(default_factory=dict)
+    migrations: list[str] = field(default_factory=list)  # the migrations it applies
+    record_format: int | None = None  # the records' format after them
+    records_migrated: int = 0
     commit: str | None = None
+    # The records the migrations bring along, sealed anew: path: file.
+    migrated_files: dict[str, bytes | None] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"actor": self.actor, "files": self.files}
@@ -87,6 +92,10 @@ class ConfigChange:
                 {"state": state, "count": len(cases), "cases": cases[:SHOWN_CASES]}
                 for state, cases in sorted(self.stranded.items())
             ]
+        if self.migrations:
+            out["migrations"] = self.migrations
+            out["record_format"] = self.record_format
+            out["records"]["migrated"] = self.records_migrated
         out["commit"] = self.commit
         return out
 
@@ -98,20 +107,34 @@ def config_commit(
     *,
     today: dt.date,
     dry_run: bool = False,
+    brought: Mapping[str, bytes] | None = None,
 ) -> ConfigChange:
     """Validate the work tree's changes to the configuration and commit them as one
-    `config` commit (none if ``dry_run``, or if nothing changed)."""
+    `config` commit (none if ``dry_run``, or if nothing changed). ``brought``: files
+    cmgit itself brings (`cmgit migrate`), committed in place of the work tree's, which
+    must then have no change of its own."""
     reason = _check_reason(reason)
     repo.git.check_no_operation()
     start = repo.git.head()
     repo.reload_config()
+    repo.check_writer()
     actor = repo.actor(identities)
     result = ConfigChange(actor.id)
     changed = _changed_paths(repo)
+    if brought is not None and changed:
+        raise DirtyWorkTree(
+            f"{shown_path(changed[0])} has a change of its own in the work tree",
+            hint="commit it first (cmgit config commit) or undo it, then run the command again",
+        )
+    changed = sorted(brought) if brought is not None else changed
     if not changed:
         return result
     _check_paths(changed, actor, repo.settings)
-    files = {path: _read_work_file(repo, path) for path in changed}
+    files: dict[str, bytes | None] = (
+        {**brought}
+        if brought is not None
+        else {path: _read_work_file(repo, path) for path in changed}
+    )
     result.files = {
         path: "removed"
         if data is None
@@ -140,6 +163,8 @@ def config_commit(
             raise unit.written_meanwhile(None)
         subject = f"config: {reason}"
         trailers = [("Cmgit-Action", ACTION), ("Cmgit-Reason", reason)]
+        trailers += [(migrate.TRAILER, name) for name in result.migrations]
+        files.update(result.migrated_files)
         result.commit = unit.commit(repo, files, subject, trailers, actor, start)
     return result
 
@@ -199,11 +224,6 @@ def _check_paths(paths: Sequence[str], actor: Staff, settings: Mapping[str, Any]
                 f"{path} is not part of the configuration cmgit config commit commits "
                 f"({SCHEMAS_DIR}/, {MKDOCS_FILE}, {PROVIDERS_FILE}, {SITE_DIR}/)",
                 hint=f"remove or undo the change to {path}, then run the command again",
-            )
-        if path.startswith(MIGRATIONS_DIR + "/"):
-            raise Refused(
-                "migrations of records are not applied by this version of cmgit",
-                hint=f"remove {MIGRATIONS_DIR}/ and keep the change compatible with the records",
             )
     for path in paths:
         part = editable_part(path)
@@ -347,12 +367,17 @@ def _check_schemas(
     documents = repo.git.read_paths(head, [SETTINGS_FILE, STAFF_FILE])
     read_document(documents[SETTINGS_FILE], schemas, SETTINGS, SETTINGS_FILE)
     read_document(documents[STAFF_FILE], schemas, STAFF, STAFF_FILE)
+    steps = migrate.pending(repo, proposed, schemas)
     result.workflow = workflow_changes(repo.workflow, workflow)
-    result.fields = field_changes(repo.schemas, schemas)
-    outcomes = _check_records(repo, identities, schemas)
+    result.fields = field_changes(repo.schemas, schemas, migrate.renamed(steps))
+    result.migrations = [migration.name for migration in steps]
+    result.record_format = steps[-1].format if steps else None
+    outcomes = _check_records(repo, identities, schemas, steps, seal=not dry_run)
     result.records_checked = len(outcomes)
-    result.invalid_cases = [case_id for case_id, outcome in outcomes if outcome == INVALID]
-    unreadable = [case_id for case_id, outcome in outcomes if outcome == UNREADABLE]
+    result.records_migrated = sum(o.migrated for o in outcomes)
+    result.invalid_cases = [o.case_id for o in outcomes if o.outcome == INVALID]
+    result.migrated_files = {o.path: o.data for o in outcomes if o.data is not None}
+    unreadable = [o.case_id for o in outcomes if o.outcome == UNREADABLE]
     if unreadable:
         raise Refused(
             f"{len(unreadable)} record(s) could not be opened to check them against the "
@@ -362,50 +387,39 @@ def _check_schemas(
             "changes of the schemas",
         )
     if result.invalid_cases and not dry_run:
+        after_them = f" after {', '.join(result.migrations)}" if result.migrations else ""
         raise Refused(
             f"the change would leave {len(result.invalid_cases)} of "
-            f"{result.records_checked} record(s) invalid",
+            f"{result.records_checked} record(s) invalid{after_them}",
             problems=result.invalid_cases[:SHOWN_CASES],
-            hint="records are brought along by migrations under "
-            f"{MIGRATIONS_DIR}/, which this version of cmgit does not apply yet; keep the "
-            "change compatible (a new field optional, no field or value removed)",
+            hint=f"bring the records along with a migration in {MIGRATIONS_DIR}/ (see the "
+            "coordinators' guide), or keep the change compatible: a new field optional, no "
+            "field or value removed",
         )
 
 
 def _check_records(
-    repo: Core, identities: Sequence[crypto.Identity], schemas: SchemaSet
-) -> list[tuple[str, str]]:
-    """Each record at HEAD, opened and checked against ``schemas``: open fields and
-    sealed forms, all of it, on every core."""
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    schemas: SchemaSet,
+    steps: Sequence[Migration],
+    *,
+    seal: bool,
+) -> list[migrate.Outcome]:
+    """Each record at HEAD, opened, brought through the migrations ``steps`` and checked
+    against ``schemas``: open fields and sealed forms, all of it, on every core; sealed
+    anew where a migration changed it, if ``seal``."""
     committed = repo.committed_records()
     return bulk.in_pool(
         repo.git,
-        lambda case_id, entry: (case_id, _still_valid(repo, case_id, entry, identities, schemas)),
+        lambda case_id, entry: migrate.bring_along(
+            repo, case_id, entry, identities, schemas, steps, seal=seal
+        ),
         sorted(committed),
         committed,
-        "Checking cases against the new schemas",
+        "Migrating cases" if steps and seal else "Checking cases against the new schemas",
         repo.progress,
     )
-
-
-def _still_valid(
-    repo: Core,
-    case_id: str,
-    entry: Committed,
-    identities: Sequence[crypto.Identity],
-    schemas: SchemaSet,
-) -> str:
-    try:
-        record = repo.load(case_id, identities, entry).record
-    except CmgitError:
-        return UNREADABLE
-    try:
-        # The whole record, not cut to the new schema's fields: a field it drops that
-        # a record holds makes that record invalid.
-        schemas.validate({**record.open, **record.forms}, CASE, what="case record")
-    except SchemaError:
-        return INVALID
-    return VALID
 
 
 # -- what a change does, in names and codes ----------------------------------------------
@@ -429,9 +443,12 @@ def workflow_changes(old: Workflow, new: Workflow) -> dict[str, dict[str, list[s
     return out
 
 
-def field_changes(old: SchemaSet, new: SchemaSet) -> dict[str, dict[str, list[str]]]:
+def field_changes(
+    old: SchemaSet, new: SchemaSet, renamed: Sequence[str] = ()
+) -> dict[str, dict[str, list[str]]]:
     """Fields added to or removed from the case record and each form, by schema id,
-    each field as its dotted path; and schemas added or removed whole."""
+    each field as its dotted path; and schemas added or removed whole. ``renamed``: the
+    fields migrations give a new path ("old -> new", over the whole record)."""
     out = {}
     for schema_id in sorted(set(old.schemas) | set(new.schemas)):
         if schema_id != CASE and not schema_id.startswith(FORM_PREFIX):
@@ -439,9 +456,21 @@ def field_changes(old: SchemaSet, new: SchemaSet) -> dict[str, dict[str, list[st
         before = _field_paths(old.schemas.get(schema_id, {}))
         after = _field_paths(new.schemas.get(schema_id, {}))
         diff = {"added": sorted(after - before), "removed": sorted(before - after)}
+        moved = [change for change in renamed if _schema_of(change, new) == schema_id]
+        if moved:
+            diff["renamed"] = moved
         if any(diff.values()):
             out[schema_id] = diff
     return out
+
+
+def _schema_of(change: str, schemas: SchemaSet) -> str:
+    """The schema a renamed field ("form.field -> ...") belongs to: its form's, or the
+    case record's for an open field."""
+    top = change.partition(".")[0].partition(" ")[0]
+    prop = schemas.case_properties.get(top) or {}
+    ref = prop.get("$ref") or (prop.get("items") or {}).get("$ref")
+    return str(ref) if isinstance(ref, str) and "." in change.split(" ")[0] else CASE
 
 
 def _field_paths(schema: Mapping[str, Any], prefix: str = "") -> set[str]:

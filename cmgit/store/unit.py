@@ -20,6 +20,7 @@ from .. import ids, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import format_message, object_id, repository_lock
+from ..migrations import FIRST_FORMAT, FORMAT_FIELD
 from ..records import Record
 from ..registry import Staff
 from ..schema import CASE, SchemaSet
@@ -87,12 +88,18 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         else:
             ensure_clean(repo, paths)
         repo.reload_config()
+        repo.check_writer()
         yield head
 
 
 def seal(repo: Core, record: Record, prev_blob: str | None, today: dt.date) -> bytes:
     """Summarise, validate and seal a record into the bytes of its file."""
     record.open = workflow.summarise(record.open, record.forms, repo.settings, today)
+    if FORMAT_FIELD in record.open:
+        # Every record written is at the repository's format: one a migration brought
+        # forward, and one written after it, alike.
+        fmt = repo.config.record_format
+        record.open[FORMAT_FIELD] = fmt if fmt > FIRST_FORMAT else None
     repo.schemas.validate(
         record.document(repo.schemas.field_order),
         CASE,
@@ -124,6 +131,7 @@ def commit(
     parent: str | None,
 ) -> str:
     """One commit of ``files`` by ``actor``, signed when the repository asks for it."""
+    repo.check_writer()
     message = format_message(
         subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
     )
