@@ -272,6 +272,20 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
             "limit: at least 70% of the floor's throughput",
         )
     )
+    pm_signing = {**pm, "CMGIT_SIGNING_KEY": str(keys / "pm-001.ssh")}
+    f["cmgit config commit, migrating every record"] = median(
+        min(runs, 3), lambda: _migration(repo, work, pm_signing), warm=False
+    )
+    size.targets.append(
+        Target(
+            "migration of every record",
+            f["cmgit config commit, migrating every record"],
+            2 * f["cmgit validate"],
+            "s",
+            "limit: 2x cmgit validate with the programme manager's key (an open value "
+            "renamed, with its form field, by a migration)",
+        )
+    )
     if shutil.which("age"):
         per_age = _age_loop(repo, keys / "pm-001.txt", min(sample, cases), work)
         f["age -d per record"] = per_age
@@ -471,6 +485,33 @@ def _git_signatures(repo: Path, keys: Path, count: int) -> float:
     if out.count("G") < len(out) * 0.9:
         raise SystemExit("git did not verify the signatures: check the allowed signers")
     return took / len(out)
+
+
+MIGRATED_VALUE = ("with_primary_caregiver", "with_caregiver")
+
+
+def _migration(repo: Path, work: Path, env: dict[str, str]) -> float:
+    """Seconds of one `cmgit config commit` that renames a value of an open field and of
+    the form field it summarises, bringing every record along by a migration, in a
+    throwaway clone of the programme (the clone is not timed)."""
+    clone = work / "migration-clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    common = clone / "schemas" / "common.schema.json"
+    old, new = MIGRATED_VALUE
+    common.write_text(common.read_text().replace(f'"{old}"', f'"{new}"'))
+    folder = clone / "schemas" / "migrations"
+    folder.mkdir(exist_ok=True)
+    formats = [int(p.name[:4]) for p in folder.glob("[0-9][0-9][0-9][0-9]-*.yaml")]
+    number = max(formats, default=1) + 1
+    (folder / f"{number:04d}-bench-rename.yaml").write_text(
+        f"format: {number}\nreason: bench_rename\nsteps:\n"
+        f"  - map_values: {{field: separation_status, values: {{{old}: {new}}}}}\n"
+        f"  - map_values: {{field: registration.separation_status, values: {{{old}: {new}}}}}\n"
+    )
+    took = run([CMGIT, "config", "commit", "-m", "bench_rename"], cwd=clone, env=env)
+    shutil.rmtree(clone)
+    return took
 
 
 def _moves_beside_git(

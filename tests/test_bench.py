@@ -30,6 +30,8 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         "cmgit audit (per commit)",
         "cmgit move",
         "GC check of a commit (caseload)",
+        "cmgit log ID",
+        "migration of every record",
         "cmgit site build",
         "peak memory",
     ):
