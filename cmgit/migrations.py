@@ -303,14 +303,19 @@ def apply(
     open_fields: Mapping[str, Any],
     forms: Mapping[str, Any],
     open_names: Sequence[str],
+    *,
+    in_place: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A record's open fields and forms after ``migrations`` (in order), as new values,
-    the given ones untouched; ``open_names`` are the open fields of the schema the record
-    is migrated to. Sets record_format to the last format and changes nothing else but
+    the given ones untouched unless ``in_place`` (a caller done with them saves copying
+    every record); ``open_names`` are the open fields of the schema the record is
+    migrated to. Sets record_format to the last format and changes nothing else but
     what the steps say (the version is the store's to bump); an open field the record
     has no value for is null, as in a new case. MigrationConflict where a step cannot
     apply (a field renamed onto one the record already has)."""
-    whole: dict[str, Any] = {**_copied(open_fields), **_copied(forms)}
+    whole: dict[str, Any] = (
+        {**open_fields, **forms} if in_place else {**_copied(open_fields), **_copied(forms)}
+    )
     for migration in migrations:
         for step in migration.steps:
             _apply_step(step, whole, migration.name)

@@ -6,7 +6,10 @@ Real repositories, real age keys, real SSH signatures."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from cmgit.config import DEFAULT_SOP_EDITORS, SOP_EDITORS
 from cmgit.schema import SETTINGS, SchemaSet
@@ -441,3 +444,40 @@ def test_a_new_guard_on_an_existing_transition_is_shown_committed_and_audited(
         "Consent is on file before the assessment."
         in (out / "reference" / "guards.html").read_text()
     )
+
+
+def test_a_configuration_commit_of_cmgit_is_in_force_at_once_and_audit_judges_it(
+    programme: Programme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit a programme manager's `config commit` made, after checking it with the
+    key that opens every record, is in force at once: neither that command nor the next
+    judges it again without a key (for a migration of every record, seconds). Judged
+    afresh, it is found in force as remembered, and `cmgit audit` judges it as ever."""
+    from cmgit import caches
+    from cmgit.audit import IN_FORCE_CACHE, Auditor, config_in_force
+    from cmgit.history import Git
+
+    pm_key, _ = require_signatures(programme, tmp_path)
+    assert programme.cli("list", as_=None).exit_code == 0  # in force as of HEAD, remembered
+    add_form_field(programme, "preferred_language_code")
+
+    def judged(*args: object) -> None:
+        raise AssertionError("a commit was judged again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Auditor, "_judged", judged)
+        made = programme.cli(
+            "config", "commit", "-m", "new_language_field", as_="pm-001",
+            env={"CMGIT_SIGNING_KEY": str(pm_key)},
+        )  # fmt: skip
+        assert made.exit_code == 0, made.output
+        assert programme.cli("list", as_=None).exit_code == 0
+    git = Git(programme.root)
+    head = git.head()
+    remembered = caches.remembered(git, IN_FORCE_CACHE, ())
+    assert remembered is not None and remembered[0] == head
+    assert remembered[1][0] == head  # schemas/ as of the commit just made
+    shutil.rmtree(programme.root / ".git" / "cmgit" / "cache")
+    assert config_in_force(git, head)[0] == remembered[1]
+    code, report = audit(programme)
+    assert code == 0 and report["ok"], report

@@ -94,6 +94,15 @@ def test_applying_it_changes_what_the_steps_say_and_sets_the_format() -> None:
     assert migrations.record_format(new_open) == 2 and migrations.record_format(open_fields) == 1
 
 
+def test_in_place_gives_the_same_record_from_the_values_given() -> None:
+    """The store, done with the record it loaded, lets the steps change it instead of a
+    copy: the same result."""
+    expected = migrations.apply([migration()], *record(), OPEN)
+    open_fields, forms = record()
+    assert migrations.apply([migration()], open_fields, forms, OPEN, in_place=True) == expected
+    assert forms != record()[1]  # the values given were the ones changed
+
+
 def test_audit_recomputes_the_open_fields_alone() -> None:
     open_fields, forms = record()
     whole = migrations.apply([migration()], open_fields, forms, OPEN)[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .. import caches, crypto, ids, migrations, records
-from ..audit import Sources, config_in_force
+from ..audit import Sources, config_in_force, remember_own_config_commit
 from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
     CaseNotFound,
@@ -188,6 +188,18 @@ class Core:
                 self.__dict__.pop("_config", None)
             else:
                 self.__dict__["_config"] = kept
+
+    @property
+    def sources_in_force(self) -> Sources:
+        """The commit of each part of the configuration in force (see `_trust`)."""
+        return self._trust[0]
+
+    def own_config_commit(self, parent: str, commit: str, sources: Sources) -> None:
+        """This command's configuration commit on ``parent``, where ``sources`` were in
+        force, checked before it was made, is in force at once (see
+        `remember_own_config_commit`)."""
+        remember_own_config_commit(self.git, parent, commit, sources)
+        self.forget_config()
 
     def reload_config(self) -> None:
         """Forget the configuration if a commit since it was read has changed it."""

@@ -157,6 +157,7 @@ def config_commit(
     if dry_run:
         return result
     repo.check_config_trusted(rewriting=[p for p in parts if p is not None])
+    in_force = repo.sources_in_force
     with repository_lock(repo.git.git_dir):
         repo.git.finish_pending()
         if repo.git.head() != start:
@@ -166,6 +167,8 @@ def config_commit(
         trailers += [(migrate.TRAILER, name) for name in result.migrations]
         files.update(result.migrated_files)
         result.commit = unit.commit(repo, files, subject, trailers, actor, start)
+        if start is not None:
+            repo.own_config_commit(start, result.commit, in_force)
     return result
 
 

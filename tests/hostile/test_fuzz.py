@@ -85,6 +85,7 @@ OPEN_FIELDS: dict[str, Any] = {
     "closure_reason": None,
     "closed_on": None,
     "comprehensive_assessment_required": False,
+    "record_format": 2,
 }
 
 
