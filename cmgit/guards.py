@@ -292,16 +292,21 @@ def plan_kept_as_approved(s: Situation, params: Mapping[str, Any]) -> str | None
         p.get("plan_id"): p for p in s.before.get("case_plan") or () if p.get("status") == "active"
     }
     for plan in s.record.get("case_plan") or ():
-        if plan.get("status") != "active":
-            continue
         was = approved.get(plan.get("plan_id"))
         if was is None:
-            return "a plan becomes active only when a supervisor approves it: record it as a draft"
-        if any(plan.get(key) != was.get(key) for key in APPROVED_CONTENT):
+            if plan.get("status") == "active":
+                return (
+                    "a plan becomes active only when a supervisor approves it: record it as a draft"
+                )
+            continue
+        # Superseded is what a new version makes of it; a draft again, or changed, is not.
+        if plan.get("status") == "draft" or any(
+            plan.get(key) != was.get(key) for key in APPROVED_CONTENT
+        ):
             return (
-                f"the approved plan {plan.get('plan_id')} would change its objectives, actions "
-                "or signatures: record a new draft version (plan_id left out, status draft) "
-                "for approval, and progress in a review's objective_status"
+                f"the approved plan {plan.get('plan_id')} would change its objectives, actions, "
+                "signatures or status: record a new draft version (plan_id left out, status "
+                "draft) for approval, and progress in a review's objective_status"
             )
     return None
 

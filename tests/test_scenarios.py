@@ -1245,8 +1245,8 @@ def test_an_approved_plan_stays_as_approved(programme: Programme) -> None:
         item["status"] = "achieved"
     refusal = c.refuse_record(["G16a"], "case_plan", changed)
     assert (
-        f"G16a: the approved plan {approved['plan_id']} would change its objectives, actions "
-        "or signatures"
+        f"G16a: the approved plan {approved['plan_id']} would change its objectives, actions, "
+        "signatures or status"
     ) in refusal.stderr
     # Nor may a new plan arrive approved.
     forged = {k: v for k, v in changed.items() if k != "plan_id"}

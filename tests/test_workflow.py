@@ -1302,11 +1302,14 @@ def test_an_approved_plan_is_not_changed_by_recording_it_again() -> None:
     before = copy.deepcopy(case.record)
     outcome = try_add(case, "case_plan", changed)
     assert refusals(outcome) == [
-        f"G16a: the approved plan {approved['plan_id']} would change its objectives, actions "
-        "or signatures: record a new draft version (plan_id left out, status draft) for "
-        "approval, and progress in a review's objective_status"
+        f"G16a: the approved plan {approved['plan_id']} would change its objectives, actions, "
+        "signatures or status: record a new draft version (plan_id left out, status draft) "
+        "for approval, and progress in a review's objective_status"
     ]
     assert case.record == before
+    # Nor turned back into a draft in place, its signatures kept on changed content.
+    outcome = try_add(case, "case_plan", {**changed, "status": "draft"})
+    assert codes(outcome.refused) == ["G16a"]
     # Nor by a new plan that claims to be approved already.
     forged = {k: v for k, v in changed.items() if k != "plan_id"}
     outcome = try_add(case, "case_plan", forged)
