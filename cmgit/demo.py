@@ -533,7 +533,6 @@ class Journey:
         # Ids cmgit gave to items the later forms refer to.
         self.consent_ids: list[str] = []
         self.assessment_id: str | None = None
-        self.plan_id: str | None = None
 
     @property
     def cw(self) -> str:
@@ -629,7 +628,7 @@ class Journey:
         plan = self.forms.case_plan(self.cw, self.day)
         if self.assessment_id:
             plan["based_on_assessment_id"] = self.assessment_id
-        self.plan_id = self.record("case_plan", plan)
+        self.record("case_plan", plan)
 
     def approve(self) -> None:
         self.wait(2)
@@ -641,14 +640,7 @@ class Journey:
             self.record("follow_up", self.forms.follow_up(self.cw, self.day))
 
     def review(self, outcome: str) -> None:
-        if outcome == "propose_closure":
-            plan = self.forms.case_plan(self.cw, self.day, achieved=True)
-            plan.update(plan_id=self.plan_id, status="active")
-            plan["signed_by_supervisor"] = {
-                "staff_id": self.supervisor.staff.id,
-                "date": self.day.isoformat(),
-            }
-            self.record("case_plan", plan)
+        # Progress is the review's objective_status; the plan stays as it was approved.
         self.record("review", self.forms.review(self.cw, self.day, outcome))
         self.move("follow_up_review")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,6 +273,41 @@ def plan_signatures(s: Situation, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+# What a supervisor signs when approving a plan: a change to any of it needs a new approval.
+APPROVED_CONTENT = ("objectives", "actions", "signed_by_caseworker", "signed_by_supervisor")
+
+
+def plan_kept_as_approved(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Recording a case plan never makes one active, nor changes what an active plan's
+    approval covers. A plan is versioned (domain: +1 per revision, draft, active,
+    superseded) and approval is a move of its own (T09, G16), so a changed plan is a new
+    draft version that supersedes the approved one and is approved again. Turning the
+    approved plan back into a draft in place would leave a case in implementation with no
+    approved plan and the superseded version lost; progress is a review's finding
+    (objective_status), not a change of the plan."""
+    approved = {
+        p.get("plan_id"): p for p in s.before.get("case_plan") or () if p.get("status") == "active"
+    }
+    for plan in s.record.get("case_plan") or ():
+        was = approved.get(plan.get("plan_id"))
+        if was is None:
+            if plan.get("status") == "active":
+                return (
+                    "a plan becomes active only when a supervisor approves it: record it as a draft"
+                )
+            continue
+        # Superseded is what a new version makes of it; a draft again, or changed, is not.
+        if plan.get("status") == "draft" or any(
+            plan.get(key) != was.get(key) for key in APPROVED_CONTENT
+        ):
+            return (
+                f"the approved plan {plan.get('plan_id')} would change its objectives, actions, "
+                "signatures or status: record a new draft version (plan_id left out, status "
+                "draft) for approval, and progress in a review's objective_status"
+            )
+    return None
+
+
 def bid_for_durable_solution(s: Situation, params: Mapping[str, Any]) -> str | None:
     if s.record.get("separation_status") not in UASC:
         return None
@@ -346,6 +381,38 @@ def objectives_met(s: Situation, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def objectives_met_in_review(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Version 2 of objectives_met: achievement is what the latest review found
+    (objective_status), objective by objective_id, against the approved plan in force. The
+    plan itself stays as approved; dropping an objective changes the plan, so its reason
+    is the approved plan's (dropped_reason)."""
+    review = latest(s.record.get("review"), "date")
+    if review is None or review.get("outcome") != "propose_closure":
+        return "the latest review does not propose closure"
+    if review.get("new_concerns"):
+        return "the latest review found new concerns"
+    plan = current_plan(s.record)
+    if plan is None:
+        return "there is no case plan"
+    if plan.get("status") != "active":
+        return "the case plan in force is a draft, not approved"
+    found = {o.get("objective_id"): o.get("status") for o in review.get("objective_status") or ()}
+    for objective in plan.get("objectives") or ():
+        name = objective.get("objective_id")
+        status = found.get(name)
+        if status is None:
+            return f"the latest review gives no status for objective {name}"
+        if status == "achieved" or (status == "dropped" and objective.get("dropped_reason")):
+            continue
+        return (
+            f"objective {name} is {status} in the latest review; it must be achieved, "
+            "or dropped with a reason in the approved plan"
+        )
+    if s.record.get("risk_level") == "high":
+        return "the risk level is still high"
+    return None
+
+
 def closure_discussed(s: Situation, params: Mapping[str, Any]) -> str | None:
     day = to_date((s.record.get("closure") or {}).get("discussion_with_child_family_on"))
     if day is None:
@@ -356,26 +423,51 @@ def closure_discussed(s: Situation, params: Mapping[str, Any]) -> str | None:
 
 
 def turned_18(s: Situation, params: Mapping[str, Any]) -> str | None:
-    return _aged_out(s, latest=False)
+    return _aged_out(s, _closure_day(s), latest=False)
 
 
 def turned_18_for_certain(s: Situation, params: Mapping[str, Any]) -> str | None:
-    """Version 2 of turned_18: a partial date of birth counts from the last day it can
-    be, so a child whose birthday is known only by year or month is never closed as an
-    adult before they surely are one."""
-    return _aged_out(s, latest=True)
+    """Version 2 of turned_18, for a closure for turned_18 (the move's reason, or the
+    closure form's where the move takes none, as authorising closure with monitoring):
+    the young person is 18 on the day of the move, never by a date typed into the form,
+    and a partial date of birth counts from the last day it can be, so a child whose
+    birthday is known only by year or month is never closed as an adult before they
+    surely are one."""
+    if not _for_turned_18(s):
+        return None
+    return _aged_out(s, s.today, latest=True, when="today")
 
 
-def _aged_out(s: Situation, *, latest: bool) -> str | None:
+def turns_18_within_notice(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Closure at 18 is discussed ahead of time: it may be proposed from the notice period
+    (setting closure_notice_days) before the birthday, and authorised from the birthday
+    (turned_18 version 2)."""
+    notice = int(s.settings.get("closure_notice_days", 30))
+    return _aged_out(
+        s,
+        s.today + dt.timedelta(days=notice),
+        latest=True,
+        when=f"within the notice period ({notice} days) from today",
+    )
+
+
+def _for_turned_18(s: Situation) -> bool:
+    reason = s.reason or (s.record.get("closure") or {}).get("closure_reason")
+    return reason == "turned_18"
+
+
+def _aged_out(
+    s: Situation, day: dt.date, *, latest: bool, when: str = "on the closure date"
+) -> str | None:
     closure = s.record.get("closure") or {}
     if closure.get("continue_past_18_reason"):
         return "a reason to continue past 18 is recorded"
     child = (s.record.get("registration") or {}).get("child") or {}
-    age = age_on(child.get("date_of_birth"), _closure_day(s), latest=latest)
+    age = age_on(child.get("date_of_birth"), day, latest=latest)
     if age is None:
         return "no date of birth is recorded"
     if age < 18:
-        return "the young person is not yet 18 on the closure date"
+        return f"the young person is not yet 18 {when}"
     return None
 
 
@@ -437,6 +529,57 @@ def monitoring_done(s: Situation, params: Mapping[str, Any]) -> str | None:
     if plan.get("monitoring_outcome") != "no_concerns":
         return "the monitoring outcome is not no_concerns"
     return None
+
+
+def monitoring_done_without_concern(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Version 2 of monitoring_done: the outcome no_concerns is not taken as it stands
+    while a monitoring visit's new concern is open. A follow-up of phase post_closure in
+    this monitoring (from its start) records a concern with new_concern; the form has no
+    field that resolves one, so it stays open until a later monitoring visit that saw the
+    child found no new concern and no area of concern. Otherwise the case is reopened
+    (T24)."""
+    problem = monitoring_done(s, params)
+    if problem:
+        return problem
+    start = to_date((s.record.get("post_closure_monitoring") or {}).get("started_on"))
+    assert start is not None  # monitoring_done found it
+    concern = _open_concern(s.record.get("follow_up") or (), start)
+    if concern is not None:
+        return (
+            f"follow-up {concern} recorded a new concern after closure and no later visit "
+            "that saw the child found none"
+        )
+    return None
+
+
+def _open_concern(follow_ups: Iterable[Mapping[str, Any]], start: dt.date) -> str | None:
+    """The id of the first monitoring follow-up from ``start`` whose new concern no later
+    visit has cleared."""
+    visits = sorted(
+        (day, number, f)
+        for number, f in enumerate(follow_ups)
+        if f.get("phase") == "post_closure"
+        and (day := to_date(f.get("date"))) is not None
+        and day >= start
+    )
+    first: str | None = None  # the first concern still open; `last` the latest one's day
+    last = dt.date.min
+    for day, _, visit in visits:
+        if visit.get("new_concern"):
+            first, last = first or str(visit.get("follow_up_id")), day
+        elif day > last and _all_clear(visit):
+            first = None
+    return first
+
+
+def _all_clear(visit: Mapping[str, Any]) -> bool:
+    observed = (visit.get("observations") or {}).values()
+    return bool(
+        visit.get("contact_successful")
+        and visit.get("child_seen")
+        and not visit.get("new_concern")
+        and all(o.get("status") != "concern" for o in observed)
+    )
 
 
 def reopen_recorded(s: Situation, params: Mapping[str, Any]) -> str | None:
@@ -545,6 +688,7 @@ CHECKS: dict[str, Check] = {
     "plan_complete": plan_complete,
     "plan_participation": plan_participation,
     "plan_signatures": plan_signatures,
+    "plan_kept_as_approved": plan_kept_as_approved,
     "bid_for_durable_solution": bid_for_durable_solution,
     "plan_referral_consent": plan_referral_consent,
     "referral_consent": referral_consent,
@@ -553,6 +697,7 @@ CHECKS: dict[str, Check] = {
     "objectives_met": objectives_met,
     "closure_discussed": closure_discussed,
     "turned_18": turned_18,
+    "turns_18_within_notice": turns_18_within_notice,
     "notice_period": notice_period,
     "conference_decided_closure": conference_decided_closure,
     "monitoring_planned": monitoring_planned,
@@ -571,6 +716,8 @@ CHECKS: dict[str, Check] = {
 # The template's workflow names the latest; `cmgit migrate` brings a repository to it.
 REVISED: dict[tuple[str, int], Check] = {
     ("turned_18", 2): turned_18_for_certain,
+    ("objectives_met", 2): objectives_met_in_review,
+    ("monitoring_done", 2): monitoring_done_without_concern,
 }
 
 

@@ -132,8 +132,8 @@ def test_a_named_check_gives_its_reason_between_what_is_missing_and_what_to_do()
     }
     failures = FLOW.evaluate(["G24"], situation(record), lambda g, d: True)
     assert [str(f) for f in failures] == [
-        "G24: The case cannot close at 18 yet (the young person is not yet 18 on the closure "
-        "date): the registration form must show the young person is 18 by its date_of_birth, "
+        "G24: The case cannot close at 18 yet (the young person is not yet 18 today): the "
+        "registration form must show the young person is 18 today by its date_of_birth, "
         "and the closure form give no continue_past_18_reason; wait for the birthday, or "
         "correct the form."
     ]

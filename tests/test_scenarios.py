@@ -252,17 +252,9 @@ def uasc_forms(seed: int, age: int = 15) -> demo.Forms:
     return demo.Forms(random.Random(seed), seed, separation="unaccompanied", age=age)
 
 
-def achieved(c: Case, plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan in force, updated with every objective and action achieved."""
-    done = copy.deepcopy(plan)
-    done.update(plan_id=c.show()["case_plan"][-1]["plan_id"], status="active")
-    for item in (*done["objectives"], *done["actions"]):
-        item["status"] = "achieved"
-    done["signed_by_supervisor"] = {"staff_id": c.sv, "date": c.today}
-    return done
-
-
 def closure_review(c: Case, outcome: str = "propose_closure") -> dict[str, Any]:
+    """A review finding every objective of the plan (O1, O2) achieved: progress is the
+    review's, the approved plan stays as it was approved."""
     return c.f.review(c.cw, c.day, outcome)
 
 
@@ -472,7 +464,6 @@ def test_ts01_uasc_at_border_reunified_and_reintegrated(programme: Programme) ->
     assert c.show()["ftr"]["status"] == "reunified"
 
     # Review: objectives achieved, risk low.
-    c.record("case_plan", achieved(c, plan))
     c.record("risk_assessment", c.f.risk_assessment(c.cw, c.day, "low"))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
@@ -855,16 +846,19 @@ def test_ts15_non_linear_return_after_review(programme: Programme) -> None:
     c.move("follow_up_review")
     closure = ("closure", c.f.closure(c.cw, c.day, "objectives_met"))
     c.refuse_move(["G22"], "closure_pending", reason="objectives_met", form_=closure)
-    # A review proposing closure while the plan's objectives are still in progress: G22.
+    # A review proposing closure while it finds an objective still in progress: G22.
     c.wait(1)
-    c.record("review", c.f.review(c.cw, c.day, "propose_closure"))
+    review = c.f.review(c.cw, c.day, "propose_closure")
+    review["objective_status"][0]["status"] = "in_progress"
+    c.record("review", review)
     refusal = c.refuse_move(
         ["G22"],
         "closure_pending",
         reason="objectives_met",
         form_=("closure", c.f.closure(c.cw, c.day, "objectives_met")),
     )
-    assert "objective" in refusal.stderr
+    assert "G22: " in refusal.stderr
+    assert "(objective O1 is in_progress in the latest review" in refusal.stderr
     c.wait(1)
     c.record("review", c.f.review(c.cw, c.day, "continue_plan"))
     c.move("implementation")
@@ -986,7 +980,6 @@ def test_ts18_returnee_in_family_reintegration_plan(programme: Programme) -> Non
     for _ in range(3):
         c.wait(14)
         c.record("follow_up", c.f.follow_up(c.cw, c.day))
-    c.record("case_plan", achieved(c, plan))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
     discussed = reach_closure_pending(c, "reintegrated")
@@ -1074,7 +1067,6 @@ def test_ts22_seven_step_trafficking_case(programme: Programme) -> None:
     step("4 Implementation")
     c.wait(30)
     c.record("follow_up", c.f.follow_up(c.cw, c.day))
-    c.record("case_plan", achieved(c, plan2))
     c.record("review", closure_review(c))
     c.move("follow_up_review")
     step("5 Evaluation")
@@ -1167,3 +1159,118 @@ def test_ts24_record_schema_refusal_names_gb(programme: Programme) -> None:
     del registration["separation_status"]
     refusal = c.refuse_record(["separation_status"], "registration", registration, exit_code=3)
     assert "GB" in refusal.stderr
+
+
+# -- Monitoring concerns, closure at 18, approved plans --------------------------------------
+
+
+def post_closure_visit(c: Case, **changes: Any) -> dict[str, Any]:
+    return {**c.f.follow_up(c.cw, c.day, phase="post_closure"), **changes}
+
+
+def test_a_monitoring_concern_stops_archiving_as_no_concerns(programme: Programme) -> None:
+    journey = programme.journey(days_before=300, seed=131, separation="with_primary_caregiver")
+    demo.walk(journey, "post_closure_monitoring")
+    c = Case.from_journey(programme, journey)
+    started = dt.date.fromisoformat(c.show()["post_closure_monitoring"]["started_on"])
+    c.wait(28)
+    c.record("follow_up", post_closure_visit(c))
+    c.wait(28)
+    concern = c.record("follow_up", post_closure_visit(c, new_concern=True, escalated_to=c.sv))
+    # Seen again, the living situation still gives concern: the concern stays open.
+    c.wait(28)
+    c.record(
+        "follow_up",
+        post_closure_visit(c, observations={"living_situation": {"status": "concern"}}),
+    )
+    c.day = demo._add_months(started, 3) + dt.timedelta(days=1)
+    final = ("post_closure_monitoring", c.f.monitoring(started, outcome="no_concerns"))
+    refusal = c.refuse_move(["G30"], "closed", as_=c.sv, form_=final)
+    assert failing_codes(refusal.stderr) == ["G30"]
+    assert (
+        f"(follow-up {concern} recorded a new concern after closure and no later visit "
+        "that saw the child found none)"
+    ) in refusal.stderr
+    # A visit that sees the child with no concern closes it; then the case is archived.
+    c.record("follow_up", post_closure_visit(c))
+    c.move("closed", as_=c.sv, form_=final)
+    assert c.show()["post_closure_monitoring"]["monitoring_outcome"] == "no_concerns"
+
+
+def test_closure_at_18_is_judged_on_the_day_of_the_move(programme: Programme) -> None:
+    journey = programme.journey(
+        days_before=120, seed=132, separation="with_primary_caregiver", age=17
+    )
+    demo.walk(journey, "assessment")
+    c = Case.from_journey(programme, journey)
+    born = dt.date.fromisoformat(c.show()["registration"]["child"]["date_of_birth"])
+    birthday = born.replace(year=born.year + 18)
+    assert birthday - dt.timedelta(days=31) > c.day
+
+    # The discussion comes ahead: a proposal from the notice period (30 days) before.
+    c.day = birthday - dt.timedelta(days=31)
+    discussed = c.day - dt.timedelta(days=10)
+    proposal = ("closure", c.f.closure(c.cw, discussed, "turned_18"))
+    refusal = c.refuse_move(["G24p"], "closure_pending", reason="turned_18", form_=proposal)
+    assert (
+        "(the young person is not yet 18 within the notice period (30 days) from today)"
+    ) in refusal.stderr
+    c.wait(1)
+    c.move("closure_pending", reason="turned_18", form_=proposal)
+
+    # The day before the birthday, a closure date typed after it does not make them 18.
+    c.day = birthday - dt.timedelta(days=1)
+    typed = {
+        **c.f.closure(c.cw, discussed, "turned_18"),
+        "closure_date": (birthday + dt.timedelta(days=5)).isoformat(),
+    }
+    refusal = c.refuse_move(
+        ["G24"], "closed", reason="turned_18", as_=c.sv, form_=("closure", typed)
+    )
+    assert failing_codes(refusal.stderr) == ["G24"]
+    assert "(the young person is not yet 18 today)" in refusal.stderr
+    c.wait(1)
+    c.move("closed", reason="turned_18", as_=c.sv)
+    assert c.show()["closed_on"] == birthday.isoformat()
+    assert_history(c, ["identified", "registered", "assessment", "closure_pending", "closed"])
+
+
+def test_an_approved_plan_stays_as_approved(programme: Programme) -> None:
+    journey = programme.journey(days_before=120, seed=133, separation="with_primary_caregiver")
+    demo.walk(journey, "implementation")
+    c = Case.from_journey(programme, journey)
+    approved = c.show()["case_plan"][-1]
+    assert approved["status"] == "active"
+
+    # The caseworker re-records the approved plan with its objectives achieved: refused,
+    # the supervisor's signature does not cover changed content.
+    changed = copy.deepcopy(approved)
+    for item in (*changed["objectives"], *changed["actions"]):
+        item["status"] = "achieved"
+    refusal = c.refuse_record(["G16a"], "case_plan", changed)
+    assert (
+        f"(the approved plan {approved['plan_id']} would change its objectives, actions, "
+        "signatures or status"
+    ) in refusal.stderr
+    # Nor may a new plan arrive approved.
+    forged = {k: v for k, v in changed.items() if k != "plan_id"}
+    refusal = c.refuse_record(["G16a"], "case_plan", forged)
+    assert "(a plan becomes active only when a supervisor approves it" in refusal.stderr
+
+    # Progress is the review's: one objective still in progress stops closure, by its id.
+    c.wait(14)
+    c.record("follow_up", c.f.follow_up(c.cw, c.day))
+    review = closure_review(c)
+    review["objective_status"][1]["status"] = "in_progress"
+    c.record("review", review)
+    c.move("follow_up_review")
+    c.wait(2)
+    proposal = ("closure", c.f.closure(c.cw, c.day, "objectives_met"))
+    refusal = c.refuse_move(["G22"], "closure_pending", reason="objectives_met", form_=proposal)
+    assert (
+        "(objective O2 is in_progress in the latest review; it must be achieved, "
+        "or dropped with a reason in the approved plan"
+    ) in refusal.stderr
+    c.record("review", closure_review(c))
+    c.move("closure_pending", reason="objectives_met", form_=proposal)
+    assert c.show()["case_plan"] == [approved]

@@ -273,13 +273,10 @@ def in_review(outcome: str = "continue_plan") -> Case:
 
 
 def ready_to_close() -> Case:
-    """Reviewed with every objective achieved, as demo.Journey.review does it."""
+    """Reviewed with every objective achieved, as demo.Journey.review does it: progress is
+    the review's objective_status, the plan stays as approved."""
     case = implementing()
     case.wait(12)
-    plan = case.forms.case_plan(CW, case.day, achieved=True)
-    plan.update(plan_id="case_plan-1", status="active")
-    plan["signed_by_supervisor"] = {"staff_id": SV, "date": case.day.isoformat()}
-    case.add("case_plan", plan)
     case.add("review", case.forms.review(CW, case.day, "propose_closure"))
     case.go("follow_up_review")
     case.wait(2)
@@ -611,7 +608,7 @@ SCENARIOS: dict[str, Scenario] = {
     "T19b": Scenario(
         turning_18,
         "closure_pending",
-        ["G24"],
+        ["G24p"],
         still_17,
         reason="turned_18",
         form=lambda case: case.closure("turned_18"),
@@ -1093,10 +1090,14 @@ def test_nothing_but_consent_is_recorded_on_a_closed_case() -> None:
 # -- named checks carry a version --------------------------------------------------------
 
 
-def aged_out(date_of_birth: str, closure_date: str) -> Situation:
+def aged_out(date_of_birth: str, closure_date: str, today: str | None = None) -> Situation:
+    """A closure for turned_18 dated ``closure_date``, authorised ``today`` (the same day
+    unless given)."""
     child = {"date_of_birth": date_of_birth}
-    record = {"registration": {"child": child}, "closure": {"closure_date": closure_date}}
-    return Situation(record, {}, SV, "supervisor", START, PROGRAMME, frozenset(), {}, frozenset())
+    closure = {"closure_reason": "turned_18", "closure_date": closure_date}
+    record = {"registration": {"child": child}, "closure": closure}
+    day = dt.date.fromisoformat(today or closure_date)
+    return Situation(record, {}, SV, "supervisor", day, PROGRAMME, frozenset(), {}, frozenset())
 
 
 def test_turned_18_version_2_counts_a_partial_birth_date_from_its_last_day() -> None:
@@ -1107,13 +1108,28 @@ def test_turned_18_version_2_counts_a_partial_birth_date_from_its_last_day() -> 
     assert first is not None and second is not None
     summer = aged_out("2008", "2026-08-01")
     assert first(summer, {}) is None
-    assert second(summer, {}) == "the young person is not yet 18 on the closure date"
+    assert second(summer, {}) == "the young person is not yet 18 today"
     assert second(aged_out("2008", "2026-12-31"), {}) is None
     assert second(aged_out("2008-02", "2026-02-28"), {}) is not None
     assert second(aged_out("2008-02", "2026-03-01"), {}) is None
     # A full date is the same day for both.
     assert first(aged_out("2008-05-04", "2026-05-03"), {}) is not None
     assert second(aged_out("2008-05-04", "2026-05-04"), {}) is None
+
+
+def test_turned_18_version_2_measures_age_on_the_day_of_the_move() -> None:
+    """Version 1 trusts the closure date typed into the form; version 2 reads the day the
+    closure is authorised, and leaves closures for other reasons alone."""
+    first = guards.named_check("turned_18")
+    second = guards.named_check("turned_18", 2)
+    assert first is not None and second is not None
+    early = aged_out("2008-05-04", "2026-05-10", today="2026-05-01")
+    assert first(early, {}) is None
+    assert second(early, {}) == "the young person is not yet 18 today"
+    early.record["closure"]["closure_reason"] = "objectives_met"
+    assert second(early, {}) is None
+    early.reason = "turned_18"  # the move's reason counts where it gives one
+    assert second(early, {}) is not None
 
 
 def test_the_workflow_in_force_names_the_version_a_guard_is_judged_by() -> None:
@@ -1132,3 +1148,256 @@ def test_a_workflow_naming_an_unknown_version_of_a_check_is_refused() -> None:
     unknown["guards"]["G24"]["version"] = 9
     with pytest.raises(SchemaError, match="G24 names an unknown check or version of it"):
         config.load_workflow(yaml.safe_dump(unknown).encode(), SCHEMAS)
+
+
+# -- correctness: monitoring concerns, closing at 18, approved plans -------------------------
+
+
+def try_add(case: Case, form: str, item: dict[str, Any], by: str = CW) -> Outcome:
+    """An event as `Case.add` records it, the outcome returned whether or not allowed."""
+    return workflow.record_event(
+        case.record,
+        FLOW.events[form],
+        item,
+        STAFF.get(by),
+        PROGRAMME,
+        case.day,
+        flow=FLOW,
+        schema=SCHEMAS,
+        staff=STAFF,
+        new_id=ids.next_item_id,
+        check=check,
+    )
+
+
+def refusals(outcome: Outcome) -> list[str]:
+    """Each refusal as its code and the named check's reason, without the guard's
+    refusal text around it (what the case lacks, what to record)."""
+    said = []
+    for failure in outcome.refused:
+        statement, _, action = (FLOW.guards[failure.code].refusal or "").partition(": ")
+        reason = failure.message.removeprefix(f"{statement} (").removesuffix(f"): {action}")
+        said.append(f"{failure.code}: {reason}")
+    return said
+
+
+def concern_visit(case: Case) -> dict[str, Any]:
+    """A monitoring visit that finds a new concern, passed to the supervisor."""
+    visit = case.forms.follow_up(CW, case.day, phase="post_closure")
+    return {**visit, "new_concern": True, "escalated_to": SV}
+
+
+def test_a_new_concern_in_monitoring_stops_archiving_with_no_concerns() -> None:
+    case = monitoring()
+    for _ in range(2):
+        case.wait(28)
+        case.add("follow_up", case.forms.follow_up(CW, case.day, phase="post_closure"))
+    case.wait(28)
+    concern = case.add("follow_up", concern_visit(case))
+    case.wait(8)
+    _, outcome = case.attempt("closed", by=SV, form=monitoring_done(case))
+    assert refusals(outcome) == [
+        f"G30: follow-up {concern} recorded a new concern after closure and no later visit "
+        "that saw the child found none"
+    ]
+    # An unsuccessful visit, or one that sees a concern again, leaves it open.
+    case.wait(3)
+    case.add(
+        "follow_up", case.forms.follow_up(CW, case.day, successful=False, phase="post_closure")
+    )
+    again = case.forms.follow_up(CW, case.day, phase="post_closure")
+    case.add("follow_up", {**again, "observations": {"living_situation": {"status": "concern"}}})
+    _, outcome = case.attempt("closed", by=SV, form=monitoring_done(case))
+    assert codes(outcome.refused) == ["G30"]
+    # A later visit that sees the child with no concern closes it.
+    case.wait(1)
+    case.add("follow_up", case.forms.follow_up(CW, case.day, phase="post_closure"))
+    case.go("closed", by=SV, form=monitoring_done(case))
+
+
+def test_only_the_concerns_of_this_monitoring_count() -> None:
+    """A concern found while the case was open, or after an earlier closure, is not one
+    of this monitoring's: the case went through review or reopening since."""
+    case = monitored()
+    started = dt.date.fromisoformat(case.record["post_closure_monitoring"]["started_on"])
+    earlier = case.forms.follow_up(CW, started - dt.timedelta(days=40), phase="post_closure")
+    in_case = case.forms.follow_up(CW, started - dt.timedelta(days=20))
+    case.record = {
+        **case.record,
+        "follow_up": [
+            {**earlier, "follow_up_id": "follow_up-90", "new_concern": True},
+            {**in_case, "follow_up_id": "follow_up-91", "new_concern": True},
+            *case.record["follow_up"],
+        ],
+    }
+    case.go("closed", by=SV, form=monitoring_done(case))
+
+
+def test_monitoring_done_version_1_takes_the_outcome_as_it_stands() -> None:
+    case = monitoring()
+    for _ in range(3):
+        case.wait(28)
+        case.add("follow_up", concern_visit(case))
+    case.wait(8)
+    _, outcome = case.attempt("closed", by=SV, form=monitoring_done(case))
+    assert codes(outcome.refused) == ["G30"]
+    first = guards.named_check("monitoring_done")
+    assert first is not None
+    s = Situation(
+        {**case.record, "post_closure_monitoring": monitoring_done(case)[1]},
+        case.record,
+        SV,
+        "supervisor",
+        case.day,
+        PROGRAMME,
+        frozenset(),
+        {},
+        frozenset(),
+    )
+    assert first(s, {}) is None
+
+
+def birthday_18(case: Case) -> dt.date:
+    born = dt.date.fromisoformat(case.record["registration"]["child"]["date_of_birth"])
+    return born.replace(year=born.year + 18)
+
+
+def turning_18_on(days: int) -> tuple[Case, dt.date]:
+    """Registered at 17; the calendar ``days`` after the 18th birthday (before: negative)."""
+    case = registered(age=17)
+    birthday = birthday_18(case)
+    case.day = birthday + dt.timedelta(days=days)
+    return case, birthday
+
+
+def test_closure_at_18_may_be_proposed_from_the_notice_period_before_the_birthday() -> None:
+    notice = int(PROGRAMME["closure_notice_days"])
+    case, _ = turning_18_on(-notice - 1)
+    _, outcome = case.attempt("closure_pending", reason="turned_18", form=case.closure("turned_18"))
+    assert refusals(outcome) == [
+        f"G24p: the young person is not yet 18 within the notice period ({notice} days) from today"
+    ]
+    case.wait(1)
+    case.go("closure_pending", reason="turned_18", form=case.closure("turned_18"))
+
+
+def test_closure_at_18_is_authorised_from_the_birthday_whatever_the_form_says() -> None:
+    case, birthday = turning_18_on(-30)
+    case.go("closure_pending", reason="turned_18", form=case.closure("turned_18", days_ago=10))
+    # The day before the birthday, with a closure date typed after it: refused.
+    case.day = birthday - dt.timedelta(days=1)
+    _, form = case.closure("turned_18", days_ago=30)
+    later = {**form, "closure_date": (birthday + dt.timedelta(days=5)).isoformat()}
+    _, outcome = case.attempt("closed", by=SV, reason="turned_18", form=("closure", later))
+    assert refusals(outcome) == ["G24: the young person is not yet 18 today"]
+    _, outcome = case.attempt("closed", by=SV, reason="turned_18")
+    assert codes(outcome.refused) == ["G24"]
+    case.wait(1)
+    case.go("closed", by=SV, reason="turned_18")
+
+
+def test_authorising_closure_with_monitoring_for_turned_18_applies_g24() -> None:
+    """T20 takes no reason: the closure form's reason turned_18 brings G24 with it."""
+    assert "G24" in FLOW.transitions["T20"].guards
+    case, birthday = turning_18_on(-30)
+    _, form = case.closure("turned_18", days_ago=10)
+    case.go("closure_pending", reason="turned_18", form=("closure", form))
+    case.day = birthday - dt.timedelta(days=5)
+    conference = case.add("case_conference", case.forms.conference(SV, case.day))
+    case.add("closure", {**form, "case_conference_id": conference})
+    _, outcome = case.attempt("post_closure_monitoring", by=SV, form=monitoring_form(case))
+    assert refusals(outcome) == ["G24: the young person is not yet 18 today"]
+    case.day = birthday
+    case.go("post_closure_monitoring", by=SV, form=monitoring_form(case))
+
+
+def test_g24_version_2_leaves_other_closures_alone() -> None:
+    """Objectives met at 12: G24 on T20 does not apply."""
+    case = ready_to_authorise()
+    assert case.record["closure"]["closure_reason"] == "objectives_met"
+    case.go("post_closure_monitoring", by=SV, form=monitoring_form(case))
+
+
+def test_an_approved_plan_is_not_changed_by_recording_it_again() -> None:
+    case = implementing()
+    approved = case.record["case_plan"][-1]
+    assert approved["status"] == "active"
+    changed = copy.deepcopy(approved)
+    for item in (*changed["objectives"], *changed["actions"]):
+        item["status"] = "achieved"
+    before = copy.deepcopy(case.record)
+    outcome = try_add(case, "case_plan", changed)
+    assert refusals(outcome) == [
+        f"G16a: the approved plan {approved['plan_id']} would change its objectives, actions, "
+        "signatures or status: record a new draft version (plan_id left out, status draft) "
+        "for approval, and progress in a review's objective_status"
+    ]
+    assert case.record == before
+    # Nor turned back into a draft in place, its signatures kept on changed content.
+    outcome = try_add(case, "case_plan", {**changed, "status": "draft"})
+    assert codes(outcome.refused) == ["G16a"]
+    # Nor by a new plan that claims to be approved already.
+    forged = {k: v for k, v in changed.items() if k != "plan_id"}
+    outcome = try_add(case, "case_plan", forged)
+    assert refusals(outcome) == [
+        "G16a: a plan becomes active only when a supervisor approves it: record it as a draft"
+    ]
+    # What is not the plan's substance may change: the next review date.
+    later = copy.deepcopy(approved)
+    later["monitoring"]["next_review_date"] = (case.day + dt.timedelta(days=90)).isoformat()
+    case.add("case_plan", later)
+    # A new draft version supersedes it and goes to approval again.
+    case.add("case_plan", case.forms.case_plan(CW, case.day, version=2))
+    assert [p["status"] for p in case.record["case_plan"]] == ["superseded", "draft"]
+
+
+def test_objectives_met_reads_the_latest_review_by_objective_id() -> None:
+    case = implementing()
+    case.wait(12)
+    review = case.forms.review(CW, case.day, "propose_closure")
+    review["objective_status"][1]["status"] = "in_progress"
+    case.add("review", review)
+    case.go("follow_up_review")
+    case.wait(2)
+    _, outcome = case.attempt(
+        "closure_pending", reason="objectives_met", form=case.closure("objectives_met")
+    )
+    assert refusals(outcome) == [
+        "G22: objective O2 is in_progress in the latest review; it must be achieved, "
+        "or dropped with a reason in the approved plan"
+    ]
+    # A review that leaves an objective out does not count it as met.
+    case.wait(1)
+    review = case.forms.review(CW, case.day, "propose_closure")
+    del review["objective_status"][0]
+    case.add("review", review)
+    _, outcome = case.attempt(
+        "closure_pending", reason="objectives_met", form=case.closure("objectives_met")
+    )
+    assert refusals(outcome) == ["G22: the latest review gives no status for objective O1"]
+    # Dropped in the review: only with the approved plan's reason to drop it.
+    case.wait(1)
+    review = case.forms.review(CW, case.day, "propose_closure")
+    review["objective_status"][0]["status"] = "dropped"
+    case.add("review", review)
+    _, outcome = case.attempt(
+        "closure_pending", reason="objectives_met", form=case.closure("objectives_met")
+    )
+    assert codes(outcome.refused) == ["G22"]
+    # Achieved in the latest review, the plan as approved: closure may be proposed.
+    case.wait(1)
+    case.add("review", case.forms.review(CW, case.day, "propose_closure"))
+    assert [o["status"] for o in case.record["case_plan"][-1]["objectives"]] == ["in_progress"] * 2
+    case.go("closure_pending", reason="objectives_met", form=case.closure("objectives_met"))
+
+
+def test_objectives_met_needs_the_plan_in_force_approved() -> None:
+    case = implementing()
+    case.add("case_plan", case.forms.case_plan(CW, case.day, version=2))
+    case.wait(12)
+    case.add("review", case.forms.review(CW, case.day, "propose_closure"))
+    case.go("follow_up_review")
+    _, outcome = case.attempt(
+        "closure_pending", reason="objectives_met", form=case.closure("objectives_met")
+    )
+    assert refusals(outcome) == ["G22: the case plan in force is a draft, not approved"]
