@@ -642,6 +642,8 @@ def _report_config_change(change: ConfigChange) -> None:
 def migrate_command(state: State, dry_run: bool, as_json: bool) -> None:
     """Bring the record migrations this cmgit ships that the repository lacks, with the
     schema fields they need, and migrate every record in one commit (programme managers).
+    The template's schemas, workflow, SOP pages and mkdocs.yml that this cmgit changed
+    come too, where the programme never changed its own since cmgit init.
 
     \b
     Example:
@@ -652,7 +654,10 @@ def migrate_command(state: State, dry_run: bool, as_json: bool) -> None:
         emit(change.as_dict(), True)
         return
     if not change.files:
-        click.echo("The records are at the format this cmgit ships; nothing to migrate")
+        click.echo(
+            "The records are at the format this cmgit ships, and the template's files the "
+            "programme kept as they were are up to date; nothing to migrate"
+        )
         return
     _report_config_change(change)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cmgit import ids
-from cmgit.store import setup
+from cmgit.store import forward, setup
 from cmgit.store.setup import TEMPLATE_ITEMS
 from cmgit.template import template_root
 
@@ -380,17 +380,22 @@ def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Pro
     assert audit(programme)[0] == 0
 
 
+def template_copy(folder: Path) -> Path:
+    """The case-repository template as this cmgit ships it, copied to ``folder``."""
+    for item in TEMPLATE_ITEMS:
+        source = template_root() / item
+        if source.is_dir():
+            shutil.copytree(source, folder / item)
+        else:
+            shutil.copy2(source, folder / item)
+    return folder
+
+
 @pytest.fixture
 def earlier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Programme:
     """A programme made by a cmgit from before records carried their format: its
     template had no migrations and no record_format."""
-    old = tmp_path / "old-template"
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, old / item)
-        else:
-            shutil.copy2(source, old / item)
+    old = template_copy(tmp_path / "old-template")
     shutil.rmtree(old / "schemas" / "migrations")
     case = json.loads((old / "schemas/case.schema.json").read_text())
     del case["properties"]["record_format"]
@@ -439,7 +444,7 @@ def test_cmgit_migrate_brings_the_record_format_to_a_repository_made_before_it(
     assert "\nrecord_format: 2\n" in (earlier.root / ids.record_path(newer)).read_text()
     again = earlier.cli("migrate", as_="pm-001")
     assert again.exit_code == 0
-    assert again.stdout == "The records are at the format this cmgit ships; nothing to migrate\n"
+    assert again.stdout.startswith("The records are at the format this cmgit ships, and the")
 
 
 def rename_consent_language(office: Path) -> None:
@@ -514,3 +519,40 @@ def test_a_malformed_migration_is_refused_with_cmgits_message_and_changes_nothin
         assert refused.exit_code == 3, refused.output
         assert refused.stderr.startswith(f"Error: schemas/migrations/0003-bad: {message}")
         assert programme.state() == before
+
+
+def test_cmgit_migrate_brings_the_template_files_the_programme_kept_as_they_were(
+    programme: Programme, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer cmgit corrects a guard's refusal and an SOP page, and adds a page: the
+    repository gets what it kept as `init` made it, and keeps what it changed itself."""
+    newer = template_copy(tmp_path / "newer-template")
+    flow = newer / "schemas/workflow.yaml"
+    flow.write_text(flow.read_text().replace("No risk level is recorded", "No risk level is set"))
+    kept, changed = "site/sop/step-2-assessment.md", "site/sop/step-3-case-planning.md"
+    for page in (kept, changed):
+        (newer / page).write_text((newer / page).read_text() + "\nA corrected line.\n")
+    (newer / "site/sop/new-page.md").write_text("# A new page\n")
+    own = programme.root / changed
+    own.write_text(own.read_text() + "\nThe programme's own line.\n")
+    committed = programme.cli("config", "commit", "-m", "own_sop_line", as_="co-north")
+    assert committed.exit_code == 0, committed.output
+    monkeypatch.setattr(forward, "template_root", lambda: newer)
+
+    dry = programme.cli("migrate", "--dry-run", "--json", as_="pm-001")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["files"] == {
+        "schemas/workflow.yaml": "modified",
+        kept: "modified",
+        "site/sop/new-page.md": "added",
+    }
+    made = programme.cli("migrate", as_="pm-001")
+    assert made.exit_code == 0, made.output
+    assert "No risk level is set" in (programme.root / "schemas/workflow.yaml").read_text()
+    assert (programme.root / kept).read_text().endswith("A corrected line.\n")
+    assert "A corrected line." not in (programme.root / changed).read_text()
+    assert programme.git("status", "--porcelain") == ""
+    code, report = audit(programme)
+    assert code == 0 and report["ok"], report
+    again = programme.cli("migrate", "--json", as_="pm-001")
+    assert again.exit_code == 0 and json.loads(again.stdout)["files"] == {}

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import crypto, migrations
+from ..config import editable_part, editors
 from ..errors import SchemaError
 from ..migrations import FORMAT_FIELD, MIGRATIONS_DIR, Migration
 from ..registry import PROGRAMME_MANAGER
@@ -25,6 +26,7 @@ from ..schema import CASE, SchemaSet
 from ..template import template_root
 from .core import Core
 from .procedure import ConfigChange, config_commit
+from .setup import TEMPLATE_ITEMS
 
 REASON = "cmgit_migrate"
 
@@ -71,9 +73,49 @@ def brought(repo: Core) -> dict[str, bytes]:
         text = re.sub(rb"(?m)^format: *[0-9]+ *$", f"format: {fmt}".encode(), data, count=1)
         files[path] = text
         added.append(migrations.parse(path, text))
+    untouched = template_updates(repo)
     if added:
-        files.update(_schemas_needed(repo, added))
+        needed = _schemas_needed(repo, added)
+        files.update({path: data for path, data in needed.items() if path not in untouched})
+    files.update(untouched)
     return files
+
+
+def template_updates(repo: Core) -> dict[str, bytes]:
+    """The template's files (schemas, SOP pages, mkdocs.yml) that a newer cmgit changed or
+    added, where the programme never changed its own: the same at HEAD as in the first
+    commit, made from the template by `cmgit init`, or in neither. A file the programme
+    changed or removed stays its own. So corrected guards, their refusal texts and the
+    SOP pages reach repositories made earlier. Nothing in a shallow clone, whose first
+    commit is not the one `init` made; pages only where the actor's role edits them."""
+    if (repo.git.git_dir / "shallow").exists():
+        return {}
+    head = repo.git.head()
+    assert head is not None
+    root = repo.git.text("rev-list", "--max-parents=0", head).split()[0]
+    source = template_root()
+    wanted = {
+        path.relative_to(source).as_posix(): path
+        for item in TEMPLATE_ITEMS
+        for path in ((source / item).rglob("*") if (source / item).is_dir() else [source / item])
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    wanted = {
+        rel: path
+        for rel, path in wanted.items()
+        if editable_part(rel) is not None
+        and PROGRAMME_MANAGER in editors(str(editable_part(rel)), repo.settings)
+        and not migrations.is_migration_path(rel)
+    }
+    updates: dict[str, bytes] = {}
+    for rel, path in sorted(wanted.items()):
+        now, first = repo.git.path_entry(head, rel), repo.git.path_entry(root, rel)
+        if now != first:
+            continue  # the programme's own
+        data = path.read_bytes()
+        if now is None or repo.git.read_blob(now[1]) != data:
+            updates[rel] = data
+    return updates
 
 
 def _schemas_needed(repo: Core, added: Sequence[Migration]) -> dict[str, bytes]:
