@@ -152,9 +152,9 @@ def _holder(programme: Programme) -> str:
     raise AssertionError("no record holds the new value")
 
 
-def test_a_migration_made_any_other_way_fails_audit_and_the_server(
-    big: Programme, tmp_path: Path
-) -> None:
+def migrate_on_a_central(big: Programme, tmp_path: Path) -> None:
+    """The value renamed with its migration, committed by the programme manager, in a
+    clone of a central repository with the server hook."""
     central(big, tmp_path)
     rename_the_value(big)
     (big.root / MIGRATION).write_text(STEPS)
@@ -162,6 +162,12 @@ def test_a_migration_made_any_other_way_fails_audit_and_the_server(
         "config", "commit", "-m", "caregiver_status_renamed", as_="pm-001", env=signed(big)
     )
     assert made.exit_code == 0, made.output
+
+
+def test_a_migration_made_any_other_way_fails_audit_and_the_server(
+    big: Programme, tmp_path: Path
+) -> None:
+    migrate_on_a_central(big, tmp_path)
     migration = big.git("rev-parse", "HEAD").strip()
 
     # The same tree committed with plain git: not cmgit's message, not signed.
@@ -219,13 +225,7 @@ def test_a_migration_made_any_other_way_fails_audit_and_the_server(
 def test_the_server_refuses_a_record_older_than_the_format_at_its_head(
     big: Programme, tmp_path: Path
 ) -> None:
-    central(big, tmp_path)
-    rename_the_value(big)
-    (big.root / MIGRATION).write_text(STEPS)
-    made = big.cli(
-        "config", "commit", "-m", "caregiver_status_renamed", as_="pm-001", env=signed(big)
-    )
-    assert made.exit_code == 0, made.output
+    migrate_on_a_central(big, tmp_path)
     assert run_git(big.root, "push", "-q", "origin", "main").returncode == 0
     # A caseworker's cmgit from before the migration writes a record of format 2: here,
     # the case's record as it was, one version on, in a commit of cmgit's form.

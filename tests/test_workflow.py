@@ -109,19 +109,7 @@ class Case:
         self.record = {k: v for k, v in self.record.items() if k not in forms}
 
     def add(self, form: str, item: dict[str, Any], by: str = CW) -> str:
-        outcome = workflow.record_event(
-            self.record,
-            FLOW.events[form],
-            item,
-            STAFF.get(by),
-            PROGRAMME,
-            self.day,
-            flow=FLOW,
-            schema=SCHEMAS,
-            staff=STAFF,
-            new_id=ids.next_item_id,
-            check=check,
-        )
+        outcome = try_add(self, form, item, by)
         assert outcome.allowed, [str(f) for f in outcome.refused]
         self.keep(outcome)
         assert outcome.item_id is not None
@@ -1154,7 +1142,8 @@ def test_a_workflow_naming_an_unknown_version_of_a_check_is_refused() -> None:
 
 
 def try_add(case: Case, form: str, item: dict[str, Any], by: str = CW) -> Outcome:
-    """An event as `Case.add` records it, the outcome returned whether or not allowed."""
+    """An event recorded as the store records it, the outcome returned whether or not
+    it is allowed (`Case.add` keeps it, and requires it allowed)."""
     return workflow.record_event(
         case.record,
         FLOW.events[form],
