@@ -1306,4 +1306,6 @@ def test_an_approved_plan_stays_as_approved(programme: Programme) -> None:
     ) in refusal.stderr
     c.record("review", closure_review(c))
     c.move("closure_pending", reason="objectives_met", form_=proposal)
-    assert c.show()["case_plan"] == [approved]
+    doc = c.show()
+    assert doc["case_plan"] == [approved]
+    assert [a["status"] for a in doc["review"][-1]["action_status"]] == ["achieved"] * 2
