@@ -392,7 +392,35 @@ def count_table(
 ) -> Table:
     """A table of counts, suppressed: the only way a count becomes publishable."""
     grid = Grid.of(counts, row_totals=row_totals, column_totals=column_totals)
-    s = suppress(grid, threshold)
+    return table_of(
+        grid,
+        suppress(grid, threshold),
+        threshold,
+        id=id,
+        title=title,
+        dimensions=dimensions,
+        rows=rows,
+        columns=columns,
+        note=note,
+        chart=chart,
+    )
+
+
+def table_of(
+    grid: Grid,
+    s: Suppression,
+    threshold: int,
+    *,
+    id: str,
+    title: str,
+    dimensions: tuple[str, ...],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    note: str = "",
+    chart: str = "bars",
+) -> Table:
+    """What ``s`` lets be shown of ``grid``, as a table (the monthly report suppresses a
+    table further where another of its tables publishes its total)."""
     r, c = grid.shape
     return Table(
         id,
@@ -401,8 +429,8 @@ def count_table(
         list(rows),
         list(columns),
         [[s.shown(grid, (i, j), threshold) for j in range(c)] for i in range(r)],
-        [s.shown(grid, (i, c), threshold) for i in range(r)] if row_totals else None,
-        [s.shown(grid, (r, j), threshold) for j in range(c)] if column_totals else None,
+        [s.shown(grid, (i, c), threshold) for i in range(r)] if grid.row_totals else None,
+        [s.shown(grid, (r, j), threshold) for j in range(c)] if grid.column_totals else None,
         s.shown(grid, (r, c), threshold) if grid.grand_total else None,
         note,
         chart,
