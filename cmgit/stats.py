@@ -765,20 +765,32 @@ def registrations_and_closures(
     )
 
 
+def by_reason(
+    found: Mapping[Any, int], programme: Programme, *, fold: bool = True
+) -> tuple[list[str], list[int]]:
+    """Row labels and counts of closures by reason: with ``fold``, a high-sensitivity
+    reason (death) under "other" unless it counts at least k; unknown reasons as not
+    recorded."""
+    k = programme.threshold
+    sensitive = [r for r in HIGH_SENSITIVITY_REASONS if r in programme.closure_reasons]
+    shown = [
+        r for r in programme.closure_reasons if not fold or r not in sensitive or found[r] >= k
+    ]
+    folded = [r for r in sensitive if r not in shown]
+    rows = [r.replace("_", " ") for r in shown]
+    counts = [found.get(r, 0) for r in shown]
+    if folded:
+        rows.append(OTHER)
+        counts.append(sum(found.get(r, 0) for r in folded))
+    rows.append(NOT_SET)
+    counts.append(sum(n for r, n in found.items() if r not in programme.closure_reasons))
+    return rows, counts
+
+
 def closure_reasons(cases: Sequence[Mapping[str, Any]], programme: Programme) -> Table:
     k = programme.threshold
     closed = [c for c in cases if c.get("state") in programme.finished_states]
-    found = Counter(c.get("closure_reason") for c in closed)
-    sensitive = [r for r in HIGH_SENSITIVITY_REASONS if r in programme.closure_reasons]
-    shown = [r for r in programme.closure_reasons if r not in sensitive or found[r] >= k]
-    folded = [r for r in sensitive if r not in shown]
-    rows = [r.replace("_", " ") for r in shown]
-    counts = [found[r] for r in shown]
-    if folded:
-        rows.append(OTHER)
-        counts.append(sum(found[r] for r in folded))
-    rows.append(NOT_SET)
-    counts.append(sum(n for r, n in found.items() if r not in programme.closure_reasons))
+    rows, counts = by_reason(Counter(c.get("closure_reason") for c in closed), programme)
     return count_table(
         "closure_reasons",
         "Closed cases by closure reason",

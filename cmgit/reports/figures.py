@@ -15,15 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stats import (
-    DEFAULT_THRESHOLD,
-    HIGH_SENSITIVITY_REASONS,
-    IN_FAMILIES,
-    NOT_SET,
-    OTHER,
-    RISK_LEVELS,
-    UASC,
-)
+from ..stats import DEFAULT_THRESHOLD, IN_FAMILIES, NOT_SET, OTHER, RISK_LEVELS, UASC, by_reason
 from ..stats import Programme as Procedure
 from ..workflow import CLOSED, MONITORING, Workflow
 from .month import Month, Step, add_months, changes, state_on, timeline
@@ -244,15 +236,7 @@ def closures_by_reason(
     are at least k, as in ``cmgit stats``."""
     found = Counter(reason for c in cases for reason in c.closure_reasons)
     k = procedure.threshold
-    sensitive = [r for r in HIGH_SENSITIVITY_REASONS if fold and found[r] < k]
-    shown = [r for r in procedure.closure_reasons if r not in sensitive]
-    rows = [r.replace("_", " ") for r in shown]
-    counts = [found[r] for r in shown]
-    if sensitive:
-        rows.append(OTHER)
-        counts.append(sum(found[r] for r in sensitive))
-    rows.append(NOT_SET)
-    counts.append(sum(n for r, n in found.items() if r not in procedure.closure_reasons))
+    rows, counts = by_reason(found, procedure, fold=fold)
     return Figure(
         "closures_by_reason",
         "Closures in the month by reason",
