@@ -261,7 +261,9 @@ def test_closure_reason_only_for_the_latest_closure() -> None:
     assert found.events == {"identified": 1, "reopened": 1}
 
 
-def test_deaths_are_folded_into_other_in_public_but_not_internally() -> None:
+def test_registrations_and_closures_of_the_month_are_internal_only() -> None:
+    """`cmgit stats` publishes them by month on the same site, where one may be hidden to
+    protect another: the public report leaves them out; deaths are not folded inside."""
     proc = procedure()
     cases = [
         reports.case_month(
@@ -271,12 +273,13 @@ def test_deaths_are_folded_into_other_in_public_but_not_internally() -> None:
             3,
         )
     ]
-    public = {f.id: f for f in reports.open_figures(cases, proc)[1]}["closures_by_reason"]
-    internal = {f.id: f for f in reports.open_figures(cases, proc, fold=False)[1]}[
-        "closures_by_reason"
-    ]
-    assert "death" not in public.labels[0] and stats.OTHER in public.labels[0]
-    assert "death" in internal.labels[0]
+    public = {f.id: f for f in reports.open_figures(cases, proc)[1]}
+    internal = {f.id: f for f in reports.open_figures(cases, proc, internal=True)[1]}
+    assert "closures_by_reason" not in public
+    assert "registered" not in public["movement"].labels[0]
+    assert "registered" in internal["movement"].labels[0]
+    reasons = internal["closures_by_reason"]
+    assert reasons.counts[reasons.labels[0].index("death")] == [1]
 
 
 def test_a_table_whose_total_cannot_be_shown_safely_is_withheld() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stats import DEFAULT_THRESHOLD, IN_FAMILIES, NOT_SET, OTHER, RISK_LEVELS, UASC, by_reason
+from ..stats import DEFAULT_THRESHOLD, IN_FAMILIES, NOT_SET, RISK_LEVELS, UASC, by_reason
 from ..stats import Programme as Procedure
 from ..workflow import CLOSED, MONITORING, Workflow
 from .month import Month, Step, add_months, changes, state_on, timeline
@@ -180,11 +180,15 @@ def _monitored(steps: Sequence[Step], month: Month, monitoring_months: int) -> l
 
 
 def open_figures(
-    cases: Sequence[CaseMonth], procedure: Procedure, *, fold: bool = True
+    cases: Sequence[CaseMonth], procedure: Procedure, *, internal: bool = False
 ) -> tuple[int, list[Figure]]:
     """The number of cases active in the month and the figures of their open fields, in
-    the order they are published; ``fold`` counts rare deaths under "other" (the
-    public version), as ``cmgit stats`` does."""
+    the order they are published.
+
+    Registrations and closures of the month are counted by ``cmgit stats`` too, on the
+    same site, where a count may be hidden to protect another: published here as well, it
+    would give that one away. So they are in the ``internal`` version only.
+    """
     active = [c for c in cases if c.active]
     sexes = (*SEX_COLUMNS, OTHER_SEX)
     risks = (*RISK_LEVELS, NOT_SET)
@@ -195,7 +199,8 @@ def open_figures(
     events = Counter[str]()
     for c in cases:
         events.update(c.events)
-    return len(active), [
+    moves = ("identified", "registered", "reopened") if internal else ("identified", "reopened")
+    figures = [
         Figure(
             "risk_by_sex",
             "Cases active in the month by risk level and sex",
@@ -218,25 +223,23 @@ def open_figures(
             "movement",
             "New and reopened cases in the month",
             ("event",),
-            (("identified", "registered", "reopened"), ("cases",)),
-            [[events["identified"]], [events["registered"]], [events["reopened"]]],
+            (moves, ("cases",)),
+            [[events[move]] for move in moves],
             row_totals=False,
             column_totals=False,
             note="Each is a different event: the rows are not added up.",
         ),
-        closures_by_reason(cases, procedure, fold=fold),
         rates(cases),
     ]
+    if internal:
+        figures.append(closures_by_reason(cases, procedure))
+    return len(active), figures
 
 
-def closures_by_reason(
-    cases: Sequence[CaseMonth], procedure: Procedure, *, fold: bool = True
-) -> Figure:
-    """Closures in the month by reason; with ``fold``, deaths under "other" unless there
-    are at least k, as in ``cmgit stats``."""
+def closures_by_reason(cases: Sequence[CaseMonth], procedure: Procedure) -> Figure:
+    """Closures in the month by reason, deaths included however few."""
     found = Counter(reason for c in cases for reason in c.closure_reasons)
-    k = procedure.threshold
-    rows, counts = by_reason(found, procedure, fold=fold)
+    rows, counts = by_reason(found, procedure, fold=False)
     return Figure(
         "closures_by_reason",
         "Closures in the month by reason",
@@ -244,7 +247,6 @@ def closures_by_reason(
         (tuple(rows), ("closures",)),
         [[n] for n in counts],
         row_totals=False,
-        note=f'Deaths are counted under "{OTHER}" unless there are at least {k}.' if fold else "",
     )
 
 

@@ -67,7 +67,7 @@ def internal_monthly(
         progress,
     )
     readable = [pair for pair in found if pair is not None]
-    active, figures = reports.open_figures([c for c, _ in readable], procedure, fold=False)
+    active, figures = reports.open_figures([c for c, _ in readable], procedure, internal=True)
     plaintext = reports.internal_report(
         month,
         head,
