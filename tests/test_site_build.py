@@ -246,6 +246,10 @@ def test_statistics_page_shows_the_tables_of_a_larger_programme(
     assert page.count('<svg class="cmgit-chart"') >= 6
     assert "3 Case plan" in page or "4 Implement the plan" in page
     assert f"at least {MIN_N_DERIVED}" in page
+    monthly = (out / "statistics" / "monthly.html").read_text(encoding="utf-8")
+    # 21 cases open in March 2026: the month's tables are published, suppressed.
+    assert "Cases active in the month by risk level and sex" in monthly
+    assert "Cases active in the month: <strong>21</strong>" in monthly
 
 
 def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) -> None:
