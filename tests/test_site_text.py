@@ -43,6 +43,7 @@ GENERATED = frozenset(
         "reference/guards.md",
         "reference/forms.md",
         "statistics/index.md",
+        "statistics/monthly.md",
     }
 )
 
