@@ -44,8 +44,6 @@ from .errors import CmgitError, GitFailed, RepositoryError, SchemaError
 from .guards import to_date
 from .history import (
     BLOB_MODES,
-    FORMAT_TRAILER,
-    MESSAGE_FORM,
     Commit,
     Git,
     actor_author,
@@ -57,6 +55,7 @@ from .history import (
 )
 from .progress import SILENT, Progress
 from .registry import CASEWORKER, PROGRAMME_MANAGER, Registry
+from .trail import FORMAT_TRAILER, MESSAGE_FORM
 from .workflow import PASS, STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
@@ -624,7 +623,7 @@ class Auditor:
             ]
             unproven += not required or any(v.rule == "signature" for v in problems)
             found += problems
-            if trail.GUARD in commit.trailers:
+            if trail.records_decisions(commit.trailers):
                 decided.append(_decision_row(commit))
         return len(batch), unproven, found, damaged, decided
 

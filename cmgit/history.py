@@ -35,6 +35,7 @@ from .errors import (
     TooLarge,
 )
 from .faults import crash_point
+from .trail import FORMAT_TRAILER, MESSAGE_FORM
 
 ZERO_OID = "0" * 40
 FSCK_SHOWN = 10
@@ -958,10 +959,6 @@ def generated_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
     return format_message(subject, [*trailers, (FORMAT_TRAILER, MESSAGE_FORM)])
 
 
-# The form of message cmgit writes (audit judges each commit by the form it names; the
-# first form names none), and the trailer that names it.
-MESSAGE_FORM = "2"
-FORMAT_TRAILER = "Cmgit-Format"
 _WORD = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _VALUE_RE = re.compile(rf"{_WORD}(?: {_WORD}){{0,2}}")
 _TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")

@@ -15,6 +15,10 @@ from typing import Any
 from .errors import UsageError
 from .workflow import OVERRIDDEN, OVERRIDE, PASS, WARN, Transition, Workflow
 
+# The form of message cmgit writes (audit judges each commit by the form it names; the
+# first form names none), and the trailer that names it.
+MESSAGE_FORM = "2"
+FORMAT_TRAILER = "Cmgit-Format"
 GUARD = "Cmgit-Guard"
 AUTHORISER = "Cmgit-Authoriser"
 PROPOSER = "Cmgit-Proposer"  # who proposed what the authoriser authorises
@@ -64,17 +68,24 @@ def guard_trailers(results: Sequence[tuple[str, str]], reason: str | None) -> li
     ]
 
 
+def records_decisions(trailers: Mapping[str, list[str]]) -> bool:
+    """Whether a commit is a transition whose message form records its decisions."""
+    action = trailers.get("Cmgit-Action", [""])[-1]
+    return action in ADDED and trailers.get(FORMAT_TRAILER, [""])[-1] not in ("", "1")
+
+
 def decision(trailers: Mapping[str, list[str]]) -> dict[str, Any]:
     """What a commit's trailers say was decided, for `log` and `audit --json`: only the
     parts it records (a commit of form 1 records none of them)."""
+    if not records_decisions(trailers):
+        return {}
     shown: dict[str, Any] = {}
     for key, name in ((AUTHORISER, "authoriser"), (PROPOSER, "proposer")):
         if key in trailers:
             shown[name] = trailers[key][-1]
     if PREVIOUS in trailers:
         shown["previous_caseworker"] = trailers[PREVIOUS][-1]
-    if GUARD in trailers:
-        shown["guards"] = list(trailers[GUARD])
+    shown["guards"] = list(trailers.get(GUARD, []))
     return shown
 
 
@@ -129,7 +140,8 @@ def judge(
         if result not in ALLOWED.get(guard.severity, ()) or (reason and result != OVERRIDDEN):
             yield (
                 GUARDS_RULE,
-                f"{code} listed {' '.join([result, *reason])}: a {guard.severity} guard",
+                f"{code} listed {' '.join([result, *reason])}: "
+                f"a {guard.severity} guard allows no such result",
             )
         elif result == OVERRIDDEN:
             if actor_role not in flow.authorisers:

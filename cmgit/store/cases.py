@@ -303,7 +303,8 @@ def move(
     if transition.four_eyes:
         trailers.append((trail.AUTHORISER, actor.id))
         proposer = _proposer(outcome.forms, transition)
-        if proposer not in (None, actor.id):
+        # The closure form names its proposer: recorded where that is other staff.
+        if proposer != actor.id and proposer in repo.registry.staff:
             trailers.append((trail.PROPOSER, str(proposer)))
     trailers += trail.guard_trailers(outcome.results, override_reason)
     unit.save(
