@@ -17,7 +17,9 @@ from cmgit.trail import FORMAT_TRAILER, MESSAGE_FORM
 
 from .conftest import CANARY, Programme, build_programme
 from .test_audit import audit, forge, rules
+from .test_hooks import run_git
 from .test_signing import require_signatures
+from .test_sync import in_office, offices
 from .test_workflow_data import at, ready_to_register
 
 Trailers = list[tuple[str, str]]
@@ -333,3 +335,29 @@ def test_a_form_1_history_still_audits_clean(
     code, report = audit(old)
     assert code == 0, report["violations"]
     assert [row["commit"] for row in report["decisions"]] == [r["commit"] for r in moves]
+
+
+def test_sync_replays_a_reassignment_with_its_decisions(
+    programme: Programme, tmp_path: Path
+) -> None:
+    case_id = programme.walk("assessment")
+    _, a, b = offices(programme, tmp_path)
+    note = programme.form_file("note")
+    assert in_office(programme, a, "record", case_id, "note", "--from", note).exit_code == 0
+    assigned = in_office(
+        programme, b, "assign", case_id, "cw-north-2", "--reason", "staff_departure", as_="sv-north"
+    )
+    assert assigned.exit_code == 0, assigned.output
+    before = run_git(b, "log", "-1", "--format=%B").stdout
+    assert in_office(programme, a, "sync").exit_code == 0
+    synced = in_office(programme, b, "sync", as_="sv-north")
+    assert synced.exit_code == 0, synced.output
+    replayed = run_git(b, "log", "-1", "--format=%B").stdout
+    assert replayed != run_git(a, "log", "-1", "--format=%B").stdout  # b's commit, made again
+    assert [line for line in replayed.splitlines() if "Version" not in line] == [
+        line for line in before.splitlines() if "Version" not in line
+    ]
+    assert "Cmgit-Guard: G03c pass" in replayed
+    audited = in_office(programme, b, "audit", "--json", as_=None)
+    assert audited.exit_code == 0, audited.output
+    assert json.loads(audited.stdout)["decisions"][-1]["previous_caseworker"] == "cw-north-1"
