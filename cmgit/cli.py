@@ -1488,6 +1488,7 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
                 "severity": g.severity,
                 "summary": g.summary,
                 "refusal": g.refusal_text,
+                **({"override_reasons": list(g.override_reasons)} if g.override_reasons else {}),
             }
             for g in flow.guards.values()
         ]
