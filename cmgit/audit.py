@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from . import caches, crypto, ids, migrations, pool, records, signing
+from . import caches, crypto, ids, migrations, pool, records, signing, trail
 from .config import (
     EDITABLE,
     PARTS,
@@ -54,10 +54,14 @@ from .history import (
     write_atomic,
 )
 from .progress import SILENT, Progress
-from .registry import PROGRAMME_MANAGER, Registry
-from .workflow import STATE_HISTORY
+from .registry import CASEWORKER, PROGRAMME_MANAGER, Registry
+from .trail import FORMAT_TRAILER, MESSAGE_FORM
+from .workflow import PASS, STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
+# The one named check audit recomputes without a key: the key caseworker is active staff
+# with the caseworker role, in the registry in force at the parent.
+KEYLESS_CHECK = "key_caseworker_active"
 RECORDS = ids.RECORDS_DIR + "/"
 BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
@@ -112,13 +116,20 @@ TRAILERS: dict[str, frozenset[str]] = {
     "config": frozenset({"Cmgit-Action", "Cmgit-Reason", "Cmgit-Migration"}),
 }
 # Trailers an action may carry more than once.
-_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration"})
+_REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.GUARD})
 
 # The forms of message cmgit has written, by version: a commit is judged by the form it
 # was made under, named by its Cmgit-Format trailer, and form 1 (the first) carries none.
-# A later form adds its version here with the trailers of each action it writes.
-MESSAGE_FORMS: dict[str, dict[str, frozenset[str]]] = {"1": TRAILERS}
-FORMAT_TRAILER = "Cmgit-Format"
+# A later form adds its version here with the trailers of each action it writes. Form 2
+# records the decisions of each transition (cmgit.trail) and signs exactly where
+# signatures are required.
+MESSAGE_FORMS: dict[str, dict[str, frozenset[str]]] = {
+    "1": TRAILERS,
+    MESSAGE_FORM: {
+        action: keys - trail.DROPPED | trail.ADDED.get(action, frozenset())
+        for action, keys in TRAILERS.items()
+    },
+}
 FIRST_FORM = "1"
 # How far a commit's time may fall behind its parent's (clocks of offices drift; a
 # back-dated history does not), and a Cmgit-Date run ahead of its commit's UTC day.
@@ -142,6 +153,9 @@ class Report:
     start: str | None = None
     head: str | None = None
     violations: list[Violation] = field(default_factory=list)
+    # The decisions of each transition commit checked that records them (form 2), in
+    # order: one compact row each, for `--json`.
+    decisions: list[dict[str, Any]] = field(default_factory=list)
     # Commits checked whose actor no required, verified signature proves.
     unproven: int = 0
     # Every actor in the history audited is proven: each commit had to be signed, was
@@ -179,7 +193,7 @@ class Entry(NamedTuple):
 
 # Of a batch: commits checked, those whose actor is not proven, what was found, and the
 # objects found damaged or missing.
-Checked = tuple[int, int, list[Violation], list[str]]
+Checked = tuple[int, int, list[Violation], list[str], list[dict[str, Any]]]
 
 _OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # How `git log --raw` writes a folder's mode, and the side of a change with no file.
@@ -307,6 +321,8 @@ class Auditor:
         self._objects: dict[str, bytes] = {}
         # The last commit checked and its committer time: the next one's parent, mostly.
         self._last_time: tuple[str, int | None] | None = None
+        # The last commit checked and the form of its message: forms never go back.
+        self._last_form: tuple[str, str] | None = None
         # The commit the walk goes up to, whose registry knows every compromised key.
         self._until: str | None = None
         self._newest: tuple[str | None, Registry | None] | None = None
@@ -552,12 +568,13 @@ class Auditor:
         # configuration commit judged on the way walks on its own, and must not move it.
         self._until = report.head
         damaged: list[str] = []
-        for checked, unproven, found, broken in self._check_all(
+        for checked, unproven, found, broken, decided in self._check_all(
             self.commits(start, report.head, progress)
         ):
             report.checked += checked
             report.unproven += unproven
             report.violations += found
+            report.decisions += decided
             damaged += broken
         # Each object the walk brought in was hashed as it was read: what `git fsck` would
         # find of the history, found on the way.
@@ -597,6 +614,7 @@ class Auditor:
         signature proves, and what was found."""
         damaged = self._prefetch(batch)
         found: list[Violation] = []
+        decided: list[dict[str, Any]] = []
         unproven = 0
         for commit, parents, changes, _ in batch:
             required = self._requires(commit.oid, parents)
@@ -605,7 +623,9 @@ class Auditor:
             ]
             unproven += not required or any(v.rule == "signature" for v in problems)
             found += problems
-        return len(batch), unproven, found, damaged
+            if trail.records_decisions(commit.trailers):
+                decided.append(_decision_row(commit))
+        return len(batch), unproven, found, damaged, decided
 
     def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[Checked]:
         """`check_batch` of each batch, in order; on every core for a long history.
@@ -698,6 +718,7 @@ class Auditor:
                 commit, read_config(self.git, commit.oid), actor_id, committed
             )
             self._last_time = (commit.oid, committed)
+            self._last_form = (commit.oid, _form(commit))
             return
         parent = parents[0]
         try:
@@ -712,6 +733,7 @@ class Auditor:
             return
         self._current, self._current_at = after, commit.oid
         yield from self._check_message(commit, message)
+        yield from self._check_form_order(commit, parent)
         yield from self._check_time(commit.oid, parent, committed)
         yield from self._check_signature(commit, before, actor_id, committed)
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
@@ -740,8 +762,7 @@ class Auditor:
         # Rebuild the message from its own subject and trailers with cmgit's formatter:
         # anything else in it (free text, a forged trailer line) makes it differ. git
         # shows a message only up to a NUL byte: the bytes after it are compared too.
-        form = commit.trailer(FORMAT_TRAILER) or FIRST_FORM
-        trailers_of = MESSAGE_FORMS.get(form)
+        trailers_of = MESSAGE_FORMS.get(_form(commit))
         if trailers_of is None or commit.trailers.get(FORMAT_TRAILER) == [FIRST_FORM]:
             # Form 1 never names itself: a message that does was not written by cmgit.
             yield "message", "the message names a form cmgit never wrote"
@@ -776,6 +797,10 @@ class Auditor:
             if required:
                 yield "signature", "unsigned commit where signatures are required"
             return
+        if _form(commit) != FIRST_FORM and not config.settings.get("require_signed_commits"):
+            # Form 2 signs exactly where signatures are required: a signature elsewhere
+            # would make part of an unsigned history look proven.
+            yield "signature", "signed where the programme requires no signatures (form 2)"
         try:
             key = signing.verify(payload, armored)
         except signing.BadSignature as exc:
@@ -796,6 +821,24 @@ class Auditor:
         )
         if since is not None and (committed is None or _utc_day(committed).isoformat() >= since):
             yield "compromised-key", f"signed with a key marked compromised from {since}"
+
+    def _check_form_order(self, commit: Commit, parent: str) -> Iterator[tuple[str, str]]:
+        """A transition's message never goes back to an older form along the branch: one
+        made without the decisions form 2 records would otherwise pass as of form 1."""
+        form = _form(commit)
+        if self._last_form is not None and self._last_form[0] == parent:
+            before = self._last_form[1]
+        else:  # the first commit of a batch: its parent was read with the one before
+            message = _split_commit(self._raw(parent))[1].decode("utf-8", "replace")
+            before = (parse_trailers(message).get(FORMAT_TRAILER) or [FIRST_FORM])[-1]
+        self._last_form = (commit.oid, form)
+        if (
+            commit.trailer("Cmgit-Action") in trail.ADDED
+            and form.isdigit()
+            and before.isdigit()
+            and int(form) < int(before)
+        ):
+            yield "message", f"a transition of message form {form} after form {before}"
 
     def indirections(self) -> list[str]:
         """Replace refs and grafts in the repository, one line each. git would show other
@@ -1078,6 +1121,12 @@ class Auditor:
                 yield "transition", f"{case_id}: the caseworker is not the one named"
             if flow.permission(rules.by, actor.role, actor.id, team, old, action):
                 yield "scope", f"{case_id}: {actor.id} may not reassign this case"
+            codes = trail.expected_guards(flow, None, None)
+            yield from self._check_guards(case_id, "reassignment", commit, before, codes, new)
+            if _form(commit) != FIRST_FORM:
+                yield from self._check_decisions(
+                    case_id, commit, actor, before, codes, old["caseworker"], True
+                )
             return
         source, target = commit.trailer("Cmgit-From"), commit.trailer("Cmgit-To")
         if (old["state"], new["state"]) != (source, target):
@@ -1096,16 +1145,91 @@ class Auditor:
             yield "transition", f"{case_id}: {transition.id} without an allowed reason"
         # The guards of the move as in force at the parent, where the open fields show
         # them: a hard condition on open fields alone (the rest read sealed forms).
-        codes = [*transition.guards, *(transition.reasons or {}).get(reason or "", ())]
-        for code in dict.fromkeys(codes):
-            guard = flow.guards[code]
-            if (
-                guard.severity == "hard"
-                and guard.schema is not None
-                and _on_open_fields(guard.schema, before.schemas.open_fields)
-                and not before.schemas.holds(code, guard.schema, new)
+        codes = trail.expected_guards(flow, transition, reason)
+        yield from self._check_guards(case_id, transition.id, commit, before, codes, new)
+        if _form(commit) != FIRST_FORM:
+            yield from self._check_decisions(
+                case_id, commit, actor, before, codes, None, bool(transition.four_eyes)
+            )
+
+    def _check_guards(
+        self,
+        case_id: str,
+        what: str,
+        commit: Commit,
+        before: Config,
+        codes: Sequence[str],
+        new: Mapping[str, Any],
+    ) -> Iterator[tuple[str, str]]:
+        """The guards recomputed without a key (`_fails_keyless`): a hard one failing,
+        or any the commit lists as passed (form 2)."""
+        listed = {
+            code: rest.partition(" ")[0]
+            for code, _, rest in (v.partition(" ") for v in commit.trailers.get(trail.GUARD, []))
+        }
+        for code in codes:
+            guard = before.workflow.guards[code]
+            if (guard.severity == "hard" or listed.get(code) == PASS) and self._fails_keyless(
+                code, before, new
             ):
-                yield "guard", f"{case_id}: {transition.id} without {code} ({guard.summary})"
+                yield "guard", f"{case_id}: {what} without {code} ({guard.summary})"
+
+    def _check_decisions(
+        self,
+        case_id: str,
+        commit: Commit,
+        actor: Any,
+        before: Config,
+        codes: Sequence[str],
+        previous: str | None,
+        authorised: bool,
+    ) -> Iterator[tuple[str, str]]:
+        """The decisions a form-2 transition commit lists (cmgit.trail), judged by the
+        workflow in force at its parent."""
+        for rule, detail in trail.judge(
+            commit.trailers,
+            before.workflow,
+            codes,
+            actor_id=actor.id,
+            actor_role=actor.role,
+            authorised=authorised,
+            previous=previous,
+        ):
+            yield rule, f"{case_id}: {detail}"
+
+    @staticmethod
+    def _fails_keyless(code: str, before: Config, new: Mapping[str, Any]) -> bool | None:
+        """Whether a guard fails on the new open fields, judged without a key: None where
+        it reads more than the open fields (sealed forms, counts of other cases), or the
+        registry in force at the parent (an active key caseworker)."""
+        guard = before.workflow.guards[code]
+        if guard.schema is not None:
+            if not _on_open_fields(guard.schema, before.schemas.open_fields):
+                return None
+            return not before.schemas.holds(code, guard.schema, new)
+        if guard.check == KEYLESS_CHECK:
+            member = before.registry.staff.get(str(new.get("caseworker")))
+            return member is None or not member.active or member.role != CASEWORKER
+        return None
+
+
+def _form(commit: Commit) -> str:
+    """The form of a commit's message: the one it names, else the first."""
+    return commit.trailer(FORMAT_TRAILER) or FIRST_FORM
+
+
+def _decision_row(commit: Commit) -> dict[str, Any]:
+    """One transition commit's decisions, compact, for `audit --json`."""
+    t = commit.trailer
+    return {
+        "commit": commit.oid,
+        "case": t("Cmgit-Case"),
+        "transition": t("Cmgit-Transition") or t("Cmgit-Action"),
+        "actor": t("Cmgit-Actor"),
+        "role": t("Cmgit-Role"),
+        **({"caseworker": t("Cmgit-Staff")} if t("Cmgit-Staff") else {}),
+        **trail.decision(commit.trailers),
+    }
 
 
 def _on_open_fields(condition: Mapping[str, Any], open_fields: Sequence[str]) -> bool:
@@ -1417,4 +1541,5 @@ def summarise(report: Report) -> Mapping[str, Any]:
         "signatures_required": report.signatures_required,
         "unproven_commits": report.unproven,
         "violations": [v.as_dict() for v in report.violations],
+        "decisions": report.decisions,
     }

@@ -830,8 +830,8 @@ def record(state: State, case_id: str, form: str, source: str | None, as_templat
     "--override-caseload",
     "override",
     metavar="REASON",
-    help="Supervisors: accept a caseworker above the caseload limit (reason in words; "
-    "kept sealed).",
+    help="Supervisors: accept a caseworker above the caseload limit: a reason code the "
+    'workflow lists, then words kept sealed ("emergency: ...").',
 )
 @template_option
 @pass_state
@@ -916,7 +916,8 @@ def _print_move_templates(repo: Repository, case_id: str, target: str, reason: s
     "--override-caseload",
     "override",
     metavar="REASON",
-    help="Accept a caseworker above the caseload limit (reason in words; sealed).",
+    help="Accept a caseworker above the caseload limit: a reason code the workflow lists, "
+    'then words kept sealed ("emergency: ...").',
 )
 @pass_state
 def assign(state: State, case_id: str, staff_id: str, reason: str, override: str | None) -> None:
@@ -1063,7 +1064,9 @@ def days(count: int) -> str:
 @json_option
 @pass_state
 def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
-    """A case's history from git: when, who, role, action, from -> to, reason.
+    """A case's history from git: when, who, role, action, from -> to, reason, and the
+    decisions of each transition: the authoriser (and proposer), the caseworker before a
+    reassignment, and every guard with its result (pass, warn, overridden REASON).
 
     Needs no key: it reads commit messages, which hold IDs and codes only.
 
@@ -1071,6 +1074,8 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
     Example:
       cmgit log CP-7K2M9QX4
     """
+    from .trail import describe
+
     ids.check_case_id(case_id)
     rows = state.repo().case_log(case_id, profile=profile)
     if as_json:
@@ -1086,11 +1091,23 @@ def log(state: State, case_id: str, profile: str | None, as_json: bool) -> None:
             r["reason"] or "",
             r["detail"] or "",
             r["signature"],
+            describe(r),
         )
         for r in rows
     ]
     print_table(
-        ("when", "who", "role", "action", "from -> to", "reason", "detail", "signature"), table
+        (
+            "when",
+            "who",
+            "role",
+            "action",
+            "from -> to",
+            "reason",
+            "detail",
+            "signature",
+            "decisions",
+        ),
+        table,
     )
 
 
@@ -1471,6 +1488,7 @@ def workflow_table(state: State, show_guards: bool, as_json: bool) -> None:
                 "severity": g.severity,
                 "summary": g.summary,
                 "refusal": g.refusal_text,
+                **({"override_reasons": list(g.override_reasons)} if g.override_reasons else {}),
             }
             for g in flow.guards.values()
         ]

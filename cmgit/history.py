@@ -35,6 +35,7 @@ from .errors import (
     TooLarge,
 )
 from .faults import crash_point
+from .trail import FORMAT_TRAILER, MESSAGE_FORM
 
 ZERO_OID = "0" * 40
 FSCK_SHOWN = 10
@@ -939,20 +940,27 @@ _NAMED_OID_RE = re.compile(r"(?<![0-9a-f-])[0-9a-f]{40}(?![0-9a-f])")
 def format_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
     """A generated commit message (SPEC section 5): a subject and ``Cmgit-*`` trailers.
 
-    Values are codes and IDs only; anything else is a programming error, because free
-    text in a commit message would be a plaintext leak (hostile B13).
+    Values are codes and IDs only (up to three, as a guard's code, result and override
+    reason); anything else is a programming error, because free text in a commit message
+    would be a plaintext leak (hostile B13).
     """
     if not _SUBJECT_RE.fullmatch(subject):
         raise ValueError("commit subject holds characters cmgit never writes")
     lines = [subject, ""]
     for key, value in trailers:
-        if not _TRAILER_KEY_RE.fullmatch(key) or not _TOKEN_RE.fullmatch(value):
+        if not _TRAILER_KEY_RE.fullmatch(key) or not _VALUE_RE.fullmatch(value):
             raise ValueError("commit trailer holds characters cmgit never writes")
         lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
 
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+def generated_message(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
+    """A message in the form cmgit writes now, which names itself last."""
+    return format_message(subject, [*trailers, (FORMAT_TRAILER, MESSAGE_FORM)])
+
+
+_WORD = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_VALUE_RE = re.compile(rf"{_WORD}(?: {_WORD}){{0,2}}")
 _TRAILER_KEY_RE = re.compile(r"Cmgit-[A-Z][a-z]+")
 _SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.: >-]{0,119}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import guards as checks
@@ -47,6 +47,12 @@ STATE_HISTORY = "state_history"
 UASC = checks.UASC
 
 
+# The result of each guard of an action, as its commit lists it (message form 2), and
+# the severity that lets an authoriser override a guard.
+PASS, WARN, OVERRIDDEN, FAILED = "pass", "warn", "overridden", "failed"
+OVERRIDE = "override"
+
+
 class WorkflowError(ValueError):
     """The workflow data is inconsistent (a guard, state or role that does not exist)."""
 
@@ -63,6 +69,9 @@ class Guard:
     # What the case lacks and what to record, said when the guard refuses. Workflows
     # made before guards had one fall back to the summary.
     refusal: str | None = None
+    # The reason codes an override of this guard (severity override) names in the
+    # commit; none in a workflow made before overrides named a code.
+    override_reasons: tuple[str, ...] = ()
 
     @property
     def refusal_text(self) -> str:
@@ -135,6 +144,7 @@ class Workflow:
                 g.get("schema"),
                 g.get("version", 1),
                 g.get("refusal"),
+                tuple(g.get("override_reasons", ())),
             )
             for code, g in doc["guards"].items()
         }
@@ -193,6 +203,8 @@ class Workflow:
         for guard in self.guards.values():
             if guard.check and checks.named_check(guard.check, guard.version) is None:
                 raise WorkflowError(f"{guard.code} names an unknown check or version of it")
+            if guard.override_reasons and guard.severity != OVERRIDE:
+                raise WorkflowError(f"{guard.code} has override reasons but no override")
         for name, profile in self.profiles.items():
             if set(profile["labels"]) != states:
                 raise WorkflowError(f"display profile {name} must label every state")
@@ -419,13 +431,14 @@ def _drop(key: str) -> Callable[[dict[str, Any], Situation, Transition], None]:
     return effect
 
 
+CLOSE = "close"
 MINIMISE = "minimise"
 NEW_EPISODE = "new_episode"
 # The form fields each effect writes itself, where the form leaves them out (the
 # authorisation is the command, not a claim typed into the form): what a form template
 # marks as filled in by cmgit, with the id of a repeated form's item (`merge_form`).
 FILLED_BY_EFFECT: dict[str, dict[str, tuple[str, ...]]] = {
-    "close": {
+    CLOSE: {
         "closure": (
             "authorised_by",
             "authorised_role",
@@ -439,7 +452,7 @@ FILLED_BY_EFFECT: dict[str, dict[str, tuple[str, ...]]] = {
     "archive": {"post_closure_monitoring": ("ended_on",)},
 }
 EFFECTS: dict[str, Callable[[dict[str, Any], Situation, Transition], None]] = {
-    "close": _close,
+    CLOSE: _close,
     # Removing personal details field by field needs the schema's classes: `transition`
     # does it with `strip_personal`. A registration form cannot lose its personal fields
     # (the child, where registered, the address are required), and a case closed
@@ -630,6 +643,9 @@ class Outcome:
     warnings: list[Failure]
     # The id of the form item an event added or changed.
     item_id: str | None = None
+    # Each guard evaluated, in the workflow's order, with its result (PASS, WARN,
+    # OVERRIDDEN, or FAILED where the action is refused): what the commit lists.
+    results: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def allowed(self) -> bool:
@@ -908,16 +924,30 @@ def _judge(
     situation.record = _document(open_fields, forms, schema.field_order)
     if check is not None:
         check(situation.record)
-    found = flow.evaluate(
-        codes,
-        situation,
-        lambda guard, doc: schema.holds(guard.code, guard.schema or {}, doc),
-    )
+    codes = list(dict.fromkeys(codes))
+
+    def holds(guard: Guard, doc: Mapping[str, Any]) -> bool:
+        return schema.holds(guard.code, guard.schema or {}, doc)
+
+    found = flow.evaluate(codes, situation, holds)
+    failed = {f.code: f for f in found}
+    results = []
+    for code in codes:
+        if code in failed:
+            result = WARN if failed[code].severity == "warn" else FAILED
+        elif flow.guards[code].severity == OVERRIDE and situation.override:
+            # Lifted by the override, or within the limit anyway: asked without it.
+            lifted = flow.evaluate([code], replace(situation, override=None), holds)
+            result = OVERRIDDEN if lifted else PASS
+        else:
+            result = PASS
+        results.append((code, result))
     return Outcome(
         open_fields,
         forms,
         [*failures, *(f for f in found if f.severity != "warn")],
         [f for f in found if f.severity == "warn"],
+        results=results,
     )
 
 

@@ -98,7 +98,7 @@ def test_a_coordinators_sop_typo_fix_passes_audit_the_server_and_reaches_the_sit
     assert programme.git("status", "--porcelain") == ""
     assert programme.git("log", "-1", "--format=%B") == (
         "config: sop_typo_fix\n\nCmgit-Action: config\nCmgit-Reason: sop_typo_fix\n"
-        "Cmgit-Actor: co-north\nCmgit-Role: coordinator\n\n"
+        "Cmgit-Actor: co-north\nCmgit-Role: coordinator\nCmgit-Format: 2\n\n"
     )
     code, report = audit(programme)
     assert code == 0 and report["ok"], report

@@ -123,7 +123,7 @@ def test_a_renamed_enum_value_with_a_migration_brings_300_cases_along(
     assert message == (
         "config: caregiver_status_renamed\n\nCmgit-Action: config\n"
         "Cmgit-Reason: caregiver_status_renamed\nCmgit-Migration: 0003-with-caregiver\n"
-        "Cmgit-Actor: pm-001\nCmgit-Role: programme_manager\n\n"
+        "Cmgit-Actor: pm-001\nCmgit-Role: programme_manager\nCmgit-Format: 2\n\n"
     )
     changed = big.git("show", "--name-only", "--format=", "HEAD").split()
     assert len(changed) == CASES + 2  # every record, the schema and the migration: one commit

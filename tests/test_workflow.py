@@ -747,6 +747,14 @@ def test_caseload_limit_refuses_and_an_authoriser_overrides(tid: str) -> None:
     assert outcome.allowed
     assert outcome.forms["assignment"][-1]["caseload_override_reason"] == OVERRIDE
     assert "caseload_override_reason" not in case.record["assignment"][-1]
+    # What the commit lists: every guard in order, the caseload limit overridden; the
+    # same override where the limit leaves room is a pass.
+    assert (CASELOAD, workflow.OVERRIDDEN) in outcome.results
+    assert [c for c, _ in outcome.results] == list(dict.fromkeys(FLOW.transitions[tid].guards))
+    _, outcome = case.attempt(
+        scenario.target, **{**move, "by": SV}, caseload={CW: 1}, override=OVERRIDE
+    )
+    assert (CASELOAD, workflow.PASS) in outcome.results
 
 
 def test_a_lower_limit_in_the_settings_counts() -> None:

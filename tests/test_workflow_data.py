@@ -224,7 +224,7 @@ def test_caseload_limit_and_supervisor_override(programme: Programme) -> None:
 
     second = ready_to_register(programme, 402)
     case_id = second.case_id
-    reason = "CANARY-OVERRIDE only worker who speaks the language"
+    reason = "language_or_culture: CANARY-OVERRIDE only worker who speaks the language"
     for actor, extra in (
         ("cw-north-1", []),
         ("sv-north", []),
@@ -246,8 +246,9 @@ def test_caseload_limit_and_supervisor_override(programme: Programme) -> None:
     )
     assert result.exit_code == 0, result.output
     message = programme.git("log", "-1", "--format=%B")
-    assert "Cmgit-Override: G03c" in message and "Cmgit-Transition: T01" in message
-    assert reason not in programme.git("log", "--all", "--format=%B")
+    assert "Cmgit-Guard: G03c overridden language_or_culture" in message
+    assert "Cmgit-Transition: T01" in message
+    assert "CANARY-OVERRIDE" not in programme.git("log", "--all", "--format=%B")
     assert CANARY not in programme.git("log", "--all", "--format=%B")
     doc = json.loads(programme.cli("show", case_id, "--json", as_="sv-north").stdout)
     assert doc["state"] == "registered"

@@ -264,7 +264,12 @@ def _guards_page(source: Source) -> str:
         rows.append(
             [
                 f'<span id="{anchor(guard.code)}"></span>**{esc(guard.code)}**',
-                severity.get(guard.severity, esc(guard.severity)),
+                severity.get(guard.severity, esc(guard.severity))
+                + (
+                    f" (reason codes: {', '.join(map(code, guard.override_reasons))})"
+                    if guard.override_reasons
+                    else ""
+                ),
                 md_cell(guard.summary),
                 md_cell(guard.refusal) if guard.refusal else "–",
                 how,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import crypto, ids, workflow, yamlio
+from .. import crypto, ids, trail, workflow, yamlio
 from ..errors import (
     CmgitError,
     InvalidRecord,
@@ -270,6 +270,8 @@ def move(
     loaded = repo.load(case_id, identities)
     source = loaded.record.open["state"]
     transition = repo.workflow.transition_for(source, target, reason, case_id=case_id)
+    codes = trail.expected_guards(repo.workflow, transition, reason)
+    override_reason = trail.override_reason(repo.workflow, codes, override)
     caseload = caseloads(repo, exclude=case_id) if CASELOAD in transition.guards else None
     outcome = workflow.transition(
         _whole(loaded.record),
@@ -298,9 +300,13 @@ def move(
     if reason:
         trailers.append(("Cmgit-Reason", reason))
     trailers += [("Cmgit-Form", name) for name in forms]
-    if override and CASELOAD in transition.guards:
-        trailers.append(("Cmgit-Override", CASELOAD))
-    trailers += [("Cmgit-Warning", w.code) for w in outcome.warnings]
+    if transition.four_eyes:
+        trailers.append((trail.AUTHORISER, actor.id))
+        proposer = _proposer(outcome.forms, transition)
+        # The closure form names its proposer: recorded where that is other staff.
+        if proposer != actor.id and proposer in repo.registry.staff:
+            trailers.append((trail.PROPOSER, str(proposer)))
+    trailers += trail.guard_trailers(outcome.results, override_reason)
     unit.save(
         repo,
         loaded,
@@ -330,7 +336,10 @@ def assign(
     reason = repo.workflow.check_assignment_reason(reason)
     worker = repo.registry.get(ids.check_staff_id(staff_id))
     unit.precheck_clean(repo, ids.record_path(case_id))
+    codes = trail.expected_guards(repo.workflow, None, reason)
+    override_reason = trail.override_reason(repo.workflow, codes, override)
     loaded = repo.load(case_id, identities)
+    previous = loaded.record.open["caseworker"]
     outcome = workflow.reassign(
         _whole(loaded.record),
         worker,
@@ -349,9 +358,13 @@ def assign(
     if outcome.refused:
         raise outcome.refusal("reassignment", case_id)
     loaded.record.open, loaded.record.forms = outcome.open, outcome.forms
-    trailers = [("Cmgit-Staff", worker.id), ("Cmgit-Reason", reason)]
-    if override:
-        trailers.append(("Cmgit-Override", CASELOAD))
+    trailers = [
+        ("Cmgit-Staff", worker.id),
+        ("Cmgit-Reason", reason),
+        (trail.PREVIOUS, previous),
+        (trail.AUTHORISER, actor.id),
+        *trail.guard_trailers(outcome.results, override_reason),
+    ]
     unit.save(
         repo,
         loaded,
@@ -428,6 +441,14 @@ def item_ids(repo: Core) -> workflow.NewItemId:
         return item_id
 
     return random_id
+
+
+def _proposer(forms: Mapping[str, Any], transition: workflow.Transition) -> Any:
+    """Who proposed the closure a move authorises, as its closure form keeps it."""
+    closure = forms.get("closure")
+    if workflow.CLOSE not in transition.effects or not isinstance(closure, Mapping):
+        return None
+    return closure.get("proposed_by")
 
 
 def _whole(record: Record) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import crypto, ids, signing, yamlio
 from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE
 from ..errors import AccessError, CmgitError, NoIdentity, TooLarge, UsageError
-from ..history import Author, Git, actor_author, format_message
+from ..history import Author, Git, actor_author, generated_message
 from ..registry import PROGRAMME_MANAGER, Registry, Staff, settings_defaults
 from ..schema import SETTINGS, STAFF, SchemaSet
 from ..template import template_root
@@ -114,7 +114,7 @@ def init_repository(
         for path in sorted(p for p in target.rglob("*") if p.is_file() and ".git" not in p.parts):
             rel = path.relative_to(target).as_posix()
             files.setdefault(rel, path.read_bytes())
-        message = format_message(
+        message = generated_message(
             "init: case repository", [("Cmgit-Action", "init"), ("Cmgit-Actor", admin)]
         )
         git.commit(
@@ -164,6 +164,11 @@ def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path,
 
 
 def make_signer(path: Path | None, actor: Staff, required: bool) -> Callable[[bytes], str] | None:
+    """The actor's signer where the repository requires signed commits, None where it
+    does not: a commit carries a signature exactly when one is required (SPEC section 9),
+    so an unsigned programme's history never looks proven in part."""
+    if not required:
+        return None
     if path is None:
         if required:
             raise NoIdentity(

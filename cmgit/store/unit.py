@@ -19,7 +19,7 @@ from typing import Any
 from .. import ids, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
-from ..history import format_message, object_id, repository_lock
+from ..history import generated_message, object_id, repository_lock
 from ..migrations import FIRST_FORMAT, FORMAT_FIELD
 from ..records import Record
 from ..registry import Staff
@@ -132,7 +132,7 @@ def commit(
 ) -> str:
     """One commit of ``files`` by ``actor``, signed when the repository asks for it."""
     repo.check_writer()
-    message = format_message(
+    message = generated_message(
         subject, [*trailers, ("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)]
     )
     try:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import crypto, ids, records, signing, workflow
+from .. import crypto, ids, records, signing, trail, workflow
 from .. import guards as checks
 from ..errors import (
     CaseNotFound,
@@ -23,7 +23,9 @@ from ..errors import (
     UsageError,
     nearest_hint,
 )
+from ..history import Commit
 from ..progress import SILENT, Progress
+from ..workflow import WARN
 from . import bulk
 from .core import Committed, Core
 
@@ -206,11 +208,18 @@ def case_log(repo: Core, case_id: str, *, profile: str | None = None) -> list[di
                 "reason": t("Cmgit-Reason"),
                 "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
                 "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
-                "warnings": commit.trailers.get("Cmgit-Warning", []),
+                "warnings": commit.trailers.get("Cmgit-Warning", []) or _warned(commit),
                 "signature": _signature_status(repo, commit.oid, t("Cmgit-Actor")),
+                **trail.decision(commit.trailers),
             }
         )
     return rows
+
+
+def _warned(commit: Commit) -> list[str]:
+    """The guards a form-2 commit lists as warnings (form 1 named them on their own)."""
+    listed = (value.split(" ") for value in commit.trailers.get(trail.GUARD, []))
+    return [parts[0] for parts in listed if parts[1:2] == [WARN]]
 
 
 def _signature_status(repo: Core, commit: str, actor_id: str | None) -> str:
