@@ -233,9 +233,9 @@ def from_document(doc: Any, case_id_ok: Any) -> Package:
     except ValueError:
         raise not_a_package() from None
     return Package(
-        doc["package_id"],
-        doc["kind"],
-        doc["case_id"],
+        str(doc["package_id"]),
+        str(doc["kind"]),
+        str(doc["case_id"]),
         packed_on,
         secret_bytes,
         dict(doc["sections"]),

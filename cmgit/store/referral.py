@@ -206,13 +206,16 @@ def receive_transfer(
     actor = repo.actor(identities)
     if caseworker is None and actor.role != CASEWORKER:
         raise UsageError("name the key caseworker of the new case with --caseworker ID")
-    sections = {name: value for name, value in package.sections.items()}
-    unknown = [name for name in sections if name not in repo.schemas.editable_fields]
-    if unknown:
+    if any(name not in repo.schemas.editable_fields for name in package.sections):
         raise IntegrityError(
             "the package holds sections this programme's schemas do not know",
             hint="ask the sending agency which cmgit version packed it",
         )
+    # Typed as the forms' schemas say, as a form file is: what was a string stays one.
+    sections = {
+        name: repo.schemas.coerce(value, repo.schemas.case_properties[name], what="package")
+        for name, value in package.sections.items()
+    }
     forms: dict[str, Any] = {
         "identification": {
             "identified_on": today.isoformat(),
