@@ -3,6 +3,8 @@ second agency's identity (and, for a transfer, its own case repository)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from cmgit import crypto
+from cmgit import crypto, ids
+from cmgit.audit import config_in_force
 from cmgit.errors import NotARecipient
 
 from .conftest import Programme, build_programme, form, write_form
+from .test_audit import audit, forge
 
 PROVIDER = "PRV-RC-01"
 RECEIVER = "PRV-EAST-02"
@@ -33,14 +37,16 @@ def set_directory(programme: Programme, providers: dict[str, Any]) -> None:
     assert made.exit_code == 0, made.output
 
 
-def entry(recipient: str, *, in_force: bool = True) -> dict[str, Any]:
-    return {
+def entry(recipient: str | None, *, in_force: bool = True) -> dict[str, Any]:
+    found: dict[str, Any] = {
         "name": "Red Cross tracing",
         "area": "North district",
         "services": ["family_tracing_reunification"],
-        "package_recipient": recipient,
         "information_sharing_agreement": {"in_force": in_force, "signed_on": "2026-01-10"},
     }
+    if recipient:
+        found["package_recipient"] = recipient
+    return found
 
 
 def recorded(programme: Programme, case_id: str, name: str, doc: dict[str, Any]) -> str:
@@ -254,3 +260,61 @@ def test_a_transfer_creates_the_case_in_the_receiving_programme_and_its_code_pas
     closed = programme.cli("move", case_id, "closed", "--reason", "transferred", as_="sv-north")
     assert closed.exit_code == 0, closed.output
     assert programme.cli("audit", as_=None).exit_code == 0
+
+
+def test_audit_flags_a_disclosure_out_of_scope_or_without_a_package_id(
+    programme: Programme,
+) -> None:
+    case_id = programme.walk("implementation")
+    path = ids.record_path(case_id)
+    data = (programme.root / path).read_text()
+    version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
+    forged = data.replace(f"version: {version}\n", f"version: {version + 1}\n")
+    forge(
+        programme,
+        {path: forged.encode()},
+        f"{case_id}: disclosure PKG-1",
+        [
+            ("Cmgit-Case", case_id),
+            ("Cmgit-Action", "disclosure"),
+            ("Cmgit-Package", "PKG-1"),
+            ("Cmgit-Version", str(version + 1)),
+            ("Cmgit-Date", "2026-04-01"),
+            ("Cmgit-Actor", "cw-south-1"),
+            ("Cmgit-Role", "caseworker"),
+        ],
+        "cw-south-1",
+    )
+    code, report = audit(programme)
+    assert code == 6
+    found = {(v["rule"], v["detail"]) for v in report["violations"]}
+    assert ("message", f"{case_id}: a disclosure names no valid package id") in found
+    assert any(rule == "scope" and "pack" in detail for rule, detail in found)
+
+
+def test_the_directory_is_checked_when_committed_and_listed_keylessly(
+    programme: Programme, provider_key: tuple[Path, str]
+) -> None:
+    broken = entry(provider_key[1])
+    broken["information_sharing_agreement"] = {"in_force": "perhaps"}
+    write_form(programme.root / "providers.yaml", {"providers": {PROVIDER: broken}})
+    before = programme.git("rev-parse", "HEAD")
+    refused = programme.cli("config", "commit", "-m", "service_directory", as_="pm-001")
+    assert refused.exit_code == 3, refused.output
+    assert "providers.yaml" in refused.output
+    assert programme.git("rev-parse", "HEAD") == before
+    programme.git("checkout", "--", "providers.yaml")
+    set_directory(
+        programme, {PROVIDER: entry(provider_key[1]), "PRV-OLD": entry(None, in_force=False)}
+    )
+    listed = programme.cli("referral", "providers", "--json", as_=None)
+    assert listed.exit_code == 0, listed.output
+    rows = {row["code"]: row for row in json.loads(listed.stdout)}
+    assert rows[PROVIDER]["takes_packages"] and not rows["PRV-OLD"]["takes_packages"]
+    from cmgit.site.directory import directory_page
+    from cmgit.site.source import open_source
+
+    source = open_source(programme.root, in_force=config_in_force)
+    page = directory_page(source, dt.date(2026, 4, 1))
+    assert "Red Cross tracing" in page and PROVIDER in page
+    assert provider_key[1] not in page
