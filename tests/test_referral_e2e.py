@@ -3,7 +3,6 @@ second agency's identity (and, for a transfer, its own case repository)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -315,6 +314,21 @@ def test_the_directory_is_checked_when_committed_and_listed_keylessly(
     from cmgit.site.source import open_source
 
     source = open_source(programme.root, in_force=config_in_force)
-    page = directory_page(source, dt.date(2026, 4, 1))
+    page = directory_page(source)
     assert "Red Cross tracing" in page and PROVIDER in page
     assert provider_key[1] not in page
+
+
+def test_a_directory_committed_with_plain_git_is_not_packed_to(
+    programme: Programme, provider_key: tuple[Path, str], referral_case: tuple[str, str]
+) -> None:
+    case_id, referral_id = referral_case
+    _, recipient = agency_key(programme.work.parent, "intruder")
+    write_form(programme.root / "providers.yaml", {"providers": {PROVIDER: entry(recipient)}})
+    programme.git("-c", "user.name=cw-north-1", "-c", "user.email=x@x", "commit", "-qam", "x")
+    out = programme.work.parent / "outbox.age"
+    before = programme.state()
+    refused = programme.cli("referral", "pack", case_id, referral_id, "-o", str(out))
+    assert refused.exit_code == 6, refused.output
+    assert "providers.yaml was last changed outside cmgit config commit" in refused.output
+    assert programme.state() == before and not out.exists()

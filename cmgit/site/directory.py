@@ -4,8 +4,6 @@ no personal data and needs no key: the directory is about agencies, never childr
 
 from __future__ import annotations
 
-import datetime as dt
-
 from .. import packages
 from ..config import MAX_CONFIG_BYTES, PROVIDERS_FILE, load_yaml
 from ..errors import CmgitError
@@ -16,15 +14,15 @@ from .source import Source
 DIRECTORY_PAGE = "reference/providers.md"
 
 
-def directory_page(source: Source, today: dt.date) -> str:
+def directory_page(source: Source) -> str:
     lines = [
         "# Service directory",
         "",
         "The agencies this programme refers children to or transfers cases to "
         f"({code(PROVIDERS_FILE)} of commit {code(source.head)}; a programme manager "
         "changes it with `cmgit config commit`). A referral or transfer package goes only "
-        f"to a provider listed here with an information-sharing agreement in force "
-        f"(guard [{packages.PROVIDER_GUARD}](guards.md)).",
+        "to a provider listed here with an information-sharing agreement in force on the "
+        f"day (guard [{packages.PROVIDER_GUARD}](guards.md)).",
         "",
     ]
     try:
@@ -39,8 +37,8 @@ def directory_page(source: Source, today: dt.date) -> str:
             md_cell(p.name),
             md_cell(p.area),
             ", ".join(esc(s) for s in p.services),
-            _agreement(p, today),
-            "yes" if p.recipient and p.agreement_holds(today) else "no",
+            _agreement(p),
+            "yes" if p.recipient and p.agreement_in_force else "no",
         ]
         for p in sorted(providers.values(), key=lambda p: p.code)
     ]
@@ -48,13 +46,13 @@ def directory_page(source: Source, today: dt.date) -> str:
     return "\n".join([*lines, md_table(headers, rows), ""])
 
 
-def _agreement(provider: packages.Provider, today: dt.date) -> str:
+def _agreement(provider: packages.Provider) -> str:
+    # Said without today's date, so that a page is the same whenever its commit is built.
     if not provider.agreement_in_force:
         return "none"
     if provider.agreement_until is None:
         return "in force"
-    word = "until" if provider.agreement_holds(today) else "ended"
-    return f"{word} {provider.agreement_until.isoformat()}"
+    return f"in force until {provider.agreement_until.isoformat()}"
 
 
 def _read(source: Source) -> dict[str, packages.Provider]:

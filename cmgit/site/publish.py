@@ -23,7 +23,7 @@ from ..config import MAX_CONFIG_BYTES, SCHEMAS_DIR
 from ..errors import CmgitError, NotACaseRepository, UsageError
 from ..history import Git
 from ..progress import SILENT, Progress
-from .directory import DIRECTORY_PAGE, directory_page
+from .directory import DIRECTORY_PAGE
 from .provenance import last_changes, page_notes
 from .reference import reference_pages
 from .scan import check_output, printable_path
@@ -149,7 +149,6 @@ def build(
             rep = report(source, today)
             advance(1)
             pages = reference_pages(source)
-            pages[DIRECTORY_PAGE] = directory_page(source, today)
             pages["statistics/index.md"] = statistics_page(source, rep, today)
             advance(1)
         for name, text in pages.items():

@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..history import new_temp_file
 from ..packages import Package, Provider
-from ..registry import CASEWORKER
+from ..registry import CASEWORKER, PROGRAMME_MANAGER
 from ..schema import PROVIDERS
 from . import unit
 from .cases import create_case
@@ -67,11 +67,32 @@ def directory(repo: Core) -> dict[str, Provider]:
     oid = repo.git.blob_id("HEAD", PROVIDERS_FILE)
     if oid is None:
         return {}
+    _check_directory_change(repo)
     data = repo.git.read_blob(oid, limit=MAX_CONFIG_BYTES)
     schema = repo.schemas.schemas[PROVIDERS]
     doc = load_yaml(data, repo.schemas, schema, what=PROVIDERS_FILE, limit=MAX_CONFIG_BYTES)
     repo.schemas.validate(doc, PROVIDERS, what=PROVIDERS_FILE)
     return packages.directory(doc)
+
+
+def _check_directory_change(repo: Core) -> None:
+    """Refuse a directory whose last change cmgit did not make for a programme manager:
+    a recipient slipped in with plain git would receive children's information. (Audit
+    and the server hook judge the change in full; this keeps a local clone from packing
+    to it before they do.)"""
+    last = repo.git.log(PROVIDERS_FILE)[-1]
+    member = repo.registry.staff.get(last.trailer("Cmgit-Actor") or "")
+    if (
+        last.trailer("Cmgit-Action") not in ("init", "config")
+        or member is None
+        or member.role != PROGRAMME_MANAGER
+        or last.author != member.id
+    ):
+        raise RepositoryError(
+            f"{PROVIDERS_FILE} was last changed outside cmgit config commit by a "
+            "programme manager; no package is made to it",
+            hint="run cmgit audit; a programme manager commits the directory again",
+        )
 
 
 def pack(
