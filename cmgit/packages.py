@@ -50,6 +50,7 @@ SHARED_FORMS: dict[str, tuple[str, ...]] = {
 }
 # The consent scope each kind of package needs, named by the item's consent_ref.
 CONSENT_SCOPE = {REFERRAL: "information_sharing_referral", TRANSFER: "case_file_transfer"}
+CROSS_BORDER_SCOPE = "cross_border_information_sharing"  # and for a cross-border transfer
 # Forms only cmgit writes (earlier episodes, disclosures, a received package): they are
 # never a section, whatever a transfer form lists.
 SYSTEM_FORMS = frozenset({"previous_episodes", "disclosures", "received_package"})
@@ -154,13 +155,17 @@ def select(forms: Mapping[str, Any], item: str) -> Selection:
     with granted consent of the right scope named by its consent_ref (Refused, exit 4,
     without)."""
     kind, entry = find_item(forms, item)
-    scope = CONSENT_SCOPE[kind]
     consent_ref = entry.get("consent_ref")
-    if consent_ref is None or not consent_granted(forms, scope, consent_ref):
-        raise Refused(
-            f"refused: no granted consent to {scope} is named by the {kind}'s consent_ref",
-            hint=f"record the consent, name it in the {kind} (cmgit record ID {kind} --from FILE)",
-        )
+    scopes = [CONSENT_SCOPE[kind]]
+    if kind == TRANSFER and entry.get("cross_border"):
+        scopes.append(CROSS_BORDER_SCOPE)
+    for scope in scopes:
+        if consent_ref is None or not consent_granted(forms, scope, consent_ref):
+            raise Refused(
+                f"refused: no granted consent to {scope} is named by the {kind}'s consent_ref",
+                hint=f"record the consent, name it in the {kind} "
+                f"(cmgit record ID {kind} --from FILE)",
+            )
     sections = {name: forms[name] for name in section_names(kind, entry) if name in forms}
     code = entry.get("provider_id") if kind == REFERRAL else entry.get("receiving_agency")
     item_id = str(entry.get("referral_id") or entry.get("transfer_id") or TRANSFER)

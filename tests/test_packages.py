@@ -90,6 +90,20 @@ def test_no_granted_consent_of_the_scope_named_is_refused(consent: list[Any]) ->
     assert "information_sharing_referral" in refused.value.message
 
 
+def test_a_cross_border_transfer_needs_consent_to_share_across_the_border() -> None:
+    transfer = {
+        "receiving_agency": "PRV-2",
+        "consent_ref": "consent-1",
+        "records_transferred": ["registration"],
+        "cross_border": True,
+    }
+    with pytest.raises(Refused) as refused:
+        packages.select(case(transfer=transfer), "transfer")
+    assert "cross_border_information_sharing" in refused.value.message
+    wider = {**CONSENT, "scopes": [*CONSENT["scopes"], "cross_border_information_sharing"]}  # type: ignore[list-item]
+    assert packages.select(case(transfer=transfer, consent=[wider]), "transfer").sections
+
+
 def test_an_unknown_item_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         packages.select(case(), "referral-9")

@@ -129,6 +129,11 @@ def test_a_referral_package_opens_for_the_provider_only_and_holds_only_the_conse
     for secret in (PROVIDER, "assessment", referral_id, "referral"):
         assert secret not in message
     assert programme.git("status", "--porcelain") == ""
+    logged = programme.cli("log", case_id, "--json", as_=None)
+    assert logged.exit_code == 0, logged.output
+    assert json.loads(logged.stdout)[-1]["action"] == "disclosure"
+    assert PROVIDER not in logged.output
+    assert programme.cli("stats", as_=None).exit_code == 0
     audit = programme.cli("audit", as_=None)
     assert audit.exit_code == 0, audit.output
     # The provider opens it and reads the code out; the sender records it as proof.
