@@ -143,7 +143,8 @@ def pack(
         entropy(packages.SECRET_BYTES),
         selection.sections,
     )
-    sealed = crypto.seal(yamlio.dump(package.document()).encode("utf-8"), [provider.recipient])
+    plaintext = yamlio.dump(package.document()).encode("utf-8")
+    sealed = repo.cipher.seal(plaintext, [provider.recipient])
     entry = packages.disclosure(package, selection, actor.id)
     record.forms[DISCLOSURES] = [*(record.forms.get(DISCLOSURES) or ()), entry]
     fd, temp = new_temp_file(output.parent, ".cmgit-package-")
