@@ -65,6 +65,15 @@ def strings(value: Any) -> Iterator[str]:
         yield value
 
 
+def flip_one_character(armored: bytes) -> bytes:
+    """The package with one base64 character of its middle line changed."""
+    lines = armored.splitlines(keepends=True)
+    middle = len(lines) // 2
+    line = lines[middle]
+    lines[middle] = line[:10] + (b"A" if line[10:11] != b"A" else b"B") + line[11:]
+    return b"".join(lines)
+
+
 @pytest.fixture
 def provider_key(programme: Programme) -> tuple[Path, str]:
     return agency_key(programme.work.parent, "provider")
@@ -169,12 +178,8 @@ def test_another_agency_and_a_tampered_package_are_refused(
     wrong = programme.cli("referral", "receive", str(out), "-i", str(other), as_=None)
     assert wrong.exit_code == 5
     assert "not sealed to this agency's identity" in wrong.output
-    text = out.read_text()
-    lines = text.splitlines(keepends=True)
-    middle = len(lines) // 2
-    flipped = lines[middle][:10] + ("A" if lines[middle][10] != "A" else "B") + lines[middle][11:]
     tampered = programme.work.parent / "tampered.age"
-    tampered.write_text("".join([*lines[:middle], flipped, *lines[middle + 1 :]]))
+    tampered.write_bytes(flip_one_character(out.read_bytes()))
     bad = programme.cli("referral", "receive", str(tampered), "-i", str(provider_key[0]), as_=None)
     assert bad.exit_code == 3
     assert "changed after it was packed" in bad.output
@@ -236,6 +241,14 @@ def test_a_transfer_creates_the_case_in_the_receiving_programme_and_its_code_pas
     out = tmp_path / "transfer.age"
     packed = programme.cli("referral", "pack", case_id, "transfer", "-o", str(out))
     assert packed.exit_code == 0, packed.output
+    # Sealed to another agency, or changed on the way: refused, and B is as it was.
+    before = receiving.state()
+    stranger, _ = agency_key(tmp_path, "stranger")
+    assert receiving.cli("referral", "receive", str(out), "-i", str(stranger)).exit_code == 5
+    tampered = tmp_path / "tampered.age"
+    tampered.write_bytes(flip_one_character(out.read_bytes()))
+    assert receiving.cli("referral", "receive", str(tampered), "-i", str(agency)).exit_code == 3
+    assert receiving.state() == before
     # Programme B opens it with its agency identity; its caseworker makes the case.
     made = receiving.cli("referral", "receive", str(out), "-i", str(agency))
     assert made.exit_code == 0, made.output
