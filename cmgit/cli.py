@@ -1678,6 +1678,89 @@ def stats_command(state: State, as_json: bool) -> None:
         click.echo("\nFewer than 20 open cases: the finer tables are not published.")
 
 
+@cli.group("report", cls=CmgitGroup)
+def report_group() -> None:
+    """Reports of a month for managers and donors.
+
+    \b
+    Example:
+      cmgit report monthly 2026-03 -o reports/
+    """
+
+
+@report_group.command("monthly")
+@click.argument("month", metavar="YYYY-MM")
+@click.option("-o", "--out", required=True, metavar="DIR", help="Folder to write the report to.")
+@click.option("--public", "public_only", is_flag=True, help="Write the public version only.")
+@json_option
+@pass_state
+def report_monthly(state: State, month: str, out: str, public_only: bool, as_json: bool) -> None:
+    """The monthly case report (Annex 5) of a month that has ended, at HEAD.
+
+    Writes the public version (keyless: open fields and history, suppressed as the site
+    publishes it; JSON and the site's page) and the internal one (full counts, concern
+    category x sex x risk level, referrals, BIA/BID, tracing), sealed to the programme
+    managers. The internal version needs a programme manager's identity; with --public
+    only the public one is written, by anyone. Rebuilt at the same commit, the public
+    files are byte-identical and the internal one decrypts to the same bytes.
+
+    \b
+    Example:
+      cmgit report monthly 2026-03 -o reports/
+      cmgit report monthly 2026-03 -o reports/ --public
+    """
+    from . import reports
+    from .audit import config_in_force
+    from .site.monthly import monthly_page, public_monthly_report
+    from .store.report import write_files
+
+    period = reports.Month.parse(month)
+    if not period.has_ended(today()):
+        raise UsageError(
+            f"the month {period.label} has not ended yet",
+            hint="the report covers a whole month: give one that has ended",
+        )
+    public = public_monthly_report(state.directory, period, in_force=config_in_force)
+    name = f"monthly-{period.label}"
+    files = {
+        f"{name}-public.json": public.to_bytes(),
+        f"{name}-public.md": monthly_page(public).encode(),
+    }
+    internal = None
+    if not public_only:
+        try:
+            internal = state.repo().internal_monthly(
+                state.identities(), period, progress=_progress_printer(quiet=as_json)
+            )
+        except (errors.Refused, errors.AccessError) as exc:
+            exc.hint = "--public writes the public version, which needs no key"
+            raise
+        files[f"{name}-internal.json.age"] = internal.armored.encode()
+    written = write_files(Path(out), files)
+    if as_json:
+        emit(
+            {
+                "month": period.label,
+                "commit": public.commit,
+                "files": [str(p) for p in written],
+                "active_cases": public.active,
+                "unreadable_cases": None if internal is None else internal.unreadable,
+            },
+            True,
+        )
+        return
+    for path in written:
+        click.echo(f"wrote {path}")
+    if internal is not None:
+        click.echo(f"internal version sealed to {internal.recipients} programme manager(s)")
+        if internal.unreadable:
+            click.echo(
+                f"Warning: {internal.unreadable} case(s) could not be opened and are not "
+                "counted; run cmgit validate",
+                err=True,
+            )
+
+
 @cli.group("site", cls=CmgitGroup)
 def site_group() -> None:
     """The SOP site: reference pages, statistics and the static HTML build.

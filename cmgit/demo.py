@@ -442,6 +442,10 @@ class Forms:
                 {"objective_id": o, "status": "achieved" if done else "in_progress"}
                 for o in ("O1", "O2")
             ],
+            "action_status": [
+                {"action_id": a, "status": "achieved" if done else "in_progress"}
+                for a in ("A1", "A2")
+            ],
             "services_confirmed": True,
             "services_effective": "yes" if done else "partly",
             "plan_still_relevant": True,

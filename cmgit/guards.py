@@ -487,6 +487,23 @@ def notice_period(s: Situation, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def notice_period_to_the_move(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Version 2 of notice_period: the case closes on the day of the move that closes it,
+    so the notice runs from the discussion to that day, never to a date typed into the
+    closure form (a closure_date set weeks ahead let a case close without notice)."""
+    discussed = to_date((s.record.get("closure") or {}).get("discussion_with_child_family_on"))
+    needed = int(s.settings.get("closure_notice_days", 30))
+    if discussed is None:
+        return "the closure discussion is not recorded"
+    days = (s.today - discussed).days
+    if days < needed:
+        return (
+            f"the move comes {days} days after the closure discussion; "
+            f"the notice period is {needed}"
+        )
+    return None
+
+
 def conference_decided_closure(s: Situation, params: Mapping[str, Any]) -> str | None:
     wanted = (s.record.get("closure") or {}).get("case_conference_id")
     if not wanted:
@@ -507,6 +524,20 @@ def monitoring_planned(s: Situation, params: Mapping[str, Any]) -> str | None:
         return "monitoring after closure is not planned (end date and visit interval)"
     if end < add_months(_closure_day(s), months):
         return f"monitoring must last at least {months} months after closure"
+    return None
+
+
+def monitoring_planned_from_the_move(s: Situation, params: Mapping[str, Any]) -> str | None:
+    """Version 2 of monitoring_planned: monitoring lasts the period from the day of the
+    move that closes the case, not from a closure_date typed into the form, which could
+    be back-dated to shorten it."""
+    plan = s.record.get("post_closure_monitoring") or {}
+    months = max(3, int(s.settings.get("post_closure_monitoring_months", 3)))
+    end = to_date(plan.get("min_end_date"))
+    if end is None or not plan.get("interval_days"):
+        return "monitoring after closure is not planned (end date and visit interval)"
+    if end < add_months(s.today, months):
+        return f"monitoring must last at least {months} months from today, the day of closure"
     return None
 
 
@@ -725,6 +756,8 @@ REVISED: dict[tuple[str, int], Check] = {
     ("turned_18", 2): turned_18_for_certain,
     ("objectives_met", 2): objectives_met_in_review,
     ("monitoring_done", 2): monitoring_done_without_concern,
+    ("notice_period", 2): notice_period_to_the_move,
+    ("monitoring_planned", 2): monitoring_planned_from_the_move,
 }
 
 

@@ -392,7 +392,35 @@ def count_table(
 ) -> Table:
     """A table of counts, suppressed: the only way a count becomes publishable."""
     grid = Grid.of(counts, row_totals=row_totals, column_totals=column_totals)
-    s = suppress(grid, threshold)
+    return table_of(
+        grid,
+        suppress(grid, threshold),
+        threshold,
+        id=id,
+        title=title,
+        dimensions=dimensions,
+        rows=rows,
+        columns=columns,
+        note=note,
+        chart=chart,
+    )
+
+
+def table_of(
+    grid: Grid,
+    s: Suppression,
+    threshold: int,
+    *,
+    id: str,
+    title: str,
+    dimensions: tuple[str, ...],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    note: str = "",
+    chart: str = "bars",
+) -> Table:
+    """What ``s`` lets be shown of ``grid``, as a table (the monthly report suppresses a
+    table further where another of its tables publishes its total)."""
     r, c = grid.shape
     return Table(
         id,
@@ -401,8 +429,8 @@ def count_table(
         list(rows),
         list(columns),
         [[s.shown(grid, (i, j), threshold) for j in range(c)] for i in range(r)],
-        [s.shown(grid, (i, c), threshold) for i in range(r)] if row_totals else None,
-        [s.shown(grid, (r, j), threshold) for j in range(c)] if column_totals else None,
+        [s.shown(grid, (i, c), threshold) for i in range(r)] if grid.row_totals else None,
+        [s.shown(grid, (r, j), threshold) for j in range(c)] if grid.column_totals else None,
         s.shown(grid, (r, c), threshold) if grid.grand_total else None,
         note,
         chart,
@@ -737,20 +765,32 @@ def registrations_and_closures(
     )
 
 
+def by_reason(
+    found: Mapping[Any, int], programme: Programme, *, fold: bool = True
+) -> tuple[list[str], list[int]]:
+    """Row labels and counts of closures by reason: with ``fold``, a high-sensitivity
+    reason (death) under "other" unless it counts at least k; unknown reasons as not
+    recorded."""
+    k = programme.threshold
+    sensitive = [r for r in HIGH_SENSITIVITY_REASONS if r in programme.closure_reasons]
+    shown = [
+        r for r in programme.closure_reasons if not fold or r not in sensitive or found[r] >= k
+    ]
+    folded = [r for r in sensitive if r not in shown]
+    rows = [r.replace("_", " ") for r in shown]
+    counts = [found.get(r, 0) for r in shown]
+    if folded:
+        rows.append(OTHER)
+        counts.append(sum(found.get(r, 0) for r in folded))
+    rows.append(NOT_SET)
+    counts.append(sum(n for r, n in found.items() if r not in programme.closure_reasons))
+    return rows, counts
+
+
 def closure_reasons(cases: Sequence[Mapping[str, Any]], programme: Programme) -> Table:
     k = programme.threshold
     closed = [c for c in cases if c.get("state") in programme.finished_states]
-    found = Counter(c.get("closure_reason") for c in closed)
-    sensitive = [r for r in HIGH_SENSITIVITY_REASONS if r in programme.closure_reasons]
-    shown = [r for r in programme.closure_reasons if r not in sensitive or found[r] >= k]
-    folded = [r for r in sensitive if r not in shown]
-    rows = [r.replace("_", " ") for r in shown]
-    counts = [found[r] for r in shown]
-    if folded:
-        rows.append(OTHER)
-        counts.append(sum(found[r] for r in folded))
-    rows.append(NOT_SET)
-    counts.append(sum(n for r, n in found.items() if r not in programme.closure_reasons))
+    rows, counts = by_reason(Counter(c.get("closure_reason") for c in closed), programme)
     return count_table(
         "closure_reasons",
         "Closed cases by closure reason",

@@ -31,6 +31,7 @@ TIERS: dict[str, set[str]] = {
         "personal_text",  # names, places and contacts found in free text
         "migrations",  # records brought along when the forms change
         "packages",  # referral and transfer packages: sections, format, receipt code
+        "reports",  # the monthly report's tables, from values
     },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.

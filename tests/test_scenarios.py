@@ -1235,6 +1235,39 @@ def test_closure_at_18_is_judged_on_the_day_of_the_move(programme: Programme) ->
     assert_history(c, ["identified", "registered", "assessment", "closure_pending", "closed"])
 
 
+def test_notice_and_monitoring_are_counted_from_the_day_of_closure(
+    programme: Programme,
+) -> None:
+    """G25 and G29 (version 2) count from the day of the move that closes the case: a
+    closure_date typed ahead does not end the notice period, and one typed back does not
+    shorten monitoring."""
+    journey = programme.journey(days_before=300, seed=134, separation="with_primary_caregiver")
+    demo.walk(journey, "follow_up_review")
+    c = Case.from_journey(programme, journey)
+    discussed = reach_closure_pending(c, "objectives_met")
+    c.wait(10)
+    closure = c.f.closure(c.cw, discussed, "objectives_met")
+    closure["case_conference_id"] = c.record("case_conference", conference(c), as_=c.sv)
+    closure["closure_date"] = (discussed + dt.timedelta(days=40)).isoformat()
+    c.record("closure", closure)
+    monitoring = ("post_closure_monitoring", c.f.monitoring(c.day))
+    refusal = c.refuse_move(["G25"], "post_closure_monitoring", as_=c.sv, form_=monitoring)
+    assert failing_codes(refusal.stderr) == ["G25"]
+    assert "the move comes 10 days after the closure discussion" in refusal.stderr
+
+    # Past the notice: monitoring planned from a back-dated closure_date is too short.
+    c.day = discussed + dt.timedelta(days=31)
+    closure["closure_date"] = (c.day - dt.timedelta(days=20)).isoformat()
+    c.record("closure", closure)
+    short = ("post_closure_monitoring", c.f.monitoring(c.day - dt.timedelta(days=20)))
+    refusal = c.refuse_move(["G29"], "post_closure_monitoring", as_=c.sv, form_=short)
+    assert failing_codes(refusal.stderr) == ["G29"]
+    assert "at least 3 months from today" in refusal.stderr
+    planned = ("post_closure_monitoring", c.f.monitoring(c.day))
+    c.move("post_closure_monitoring", as_=c.sv, form_=planned)
+    assert c.show()["state"] == "post_closure_monitoring"
+
+
 def test_an_approved_plan_stays_as_approved(programme: Programme) -> None:
     journey = programme.journey(days_before=120, seed=133, separation="with_primary_caregiver")
     demo.walk(journey, "implementation")
@@ -1273,4 +1306,6 @@ def test_an_approved_plan_stays_as_approved(programme: Programme) -> None:
     ) in refusal.stderr
     c.record("review", closure_review(c))
     c.move("closure_pending", reason="objectives_met", form_=proposal)
-    assert c.show()["case_plan"] == [approved]
+    doc = c.show()
+    assert doc["case_plan"] == [approved]
+    assert [a["status"] for a in doc["review"][-1]["action_status"]] == ["achieved"] * 2

@@ -18,7 +18,10 @@ import yaml
 
 from cmgit import ids
 from cmgit.audit import config_in_force
+from cmgit.reports import Month
 from cmgit.site import markup
+from cmgit.site.monthly import PAGE as MONTHLY_PAGE
+from cmgit.site.monthly import monthly_page, monthly_report
 from cmgit.site.publish import GENERATED_PAGES
 from cmgit.site.reference import reference_pages
 from cmgit.site.scan import EXAMPLE_CASE_ID
@@ -91,6 +94,7 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
         "search/search_index.js",
         "sitemap.xml",
         "statistics/index.html",
+        "statistics/monthly.html",
         "reference/states.html",
     } <= names
     staff = staff_ids_to_check()
@@ -114,6 +118,9 @@ def test_site_build_publishes_no_case_data(programme: Programme, tmp_path: Path)
     for path in out.rglob("*.html"):
         assert head[:12] in path.read_text(encoding="utf-8"), path.name
     assert head in (out / "statistics" / "index.html").read_text(encoding="utf-8")
+    monthly = (out / "statistics" / "monthly.html").read_text(encoding="utf-8")
+    # The latest month that has ended before the day of the build (2026-04-01).
+    assert "Monthly case report 2026-03" in monthly and head in monthly
 
 
 def test_reference_pages_follow_the_workflow_and_schemas(
@@ -239,6 +246,10 @@ def test_statistics_page_shows_the_tables_of_a_larger_programme(
     assert page.count('<svg class="cmgit-chart"') >= 6
     assert "3 Case plan" in page or "4 Implement the plan" in page
     assert f"at least {MIN_N_DERIVED}" in page
+    monthly = (out / "statistics" / "monthly.html").read_text(encoding="utf-8")
+    # 21 cases open in March 2026: the month's tables are published, suppressed.
+    assert "Cases active in the month by risk level and sex" in monthly
+    assert "Cases active in the month: <strong>21</strong>" in monthly
 
 
 def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) -> None:
@@ -252,6 +263,7 @@ def test_committed_mkdocs_yml_builds_with_the_generated_pages(tmp_path: Path) ->
     pages["statistics/index.md"] = statistics_page(
         source, report(source, dt.date(2026, 4, 1)), dt.date(2026, 4, 1)
     )
+    pages[MONTHLY_PAGE] = monthly_page(monthly_report(source, Month(2026, 3)))
     assert set(pages) == set(GENERATED_PAGES)
     for name, text in pages.items():
         (work / "site" / name).parent.mkdir(parents=True, exist_ok=True)

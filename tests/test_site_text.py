@@ -44,6 +44,7 @@ GENERATED = frozenset(
         "reference/forms.md",
         "reference/providers.md",
         "statistics/index.md",
+        "statistics/monthly.md",
     }
 )
 

@@ -24,6 +24,8 @@ from ..errors import CmgitError, NotACaseRepository, UsageError
 from ..history import Git
 from ..progress import SILENT, Progress
 from .directory import DIRECTORY_PAGE
+from .monthly import PAGE as MONTHLY_PAGE
+from .monthly import monthly_page, monthly_report, site_month
 from .provenance import last_changes, page_notes
 from .reference import reference_pages
 from .scan import check_output, printable_path
@@ -59,8 +61,8 @@ REFUSED_EXTENSIONS = ("pymdownx.snippets", "pymdownx.b64", "markdown_include.inc
 ALLOWED_PLUGINS = frozenset({"search", "offline", "tags", "meta", "blog", "typeset"})
 SHIM = "assets/javascripts/iframe-worker/shim.js"
 STYLESHEET = "assets/stylesheets/cmgit.css"
-# The pages written into the docs folder before MkDocs runs: the reference pages and the
-# statistics page.
+# The pages written into the docs folder before MkDocs runs: the reference pages, the
+# statistics page and the public monthly report of the latest month that has ended.
 GENERATED_PAGES = (
     "reference/index.md",
     "reference/states.md",
@@ -69,6 +71,7 @@ GENERATED_PAGES = (
     "reference/forms.md",
     DIRECTORY_PAGE,
     "statistics/index.md",
+    MONTHLY_PAGE,
 )
 
 
@@ -150,6 +153,7 @@ def build(
             advance(1)
             pages = reference_pages(source)
             pages["statistics/index.md"] = statistics_page(source, rep, today)
+            pages[MONTHLY_PAGE] = monthly_page(monthly_report(source, site_month(today)))
             advance(1)
         for name, text in pages.items():
             path = docs / name

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import caches, stats
+from .. import caches, reports, stats
 from ..config import (
     PARTS,
     SCHEMAS_DIR,
@@ -40,7 +40,7 @@ from ..history import BLOB_MODES, Git
 from ..progress import SILENT, Progress
 from ..registry import CASEWORKER, Registry, settings_defaults
 from ..schema import CASE, SETTINGS, STAFF, SchemaSet
-from ..workflow import CLOSED, MONITORING, STATE_HISTORY, Workflow
+from ..workflow import STATE_HISTORY, Workflow
 from .scan import printable_path
 
 SITE_DIR = "site"
@@ -184,11 +184,11 @@ class Source:
         at = self.schemas.open_fields.index(name)
         return [row[at] for row in self.rows()]
 
-    def cases(self) -> list[dict[str, Any]]:
-        """Of every case, the open fields the statistics read, by name (only those: a
+    def cases(self, fields: Sequence[str] = stats.CASE_FIELDS) -> list[dict[str, Any]]:
+        """Of every case, the open ``fields`` the statistics read, by name (only those: a
         programme has 100,000 cases, and the mappings cost more than the figures)."""
         order = self.schemas.open_fields
-        wanted = [name for name in stats.CASE_FIELDS if name in order]
+        wanted = [name for name in fields if name in order]
         pick = operator.itemgetter(*(order.index(name) for name in wanted))
         return [dict(zip(wanted, pick(row), strict=True)) for row in self.rows()]
 
@@ -217,20 +217,13 @@ class Source:
         return found
 
     def programme(self) -> stats.Programme:
-        flow = self.workflow
         reasons = self.schemas.resolve("urn:cmgit:schema:common#/$defs/closure_reason")
-        return stats.Programme(
-            states=tuple(flow.states),
-            open_states=frozenset(flow.held_states),
-            caseload_states=flow.caseload_states,
-            finished_states=frozenset({CLOSED, MONITORING}),
-            initial_state=flow.initial_state,
-            registered_state="registered",
-            labels={s: flow.label(s, self.profile) for s in flow.states},
-            closure_reasons=tuple(reasons.get("enum", ())),
-            caseworkers=tuple(self.caseworkers),
-            threshold=self.threshold,
-            caseload_limit=int(self.settings.get("caseload_limit", 25)),
+        return reports.procedure(
+            self.workflow,
+            reasons.get("enum", ()),
+            self.settings,
+            self.caseworkers,
+            self.profile,
         )
 
 

@@ -154,7 +154,8 @@ def statistics_page(source: Source, rep: Report, as_of: dt.date) -> str:
         "Every figure comes from the open fields of the case records and the history of "
         "the repository: the site is built without any key and cannot read a sealed form. "
         "No case number, staff ID, name, date of an event in a child's case or free text "
-        "is published.",
+        "is published. The [monthly case report](monthly.md) gives the figures of the "
+        "latest month that has ended.",
         "",
         '!!! note "How to read these figures"',
         f"    Counts from 1 to {k - 1} are shown as **{esc(stats.hidden_mark(k))}**. A "
