@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from . import caches, crypto, ids, migrations, pool, records, signing, trail
+from . import caches, crypto, ids, migrations, packages, pool, records, signing, trail
 from .config import (
     EDITABLE,
     PARTS,
@@ -58,7 +58,7 @@ from .registry import CASEWORKER, PROGRAMME_MANAGER, Registry
 from .trail import FORMAT_TRAILER, MESSAGE_FORM
 from .workflow import PASS, STATE_HISTORY
 
-CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
+CASE_ACTIONS = ("new", "record", "edit", "move", "assign", "disclosure")
 # The one named check audit recomputes without a key: the key caseworker is active staff
 # with the caseworker role, in the registry in force at the parent.
 KEYLESS_CHECK = "key_caseworker_active"
@@ -95,6 +95,8 @@ TRAILERS: dict[str, frozenset[str]] = {
     "new": frozenset({*_CASE, "Cmgit-To"}),
     "record": frozenset({*_CASE, "Cmgit-Form"}),
     "edit": frozenset(_CASE),
+    # A referral or transfer package made: which provider and which sections are sealed.
+    "disclosure": frozenset({*_CASE, "Cmgit-Package"}),
     "move": frozenset(
         {
             *_CASE,
@@ -1100,13 +1102,16 @@ class Auditor:
         if new["version"] != old["version"] + 1:
             yield "version", f"{case_id}: version {old['version']} -> {new['version']}"
         team = actor.team
-        if action in ("record", "edit"):
+        if action in ("record", "edit", "disclosure"):
             if (new["state"], new["team"], new["caseworker"]) != (
                 old["state"],
                 old["team"],
                 old["caseworker"],
             ):
                 yield "transition", f"{case_id}: a {action} changed state or assignment"
+            if action == "disclosure":
+                yield from _check_disclosure(case_id, commit, actor, old, flow)
+                return
             form = commit.trailer("Cmgit-Form")
             event = flow.events.get(form or "") if action == "record" else None
             roles = event.by if event else tuple({r for e in flow.events.values() for r in e.by})
@@ -1230,6 +1235,25 @@ def _decision_row(commit: Commit) -> dict[str, Any]:
         **({"caseworker": t("Cmgit-Staff")} if t("Cmgit-Staff") else {}),
         **trail.decision(commit.trailers),
     }
+
+
+def _check_disclosure(
+    case_id: str, commit: Commit, actor: Any, old: Mapping[str, Any], flow: Any
+) -> Iterator[tuple[str, str]]:
+    """A package is made by someone who may record the referral or the transfer, in a
+    state where one of them is recorded; which of them it was is sealed, so either."""
+    if not packages.is_package_id(commit.trailer("Cmgit-Package")):
+        yield "message", f"{case_id}: a disclosure names no valid package id"
+    events = [flow.events[kind] for kind in packages.KINDS if kind in flow.events]
+    allowed = [
+        event
+        for event in events
+        if not flow.permission(event.by, actor.role, actor.id, actor.team, old, "disclosure")
+    ]
+    if not allowed:
+        yield "scope", f"{case_id}: {actor.id} may not pack a referral or transfer of this case"
+    elif not any(old["state"] in event.states for event in allowed):
+        yield "transition", f"{case_id}: no referral or transfer is packed in {old['state']}"
 
 
 def _on_open_fields(condition: Mapping[str, Any], open_fields: Sequence[str]) -> bool:

@@ -792,9 +792,21 @@ def _ask_retry(problem: CmgitError) -> bool:
     metavar="FILE",
     help="Form file holding exactly this form (- for standard input).",
 )
+@click.option(
+    "--receipt",
+    metavar="CODE",
+    help="Referral or transfer: the receipt code the receiving agency gave for its package.",
+)
 @template_option
 @pass_state
-def record(state: State, case_id: str, form: str, source: str | None, as_template: bool) -> None:
+def record(
+    state: State,
+    case_id: str,
+    form: str,
+    source: str | None,
+    receipt: str | None,
+    as_template: bool,
+) -> None:
     """Add or update one form of a case, with no change of state.
 
     Repeated forms (consent, follow_up, referral, ...) get an id; give an existing id
@@ -805,6 +817,7 @@ def record(state: State, case_id: str, form: str, source: str | None, as_templat
     Example:
       cmgit record CP-7K2M9QX4 follow_up --template > visit.yaml
       cmgit record CP-7K2M9QX4 follow_up --from visit.yaml
+      cmgit record CP-7K2M9QX4 transfer --from transfer.yaml --receipt 7K2M-9QX4-ABCD-EFGH
     """
     ids.check_case_id(case_id)
     if as_template:
@@ -817,7 +830,9 @@ def record(state: State, case_id: str, form: str, source: str | None, as_templat
         _print_templates(repo, [form], f"cmgit record {case_id} {form} --from FILE")
         return
     data = read_input(need_source(source))
-    item = state.repo().record_form(state.identities(), case_id, form, data, today=today())
+    item = state.repo().record_form(
+        state.identities(), case_id, form, data, today=today(), receipt=receipt
+    )
     click.echo(f"{case_id}: recorded {item}")
 
 
@@ -1952,6 +1967,138 @@ def demo(directory: str | None, cases: int, seed: int) -> None:
     progress = Progress(enabled=watched, lines=not watched)
     tour = demo_module.build(target, cases=cases, seed=seed, today=today(), progress=progress)
     click.echo(tour)
+
+
+@cli.group(cls=CmgitGroup)
+def referral() -> None:
+    """Referral and transfer packages for other agencies, and the service directory.
+
+    A package is one age file sealed to a provider of providers.yaml, holding only the
+    forms the consent and the referral (or transfer) cover.
+
+    \b
+    Example:
+      cmgit referral pack CP-7K2M9QX4 referral-3M8QK2ZD -o ~/outbox/package.age
+      cmgit referral receive package.age -i agency-identity.txt
+    """
+
+
+@referral.command("providers")
+@json_option
+@pass_state
+def referral_providers(state: State, as_json: bool) -> None:
+    """List the service directory (providers.yaml as committed).
+
+    \b
+    Example:
+      cmgit referral providers --json
+    """
+    today_ = today()
+    rows = [
+        {
+            "code": p.code,
+            "name": p.name,
+            "area": p.area,
+            "services": list(p.services),
+            "agreement_in_force": p.agreement_holds(today_),
+            "takes_packages": p.recipient is not None and p.agreement_holds(today_),
+        }
+        for p in state.repo().providers().values()
+    ]
+    if as_json:
+        emit(rows, True)
+        return
+    if not rows:
+        click.echo("no providers in the service directory (providers.yaml)")
+    for row in rows:
+        agreement = "agreement in force" if row["agreement_in_force"] else "no agreement"
+        click.echo(f"{row['code']}  {row['name']} ({row['area']}): {agreement}")
+
+
+@referral.command("pack")
+@click.argument("case_id", metavar="ID")
+@click.argument("item", metavar="ITEM")
+@click.option(
+    "-o", "output", metavar="FILE", required=True, help="The package to write (a new file)."
+)
+@pass_state
+def referral_pack(state: State, case_id: str, item: str, output: str) -> None:
+    """Write the package of a referral (its referral id) or of the case's transfer (its
+    transfer id, or the word transfer), sealed to the provider, and record the disclosure.
+
+    Only the forms the referral's information_shared (or the transfer's
+    records_transferred) cover go in, with granted consent named by its consent_ref.
+
+    \b
+    Example:
+      cmgit referral pack CP-7K2M9QX4 referral-3M8QK2ZD -o ~/outbox/package.age
+    """
+    ids.check_case_id(case_id)
+    packed = state.repo().pack(state.identities(), case_id, item, Path(output), today=today())
+    click.echo(
+        f"{case_id}: {packed.kind} package {packed.package_id} written to {output} "
+        f"({len(packed.sections)} section(s)); ask the provider for its receipt code"
+    )
+
+
+@referral.command("receive")
+@click.argument("package_file", metavar="FILE")
+@click.option(
+    "-i",
+    "--agency-identity",
+    "agency_identity",
+    metavar="PATH",
+    required=True,
+    help="The age identity of the agency the package was sent to.",
+)
+@click.option("--caseworker", metavar="ID", help="Transfer: the key caseworker of the new case.")
+@click.option("--show", is_flag=True, help="Referral: print the sections received.")
+@json_option
+@pass_state
+def referral_receive(
+    state: State,
+    package_file: str,
+    agency_identity: str,
+    caseworker: str | None,
+    show: bool,
+    as_json: bool,
+) -> None:
+    """Open a package sent to this agency. A referral gives the receipt code to tell the
+    sender; a transfer becomes a new case of this programme (fresh consent still needed).
+
+    \b
+    Example:
+      cmgit referral receive package.age -i agency-identity.txt --show
+      cmgit referral receive package.age -i agency-identity.txt --caseworker cw-014
+    """
+    from .packages import TRANSFER
+    from .store import load_identities
+    from .store.referral import open_package
+
+    package = open_package(Path(package_file), load_identities(agency_identity))
+    case_id = None
+    if package.kind == TRANSFER:
+        repo = state.repo()
+        case_id = repo.receive_transfer(
+            state.identities(), package, today=today(), caseworker=caseworker
+        )
+    result: dict[str, Any] = {
+        "package_id": package.package_id,
+        "kind": package.kind,
+        "sections": list(package.sections),
+        "receipt_code": package.receipt_code,
+        "case_id": case_id,
+    }
+    if show:
+        result["content"] = package.sections
+    if as_json:
+        emit(result, True)
+        return
+    if case_id:
+        click.echo(f"{package.package_id}: transfer received as case {case_id}")
+    click.echo(f"{package.package_id}: receipt code {package.receipt_code}")
+    if show:
+        emit(package.sections, False)
 
 
 def _progress_printer(quiet: bool = False) -> Progress:

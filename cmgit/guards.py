@@ -127,6 +127,11 @@ def _granted(case: Mapping[str, Any], scope: str, consent_id: Any = None) -> boo
     return False
 
 
+def consent_granted(case: Mapping[str, Any], scope: str, consent_id: Any) -> bool:
+    """Whether the consent item ``consent_id`` of a case is granted for ``scope``."""
+    return _granted(case, scope, consent_id)
+
+
 def _closure_day(s: Situation) -> dt.date:
     return to_date((s.record.get("closure") or {}).get("closure_date")) or s.today
 
@@ -695,8 +700,9 @@ def follow_up_dates(s: Situation, params: Mapping[str, Any]) -> str | None:
 
 def _unused(s: Situation, params: Mapping[str, Any]) -> str | None:
     # GA, GB and GD are enforced by the store itself (role and scope, schema, read-only),
-    # GC by the commits of free text and the client's hooks (cmgit.personal_text); they
-    # are listed in the data so that refusals and the site can name them.
+    # GC by the commits of free text and the client's hooks (cmgit.personal_text), G19p
+    # by packing a referral or transfer (cmgit.packages); they are listed in the data
+    # so that refusals and the site can name them.
     return None
 
 
@@ -709,6 +715,7 @@ CHECKS: dict[str, Check] = {
     "record_schema": _unused,
     "no_personal_text": _unused,
     "closed_read_only": _unused,
+    "provider_agreement": _unused,
     "criteria_met": criteria_met,
     "key_caseworker_active": key_caseworker_active,
     "fresh_consent": fresh_consent,

@@ -24,6 +24,7 @@ CASE = "urn:cmgit:schema:case"
 WORKFLOW = "urn:cmgit:schema:workflow"
 STAFF = "urn:cmgit:schema:staff"
 SETTINGS = "urn:cmgit:schema:settings"
+PROVIDERS = "urn:cmgit:schema:providers"  # the service directory, providers.yaml
 FORM_PREFIX = "urn:cmgit:form:"
 
 OPEN = "open"

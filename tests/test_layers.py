@@ -30,6 +30,7 @@ TIERS: dict[str, set[str]] = {
         "formtemplate",  # the forms people write, and a template of each
         "personal_text",  # names, places and contacts found in free text
         "migrations",  # records brought along when the forms change
+        "packages",  # referral and transfer packages: sections, format, receipt code
         "reports",  # the monthly report's tables, from values
         "trail",  # the decisions a transition commit records
     },

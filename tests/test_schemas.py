@@ -159,7 +159,11 @@ FREE_TEXT_DEFS = (
     "urn:cmgit:schema:common#/$defs/text",
 )
 # The one object whose additionalProperties is a schema: the staff id -> member mapping.
-OPEN_MAPPINGS = {("urn:cmgit:schema:staff", "/properties/staff")}
+OPEN_MAPPINGS = {
+    ("urn:cmgit:schema:staff", "/properties/staff"),
+    ("urn:cmgit:schema:providers", "/properties/providers"),
+    ("urn:cmgit:schema:case", "/properties/received_package/properties/sections"),
+}
 
 
 # ------------------------------------------------------------------ loading
@@ -313,7 +317,9 @@ def classified_leaves(
 
 def test_every_expected_schema_file_exists() -> None:
     names = {p.relative_to(SCHEMA_DIR).as_posix() for p in _schema_files()}
-    expected = {f"{n}.schema.json" for n in ("common", "case", "staff", "settings", "workflow")}
+    expected = {
+        f"{n}.schema.json" for n in ("common", "case", "staff", "settings", "workflow", "providers")
+    }
     expected |= {f"forms/{f}.schema.json" for f in FORMS}
     assert names == expected
 
@@ -472,8 +478,9 @@ def test_case_open_and_sealed_properties() -> None:
     assert list(props)[: len(OPEN_FIELDS)] == OPEN_FIELDS, "open fields come first"
     assert case_schema()["required"] == OPEN_FIELDS
     sealed = {n for n, p in props.items() if p["x-cmgit"] == "sealed"}
-    # previous_episodes is kept by cmgit itself when a case reopens; nobody records it
-    assert sealed == {*FORMS, "previous_episodes"}
+    # previous_episodes is kept by cmgit itself when a case reopens, disclosures when a
+    # package is made, received_package when a transfer comes in; nobody records them
+    assert sealed == {*FORMS, "previous_episodes", "disclosures", "received_package"}
     assert props["previous_episodes"]["x-cmgit-mode"] == "system"
     assert "sealed" not in props
 

@@ -42,6 +42,7 @@ GENERATED = frozenset(
         "reference/transitions.md",
         "reference/guards.md",
         "reference/forms.md",
+        "reference/providers.md",
         "statistics/index.md",
         "statistics/monthly.md",
     }

@@ -23,6 +23,7 @@ from ..config import MAX_CONFIG_BYTES, SCHEMAS_DIR
 from ..errors import CmgitError, NotACaseRepository, UsageError
 from ..history import Git
 from ..progress import SILENT, Progress
+from .directory import DIRECTORY_PAGE
 from .monthly import PAGE as MONTHLY_PAGE
 from .monthly import monthly_page, monthly_report, site_month
 from .provenance import last_changes, page_notes
@@ -68,6 +69,7 @@ GENERATED_PAGES = (
     "reference/transitions.md",
     "reference/guards.md",
     "reference/forms.md",
+    DIRECTORY_PAGE,
     "statistics/index.md",
     MONTHLY_PAGE,
 )

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..schema import FORM_PREFIX, SchemaSet
 from .charts import state_diagram
+from .directory import DIRECTORY_PAGE, directory_page
 from .markup import anchor, code, esc, md_cell, md_table
 from .source import Source
 
@@ -59,6 +60,8 @@ def reference_pages(source: Source) -> dict[str, str]:
             f"- [Forms](forms.md): the {len(forms)} forms and every field, with its type, "
             "allowed values and data class; which fields of a record are open and which are "
             "sealed.",
+            "- [Service directory](providers.md): the agencies of `providers.yaml`, their "
+            "services and information-sharing agreements.",
             "",
             f"Step names follow the display profile **{esc(profile_title)}** "
             f"(setting `display_profile`: {code(profile)}).",
@@ -69,6 +72,7 @@ def reference_pages(source: Source) -> dict[str, str]:
     pages["reference/transitions.md"] = _transitions_page(source)
     pages["reference/guards.md"] = _guards_page(source)
     pages["reference/forms.md"] = _forms_page(source, forms)
+    pages[DIRECTORY_PAGE] = directory_page(source)
     return pages
 
 

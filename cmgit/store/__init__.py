@@ -11,15 +11,16 @@ acting, reading records), `unit` (change, seal, commit), `cases` (new, record, e
 move, assign), `views` (list, due, log, find, validate), `admin` (staff and settings),
 `procedure` (forms, workflow and SOP pages changed in the work tree), `migrate` (records
 brought along by a migration), `forward` (the migrations a newer cmgit ships), `report`
-(the internal monthly report), `bulk` (reads on every core), `setup` (new repositories,
-keys, signers) and `drivers` (git's merge and diff drivers, recovery). `Repository` is
-the core with the commands, which are functions over it, as its methods.
+(the internal monthly report), `referral` (packages for other agencies), `bulk` (reads on
+every core), `setup` (new repositories, keys, signers) and `drivers` (git's merge and
+diff drivers, recovery). `Repository` is the core with the commands, which are functions
+over it, as its methods.
 """
 
 from __future__ import annotations
 
 from ..registry import ROLES
-from . import admin, cases, drivers, forward, procedure, report, unit, views
+from . import admin, cases, drivers, forward, procedure, referral, report, unit, views
 from .cases import MAX_FORM_BYTES, MoveResult
 from .core import Committed, Core, Loaded
 from .setup import (
@@ -65,6 +66,10 @@ class Repository(Core):
     validate = views.validate
     check_record = views.check_record
     internal_monthly = report.internal_monthly
+    # referral and transfer packages
+    providers = referral.directory
+    pack = referral.pack
+    receive_transfer = referral.receive_transfer
     # staff and settings
     staff_add = admin.staff_add
     staff_update = admin.staff_update

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import crypto, ids, trail, workflow, yamlio
+from .. import crypto, ids, packages, trail, workflow, yamlio
 from ..errors import (
     CmgitError,
     InvalidRecord,
@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..guards import CASELOAD, KEY_WORKER, RECORD_SCHEMA
 from ..records import Record
-from ..registry import CASEWORKER
+from ..registry import CASEWORKER, Staff
 from ..schema import CASE
 from ..workflow import Failure, Transition
 from . import unit
@@ -61,6 +61,20 @@ def new_case(
     forms = read_form_file(repo, form_data, allowed=workflow.NEW_CASE_FORMS)
     if workflow.NEW_CASE_FORMS[0] not in forms:
         raise UsageError(f"the form file needs an {workflow.NEW_CASE_FORMS[0]} form")
+    return create_case(repo, actor, forms, today=today, caseworker=caseworker, team=team)
+
+
+def create_case(
+    repo: Core,
+    actor: Staff,
+    forms: dict[str, Any],
+    *,
+    today: dt.date,
+    caseworker: str | None = None,
+    team: str | None = None,
+) -> str:
+    """A new case in the first state with ``forms`` (read and typed already), made by
+    ``actor``: `new`, and a case transferred in with the package it came with."""
     worker_id = caseworker or (actor.id if actor.role == CASEWORKER else None)
     if worker_id is None:
         raise UsageError("name the key caseworker with --caseworker ID")
@@ -138,8 +152,11 @@ def record_form(
     form_data: bytes,
     *,
     today: dt.date,
+    receipt: str | None = None,
 ) -> str:
-    """Add or update one form (an event: no change of state); returns its item id."""
+    """Add or update one form (an event: no change of state); returns its item id.
+    ``receipt``: the receipt code of a referral or transfer package, as proof that the
+    receiving agency opened it (`cmgit.packages.with_receipt`)."""
     repo.check_config_trusted()
     actor = repo.actor(identities)
     event = repo.workflow.events.get(form)
@@ -171,7 +188,14 @@ def record_form(
     )
     if outcome.refused:
         raise outcome.refusal(f"recording {form}", case_id)
-    loaded.record.forms = outcome.forms
+    try:
+        forms = packages.with_receipt(
+            loaded.record.forms, outcome.forms, form, outcome.item_id, receipt, today
+        )
+    except CmgitError as exc:
+        exc.case_id = case_id
+        raise
+    loaded.record.forms = forms
     return unit.save(repo, loaded, actor, today, "record", outcome.item_id, [("Cmgit-Form", form)])
 
 

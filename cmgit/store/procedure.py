@@ -33,6 +33,7 @@ from ..config import (
     WORKFLOW_FILE,
     editable_part,
     editors,
+    load_yaml,
     read_document,
     schema_documents,
     shown_path,
@@ -42,6 +43,7 @@ from ..history import repository_lock
 from ..migrations import MIGRATIONS_DIR, Migration
 from ..registry import Staff
 from ..schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
+from ..schema import PROVIDERS as PROVIDERS_SCHEMA
 from ..workflow import Workflow
 from . import bulk, migrate, screening, unit
 from .core import Core
@@ -148,7 +150,7 @@ def config_commit(
         _check_mkdocs(files[MKDOCS_FILE])
     providers = files.get(PROVIDERS_FILE)
     if providers is not None:
-        yamlio.load(providers, what=PROVIDERS_FILE, max_bytes=MAX_CONFIG_BYTES)
+        _check_providers(repo, providers)
     if SITE_DIR in parts:
         _check_pages(repo, files)
     if SITE_DIR in parts or MKDOCS_FILE in parts:
@@ -275,6 +277,17 @@ def _site_limit() -> int:
 
 
 # -- validation ------------------------------------------------------------------------
+
+
+def _check_providers(repo: Core, data: bytes) -> None:
+    """The service directory parses and matches its schema, where the repository has
+    one (a repository made before it gets it with `cmgit migrate`)."""
+    schema = repo.schemas.schemas.get(PROVIDERS_SCHEMA)
+    if schema is None:
+        yamlio.load(data, what=PROVIDERS_FILE, max_bytes=MAX_CONFIG_BYTES)
+        return
+    doc = load_yaml(data, repo.schemas, schema, what=PROVIDERS_FILE, limit=MAX_CONFIG_BYTES)
+    repo.schemas.validate(doc, PROVIDERS_SCHEMA, what=PROVIDERS_FILE)
 
 
 def _check_mkdocs(data: bytes | None) -> None:

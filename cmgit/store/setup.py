@@ -29,7 +29,7 @@ DEFAULT_CRITERIA = [
     "other_protection_risk",
 ]
 # What `cmgit init` copies from the template into a new case repository.
-TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml")
+TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml", "providers.yaml")
 
 
 def staff_author(actor: Staff) -> Author:
