@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from . import caches, crypto, ids, migrations, packages, pool, records, signing, trail
+from . import caches, crypto, exchange, ids, migrations, packages, pool, records, signing, trail
 from .config import (
     EDITABLE,
     PARTS,
@@ -54,7 +54,7 @@ from .history import (
     write_atomic,
 )
 from .progress import SILENT, Progress
-from .registry import CASEWORKER, PROGRAMME_MANAGER, Registry
+from .registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Registry
 from .trail import FORMAT_TRAILER, MESSAGE_FORM
 from .workflow import PASS, STATE_HISTORY
 
@@ -116,7 +116,14 @@ TRAILERS: dict[str, frozenset[str]] = {
     },
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
     "config": frozenset({"Cmgit-Action", "Cmgit-Reason", "Cmgit-Migration"}),
+    "import": frozenset({"Cmgit-Action", "Cmgit-Source", "Cmgit-Count", "Cmgit-Date"}),
+    # Event commits: they change no file (export, disclose).
+    "export": frozenset(
+        {"Cmgit-Action", "Cmgit-Event", "Cmgit-Count", "Cmgit-Reason", "Cmgit-Date"}
+    ),
+    "disclose": frozenset({*_CASE, "Cmgit-Event", "Cmgit-Reason"} - {"Cmgit-Version"}),
 }
+EXCHANGE_ACTIONS = ("import", "export", "disclose")
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.GUARD})
 
@@ -757,6 +764,10 @@ class Auditor:
             yield from self._check_case_change(
                 action, commit, actor, changes, parent, before, committed
             )
+        elif action in EXCHANGE_ACTIONS:
+            yield from self._check_exchange(
+                action, commit, actor, changes, parent, before, committed
+            )
         else:
             yield "message", "unknown action"
 
@@ -1216,6 +1227,69 @@ class Auditor:
             member = before.registry.staff.get(str(new.get("caseworker")))
             return member is None or not member.active or member.role != CASEWORKER
         return None
+
+    def _check_exchange(
+        self,
+        action: str,
+        commit: Commit,
+        actor: Any,
+        changes: list[Change],
+        parent: str,
+        before: Config,
+        committed: int | None,
+    ) -> Iterator[tuple[str, str]]:
+        """An import adds new sealed records only, each at version 1 in one state since a
+        day up to its Cmgit-Date, by a programme manager, naming its source file's hash.
+        An export or a disclosure is an event: it changes no file; a disclosure names a
+        case its actor may act on."""
+        day, flow = to_date(commit.trailer("Cmgit-Date")), before.workflow
+        if day is None:
+            yield "time", "the commit names no valid Cmgit-Date"
+        if action != "import":
+            event = commit.trailer("Cmgit-Event") or ""
+            reason = commit.trailer("Cmgit-Reason")
+            if changes:
+                yield "paths", f"an {action} event changed files"
+            if not re.fullmatch(
+                rf"{'export' if action == 'export' else 'disclosure'}-[0-9A-Z]{{8}}", event
+            ):
+                yield "message", f"{action} without a valid Cmgit-Event"
+            if actor.role == AUDITOR or (
+                action == "export"
+                and reason is not None
+                and reason not in exchange.PLAINTEXT_REASONS
+            ):
+                yield "scope", f"{action} by a {actor.role} or for a reason not allowed"
+            if action == "disclose":
+                case_id = commit.trailer("Cmgit-Case") or ""
+                path = ids.record_path(case_id) if ids.CASE_ID_RE.fullmatch(case_id) else ""
+                old = self._open(self.git.blob_id(parent, path) if path else None, before, path)
+                roles = tuple({r for e in flow.events.values() for r in e.by})
+                if old is None or flow.permission(
+                    roles, actor.role, actor.id, actor.team, old, action
+                ):
+                    yield "scope", f"{case_id or 'no case'}: {actor.id} may not disclose this case"
+            return
+        if actor.role != PROGRAMME_MANAGER:
+            yield "scope", f"import by a {actor.role}: only a programme manager imports"
+        if not re.fullmatch(r"[0-9a-f]{64}", commit.trailer("Cmgit-Source") or ""):
+            yield "message", "import without the source file's sha256"
+        if commit.trailer("Cmgit-Count") != str(len(changes)):
+            yield "message", "import: Cmgit-Count is not the number of records added"
+        for change in changes:
+            case_id = ids.case_id_from_path(change.path) or change.path
+            new = self._open(change.new, before, change.path)
+            if change.old is not None or ids.case_id_from_path(change.path) is None:
+                yield "paths", f"import changed {shown_path(change.path)}: it only adds records"
+            elif new is not None:
+                since = to_date(new.get("state_since"))
+                if new["version"] != 1 or new["state"] not in flow.states:
+                    yield "version", f"{case_id}: an imported case starts at version 1 in a state"
+                if new.get(STATE_HISTORY, [0]) not in ([f"{since} {new['state']}"], [0]):
+                    yield "history", f"{case_id}: the state history is not its one state"
+                if since is None or (day is not None and since > day):
+                    yield "time", f"{case_id}: state_since is after the import's Cmgit-Date"
+                yield from _check_dates(case_id, commit, {}, new, committed)
 
 
 def _form(commit: Commit) -> str:

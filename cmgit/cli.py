@@ -1298,6 +1298,146 @@ def sync(state: State, remote: str, abort: bool, drop: tuple[str, ...]) -> None:
     )
 
 
+MAX_EXCHANGE_BYTES = 256 * 1024 * 1024
+
+
+def _read_exchange_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_EXCHANGE_BYTES + 1)
+    except OSError:
+        raise UsageError(f"cannot read the {what}", hint="check the path given") from None
+    if len(data) > MAX_EXCHANGE_BYTES:
+        raise errors.TooLarge(f"the {what} is larger than cmgit accepts (256 MiB): split it")
+    return data
+
+
+def _new_output(path: str) -> Path:
+    """An output file not yet there, in a folder that is: checked before anything is
+    recorded, so an export or disclosure is not recorded for a file never written."""
+    out = Path(path)
+    if out.exists() or not out.parent.is_dir():
+        raise UsageError(f"{path} exists or its folder does not", hint="name a new file with -o")
+    return out
+
+
+def _write_private(out: Path, data: bytes) -> None:
+    with open(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(data)
+
+
+@cli.command("import")
+@click.argument("source", metavar="FILE")
+@click.option("--map", "map_path", metavar="MAP.yaml", help="Import map (none: a cmgit export).")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; commit nothing.")
+@json_option
+@pass_state
+def import_command(
+    state: State, source: str, map_path: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Create cases from the rows of a CSV file, in one import commit (programme managers).
+
+    Each row becomes a case, in the state the map's state column gives. Rows with problems
+    are reported by row number and field, never by value, and left out; --dry-run only
+    reports. A file sealed with age (a cmgit export) is opened with your identity. The
+    same file is never imported twice. The map cmgit ships for Primero / CPIMS+ exports is
+    cmgit/maps/primero.yaml.
+
+    \b
+    Example:
+      cmgit import cases.csv --map primero.yaml --dry-run
+      cmgit import export.csv.age
+    """
+    data = _read_exchange_file(source, "CSV file")
+    mapping = _read_exchange_file(map_path, "import map") if map_path else None
+    repo = state.repo()
+    report = repo.import_cases(state.identities(), data, mapping, today=today(), dry_run=dry_run)
+    if as_json:
+        emit(report.as_dict(), True)
+    else:
+        for problem in report.problems:
+            click.echo(problem)
+        verb = "would import" if dry_run else "imported"
+        click.echo(
+            f"{verb} {len(report.case_ids)} of {report.rows} rows; "
+            f"{report.failed_rows} row(s) with problems left out",
+            err=True,
+        )
+    if report.problems and not report.case_ids:
+        raise click.exceptions.Exit(errors.INVALID_RECORD)
+
+
+@cli.command("export")
+@click.option("--fields", metavar="F,...", help="Fields to export (default: all forms).")
+@click.option("--recipient", metavar="AGE1...", help="Seal to this recipient (default: you).")
+@click.option("-o", "output", required=True, metavar="FILE", help="The file to write (new).")
+@click.option("--plaintext", is_flag=True, help="Write the CSV in the clear (needs --reason).")
+@click.option(
+    "--reason",
+    metavar="CODE",
+    help="Why in the clear: system_migration, statutory_report or court_order.",
+)
+@pass_state
+def export_command(
+    state: State,
+    fields: str | None,
+    recipient: str | None,
+    output: str,
+    plaintext: bool,
+    reason: str | None,
+) -> None:
+    """Write a CSV of the cases you can open, sealed with age; the export is recorded.
+
+    Columns are field paths (state, registration.child.sex, or a whole form as JSON):
+    `cmgit import` reads the file back without a map. Written in the clear only with
+    --plaintext and a reason code, which the export's commit keeps.
+
+    \b
+    Example:
+      cmgit export -o cases.csv.age
+      cmgit export --fields state,registration.child.sex --recipient age1... -o out.age
+    """
+    if plaintext != (reason is not None) or (plaintext and recipient):
+        raise UsageError(
+            "--plaintext and --reason go together, without --recipient",
+            hint="leave both out for a sealed export",
+        )
+    out = _new_output(output)
+    chosen = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    made = state.repo().export_cases(
+        state.identities(),
+        fields=chosen,
+        recipient=recipient,
+        plaintext_reason=reason,
+        today=today(),
+    )
+    _write_private(out, made.data)
+    click.echo(f"{made.event_id}: {made.rows} case(s) written to {output}")
+
+
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@click.option("--recipient", required=True, metavar="AGE1...", help="Whom the file is for.")
+@click.option("-o", "output", required=True, metavar="FILE", help="The file to write (new).")
+@click.option("--reason", metavar="CODE", help="Why, as a code (e.g. child_request).")
+@pass_state
+def disclose(state: State, case_id: str, recipient: str, output: str, reason: str | None) -> None:
+    """Write one case, complete and readable (YAML), sealed to the recipient named: the
+    answer to a child's or family's request to see their own record. Recorded on the case.
+
+    \b
+    Example:
+      cmgit disclose CP-7K2M9QX4 --recipient age1... -o record.age --reason child_request
+    """
+    ids.check_case_id(case_id)
+    out = _new_output(output)
+    made = state.repo().disclose(
+        state.identities(), case_id, recipient=recipient, reason=reason, today=today()
+    )
+    _write_private(out, made.data)
+    click.echo(f"{case_id}: {made.event_id} written to {output}")
+
+
 @cli.command()
 @pass_state
 def recover(state: State) -> None:

@@ -683,6 +683,21 @@ def seal(plaintext: bytes, recipients: Sequence[str]) -> str:
     return armored
 
 
+def seal_file(plaintext: bytes, recipients: Sequence[str]) -> bytes:
+    """Encrypt PLAINTEXT to the X25519 RECIPIENTS as a binary age file, for what leaves the
+    repository (an export, a disclosure): the stock `age` tool opens it."""
+    unique = list(dict.fromkeys(check_recipient(r) for r in recipients))
+    if not unique:
+        raise UsageError("a sealed file needs at least one recipient")
+    sealed: bytes = pyrage.encrypt(plaintext, [x25519.Recipient.from_str(r) for r in unique])
+    return sealed
+
+
+def is_age_file(data: bytes) -> bool:
+    """Whether DATA starts as an age message does, binary or armored."""
+    return data.startswith(b"age-encryption.org/") or _looks_armored(data[:4096])
+
+
 def open_sealed(armored: str, identities: Sequence[Identity]) -> bytes:
     """Decrypt a sealed block in memory after `inspect` accepted it.
 

@@ -33,6 +33,7 @@ TIERS: dict[str, set[str]] = {
         "packages",  # referral and transfer packages: sections, format, receipt code
         "reports",  # the monthly report's tables, from values
         "trail",  # the decisions a transition commit records
+        "exchange",  # cases in and out as CSV: import maps, rows, export cells
     },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.

@@ -20,7 +20,7 @@ over it, as its methods.
 from __future__ import annotations
 
 from ..registry import ROLES
-from . import admin, cases, drivers, forward, procedure, referral, report, unit, views
+from . import admin, cases, drivers, exchange, forward, procedure, referral, report, unit, views
 from .cases import MAX_FORM_BYTES, MoveResult
 from .core import Committed, Core, Loaded
 from .setup import (
@@ -78,6 +78,10 @@ class Repository(Core):
     # the procedure: forms, workflow, SOP pages
     config_commit = procedure.config_commit
     migrate = forward.migrate
+    # cases in and out
+    import_cases = exchange.import_cases
+    export_cases = exchange.export_cases
+    disclose = exchange.disclose
     # git's drivers and repair
     open_blob = drivers.open_blob
     merge_record = drivers.merge_record

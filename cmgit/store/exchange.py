@@ -1,0 +1,418 @@
+"""Cases in and out: import from another system's CSV export, export to CSV, and the
+disclosure of one case to the child or family it is about.
+
+An import is one unit of work: every row made into a record (`cmgit.exchange`, pure),
+checked and sealed on every core, written as git objects, and committed as ONE `import`
+commit carrying the source file's hash, so an import is all there or not there at all,
+and the same file is never imported twice. Rows with problems are reported by number and
+field and left out.
+
+Export and disclosure write a file sealed to the recipient named, and make an event
+commit that changes no file: its action, its event ID, a row count or the case, and for
+a plaintext export the reason code. The recipient and the fields chosen are not kept:
+a recipient names a person or an agency, and the fields chosen can tell what a case is
+about; the sealed file itself is their record, with whoever holds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import crypto, exchange, ids, pool, workflow, yamlio
+from ..errors import CmgitError, NotARecipient, Refused, SchemaError, UsageError
+from ..guards import KEY_WORKER, to_date
+from ..records import Record
+from ..registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Staff
+from ..schema import CASE
+from . import bulk, unit
+from .core import Committed, Core
+
+SOURCE = "Cmgit-Source"
+EVENT = "Cmgit-Event"
+COUNT = "Cmgit-Count"
+CHUNK = 100  # records sealed by one worker task
+
+
+@dataclass
+class ImportReport:
+    """What an import did or, for a dry run, would do. Problems never hold a value."""
+
+    source: str
+    rows: int
+    problems: list[str] = field(default_factory=list)
+    case_ids: list[str] = field(default_factory=list)
+    commit: str | None = None
+    dry_run: bool = False
+
+    @property
+    def failed_rows(self) -> int:
+        return len({p.split(":", 1)[0] for p in self.problems if p.startswith("row ")})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "rows": self.rows,
+            "imported": 0 if self.dry_run else len(self.case_ids),
+            "importable": len(self.case_ids),
+            "failed_rows": self.failed_rows,
+            "problems": self.problems,
+            "commit": self.commit,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A file for someone outside the repository, and the event commit that records it."""
+
+    data: bytes
+    event_id: str
+    rows: int
+    commit: str
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+def import_cases(
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    source: bytes,
+    map_data: bytes | None,
+    *,
+    today: dt.date,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Create a case from every row without problems, in one `import` commit."""
+    repo.check_config_trusted()
+    actor = repo.acting(identities, PROGRAMME_MANAGER, action="importing cases")
+    digest = exchange.source_hash(source)
+    previous = _imported_by(repo, digest)
+    if previous is not None:
+        raise Refused(
+            f"this file was imported already, in commit {previous[:12]}",
+            hint="nothing to do; to import corrected rows, put them in a new file",
+        )
+    if crypto.is_age_file(source):
+        # An export sealed to the caller: opened in memory with the caller's identity.
+        source = crypto.decrypt_message(source, identities)
+    mapping = exchange.OWN_MAP if map_data is None else exchange.load_map(map_data)
+    header, cells = exchange.read_csv(source)
+    report = ImportReport(digest, len(cells), dry_run=dry_run)
+    report.problems = exchange.check_header(header, mapping, repo.schemas.sealed_fields)
+    if report.problems:
+        return report
+    records = _records(repo, mapping, cells, today, report)
+    outcomes = _in_pool(repo, records, today, seal=not dry_run)
+    files: dict[str, bytes | None] = {}
+    for (number, record), outcome in zip(records, outcomes, strict=True):
+        if isinstance(outcome, list):
+            report.problems.extend(f"row {number}: {problem}" for problem in outcome)
+            continue
+        report.case_ids.append(record.case_id)
+        files[ids.record_path(record.case_id)] = outcome
+    report.problems.sort(key=lambda p: int(p.split(":", 1)[0][4:]))
+    if dry_run or not files:
+        return report
+    with unit.change(repo, list(files)) as parent:
+        report.commit = unit.commit(
+            repo,
+            files,
+            f"import: {len(files)} cases",
+            [
+                ("Cmgit-Action", "import"),
+                (SOURCE, digest),
+                (COUNT, str(len(files))),
+                ("Cmgit-Date", today.isoformat()),
+            ],
+            actor,
+            parent,
+        )
+    return report
+
+
+def _imported_by(repo: Core, digest: str) -> str | None:
+    """The commit that imported a file with this hash, if any."""
+    if repo.git.head() is None:
+        return None
+    found = repo.git.text(
+        "log", "-1", "--format=%H", "--fixed-strings", f"--grep={SOURCE}: {digest}", "HEAD"
+    ).strip()
+    return found or None
+
+
+def _records(
+    repo: Core,
+    mapping: exchange.ImportMap,
+    cells: list[dict[str, str]],
+    today: dt.date,
+    report: ImportReport,
+) -> list[tuple[int, Record]]:
+    """Each row without problems so far as a record to seal, under a new case ID."""
+    taken = set(repo.committed_records())
+    id_fields = {
+        form: id_field
+        for form in repo.schemas.sealed_fields
+        if (id_field := repo.schemas.form_id_field(form))
+    }
+    out = []
+    for number, row_cells in enumerate(cells, 1):
+        row = exchange.map_row(
+            number,
+            row_cells,
+            mapping,
+            today,
+            lambda form: ids.new_item_id(form, os.urandom(5)),
+            id_fields,
+        )
+        problems = row.problems or list(_guard_problems(repo, row, today))
+        if problems:
+            report.problems.extend(f"row {number}: {p}" for p in problems)
+            continue
+        while (case_id := ids.new_case_id(repo.settings["case_id_prefix"], os.urandom(5))) in taken:
+            pass
+        taken.add(case_id)
+        out.append((number, _record(repo, case_id, row, today)))
+    return out
+
+
+def _guard_problems(repo: Core, row: exchange.Row, today: dt.date) -> Iterator[str]:
+    """What the workflow and the registry refuse in a row, before any schema check."""
+    state = row.open.get("state", workflow.INITIAL_STATE)
+    if state not in repo.workflow.states:
+        yield "state: not a state of the workflow (a code the map's values do not list)"
+    worker = repo.registry.staff.get(str(row.open.get("caseworker")))
+    if worker is None or not worker.active or worker.role != CASEWORKER:
+        yield f"caseworker: not an active caseworker of this programme (guard {KEY_WORKER})"
+    elif row.open.get("team", worker.team) != worker.team:
+        yield "team: not the caseworker's team"
+    identified = to_date((row.forms.get("identification") or {}).get("identified_on"))
+    since = to_date(row.open.get("state_since", today.isoformat()))
+    if identified is not None and identified > today:
+        yield "identification.identified_on: after today"
+    if since is None or since > today:
+        yield "state_since: not a day up to today"
+    elif identified is not None and since < identified:
+        yield "state_since: before the case was identified"
+
+
+def _record(repo: Core, case_id: str, row: exchange.Row, today: dt.date) -> Record:
+    """The record a row makes, version 1, in its state since the day the row names."""
+    worker = repo.registry.get(row.open["caseworker"])
+    since = row.open.get("state_since", today.isoformat())
+    state = row.open.get("state", workflow.INITIAL_STATE)
+    open_fields: dict[str, Any] = {name: None for name in repo.schemas.open_fields}
+    open_fields.update(
+        case_id=case_id,
+        version=1,
+        episode=row.open.get("episode", 1),
+        team=worker.team,
+        caseworker=worker.id,
+        immediate_risk=False,
+        comprehensive_assessment_required=row.open.get("comprehensive_assessment_required", False),
+        state=state,
+        state_since=since,
+    )
+    if workflow.STATE_HISTORY in open_fields:
+        open_fields[workflow.STATE_HISTORY] = [f"{since} {state}"]
+    forms = row.forms
+    if "assignment" not in forms:
+        forms["assignment"] = [
+            {
+                "assignment_id": ids.new_item_id("assignment", os.urandom(5)),
+                "staff_id": worker.id,
+                "role_on_case": "key_caseworker",
+                "from": since,
+                "reason": "initial",
+            }
+        ]
+    return Record(open_fields, forms)
+
+
+# Set in the parent just before the pool forks, for the workers to inherit.
+_WORK: tuple[Core, list[tuple[int, Record]], dt.date, bool] | None = None
+
+
+def _in_pool(
+    repo: Core, records: list[tuple[int, Record]], today: dt.date, *, seal: bool
+) -> list[bytes | list[str]]:
+    """Each record checked (and sealed into its file, its blob written) on every core;
+    a record's problems in place of its file."""
+    from . import POOL_FROM
+
+    global _WORK
+    _WORK = (repo, records, today, seal)
+    chunks = [list(range(i, min(i + CHUNK, len(records)))) for i in range(0, len(records), CHUNK)]
+    try:
+        with repo.progress.task("Importing cases", len(records)) as advance:
+            if len(records) < POOL_FROM or pool.workers() < 2:
+                parts: Iterator[list[bytes | list[str]]] = map(_run_chunk, chunks)
+            else:
+                parts = pool.fork_map(_run_chunk, chunks, _own_reader)
+            out: list[bytes | list[str]] = []
+            for part in parts:
+                out.extend(part)
+                advance(len(part))
+            return out
+    finally:
+        _WORK = None
+
+
+def _own_reader() -> None:
+    assert _WORK is not None
+    _WORK[0].git.forget_reader()
+
+
+def _run_chunk(indexes: list[int]) -> list[bytes | list[str]]:
+    assert _WORK is not None
+    repo, records, today, seal = _WORK
+    return [_one(repo, records[i][1], today, seal) for i in indexes]
+
+
+def _one(repo: Core, record: Record, today: dt.date, seal: bool) -> bytes | list[str]:
+    try:
+        if not seal:
+            checked = Record(
+                workflow.summarise(record.open, record.forms, repo.settings, today), record.forms
+            )
+            repo.schemas.validate(
+                checked.document(repo.schemas.field_order), CASE, what="case record"
+            )
+            unit.check_item_ids(checked, repo.schemas)
+            return b""
+        data = unit.seal(repo, record, None, today)
+    except SchemaError as exc:
+        return [p.removeprefix("at ") for p in exc.problems or [exc.message]]
+    # Written here, on the worker's core: the commit finds the object written.
+    repo.git.hash_blob(data)
+    return data
+
+
+# -- export and disclosure -----------------------------------------------------------------
+
+
+def export_cases(
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    *,
+    fields: Sequence[str] | None,
+    recipient: str | None,
+    plaintext_reason: str | None,
+    today: dt.date,
+) -> Sealed:
+    """A CSV of ``fields`` for every case the caller can open, sealed to ``recipient``
+    (the caller's own by default), or in the clear for a reason code; recorded."""
+    repo.check_config_trusted()
+    actor = _reader(repo, identities, "exporting cases")
+    if plaintext_reason is not None and plaintext_reason not in exchange.PLAINTEXT_REASONS:
+        raise UsageError(
+            "a plaintext export needs one of the reason codes "
+            + ", ".join(exchange.PLAINTEXT_REASONS),
+            hint="or leave out --plaintext: the export is then sealed",
+        )
+    for name in fields or ():
+        if name.split(".", 1)[0] not in repo.schemas.field_order:
+            raise UsageError(
+                f"{name} is not a field of a case",
+                hint="name open fields or forms, e.g. --fields state,registration.child.sex",
+            )
+    committed = repo.committed_records()
+    found = bulk.in_pool(
+        repo.git,
+        lambda case_id, entry: _readable(repo, case_id, entry, identities, actor.recipient),
+        sorted(committed),
+        committed,
+        "Exporting cases",
+        repo.progress,
+    )
+    documents = [doc for doc in found if doc is not None]
+    present = [f for f in repo.schemas.sealed_fields if any(f in doc for doc in documents)]
+    columns = exchange.export_columns(fields, present)
+    table = exchange.write_csv(columns, [exchange.export_row(doc, columns) for doc in documents])
+    data = table if plaintext_reason else crypto.seal_file(table, [recipient or actor.recipient])
+    event = ids.new_item_id("export", os.urandom(5))
+    trailers = [(EVENT, event), (COUNT, str(len(documents)))]
+    if plaintext_reason:
+        trailers.append(("Cmgit-Reason", plaintext_reason))
+    commit = _event(repo, actor, "export", None, trailers, today, f"export {event}")
+    return Sealed(data, event, len(documents), commit)
+
+
+def disclose(
+    repo: Core,
+    identities: Sequence[crypto.Identity],
+    case_id: str,
+    *,
+    recipient: str,
+    reason: str | None,
+    today: dt.date,
+) -> Sealed:
+    """One case, complete and readable (YAML), sealed to the recipient named; recorded on
+    the case."""
+    repo.check_config_trusted()
+    actor = _reader(repo, identities, "disclosing a case")
+    crypto.check_recipient(recipient)
+    if reason is not None:
+        exchange.check_reason(reason)
+    loaded = repo.load(ids.check_case_id(case_id), identities)
+    document = loaded.record.document(repo.schemas.field_order)
+    data = crypto.seal_file(yamlio.dump(document).encode("utf-8"), [recipient])
+    event = ids.new_item_id("disclosure", os.urandom(5))
+    trailers = [(EVENT, event)] + ([("Cmgit-Reason", reason)] if reason else [])
+    commit = _event(
+        repo, actor, "disclose", loaded.record.case_id, trailers, today, f"disclosure {event}"
+    )
+    return Sealed(data, event, 1, commit)
+
+
+def _reader(repo: Core, identities: Sequence[crypto.Identity], action: str) -> Staff:
+    actor = repo.actor(identities)
+    if actor.role == AUDITOR:
+        raise Refused(f"{action} needs someone who reads cases; {actor.id} is an auditor")
+    return actor
+
+
+def _readable(
+    repo: Core,
+    case_id: str,
+    committed: Committed,
+    identities: Sequence[crypto.Identity],
+    recipient: str,
+) -> dict[str, Any] | None:
+    """The whole record of a case ``recipient`` can open, else None."""
+    try:
+        loaded = repo.load_open(case_id, committed)
+        if recipient not in repo.expected_recipients(loaded.record.open):
+            return None
+        repo.open_loaded(loaded, identities)
+    except (NotARecipient, CmgitError):
+        return None
+    return loaded.record.document(repo.schemas.field_order)
+
+
+def _event(
+    repo: Core,
+    actor: Staff,
+    action: str,
+    case_id: str | None,
+    trailers: list[tuple[str, str]],
+    today: dt.date,
+    subject: str,
+) -> str:
+    """An event commit: it changes no file, and says what happened in its trailers."""
+    case = [("Cmgit-Case", case_id)] if case_id else []
+    # An event changes no file; the records it read must be as committed.
+    paths = [ids.record_path(case_id)] if case_id else [ids.RECORDS_DIR, ids.RECORDS_DIR + "/"]
+    with unit.change(repo, paths) as parent:
+        return unit.commit(
+            repo,
+            {},
+            f"{case_id}: {subject}" if case_id else subject,
+            [*case, ("Cmgit-Action", action), *trailers, ("Cmgit-Date", today.isoformat())],
+            actor,
+            parent,
+        )
