@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import csv
 import datetime as dt
 import json
 import os
@@ -374,6 +375,20 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
             "limit: 5% of the full audit",
         )
     )
+    # Import: a Primero-style CSV of as many rows as the programme has cases.
+    f[f"cmgit import, {cases} rows"], f[f"floor: seal {cases} rows, one batch"] = _import(
+        repo, work, cases, pm_signing, min(runs, 3)
+    )
+    size.targets.append(
+        Target(
+            f"cmgit import ({cases:,} rows)",
+            f[f"cmgit import, {cases} rows"],
+            2 * f[f"floor: seal {cases} rows, one batch"],
+            "s",
+            "limit: 2x sealing the same rows' forms with pyrage, all cores, written as one "
+            "batch of git objects (git fast-import)",
+        )
+    )
     f["cmgit site build"] = median(runs, cmgit("site", "build", "--out", str(work / "site")))
     f["mkdocs build"] = _plain_mkdocs(repo, work, runs)
     size.targets.append(
@@ -512,6 +527,68 @@ def _migration(repo: Path, work: Path, env: dict[str, str]) -> float:
     took = run([CMGIT, "config", "commit", "-m", "bench_rename"], cwd=clone, env=env)
     shutil.rmtree(clone)
     return took
+
+
+IMPORT_MAP = HERE.parent / "cmgit" / "maps" / "primero.yaml"
+
+
+def _import(
+    repo: Path, work: Path, rows: int, env: dict[str, str], runs: int
+) -> tuple[float, float]:
+    """Median seconds of `cmgit import` of ``rows`` Primero-style rows, each run into a
+    throwaway clone (the clone is not timed), and of the floor beside it."""
+    from cmgit.store import Repository
+
+    workers = sorted(
+        m.id
+        for m in Repository.open(repo).registry.staff.values()
+        if m.role == "caseworker" and m.active
+    )
+    source = work / "import.csv"
+    with open(source, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            [
+                "case_id_display",
+                "name",
+                "sex",
+                "age",
+                "registration_date",
+                "workflow",
+                "risk_level",
+                "owned_by",
+                "protection_concerns",
+                "location_current",
+            ]
+        )
+        for n in range(rows):
+            out.writerow(
+                [
+                    f"PRI-{n:06d}",
+                    f"Child {n}",
+                    "female" if n % 2 else "male",
+                    str(3 + n % 14),
+                    f"2025-{1 + n % 12:02d}-{1 + n % 28:02d}",
+                    ("new", "registration", "case_plan")[n % 3],
+                    ("high", "medium", "low")[n % 3],
+                    workers[n % len(workers)],
+                    "neglect;separated",
+                    f"Camp {n % 9}",
+                ]
+            )
+    imports, floors = [], []
+    for _ in range(runs):
+        clone = work / "import-clone"
+        shutil.rmtree(clone, ignore_errors=True)
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        imports.append(
+            run([CMGIT, "import", str(source), "--map", str(IMPORT_MAP)], cwd=clone, env=env)
+        )
+        shutil.rmtree(clone)
+        target = work / "import-floor.git"
+        floors.append(floor("import", repo, str(source), str(IMPORT_MAP), str(target)))
+        shutil.rmtree(target)
+    return statistics.median(imports), statistics.median(floors)
 
 
 def _moves_beside_git(

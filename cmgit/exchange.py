@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import itertools
@@ -423,8 +424,9 @@ def _give_item_ids(row: Row, new_id: Callable[[str], str], id_fields: Mapping[st
                     item[id_field] = new_id(form)
 
 
-def _segments(path: str) -> list[str | int]:
-    return [int(p) if p.isdigit() else p for p in path.split(".")]
+@functools.lru_cache(maxsize=1024)
+def _segments(path: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in path.split("."))
 
 
 def _get(doc: Any, path: str) -> Any:

@@ -106,15 +106,15 @@ def import_cases(
     report.problems = exchange.check_header(header, mapping, repo.schemas.sealed_fields)
     if report.problems:
         return report
-    records = _records(repo, mapping, cells, today, report)
-    outcomes = _in_pool(repo, records, today, seal=not dry_run)
+    case_ids = _new_case_ids(repo, len(cells))
+    job = _Job(repo, mapping, cells, case_ids, today, not dry_run, _id_fields(repo))
     files: dict[str, bytes | None] = {}
-    for (number, record), outcome in zip(records, outcomes, strict=True):
+    for number, outcome in enumerate(_in_pool(job), 1):
         if isinstance(outcome, list):
             report.problems.extend(f"row {number}: {problem}" for problem in outcome)
             continue
-        report.case_ids.append(record.case_id)
-        files[ids.record_path(record.case_id)] = outcome
+        report.case_ids.append(case_ids[number - 1])
+        files[ids.record_path(case_ids[number - 1])] = outcome
     report.problems.sort(key=lambda p: int(p.split(":", 1)[0][4:]))
     if dry_run or not files:
         return report
@@ -145,39 +145,24 @@ def _imported_by(repo: Core, digest: str) -> str | None:
     return found or None
 
 
-def _records(
-    repo: Core,
-    mapping: exchange.ImportMap,
-    cells: list[dict[str, str]],
-    today: dt.date,
-    report: ImportReport,
-) -> list[tuple[int, Record]]:
-    """Each row without problems so far as a record to seal, under a new case ID."""
+def _new_case_ids(repo: Core, count: int) -> list[str]:
+    """A new case ID for each row, none already taken (a row left out leaves one unused)."""
     taken = set(repo.committed_records())
-    id_fields = {
+    out: list[str] = []
+    while len(out) < count:
+        case_id = ids.new_case_id(repo.settings["case_id_prefix"], os.urandom(5))
+        if case_id not in taken:
+            taken.add(case_id)
+            out.append(case_id)
+    return out
+
+
+def _id_fields(repo: Core) -> dict[str, str]:
+    return {
         form: id_field
         for form in repo.schemas.sealed_fields
         if (id_field := repo.schemas.form_id_field(form))
     }
-    out = []
-    for number, row_cells in enumerate(cells, 1):
-        row = exchange.map_row(
-            number,
-            row_cells,
-            mapping,
-            today,
-            lambda form: ids.new_item_id(form, os.urandom(5)),
-            id_fields,
-        )
-        problems = row.problems or list(_guard_problems(repo, row, today))
-        if problems:
-            report.problems.extend(f"row {number}: {p}" for p in problems)
-            continue
-        while (case_id := ids.new_case_id(repo.settings["case_id_prefix"], os.urandom(5))) in taken:
-            pass
-        taken.add(case_id)
-        out.append((number, _record(repo, case_id, row, today)))
-    return out
 
 
 def _guard_problems(repo: Core, row: exchange.Row, today: dt.date) -> Iterator[str]:
@@ -233,23 +218,35 @@ def _record(repo: Core, case_id: str, row: exchange.Row, today: dt.date) -> Reco
     return Record(open_fields, forms)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One import, as the workers inherit it."""
+
+    repo: Core
+    mapping: exchange.ImportMap
+    cells: list[dict[str, str]]
+    case_ids: list[str]
+    today: dt.date
+    seal: bool
+    id_fields: dict[str, str]
+
+
 # Set in the parent just before the pool forks, for the workers to inherit.
-_WORK: tuple[Core, list[tuple[int, Record]], dt.date, bool] | None = None
+_JOB: _Job | None = None
 
 
-def _in_pool(
-    repo: Core, records: list[tuple[int, Record]], today: dt.date, *, seal: bool
-) -> list[bytes | list[str]]:
-    """Each record checked (and sealed into its file, its blob written) on every core;
-    a record's problems in place of its file."""
+def _in_pool(job: _Job) -> list[bytes | list[str]]:
+    """Each row mapped, checked and (unless a dry run) sealed into its record file, its
+    blob written, on every core; a row's problems in place of its file."""
     from . import POOL_FROM
 
-    global _WORK
-    _WORK = (repo, records, today, seal)
-    chunks = [list(range(i, min(i + CHUNK, len(records)))) for i in range(0, len(records), CHUNK)]
+    global _JOB
+    _JOB = job
+    count = len(job.cells)
+    chunks = [list(range(i, min(i + CHUNK, count))) for i in range(0, count, CHUNK)]
     try:
-        with repo.progress.task("Importing cases", len(records)) as advance:
-            if len(records) < POOL_FROM or pool.workers() < 2:
+        with job.repo.progress.task("Importing cases", count) as advance:
+            if count < POOL_FROM or pool.workers() < 2:
                 parts: Iterator[list[bytes | list[str]]] = map(_run_chunk, chunks)
             else:
                 parts = pool.fork_map(_run_chunk, chunks, _own_reader)
@@ -259,32 +256,47 @@ def _in_pool(
                 advance(len(part))
             return out
     finally:
-        _WORK = None
+        _JOB = None
 
 
 def _own_reader() -> None:
-    assert _WORK is not None
-    _WORK[0].git.forget_reader()
+    assert _JOB is not None
+    _JOB.repo.git.forget_reader()
 
 
 def _run_chunk(indexes: list[int]) -> list[bytes | list[str]]:
-    assert _WORK is not None
-    repo, records, today, seal = _WORK
-    return [_one(repo, records[i][1], today, seal) for i in indexes]
+    assert _JOB is not None
+    return [_one(_JOB, index) for index in indexes]
 
 
-def _one(repo: Core, record: Record, today: dt.date, seal: bool) -> bytes | list[str]:
+def _one(job: _Job, index: int) -> bytes | list[str]:
+    """One row: its record file, or its problems (each "field: what is wrong")."""
+    repo = job.repo
+    row = exchange.map_row(
+        index + 1,
+        job.cells[index],
+        job.mapping,
+        job.today,
+        lambda form: ids.new_item_id(form, os.urandom(5)),
+        job.id_fields,
+    )
+    problems = row.problems or list(_guard_problems(repo, row, job.today))
+    if problems:
+        return problems
+    record = _record(repo, job.case_ids[index], row, job.today)
     try:
-        if not seal:
+        if not job.seal:
             checked = Record(
-                workflow.summarise(record.open, record.forms, repo.settings, today), record.forms
+                workflow.summarise(record.open, record.forms, repo.settings, job.today),
+                record.forms,
             )
             repo.schemas.validate(
                 checked.document(repo.schemas.field_order), CASE, what="case record"
             )
             unit.check_item_ids(checked, repo.schemas)
             return b""
-        data = unit.seal(repo, record, None, today)
+        # The configuration in force was checked once, by import_cases.
+        data = unit.seal(repo, record, None, job.today, trusted=True)
     except SchemaError as exc:
         return [p.removeprefix("at ") for p in exc.problems or [exc.message]]
     # Written here, on the worker's core: the commit finds the object written.

@@ -312,3 +312,21 @@ def test_L2_recover_never_stores_a_hand_changed_file_as_an_object(programme: Pro
         assert done.returncode == 0 and CANARY not in done.stdout + done.stderr
     assert record.read_bytes() == b"name: CANARY-NAME-typed-by-hand\n"
     assert objects_with_canary(programme.root) == []
+
+
+@pytest.mark.parametrize("stage", ["objects-written", "ref-updated"])
+def test_G4_kill_an_import(programme: Programme, stage: str) -> None:
+    """An import killed before its branch moves leaves no case; after, all of them, and
+    the next command finishes the work tree."""
+    from ..test_exchange import PRIMERO, write_sample
+
+    source = programme.work / "rows.csv"
+    write_sample(source, 30, 10)
+    old_head = programme.git("rev-parse", "HEAD").strip()
+    crash(programme, stage, "import", str(source), "--map", str(PRIMERO), as_="pm-001")
+    published = STAGES[stage]
+    assert (programme.git("rev-parse", "HEAD").strip() != old_head) is published
+    assert programme.cli("validate", as_=None).exit_code == 0
+    assert len(programme.repo().case_ids()) == (27 if published else 0)
+    assert_consistent(programme)
+    assert programme.cli("audit", as_=None).exit_code == 0
