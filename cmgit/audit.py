@@ -1285,7 +1285,7 @@ class Auditor:
                 since = to_date(new.get("state_since"))
                 if new["version"] != 1 or new["state"] not in flow.states:
                     yield "version", f"{case_id}: an imported case starts at version 1 in a state"
-                if new.get(STATE_HISTORY, [0]) not in ([f"{since} {new['state']}"], [0]):
+                if STATE_HISTORY in new and new[STATE_HISTORY] != [f"{since} {new['state']}"]:
                     yield "history", f"{case_id}: the state history is not its one state"
                 if since is None or (day is not None and since > day):
                     yield "time", f"{case_id}: state_since is after the import's Cmgit-Date"

@@ -32,6 +32,7 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         "GC check of a commit (caseload)",
         "cmgit log ID",
         "migration of every record",
+        "cmgit import (100 rows)",
         "cmgit site build",
         "peak memory",
     ):

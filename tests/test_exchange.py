@@ -197,6 +197,9 @@ def test_import_reports_broken_rows_and_imports_the_rest(programme: Programme) -
 
     listed = json.loads(programme.cli("list", "--json", as_=None).stdout)
     assert {c["state"] for c in listed} >= {"identified", "registered", "case_planning"}
+    log = programme.cli("log", listed[0]["case_id"], "--json", as_=None)
+    assert log.exit_code == 0 and json.loads(log.stdout)[0]["action"] == "import"
+    assert programme.cli("stats", as_=None).exit_code == 0
 
     again = programme.cli("import", str(source), "--map", str(PRIMERO), as_="pm-001")
     assert again.exit_code == 4 and "imported already" in again.stderr
