@@ -150,6 +150,18 @@ def test_a_map_with_an_unknown_key_is_refused_by_name() -> None:
         exchange.load_map(b"columns: {}\n")
 
 
+def test_own_export_columns_must_name_fields_and_cells_must_read() -> None:
+    forms = ("identification", "registration")
+    header = ["case_id", "state", "registration.child.sex", "colour"]
+    assert exchange.check_header(header, exchange.OWN_MAP, forms) == [
+        "column colour: not a field of a cmgit case"
+    ]
+    cells = {"state": '["registered"', "registration": '{"child": 1}', "version": "7"}
+    row = exchange.map_row(2, cells, exchange.OWN_MAP, DAY, new_id, {})
+    assert row.problems == [] and row.open == {"state": '["registered"'}  # text, not JSON
+    assert row.forms == {"registration": {"child": 1}} and "version" not in row.open
+
+
 def test_differences_ignore_what_a_round_trip_cannot_carry() -> None:
     a = {"case_id": "CP-1", "version": 3, "state": "registered", "x": {"y": [1, 2]}}
     b = {"case_id": "CP-2", "version": 1, "state": "registered", "x": {"y": [1, 3]}}

@@ -168,7 +168,7 @@ def _id_fields(repo: Core) -> dict[str, str]:
 def _guard_problems(repo: Core, row: exchange.Row, today: dt.date) -> Iterator[str]:
     """What the workflow and the registry refuse in a row, before any schema check."""
     state = row.open.get("state", workflow.INITIAL_STATE)
-    if state not in repo.workflow.states:
+    if not isinstance(state, str) or state not in repo.workflow.states:
         yield "state: not a state of the workflow (a code the map's values do not list)"
     worker = repo.registry.staff.get(str(row.open.get("caseworker")))
     if worker is None or not worker.active or worker.role != CASEWORKER:
