@@ -42,10 +42,13 @@ BROKEN = [
 ]
 
 
-def sample_rows(count: int = 1000, broken_every: int = 50) -> tuple[list[list[str]], set[int]]:
+def sample_rows(
+    count: int = 1000,
+    broken_every: int = 50,
+    workers: tuple[str, ...] = ("cw-north-1", "cw-north-2", "cw-south-1"),
+) -> tuple[list[list[str]], set[int]]:
     """Rows as a Primero export holds them; every ``broken_every``-th row broken."""
     rows, broken = [], set()
-    workers = ["cw-north-1", "cw-north-2", "cw-south-1"]
     states = ["new", "registration", "assessment", "case_plan", "service_provision"]
     for n in range(1, count + 1):
         row = {
@@ -57,7 +60,7 @@ def sample_rows(count: int = 1000, broken_every: int = 50) -> tuple[list[list[st
             "registration_date": f"2025-{1 + n % 12:02d}-{1 + n % 28:02d}",
             "workflow": states[n % len(states)],
             "risk_level": ["high", "medium", "low", ""][n % 4],
-            "owned_by": workers[n % 3],
+            "owned_by": workers[n % len(workers)],
             "protection_concerns": "neglect; separated" if n % 2 else "child_labour",
             "location_current": f"Camp {n % 7} {CANARY}-PLACE-{n}",
             "unaccompanied_separated_status": ["no", "separated_child", "unaccompanied_minor"][
@@ -72,8 +75,10 @@ def sample_rows(count: int = 1000, broken_every: int = 50) -> tuple[list[list[st
     return rows, broken
 
 
-def write_sample(path: Path, count: int = 1000, broken_every: int = 50) -> set[int]:
-    rows, broken = sample_rows(count, broken_every)
+def write_sample(
+    path: Path, count: int = 1000, broken_every: int = 50, workers: tuple[str, ...] = ()
+) -> set[int]:
+    rows, broken = sample_rows(count, broken_every, *([workers] if workers else []))
     path.write_bytes(exchange.write_csv(HEADER, rows))
     return broken
 
@@ -342,3 +347,40 @@ def test_audit_flags_an_import_by_a_supervisor_with_a_wrong_count(programme: Pro
     assert audit.exit_code == 6
     rules = {v["rule"] for v in json.loads(audit.stdout)["violations"]}
     assert {"scope", "message"} <= rules
+
+
+def test_import_export_and_disclosure_in_a_signed_programme(tmp_path: Path) -> None:
+    """Every commit signed by its actor's registered key: audit proves the actors."""
+    from .test_signed_default import audit_json, identity, run
+
+    pm_key, pm_recipient = identity(tmp_path, "pm.txt")
+    cw_key, cw_recipient = identity(tmp_path, "cw.txt")
+    root = tmp_path / "cases"
+    made = run("init", str(root), "--admin", "pm-001", "--recipient", pm_recipient,
+               env={"CMGIT_IDENTITY": str(pm_key)})  # fmt: skip
+    assert made.exit_code == 0, made.output
+    # init made the signing key beside the identity
+    pm = {"CMGIT_IDENTITY": str(pm_key), "CMGIT_SIGNING_KEY": str(tmp_path / "pm-signing")}
+    added = run("-C", str(root), "staff", "add", "cw-1", "--role", "caseworker", "--team",
+                "north", "--recipient", cw_recipient, env=pm)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    source = tmp_path / "rows.csv"
+    write_sample(source, 12, 5, ("cw-1",))
+    done = run("-C", str(root), "import", str(source), "--map", str(PRIMERO), env=pm)
+    assert done.exit_code == 0, done.output
+    assert "imported 10 of 12 rows" in done.stderr
+    out = tmp_path / "all.age"
+    assert run("-C", str(root), "export", "-o", str(out), env=pm).exit_code == 0
+    case_id = first_case(root)
+    disclosed = run("-C", str(root), "disclose", case_id, "--recipient", cw_recipient,
+                    "-o", str(tmp_path / "one.age"), env=pm)  # fmt: skip
+    assert disclosed.exit_code == 0, disclosed.output
+    assert cw_key.exists()
+    code, report = audit_json(root)
+    assert code == 0 and report["ok"] and report["actors_proven"] is True
+
+
+def first_case(root: Path) -> str:
+    from cmgit.store import Repository
+
+    return Repository.open(root).case_ids()[0]
