@@ -124,6 +124,8 @@ TRAILERS: dict[str, frozenset[str]] = {
     "disclose": frozenset({*_CASE, "Cmgit-Event", "Cmgit-Reason"} - {"Cmgit-Version"}),
 }
 EXCHANGE_ACTIONS = ("import", "export", "disclose")
+# Actions cmgit first wrote under message form 2: a form-1 message of one is forged.
+SINCE_FORM_2 = frozenset({"disclosure", *EXCHANGE_ACTIONS})
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.GUARD})
 
@@ -133,7 +135,7 @@ _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.G
 # records the decisions of each transition (cmgit.trail) and signs exactly where
 # signatures are required.
 MESSAGE_FORMS: dict[str, dict[str, frozenset[str]]] = {
-    "1": TRAILERS,
+    "1": {action: keys for action, keys in TRAILERS.items() if action not in SINCE_FORM_2},
     MESSAGE_FORM: {
         action: keys - trail.DROPPED | trail.ADDED.get(action, frozenset())
         for action, keys in TRAILERS.items()
@@ -793,7 +795,11 @@ class Auditor:
         ):
             yield "message", "the message is not in cmgit's generated form"
             return
-        allowed = trailers_of.get(commit.trailer("Cmgit-Action") or "")
+        action = commit.trailer("Cmgit-Action") or ""
+        allowed = trailers_of.get(action)
+        if allowed is None and action in TRAILERS:
+            yield "message", f"{action}: an action of a later form of message than this one"
+            return
         keys = [key for key, _ in trailers if key != FORMAT_TRAILER]
         if allowed is not None and (
             not set(keys) <= allowed | {"Cmgit-Actor", "Cmgit-Role"}

@@ -14,6 +14,7 @@ from cmgit import crypto, exchange, ids
 from cmgit.errors import UsageError
 
 from .conftest import CANARY, TODAY, Programme, build_programme
+from .test_audit import audit, forge
 
 PRIMERO = Path(exchange.__file__).parent / "maps" / "primero.yaml"
 MAP = exchange.load_map(PRIMERO.read_bytes())
@@ -272,6 +273,23 @@ def test_plaintext_export_needs_a_reason_and_is_recorded(programme: Programme) -
     message = programme.git("log", "-1", "--format=%B")
     assert "Cmgit-Reason: system_migration" in message and "Cmgit-Count: 1" in message
     assert programme.cli("audit", "--full", as_=None).exit_code == 0
+
+
+def test_an_export_in_message_form_1_is_forged(programme: Programme) -> None:
+    """Exports came with message form 2: one that names no form was not made by cmgit."""
+    programme.new_case()
+    out = programme.work / "sealed.csv.age"
+    assert programme.cli("export", "-o", str(out), as_="pm-001").exit_code == 0
+    subject = programme.git("log", "-1", "--format=%s").strip()
+    lines = programme.git("log", "-1", "--format=%B").strip().split("\n")[2:]
+    form_1 = [(k, v) for k, _, v in (line.partition(": ") for line in lines) if k != "Cmgit-Format"]
+    programme.git("reset", "-q", "--hard", "HEAD~1")
+    forge(programme, {}, subject, form_1, "pm-001")
+    code, report = audit(programme)
+    assert code == 6
+    assert [(v["rule"], v["detail"]) for v in report["violations"]] == [
+        ("message", "export: an action of a later form of message than this one")
+    ]
 
 
 def test_export_holds_only_the_cases_the_caller_opens(programme: Programme) -> None:
