@@ -34,6 +34,8 @@ TIERS: dict[str, set[str]] = {
         "reports",  # the monthly report's tables, from values
         "trail",  # the decisions a transition commit records
         "exchange",  # cases in and out as CSV: import maps, rows, export cells
+        "retention",  # the closed cases past their retention period
+        "privacy",  # single-out risk of the open fields; open dates kept to the month
     },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.
