@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .. import ids, records, workflow
+from .. import ids, privacy, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import generated_message, object_id, repository_lock
@@ -95,9 +95,14 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
 def seal(
     repo: Core, record: Record, prev_blob: str | None, today: dt.date, *, trusted: bool = False
 ) -> bytes:
-    """Summarise, validate and seal a record into the bytes of its file; ``trusted`` when
-    the caller checked the configuration in force once for many records."""
-    record.open = workflow.summarise(record.open, record.forms, repo.settings, today)
+    """Summarise (open dates kept as the settings ask), validate and seal a record into the
+    bytes of its file; ``trusted`` when the caller checked the configuration in force once
+    for many records."""
+    record.open = privacy.apply_precision(
+        workflow.summarise(record.open, record.forms, repo.settings, today),
+        repo.schemas.case_properties,
+        repo.settings,
+    )
     if FORMAT_FIELD in record.open:
         # Every record written is at the repository's format: one a migration brought
         # forward, and one written after it, alike.
