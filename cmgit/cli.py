@@ -1919,6 +1919,127 @@ def report_monthly(state: State, month: str, out: str, public_only: bool, as_jso
             )
 
 
+@cli.group("retention", cls=CmgitGroup)
+def retention_group() -> None:
+    """The programme's retention period: which closed cases are past it.
+
+    \b
+    Example:
+      cmgit retention due
+    """
+
+
+@retention_group.command("due")
+@click.option("--as-of", "as_of", metavar="DATE", help="Count to DATE (default: today).")
+@json_option
+@pass_state
+def retention_due(state: State, as_of: str | None, as_json: bool) -> None:
+    """Closed cases whose closed_on plus the setting retention_period_months has passed;
+    no key needed (open fields only).
+
+    \b
+    Example:
+      cmgit retention due --as-of 2030-01-01 --json
+    """
+    from .store.protection import RETENTION_SETTING, retention_months
+
+    day = today() if as_of is None else _date_option("--as-of", as_of)
+    repo = state.repo()
+    months = retention_months(repo)
+    due = repo.retention_due(today=day)
+    if as_json:
+        cases = [d.as_dict() for d in due]
+        emit({"as_of": day.isoformat(), RETENTION_SETTING: months, "cases": cases}, True)
+        return
+    if months is None:
+        click.echo(
+            f"No case is due: the setting {RETENTION_SETTING} is not set, so closed cases "
+            "are kept.\nA programme manager sets it, following national law and agency "
+            f"policy: cmgit settings set {RETENTION_SETTING} MONTHS"
+        )
+        return
+    if not due:
+        click.echo(f"No closed case is past its retention period ({months} months) on {day}.")
+        return
+    click.echo(f"{len(due)} closed cases past their retention period ({months} months) on {day}:")
+    print_table(
+        ("case", "closed on", "retention ended", "past by"),
+        [(d.case_id, d.closed_on, d.ends_on, days(d.days_past)) for d in due],
+    )
+
+
+def _date_option(option: str, text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} must be a date such as 2026-03-01") from None
+
+
+@cli.command("privacy")
+@click.option(
+    "--list",
+    "list_ids",
+    is_flag=True,
+    help="Also print the IDs of the cases singled out (a target list: keep it to yourself).",
+)
+@json_option
+@pass_state
+def privacy_command(state: State, list_ids: bool, as_json: bool) -> None:
+    """How many cases the open fields single out; no key needed.
+
+    Anyone holding the repository reads the open fields. A case alone in its group on
+    team, sex, age band, separation status and the open dates (k=1) can be found by
+    someone who knows the child's situation; so can, nearly, one in a group smaller than
+    the setting suppression_threshold. No case ID is printed unless --list is given.
+
+    \b
+    Example:
+      cmgit privacy
+      cmgit privacy --json
+    """
+    from .privacy import PRECISION_SETTING
+
+    report = state.repo().single_out()
+    if as_json:
+        emit(report.as_dict(with_ids=list_ids), True)
+        return
+    n, k = report.cases, report.threshold
+
+    def share(count: int) -> str:
+        return f"{count} ({count / n:.0%})" if n else "0"
+
+    quasi = ", ".join(report.quasi_identifiers)
+    heading = (
+        f"{n} cases, grouped on {quasi} and the open dates as stored ({', '.join(report.dates)}):"
+    )
+    click.echo(textwrap.fill(heading, width=90, break_on_hyphens=False))
+    click.echo(f"  unique (k=1): {share(report.stored.unique)}")
+    click.echo(f"  in groups smaller than {k}: {share(report.stored.small)}")
+    months = ", ".join(report.month_fields) or "no open date"
+    click.echo(
+        f"  with {PRECISION_SETTING}: month ({months} kept to the month): "
+        f"{share(report.at_month.unique)} unique"
+    )
+    day_alone = {e.fields[-1]: e for e in report.with_each_date}
+    for coarse in report.each_at_month:
+        name = coarse.fields[-1]
+        click.echo(
+            f"  without the other dates, with {name}: {day_alone[name].unique} unique to the day, "
+            f"{coarse.unique} to the month"
+        )
+    headers = ("grouped on", "groups", "unique", f"in groups < {k}")
+    for title, rows in (
+        ("\nWithout dates:", report.without_dates),
+        ("\nWith one date each:", report.with_each_date),
+    ):
+        click.echo(title)
+        print_table(headers, [(", ".join(e.fields), e.groups, e.unique, e.small) for e in rows])
+    if list_ids:
+        click.echo("\nCases singled out (k=1):")
+        for case_id in report.singled_out:
+            click.echo(f"  {case_id}")
+
+
 @cli.group("site", cls=CmgitGroup)
 def site_group() -> None:
     """The SOP site: reference pages, statistics and the static HTML build.

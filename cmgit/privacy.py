@@ -141,7 +141,8 @@ class SingleOut:
     """The single-out report: the cases grouped on the quasi-identifiers and the open
     dates as stored; as ``open_date_precision: month`` would store them; on every
     combination of the quasi-identifiers without dates; and on the quasi-identifiers with
-    each date alone, so a coordinator sees what drives the risk. ``singled_out`` names the
+    each date alone, so a coordinator sees what drives the risk, and (``each_at_month``)
+    with each date the setting would keep to the month, so kept. ``singled_out`` names the
     cases unique as stored, for the coordinator's eyes only."""
 
     cases: int
@@ -153,6 +154,7 @@ class SingleOut:
     at_month: Exposure
     without_dates: tuple[Exposure, ...]
     with_each_date: tuple[Exposure, ...]
+    each_at_month: tuple[Exposure, ...]
     singled_out: tuple[str, ...]
 
     def as_dict(self, *, with_ids: bool = False) -> dict[str, Any]:
@@ -196,6 +198,14 @@ def single_out(
         with_each_date=tuple(
             exposure(_keys(rows, [at[n] for n in (*quasi, d)]), (*quasi, d), threshold)
             for d in dates
+        ),
+        each_at_month=tuple(
+            exposure(
+                [(*k[:-1], to_month(k[-1])) for k in _keys(rows, [at[n] for n in (*quasi, d)])],
+                (*quasi, d),
+                threshold,
+            )
+            for d in months
         ),
         singled_out=tuple(
             sorted(str(ids(row)) for row, key in zip(rows, keys, strict=True) if sizes[key] == 1)

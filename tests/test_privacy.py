@@ -99,6 +99,8 @@ def test_single_out_counts_groups_and_names_the_unique_cases() -> None:
     assert (team.groups, team.unique, team.small) == (2, 0, 0)
     assert len(report.without_dates) == 15  # every combination of the four
     assert [e.fields[-1] for e in report.with_each_date] == ["identified_on", "closed_on"]
+    (month,) = report.each_at_month  # identified_on, beside the four, kept to the month
+    assert month.fields[-1] == "identified_on" and (month.unique, month.small) == (1, 1)
     assert "singled_out" not in report.as_dict()
     assert report.as_dict(with_ids=True)["singled_out"] == report.singled_out
 
@@ -135,6 +137,9 @@ def test_the_numbers_add_up(values: list[tuple[Any, ...]], threshold: int) -> No
             assert few.unique <= more.unique and few.groups <= more.groups
     for one in report.with_each_date:
         assert one.unique <= report.stored.unique
+    day_alone = {e.fields: e for e in report.with_each_date}
+    for coarse in report.each_at_month:
+        assert coarse.unique <= day_alone[coarse.fields].unique
     # The sizes of the groups sum to the cases.
     keys = Counter(tuple(r[i] for i in fields) for r in rows)
     assert sum(keys.values()) == report.cases

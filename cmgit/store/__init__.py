@@ -8,7 +8,8 @@ read from the committed tree, never from the work tree, so an uncommitted edit o
 
 The package, one job a module: `core` (the repository, its configuration, the person
 acting, reading records), `unit` (change, seal, commit), `cases` (new, record, edit,
-move, assign), `views` (list, due, log, find, validate), `admin` (staff and settings),
+move, assign), `views` (list, due, log, find, validate), `protection` (retention due,
+single-out risk), `admin` (staff and settings),
 `procedure` (forms, workflow and SOP pages changed in the work tree), `migrate` (records
 brought along by a migration), `forward` (the migrations a newer cmgit ships), `report`
 (the internal monthly report), `referral` (packages for other agencies), `bulk` (reads on
@@ -20,7 +21,19 @@ over it, as its methods.
 from __future__ import annotations
 
 from ..registry import ROLES
-from . import admin, cases, drivers, exchange, forward, procedure, referral, report, unit, views
+from . import (
+    admin,
+    cases,
+    drivers,
+    exchange,
+    forward,
+    procedure,
+    protection,
+    referral,
+    report,
+    unit,
+    views,
+)
 from .cases import MAX_FORM_BYTES, MoveResult
 from .core import Committed, Core, Loaded
 from .setup import (
@@ -66,6 +79,8 @@ class Repository(Core):
     validate = views.validate
     check_record = views.check_record
     internal_monthly = report.internal_monthly
+    retention_due = protection.retention_due
+    single_out = protection.single_out
     # referral and transfer packages
     providers = referral.directory
     pack = referral.pack
