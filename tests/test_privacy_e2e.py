@@ -120,6 +120,10 @@ def test_open_date_precision_month_keeps_identified_on_to_the_month(
     assert recorded.exit_code == 0, recorded.output
     rows = {r["case_id"]: r for r in json.loads(programme.cli("list", "--json").stdout)}
     assert rows[day]["identified_on"] == "2026-03-01"
+    walked = programme.walk("implementation")  # moves, guards and due dates as before
+    rows = {r["case_id"]: r for r in json.loads(programme.cli("list", "--json").stdout)}
+    assert rows[walked]["identified_on"].endswith("-01")
+    assert rows[walked]["next_follow_up_due"] is not None
     # The sealed form keeps the day; the audit still verifies every commit.
     shown = json.loads(programme.cli("show", month, "--json").stdout)
     assert shown["identification"]["identified_on"] == "2026-03-02"
