@@ -328,6 +328,16 @@ def test_disclose_seals_the_whole_case_to_the_recipient_and_records_it(
     assert f"Cmgit-Case: {case_id}" in message and "Cmgit-Action: disclose" in message
     assert recipient not in message and CANARY not in message
     assert programme.cli("audit", "--full", as_=None).exit_code == 0
+    # The disclosure is in the case's log (keyless) and in its sealed disclosures.
+    logged = programme.cli("log", case_id, "--json", as_=None)
+    assert logged.exit_code == 0, logged.output
+    last = json.loads(logged.stdout)[-1]
+    assert last["action"] == "disclose" and last["detail"].startswith("disclosure-")
+    assert last["reason"] == "child_request" and recipient not in logged.output
+    shown = json.loads(programme.cli("show", case_id, "--json").stdout)
+    [entry] = shown["disclosures"]
+    assert entry["event_id"] == last["detail"] and entry["kind"] == "disclose"
+    assert recipient not in json.dumps(entry)
     other = programme.cli(
         "disclose",
         case_id,
@@ -402,3 +412,61 @@ def first_case(root: Path) -> str:
     from cmgit.store import Repository
 
     return Repository.open(root).case_ids()[0]
+
+
+def _forged_event(
+    programme: Programme, named: str | None, action: str, event: str, actor: str, role: str
+) -> set[tuple[str, str]]:
+    """Audit's findings on an event commit forged by ``actor`` naming the case ``named``
+    (None: a programme-wide event); each writes a case's record one version on, a
+    programme-wide one a new case's, a per-case one the named case's unless it is
+    "other", then another case's."""
+    target = programme.new_case() if named in (None, "other") else named
+    path = ids.record_path(target)
+    data = (programme.root / path).read_text()
+    version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
+    forged = data.replace(f"version: {version}\n", f"version: {version + 1}\n")
+    case = [("Cmgit-Case", named), ("Cmgit-Version", str(version + 1))] if named else []
+    trailers = [*case[:1], ("Cmgit-Action", action), ("Cmgit-Event", event), *case[1:]]
+    trailers += [("Cmgit-Date", TODAY), ("Cmgit-Actor", actor), ("Cmgit-Role", role)]
+    forge(programme, {path: forged.encode()}, f"{action} {event}", trailers, actor)
+    code, report = audit(programme)
+    assert code == 6
+    return {(v["rule"], v["detail"]) for v in report["violations"]}
+
+
+def test_audit_flags_an_export_that_changes_a_file(programme: Programme) -> None:
+    found = _forged_event(
+        programme, None, "export", "export-7K2M9QX4", "pm-001", "programme_manager"
+    )
+    assert ("paths", "an export event changed files") in found
+
+
+def test_audit_flags_a_disclosure_with_a_bad_event_id(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(
+        programme, case_id, "disclose", "export-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("message", "disclose without a valid Cmgit-Event") in found
+
+
+def test_audit_flags_a_disclosure_by_an_auditor(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(
+        programme, case_id, "disclose", "disclosure-7K2M9QX4", "aud-001", "auditor"
+    )
+    assert ("scope", "disclose by an auditor, who reads no case") in found
+
+
+def test_audit_flags_a_disclosure_that_changes_another_case(programme: Programme) -> None:
+    programme.new_case()
+    found = _forged_event(
+        programme, "other", "disclose", "disclosure-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("paths", "a disclose must change exactly the record of other") in found
+
+
+def test_audit_flags_a_package_without_a_package_id(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(programme, case_id, "disclosure", "PKG-1", "cw-north-1", "caseworker")
+    assert ("message", "disclosure without a valid Cmgit-Event") in found
