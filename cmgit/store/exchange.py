@@ -8,10 +8,11 @@ and the same file is never imported twice. Rows with problems are reported by nu
 field and left out.
 
 Export and disclosure write a file sealed to the recipient named, and make an event
-commit that changes no file: its action, its event ID, a row count or the case, and for
-a plaintext export the reason code. The recipient and the fields chosen are not kept:
-a recipient names a person or an agency, and the fields chosen can tell what a case is
-about; the sealed file itself is their record, with whoever holds it.
+commit of the shape `cmgit.events` defines. An export changes no file: its event ID, the
+row count and, in the clear, the reason code are all it keeps; the fields chosen are not
+kept, since they can tell what the cases are about. A disclosure records its sealed
+details in the case's `disclosures` list (the recipient only as a hash), one version on,
+so the case's own log shows it.
 """
 
 from __future__ import annotations
