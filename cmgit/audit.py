@@ -1121,6 +1121,9 @@ class Auditor:
         if action == "new":
             if old is not None or new["version"] != 1 or new["state"] != flow.initial_state:
                 yield "version", f"{case_id}: a new case starts at version 1 in the first state"
+            received = commit.trailer(packages.RECEIVED_TRAILER)
+            if received is not None and not re.fullmatch(r"[0-9a-f]{64}", received):
+                yield "message", f"{case_id}: a received tag that is no keyed hash"
             yield from _check_state_history(case_id, commit, {}, new)
             yield from _check_dates(case_id, commit, {}, new, committed)
             return

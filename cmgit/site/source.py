@@ -216,11 +216,12 @@ class Source:
                 key = keys.setdefault(case, f"case-{len(keys) + 1}")
                 found.append(stats.Change(key, day, source, target))
         wanted = ("case_id", "state", "state_since")
-        for case in self.cases(wanted) if set(wanted) <= set(self.schemas.open_fields) else ():
-            day = stats.to_day(case["state_since"])
-            if case["case_id"] not in keys and day is not None and case["state"]:
-                key = keys.setdefault(case["case_id"], f"case-{len(keys) + 1}")
-                found.append(stats.Change(key, day, None, case["state"]))
+        imported = self.cases(wanted) if set(wanted) <= set(self.schemas.open_fields) else []
+        for row in imported:
+            day = stats.to_day(row["state_since"])
+            if row["case_id"] not in keys and day is not None and row["state"]:
+                key = keys.setdefault(row["case_id"], f"case-{len(keys) + 1}")
+                found.append(stats.Change(key, day, None, row["state"]))
         return found
 
     def programme(self) -> stats.Programme:
