@@ -434,6 +434,7 @@ def _forged_event(
     case = [("Cmgit-Case", named), ("Cmgit-Version", str(version + 1))] if named else []
     trailers = [*case[:1], ("Cmgit-Action", action), ("Cmgit-Event", event), *case[1:]]
     trailers += [("Cmgit-Date", TODAY), ("Cmgit-Actor", actor), ("Cmgit-Role", role)]
+    trailers += [("Cmgit-Format", "2")]
     forge(programme, {path: forged.encode()}, f"{action} {event}", trailers, actor)
     code, report = audit(programme)
     assert code == 6
@@ -475,3 +476,34 @@ def test_audit_flags_a_package_without_a_package_id(programme: Programme) -> Non
     case_id = programme.new_case()
     found = _forged_event(programme, case_id, "disclosure", "PKG-1", "cw-north-1", "caseworker")
     assert ("message", "disclosure without a valid Cmgit-Event") in found
+
+
+def test_audit_flags_an_export_by_an_auditor(programme: Programme) -> None:
+    programme.new_case()
+    forge(
+        programme,
+        {},
+        "export export-7K2M9QX4",
+        [
+            ("Cmgit-Action", "export"),
+            ("Cmgit-Event", "export-7K2M9QX4"),
+            ("Cmgit-Count", "1"),
+            ("Cmgit-Date", TODAY),
+            ("Cmgit-Actor", "aud-001"),
+            ("Cmgit-Role", "auditor"),
+            ("Cmgit-Format", "2"),
+        ],
+        "aud-001",
+    )
+    code, report = audit(programme)
+    assert code == 6
+    found = [(v["rule"], v["detail"]) for v in report["violations"]]
+    assert found == [("scope", "export by an auditor, who reads no case")]
+
+
+def test_audit_flags_a_package_that_changes_another_record(programme: Programme) -> None:
+    programme.new_case()
+    found = _forged_event(
+        programme, "other", "disclosure", "PKG-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("paths", "a disclosure must change exactly the record of other") in found
