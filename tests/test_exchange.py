@@ -420,12 +420,18 @@ def first_case(root: Path) -> str:
 
 
 def _forged_event(
-    programme: Programme, named: str | None, action: str, event: str, actor: str, role: str
+    programme: Programme,
+    named: str | None,
+    action: str,
+    event: str,
+    actor: str,
+    role: str,
+    *,
+    write: bool = True,
 ) -> set[tuple[str, str]]:
     """Audit's findings on an event commit forged by ``actor`` naming the case ``named``
-    (None: a programme-wide event); each writes a case's record one version on, a
-    programme-wide one a new case's, a per-case one the named case's unless it is
-    "other", then another case's."""
+    (None: a programme-wide event; "other": a malformed case ID). With ``write`` it
+    writes a record one version on: the named case's, else a new case's."""
     target = programme.new_case() if named in (None, "other") else named
     path = ids.record_path(target)
     data = (programme.root / path).read_text()
@@ -435,7 +441,8 @@ def _forged_event(
     trailers = [*case[:1], ("Cmgit-Action", action), ("Cmgit-Event", event), *case[1:]]
     trailers += [("Cmgit-Date", TODAY), ("Cmgit-Actor", actor), ("Cmgit-Role", role)]
     trailers += [("Cmgit-Format", "2")]
-    forge(programme, {path: forged.encode()}, f"{action} {event}", trailers, actor)
+    files: dict[str, bytes | None] = {path: forged.encode()} if write else {}
+    forge(programme, files, f"{action} {event}", trailers, actor)
     code, report = audit(programme)
     assert code == 6
     return {(v["rule"], v["detail"]) for v in report["violations"]}
@@ -479,26 +486,10 @@ def test_audit_flags_a_package_without_a_package_id(programme: Programme) -> Non
 
 
 def test_audit_flags_an_export_by_an_auditor(programme: Programme) -> None:
-    programme.new_case()
-    forge(
-        programme,
-        {},
-        "export export-7K2M9QX4",
-        [
-            ("Cmgit-Action", "export"),
-            ("Cmgit-Event", "export-7K2M9QX4"),
-            ("Cmgit-Count", "1"),
-            ("Cmgit-Date", TODAY),
-            ("Cmgit-Actor", "aud-001"),
-            ("Cmgit-Role", "auditor"),
-            ("Cmgit-Format", "2"),
-        ],
-        "aud-001",
+    found = _forged_event(
+        programme, None, "export", "export-7K2M9QX4", "aud-001", "auditor", write=False
     )
-    code, report = audit(programme)
-    assert code == 6
-    found = [(v["rule"], v["detail"]) for v in report["violations"]]
-    assert found == [("scope", "export by an auditor, who reads no case")]
+    assert found == {("scope", "export by an auditor, who reads no case")}
 
 
 def test_audit_flags_a_package_that_changes_another_record(programme: Programme) -> None:
