@@ -20,6 +20,7 @@ TIERS: dict[str, set[str]] = {
     # Pure domain: values in, values out; no files, clock, environment or processes.
     "domain": {
         "ids",
+        "events",  # the one shape of event commits: kinds, IDs, trailers, files changed
         "yamlio",
         "records",
         "guards",
@@ -34,7 +35,6 @@ TIERS: dict[str, set[str]] = {
         "reports",  # the monthly report's tables, from values
         "trail",  # the decisions a transition commit records
         "exchange",  # cases in and out as CSV: import maps, rows, export cells
-        "events",  # the one shape of event commits: kinds, IDs, trailers, files changed
     },
     # One outside thing each (age, git, JSON Schema, the terminal, the template files,
     # SSH signatures, forked workers), and the keyless reads built on git alone.
