@@ -25,7 +25,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from . import caches, crypto, exchange, ids, migrations, packages, pool, records, signing, trail
+from . import (
+    caches,
+    crypto,
+    events,
+    exchange,
+    ids,
+    migrations,
+    packages,
+    pool,
+    records,
+    signing,
+    trail,
+)
 from .config import (
     EDITABLE,
     PARTS,
@@ -58,7 +70,7 @@ from .registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Registry
 from .trail import FORMAT_TRAILER, MESSAGE_FORM
 from .workflow import PASS, STATE_HISTORY
 
-CASE_ACTIONS = ("new", "record", "edit", "move", "assign", "disclosure")
+CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 # The one named check audit recomputes without a key: the key caseworker is active staff
 # with the caseworker role, in the registry in force at the parent.
 KEYLESS_CHECK = "key_caseworker_active"
@@ -92,11 +104,10 @@ PREFETCH_FROM = 64  # files a configuration commit changes, read in one stream w
 _CASE = ("Cmgit-Case", "Cmgit-Action", "Cmgit-Version", "Cmgit-Date")
 TRAILERS: dict[str, frozenset[str]] = {
     "init": frozenset({"Cmgit-Action"}),
-    "new": frozenset({*_CASE, "Cmgit-To"}),
+    # A case a transfer package created names the package's received tag (cmgit.packages).
+    "new": frozenset({*_CASE, "Cmgit-To", packages.RECEIVED_TRAILER}),
     "record": frozenset({*_CASE, "Cmgit-Form"}),
     "edit": frozenset(_CASE),
-    # A referral or transfer package made: which provider and which sections are sealed.
-    "disclosure": frozenset({*_CASE, "Cmgit-Package"}),
     "move": frozenset(
         {
             *_CASE,
@@ -117,15 +128,11 @@ TRAILERS: dict[str, frozenset[str]] = {
     "settings-set": frozenset({"Cmgit-Action", "Cmgit-Setting"}),
     "config": frozenset({"Cmgit-Action", "Cmgit-Reason", "Cmgit-Migration"}),
     "import": frozenset({"Cmgit-Action", "Cmgit-Source", "Cmgit-Count", "Cmgit-Date"}),
-    # Event commits: they change no file (export, disclose).
-    "export": frozenset(
-        {"Cmgit-Action", "Cmgit-Event", "Cmgit-Count", "Cmgit-Reason", "Cmgit-Date"}
-    ),
-    "disclose": frozenset({*_CASE, "Cmgit-Event", "Cmgit-Reason"} - {"Cmgit-Version"}),
+    # Event commits (export, disclose, a referral or transfer package): cmgit.events.
+    **{action: kind.trailers() for action, kind in events.KINDS.items()},
 }
-EXCHANGE_ACTIONS = ("import", "export", "disclose")
 # Actions cmgit first wrote under message form 2: a form-1 message of one is forged.
-SINCE_FORM_2 = frozenset({"disclosure", *EXCHANGE_ACTIONS})
+SINCE_FORM_2 = frozenset({"import", *events.KINDS})
 # Trailers an action may carry more than once.
 _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.GUARD})
 
@@ -135,7 +142,11 @@ _REPEATED = frozenset({"Cmgit-Form", "Cmgit-Warning", "Cmgit-Migration", trail.G
 # records the decisions of each transition (cmgit.trail) and signs exactly where
 # signatures are required.
 MESSAGE_FORMS: dict[str, dict[str, frozenset[str]]] = {
-    "1": {action: keys for action, keys in TRAILERS.items() if action not in SINCE_FORM_2},
+    "1": {
+        action: keys - {packages.RECEIVED_TRAILER}
+        for action, keys in TRAILERS.items()
+        if action not in SINCE_FORM_2
+    },
     MESSAGE_FORM: {
         action: keys - trail.DROPPED | trail.ADDED.get(action, frozenset())
         for action, keys in TRAILERS.items()
@@ -766,9 +777,11 @@ class Auditor:
             yield from self._check_case_change(
                 action, commit, actor, changes, parent, before, committed
             )
-        elif action in EXCHANGE_ACTIONS:
-            yield from self._check_exchange(
-                action, commit, actor, changes, parent, before, committed
+        elif action == "import":
+            yield from self._check_import(commit, actor.role, changes, before, committed)
+        elif action in events.KINDS:
+            yield from self._check_event(
+                events.KINDS[action], commit, actor, changes, before, committed
             )
         else:
             yield "message", "unknown action"
@@ -1108,6 +1121,9 @@ class Auditor:
         if action == "new":
             if old is not None or new["version"] != 1 or new["state"] != flow.initial_state:
                 yield "version", f"{case_id}: a new case starts at version 1 in the first state"
+            received = commit.trailer(packages.RECEIVED_TRAILER)
+            if received is not None and not re.fullmatch(r"[0-9a-f]{64}", received):
+                yield "message", f"{case_id}: a received tag that is no keyed hash"
             yield from _check_state_history(case_id, commit, {}, new)
             yield from _check_dates(case_id, commit, {}, new, committed)
             return
@@ -1119,16 +1135,13 @@ class Auditor:
         if new["version"] != old["version"] + 1:
             yield "version", f"{case_id}: version {old['version']} -> {new['version']}"
         team = actor.team
-        if action in ("record", "edit", "disclosure"):
+        if action in ("record", "edit"):
             if (new["state"], new["team"], new["caseworker"]) != (
                 old["state"],
                 old["team"],
                 old["caseworker"],
             ):
                 yield "transition", f"{case_id}: a {action} changed state or assignment"
-            if action == "disclosure":
-                yield from _check_disclosure(case_id, commit, actor, old, flow)
-                return
             form = commit.trailer("Cmgit-Form")
             event = flow.events.get(form or "") if action == "record" else None
             roles = event.by if event else tuple({r for e in flow.events.values() for r in e.by})
@@ -1234,50 +1247,65 @@ class Auditor:
             return member is None or not member.active or member.role != CASEWORKER
         return None
 
-    def _check_exchange(
+    def _check_event(
         self,
-        action: str,
+        kind: events.Kind,
         commit: Commit,
         actor: Any,
         changes: list[Change],
-        parent: str,
+        before: Config,
+        committed: int | None,
+    ) -> Iterator[tuple[str, str]]:
+        """Every event commit, by the one shape of cmgit.events: a valid event ID and day,
+        by someone who reads cases; a programme-wide event changes no file; an event about
+        one case changes exactly its record, one version on, its state and assignment
+        untouched, by someone who may act on the case."""
+        if to_date(commit.trailer("Cmgit-Date")) is None:
+            yield "time", "the commit names no valid Cmgit-Date"
+        if actor.role == AUDITOR:
+            yield "scope", f"{kind.action} by an auditor, who reads no case"
+        case_id = commit.trailer("Cmgit-Case") or ""
+        path = ids.record_path(case_id) if ids.CASE_ID_RE.fullmatch(case_id) else None
+        old = new = None
+        if kind.per_case and path is not None and [c.path for c in changes] == [path]:
+            old = self._open(changes[0].old, before, path)
+            new = self._open(changes[0].new, before, path)
+        trailer = {key: commit.trailer(key) for key in kind.trailers()}
+        problems = list(
+            events.shape_problems(kind, trailer, {c.path for c in changes}, path, old, new)
+        )
+        yield from problems
+        if kind == events.EXPORT:
+            reason = commit.trailer("Cmgit-Reason")
+            if reason is not None and reason not in exchange.PLAINTEXT_REASONS:
+                yield "scope", f"export for a reason not allowed ({reason})"
+            return
+        if old is None or new is None or any(rule != "message" for rule, _ in problems):
+            return
+        yield from _check_dates(case_id, commit, old, new, committed)
+        flow = before.workflow
+        if kind == events.PACKAGE:
+            yield from _check_disclosure(case_id, actor, old, flow)
+            return
+        roles = tuple({r for e in flow.events.values() for r in e.by})
+        if flow.permission(roles, actor.role, actor.id, actor.team, old, kind.action):
+            yield "scope", f"{case_id}: {actor.id} may not disclose this case"
+
+    def _check_import(
+        self,
+        commit: Commit,
+        role: str,
+        changes: list[Change],
         before: Config,
         committed: int | None,
     ) -> Iterator[tuple[str, str]]:
         """An import adds new sealed records only, each at version 1 in one state since a
-        day up to its Cmgit-Date, by a programme manager, naming its source file's hash.
-        An export or a disclosure is an event: it changes no file; a disclosure names a
-        case its actor may act on."""
+        day up to its Cmgit-Date, by a programme manager, naming its source file's hash."""
         day, flow = to_date(commit.trailer("Cmgit-Date")), before.workflow
         if day is None:
             yield "time", "the commit names no valid Cmgit-Date"
-        if action != "import":
-            event = commit.trailer("Cmgit-Event") or ""
-            reason = commit.trailer("Cmgit-Reason")
-            if changes:
-                yield "paths", f"an {action} event changed files"
-            if not re.fullmatch(
-                rf"{'export' if action == 'export' else 'disclosure'}-[0-9A-Z]{{8}}", event
-            ):
-                yield "message", f"{action} without a valid Cmgit-Event"
-            if actor.role == AUDITOR or (
-                action == "export"
-                and reason is not None
-                and reason not in exchange.PLAINTEXT_REASONS
-            ):
-                yield "scope", f"{action} by a {actor.role} or for a reason not allowed"
-            if action == "disclose":
-                case_id = commit.trailer("Cmgit-Case") or ""
-                path = ids.record_path(case_id) if ids.CASE_ID_RE.fullmatch(case_id) else ""
-                old = self._open(self.git.blob_id(parent, path) if path else None, before, path)
-                roles = tuple({r for e in flow.events.values() for r in e.by})
-                if old is None or flow.permission(
-                    roles, actor.role, actor.id, actor.team, old, action
-                ):
-                    yield "scope", f"{case_id or 'no case'}: {actor.id} may not disclose this case"
-            return
-        if actor.role != PROGRAMME_MANAGER:
-            yield "scope", f"import by a {actor.role}: only a programme manager imports"
+        if role != PROGRAMME_MANAGER:
+            yield "scope", f"import by a {role}: only a programme manager imports"
         if not re.fullmatch(r"[0-9a-f]{64}", commit.trailer("Cmgit-Source") or ""):
             yield "message", "import without the source file's sha256"
         if commit.trailer("Cmgit-Count") != str(len(changes)):
@@ -1318,12 +1346,10 @@ def _decision_row(commit: Commit) -> dict[str, Any]:
 
 
 def _check_disclosure(
-    case_id: str, commit: Commit, actor: Any, old: Mapping[str, Any], flow: Any
+    case_id: str, actor: Any, old: Mapping[str, Any], flow: Any
 ) -> Iterator[tuple[str, str]]:
     """A package is made by someone who may record the referral or the transfer, in a
     state where one of them is recorded; which of them it was is sealed, so either."""
-    if not packages.is_package_id(commit.trailer("Cmgit-Package")):
-        yield "message", f"{case_id}: a disclosure names no valid package id"
     events = [flow.events[kind] for kind in packages.KINDS if kind in flow.events]
     allowed = [
         event

@@ -202,6 +202,21 @@ class Package:
         return receipt_code(self.secret, self.package_id)
 
 
+# The trailer of the `new` commit of a case a transfer package created: a keyed hash only
+# a holder of the package computes, so a second receipt is found without a key, and a
+# keyless reader learns nothing of the package from it.
+RECEIVED_TRAILER = "Cmgit-Received"
+_RECEIVED_LABEL = b"cmgit transfer received "
+
+
+def received_tag(secret: bytes, package_id: str) -> str:
+    """HMAC-SHA256 of a fixed label and the package id under the package's secret (hex):
+    a different key use from the receipt code, which the sender holds the hash of."""
+    return hmac.new(
+        secret, _RECEIVED_LABEL + package_id.encode("ascii"), hashlib.sha256
+    ).hexdigest()
+
+
 def new_package_id(entropy: bytes) -> str:
     return PACKAGE_PREFIX + crockford(entropy, 8)
 
@@ -361,7 +376,11 @@ def with_receipt(
             raise UsageError("a receipt code is recorded with a referral or a transfer form")
         return after
     key = TRANSFER if form == TRANSFER else item_id or ""
-    sent = [d for d in after.get("disclosures") or () if (d["kind"], d["item_id"]) == (form, key)]
+    sent = [
+        d
+        for d in after.get("disclosures") or ()
+        if (d.get("kind"), d.get("item_id")) == (form, key)
+    ]
     if code is None:
         newly = (after.get(TRANSFER) or {}).get("receipt_confirmed_on")
         if (

@@ -19,7 +19,7 @@ from cmgit.audit import config_in_force
 from cmgit.errors import IntegrityError
 from cmgit.history import Git
 
-from .conftest import TODAY, Programme
+from .conftest import TODAY, Programme, build_programme
 
 CACHE = Path(".git") / "cmgit" / "cache"
 
@@ -283,3 +283,28 @@ def test_state_histories_tell_what_the_commits_tell(programme: Programme) -> Non
     told = by_case(source.changes())
     assert told == by_case(source.logged_changes())
     assert len(told) == 4 and max(len(steps) for steps in told) >= 8
+
+
+def test_imported_cases_are_in_the_logged_changes_too(programme: Programme, tmp_path: Path) -> None:
+    """An `import` commit makes no `new` or `move` of each case: where the statistics read
+    git's history (a schema that keeps no state history), an imported case still counts,
+    in its one state since its state_since, as its state history tells."""
+    programme.walk("registered")
+    other = build_programme(tmp_path / "exporting")  # another programme, the same staff ids
+    other.walk("case_planning")
+    sealed = tmp_path / "cases.csv.age"
+    receiver = programme.repo().registry.get("pm-001").recipient
+    made = other.cli("export", "-o", str(sealed), "--recipient", receiver, as_="pm-001")
+    assert made.exit_code == 0, made.output
+    assert programme.cli("import", str(sealed), as_="pm-001").exit_code == 0
+    source = site.open_source(programme.root, in_force=config_in_force)
+
+    def by_case(changes: list[stats.Change]) -> list[list[tuple[object, ...]]]:
+        cases: dict[str, list[tuple[object, ...]]] = {}
+        for change in changes:
+            cases.setdefault(change.case, []).append((change.day, change.source, change.target))
+        return sorted(cases.values())
+
+    told = by_case(source.changes())
+    assert len(told) == 2 and [(None, "case_planning")] in [[s[1:] for s in c] for c in told]
+    assert told == by_case(source.logged_changes())

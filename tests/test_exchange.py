@@ -217,7 +217,12 @@ def test_import_reports_broken_rows_and_imports_the_rest(programme: Programme) -
     assert {c["state"] for c in listed} >= {"identified", "registered", "case_planning"}
     log = programme.cli("log", listed[0]["case_id"], "--json", as_=None)
     assert log.exit_code == 0 and json.loads(log.stdout)[0]["action"] == "import"
-    assert programme.cli("stats", as_=None).exit_code == 0
+    # Imported cases have no `new` or `move` commits; the statistics count them all the same.
+    figures = programme.cli("stats", "--json", as_=None)
+    assert figures.exit_code == 0, figures.output
+    tables = {t["id"]: t for t in json.loads(figures.stdout)["tables"]}
+    still_open = [c for c in listed if not c["state"].startswith("closed")]
+    assert tables["open_by_step_and_risk"]["total"] == len(still_open)
 
     again = programme.cli("import", str(source), "--map", str(PRIMERO), as_="pm-001")
     assert again.exit_code == 4 and "imported already" in again.stderr
@@ -328,6 +333,16 @@ def test_disclose_seals_the_whole_case_to_the_recipient_and_records_it(
     assert f"Cmgit-Case: {case_id}" in message and "Cmgit-Action: disclose" in message
     assert recipient not in message and CANARY not in message
     assert programme.cli("audit", "--full", as_=None).exit_code == 0
+    # The disclosure is in the case's log (keyless) and in its sealed disclosures.
+    logged = programme.cli("log", case_id, "--json", as_=None)
+    assert logged.exit_code == 0, logged.output
+    last = json.loads(logged.stdout)[-1]
+    assert last["action"] == "disclose" and last["detail"].startswith("disclosure-")
+    assert last["reason"] == "child_request" and recipient not in logged.output
+    shown = json.loads(programme.cli("show", case_id, "--json").stdout)
+    [entry] = shown["disclosures"]
+    assert entry["event_id"] == last["detail"] and entry["kind"] == "disclose"
+    assert recipient not in json.dumps(entry)
     other = programme.cli(
         "disclose",
         case_id,
@@ -402,3 +417,84 @@ def first_case(root: Path) -> str:
     from cmgit.store import Repository
 
     return Repository.open(root).case_ids()[0]
+
+
+def _forged_event(
+    programme: Programme,
+    named: str | None,
+    action: str,
+    event: str,
+    actor: str,
+    role: str,
+    *,
+    write: bool = True,
+) -> set[tuple[str, str]]:
+    """Audit's findings on an event commit forged by ``actor`` naming the case ``named``
+    (None: a programme-wide event; "other": a malformed case ID). With ``write`` it
+    writes a record one version on: the named case's, else a new case's."""
+    target = programme.new_case() if named in (None, "other") else named
+    path = ids.record_path(target)
+    data = (programme.root / path).read_text()
+    version = int(data.split("version: ", 1)[1].split("\n", 1)[0])
+    forged = data.replace(f"version: {version}\n", f"version: {version + 1}\n")
+    case = [("Cmgit-Case", named), ("Cmgit-Version", str(version + 1))] if named else []
+    trailers = [*case[:1], ("Cmgit-Action", action), ("Cmgit-Event", event), *case[1:]]
+    trailers += [("Cmgit-Date", TODAY), ("Cmgit-Actor", actor), ("Cmgit-Role", role)]
+    trailers += [("Cmgit-Format", "2")]
+    files: dict[str, bytes | None] = {path: forged.encode()} if write else {}
+    forge(programme, files, f"{action} {event}", trailers, actor)
+    code, report = audit(programme)
+    assert code == 6
+    return {(v["rule"], v["detail"]) for v in report["violations"]}
+
+
+def test_audit_flags_an_export_that_changes_a_file(programme: Programme) -> None:
+    found = _forged_event(
+        programme, None, "export", "export-7K2M9QX4", "pm-001", "programme_manager"
+    )
+    assert ("paths", "an export event changed files") in found
+
+
+def test_audit_flags_a_disclosure_with_a_bad_event_id(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(
+        programme, case_id, "disclose", "export-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("message", "disclose without a valid Cmgit-Event") in found
+
+
+def test_audit_flags_a_disclosure_by_an_auditor(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(
+        programme, case_id, "disclose", "disclosure-7K2M9QX4", "aud-001", "auditor"
+    )
+    assert ("scope", "disclose by an auditor, who reads no case") in found
+
+
+def test_audit_flags_a_disclosure_that_changes_another_case(programme: Programme) -> None:
+    programme.new_case()
+    found = _forged_event(
+        programme, "other", "disclose", "disclosure-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("paths", "a disclose must change exactly the record of other") in found
+
+
+def test_audit_flags_a_package_without_a_package_id(programme: Programme) -> None:
+    case_id = programme.new_case()
+    found = _forged_event(programme, case_id, "disclosure", "PKG-1", "cw-north-1", "caseworker")
+    assert ("message", "disclosure without a valid Cmgit-Event") in found
+
+
+def test_audit_flags_an_export_by_an_auditor(programme: Programme) -> None:
+    found = _forged_event(
+        programme, None, "export", "export-7K2M9QX4", "aud-001", "auditor", write=False
+    )
+    assert found == {("scope", "export by an auditor, who reads no case")}
+
+
+def test_audit_flags_a_package_that_changes_another_record(programme: Programme) -> None:
+    programme.new_case()
+    found = _forged_event(
+        programme, "other", "disclosure", "PKG-7K2M9QX4", "cw-north-1", "caseworker"
+    )
+    assert ("paths", "a disclosure must change exactly the record of other") in found

@@ -20,6 +20,7 @@ TIERS: dict[str, set[str]] = {
     # Pure domain: values in, values out; no files, clock, environment or processes.
     "domain": {
         "ids",
+        "events",  # the one shape of event commits: kinds, IDs, trailers, files changed
         "yamlio",
         "records",
         "guards",

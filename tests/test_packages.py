@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cmgit import packages
+from cmgit import events, packages
 from cmgit.errors import IntegrityError, Refused, UsageError
 
 TODAY = dt.date(2026, 4, 1)
@@ -170,6 +170,52 @@ def test_the_receipt_code_is_keyed_and_the_sender_keeps_only_its_hash() -> None:
     assert not packages.code_matches(guess, [kept])
     with pytest.raises(UsageError):
         packages.code_hash("1234")
+
+
+def test_the_received_tag_is_keyed_and_tells_nothing_of_the_receipt_code() -> None:
+    tag = packages.received_tag(b"k" * 32, "PKG-00000000")
+    assert len(tag) == 64 and tag == packages.received_tag(b"k" * 32, "PKG-00000000")
+    assert tag != packages.received_tag(b"j" * 32, "PKG-00000000")
+    assert tag != packages.received_tag(b"k" * 32, "PKG-00000001")
+    code = packages.receipt_code(b"k" * 32, "PKG-00000000")
+    assert tag != packages.code_hash(code) and code.replace("-", "").lower() not in tag
+
+
+def test_event_kinds_have_one_shape() -> None:
+    assert events.EXPORT.is_id(events.EXPORT.new_id(bytes(5)))
+    assert events.DISCLOSE.new_id(bytes(5)) == "disclosure-00000000"
+    assert events.PACKAGE.is_id(packages.new_package_id(b"\x01" * 5))
+    assert not events.DISCLOSE.is_id("disclosure-0000000I")  # not a Crockford character
+    assert not events.PACKAGE.is_id("PKG-1")
+    assert {"Cmgit-Case", "Cmgit-Version"} <= events.DISCLOSE.trailers()
+    assert "Cmgit-Case" not in events.EXPORT.trailers()
+    assert events.details("export-00000000", count=3, reason="x") == [
+        ("Cmgit-Event", "export-00000000"),
+        ("Cmgit-Count", "3"),
+        ("Cmgit-Reason", "x"),
+    ]
+
+
+def test_an_event_about_a_case_changes_its_record_one_version_on_and_nothing_else() -> None:
+    path = "records/ab/CP-7K2M9QX4.yaml"
+    trailer = {"Cmgit-Event": "disclosure-00000000", "Cmgit-Case": "CP-7K2M9QX4"}
+    old = {"version": 3, "state": "registered", "team": "north", "caseworker": "cw-1"}
+    ok = list(
+        events.shape_problems(events.DISCLOSE, trailer, {path}, path, old, {**old, "version": 4})
+    )
+    assert ok == []
+    moved = {**old, "version": 4, "state": "closed"}
+    assert [
+        r for r, _ in events.shape_problems(events.DISCLOSE, trailer, {path}, path, old, moved)
+    ] == ["transition"]
+    skipped = {**old, "version": 5}
+    assert [
+        r for r, _ in events.shape_problems(events.DISCLOSE, trailer, {path}, path, old, skipped)
+    ] == ["version"]
+    wide = {"Cmgit-Event": "export-00000000"}
+    assert [r for r, _ in events.shape_problems(events.EXPORT, wide, {path}, None, None, None)] == [
+        "paths"
+    ]
 
 
 def test_a_receipt_code_confirms_its_own_package_only() -> None:

@@ -134,7 +134,7 @@ def test_a_referral_package_opens_for_the_provider_only_and_holds_only_the_conse
     # The disclosure commit says "disclosure" and the package id; nothing else is open.
     message = programme.git("log", "-1", "--format=%B")
     assert f"{case_id}: disclosure {package_id}" in message
-    assert "Cmgit-Package: " + package_id in message
+    assert "Cmgit-Event: " + package_id in message
     for secret in (PROVIDER, "assessment", referral_id, "referral"):
         assert secret not in message
     assert programme.git("status", "--porcelain") == ""
@@ -263,6 +263,11 @@ def test_a_transfer_creates_the_case_in_the_receiving_programme_and_its_code_pas
     assert set(got["sections"]) == {"registration", "assessment", "case_plan"}
     assert case_id not in receiving.git("log", "--format=%B")
     assert receiving.cli("audit", as_=None).exit_code == 0
+    # The same package received again makes no second case: refused, naming the first.
+    before_again = receiving.state()
+    again = receiving.cli("referral", "receive", str(out), "-i", str(agency))
+    assert again.exit_code == 4 and new_id in again.output
+    assert receiving.state() == before_again
     # Programme A: the receipt confirmed only with the code, then the closure passes G32.
     confirmed = {**transfer["transfer"], "receipt_confirmed_on": "2026-04-01"}
     path = programme.form_file("transfer", {"transfer": confirmed})
@@ -294,7 +299,7 @@ def test_audit_flags_a_disclosure_out_of_scope_or_without_a_package_id(
         [
             ("Cmgit-Case", case_id),
             ("Cmgit-Action", "disclosure"),
-            ("Cmgit-Package", "PKG-1"),
+            ("Cmgit-Event", "PKG-1"),
             ("Cmgit-Version", str(version + 1)),
             ("Cmgit-Date", "2026-04-01"),
             ("Cmgit-Actor", "cw-south-1"),
@@ -305,7 +310,7 @@ def test_audit_flags_a_disclosure_out_of_scope_or_without_a_package_id(
     code, report = audit(programme)
     assert code == 6
     found = {(v["rule"], v["detail"]) for v in report["violations"]}
-    assert ("message", f"{case_id}: a disclosure names no valid package id") in found
+    assert ("message", "disclosure without a valid Cmgit-Event") in found
     assert any(rule == "scope" and "pack" in detail for rule, detail in found)
 
 

@@ -261,6 +261,20 @@ def test_closure_reason_only_for_the_latest_closure() -> None:
     assert found.events == {"identified": 1, "reopened": 1}
 
 
+def test_an_imported_case_counts_as_identified_on_its_identified_on() -> None:
+    """An import starts a case's history in its state on the day it entered it: that is
+    no identification; its identified_on is, when the case was identified at all."""
+    proc = procedure()
+    imported = case_of("2026-03-10 registered", identified_on="2026-01-05")
+    assert reports.case_month(imported, proc, MARCH, 3).events == {}
+    assert reports.case_month(imported, proc, MARCH, 3).active
+    january = reports.Month.parse("2026-01")
+    assert reports.case_month(imported, proc, january, 3).events == {"identified": 1}
+    closed = case_of("2026-03-10 closed", identified_on="2026-03-01", closure_reason="duplicate")
+    found = reports.case_month(closed, proc, MARCH, 3)
+    assert found.events == {"identified": 1} and found.closure_reasons == ["duplicate"]
+
+
 def test_registrations_and_closures_of_the_month_are_internal_only() -> None:
     """`cmgit stats` publishes them by month on the same site, where one may be hidden to
     protect another: the public report leaves them out; deaths are not folded inside."""

@@ -15,13 +15,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stats import DEFAULT_THRESHOLD, IN_FAMILIES, NOT_SET, RISK_LEVELS, UASC, by_reason
+from ..stats import (
+    DEFAULT_THRESHOLD,
+    IN_FAMILIES,
+    NOT_SET,
+    RISK_LEVELS,
+    UASC,
+    by_reason,
+    to_day,
+)
 from ..stats import Programme as Procedure
 from ..workflow import CLOSED, MONITORING, Workflow
 from .month import Month, Step, add_months, changes, state_on, timeline
 
 # The open fields the report reads.
-REPORT_FIELDS = ("state_history", "risk_level", "sex", "separation_status", "closure_reason")
+REPORT_FIELDS = (
+    "state_history",
+    "risk_level",
+    "sex",
+    "separation_status",
+    "closure_reason",
+    "identified_on",
+)
 SEX_COLUMNS = ("female", "male")
 OTHER_SEX = "other or not recorded"
 STATUSES = ("closed", "pending")
@@ -120,9 +135,16 @@ def case_month(
         GROUPS[0] if status in UASC else GROUPS[1] if status in IN_FAMILIES else GROUPS[2],
     )
     last_closure = _last_closure(steps, finished)
+    # An imported case's history starts in the state it was imported in, on the day it
+    # entered it: it was identified on its identified_on, before it came into cmgit.
+    imported = bool(steps) and steps[0][1] != procedure.initial_state
+    identified = to_day(case.get("identified_on")) if imported else None
+    if identified is not None and month.first <= identified <= month.last:
+        found.events["identified"] += 1
     for day, source, target in in_month:
         if source is None:
-            found.events["identified"] += 1
+            if not imported:
+                found.events["identified"] += 1
         elif source == procedure.initial_state and target == procedure.registered_state:
             found.events["registered"] += 1
         elif source in finished and target not in finished:

@@ -206,7 +206,8 @@ class Source:
 
     def logged_changes(self) -> list[stats.Change]:
         """Every change of state in the commits' trailers, oldest first, each case under an
-        opaque key."""
+        opaque key; then each imported case's one state, since its open state_since (an
+        `import` commit adds cases with no `new` or `move` of their own)."""
         keys: dict[str, str] = {}
         found = []
         for case, when, source, target in caches.state_changes(self.git, self.head):
@@ -214,6 +215,13 @@ class Source:
             if day is not None:
                 key = keys.setdefault(case, f"case-{len(keys) + 1}")
                 found.append(stats.Change(key, day, source, target))
+        wanted = ("case_id", "state", "state_since")
+        imported = self.cases(wanted) if set(wanted) <= set(self.schemas.open_fields) else []
+        for row in imported:
+            day = stats.to_day(row["state_since"])
+            if row["case_id"] not in keys and day is not None and row["state"]:
+                key = keys.setdefault(row["case_id"], f"case-{len(keys) + 1}")
+                found.append(stats.Change(key, day, None, row["state"]))
         return found
 
     def programme(self) -> stats.Programme:

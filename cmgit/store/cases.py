@@ -72,9 +72,11 @@ def create_case(
     today: dt.date,
     caseworker: str | None = None,
     team: str | None = None,
+    received: str | None = None,
 ) -> str:
     """A new case in the first state with ``forms`` (read and typed already), made by
-    ``actor``: `new`, and a case transferred in with the package it came with."""
+    ``actor``: `new`, and a case transferred in with the package it came with (``received``:
+    the package's received tag, kept open so that the package is received once)."""
     worker_id = caseworker or (actor.id if actor.role == CASEWORKER else None)
     if worker_id is None:
         raise UsageError("name the key caseworker with --caseworker ID")
@@ -130,6 +132,7 @@ def create_case(
                 ("Cmgit-Case", case_id),
                 ("Cmgit-Action", "new"),
                 ("Cmgit-To", repo.workflow.initial_state),
+                *([(packages.RECEIVED_TRAILER, received)] if received else []),
                 ("Cmgit-Version", "1"),
                 ("Cmgit-Date", today.isoformat()),
             ],

@@ -8,10 +8,11 @@ and the same file is never imported twice. Rows with problems are reported by nu
 field and left out.
 
 Export and disclosure write a file sealed to the recipient named, and make an event
-commit that changes no file: its action, its event ID, a row count or the case, and for
-a plaintext export the reason code. The recipient and the fields chosen are not kept:
-a recipient names a person or an agency, and the fields chosen can tell what a case is
-about; the sealed file itself is their record, with whoever holds it.
+commit of the shape `cmgit.events` defines. An export changes no file: its event ID, the
+row count and, in the clear, the reason code are all it keeps; the fields chosen are not
+kept, since they can tell what the cases are about. A disclosure records its sealed
+details in the case's `disclosures` list (the recipient only as a hash), one version on,
+so the case's own log shows it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import crypto, exchange, ids, pool, workflow, yamlio
+from .. import crypto, events, exchange, ids, pool, workflow, yamlio
 from ..errors import CmgitError, NotARecipient, Refused, SchemaError, UsageError
 from ..guards import KEY_WORKER, to_date
 from ..records import Record
@@ -32,7 +33,6 @@ from . import bulk, unit
 from .core import Committed, Core
 
 SOURCE = "Cmgit-Source"
-EVENT = "Cmgit-Event"
 COUNT = "Cmgit-Count"
 CHUNK = 100  # records sealed by one worker task
 
@@ -346,11 +346,9 @@ def export_cases(
     columns = exchange.export_columns(fields, present)
     table = exchange.write_csv(columns, [exchange.export_row(doc, columns) for doc in documents])
     data = table if plaintext_reason else crypto.seal_file(table, [recipient or actor.recipient])
-    event = ids.new_item_id("export", os.urandom(5))
-    trailers = [(EVENT, event), (COUNT, str(len(documents)))]
-    if plaintext_reason:
-        trailers.append(("Cmgit-Reason", plaintext_reason))
-    commit = _event(repo, actor, "export", None, trailers, today, f"export {event}")
+    event = events.EXPORT.new_id(os.urandom(5))
+    trailers = events.details(event, count=len(documents), reason=plaintext_reason or None)
+    commit = _export_event(repo, actor, trailers, today, f"export {event}")
     return Sealed(data, event, len(documents), commit)
 
 
@@ -370,15 +368,26 @@ def disclose(
     crypto.check_recipient(recipient)
     if reason is not None:
         exchange.check_reason(reason)
-    loaded = repo.load(ids.check_case_id(case_id), identities)
-    document = loaded.record.document(repo.schemas.field_order)
+    case_id = ids.check_case_id(case_id)
+    unit.precheck_clean(repo, ids.record_path(case_id))
+    loaded = repo.load(case_id, identities)
+    record = loaded.record
+    # What the child or family receives is the case as it stands, before this event.
+    document = record.document(repo.schemas.field_order)
     data = crypto.seal_file(yamlio.dump(document).encode("utf-8"), [recipient])
-    event = ids.new_item_id("disclosure", os.urandom(5))
-    trailers = [(EVENT, event)] + ([("Cmgit-Reason", reason)] if reason else [])
-    commit = _event(
-        repo, actor, "disclose", loaded.record.case_id, trailers, today, f"disclosure {event}"
+    event = events.DISCLOSE.new_id(os.urandom(5))
+    entry = events.disclose_entry(event, recipient, reason, today, actor.id)
+    record.forms[events.DISCLOSURES] = [*events.entries(record.forms), entry]
+    unit.save(
+        repo,
+        loaded,
+        actor,
+        today,
+        events.DISCLOSE.action,
+        None,
+        events.details(event, reason=reason),
     )
-    return Sealed(data, event, 1, commit)
+    return Sealed(data, event, 1, repo.git.head() or "")
 
 
 def _reader(repo: Core, identities: Sequence[crypto.Identity], action: str) -> Staff:
@@ -406,25 +415,22 @@ def _readable(
     return loaded.record.document(repo.schemas.field_order)
 
 
-def _event(
+def _export_event(
     repo: Core,
     actor: Staff,
-    action: str,
-    case_id: str | None,
     trailers: list[tuple[str, str]],
     today: dt.date,
     subject: str,
 ) -> str:
-    """An event commit: it changes no file, and says what happened in its trailers."""
-    case = [("Cmgit-Case", case_id)] if case_id else []
-    # An event changes no file; the records it read must be as committed.
-    paths = [ids.record_path(case_id)] if case_id else [ids.RECORDS_DIR, ids.RECORDS_DIR + "/"]
-    with unit.change(repo, paths) as parent:
+    """The commit of a programme-wide event: it changes no file, and says what happened in
+    its trailers."""
+    # The records it read must be as committed.
+    with unit.change(repo, [ids.RECORDS_DIR, ids.RECORDS_DIR + "/"]) as parent:
         return unit.commit(
             repo,
             {},
-            f"{case_id}: {subject}" if case_id else subject,
-            [*case, ("Cmgit-Action", action), *trailers, ("Cmgit-Date", today.isoformat())],
+            subject,
+            [("Cmgit-Action", events.EXPORT.action), *trailers, ("Cmgit-Date", today.isoformat())],
             actor,
             parent,
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import crypto, ids, packages, workflow, yamlio
+from .. import crypto, events, ids, packages, workflow, yamlio
 from ..config import MAX_CONFIG_BYTES, PROVIDERS_FILE, load_yaml
 from ..errors import (
     CmgitError,
@@ -35,9 +35,7 @@ from .core import Core
 from .setup import read_limited
 
 MAX_PACKAGE_BYTES = 16 * 1024 * 1024
-DISCLOSURE = "disclosure"  # the action of the commit a package makes on its case
-PACKAGE_TRAILER = "Cmgit-Package"
-DISCLOSURES = "disclosures"
+DISCLOSURES = events.DISCLOSURES
 RECEIVED = "received_package"
 # The concern a transferred case is identified with: the sender's forms tell the rest.
 TRANSFERRED_IN = "Transferred in from another agency: see the package received."
@@ -154,7 +152,13 @@ def pack(
             handle.flush()
             os.fsync(handle.fileno())
         unit.save(
-            repo, loaded, actor, today, DISCLOSURE, None, [(PACKAGE_TRAILER, package.package_id)]
+            repo,
+            loaded,
+            actor,
+            today,
+            events.PACKAGE.action,
+            None,
+            events.details(package.package_id),
         )
         os.replace(temp, output)
     except BaseException:
@@ -225,6 +229,14 @@ def receive_transfer(
     if package.kind != packages.TRANSFER:
         raise UsageError("a referral package makes no case here; it gives a receipt code")
     repo.check_config_trusted()
+    tag = packages.received_tag(package.secret, package.package_id)
+    existing = received_as(repo, tag)
+    if existing is not None:
+        raise Refused(
+            f"refused: this transfer package was received already, as case {existing}",
+            hint=f"work on {existing}; a package makes one case",
+            case_id=existing,
+        )
     actor = repo.actor(identities)
     if caseworker is None and actor.role != CASEWORKER:
         raise UsageError("name the key caseworker of the new case with --caseworker ID")
@@ -254,4 +266,20 @@ def receive_transfer(
             "sections": sections,
         },
     }
-    return create_case(repo, actor, forms, today=today, caseworker=caseworker)
+    return create_case(repo, actor, forms, today=today, caseworker=caseworker, received=tag)
+
+
+def received_as(repo: Core, tag: str) -> str | None:
+    """The case a transfer package with this received tag created here, if any: read
+    from the `new` commits' trailers, keylessly."""
+    if repo.git.head() is None:
+        return None
+    found = repo.git.text(
+        "log",
+        "-1",
+        "--format=%(trailers:key=Cmgit-Case,valueonly)",
+        "--fixed-strings",
+        f"--grep={packages.RECEIVED_TRAILER}: {tag}",
+        "HEAD",
+    ).strip()
+    return found or None

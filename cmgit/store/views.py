@@ -206,7 +206,12 @@ def case_log(repo: Core, case_id: str, *, profile: str | None = None) -> list[di
                 "from_step": repo.workflow.label(source, shown) if source else None,
                 "to_step": repo.workflow.label(target, shown) if target else None,
                 "reason": t("Cmgit-Reason"),
-                "detail": t("Cmgit-Form") or t("Cmgit-Staff") or t("Cmgit-Setting"),
+                # An event (a disclosure, a package) shows its event ID; what it held and
+                # to whom stays sealed in the case's disclosures.
+                "detail": t("Cmgit-Form")
+                or t("Cmgit-Staff")
+                or t("Cmgit-Setting")
+                or t("Cmgit-Event"),
                 "version": int(v) if (v := t("Cmgit-Version")) and v.isdigit() else None,
                 "warnings": commit.trailers.get("Cmgit-Warning", []) or _warned(commit),
                 "signature": _signature_status(repo, commit.oid, t("Cmgit-Actor")),
