@@ -43,11 +43,12 @@ from cmgit.history import Git, encode_tree, format_message
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, init_repository
 
-FORMAT = 5  # bump when what is generated changes, so old caches are not reused
+FORMAT = 6  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8
 CASES_PER_TEAM = 3000
+CASELOAD_LIMIT = 500  # the settings' maximum: above CASES_PER_TEAM / CASEWORKERS_PER_TEAM
 TEMPLATE_TEAM = "t01"
 # Where the bulk cases stand: mostly early in the procedure, as in a programme that takes
 # in more than it closes, for about three commits a case.
@@ -142,6 +143,10 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
     for person in people.values():
         if person is not admin:
             repo.staff_add(admin.identities, person.staff)
+    # The bulk gives each caseworker hundreds of open cases, and replays the templates'
+    # guard results (G03c pass): audit recomputes the caseload limit, so the programme
+    # allows the most the settings do, as one with such caseloads would.
+    repo.settings_set(admin.identities, "caseload_limit", str(CASELOAD_LIMIT))
 
     per_destination = 1 if cases < 1000 else 2
     destinations = [d for d, w in WEIGHTS.items() if w] * per_destination

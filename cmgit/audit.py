@@ -19,7 +19,8 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -53,7 +54,7 @@ from .config import (
     shown_path,
 )
 from .errors import CmgitError, GitFailed, RepositoryError, SchemaError
-from .guards import to_date
+from .guards import KEY_WORKER, Situation, keyless, named_check, to_date
 from .history import (
     BLOB_MODES,
     Commit,
@@ -71,9 +72,6 @@ from .trail import FORMAT_TRAILER, MESSAGE_FORM
 from .workflow import PASS, STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
-# The one named check audit recomputes without a key: the key caseworker is active staff
-# with the caseworker role, in the registry in force at the parent.
-KEYLESS_CHECK = "key_caseworker_active"
 RECORDS = ids.RECORDS_DIR + "/"
 BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
@@ -213,9 +211,95 @@ class Entry(NamedTuple):
     trees: list[str]
 
 
-# Of a batch: commits checked, those whose actor is not proven, what was found, and the
-# objects found damaged or missing.
-Checked = tuple[int, int, list[Violation], list[str], list[dict[str, Any]]]
+class Deferred(NamedTuple):
+    """A keyless named check of a transition (guards.KEYLESS), judged where the walk's
+    results come back in order and the caseloads at its parent are known (`OpenCases`)."""
+
+    commit: str
+    parent: str
+    case_id: str
+    detail: str  # the violation's, if the check fails
+    check: str
+    version: int
+    params: Mapping[str, Any]
+    situation: Situation  # all but the caseloads
+
+
+# What the walk learns of caseloads, commit by commit, in order: the key caseworker of a
+# changed case (None: not in a caseload state), a commit whose configuration counts other
+# states (read again), or a check to judge.
+CaseloadEvent = tuple[str, str | None] | str | Deferred
+# Of a batch: commits checked, those whose actor is not proven, what was found, the
+# objects found damaged or missing, the decisions listed, and the caseload events.
+Checked = tuple[int, int, list[Violation], list[str], list[dict[str, Any]], list[CaseloadEvent]]
+
+
+class OpenCases:
+    """The key caseworker of each case in a caseload state, as the walk goes: the
+    caseloads the caseload guard (G03c) saw when each transition was made.
+
+    The batches are judged in forked workers, each on its own, so the count is kept by
+    the process their results come back to, in order: each batch reports the caseworker
+    of every case it changed, from open fields it reads anyway, and its keyless checks
+    wait here for the count at their parent. No tree is read per commit, nor per batch:
+    a walk from the first commit starts from none (cmgit init writes no record); one
+    from a verified commit, a commit near the head, reads the open fields there once
+    through the keyless read cache, which reads only the folders changed since; and so
+    does a change of which states count, where it is met. An audit state holding the
+    counts would be cheaper still by that one read, but it would be one more thing to
+    trust in a file anyone with the repository may edit.
+    """
+
+    def __init__(self, git: Git, config: Callable[[str], Config], empty: bool):
+        self.git = git
+        self.config = config
+        self.holders: dict[str, str] | None = {} if empty else None  # None: to be read
+        self.counts: Counter[str] = Counter()
+
+    def judge(self, events: Sequence[CaseloadEvent]) -> Iterator[Violation]:
+        for event in events:
+            if isinstance(event, Deferred):
+                if self.holders is None:
+                    self._read(event.parent)
+                event.situation.caseload = self._others(event.case_id)
+                check = named_check(event.check, event.version)
+                if check is not None and check(event.situation, event.params) is not None:
+                    yield Violation(event.commit, "guard", event.detail)
+            elif isinstance(event, str):
+                self.holders = None  # the states that count changed
+            elif self.holders is not None:
+                self._set(*event)
+
+    def _read(self, commit: str) -> None:
+        config = self.config(commit)
+        order = config.schemas.open_fields
+        case_at, state_at = order.index("case_id"), order.index("state")
+        worker_at, states = order.index("caseworker"), config.workflow.caseload_states
+        self.holders = {
+            row[case_at]: row[worker_at]
+            for row in caches.open_rows(self.git, commit, order)
+            if row[state_at] in states
+        }
+        self.counts = Counter(self.holders.values())
+
+    def _set(self, case_id: str, holder: str | None) -> None:
+        assert self.holders is not None
+        old = self.holders.pop(case_id, None)
+        if old is not None:
+            self.counts[old] -= 1
+        if holder is not None:
+            self.holders[case_id] = holder
+            self.counts[holder] += 1
+
+    def _others(self, case_id: str) -> dict[str, int]:
+        """Open cases per caseworker, the case itself left out (as the command counts)."""
+        assert self.holders is not None
+        counts = dict(self.counts)
+        held = self.holders.get(case_id)
+        if held is not None:
+            counts[held] -= 1
+        return counts
+
 
 _OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # How `git log --raw` writes a folder's mode, and the side of a change with no file.
@@ -348,6 +432,8 @@ class Auditor:
         # The commit the walk goes up to, whose registry knows every compromised key.
         self._until: str | None = None
         self._newest: tuple[str | None, Registry | None] | None = None
+        # What the batch being checked learnt of caseloads, in order (`OpenCases`).
+        self._pending: list[CaseloadEvent] = []
 
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
@@ -457,6 +543,7 @@ class Auditor:
         # that demands signatures of what is pushed does not disown the history it holds.
         self._judging[oid] = proposed
         self.require_signatures = False
+        pending = len(self._pending)  # the walk judges the commit again in its turn
         try:
             if len(entry.changes) > PREFETCH_FROM:
                 # A commit of many records (a migration, a re-encryption): read in one
@@ -466,6 +553,7 @@ class Auditor:
         finally:
             del self._judging[oid]
             self._current, self._current_at, self.require_signatures, self._objects = walk
+            del self._pending[pending:]
         if flagged is None:
             return proposed
         self._rejected[oid] = flagged
@@ -590,12 +678,14 @@ class Auditor:
         # configuration commit judged on the way walks on its own, and must not move it.
         self._until = report.head
         damaged: list[str] = []
-        for checked, unproven, found, broken, decided in self._check_all(
+        open_cases = OpenCases(self.git, self.config, empty=start is None)
+        for checked, unproven, found, broken, decided, caseloads in self._check_all(
             self.commits(start, report.head, progress)
         ):
             report.checked += checked
             report.unproven += unproven
             report.violations += found
+            report.violations += open_cases.judge(caseloads)
             report.decisions += decided
             damaged += broken
         # Each object the walk brought in was hashed as it was read: what `git fsck` would
@@ -638,16 +728,37 @@ class Auditor:
         found: list[Violation] = []
         decided: list[dict[str, Any]] = []
         unproven = 0
+        self._pending = []
         for commit, parents, changes, _ in batch:
             required = self._requires(commit.oid, parents)
             problems = [
                 Violation(commit.oid, r, d) for r, d in self.check(commit, parents, changes)
             ]
+            self._pending += self._holders(commit.oid, changes)
             unproven += not required or any(v.rule == "signature" for v in problems)
             found += problems
             if trail.records_decisions(commit.trailers):
                 decided.append(_decision_row(commit))
-        return len(batch), unproven, found, damaged, decided
+        return len(batch), unproven, found, damaged, decided, self._pending
+
+    def _holders(self, oid: str, changes: list[Change]) -> list[CaseloadEvent]:
+        """The key caseworker of each case ``oid`` changed, where the case is in a
+        caseload state (`OpenCases`): from the open fields its check read. A commit that
+        changes the schemas (which states count), or whose configuration could not be
+        read, asks for the caseloads to be read again."""
+        config = self._current if self._current_at == oid else None
+        if config is None or any(c.path.split("/", 1)[0] == SCHEMAS_DIR for c in changes):
+            return [oid]
+        states = config.workflow.caseload_states
+        found: list[CaseloadEvent] = []
+        for change in changes:
+            case_id = ids.case_id_from_path(change.path)
+            if case_id is None:
+                continue
+            fields = self._open(change.new, config, change.path) or {}
+            counted = fields.get("case_id") == case_id and fields.get("state") in states
+            found.append((case_id, fields["caseworker"] if counted else None))
+        return found
 
     def _check_all(self, batches: Iterator[list[Entry]]) -> Iterator[Checked]:
         """`check_batch` of each batch, in order; on every core for a long history.
@@ -1126,6 +1237,11 @@ class Auditor:
                 yield "message", f"{case_id}: a received tag that is no keyed hash"
             yield from _check_state_history(case_id, commit, {}, new)
             yield from _check_dates(case_id, commit, {}, new, committed)
+            # `new` refuses a key caseworker who is not an active caseworker (G03).
+            codes = [KEY_WORKER] if KEY_WORKER in flow.guards else []
+            yield from self._check_guards(
+                case_id, "new case", commit, before, codes, new, None, actor, parent
+            )
             return
         if old is None:
             yield "paths", f"{case_id}: {action} of a case that did not exist"
@@ -1157,7 +1273,9 @@ class Auditor:
             if flow.permission(rules.by, actor.role, actor.id, team, old, action):
                 yield "scope", f"{case_id}: {actor.id} may not reassign this case"
             codes = trail.expected_guards(flow, None, None)
-            yield from self._check_guards(case_id, "reassignment", commit, before, codes, new)
+            yield from self._check_guards(
+                case_id, "reassignment", commit, before, codes, new, old, actor, parent
+            )
             if _form(commit) != FIRST_FORM:
                 yield from self._check_decisions(
                     case_id, commit, actor, before, codes, old["caseworker"], True
@@ -1181,7 +1299,9 @@ class Auditor:
         # The guards of the move as in force at the parent, where the open fields show
         # them: a hard condition on open fields alone (the rest read sealed forms).
         codes = trail.expected_guards(flow, transition, reason)
-        yield from self._check_guards(case_id, transition.id, commit, before, codes, new)
+        yield from self._check_guards(
+            case_id, transition.id, commit, before, codes, new, old, actor, parent
+        )
         if _form(commit) != FIRST_FORM:
             yield from self._check_decisions(
                 case_id, commit, actor, before, codes, None, bool(transition.four_eyes)
@@ -1195,19 +1315,41 @@ class Auditor:
         before: Config,
         codes: Sequence[str],
         new: Mapping[str, Any],
+        old: Mapping[str, Any] | None,
+        actor: Any,
+        parent: str,
     ) -> Iterator[tuple[str, str]]:
-        """The guards recomputed without a key (`_fails_keyless`): a hard one failing,
-        or any the commit lists as passed (form 2)."""
+        """The guards recomputed without a key: a hard one failing, or any the commit
+        lists as passed (form 2). A condition on open fields is judged here
+        (`_fails_keyless`); a keyless named check (guards.KEYLESS) where the caseloads
+        at the parent are known (`OpenCases`)."""
         listed = {
             code: rest.partition(" ")[0]
             for code, _, rest in (v.partition(" ") for v in commit.trailers.get(trail.GUARD, []))
         }
+        situation: Situation | None = None
         for code in codes:
             guard = before.workflow.guards[code]
-            if (guard.severity == "hard" or listed.get(code) == PASS) and self._fails_keyless(
-                code, before, new
-            ):
-                yield "guard", f"{case_id}: {what} without {code} ({guard.summary})"
+            if guard.severity != "hard" and listed.get(code) != PASS:
+                continue
+            detail = f"{case_id}: {what} without {code} ({guard.summary})"
+            if guard.check is not None and keyless(guard.check, guard.version):
+                situation = situation or _keyless_situation(commit, before, old, new, actor)
+                if situation is not None:
+                    self._pending.append(
+                        Deferred(
+                            commit.oid,
+                            parent,
+                            case_id,
+                            detail,
+                            guard.check,
+                            guard.version,
+                            guard.params,
+                            situation,
+                        )
+                    )
+            elif self._fails_keyless(code, before, new):
+                yield "guard", detail
 
     def _check_decisions(
         self,
@@ -1234,18 +1376,12 @@ class Auditor:
 
     @staticmethod
     def _fails_keyless(code: str, before: Config, new: Mapping[str, Any]) -> bool | None:
-        """Whether a guard fails on the new open fields, judged without a key: None where
-        it reads more than the open fields (sealed forms, counts of other cases), or the
-        registry in force at the parent (an active key caseworker)."""
+        """Whether a guard's condition fails on the new open fields, judged without a
+        key: None where it reads more (sealed forms), or is a named check."""
         guard = before.workflow.guards[code]
-        if guard.schema is not None:
-            if not _on_open_fields(guard.schema, before.schemas.open_fields):
-                return None
-            return not before.schemas.holds(code, guard.schema, new)
-        if guard.check == KEYLESS_CHECK:
-            member = before.registry.staff.get(str(new.get("caseworker")))
-            return member is None or not member.active or member.role != CASEWORKER
-        return None
+        if guard.schema is None or not _on_open_fields(guard.schema, before.schemas.open_fields):
+            return None
+        return not before.schemas.holds(code, guard.schema, new)
 
     def _check_event(
         self,
@@ -1324,6 +1460,35 @@ class Auditor:
                 if since is None or (day is not None and since > day):
                     yield "time", f"{case_id}: state_since is after the import's Cmgit-Date"
                 yield from _check_dates(case_id, commit, {}, new, committed)
+
+
+def _keyless_situation(
+    commit: Commit,
+    before: Config,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    actor: Any,
+) -> Situation | None:
+    """What a keyless check reads (guards.KEYLESS), from what anyone reads: the open
+    fields of the case before and after, the commit's day, its actor and reason, and the
+    configuration in force at its parent; the caseloads are filled in by `OpenCases`. The
+    overridden result is what the check finds without the override (a listing of it is
+    judged by trail.judge). None for a commit without a valid day (flagged for that)."""
+    today = to_date(commit.trailer("Cmgit-Date"))
+    if today is None:
+        return None
+    return Situation(
+        record=dict(new),
+        before=dict(old or {}),
+        actor_id=actor.id,
+        actor_role=actor.role,
+        today=today,
+        settings=before.settings,
+        active_caseworkers=frozenset(m.id for m in before.registry.active(CASEWORKER)),
+        caseload={},
+        authorisers=before.workflow.authorisers,
+        reason=commit.trailer("Cmgit-Reason"),
+    )
 
 
 def _form(commit: Commit) -> str:

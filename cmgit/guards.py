@@ -768,3 +768,25 @@ def named_check(name: str, version: int = 1) -> Check | None:
 
 def latest_version(name: str) -> int:
     return max([1, *(version for (revised, version) in REVISED if revised == name)])
+
+
+# The checks, by name and version, that read only what anyone reads without a key: the
+# open fields of the case before and after (``before`` and ``record``), ``today``, the
+# settings, the registry (``active_caseworkers``, ``authorisers``), the caseloads (counted
+# from the open fields of the other cases), the reason and the actor. Audit recomputes
+# these for every transition; every other check reads a sealed form (registration,
+# assessment, plan, consent, closure, follow-up, ...) or what a move removed
+# (``personal_left``), so audit checks only how its result is listed. A test runs each
+# one with the sealed forms garbled: the declaration cannot drift from the code.
+KEYLESS: frozenset[tuple[str, int]] = frozenset(
+    {
+        ("key_caseworker_active", 1),  # the open caseworker among active caseworkers
+        ("caseload_limit", 1),  # the open caseworker's count of open cases, settings
+        ("within_retention", 1),  # the open closed_on before the move, today, settings
+    }
+)
+
+
+def keyless(name: str, version: int = 1) -> bool:
+    """Whether the check a guard names reads nothing sealed (`KEYLESS`)."""
+    return (name, version) in KEYLESS
