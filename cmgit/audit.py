@@ -5,7 +5,8 @@ Each commit is judged against the staff registry, settings and workflow in force
 parent (SPEC section 6): each as of its last change that audit finds valid, so what was
 done under a change it flags is judged by the configuration that change replaced. What
 needs sealed content (most guards) cannot be checked here; what the open fields, the
-commit and its signature show is.
+commit and its signature show is, with every guard that reads nothing sealed
+(guards.KEYLESS), the caseloads of the time counted along the walk (`OpenCases`).
 """
 
 from __future__ import annotations
