@@ -28,7 +28,6 @@ from ..errors import CmgitError, NotARecipient, Refused, SchemaError, UsageError
 from ..guards import KEY_WORKER, to_date
 from ..records import Record
 from ..registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Staff
-from ..schema import CASE
 from . import bulk, unit
 from .core import Committed, Core
 
@@ -286,14 +285,7 @@ def _one(job: _Job, index: int) -> bytes | list[str]:
     record = _record(repo, job.case_ids[index], row, job.today)
     try:
         if not job.seal:
-            checked = Record(
-                workflow.summarise(record.open, record.forms, repo.settings, job.today),
-                record.forms,
-            )
-            repo.schemas.validate(
-                checked.document(repo.schemas.field_order), CASE, what="case record"
-            )
-            unit.check_item_ids(checked, repo.schemas)
+            unit.prepare(repo, record, job.today)
             return b""
         # The configuration in force was checked once, by import_cases.
         data = unit.seal(repo, record, None, job.today, trusted=True)

@@ -92,12 +92,9 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         yield head
 
 
-def seal(
-    repo: Core, record: Record, prev_blob: str | None, today: dt.date, *, trusted: bool = False
-) -> bytes:
-    """Summarise (open dates kept as the settings ask), validate and seal a record into the
-    bytes of its file; ``trusted`` when the caller checked the configuration in force once
-    for many records."""
+def prepare(repo: Core, record: Record, today: dt.date) -> None:
+    """Summarise the record's open fields (open dates kept as the settings ask) and
+    validate it, as it will be sealed."""
     record.open = privacy.apply_precision(
         workflow.summarise(record.open, record.forms, repo.settings, today),
         repo.schemas.case_properties,
@@ -115,6 +112,14 @@ def seal(
         case_id=record.case_id,
     )
     check_item_ids(record, repo.schemas)
+
+
+def seal(
+    repo: Core, record: Record, prev_blob: str | None, today: dt.date, *, trusted: bool = False
+) -> bytes:
+    """Prepare and seal a record into the bytes of its file; ``trusted`` when the caller
+    checked the configuration in force once for many records."""
+    prepare(repo, record, today)
     if not trusted:
         repo.check_config_trusted()
     recipients = repo.expected_recipients(record.open)
