@@ -149,6 +149,12 @@ def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
     return dict(zip(order, parse_open_values(data, order), strict=True))
 
 
+def has_sealed_block(data: bytes) -> bool:
+    """Whether a record file holds its sealed block (format 1), not only open fields
+    (format 2, whose forms are sealed entries beside it)."""
+    return f"\n{SEALED_KEY}: |\n".encode("ascii") in data
+
+
 def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     """Open fields and armored sealed block of a record file; refuses anything not canonical."""
     if len(data) > MAX_RECORD_FILE:

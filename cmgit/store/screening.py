@@ -114,8 +114,7 @@ def _needles(
         loaded = repo.load_open(case_id, committed)
         if recipient not in repo.expected_recipients(loaded.record.open):
             return set()
-        plaintext = repo.cipher.open(loaded.armored, identities)
-        forms = records.parse_payload(plaintext).forms
+        forms = repo.open_forms(loaded, identities)
     except (InvalidRecord, NotARecipient, CaseNotFound):
         return set()  # what cmgit validate reports; nothing to compare here
     return personal_text.needles(personal_text.marked_values(forms, plans))
