@@ -35,7 +35,8 @@ _RESTORE = "restore the case's sealed folder with git or run cmgit audit"
 # A version in an entry's name: as many digits as an open field's integer may have.
 _VERSION_DIGITS = 18
 
-_ENTRY_KEYS = [
+# The keys of an entry's plaintext, in the order it writes them.
+ENTRY_KEYS = (
     "cmgit_entry",
     "case_id",
     "version",
@@ -44,7 +45,7 @@ _ENTRY_KEYS = [
     "unset",
     "removed",
     "id_fields",
-]
+)
 
 
 # -- the open file -----------------------------------------------------------------
@@ -73,12 +74,7 @@ def parse_open_file(data: bytes, order: Sequence[str]) -> dict[str, Any]:
     (a format 1 sealed block included)."""
     if len(data) >= AUDITOR_BLOB_LIMIT:
         raise TooLarge("open file is larger than cmgit writes one")
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        where = data[: exc.start].count(b"\n") + 1
-        raise ParseError(f"open file: non-ASCII byte at line {where}") from None
-    lines = text.split("\n")
+    lines = records.ascii_lines(data, "open file")
     values, canonical = records.open_values(lines[: len(order)], order)
     rest = lines[len(order) :]
     if not rest:
@@ -104,8 +100,10 @@ def entries_dir(case_id: str) -> str:
 
 def entry_path(case_id: str, version: int) -> str:
     """The path of the entry a case version wrote: its folder and the version."""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError("an entry's version is a positive integer")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError("an entry's version is an integer")
+    if not 1 <= version < 10**_VERSION_DIGITS:
+        raise ValueError(f"an entry's version is positive, of at most {_VERSION_DIGITS} digits")
     return f"{entries_dir(case_id)}/{version}{ENTRY_SUFFIX}"
 
 
@@ -368,7 +366,7 @@ def parse_entry(data: bytes) -> Entry:
 
 def _entry(doc: Any) -> Entry | None:
     """The entry a decoded document holds, or None if it is not exactly one."""
-    if not isinstance(doc, dict) or list(doc) != _ENTRY_KEYS:
+    if not isinstance(doc, dict) or tuple(doc) != ENTRY_KEYS:
         return None
     case_id, version = doc["case_id"], doc["version"]
     if (

@@ -155,16 +155,21 @@ def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
     return dict(zip(order, parse_open_values(data, order), strict=True))
 
 
+def ascii_lines(data: bytes, what: str) -> list[str]:
+    """The lines of a file cmgit writes in ASCII (``what`` names it in the error): any
+    other byte is a parse error, at its line."""
+    try:
+        return data.decode("ascii").split("\n")
+    except UnicodeDecodeError as exc:
+        where = data[: exc.start].count(b"\n") + 1
+        raise ParseError(f"{what}: non-ASCII byte at line {where}") from None
+
+
 def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     """Open fields and armored sealed block of a record file; refuses anything not canonical."""
     if len(data) > MAX_RECORD_FILE:
         raise TooLarge("record file is larger than cmgit accepts")
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        where = data[: exc.start].count(b"\n") + 1
-        raise ParseError(f"record file: non-ASCII byte at line {where}") from None
-    lines = text.split("\n")
+    lines = ascii_lines(data, "record file")
     if len(lines) < len(order) + 3 or lines[-1] != "":
         raise ParseError("record file: truncated or not a cmgit record")
     values, canonical = open_values(lines, order)
