@@ -158,7 +158,7 @@ class Custodian:
         if not (isinstance(self.id, str) and CUSTODIAN_ID_RE.fullmatch(self.id)):
             raise UsageError(
                 "a recovery custodian id is 1-32 characters of a-z, 0-9 and -",
-                hint="fix recovery_custodians in the settings",
+                hint="fix the recovery custodians in the settings",
             )
         crypto.check_recipient(self.recipient)
 
@@ -176,13 +176,13 @@ def recovery_subsets(custodians: Sequence[Custodian], k: int) -> list[tuple[Cust
     if len({custodian.id for custodian in custodians}) != len(custodians):
         raise UsageError(
             "two recovery custodians have the same id",
-            hint="fix recovery_custodians in the settings",
+            hint="fix the recovery custodians in the settings",
         )
     if not 1 <= k <= len(custodians):
         raise UsageError(
             f"the recovery threshold must be 1 to {len(custodians)} (the custodians named);"
             f" it is {k}",
-            hint="fix recovery_threshold in the settings",
+            hint="fix the recovery threshold in the settings",
         )
     return list(itertools.combinations(custodians, k))
 
