@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def connected(root: Path) -> bool:
 
 def other_packs(git: Git) -> dict[str, str]:
     """The packs that are not the keyring's, each with a digest of its files' bytes."""
-    listed = set(ref._listed_packs(git))
+    listed = set(ref.keyring_packs(git))
     folder = git.objects.folder / "pack"
     return {
         path.name: hashlib.sha256(path.read_bytes()).hexdigest()
@@ -164,8 +165,8 @@ def test_a_keyring_fetched_alone_replaces_and_prunes(tmp_path: Path) -> None:
     assert records_packs  # the clone's own pack of main
 
     first = ref.fetch(clone, "origin")
-    assert first == ref.head(central)
-    listed = ref._listed_packs(clone)
+    assert first is not None and first == ref.head(central)
+    listed = ref.keyring_packs(clone)
     assert len(listed) == 1
     assert ref.head(clone) in clone.pack_ids(listed[0])
     assert not clone.pack_ids(listed[0]) & {e.oid for e in clone.ls_tree("main")}
@@ -181,7 +182,7 @@ def test_a_keyring_fetched_alone_replaces_and_prunes(tmp_path: Path) -> None:
         assert all(has_object(clone_root, oid) for oid in old_blobs[case_id])
     assert other_packs(clone) == records_packs
     # The first keyring pack held nothing the second lacks but what was pruned: gone.
-    assert ref._listed_packs(clone) == sorted(clone.pack_names() - {*records_packs_names(clone)})
+    assert ref.keyring_packs(clone) == sorted(clone.pack_names() - {*records_packs_names(clone)})
     assert listed[0] not in clone.pack_names()
     assert ref.fetch(clone, "origin") == second  # nothing new: nothing changes
     assert connected(clone_root)
@@ -202,7 +203,8 @@ def test_prune_rewrites_a_keyring_pack_and_nothing_else(repo: Git) -> None:
     ref.update(repo, {c: wrapped(c, "1") for c in CASES}, AUTHOR)
     # Pack the keyring on its own, as a fetch would bring it, and pack main apart.
     name = repo.write_pack(reachable(repo, ref.KEYRING_REF))
-    ref._write_pack_list(repo, [name])
+    (repo.root / ".git" / "cmgit").mkdir()
+    (repo.root / ".git" / "cmgit" / "keyring-packs").write_text(f"{name}\n")
     repo.write_pack(reachable(repo, "main"))
     git_cli(repo.root, "prune-packed")  # no loose copies left
     records_packs = other_packs(repo)
@@ -211,7 +213,7 @@ def test_prune_rewrites_a_keyring_pack_and_nothing_else(repo: Git) -> None:
     ref.update(repo, {CASES[0]: None}, AUTHOR)
     assert not any(has_object(repo.root, oid) for oid in old_blobs)
     assert other_packs(repo) == records_packs
-    (rewritten,) = ref._listed_packs(repo)
+    (rewritten,) = ref.keyring_packs(repo)
     assert rewritten != name
     assert not (repo.objects.folder / "pack" / f"{name}.pack").exists()
     assert connected(repo.root)
@@ -225,3 +227,26 @@ def test_the_commit_graph_never_holds_a_keyring_commit(repo: Git) -> None:
     # git checks its commit-graph against the objects: a pruned commit in it is damage.
     assert repo.fsck() == []
     assert git_cli(repo.root, "commit-graph", "verify").returncode == 0
+
+
+def test_a_command_killed_before_it_pruned_leaves_the_pruning_to_the_next(repo: Git) -> None:
+    first = ref.update(repo, {c: wrapped(c, "1") for c in CASES[:2]}, AUTHOR)
+    old_blobs = blob_ids(repo, CASES[0])
+    child = (
+        "import sys; from pathlib import Path; from cmgit.history import Git, actor_author;"
+        "from cmgit.keyring import ref;"
+        "ref.update(Git(Path(sys.argv[1])), {sys.argv[2]: None}, actor_author('pm-001'))"
+    )
+    env = {**os.environ, "CMGIT_CRASH_AT": "keyring-moved"}
+    killed = subprocess.run(
+        [sys.executable, "-c", child, str(repo.root), CASES[0]], env=env, check=False
+    )
+    assert killed.returncode < 0  # killed after the ref moved, before it pruned
+    assert ref.head(repo) != first
+    assert all(has_object(repo.root, oid) for oid in [first, *old_blobs])
+
+    assert ref.finish_prune(repo) > 0
+    assert not any(has_object(repo.root, oid) for oid in [first, *old_blobs])
+    assert ref.case_ids(repo) == [CASES[1]]
+    assert ref.finish_prune(repo) == 0
+    assert connected(repo.root)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import GitFailed, IntegrityError, RepositoryError
+from ..faults import crash_point
 from ..history import (
     BLOB_MODES,
     TREE_MODE,
@@ -39,6 +40,8 @@ KEYRING_REF = "refs/cmgit/keyring"
 KEYRING_TRAILER = ("Cmgit-Keyring", "1")
 SUBJECT = "keyring"
 PACK_LIST = "keyring-packs"  # in the git folder's cmgit/, one pack name a line
+# The keyring commit being replaced, while its objects wait to be pruned.
+PRUNE_PENDING = "keyring-prune"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # every repository may hold it
 FILE_LIMIT = 1 << 20  # bytes of one wrapped key file read at most
 # A file of a case folder: staff.age, recovery.<custodian>.<custodian>.age.
@@ -90,6 +93,7 @@ def update(
     commit read here (RepositoryBusy if it moved meanwhile), then prune what the old
     keyring alone held. Only the trees on the changed paths are written. ``trailers``
     name the actor, as on every commit cmgit makes. Returns the new keyring commit."""
+    finish_prune(git)
     old = head(git)
     files: dict[str, bytes | None] = {}
     for case_id, wanted in changes.items():
@@ -102,9 +106,11 @@ def update(
         files.update({f"{folder}/{name}": data for name, data in wanted.items()})
     message = format_message(SUBJECT, [KEYRING_TRAILER, *trailers])
     new, _ = git.make_commit(files, message, author, None, sign, base=old)
-    git.update_ref(KEYRING_REF, new, old, reflog=False)
-    if old is not None:
-        prune(git, old, new)
+    with _replacing(git, old):
+        git.update_ref(KEYRING_REF, new, old, reflog=False)
+        crash_point("keyring-moved")
+        if old is not None:
+            prune(git, old, new)
     return new
 
 
@@ -122,10 +128,10 @@ def prune(git: Git, old: str, new: str) -> int:
             doomed.add(before)
         if after is not None:
             kept.add(after)
-    return destroy(git, doomed - kept)
+    return _destroy(git, doomed - kept)
 
 
-def destroy(git: Git, oids: Iterable[str]) -> int:
+def _destroy(git: Git, oids: Iterable[str]) -> int:
     """Delete ``oids`` where they are loose or in a keyring pack, and drop from older
     keyring packs what a newer one holds as well (a fetch brings a whole keyring). Packs
     outside the list are never touched. Returns how many of ``oids`` were deleted."""
@@ -136,7 +142,7 @@ def destroy(git: Git, oids: Iterable[str]) -> int:
             (git.objects.folder / oid[:2] / oid[2:]).unlink()
             destroyed.add(oid)
     present = git.pack_names()
-    listed = [name for name in _listed_packs(git) if name in present]
+    listed = [name for name in keyring_packs(git) if name in present]
     newer: set[str] = set()  # what a pack later in the list keeps
     kept: list[str] = []
     replaced: list[str] = []
@@ -152,7 +158,7 @@ def destroy(git: Git, oids: Iterable[str]) -> int:
             kept.append(name)
         newer |= keep
     kept.reverse()
-    if replaced or len(listed) != len(_listed_packs(git)):
+    if replaced or len(listed) != len(keyring_packs(git)):
         # Listed while both exist, so a command killed here leaves no pack unlisted.
         _write_pack_list(git, [*replaced, *kept])
         for name in replaced:
@@ -168,7 +174,13 @@ def fetch(git: Git, remote: str) -> str | None:
     keyring alone held. Returns the new keyring commit; None when the remote has no
     keyring, and then the local one is left as it was. The caller holds the repository
     lock: a pack another fetch wrote meanwhile would be taken for the keyring's."""
+    finish_prune(git)
     old = head(git)
+    with _replacing(git, old):
+        return _fetch(git, remote, old)
+
+
+def _fetch(git: Git, remote: str, old: str | None) -> str | None:
     before = git.pack_names()
     tip = [f"--negotiation-tip={KEYRING_REF}"] if old else []
     try:
@@ -194,7 +206,7 @@ def fetch(git: Git, remote: str) -> str | None:
         raise
     new_packs = sorted(git.pack_names() - before)
     if new_packs:
-        _write_pack_list(git, [*_listed_packs(git), *new_packs])
+        _write_pack_list(git, [*keyring_packs(git), *new_packs])
     new = head(git)
     if new is None:  # put back what was there: every reader expects a commit
         git.run("update-ref", *(("-d", KEYRING_REF) if old is None else (KEYRING_REF, old)))
@@ -211,8 +223,42 @@ def push_refspec(git: Git) -> str:
     remote's (the caller merged them first)."""
     commit = head(git)
     if commit is None:
-        raise RepositoryError("this repository has no keyring to push", hint="run cmgit migrate")
+        raise RepositoryError(
+            "this repository has no keyring to push", hint="push main alone until it has one"
+        )
     return f"+{commit}:{KEYRING_REF}"
+
+
+def finish_prune(git: Git) -> int:
+    """Prune what a keyring replaced by a command that stopped before it pruned (killed,
+    or a power cut) still holds: everything of that old commit that the keyring does not
+    hold now. Returns how many objects were destroyed."""
+    marker = _cmgit_folder(git) / PRUNE_PENDING
+    try:
+        old = marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return 0
+    now = head(git)
+    destroyed = 0
+    if now is not None and now != old:  # the ref moved: nothing refers to the old one
+        with contextlib.suppress(GitFailed):  # pruned already
+            destroyed = prune(git, old, now)
+    marker.unlink()
+    return destroyed
+
+
+@contextlib.contextmanager
+def _replacing(git: Git, old: str | None) -> Iterator[None]:
+    """Name ``old`` in a file while the keyring moves away from it and its objects are
+    pruned; a command stopped or failing in between leaves the file, and the next one
+    finishes the pruning (`finish_prune`)."""
+    marker = _cmgit_folder(git) / PRUNE_PENDING
+    if old is None:
+        yield
+        return
+    write_atomic(marker, f"{old}\n".encode("ascii"))
+    yield
+    marker.unlink()
 
 
 def _case_files(git: Git, commit: str | None, case_id: str) -> dict[str, str]:
@@ -229,7 +275,8 @@ def _check_file_name(name: str) -> None:
         raise ValueError("a keyring file name holds characters cmgit never writes")
 
 
-def _listed_packs(git: Git) -> list[str]:
+def keyring_packs(git: Git) -> list[str]:
+    """The packs that hold keyring objects only, by name, oldest first."""
     try:
         text = _pack_list(git).read_text(encoding="ascii")
     except FileNotFoundError:
@@ -243,4 +290,9 @@ def _write_pack_list(git: Git, names: Sequence[str]) -> None:
 
 
 def _pack_list(git: Git) -> Path:
-    return git.objects.folder.parent / "cmgit" / PACK_LIST
+    return _cmgit_folder(git) / PACK_LIST
+
+
+def _cmgit_folder(git: Git) -> Path:
+    """cmgit's folder in the git folder shared by all work trees of the repository."""
+    return git.objects.folder.parent / "cmgit"
