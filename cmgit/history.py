@@ -724,6 +724,7 @@ class Git:
     def _diff_tree(
         self, old: str, new: str, *flags: str
     ) -> list[tuple[str, str | None, str | None]]:
+        """(path, old id, new id) from `git diff-tree -r` and ``flags``, raw and -z."""
         out = self.run("diff-tree", "-r", *flags, "-z", "--no-renames", "--no-commit-id", old, new)
         parts = out.split(b"\0")
         found = []

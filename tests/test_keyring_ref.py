@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmgit.errors import RepositoryBusy
+from cmgit.errors import BadCaseId, RepositoryBusy
 from cmgit.history import Git, actor_author, clean_env
 from cmgit.keyring import ref
 
@@ -250,3 +250,12 @@ def test_a_command_killed_before_it_pruned_leaves_the_pruning_to_the_next(repo: 
     assert ref.case_ids(repo) == [CASES[1]]
     assert ref.finish_prune(repo) == 0
     assert connected(repo.root)
+
+
+def test_only_case_ids_and_key_file_names_reach_the_tree(repo: Git) -> None:
+    with pytest.raises(BadCaseId):
+        ref.update(repo, {"../CP-7K2M9QX4": wrapped(CASES[0], "1")}, AUTHOR)
+    for name in ("../staff.age", "staff", "a/b.age", ".age"):
+        with pytest.raises(ValueError):
+            ref.update(repo, {CASES[0]: {name: b"x"}}, AUTHOR)
+    assert ref.head(repo) is None

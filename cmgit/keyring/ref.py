@@ -84,9 +84,9 @@ def update(
     git: Git,
     changes: Mapping[str, Mapping[str, bytes] | None],
     author: Author,
+    sign: Callable[[bytes], str] | None = None,
     *,
     trailers: Sequence[tuple[str, str]] = (),
-    sign: Callable[[bytes], str] | None = None,
 ) -> str:
     """Replace the folders of the cases in ``changes`` with exactly the files given (None
     or no files: the folder goes), in a new parentless commit; move the ref from the
@@ -173,7 +173,9 @@ def fetch(git: Git, remote: str) -> str | None:
     not merged: the caller merges before calling `update`) and prune what the local
     keyring alone held. Returns the new keyring commit; None when the remote has no
     keyring, and then the local one is left as it was. The caller holds the repository
-    lock: a pack another fetch wrote meanwhile would be taken for the keyring's."""
+    lock: a pack another fetch wrote meanwhile would be taken for the keyring's. A fetch
+    killed before it listed its pack leaves that pack unlisted, so not pruned: `git
+    fetch` names its pack only once it has written it."""
     finish_prune(git)
     old = head(git)
     with _replacing(git, old):
