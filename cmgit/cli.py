@@ -1970,7 +1970,9 @@ def retention_due(state: State, as_of: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("case_id", metavar="ID")
-@click.option("--reason", required=True, metavar="CODE", help="Why, as a code (e.g. retention_ended).")
+@click.option(
+    "--reason", required=True, metavar="CODE", help="Why, as a code (e.g. retention_ended)."
+)
 @json_option
 @pass_state
 def purge(state: State, case_id: str, reason: str, as_json: bool) -> None:
@@ -1984,9 +1986,7 @@ def purge(state: State, case_id: str, reason: str, as_json: bool) -> None:
     """
     from .store.custody import purge as purge_case
 
-    done = purge_case(
-        state.repo(), state.identities(), case_id, reason=reason, today=today()
-    )
+    done = purge_case(state.repo(), state.identities(), case_id, reason=reason, today=today())
     if as_json:
         emit(done.as_dict(), True)
     elif done.done:
@@ -2031,7 +2031,11 @@ def recover_key(
     done = recover(state.repo(), state.identities(), case_id, custodians, today=today())
     if as_json:
         emit(
-            {"case_id": done.case_id, "event_id": done.event_id, "custodians": list(done.custodians)},
+            {
+                "case_id": done.case_id,
+                "event_id": done.event_id,
+                "custodians": list(done.custodians),
+            },
             True,
         )
     else:

@@ -79,10 +79,11 @@ PURGE = Kind(
 )
 # A case key unwrapped by k recovery custodians together and wrapped again to its readers.
 CUSTODIANS_TRAILER = "Cmgit-Custodians"
-KEY_RECOVERY = Kind("key-recovery", "recovery-", per_case=True, optional=frozenset({CUSTODIANS_TRAILER}))
+KEY_RECOVERY = Kind(
+    "key-recovery", "recovery-", per_case=True, optional=frozenset({CUSTODIANS_TRAILER})
+)
 KINDS: dict[str, Kind] = {
-    kind.action: kind
-    for kind in (EXPORT, DISCLOSE, PACKAGE, PURGE_PROPOSED, PURGE, KEY_RECOVERY)
+    kind.action: kind for kind in (EXPORT, DISCLOSE, PACKAGE, PURGE_PROPOSED, PURGE, KEY_RECOVERY)
 }
 
 

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import crypto, entries, ids, migrations
+from ..config import Config
 from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
 from ..history import BLOB_MODES
 from ..keyring import ref, wrap
-from ..config import Config
 from ..records import Record
 from ..registry import Registry, Staff
 from ..schema import SchemaSet
@@ -54,9 +54,7 @@ def readers(
     """The staff who unwrap a case's key: the registry's readers of the case, without
     the recovery recipients, who hold it only k together (see `custodians`)."""
     without_recovery = {**settings, "recovery_recipients": []}
-    return registry.recipients_for(
-        open_fields["team"], open_fields["caseworker"], without_recovery
-    )
+    return registry.recipients_for(open_fields["team"], open_fields["caseworker"], without_recovery)
 
 
 def staff_recipients(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
@@ -186,9 +184,7 @@ def open_key(repo: Core, case_id: str, identities: Sequence[crypto.Identity]) ->
     return wrap.unwrap(ref.read_case(repo.git, case_id), case_id, identities)
 
 
-def open_forms(
-    repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
-) -> dict[str, Any]:
+def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]) -> dict[str, Any]:
     """The forms of a format-2 record: its entries opened with the case key and folded
     in version order. Every entry must open with the keys the keyring gives, belong to
     this case and carry the version its name says: a swapped, renamed or rolled-back

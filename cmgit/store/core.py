@@ -411,9 +411,7 @@ class Core:
         )
         return loaded
 
-    def open_forms(
-        self, loaded: Loaded, identities: Sequence[crypto.Identity]
-    ) -> dict[str, Any]:
+    def open_forms(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> dict[str, Any]:
         """The sealed forms of a record ``load_open`` has checked, unvalidated: for reads
         that only look into them (find, the screening of free text)."""
         if loaded.sealed_entries:

@@ -44,12 +44,12 @@ class Purged:
 def pending_proposal(repo: Core, case_id: str) -> tuple[str, str] | None:
     """The open purge proposal of a case, as (event ID, proposer), if its last commit is
     one: any later change of the case withdraws it."""
-    for commit in repo.git.log(ids.record_path(case_id)):
-        if commit.trailer("Cmgit-Action") != events.PURGE_PROPOSED.action:
-            return None
-        event_id, proposer = commit.trailer(events.EVENT_TRAILER), commit.trailer("Cmgit-Actor")
-        return (event_id, proposer) if event_id and proposer else None
-    return None
+    history = repo.git.log(ids.record_path(case_id))  # oldest first
+    last = history[-1] if history else None
+    if last is None or last.trailer("Cmgit-Action") != events.PURGE_PROPOSED.action:
+        return None
+    event_id, proposer = last.trailer(events.EVENT_TRAILER), last.trailer("Cmgit-Actor")
+    return (event_id, proposer) if event_id and proposer else None
 
 
 def purge(
@@ -69,7 +69,7 @@ def purge(
     repo.check_config_trusted()
     path = ids.record_path(case_id)
     unit.precheck_clean(repo, path)
-    loaded = repo.load_open(case_id)
+    loaded = repo.load(case_id, identities)
     if not loaded.sealed_entries:
         raise Refused(
             "only a record kept as sealed entries can be erased",

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from .. import crypto, migrations, records
 from ..config import read_migrations
 from ..errors import CmgitError, Refused, SchemaError
+from ..keyring.wrap import new_case_key
 from ..migrations import MIGRATIONS_DIR, Migration
 from ..records import Record
 from ..schema import CASE, SchemaSet
-from ..keyring.wrap import new_case_key
 from . import casekeys, unit
 from .core import Committed, Core
 

@@ -99,6 +99,7 @@ class ConfigChange:
         if self.migrations:
             out["migrations"] = self.migrations
             out["record_format"] = self.record_format
+            out.setdefault("records", {"checked": 0, "invalid": 0, "invalid_cases": []})
             out["records"]["migrated"] = self.records_migrated
         out["commit"] = self.commit
         return out

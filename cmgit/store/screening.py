@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .. import crypto, ids, personal_text, records
+from .. import crypto, ids, personal_text
 from ..config import SCHEMAS_DIR
 from ..errors import CaseNotFound, InvalidRecord, NotARecipient
 from ..schema import SchemaSet

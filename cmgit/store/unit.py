@@ -20,11 +20,11 @@ from .. import ids, privacy, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import generated_message, object_id, repository_lock
+from ..keyring.wrap import new_case_key
 from ..migrations import FIRST_FORMAT, FORMAT_FIELD
 from ..records import Record
 from ..registry import Staff
 from ..schema import CASE, SchemaSet
-from ..keyring.wrap import new_case_key
 from . import casekeys
 from .core import Core, Loaded
 from .setup import make_signer, staff_author
@@ -142,9 +142,7 @@ def seal_new(repo: Core, record: Record, actor: Staff, today: dt.date) -> dict[s
     key = new_case_key(record.case_id)
     files = casekeys.seal_files(repo.schemas, record, {}, key)
     crash_point("sealed")
-    casekeys.write_keyring(
-        repo, {record.case_id: casekeys.wrapped(repo, key, record.open)}, actor
-    )
+    casekeys.write_keyring(repo, {record.case_id: casekeys.wrapped(repo, key, record.open)}, actor)
     return files
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import crypto, ids, records, signing, trail, workflow
+from .. import crypto, ids, signing, trail, workflow
 from .. import guards as checks
 from ..errors import (
     CaseNotFound,
