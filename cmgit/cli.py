@@ -1968,6 +1968,83 @@ def retention_due(state: State, as_of: str | None, as_json: bool) -> None:
     )
 
 
+@cli.command()
+@click.argument("case_id", metavar="ID")
+@click.option(
+    "--reason", required=True, metavar="CODE", help="Why, as a code (e.g. retention_ended)."
+)
+@json_option
+@pass_state
+def purge(state: State, case_id: str, reason: str, as_json: bool) -> None:
+    """Erase a case past its retention period (record format 2): one programme manager
+    proposes, a second runs the same command to erase. Every key of the case is
+    destroyed; its open fields stay, so audit and statistics still count it.
+
+    \b
+    Example:
+      cmgit purge CP-7K2M9QX4 --reason retention_ended
+    """
+    from .store.custody import purge as purge_case
+
+    done = purge_case(state.repo(), state.identities(), case_id, reason=reason, today=today())
+    if as_json:
+        emit(done.as_dict(), True)
+    elif done.done:
+        click.echo(
+            f"{case_id}: erased ({done.event_id}, proposed by {done.proposer}). Every key of "
+            "the case is destroyed here; run cmgit sync so the central repository and the "
+            "other offices destroy theirs."
+        )
+    else:
+        click.echo(
+            f"{case_id}: erasure proposed ({done.event_id}). A second programme manager "
+            f"erases it with: cmgit purge {case_id} --reason {reason}"
+        )
+
+
+@cli.command("recover-key")
+@click.argument("case_id", metavar="ID")
+@click.option(
+    "--custodian",
+    "custodian_files",
+    multiple=True,
+    required=True,
+    metavar="FILE",
+    help="A recovery custodian's identity file; give as many as the threshold.",
+)
+@json_option
+@pass_state
+def recover_key(
+    state: State, case_id: str, custodian_files: tuple[str, ...], as_json: bool
+) -> None:
+    """Recover a case key no reader can unwrap, with k of the n recovery custodians, and
+    wrap it again to the case's readers; the case records the recovery.
+
+    \b
+    Example:
+      cmgit recover-key CP-7K2M9QX4 --custodian rc-1.txt --custodian rc-2.txt
+    """
+    from .store import load_identities
+    from .store.custody import recover_key as recover
+
+    custodians = [i for f in custodian_files for i in load_identities(Path(f))]
+    done = recover(state.repo(), state.identities(), case_id, custodians, today=today())
+    if as_json:
+        emit(
+            {
+                "case_id": done.case_id,
+                "event_id": done.event_id,
+                "custodians": list(done.custodians),
+            },
+            True,
+        )
+    else:
+        click.echo(
+            f"{case_id}: key recovered by {', '.join(done.custodians)} ({done.event_id}) and "
+            "wrapped again to the case's readers"
+        )
+
+
 def _date_option(option: str, text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)

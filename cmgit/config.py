@@ -28,7 +28,7 @@ WORKFLOW_FILE = "schemas/workflow.yaml"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 CONFIG_CACHE = "config"
 # The shape of what the config cache holds: a cache of another shape is not read.
-CONFIG_CACHE_FORM = 2
+CONFIG_CACHE_FORM = 3
 # The parts of the configuration, each judged apart: a commit that validly changes one of
 # them brings that part into force, and leaves the others as they were.
 PARTS = (SCHEMAS_DIR, STAFF_FILE, SETTINGS_FILE)
@@ -94,6 +94,11 @@ class Config:
     def record_format(self) -> int:
         """The format every record is at (and every record written carries)."""
         return migrations.repository_format(self.migrations)
+
+    @property
+    def sealed_entries_from(self) -> int | None:
+        """The format from which records keep their forms as sealed entries, if any."""
+        return migrations.sealed_entries_from(self.migrations)
 
 
 def read_config(git: Git, commit: str) -> Config:

@@ -7,7 +7,9 @@ Two layers live here.
   whose recipient stanzas are all X25519; that is checked in pure Python by `inspect`
   before any key is used, so a hostile record never reaches the decryption code with a
   passphrase stanza, a plugin stanza or a re-wrapped armor. Failures map to the
-  CmgitError classes of cmgit.errors.
+  CmgitError classes of cmgit.errors. `seal_binary`, `inspect_binary` and `open_binary`
+  apply the same policy to binary age files (record format 2's sealed entries and
+  wrapped case keys), which are stored as files of their own and so need no armor.
 * The adapter layer (`decrypt_message`) decrypts any age message, armored or binary, by
   identity or passphrase, with no stanza policy. It exists so the conformance vectors
   of the age project can be run against exactly the code that parses and decrypts
@@ -25,7 +27,7 @@ import binascii
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,10 +66,13 @@ __all__ = [
     "decrypt_message",
     "generate_identity",
     "inspect",
+    "inspect_binary",
     "load_identities",
+    "open_binary",
     "open_sealed",
     "parse_identity",
     "seal",
+    "seal_binary",
     "write_identity_file",
 ]
 
@@ -124,7 +129,6 @@ _SCRYPT_TAG = "scrypt"
 _X25519_IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 
 _NOT_CANONICAL = "sealed block is not in canonical armor"
-_DAMAGED = "sealed block is damaged or was tampered with"
 _TOO_LARGE_TO_SEAL = f"record is too large to seal (limit {MAX_SEALED_BYTES // (1024 * 1024)} MiB)"
 
 
@@ -625,13 +629,20 @@ def _inspect_anew(armored: str) -> tuple[Header, bytes]:
     if len(armored) > MAX_SEALED_BYTES:
         raise TooLarge(f"sealed block is larger than {MAX_SEALED_BYTES // (1024 * 1024)} MiB")
     data = _dearmor_canonical(armored)
+    return _header_policy(data, "sealed block"), data
+
+
+def _header_policy(data: bytes, what: str) -> Header:
+    """The stanza policy of everything sealed that cmgit reads, applied to the binary age
+    message DATA: a well-formed v1 header, X25519 stanzas only (rage's filler stanza
+    tolerated last), at most MAX_STANZAS. WHAT names the thing in messages."""
     try:
         leading, stanzas = _header_stanzas(data)
     except HeaderFailure as exc:
-        raise IntegrityError(f"sealed block has a malformed age header: {exc.message}") from None
+        raise IntegrityError(f"{what} has a malformed age header: {exc.message}") from None
     total = leading + len(stanzas)
     if total > MAX_STANZAS:
-        raise IntegrityError(f"sealed block has more than {MAX_STANZAS} recipient stanzas")
+        raise IntegrityError(f"{what} has more than {MAX_STANZAS} recipient stanzas")
     types = [_X25519_TAG] * leading
     grease = 0
     for position, stanza in enumerate(stanzas, start=leading):
@@ -641,12 +652,12 @@ def _inspect_anew(armored: str) -> tuple[Header, bytes]:
             grease += 1
         else:
             raise IntegrityError(
-                f"sealed block has a recipient stanza of type {_shown_tag(stanza.tag)!r};"
+                f"{what} has a recipient stanza of type {_shown_tag(stanza.tag)!r};"
                 " only X25519 recipients are allowed"
             )
     if not types:
-        raise IntegrityError("sealed block has no X25519 recipient stanza")
-    return Header(stanza_types=tuple(types), grease_stanzas=grease), data
+        raise IntegrityError(f"{what} has no X25519 recipient stanza")
+    return Header(stanza_types=tuple(types), grease_stanzas=grease)
 
 
 def inspect(armored: str) -> Header:
@@ -659,9 +670,7 @@ def inspect(armored: str) -> Header:
 
 def seal(plaintext: bytes, recipients: Sequence[str]) -> str:
     """Encrypt PLAINTEXT to the X25519 RECIPIENTS as a canonical armored age message."""
-    unique = list(dict.fromkeys(check_recipient(r) for r in recipients))
-    if not unique:
-        raise UsageError("a sealed block needs at least one recipient")
+    unique = _unique_recipients(recipients, "a sealed block")
     # Armor alone makes the block 4/3 of the plaintext: refuse early what cannot fit.
     if len(plaintext) > MAX_SEALED_BYTES * 3 // 4:
         raise TooLarge(_TOO_LARGE_TO_SEAL)
@@ -672,23 +681,72 @@ def seal(plaintext: bytes, recipients: Sequence[str]) -> str:
         raise TooLarge(_TOO_LARGE_TO_SEAL)
     # Never write what cmgit itself would refuse to read back (for instance after a
     # pyrage upgrade changes its output): check the block as a reader would.
+    _check_own_output(lambda: inspect(armored), len(unique))
+    return armored
+
+
+def _unique_recipients(recipients: Sequence[str], what: str) -> list[str]:
+    unique = list(dict.fromkeys(check_recipient(r) for r in recipients))
+    if not unique:
+        raise UsageError(f"{what} needs at least one recipient")
+    return unique
+
+
+def _check_own_output(inspector: Callable[[], Header], recipients: int) -> None:
     try:
-        header = inspect(armored)
+        header = inspector()
     except IntegrityError as exc:
         raise CmgitError(
             f"the age library produced a sealed block cmgit cannot verify ({exc.message})"
         ) from None
-    if header.stanza_count != len(unique):
+    if header.stanza_count != recipients:
         raise CmgitError("the age library produced an unexpected number of recipient stanzas")
-    return armored
+
+
+def seal_binary(plaintext: bytes, recipients: Sequence[str]) -> bytes:
+    """Encrypt PLAINTEXT to the X25519 RECIPIENTS as a binary age file that
+    `inspect_binary` accepts: record format 2 keeps each sealed entry and each wrapped
+    case key as a file of its own, where armor would only add a third to the size."""
+    unique = _unique_recipients(recipients, "a sealed file")
+    if len(plaintext) > MAX_SEALED_BYTES:
+        raise TooLarge(_TOO_LARGE_TO_SEAL)
+    sealed: bytes = pyrage.encrypt(plaintext, [x25519.Recipient.from_str(r) for r in unique])
+    if len(sealed) > MAX_SEALED_BYTES:
+        raise TooLarge(_TOO_LARGE_TO_SEAL)
+    _check_own_output(lambda: inspect_binary(sealed), len(unique))
+    return sealed
+
+
+def inspect_binary(data: bytes) -> Header:
+    """Check a binary age file without decrypting it: size, header, stanza policy (the
+    same as `inspect`: X25519 recipients only). Armored input is refused: a format-2
+    file has one encoding. Raises TooLarge or IntegrityError before any key is used."""
+    if len(data) > MAX_SEALED_BYTES:
+        raise TooLarge(f"sealed file is larger than {MAX_SEALED_BYTES // (1024 * 1024)} MiB")
+    if _looks_armored(data[: _ARMOR_MAX_WHITESPACE + len(_ARMOR_BEGIN)]):
+        raise IntegrityError(
+            "sealed file is armored; a binary age file was expected",
+            hint="store the file as `age` writes it without -a",
+        )
+    return _header_policy(data, "sealed file")
+
+
+def open_binary(data: bytes, identities: Sequence[Identity]) -> bytes:
+    """Decrypt a binary age file in memory after `inspect_binary` accepted it.
+
+    NotARecipient when no identity opens it; IntegrityError for any damage. Either all
+    of the plaintext is returned or none of it.
+    """
+    inspect_binary(data)
+    return _decrypt_checked(data, identities, "sealed file")
 
 
 def seal_file(plaintext: bytes, recipients: Sequence[str]) -> bytes:
     """Encrypt PLAINTEXT to the X25519 RECIPIENTS as a binary age file, for what leaves the
-    repository (an export, a disclosure): the stock `age` tool opens it."""
-    unique = list(dict.fromkeys(check_recipient(r) for r in recipients))
-    if not unique:
-        raise UsageError("a sealed file needs at least one recipient")
+    repository (an export, a disclosure): the stock `age` tool opens it. No size limit
+    and no check of its own output, unlike `seal_binary`: cmgit never reads an export
+    back, and an export of many cases may be larger than any sealed entry."""
+    unique = _unique_recipients(recipients, "a sealed file")
     sealed: bytes = pyrage.encrypt(plaintext, [x25519.Recipient.from_str(r) for r in unique])
     return sealed
 
@@ -705,19 +763,25 @@ def open_sealed(armored: str, identities: Sequence[Identity]) -> bytes:
     of the plaintext is returned or none of it.
     """
     _, data = _inspect(armored)
+    return _decrypt_checked(data, identities, "sealed block")
+
+
+def _decrypt_checked(data: bytes, identities: Sequence[Identity], what: str) -> bytes:
+    """Decrypt the binary age message DATA, which the policy has accepted, in memory."""
     if not identities:
-        raise NoIdentity("no identity was given to open the sealed block")
+        raise NoIdentity(f"no identity was given to open the {what}")
+    damaged = f"{what} is damaged or was tampered with"
     try:
         plaintext: bytes = pyrage.decrypt(data, [identity.key for identity in identities])
     except pyrage.DecryptError as exc:
         if _classify(str(exc)) is NoMatch:
-            raise NotARecipient("this identity is not a recipient of the sealed block") from None
-        raise IntegrityError(_DAMAGED) from None
+            raise NotARecipient(f"this identity is not a recipient of the {what}") from None
+        raise IntegrityError(damaged) from None
     except Exception:
-        raise IntegrityError(_DAMAGED) from None
+        raise IntegrityError(damaged) from None
     except BaseException as exc:
         if _is_rust_panic(exc):
-            raise IntegrityError(_DAMAGED) from None
+            raise IntegrityError(damaged) from None
         raise
     return plaintext
 

@@ -1,6 +1,6 @@
 """Event commits: one shape for every commit that records that information left the
 repository (an export, a disclosure to a child or family, a referral or transfer
-package; later purge and key recovery).
+package; the erasure of a case and the recovery of its key).
 
 Every event commit names its kind by its action, an event ID of the kind's prefix and
 8 Crockford characters (`Cmgit-Event`), and its day (`Cmgit-Date`). An event about one
@@ -68,7 +68,23 @@ DISCLOSE = Kind("disclose", "disclosure-", per_case=True, optional=frozenset({RE
 # A referral or transfer package: its event ID is the package ID, which the provider
 # holds too (the receipt code is a keyed hash of it).
 PACKAGE = Kind("disclosure", "PKG-", per_case=True, optional=frozenset())
-KINDS: dict[str, Kind] = {kind.action: kind for kind in (EXPORT, DISCLOSE, PACKAGE)}
+# Erasure at the end of retention, four eyes: one programme manager proposes, another
+# erases (the same event ID); the proposal changes the record's version only.
+PURGE_PROPOSED = Kind(
+    "purge-proposed", "purge-", per_case=True, optional=frozenset({REASON_TRAILER})
+)
+PROPOSER_TRAILER = "Cmgit-Proposer"
+PURGE = Kind(
+    "purge", "purge-", per_case=True, optional=frozenset({REASON_TRAILER, PROPOSER_TRAILER})
+)
+# A case key unwrapped by k recovery custodians together and wrapped again to its readers.
+CUSTODIANS_TRAILER = "Cmgit-Custodians"
+KEY_RECOVERY = Kind(
+    "key-recovery", "recovery-", per_case=True, optional=frozenset({CUSTODIANS_TRAILER})
+)
+KINDS: dict[str, Kind] = {
+    kind.action: kind for kind in (EXPORT, DISCLOSE, PACKAGE, PURGE_PROPOSED, PURGE, KEY_RECOVERY)
+}
 
 
 def details(

@@ -637,15 +637,19 @@ class Git:
         them the history of one path (`cmgit log ID`, a page's last change) reads only the
         commits that may have touched it. A new layer holds just the new commits, so a
         refresh costs what they cost; the first, of a whole history, costs seconds at
-        30,000 commits, and is made where a wait is expected (init, sync)."""
+        30,000 commits, and is made where a wait is expected (init, sync). It walks from
+        the branches only: a keyring commit, deleted once replaced, must never be in the
+        graph, or git would find the graph damaged."""
         with contextlib.suppress(GitFailed):  # a speed-up only: without it git walks unaided
+            tips = self.run("rev-parse", "--branches", "--remotes")
             self.run(
                 "commit-graph",
                 "write",
-                "--reachable",
+                "--stdin-commits",
                 "--changed-paths",
                 "--split",
                 "--no-progress",
+                input=tips,
             )
 
     def finish_pending(self) -> list[str]:
@@ -686,13 +690,18 @@ class Git:
         author: Author,
         parent: str | None,
         sign: Callable[[bytes], str] | None = None,
+        *,
+        base: str | None = None,
     ) -> tuple[str, dict[str, str | None]]:
-        """The objects of a commit, not yet on any branch: its id and the blob ids."""
+        """The objects of a commit, not yet on any branch: its id and the blob ids. The
+        tree is ``files`` applied to the tree of commit ``base`` (default: the parent), so
+        a parentless commit can still change a few paths of an existing tree."""
         blobs = {
             path: None if data is None else self.hash_blob(data) for path, data in files.items()
         }
-        base = self.objects.commit_tree(parent) if parent else None
-        tree = self.build_tree(base, blobs) or self._make_tree({})
+        tree_of = base or parent
+        base_tree = self.objects.commit_tree(tree_of) if tree_of else None
+        tree = self.build_tree(base_tree, blobs) or self._make_tree({})
         person = f"{author.name} <{author.email}> {int(time.time())} +0000"
         header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {person}\ncommitter {person}\n"
@@ -704,19 +713,79 @@ class Git:
 
     def changed(self, old: str, new: str) -> list[tuple[str, str | None]]:
         """(path, new blob id or None if removed) for every file that differs."""
-        out = self.run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", old, new)
+        return [(path, after) for path, _, after in self._diff_tree(old, new)]
+
+    def changed_objects(self, old: str, new: str) -> list[tuple[str, str | None, str | None]]:
+        """(path, old id, new id) of every file and folder that differs between two
+        commits' trees (`git diff-tree -r -t`), None on the side that has none: what a
+        tree replaced by another no longer holds, found without listing either whole."""
+        return self._diff_tree(old, new, "-t")
+
+    def _diff_tree(
+        self, old: str, new: str, *flags: str
+    ) -> list[tuple[str, str | None, str | None]]:
+        """(path, old id, new id) from `git diff-tree -r` and ``flags``, raw and -z."""
+        out = self.run("diff-tree", "-r", *flags, "-z", "--no-renames", "--no-commit-id", old, new)
         parts = out.split(b"\0")
         found = []
         for meta, path in zip(parts[::2], parts[1::2], strict=False):
             fields = meta.decode("ascii").lstrip(":").split()
-            new_oid = fields[3]
-            found.append(
-                (
-                    path.decode("utf-8", "surrogateescape"),
-                    None if set(new_oid) == {"0"} else new_oid,
-                )
-            )
+            before, after = (None if oid == ZERO_OID else oid for oid in fields[2:4])
+            found.append((path.decode("utf-8", "surrogateescape"), before, after))
         return found
+
+    # -- refs and packs --------------------------------------------------------------
+
+    def ref(self, name: str) -> str | None:
+        """The commit ``name`` points at, or None when there is no such ref."""
+        return self.text("rev-parse", "-q", "--verify", f"{name}^{{commit}}", ok=(0, 1)) or None
+
+    def update_ref(self, ref: str, new: str, old: str | None, *, reflog: bool = True) -> None:
+        """Point ``ref`` at ``new`` only if it still points at ``old`` (None: only if it
+        does not exist yet): a compare and swap, so a concurrent writer is never
+        overwritten. RepositoryBusy when the ref moved meanwhile. Without ``reflog`` no
+        log of the ref is kept (git writes one only where configured to): a log would
+        name commits that are meant to be gone."""
+        try:
+            self.run("update-ref", ref, new, old or ZERO_OID)
+        except GitFailed:
+            if self.ref(ref) == old:
+                raise
+            raise RepositoryBusy(
+                f"{ref} moved while this command was changing it",
+                hint="run the command again",
+            ) from None
+        if not reflog:
+            with contextlib.suppress(FileNotFoundError):
+                (self.objects.folder.parent / "logs" / ref).unlink()
+
+    def pack_ids(self, name: str) -> set[str]:
+        """The object ids in the pack ``name`` (pack-<checksum>) of the objects folder."""
+        index = (self.objects.folder / "pack" / f"{name}.idx").read_bytes()
+        out = self.run("show-index", input=index).decode("ascii")
+        return {line.split()[1] for line in out.splitlines()}
+
+    def write_pack(self, oids: Sequence[str]) -> str:
+        """A new pack of exactly ``oids`` (each must be readable now) in the objects
+        folder; returns its name, pack-<checksum>. No other pack is touched."""
+        base = str(self.objects.folder / "pack" / "pack")
+        listing = "".join(f"{oid}\n" for oid in oids).encode("ascii")
+        out = self.run("pack-objects", "-q", base, input=listing)
+        return "pack-" + out.decode("ascii").strip()
+
+    def remove_pack(self, name: str) -> None:
+        """Delete the pack ``name`` and its companion files, the index first so that git
+        never finds a pack half gone; a multi-pack index naming it is written anew."""
+        folder = self.objects.folder / "pack"
+        for suffix in (".idx", ".pack", ".rev", ".bitmap", ".mtimes", ".promisor", ".keep"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / f"{name}{suffix}").unlink()
+        if (folder / "multi-pack-index").exists():
+            self.run("multi-pack-index", "write")
+
+    def pack_names(self) -> set[str]:
+        """The packs of the objects folder, by name (pack-<checksum>)."""
+        return {path.stem for path in (self.objects.folder / "pack").glob("pack-*.idx")}
 
     def _sync_worktree(
         self, blobs: Mapping[str, str | None], files: Mapping[str, bytes | None]

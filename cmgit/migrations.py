@@ -32,7 +32,11 @@ MAX_STEPS = 200
 _FILE_RE = re.compile(r"([0-9]{4})-([a-z0-9][a-z0-9-]{0,47})\.yaml")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,4})")
-_KEYS = {"format", "reason", "steps", "requires_cmgit"}
+_KEYS = {"format", "reason", "steps", "requires_cmgit", "layout"}
+_OPTIONAL = {"requires_cmgit", "layout"}
+# `layout: 2`: from this migration on, records keep their forms as sealed entries under a
+# key of their own (record format 2 of the design, docs/design/record-format-2.md).
+SEALED_ENTRIES = 2
 # Each kind of step and the keys it takes (all required).
 STEPS: dict[str, frozenset[str]] = {
     "map_values": frozenset({"field", "values"}),
@@ -61,6 +65,7 @@ class Migration:
     reason: str
     steps: tuple[Step, ...]
     requires_cmgit: str | None = None
+    layout: int | None = None  # SEALED_ENTRIES: records migrated by it change layout
 
     @property
     def path(self) -> str:
@@ -74,11 +79,12 @@ class Migration:
             self.reason,
             self.requires_cmgit,
             [(s.kind, s.field, s.to, s.values, s.value, s.reason) for s in self.steps],
+            self.layout,
         )
 
     @classmethod
     def from_data(cls, data: Sequence[Any]) -> Migration:
-        name, fmt, reason, requires, steps = data
+        name, fmt, reason, requires, steps, layout = data
         return cls(
             name,
             fmt,
@@ -88,6 +94,7 @@ class Migration:
                 for kind, field, to, values, value, why in steps
             ),
             requires,
+            layout,
         )
 
     def renamed(self) -> list[str]:
@@ -144,7 +151,7 @@ def parse(path: str, data: bytes) -> Migration:
     unknown = sorted(str(k) for k in doc if k not in _KEYS)
     if unknown:
         raise _refuse(name, f"unknown key {_shown(unknown[0])}")
-    missing = sorted(_KEYS - {"requires_cmgit"} - set(doc))
+    missing = sorted(_KEYS - _OPTIONAL - set(doc))
     if missing:
         raise _refuse(name, f"{missing[0]} is missing")
     fmt = doc["format"]
@@ -156,6 +163,9 @@ def parse(path: str, data: bytes) -> Migration:
     requires = doc.get("requires_cmgit")
     if requires is not None and not (isinstance(requires, str) and _VERSION_RE.fullmatch(requires)):
         raise _refuse(name, 'requires_cmgit is a version such as "0.2.0"')
+    layout = doc.get("layout")
+    if layout is not None and layout != SEALED_ENTRIES:
+        raise _refuse(name, f"layout, where given, is {SEALED_ENTRIES} (sealed entries)")
     steps = doc["steps"]
     if steps is None:
         steps = []
@@ -167,6 +177,7 @@ def parse(path: str, data: bytes) -> Migration:
         reason,
         tuple(_step(name, i, s) for i, s in enumerate(steps, 1)),
         requires,
+        layout,
     )
 
 
@@ -248,6 +259,12 @@ def read_all(files: Mapping[str, bytes]) -> tuple[Migration, ...]:
 def repository_format(migrations: Sequence[Migration]) -> int:
     """The format every record of the repository is at: the last migration's."""
     return max((m.format for m in migrations), default=FIRST_FORMAT)
+
+
+def sealed_entries_from(migrations: Iterable[Migration]) -> int | None:
+    """The format from which records keep sealed entries: the first migration that says
+    so; None while none does."""
+    return min((m.format for m in migrations if m.layout == SEALED_ENTRIES), default=None)
 
 
 def oldest_writer(migrations: Iterable[Migration]) -> str | None:

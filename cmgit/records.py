@@ -90,11 +90,17 @@ def _parse_scalar(text: str, line: int) -> Any:
 # -- the file ----------------------------------------------------------------------
 
 
-def render_file(open_fields: Mapping[str, Any], order: Sequence[str], armored: str) -> bytes:
-    """Canonical bytes of a record file: a change to one open field is a one-line diff."""
+def open_lines(open_fields: Mapping[str, Any], order: Sequence[str]) -> list[str]:
+    """The open-field lines of a record file, one a line in schema order: shared by every
+    file layout that carries them, so each writes them alike."""
     if set(open_fields) != set(order):
         raise ValueError("open fields do not match the schema's open set")
-    lines = [f"{key}: {_scalar(open_fields[key])}" for key in order]
+    return [f"{key}: {_scalar(open_fields[key])}" for key in order]
+
+
+def render_file(open_fields: Mapping[str, Any], order: Sequence[str], armored: str) -> bytes:
+    """Canonical bytes of a record file: a change to one open field is a one-line diff."""
+    lines = open_lines(open_fields, order)
     lines.append(f"{SEALED_KEY}: |")
     lines.extend("  " + part for part in armored.rstrip("\n").split("\n"))
     return ("\n".join(lines) + "\n").encode("ascii")
@@ -105,7 +111,7 @@ _SCALARS_KEPT = 50_000
 _UNKNOWN = object()
 
 
-def _open_values(lines: Sequence[str], order: Sequence[str]) -> tuple[tuple[Any, ...], bool]:
+def open_values(lines: Sequence[str], order: Sequence[str]) -> tuple[tuple[Any, ...], bool]:
     """The values of the open-field lines, and whether each is written as cmgit writes it."""
     values = []
     canonical = True
@@ -141,7 +147,7 @@ def parse_open_values(data: bytes, order: Sequence[str]) -> tuple[Any, ...]:
         lines = head.decode("ascii").split("\n", len(order))
     except UnicodeDecodeError:
         raise ParseError("record file: non-ASCII byte in the open fields") from None
-    return _open_values(lines[: len(order)], order)[0]
+    return open_values(lines[: len(order)], order)[0]
 
 
 def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
@@ -149,19 +155,30 @@ def parse_open_fields(data: bytes, order: Sequence[str]) -> dict[str, Any]:
     return dict(zip(order, parse_open_values(data, order), strict=True))
 
 
+def has_sealed_block(data: bytes) -> bool:
+    """Whether a record file holds its sealed block (format 1), not only open fields
+    (format 2, whose forms are sealed entries beside it)."""
+    return f"\n{SEALED_KEY}: |\n".encode("ascii") in data
+
+
+def ascii_lines(data: bytes, what: str) -> list[str]:
+    """The lines of a file cmgit writes in ASCII (``what`` names it in the error): any
+    other byte is a parse error, at its line."""
+    try:
+        return data.decode("ascii").split("\n")
+    except UnicodeDecodeError as exc:
+        where = data[: exc.start].count(b"\n") + 1
+        raise ParseError(f"{what}: non-ASCII byte at line {where}") from None
+
+
 def parse_file(data: bytes, order: Sequence[str]) -> tuple[dict[str, Any], str]:
     """Open fields and armored sealed block of a record file; refuses anything not canonical."""
     if len(data) > MAX_RECORD_FILE:
         raise TooLarge("record file is larger than cmgit accepts")
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        where = data[: exc.start].count(b"\n") + 1
-        raise ParseError(f"record file: non-ASCII byte at line {where}") from None
-    lines = text.split("\n")
+    lines = ascii_lines(data, "record file")
     if len(lines) < len(order) + 3 or lines[-1] != "":
         raise ParseError("record file: truncated or not a cmgit record")
-    values, canonical = _open_values(lines, order)
+    values, canonical = open_values(lines, order)
     header = len(order)
     if lines[header] != f"{SEALED_KEY}: |":
         raise ParseError(f"record file: expected the sealed block at line {header + 1}, column 1")

@@ -34,10 +34,13 @@ from cmgit.crypto import (
     check_recipient,
     generate_identity,
     inspect,
+    inspect_binary,
     load_identities,
+    open_binary,
     open_sealed,
     parse_identity,
     seal,
+    seal_binary,
     write_identity_file,
 )
 from cmgit.errors import (
@@ -691,9 +694,13 @@ def test_malformed_header_refused(sealed: str, mangle: Callable[[bytes], bytes])
 # -- tampering (hostile C3, C4, C5) ----------------------------------------------------
 
 
-def _refused(block: str, identities: list[Identity]) -> type[Exception]:
+def _refused(block: str | bytes, identities: list[Identity]) -> type[Exception]:
+    """How a tampered armored block (str) or binary file (bytes) is refused."""
     try:
-        plaintext = open_sealed(block, identities)
+        if isinstance(block, bytes):
+            plaintext = open_binary(block, identities)
+        else:
+            plaintext = open_sealed(block, identities)
     except (NotARecipient, IntegrityError) as exc:
         assert b"CANARY" not in str(exc).encode()
         return type(exc)
@@ -865,3 +872,67 @@ def test_inspect_mutated_block(sealed: str, data: st.DataObject) -> None:
         cut = data.draw(st.integers(0, 3))
         text = text[:at] + data.draw(st.text(max_size=3)) + text[at + cut :]
     _inspect_only_refuses(text)
+
+
+# -- binary age files (record format 2) ------------------------------------------------
+
+
+def test_binary_round_trip(alice: Identity, bob: Identity) -> None:
+    sealed = seal_binary(CANARY, [alice.recipient, bob.recipient, alice.recipient])
+    assert sealed.startswith(b"age-encryption.org/v1\n")
+    assert inspect_binary(sealed).stanza_types == ("X25519", "X25519")
+    assert open_binary(sealed, [alice]) == CANARY
+    assert open_binary(sealed, [bob]) == CANARY
+    assert open_binary(seal_binary(b"", [alice.recipient]), [alice]) == b""
+
+
+def test_seal_binary_checks_recipients_and_size(alice: Identity) -> None:
+    with pytest.raises(UsageError):
+        seal_binary(CANARY, [])
+    with pytest.raises(UsageError):
+        seal_binary(CANARY, ["age1notarecipient"])
+    with pytest.raises(TooLarge):
+        seal_binary(b"x" * (MAX_SEALED_BYTES + 1), [alice.recipient])
+
+
+def test_inspect_binary_refuses_armored_input(sealed: str, alice: Identity) -> None:
+    for armored in (sealed.encode(), b"\n  " + sealed.encode()):
+        with pytest.raises(IntegrityError, match="armored"):
+            inspect_binary(armored)
+        with pytest.raises(IntegrityError, match="armored"):
+            open_binary(armored, [alice])
+
+
+def test_inspect_binary_size_cap_comes_first() -> None:
+    with pytest.raises(TooLarge):
+        inspect_binary(b"x" * (MAX_SEALED_BYTES + 1))
+
+
+def test_binary_scrypt_stanza_refused_before_decrypting(
+    scrypt_block: str, alice: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = dearmor(scrypt_block)
+    monkeypatch.setattr(pyrage, "decrypt", fail_if_called)
+    monkeypatch.setattr(pyrage.passphrase, "decrypt", fail_if_called)
+    with pytest.raises(IntegrityError, match="'scrypt'"):
+        inspect_binary(binary)
+    with pytest.raises(IntegrityError, match="'scrypt'"):
+        open_binary(binary, [alice])
+
+
+def test_binary_truncated_or_damaged_is_an_integrity_error(alice: Identity) -> None:
+    binary = seal_binary(CANARY * 50, [alice.recipient])
+    end = header_end(binary)
+    for length in (0, 10, end - 1, end, end + 16, len(binary) - 1):
+        assert _refused(binary[:length], [alice]) is IntegrityError
+    for offset in (end - 3, end + 3, end + 16, len(binary) - 1):
+        assert _refused(_flip(binary, offset, 0), [alice]) is IntegrityError
+    assert _refused(binary + b"\0", [alice]) is IntegrityError
+
+
+def test_binary_wrong_key_is_not_a_recipient(alice: Identity, carol: Identity) -> None:
+    binary = seal_binary(CANARY, [alice.recipient])
+    with pytest.raises(NotARecipient):
+        open_binary(binary, [carol])
+    with pytest.raises(NoIdentity):
+        open_binary(binary, [])

@@ -23,6 +23,7 @@ TIERS: dict[str, set[str]] = {
         "events",  # the one shape of event commits: kinds, IDs, trailers, files changed
         "yamlio",
         "records",
+        "entries",  # format 2: the open file, sealed entries' paths, plaintext and deltas
         "guards",
         "registry",
         "workflow",

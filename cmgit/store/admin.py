@@ -14,7 +14,7 @@ from ..config import SETTINGS_FILE, STAFF_FILE, load_yaml
 from ..errors import NotARecipient, Refused, UsageError
 from ..registry import CASEWORKER, PROGRAMME_MANAGER, Registry, Staff
 from ..schema import SETTINGS, STAFF
-from . import unit
+from . import casekeys, unit
 from .core import Core
 
 
@@ -184,13 +184,20 @@ def _reconfigure(
     nothing read here may be written back."""
     repo.check_config_trusted(rewriting=files)
     todo = []
-    for case_id in repo.case_ids():
-        loaded = repo.load_open(case_id)
-        open_fields = loaded.record.open
+    rewrap = []  # format 2: the keyring changes, the records do not
+    order = repo.schemas.open_fields
+    # Chosen from the open fields of every record as one keyless read, remembered by
+    # object id: a change that touches 25 cases of 100,000 opens those 25 files only.
+    for row in repo.open_rows():
+        open_fields = dict(zip(order, row, strict=True))
+        if casekeys.in_layout(repo.config, open_fields):
+            if casekeys.wrapping_changes(repo, registry, settings, open_fields):
+                rewrap.append(open_fields)
+            continue
         before = repo.expected_recipients(open_fields)
         after = registry.recipients_for(open_fields["team"], open_fields["caseworker"], settings)
         if before != after:
-            todo.append((loaded, after))
+            todo.append((repo.load_open(str(open_fields["case_id"])), after))
     with unit.change(repo, [*files, *(loaded.path for loaded, _ in todo)]) as parent:
         if parent != start:
             raise unit.written_meanwhile(None)
@@ -208,5 +215,11 @@ def _reconfigure(
                 repo.schemas.open_fields,
                 repo.cipher.seal(plaintext, after),
             )
+        keyring = {
+            str(fields["case_id"]): casekeys.rewrapped(repo, fields, identities, registry, settings)
+            for fields in rewrap
+        }
+        if keyring:
+            casekeys.write_keyring(repo, keyring, actor)
         unit.commit(repo, files, subject, trailers, actor, parent)
-    return len(todo)
+    return len(todo) + len(rewrap)

@@ -123,10 +123,10 @@ def create_case(
     ]
     record = Record(open_fields, forms)
     with unit.change(repo, [path]) as parent:
-        data = unit.seal(repo, record, None, today)
+        files = unit.seal_new(repo, record, actor, today)
         unit.commit(
             repo,
-            {path: data},
+            files,
             f"{case_id}: new -> {repo.workflow.initial_state}",
             [
                 ("Cmgit-Case", case_id),

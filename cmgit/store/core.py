@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
-from .. import caches, crypto, ids, migrations, records
+from .. import caches, crypto, entries, ids, migrations, records
 from ..audit import Sources, config_in_force, remember_own_config_commit
 from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
@@ -34,11 +34,13 @@ from ..errors import (
     TooLarge,
 )
 from ..history import BLOB_MODES, PENDING_FILE, Git, object_id, repository_lock
+from ..keyring.wrap import CaseKey
 from ..progress import SILENT, Progress
 from ..records import Record
 from ..registry import Registry, Staff
 from ..schema import CASE, SchemaSet
 from ..workflow import Workflow
+from . import casekeys
 
 GITLINK_MODE = "160000"  # a submodule: `git ls-tree -r` lists it, it has no content
 # What is committed for a record: (mode, blob id), or None; LOOK_UP: read it from HEAD.
@@ -58,13 +60,26 @@ def running_version() -> str:
 
 @dataclass
 class Loaded:
-    """A record as read from the work tree, with what was committed for its path."""
+    """A record as read from the work tree, with what was committed for its path.
+
+    Format 1 keeps the forms in one sealed block (``armored``, ``header``); format 2 in
+    sealed entries (``entries``), opened with the case key (``key``). ``record_before``
+    and ``forms_opened`` are the record as read, for what a change writes."""
 
     record: Record
     path: str
     armored: str
     head_blob: str | None
-    header: crypto.Header
+    header: crypto.Header | None
+    entries: dict[int, bytes] = field(default_factory=dict)
+    key: CaseKey | None = None
+    record_before: dict[str, Any] = field(default_factory=dict)
+    forms_opened: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sealed_entries(self) -> bool:
+        """Whether the record is kept in format 2's sealed entries."""
+        return self.header is None
 
 
 @dataclass
@@ -280,11 +295,21 @@ class Core:
                 hint="run cmgit audit; a link or submodule was committed in its place",
             )
         data = self._read_work_file(path, case_id)
+        layout2 = not records.has_sealed_block(data)
         try:
-            open_fields, armored = records.parse_file(data, self.schemas.open_fields)
+            if layout2:
+                open_fields, armored = entries.parse_open_file(data, self.schemas.open_fields), ""
+            else:
+                open_fields, armored = records.parse_file(data, self.schemas.open_fields)
         except CmgitError as exc:
             exc.case_id = case_id
             raise
+        if layout2 != casekeys.in_layout(self.config, open_fields):
+            raise IntegrityError(
+                "record file is not laid out as its record_format says",
+                case_id=case_id,
+                hint=f"restore it with: git checkout -- {path}",
+            )
         if open_fields.get("case_id") != case_id:
             raise IntegrityError(
                 "record belongs to another case (file copied or swapped)",
@@ -316,12 +341,24 @@ class Core:
                 case_id=case_id,
                 hint=f"restore it with: git checkout -- {path}",
             )
+        head_blob = entry[1] if entry else None
+        if layout2:
+            return Loaded(
+                Record(open_fields),
+                path,
+                "",
+                head_blob,
+                None,
+                record_before=dict(open_fields),
+            )
         try:
             header = crypto.inspect(armored)
         except CmgitError as exc:
             exc.case_id = case_id
             raise
-        return Loaded(Record(open_fields), path, armored, entry[1] if entry else None, header)
+        return Loaded(
+            Record(open_fields), path, armored, head_blob, header, record_before=dict(open_fields)
+        )
 
     def expected_recipients(self, open_fields: Mapping[str, Any]) -> list[str]:
         return self.registry.recipients_for(
@@ -341,6 +378,9 @@ class Core:
         binding always, its schema if ``validate`` (a migration checks the record it
         makes against the new schemas instead)."""
         case_id = loaded.record.case_id
+        if loaded.sealed_entries:
+            loaded.record.forms = casekeys.open_forms(self, loaded, identities)
+            return self._validated(loaded) if validate else loaded
         expected = self.check_stanzas(loaded)
         try:
             plaintext = self.cipher.open(loaded.armored, identities)
@@ -360,21 +400,31 @@ class Core:
         payload = records.parse_payload(plaintext)
         records.check_binding(case_id, loaded.record.open, payload)
         loaded.record.forms = payload.forms
-        if not validate:
-            return loaded
+        return self._validated(loaded) if validate else loaded
+
+    def _validated(self, loaded: Loaded) -> Loaded:
         self.schemas.validate(
             loaded.record.document(self.schemas.field_order),
             CASE,
             what="case record",
-            case_id=case_id,
+            case_id=loaded.record.case_id,
         )
         return loaded
+
+    def open_forms(self, loaded: Loaded, identities: Sequence[crypto.Identity]) -> dict[str, Any]:
+        """The sealed forms of a record ``load_open`` has checked, unvalidated: for reads
+        that only look into them (find, the screening of free text)."""
+        if loaded.sealed_entries:
+            return casekeys.open_forms(self, loaded, identities)
+        return records.parse_payload(self.cipher.open(loaded.armored, identities)).forms
 
     def check_stanzas(self, loaded: Loaded) -> list[str]:
         """The recipients the registry calls for; IntegrityError if the sealed block has
         another number of them. Checked before any key is used: a key slipped in (or left
         out) is a change made outside cmgit, and the block must not be re-sealed as if it
         were fine."""
+        if loaded.header is None:
+            return casekeys.check_keyring(self, loaded.record.open)
         expected = self.expected_recipients(loaded.record.open)
         if loaded.header.stanza_count != len(expected):
             raise IntegrityError(

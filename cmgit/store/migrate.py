@@ -11,15 +11,16 @@ schemas, with one `Cmgit-Migration` trailer for each migration it applies.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import crypto, migrations, records
 from ..config import read_migrations
 from ..errors import CmgitError, Refused, SchemaError
+from ..keyring.wrap import new_case_key
 from ..migrations import MIGRATIONS_DIR, Migration
 from ..records import Record
 from ..schema import CASE, SchemaSet
-from . import unit
+from . import casekeys, unit
 from .core import Committed, Core
 
 TRAILER = "Cmgit-Migration"
@@ -35,8 +36,9 @@ class Outcome:
     case_id: str
     outcome: str
     migrated: bool = False
-    path: str = ""
-    data: bytes | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    # The case key's keyring files, for a record the migration brings to sealed entries.
+    keyring: dict[str, bytes] | None = None
 
 
 def pending(
@@ -118,12 +120,24 @@ def bring_along(
         return Outcome(case_id, VALID, bool(todo))
     # Sealed as it is: the open fields are exactly the migration's (audit recomputes them
     # without a key), so nothing is summarised again from the forms here.
-    recipients = repo.expected_recipients(record.open)
-    armored = repo.cipher.seal(records.seal_payload(record, loaded.head_blob), recipients)
-    data = records.render_file(record.open, schemas.open_fields, armored)
-    # Its object is written here, on the worker's core: the commit finds it written.
-    repo.git.hash_blob(data)
-    return Outcome(case_id, VALID, True, loaded.path, data)
+    keyring = None
+    start = migrations.sealed_entries_from([*repo.config.migrations, *steps])
+    if loaded.sealed_entries:
+        assert loaded.key is not None
+        files = casekeys.seal_files(schemas, record, loaded.forms_opened, loaded.key)
+    elif start is not None and migrations.record_format(record.open) >= start:
+        # Brought to sealed entries: a key of its own, and all its forms as one entry.
+        key = new_case_key(case_id)
+        files = casekeys.seal_files(schemas, record, {}, key)
+        keyring = casekeys.wrapped(repo, key, record.open)
+    else:
+        recipients = repo.expected_recipients(record.open)
+        armored = repo.cipher.seal(records.seal_payload(record, loaded.head_blob), recipients)
+        files = {loaded.path: records.render_file(record.open, schemas.open_fields, armored)}
+    # Their objects are written here, on the worker's core: the commit finds them written.
+    for data in files.values():
+        repo.git.hash_blob(data)
+    return Outcome(case_id, VALID, True, files, keyring)
 
 
 def trailers(steps: Sequence[Migration]) -> list[tuple[str, str]]:

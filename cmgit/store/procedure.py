@@ -45,7 +45,7 @@ from ..registry import Staff
 from ..schema import CASE, FORM_PREFIX, SETTINGS, STAFF, SchemaSet
 from ..schema import PROVIDERS as PROVIDERS_SCHEMA
 from ..workflow import Workflow
-from . import bulk, migrate, screening, unit
+from . import bulk, casekeys, migrate, screening, unit
 from .core import Core
 from .migrate import INVALID, UNREADABLE
 
@@ -78,6 +78,8 @@ class ConfigChange:
     commit: str | None = None
     # The records the migrations bring along, sealed anew: path: file.
     migrated_files: dict[str, bytes | None] = field(default_factory=dict, repr=False)
+    # The keys of the cases they bring to sealed entries, wrapped: case ID: keyring files.
+    migrated_keys: dict[str, Mapping[str, bytes] | None] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"actor": self.actor, "files": self.files}
@@ -97,6 +99,7 @@ class ConfigChange:
         if self.migrations:
             out["migrations"] = self.migrations
             out["record_format"] = self.record_format
+            out.setdefault("records", {"checked": 0, "invalid": 0, "invalid_cases": []})
             out["records"]["migrated"] = self.records_migrated
         out["commit"] = self.commit
         return out
@@ -168,6 +171,9 @@ def config_commit(
         trailers = [("Cmgit-Action", ACTION), ("Cmgit-Reason", reason)]
         trailers += [(migrate.TRAILER, name) for name in result.migrations]
         files.update(result.migrated_files)
+        if result.migrated_keys:
+            # The keys first: records committed without them could be read by no one.
+            casekeys.write_keyring(repo, result.migrated_keys, actor)
         result.commit = unit.commit(repo, files, subject, trailers, actor, start)
         if start is not None:
             repo.own_config_commit(start, result.commit, in_force)
@@ -392,7 +398,8 @@ def _check_schemas(
     result.records_checked = len(outcomes)
     result.records_migrated = sum(o.migrated for o in outcomes)
     result.invalid_cases = [o.case_id for o in outcomes if o.outcome == INVALID]
-    result.migrated_files = {o.path: o.data for o in outcomes if o.data is not None}
+    result.migrated_files = {p: d for o in outcomes for p, d in o.files.items()}
+    result.migrated_keys = {o.case_id: o.keyring for o in outcomes if o.keyring is not None}
     unreadable = [o.case_id for o in outcomes if o.outcome == UNREADABLE]
     if unreadable:
         raise Refused(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .. import crypto, ids, personal_text, records
+from .. import crypto, ids, personal_text
 from ..config import SCHEMAS_DIR
 from ..errors import CaseNotFound, InvalidRecord, NotARecipient
 from ..schema import SchemaSet
@@ -114,8 +114,7 @@ def _needles(
         loaded = repo.load_open(case_id, committed)
         if recipient not in repo.expected_recipients(loaded.record.open):
             return set()
-        plaintext = repo.cipher.open(loaded.armored, identities)
-        forms = records.parse_payload(plaintext).forms
+        forms = repo.open_forms(loaded, identities)
     except (InvalidRecord, NotARecipient, CaseNotFound):
         return set()  # what cmgit validate reports; nothing to compare here
     return personal_text.needles(personal_text.marked_values(forms, plans))

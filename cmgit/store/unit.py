@@ -20,10 +20,12 @@ from .. import ids, privacy, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import generated_message, object_id, repository_lock
+from ..keyring.wrap import new_case_key
 from ..migrations import FIRST_FORMAT, FORMAT_FIELD
 from ..records import Record
 from ..registry import Staff
 from ..schema import CASE, SchemaSet
+from . import casekeys
 from .core import Core, Loaded
 from .setup import make_signer, staff_author
 
@@ -129,6 +131,43 @@ def seal(
     return data
 
 
+def seal_new(repo: Core, record: Record, actor: Staff, today: dt.date) -> dict[str, bytes]:
+    """The files of a new case. In format 2 the case gets its own key, wrapped in the
+    keyring before the case is committed: a case committed without its key could be
+    read by no one, a key without its case is only a folder the next purge sweeps."""
+    if not casekeys.repository_in_layout(repo):
+        return {ids.record_path(record.case_id): seal(repo, record, None, today)}
+    prepare(repo, record, today)
+    repo.check_config_trusted()
+    key = new_case_key(record.case_id)
+    files = casekeys.seal_files(repo.schemas, record, {}, key)
+    crash_point("sealed")
+    casekeys.write_keyring(repo, {record.case_id: casekeys.wrapped(repo, key, record.open)}, actor)
+    return files
+
+
+def seal_change(
+    repo: Core, loaded: Loaded, actor: Staff, today: dt.date, *, trusted: bool = False
+) -> dict[str, bytes]:
+    """The files of a change to a loaded record, one version on. In format 2 only what
+    changed is sealed, as one entry, and the keyring is re-wrapped first where the
+    change adds or removes a reader."""
+    record = loaded.record
+    if not loaded.sealed_entries:
+        return {loaded.path: seal(repo, record, loaded.head_blob, today, trusted=trusted)}
+    prepare(repo, record, today)
+    if not trusted:
+        repo.check_config_trusted()
+    key, rewrap = casekeys.key_for_change(repo, loaded, record.open)
+    files = casekeys.seal_files(repo.schemas, record, loaded.forms_opened, key)
+    crash_point("sealed")
+    if rewrap:
+        casekeys.write_keyring(
+            repo, {record.case_id: casekeys.wrapped(repo, key, record.open)}, actor
+        )
+    return files
+
+
 def _signer(repo: Core, actor: Staff) -> Callable[[bytes], str] | None:
     """Sign with the actor's registered key; required when the settings say so."""
     return make_signer(
@@ -183,12 +222,12 @@ def save(
         if repo.git.blob_id("HEAD", loaded.path) != loaded.head_blob:
             raise written_meanwhile(case_id)
         record.open["version"] = record.version + 1
-        data = seal(repo, record, loaded.head_blob, today)
+        files = seal_change(repo, loaded, actor, today)
         if subject is None:
             subject = f"{case_id}: {action}" + (f" {trailers[0][1]}" if trailers else "")
         commit(
             repo,
-            {loaded.path: data},
+            files,
             subject,
             [
                 ("Cmgit-Case", case_id),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import crypto, ids, records, signing, trail, workflow
+from .. import crypto, ids, signing, trail, workflow
 from .. import guards as checks
 from ..errors import (
     CaseNotFound,
@@ -273,11 +273,10 @@ def matches(
         loaded = repo.load_open(case_id, committed)
         if recipient not in repo.expected_recipients(loaded.record.open):
             return False
-        plaintext = repo.cipher.open(loaded.armored, identities)
+        forms = repo.open_forms(loaded, identities)
     except (InvalidRecord, NotARecipient, CaseNotFound):
         return False
-    payload = records.parse_payload(plaintext)
-    return needle in json.dumps(payload.forms, ensure_ascii=False).casefold()
+    return needle in json.dumps(forms, ensure_ascii=False).casefold()
 
 
 def validate(

@@ -1,0 +1,270 @@
+"""The sealed part of a record in format 2: entries sealed to the case's own key, and the
+keyring that wraps that key to the case's readers (docs/design/record-format-2.md).
+
+A record whose ``record_format`` is `LAYOUT` or above keeps its open fields alone in its
+record file and its forms as sealed entries under ``sealed/``, one per version that
+changed them. Reading folds the entries in version order; writing seals the delta from
+the forms as they were opened to the forms as they are now, so a commit adds what
+changed and nothing else. Who can read a case is decided by the keyring, not by the
+entries: a reassignment re-wraps one small key instead of re-sealing the record.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import crypto, entries, ids, migrations
+from ..config import Config
+from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
+from ..history import BLOB_MODES
+from ..keyring import ref, wrap
+from ..records import Record
+from ..registry import Registry, Staff
+from ..schema import SchemaSet
+from .setup import make_signer, staff_author
+
+if TYPE_CHECKING:  # the core reads format-2 records through this module
+    from .core import Core, Loaded
+
+MAX_ENTRY_FILE = 8 * 1024 * 1024
+
+
+def in_layout(config: Config, open_fields: Mapping[str, Any]) -> bool:
+    """Whether a record is kept as sealed entries: decided by its own format against the
+    migration that brought sealed entries (`layout: 2`), so a record changes layout only
+    through that migration."""
+    start = config.sealed_entries_from
+    return start is not None and migrations.record_format(open_fields) >= start
+
+
+def repository_in_layout(repo: Core) -> bool:
+    """Whether records written now are kept as sealed entries."""
+    start = repo.config.sealed_entries_from
+    return start is not None and repo.config.record_format >= start
+
+
+# -- who holds a case key ----------------------------------------------------------
+
+
+def readers(
+    registry: Registry, settings: Mapping[str, Any], open_fields: Mapping[str, Any]
+) -> list[str]:
+    """The staff who unwrap a case's key: the registry's readers of the case, without
+    the recovery recipients, who hold it only k together (see `custodians`)."""
+    without_recovery = {**settings, "recovery_recipients": []}
+    return registry.recipients_for(open_fields["team"], open_fields["caseworker"], without_recovery)
+
+
+def staff_recipients(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
+    """`readers` under the registry and settings in force."""
+    return readers(repo.registry, repo.settings, open_fields)
+
+
+def custodians(settings: Mapping[str, Any]) -> tuple[list[wrap.Custodian], int]:
+    """The recovery custodians, in settings order, and how many must come together.
+
+    Each recovery recipient of the settings is a custodian; the threshold is
+    ``recovery_threshold``, or two where there are two or more, so that no single
+    recovery identity opens a case."""
+    recipients = list(settings.get("recovery_recipients") or ())
+    people = [wrap.Custodian(f"custodian-{n}", r) for n, r in enumerate(recipients, start=1)]
+    threshold = int(settings.get("recovery_threshold") or min(2, len(people)))
+    return people, threshold
+
+
+def wrapped(repo: Core, key: wrap.CaseKey, open_fields: Mapping[str, Any]) -> dict[str, bytes]:
+    """A case key's keyring files for the case as ``open_fields`` leave it."""
+    people, threshold = custodians(repo.settings)
+    return wrap.wrap(key, staff_recipients(repo, open_fields), people, threshold)
+
+
+def write_keyring(
+    repo: Core, changes: Mapping[str, Mapping[str, bytes] | None], actor: Staff
+) -> str:
+    """Replace the keyring with ``changes`` made, signed as every cmgit commit is."""
+    signer = make_signer(
+        repo.signing_key_path, actor, bool(repo.settings.get("require_signed_commits"))
+    )
+    return ref.update(
+        repo.git,
+        changes,
+        staff_author(actor),
+        sign=signer,
+        trailers=[("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)],
+    )
+
+
+def wrapping_changes(
+    repo: Core, registry: Registry, settings: Mapping[str, Any], open_fields: Mapping[str, Any]
+) -> bool:
+    """Whether a registry or settings change calls for the case key wrapped anew."""
+    return readers(repo.registry, repo.settings, open_fields) != readers(
+        registry, settings, open_fields
+    ) or custodians(repo.settings) != custodians(settings)
+
+
+def rewrapped(
+    repo: Core,
+    open_fields: Mapping[str, Any],
+    identities: Sequence[crypto.Identity],
+    registry: Registry,
+    settings: Mapping[str, Any],
+) -> dict[str, bytes]:
+    """A case key wrapped for a new registry or settings, by someone who can unwrap it:
+    a new generation where a reader goes, so nothing written from now on opens with a
+    key they may have kept. Records are not touched."""
+    case_id = str(open_fields["case_id"])
+    try:
+        key = open_key(repo, case_id, identities)
+    except NotARecipient:
+        raise Refused(
+            "this change re-wraps the keys of cases you cannot open",
+            case_id=case_id,
+            hint="a programme manager who can open every case must run it",
+        ) from None
+    before = set(readers(repo.registry, repo.settings, open_fields))
+    after = readers(registry, settings, open_fields)
+    if before - set(after):
+        key = wrap.rotate(key)
+    people, threshold = custodians(settings)
+    return wrap.wrap(key, after, people, threshold)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def read_entries(repo: Core, case_id: str) -> dict[int, bytes]:
+    """The sealed entries of a case at HEAD, by version. Entries are never changed
+    once committed, so they are read from git's objects, not the work tree."""
+    head = repo.git.head()
+    folder = entries.entries_dir(case_id)
+    found = repo.git.objects.lookup(head, folder) if head else None
+    if found is None:
+        return {}
+    out: dict[int, bytes] = {}
+    for name, (mode, oid) in repo.git.objects.tree(found[1]).items():
+        parsed = entries.parse_entry_path(f"{folder}/{name}")
+        if parsed is None or parsed[0] != case_id or mode not in BLOB_MODES:
+            raise IntegrityError(
+                "the case's sealed folder holds a file that is not one of its entries",
+                case_id=case_id,
+                hint="run cmgit audit; it names the commit that added it",
+            )
+        out[parsed[1]] = repo.git.objects.read(oid, limit=MAX_ENTRY_FILE)[1]
+    return out
+
+
+def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
+    """The staff recipients the registry calls for; IntegrityError if the case's keyring
+    files are not of the shape they call for. Keyless, before any key is used."""
+    case_id = str(open_fields["case_id"])
+    expected = staff_recipients(repo, open_fields)
+    files = ref.read_case(repo.git, case_id)
+    if not files:
+        raise IntegrityError(
+            "the keyring holds no key for this case",
+            case_id=case_id,
+            hint="run cmgit sync to fetch the keyring, then cmgit validate",
+        )
+    people, threshold = custodians(repo.settings)
+    problems = wrap.check_shape(files, len(expected), people, threshold)
+    if problems:
+        raise IntegrityError(
+            f"the case's key is not wrapped as the registry calls for: {problems[0]}",
+            case_id=case_id,
+            hint="run cmgit validate and cmgit audit; a programme manager can re-wrap it",
+        )
+    return expected
+
+
+def open_key(repo: Core, case_id: str, identities: Sequence[crypto.Identity]) -> wrap.CaseKey:
+    """The case key, unwrapped from the keyring with the actor's identity."""
+    return wrap.unwrap(ref.read_case(repo.git, case_id), case_id, identities)
+
+
+def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]) -> dict[str, Any]:
+    """The forms of a format-2 record: its entries opened with the case key and folded
+    in version order. Every entry must open with the keys the keyring gives, belong to
+    this case and carry the version its name says: a swapped, renamed or rolled-back
+    entry, or a keyring replaced by someone who never held the case key, is refused."""
+    case_id = loaded.record.case_id
+    expected = check_keyring(repo, loaded.record.open)
+    try:
+        key = open_key(repo, case_id, identities)
+    except NotARecipient:
+        if {i.recipient for i in identities} & set(expected):
+            raise SealedWithoutYou(
+                "the case key is wrapped without your key although you are one of its "
+                "readers (tampered, or not re-wrapped after a staff change)",
+                case_id=case_id,
+                hint="run cmgit validate and cmgit audit",
+            ) from None
+        raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
+    if not loaded.entries:
+        loaded.entries = read_entries(repo, case_id)
+    keys = key.identities()
+    deltas = []
+    for version in sorted(loaded.entries):
+        try:
+            plaintext = crypto.open_binary(loaded.entries[version], keys)
+        except NotARecipient:
+            raise IntegrityError(
+                f"entry {version} does not open with the case's keys (the keyring was "
+                "replaced, or the entry was)",
+                case_id=case_id,
+                hint="run cmgit audit; restore the keyring with cmgit sync",
+            ) from None
+        entry = entries.parse_entry(plaintext)
+        entries.check_entry(entry, case_id, version, loaded.record.version)
+        deltas.append(entry.delta)
+    loaded.key = key
+    forms = entries.fold(deltas)
+    loaded.forms_opened = copy.deepcopy(forms)
+    return forms
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def id_fields(schemas: SchemaSet) -> dict[str, str]:
+    """The id field of each form kept as a list of items: their entries upsert items."""
+    fields = {}
+    for form in schemas.sealed_fields:
+        field = schemas.form_id_field(form)
+        if field:
+            fields[form] = field
+    return fields
+
+
+def seal_files(
+    schemas: SchemaSet, record: Record, before: Mapping[str, Any], key: wrap.CaseKey
+) -> dict[str, bytes]:
+    """The files a commit of ``record`` writes: its open file, and one entry sealed to
+    the case key holding what changed since ``before`` (none if nothing did)."""
+    case_id = record.case_id
+    files = {ids.record_path(case_id): entries.render_open_file(record.open, schemas.open_fields)}
+    change = entries.delta(dict(before), record.forms, id_fields(schemas))
+    if change is not None:
+        plaintext = entries.entry_plaintext(case_id, record.version, change)
+        files[entries.entry_path(case_id, record.version)] = crypto.seal_binary(
+            plaintext, [key.recipient]
+        )
+    return files
+
+
+def key_for_change(
+    repo: Core, loaded: Loaded, new_open: Mapping[str, Any]
+) -> tuple[wrap.CaseKey, bool]:
+    """The key to seal a changed record with, and whether the keyring must change.
+
+    A reader removed (a reassignment, a team change) gets a new generation, so nothing
+    written from now on opens with a key they may have kept; a reader added only needs
+    the key wrapped to them as well."""
+    assert loaded.key is not None, "a format-2 record is opened before it is changed"
+    before = set(staff_recipients(repo, loaded.record_before))
+    after = set(staff_recipients(repo, new_open))
+    if before - after:
+        return wrap.rotate(loaded.key), True
+    return loaded.key, before != after
