@@ -274,7 +274,8 @@ def test_a_purge_needs_two_programme_managers_and_leaves_nothing_that_opens(
     assert done.exit_code == 0, done.output
     assert programme.git("ls-tree", "HEAD", entries.entries_dir(case_id) + "/") == ""
     assert programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}") != record_before
-    assert programme.cli("show", case_id, as_="pm-001").exit_code != 0
+    gone = programme.cli("show", case_id, as_="pm-001")
+    assert gone.exit_code == 5 and "erased" in gone.output
     assert not [p for p in every_age_plaintext(programme, everyone) if p.startswith(marker)]
 
 

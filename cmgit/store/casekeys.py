@@ -15,7 +15,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import crypto, entries, ids, migrations
+from .. import crypto, entries, events, ids, migrations
 from ..config import Config
 from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
 from ..history import BLOB_MODES
@@ -163,6 +163,13 @@ def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
     expected = staff_recipients(repo, open_fields)
     files = ref.read_case(repo.git, case_id)
     if not files:
+        if erased(repo, case_id):
+            raise NotARecipient(
+                "the case was erased at the end of its retention: nothing sealed of it can "
+                "be opened any more",
+                case_id=case_id,
+                hint="cmgit log shows when and by whom; its open fields remain",
+            )
         raise IntegrityError(
             "the keyring holds no key for this case",
             case_id=case_id,
@@ -177,6 +184,12 @@ def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
             hint="run cmgit validate and cmgit audit; a programme manager can re-wrap it",
         )
     return expected
+
+
+def erased(repo: Core, case_id: str) -> bool:
+    """Whether the last commit of a case erased it (`cmgit purge`)."""
+    history = repo.git.log(ids.record_path(case_id))  # oldest first
+    return bool(history) and history[-1].trailer("Cmgit-Action") == events.PURGE.action
 
 
 def open_key(repo: Core, case_id: str, identities: Sequence[crypto.Identity]) -> wrap.CaseKey:
