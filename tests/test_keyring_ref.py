@@ -72,6 +72,11 @@ def loose_count(git: Git) -> int:
     return len(listing.splitlines())
 
 
+def loose_objects(git: Git) -> set[str]:
+    folder = git.objects.folder
+    return {path.parent.name + path.name for path in folder.glob("[0-9a-f][0-9a-f]/*")}
+
+
 def connected(root: Path) -> bool:
     proc = git_cli(root, "fsck", "--connectivity-only", "--no-dangling")
     return proc.returncode == 0 and not proc.stdout.strip() and b"error" not in proc.stderr
@@ -208,10 +213,16 @@ def test_a_keyring_fetched_alone_replaces_and_prunes(tmp_path: Path) -> None:
 
     first = ref.fetch(clone, "origin")
     assert first == ref.heads(central) == ref.heads(clone)
-    listed = ref.keyring_packs(clone)
-    assert len(listed) == 1
-    assert set(first.values()) <= clone.pack_ids(listed[0])
-    assert not clone.pack_ids(listed[0]) & {e.oid for e in clone.ls_tree("main")}
+    # One pack per group of shards (their first character): 3B and 7K.
+    listed = {
+        commit: name
+        for name in ref.keyring_packs(clone)
+        for commit in first.values()
+        if commit in clone.pack_ids(name)
+    }
+    assert len(set(listed.values())) == 2 == len(ref.keyring_packs(clone))
+    main_blobs = {e.oid for e in clone.ls_tree("main")}
+    assert not any(clone.pack_ids(name) & main_blobs for name in listed.values())
     old_blobs = {case_id: blob_ids(clone, case_id) for case_id in CASES}
     assert ref.read_case(clone, CASES[1]) == ref.read_case(central, CASES[1])
 
@@ -225,7 +236,10 @@ def test_a_keyring_fetched_alone_replaces_and_prunes(tmp_path: Path) -> None:
     assert other_packs(clone) == records_packs
     keyring_packs = clone.pack_names() - records_packs_names(clone)
     assert sorted(ref.keyring_packs(clone)) == sorted(keyring_packs)
-    assert listed[0] not in keyring_packs  # written again without the replaced objects
+    # Shard 7K's group pack was replaced; shard 3B's pack was not written again.
+    assert listed[first["3B"]] in keyring_packs
+    assert listed[first["7K"]] not in keyring_packs
+    assert len(keyring_packs) == 2
     assert ref.fetch(clone, "origin") == {}  # nothing new: nothing changes
     assert ref.heads(clone) == ref.heads(central)
     assert connected(clone.root)
@@ -242,13 +256,21 @@ def test_a_second_fetch_receives_only_the_changed_shard(tmp_path: Path) -> None:
     ref.fetch(clone, "origin")
     assert sorted(ref.case_ids(clone)) == sorted(cases)
 
+    # Each keyring pack holds the shards of one group (their first character).
+    groups = {ref.shard_of(c)[0] for c in cases}
+    assert len(ref.keyring_packs(clone)) == len(groups)
+    for name in ref.keyring_packs(clone):
+        held = clone.pack_ids(name)
+        assert len({s[0] for s, commit in shards.items() if commit in held}) == 1
+
     replaced = ref.update(central, {cases[7]: wrapped(cases[7], "2")}, AUTHOR)
-    packs = clone.pack_names()
+    git_cli(clone.root, "config", "fetch.unpackLimit", "100000")  # loose: to be counted
+    assert loose_objects(clone) == set()
     assert ref.fetch(clone, "origin") == replaced
     (commit,) = replaced.values()
-    (fetched,) = [name for name in clone.pack_names() - packs if commit in clone.pack_ids(name)]
-    received = clone.pack_ids(fetched)
+    received = loose_objects(clone)
     assert received == set(reachable(central, commit))  # that shard's objects, no more
+    assert len(ref.keyring_packs(clone)) == len(groups)
     assert len(received) < len(set(reachable(central, "--glob=refs/cmgit/keyring/*"))) / 50
     assert ref.read_case(clone, cases[7]) == ref.read_case(central, cases[7])
     assert connected(clone.root)

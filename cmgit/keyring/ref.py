@@ -18,10 +18,13 @@ that changed and receives only their objects.
 Deleting is cheap because the keyring's objects never share a pack with the records:
 local updates write loose objects, and a fetch of the keyring runs on its own, so its
 objects arrive loose or in packs of their own, listed in ``cmgit/keyring-packs`` of the git
-folder. A loose object is unlinked; a listed pack holding one is written again without it.
-No other pack is ever touched, and the repository is never repacked. For the same reason
-`cmgit sync` pushes the keyring in a push of its own, before main and not atomic with it,
-so the central receives the keyring's objects in a pack of their own as well.
+folder. A fetched pack is split at once into one pack per group of shards (the shards
+sharing a first character), so a listed pack holds one group. A loose object is unlinked; a
+listed pack holding one is written again without it, which costs a group (about 3,000
+cases at 100,000), never the whole keyring. No other pack is ever touched, and the
+repository is never repacked. For the same reason `cmgit sync` pushes the keyring in a
+push of its own, before main and not atomic with it, so the central receives the
+keyring's objects in a pack of their own as well.
 
 A plain `git gc` (or git's automatic gc and maintenance) would pack the keyring with the
 records, and the next prune would have to rewrite the records' pack. `update` and `fetch`
@@ -318,11 +321,33 @@ def fetch(git: Git, remote: str, *, drop_missing: bool = False) -> dict[str, str
         )
     new = {shard: oid for shard, (_, oid) in listing.items()}
     changed = {s: new.get(s) for s in sorted({*old, *new}) if old.get(s) != new.get(s)}
+    if new_packs:
+        _regroup(git, {shard[0] for shard, commit in changed.items() if commit}, new)
     for shard, commit in changed.items():
         if shard in old:
             prune(git, old[shard], commit)
     _clear_pending(git)
     return changed
+
+
+def _regroup(git: Git, groups: set[str], shards: Mapping[str, str]) -> None:
+    """Write, for each group of shards in ``groups`` (the first character of a shard),
+    one keyring pack of every object of its shards that a keyring pack holds, newest in
+    the list, so that the older packs drop them (`_destroy`): the pack a fetch brought,
+    and each group's previous pack, go without being written again. Keyring packs thus
+    hold one group each (about 3,000 cases at 100,000), and pruning a replaced shard
+    rewrites at most its group's pack, never the whole keyring a first fetch brought."""
+    present = git.pack_names()
+    listed = [name for name in keyring_packs(git) if name in present]
+    packed = set().union(*(git.pack_ids(name) for name in listed))
+    written = []
+    for group in sorted(groups):
+        held = [_objects(git, commit) for shard, commit in shards.items() if shard[0] == group]
+        wanted = set().union(*held) & packed
+        if wanted:
+            written.append(git.write_pack(sorted(wanted)))
+    _write_pack_list(git, [*listed, *written])  # a kill before this leaves them unlisted
+    _destroy(git, ())
 
 
 def push_refspecs(git: Git) -> list[str]:
