@@ -740,24 +740,30 @@ class Git:
         """The commit ``name`` points at, or None when there is no such ref."""
         return self.text("rev-parse", "-q", "--verify", f"{name}^{{commit}}", ok=(0, 1)) or None
 
-    def update_ref(self, ref: str, new: str, old: str | None, *, reflog: bool = True) -> None:
-        """Point ``ref`` at ``new`` only if it still points at ``old`` (None: only if it
-        does not exist yet): a compare and swap, so a concurrent writer is never
-        overwritten. RepositoryBusy when the ref moved meanwhile. Without ``reflog`` no
-        log of the ref is kept (git writes one only where configured to): a log would
-        name commits that are meant to be gone."""
+    def update_refs(
+        self, moves: Mapping[str, tuple[str | None, str]], *, reflog: bool = True
+    ) -> None:
+        """Move every ref of ``moves`` (ref: (old, new)) in one transaction, each only if it
+        still points at its old commit (None: only if it does not exist yet): a compare and
+        swap, all or none, so a concurrent writer is never overwritten. RepositoryBusy when
+        any moved meanwhile. Without ``reflog`` no log of the refs is kept (git writes one
+        only where configured to): a log would name commits that are meant to be gone."""
+        lines = "".join(
+            f"update {ref} {new} {old or ZERO_OID}\n" for ref, (old, new) in moves.items()
+        )
         try:
-            self.run("update-ref", ref, new, old or ZERO_OID)
+            self.run("update-ref", "--stdin", input=lines.encode("ascii"))
         except GitFailed:
-            if self.ref(ref) == old:
+            if all(self.ref(ref) == old for ref, (old, _) in moves.items()):
                 raise
             raise RepositoryBusy(
-                f"{ref} moved while this command was changing it",
+                "a ref moved while this command was changing it",
                 hint="run the command again",
             ) from None
         if not reflog:
-            with contextlib.suppress(FileNotFoundError):
-                (self.objects.folder.parent / "logs" / ref).unlink()
+            for ref in moves:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.objects.folder.parent / "logs" / ref).unlink()
 
     def pack_ids(self, name: str) -> set[str]:
         """The object ids in the pack ``name`` (pack-<checksum>) of the objects folder."""

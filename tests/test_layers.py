@@ -51,7 +51,7 @@ TIERS: dict[str, set[str]] = {
         "pool",
         "config",  # the committed configuration, read without any key
         "caches",  # keyless reads remembered by object id
-        "keyring",  # per-case keys: wrapped to readers and custodians, kept in one ref
+        "keyring",  # per-case keys: wrapped to readers and custodians, kept in shard refs
     },
     # Orchestration: one unit of work per command. The site reads git directly, never the
     # store or a key; the demo, sync and hooks work through the store and the audit.
