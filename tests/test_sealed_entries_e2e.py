@@ -163,7 +163,7 @@ def test_stock_age_opens_an_entry_in_two_steps(
             "-C",
             str(programme.root),
             "show",
-            f"{ref.KEYRING_REF}:{ref.case_dir(case_id)}/staff.age",
+            f"{ref.shard_ref(case_id)}:{case_id}/staff.age",
         ],
         capture_output=True,
         check=True,
