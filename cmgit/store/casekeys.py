@@ -82,8 +82,9 @@ def wrapped(repo: Core, key: wrap.CaseKey, open_fields: Mapping[str, Any]) -> di
 
 def write_keyring(
     repo: Core, changes: Mapping[str, Mapping[str, bytes] | None], actor: Staff
-) -> str:
-    """Replace the keyring with ``changes`` made, signed as every cmgit commit is."""
+) -> dict[str, str]:
+    """Replace the keyring's shards with ``changes`` made, signed as every cmgit commit
+    is; the new commit of each shard changed."""
     signer = make_signer(
         repo.signing_key_path, actor, bool(repo.settings.get("require_signed_commits"))
     )
