@@ -136,10 +136,11 @@ def rewrapped(
 # -- reading -------------------------------------------------------------------------
 
 
-def read_entries(repo: Core, case_id: str) -> dict[int, bytes]:
-    """The sealed entries of a case at HEAD, by version. Entries are never changed
-    once committed, so they are read from git's objects, not the work tree."""
-    head = repo.git.head()
+def read_entries(repo: Core, case_id: str, commit: str | None = None) -> dict[int, bytes]:
+    """The sealed entries of a case at HEAD (or ``commit``), by version. Entries are
+    never changed once committed, so they are read from git's objects, not the work
+    tree."""
+    head = commit or repo.git.head()
     folder = entries.entries_dir(case_id)
     found = repo.git.objects.lookup(head, folder) if head else None
     if found is None:
@@ -218,11 +219,22 @@ def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
         raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
     if not loaded.entries:
         loaded.entries = read_entries(repo, case_id)
+    forms = fold_entries(case_id, loaded.entries, key, loaded.record.version)
+    loaded.key = key
+    loaded.forms_opened = copy.deepcopy(forms)
+    return forms
+
+
+def fold_entries(
+    case_id: str, found: Mapping[int, bytes], key: wrap.CaseKey, open_version: int
+) -> dict[str, Any]:
+    """The forms a case's entries hold, each opened with the case key and checked
+    against its name and the record's version, folded in version order."""
     keys = key.identities()
     deltas = []
-    for version in sorted(loaded.entries):
+    for version in sorted(found):
         try:
-            plaintext = crypto.open_binary(loaded.entries[version], keys)
+            plaintext = crypto.open_binary(found[version], keys)
         except NotARecipient:
             raise IntegrityError(
                 f"entry {version} does not open with the case's keys (the keyring was "
@@ -231,12 +243,26 @@ def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
                 hint="run cmgit audit; restore the keyring with cmgit sync",
             ) from None
         entry = entries.parse_entry(plaintext)
-        entries.check_entry(entry, case_id, version, loaded.record.version)
+        entries.check_entry(entry, case_id, version, open_version)
         deltas.append(entry.delta)
-    loaded.key = key
-    forms = entries.fold(deltas)
-    loaded.forms_opened = copy.deepcopy(forms)
-    return forms
+    try:
+        return entries.fold(deltas)
+    except IntegrityError as exc:
+        exc.case_id = case_id
+        raise
+
+
+def record_at(repo: Core, case_id: str, commit: str, key: wrap.CaseKey) -> Record:
+    """A format-2 case as ``commit`` holds it: its open file and its entries there."""
+    found = repo.git.objects.lookup(commit, ids.record_path(case_id))
+    if found is None:
+        raise IntegrityError(f"no record of the case in commit {commit[:12]}", case_id=case_id)
+    data = repo.git.objects.read(found[1], limit=entries.AUDITOR_BLOB_LIMIT)[1]
+    open_fields = entries.parse_open_file(data, repo.schemas.open_fields)
+    found_entries = read_entries(repo, case_id, commit)
+    return Record(
+        open_fields, fold_entries(case_id, found_entries, key, int(open_fields["version"]))
+    )
 
 
 # -- writing -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from .. import crypto, ids, migrations, records, yamlio
 from ..config import Config
@@ -14,7 +15,7 @@ from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
 from ..merge import Renumbering, merge_cases
 from ..records import Record
-from . import unit
+from . import casekeys, unit
 from .core import Core
 from .setup import read_limited
 
@@ -76,6 +77,44 @@ def merge_record(
     mine = open_blob(repo, ours, identities, case_id, written_under).document(order)
     other = open_blob(repo, theirs, identities, case_id).document(order)
     old = open_blob(repo, base, identities, case_id, written_under).document(order) if base else {}
+    record = _merged(repo, case_id, old, mine, other, renumbering)
+    return unit.seal(repo, record, theirs_blob, today)
+
+
+def merge_entries(
+    repo: Core,
+    case_id: str,
+    base: str | None,
+    ours: str,
+    theirs: str,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+    renumbering: Renumbering | None = None,
+) -> dict[str, bytes]:
+    """`merge_record` for a case kept as sealed entries, from the commits that hold its
+    three versions: the merged record's files, one entry on theirs holding what the
+    merge changes there, sealed to the newest key the keyring holds."""
+    key = casekeys.open_key(repo, case_id, identities)
+    order = repo.schemas.field_order
+    other_record = casekeys.record_at(repo, case_id, theirs, key)
+    mine = casekeys.record_at(repo, case_id, ours, key).document(order)
+    old: dict[str, Any] = {}
+    if base is not None and repo.git.objects.lookup(base, ids.record_path(case_id)):
+        old = casekeys.record_at(repo, case_id, base, key).document(order)
+    record = _merged(repo, case_id, old, mine, other_record.document(order), renumbering)
+    unit.prepare(repo, record, today)
+    return casekeys.seal_files(repo.schemas, record, other_record.forms, key)
+
+
+def _merged(
+    repo: Core,
+    case_id: str,
+    old: dict[str, Any],
+    mine: dict[str, Any],
+    other: dict[str, Any],
+    renumbering: Renumbering | None,
+) -> Record:
+    """Two offices' versions of a case merged field by field, one version on theirs."""
     # A new plan supersedes the last and a new assignment ends the last: each is a
     # decision for the case, which only one office may make.
     decisions = [
@@ -90,7 +129,7 @@ def merge_record(
         {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
     )
     record.open["version"] = int(other["version"]) + 1
-    return unit.seal(repo, record, theirs_blob, today)
+    return record
 
 
 def recover(repo: Core) -> list[str]:
