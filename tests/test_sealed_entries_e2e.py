@@ -303,4 +303,3 @@ def test_two_of_three_custodians_recover_a_case_key_and_one_does_not(
     assert "Cmgit-Action: key-recovery" in log
     assert "Cmgit-Custodians: custodian-1 custodian-3" in log
     assert shown(programme, case_id, as_="cw-north-1")["case_id"] == case_id
-
