@@ -17,6 +17,7 @@ from cmgit.errors import CmgitError, NotARecipient
 from cmgit.keyring import ref, wrap
 
 from .conftest import CANARY, STAFF, Programme, form
+from .test_exchange import PRIMERO, write_sample
 
 MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
 LAYOUT = """format: 3
@@ -303,3 +304,24 @@ def test_two_of_three_custodians_recover_a_case_key_and_one_does_not(
     assert "Cmgit-Action: key-recovery" in log
     assert "Cmgit-Custodians: custodian-1 custodian-3" in log
     assert shown(programme, case_id, as_="cw-north-1")["case_id"] == case_id
+
+
+def test_an_import_in_format_2_gives_each_case_a_key_and_one_entry(
+    programme: Programme,
+) -> None:
+    to_sealed_entries(programme)
+    source = programme.work / "primero.csv"
+    write_sample(source, 12, 50)
+    done = programme.cli("import", str(source), "--map", str(PRIMERO), "--json", as_="pm-001")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["imported"] == 12
+    imported = programme.repo().case_ids()
+    assert len(imported) == 12
+    assert "Cmgit-Count: 12" in programme.git("log", "-1", "--format=%B")
+    repo = programme.repo()
+    for case_id in imported:
+        assert [p.rpartition("/")[2] for p in entry_files(programme, case_id)] == ["1.age"]
+        assert set(ref.read_case(repo.git, case_id)) == {"staff.age"}
+    doc = shown(programme, imported[0])
+    assert CANARY in json.dumps(doc)
+    assert programme.git("status", "--porcelain") == ""

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import crypto, events, exchange, ids, pool, workflow, yamlio
 from ..errors import CmgitError, NotARecipient, Refused, SchemaError, UsageError
 from ..guards import KEY_WORKER, to_date
+from ..keyring.wrap import new_case_key
 from ..records import Record
 from ..registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Staff
-from . import bulk, unit
+from . import bulk, casekeys, unit
 from .core import Committed, Core
 
 SOURCE = "Cmgit-Source"
@@ -108,24 +109,32 @@ def import_cases(
     case_ids = _new_case_ids(repo, len(cells))
     job = _Job(repo, mapping, cells, case_ids, today, not dry_run, _id_fields(repo))
     files: dict[str, bytes | None] = {}
+    keyring: dict[str, Mapping[str, bytes] | None] = {}
     for number, outcome in enumerate(_in_pool(job), 1):
         if isinstance(outcome, list):
             report.problems.extend(f"row {number}: {problem}" for problem in outcome)
             continue
-        report.case_ids.append(case_ids[number - 1])
-        files[ids.record_path(case_ids[number - 1])] = outcome
+        case_id = case_ids[number - 1]
+        report.case_ids.append(case_id)
+        files.update(outcome[0])
+        if outcome[1] is not None:
+            keyring[case_id] = outcome[1]
     report.problems.sort(key=lambda p: int(p.split(":", 1)[0][4:]))
     if dry_run or not files:
         return report
+    count = len(report.case_ids)
     with unit.change(repo, list(files)) as parent:
+        if keyring:
+            # The keys first: cases committed without them could be read by no one.
+            casekeys.write_keyring(repo, keyring, actor)
         report.commit = unit.commit(
             repo,
             files,
-            f"import: {len(files)} cases",
+            f"import: {count} cases",
             [
                 ("Cmgit-Action", "import"),
                 (SOURCE, digest),
-                (COUNT, str(len(files))),
+                (COUNT, str(count)),
                 ("Cmgit-Date", today.isoformat()),
             ],
             actor,
@@ -234,7 +243,12 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _in_pool(job: _Job) -> list[bytes | list[str]]:
+# What a row makes: the files of its case and, in format 2, its key's keyring files; or
+# its problems (each "field: what is wrong").
+Made = tuple[dict[str, bytes], dict[str, bytes] | None] | list[str]
+
+
+def _in_pool(job: _Job) -> list[Made]:
     """Each row mapped, checked and (unless a dry run) sealed into its record file, its
     blob written, on every core; a row's problems in place of its file."""
     from . import POOL_FROM
@@ -246,10 +260,10 @@ def _in_pool(job: _Job) -> list[bytes | list[str]]:
     try:
         with job.repo.progress.task("Importing cases", count) as advance:
             if count < POOL_FROM or pool.workers() < 2:
-                parts: Iterator[list[bytes | list[str]]] = map(_run_chunk, chunks)
+                parts: Iterator[list[Made]] = map(_run_chunk, chunks)
             else:
                 parts = pool.fork_map(_run_chunk, chunks, _own_reader)
-            out: list[bytes | list[str]] = []
+            out: list[Made] = []
             for part in parts:
                 out.extend(part)
                 advance(len(part))
@@ -263,13 +277,13 @@ def _own_reader() -> None:
     _JOB.repo.git.forget_reader()
 
 
-def _run_chunk(indexes: list[int]) -> list[bytes | list[str]]:
+def _run_chunk(indexes: list[int]) -> list[Made]:
     assert _JOB is not None
     return [_one(_JOB, index) for index in indexes]
 
 
-def _one(job: _Job, index: int) -> bytes | list[str]:
-    """One row: its record file, or its problems (each "field: what is wrong")."""
+def _one(job: _Job, index: int) -> Made:
+    """One row: what it makes, or its problems."""
     repo = job.repo
     row = exchange.map_row(
         index + 1,
@@ -286,14 +300,26 @@ def _one(job: _Job, index: int) -> bytes | list[str]:
     try:
         if not job.seal:
             unit.prepare(repo, record, job.today)
-            return b""
+            return {}, None
         # The configuration in force was checked once, by import_cases.
-        data = unit.seal(repo, record, None, job.today, trusted=True)
+        if casekeys.repository_in_layout(repo):
+            unit.prepare(repo, record, job.today)
+            key = new_case_key(record.case_id)
+            made = casekeys.seal_files(repo.schemas, record, {}, key)
+            wrapped: dict[str, bytes] | None = casekeys.wrapped(repo, key, record.open)
+        else:
+            made = {
+                ids.record_path(record.case_id): unit.seal(
+                    repo, record, None, job.today, trusted=True
+                )
+            }
+            wrapped = None
     except SchemaError as exc:
         return [p.removeprefix("at ") for p in exc.problems or [exc.message]]
-    # Written here, on the worker's core: the commit finds the object written.
-    repo.git.hash_blob(data)
-    return data
+    # Written here, on the worker's core: the commit finds the objects written.
+    for data in made.values():
+        repo.git.hash_blob(data)
+    return made, wrapped
 
 
 # -- export and disclosure -----------------------------------------------------------------
