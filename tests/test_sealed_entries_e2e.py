@@ -325,3 +325,28 @@ def test_an_import_in_format_2_gives_each_case_a_key_and_one_entry(
     doc = shown(programme, imported[0])
     assert CANARY in json.dumps(doc)
     assert programme.git("status", "--porcelain") == ""
+
+
+def test_a_supervisor_leaving_rewraps_keys_and_reseals_no_record(
+    before_and_after: tuple[Programme, str, dict[str, object]],
+) -> None:
+    programme, case_id, _ = before_and_after
+    repo = programme.repo()
+    before = wrap.unwrap(ref.read_case(repo.git, case_id), case_id, programme.identities("pm-001"))
+    head = programme.git("rev-parse", "HEAD").strip()
+    left = programme.cli("staff", "deactivate", "sv-north", as_="pm-001")
+    assert left.exit_code == 0, left.output
+    changed = programme.git("diff", "--name-only", head, "HEAD").split()
+    assert changed == ["staff.yaml"]
+    repo = programme.repo()
+    files = ref.read_case(repo.git, case_id)
+    after = wrap.unwrap(files, case_id, programme.identities("pm-001"))
+    assert after.secrets[:1] == before.secrets and len(after.secrets) == 2
+    with pytest.raises(NotARecipient):
+        wrap.unwrap(files, case_id, programme.identities("sv-north"))
+    record_note(programme, case_id, f"{CANARY} after the supervisor left")
+    newest = (programme.root / entry_files(programme, case_id)[-1]).read_bytes()
+    assert crypto.inspect_binary(newest).stanza_count == 1
+    with pytest.raises(NotARecipient):
+        crypto.open_binary(newest, before.identities())
+    assert crypto.open_binary(newest, after.identities())
