@@ -3,9 +3,9 @@ keyring that wraps that key to the case's readers (docs/design/record-format-2.m
 
 A record at or above the format of the migration that says `layout: 2` keeps its open
 fields alone in its record file and its forms as sealed entries under ``sealed/``, one
-per version that changed them. Reading folds the entries in version order; writing seals the delta from
-the forms as they were opened to the forms as they are now, so a commit adds what
-changed and nothing else. Who can read a case is decided by the keyring, not by the
+per version that changed them. Reading folds the entries in version order; writing
+seals the delta from the forms as they were opened to the forms as they are now, so a
+commit adds what changed and nothing else. Who can read a case is decided by the keyring, not by the
 entries: a reassignment re-wraps one small key instead of re-sealing the record.
 """
 
