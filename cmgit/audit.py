@@ -233,10 +233,20 @@ class Deferred(NamedTuple):
     situation: Situation  # all but the caseloads
 
 
+class AddedEntry(NamedTuple):
+    """A sealed entry a commit added: judged where the walk's results come back in order
+    and every entry added before it is known (`EntryCopies`)."""
+
+    commit: str
+    oid: str
+    case_id: str
+    version: int
+
+
 # What the walk learns of caseloads, commit by commit, in order: the key caseworker of a
 # changed case (None: not in a caseload state), a commit whose configuration counts other
-# states (read again), or a check to judge.
-CaseloadEvent = tuple[str, str | None] | str | Deferred
+# states (read again), or a check to judge; and the sealed entries added.
+CaseloadEvent = tuple[str, str | None] | str | Deferred | AddedEntry
 # Of a batch: commits checked, those whose actor is not proven, what was found, the
 # objects found damaged or missing, the decisions listed, the caseload events, and the
 # sealed entries added that the clone does not hold.
@@ -278,6 +288,8 @@ class OpenCases:
                     yield Violation(event.commit, "guard", event.detail)
             elif isinstance(event, str):
                 self.holders = None  # the states that count changed
+            elif isinstance(event, AddedEntry):
+                continue  # judged by EntryCopies
             elif self.holders is not None:
                 self._set(*event)
 
@@ -310,6 +322,39 @@ class OpenCases:
         if held is not None:
             counts[held] -= 1
         return counts
+
+
+class EntryCopies:
+    """Every sealed entry is sealed anew, with a file key of its own: two entries never
+    share a blob. One that does is a copy (of another case's entry, or of one a purge
+    removed), which no keyless reader could otherwise tell from the real thing.
+
+    The blobs of the entries added are kept as the walk's results come back in order; a
+    walk that starts from a verified commit first lists the entries there (one
+    `ls-tree` of blob ids, when it meets its first entry)."""
+
+    def __init__(self, git: Git, start: str | None):
+        self.git = git
+        self.start = start
+        self.seen: set[str] | None = set() if start is None else None  # None: to be read
+
+    def judge(self, events: Sequence[CaseloadEvent]) -> Iterator[Violation]:
+        for event in events:
+            if not isinstance(event, AddedEntry):
+                continue
+            if self.seen is None:
+                assert self.start is not None
+                listed = self.git.text(
+                    "ls-tree", "-r", "--object-only", self.start, "--", entries.SEALED_DIR
+                )
+                self.seen = set(listed.split())
+            if event.oid in self.seen:
+                yield Violation(
+                    event.commit,
+                    "sealed",
+                    f"{event.case_id}: entry {event.version} is a copy of another entry",
+                )
+            self.seen.add(event.oid)
 
 
 _OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -695,6 +740,7 @@ class Auditor:
         self._until = report.head
         damaged: list[str] = []
         open_cases = OpenCases(self.git, self.config, empty=start is None)
+        copies = EntryCopies(self.git, start)
         for checked, unproven, found, broken, decided, caseloads, unchecked in self._check_all(
             self.commits(start, report.head, progress)
         ):
@@ -703,6 +749,7 @@ class Auditor:
             report.unproven += unproven
             report.violations += found
             report.violations += open_cases.judge(caseloads)
+            report.violations += copies.judge(caseloads)
             report.decisions += decided
             damaged += broken
         # Each object the walk brought in was hashed as it was read: what `git fsck` would
@@ -1147,6 +1194,7 @@ class Auditor:
                 yield "sealed", f"{case_id}: entry {version} changed; an entry is written once"
                 continue
             added[case_id] += 1
+            self._pending.append(AddedEntry(commit.oid, change.new, case_id, version))
             if added[case_id] == 2:
                 yield "sealed", f"{case_id}: more than one entry added in one commit"
             if change.new_mode not in BLOB_MODES:

@@ -1,0 +1,289 @@
+"""`cmgit audit` and the central repository's hook judge record format 2 without a key:
+open files, sealed entries added once with their record's version and never changed,
+the erasure of a case by two programme managers after its retention, key recovery (#17).
+
+Real repositories and real age keys; each tampering is a commit a malicious insider
+could push, flagged by audit and refused by the hook with the same rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cmgit import crypto, entries, ids
+from cmgit.trail import FORMAT_TRAILER, MESSAGE_FORM
+
+from .conftest import TODAY, Programme
+from .test_audit import audit, forge, rules
+from .test_hooks import run_git
+from .test_sealed_entries_e2e import record_note, second_manager, to_sealed_entries
+
+LATER = "2026-06-01"  # past the one month of retention of a case the walk closed
+
+
+@dataclass
+class Sealed:
+    """A programme in record format 2 with a central repository running the hook."""
+
+    programme: Programme
+    central: Path
+    custodians: list[Path]
+
+    def cli(self, *args: str, as_: str = "pm-001", today: str = TODAY) -> None:
+        made = self.programme.cli(*args, as_=as_, today=today)
+        assert made.exit_code == 0, made.output
+
+    def push(self) -> tuple[int, str]:
+        pushed = run_git(self.programme.root, "push", "-q", "origin", "main")
+        return pushed.returncode, pushed.stderr
+
+    def entry(self, case_id: str, version: int) -> bytes:
+        return (self.programme.root / entries.entry_path(case_id, version)).read_bytes()
+
+    def version(self, case_id: str) -> int:
+        text = (self.programme.root / ids.record_path(case_id)).read_text()
+        return int(text.split("\nversion: ", 1)[1].split("\n", 1)[0])
+
+    def bumped(self, case_id: str) -> tuple[int, dict[str, bytes | None]]:
+        """The case's next version and its open file at that version."""
+        path = self.programme.root / ids.record_path(case_id)
+        version = self.version(case_id)
+        text = path.read_text().replace(f"\nversion: {version}\n", f"\nversion: {version + 1}\n")
+        return version + 1, {ids.record_path(case_id): text.encode()}
+
+
+@pytest.fixture
+def sealed(programme: Programme, tmp_path: Path) -> Sealed:
+    root = programme.root
+    central = tmp_path / "central.git"
+    assert run_git(tmp_path, "clone", "-q", "--bare", str(root), str(central)).returncode == 0
+    hooked = programme.cli(
+        "-C", str(central), "hooks", "install", "--server", "--allow-unsigned", as_=None
+    )
+    assert hooked.exit_code == 0, hooked.output
+    run_git(root, "remote", "add", "origin", str(central))
+    files = []
+    for n in range(1, 4):
+        secret, recipient = crypto.generate_identity()
+        files.append(tmp_path / f"custodian-{n}.txt")
+        crypto.write_identity_file(files[-1], secret, recipient)
+    recipients = ",".join(crypto.load_identities(f)[0].recipient for f in files)
+    state = Sealed(programme, central, files)
+    state.cli("settings", "set", "recovery_recipients", f"[{recipients}]")
+    state.cli("settings", "set", "retention_period_months", "1")
+    second_manager(programme)
+    to_sealed_entries(programme)
+    return state
+
+
+def record_trailers(case_id: str, version: int, actor: str = "cw-north-1") -> list[tuple[str, str]]:
+    return [
+        ("Cmgit-Case", case_id),
+        ("Cmgit-Action", "record"),
+        ("Cmgit-Form", "note"),
+        ("Cmgit-Version", str(version)),
+        ("Cmgit-Date", TODAY),
+        ("Cmgit-Actor", actor),
+        ("Cmgit-Role", "caseworker"),
+        (FORMAT_TRAILER, MESSAGE_FORM),
+    ]
+
+
+def flagged_and_refused(
+    state: Sealed, files: dict[str, bytes | None], trailers: list[tuple[str, str]], rule: str
+) -> None:
+    """A forged commit of ``files``: audit flags it with ``rule`` and the central
+    repository refuses it with the same rule; then it is taken back."""
+    actor = dict(trailers)["Cmgit-Actor"]
+    forge(state.programme, files, "forged", trailers, actor)
+    code, report = audit(state.programme)
+    assert code == 6 and rule in rules(report), report["violations"]
+    refused, stderr = state.push()
+    assert refused != 0 and f" {rule}: " in stderr, stderr
+    run_git(state.programme.root, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_a_format_2_programme_audits_clean_and_lands_on_the_central(sealed: Sealed) -> None:
+    programme = sealed.programme
+    case_id = programme.new_case()
+    record_note(programme, case_id, "a visit")
+    sealed.cli("assign", case_id, "cw-north-2", "--reason", "caseload_balancing", as_="sv-north")
+    closed = programme.walk("closed_no_concern")
+    for who in ("pm-001", "pm-002"):
+        sealed.cli("purge", closed, "--reason", "retention_ended", as_=who, today=LATER)
+    custodians = [str(path) for path in sealed.custodians[:2]]
+    sealed.cli("recover-key", case_id, "--custodian", custodians[0], "--custodian", custodians[1])
+    code, report = audit(programme, "--full")
+    assert code == 0 and report["ok"], report["violations"]
+    assert report["sealed_entries_unchecked"] == 0
+    actions = programme.git("log", "--format=%(trailers:key=Cmgit-Action,valueonly)")
+    assert {"new", "record", "move", "assign", "purge-proposed", "purge", "key-recovery"} <= set(
+        actions.split()
+    )
+    pushed, stderr = sealed.push()
+    assert pushed == 0, stderr
+
+
+@pytest.fixture
+def two_cases(sealed: Sealed) -> tuple[Sealed, str, str]:
+    case_id = sealed.programme.new_case()
+    record_note(sealed.programme, case_id, "a visit")
+    other = sealed.programme.new_case()
+    assert sealed.push()[0] == 0
+    return sealed, case_id, other
+
+
+def test_an_entry_changed_is_flagged_and_refused(two_cases: tuple[Sealed, str, str]) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    changed = {entries.entry_path(case_id, 1): state.entry(case_id, 2)}
+    flagged_and_refused(state, {**record, **changed}, record_trailers(case_id, version), "sealed")
+
+
+def test_an_entry_deleted_is_flagged_and_refused(two_cases: tuple[Sealed, str, str]) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    gone: dict[str, bytes | None] = {entries.entry_path(case_id, 1): None}
+    flagged_and_refused(state, {**record, **gone}, record_trailers(case_id, version), "sealed")
+
+
+def test_an_entry_renamed_to_another_version_is_flagged_and_refused(
+    two_cases: tuple[Sealed, str, str],
+) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    moved = {
+        entries.entry_path(case_id, 2): None,
+        entries.entry_path(case_id, version): state.entry(case_id, 2),
+    }
+    flagged_and_refused(state, {**record, **moved}, record_trailers(case_id, version), "sealed")
+
+
+def test_an_entry_copied_from_another_case_is_flagged_and_refused(
+    two_cases: tuple[Sealed, str, str],
+) -> None:
+    """Nothing but the blob tells a copy: named and versioned as the real thing."""
+    state, case_id, other = two_cases
+    version, record = state.bumped(case_id)
+    copied = {entries.entry_path(case_id, version): state.entry(other, 1)}
+    flagged_and_refused(state, {**record, **copied}, record_trailers(case_id, version), "sealed")
+    # From a verified commit on, the entries before it are listed, and still compared.
+    assert audit(state.programme)[0] == 0
+    flagged_and_refused(state, {**record, **copied}, record_trailers(case_id, version), "sealed")
+
+
+def small(recipient: str) -> bytes:
+    return crypto.seal_file(b"x" * 100, [recipient])
+
+
+def armored(recipient: str) -> bytes:
+    return crypto.seal(b"x" * 2000, [recipient]).encode()
+
+
+def two_stanzas(recipient: str) -> bytes:
+    return crypto.seal_file(b"x" * 2000, [recipient, crypto.generate_identity()[1]])
+
+
+@pytest.mark.parametrize("make", [small, armored, two_stanzas])
+def test_an_entry_not_as_cmgit_seals_one_is_flagged_and_refused(
+    two_cases: tuple[Sealed, str, str], make: Callable[[str], bytes]
+) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    recipient = crypto.generate_identity()[1]
+    added = {entries.entry_path(case_id, version): make(recipient)}
+    flagged_and_refused(state, {**record, **added}, record_trailers(case_id, version), "sealed")
+
+
+def test_a_file_of_another_name_under_sealed_is_flagged_and_refused(
+    two_cases: tuple[Sealed, str, str],
+) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    folder = entries.entries_dir(case_id)
+    added = {f"{folder}/notes.age": state.entry(case_id, 2)}
+    flagged_and_refused(state, {**record, **added}, record_trailers(case_id, version), "sealed")
+
+
+def test_a_second_entry_in_one_commit_is_flagged(two_cases: tuple[Sealed, str, str]) -> None:
+    state, case_id, _ = two_cases
+    version, record = state.bumped(case_id)
+    recipient = crypto.generate_identity()[1]
+    added = {
+        entries.entry_path(case_id, version): crypto.seal_file(b"x" * 2000, [recipient]),
+        entries.entry_path(case_id, version + 1): crypto.seal_file(b"y" * 2000, [recipient]),
+    }
+    forge(
+        state.programme,
+        {**record, **added},
+        "forged",
+        record_trailers(case_id, version),
+        "cw-north-1",
+    )
+    code, report = audit(state.programme)
+    details = [v["detail"] for v in report["violations"] if v["rule"] == "sealed"]
+    assert code == 6 and any("more than one entry" in d for d in details), details
+
+
+@pytest.fixture
+def proposed(sealed: Sealed) -> tuple[Sealed, str]:
+    """A closed case whose erasure pm-001 proposed."""
+    closed = sealed.programme.walk("closed_no_concern")
+    sealed.cli("purge", closed, "--reason", "retention_ended", today=LATER)
+    assert sealed.push()[0] == 0
+    return sealed, closed
+
+
+def purge_commit(
+    state: Sealed, case_id: str, actor: str, day: str
+) -> tuple[dict[str, bytes | None], list[tuple[str, str]]]:
+    version, record = state.bumped(case_id)
+    folder = entries.entries_dir(case_id)
+    gone: dict[str, bytes | None] = {
+        path: None for path in state.programme.git("ls-files", folder).split()
+    }
+    assert gone
+    event = state.programme.git("log", "-1", "--format=%(trailers:key=Cmgit-Event,valueonly)")
+    trailers = [
+        ("Cmgit-Case", case_id),
+        ("Cmgit-Action", "purge"),
+        ("Cmgit-Event", event.strip()),
+        ("Cmgit-Reason", "retention_ended"),
+        ("Cmgit-Proposer", "pm-001"),
+        ("Cmgit-Version", str(version)),
+        ("Cmgit-Date", day),
+        ("Cmgit-Actor", actor),
+        ("Cmgit-Role", "programme_manager"),
+        (FORMAT_TRAILER, MESSAGE_FORM),
+    ]
+    return {**record, **gone}, trailers
+
+
+def test_a_purge_by_its_own_proposer_is_flagged_and_refused(
+    proposed: tuple[Sealed, str],
+) -> None:
+    state, case_id = proposed
+    files, trailers = purge_commit(state, case_id, "pm-001", LATER)
+    flagged_and_refused(state, files, trailers, "four-eyes")
+
+
+def test_a_purge_before_the_retention_ends_is_flagged_and_refused(
+    proposed: tuple[Sealed, str],
+) -> None:
+    state, case_id = proposed
+    text = (state.programme.root / ids.record_path(case_id)).read_text()
+    closed_on = text.split("\nclosed_on: ", 1)[1].split("\n", 1)[0].strip("'\"")
+    files, trailers = purge_commit(state, case_id, "pm-002", closed_on)
+    flagged_and_refused(state, files, trailers, "retention")
+
+
+def test_a_purge_by_a_second_manager_passes(proposed: tuple[Sealed, str]) -> None:
+    """The forged purges above differ from this one in the one thing each tests."""
+    state, case_id = proposed
+    files, trailers = purge_commit(state, case_id, "pm-002", LATER)
+    forge(state.programme, files, f"{case_id}: purge", trailers, "pm-002")
+    code, report = audit(state.programme)
+    assert code == 0, report["violations"]
