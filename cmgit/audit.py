@@ -2005,6 +2005,7 @@ def audit_repository(
     """`cmgit audit` of the repository around ``where``: the commits after ``since`` (any
     revision git names), else after the last verified commit if ``remembered``, else all."""
     git = Git.discover(where, bare=True)  # a central repository is audited in place
+    git.offline = True  # an auditor's clone lacks the sealed entries: never fetch them
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
     return Auditor(git).run(start, remembered=remembered, progress=progress)
 

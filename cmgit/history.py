@@ -288,6 +288,20 @@ class Git:
             line.split()[-1] == "true" for line in promisors.splitlines()
         )
 
+    def blobs_written(self, rev: str) -> Iterator[tuple[str, str]]:
+        """Every blob the history up to ``rev`` wrote, with its path, commit by commit
+        (a blob written at several paths or times comes once for each)."""
+        pieces = self.stream(
+            "log", "--raw", "-z", "--no-renames", "--no-abbrev", "--format=", rev, separator=b"\0"
+        )
+        for piece in pieces:
+            fields = piece.decode("ascii", "replace").lstrip("\n:").split()
+            if len(fields) < 5:
+                continue
+            path = next(pieces, b"").decode("utf-8", "surrogateescape")
+            if fields[1] in BLOB_MODES and fields[3] != "0" * 40:
+                yield fields[3], path
+
     def missing_objects(self, *revs: str) -> frozenset[str]:
         """The objects ``revs`` reach that this clone lacks (a partial clone's promised
         ones): `rev-list --missing=print` lists them and never fetches one."""
