@@ -1556,8 +1556,9 @@ def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
 @hooks.command("pre-commit", hidden=True)
 @pass_state
 def hooks_pre_commit(state: State) -> None:
-    """Refuse a git commit that changes records/ (cmgit never runs git commit), adds a
-    path outside the layout, or adds one that holds a case's name, place or contact."""
+    """Refuse a git commit that changes records/ or sealed/ (cmgit never runs git commit),
+    adds a path outside the layout, or adds one that holds a case's name, place or
+    contact."""
     from . import hooks as hook_module
     from .history import Git
 
@@ -1566,7 +1567,7 @@ def hooks_pre_commit(state: State) -> None:
     if staged:
         click.echo(
             "Error: records change only through cmgit commands; this commit touches "
-            f"{len(staged)} record file(s) (unstage them: git restore --staged records)",
+            f"{len(staged)} record file(s) (unstage them with git restore --staged)",
             err=True,
         )
         raise click.exceptions.Exit(1)

@@ -38,6 +38,7 @@ from .config import (
     STAFF_FILE,
     read_config,
 )
+from .entries import SEALED_DIR
 from .errors import CmgitError, NotACaseRepository, Refused, RepositoryError, UsageError
 from .history import ZERO_OID, Git
 from .progress import SILENT, Progress
@@ -159,8 +160,9 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
 
 
 def pre_commit(git: Git) -> list[str]:
-    """Paths under records/ staged for a commit that cmgit is not making."""
-    out = git.run("diff", "--cached", "--name-only", "-z", "--", ids.RECORDS_DIR)
+    """Paths under records/ and sealed/ (a case's entries, format 2) staged for a commit
+    that cmgit is not making."""
+    out = git.run("diff", "--cached", "--name-only", "-z", "--", ids.RECORDS_DIR, SEALED_DIR)
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
 
 

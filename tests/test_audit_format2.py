@@ -287,3 +287,47 @@ def test_a_purge_by_a_second_manager_passes(proposed: tuple[Sealed, str]) -> Non
     forge(state.programme, files, f"{case_id}: purge", trailers, "pm-002")
     code, report = audit(state.programme)
     assert code == 0, report["violations"]
+
+
+def key_event(
+    state: Sealed, case_id: str, action: str, actor: str, role: str, **extra: str
+) -> tuple[dict[str, bytes | None], list[tuple[str, str]]]:
+    version, record = state.bumped(case_id)
+    prefix = {"purge-proposed": "purge-", "key-recovery": "recovery-"}[action]
+    trailers = [
+        ("Cmgit-Case", case_id),
+        ("Cmgit-Action", action),
+        ("Cmgit-Event", f"{prefix}0123ABCD"),
+        *extra.items(),
+        ("Cmgit-Version", str(version)),
+        ("Cmgit-Date", TODAY),
+        ("Cmgit-Actor", actor),
+        ("Cmgit-Role", role),
+        (FORMAT_TRAILER, MESSAGE_FORM),
+    ]
+    return record, trailers
+
+
+def test_key_events_by_a_programme_manager_pass_and_others_are_flagged(
+    two_cases: tuple[Sealed, str, str],
+) -> None:
+    state, case_id, _ = two_cases
+    custodians = {"Cmgit-Custodians": "custodian-1 custodian-3"}
+    files, trailers = key_event(
+        state, case_id, "key-recovery", "pm-001", "programme_manager", **custodians
+    )
+    forge(state.programme, files, f"{case_id}: key-recovery", trailers, "pm-001")
+    assert audit(state.programme)[0] == 0
+    run_git(state.programme.root, "reset", "-q", "--hard", "HEAD~1")
+    wrong = {"Cmgit-Custodians": "custodian-1 custodian-9"}
+    files, trailers = key_event(
+        state, case_id, "key-recovery", "pm-001", "programme_manager", **wrong
+    )
+    flagged_and_refused(state, files, trailers, "message")
+    files, trailers = key_event(state, case_id, "purge-proposed", "sv-north", "supervisor")
+    flagged_and_refused(state, files, trailers, "scope")
+    files, trailers = key_event(state, case_id, "purge-proposed", "pm-001", "programme_manager")
+    path = ids.record_path(case_id)
+    assert b"\ncaseworker: cw-north-1\n" in (files[path] or b"")
+    files[path] = files[path].replace(b"caseworker: cw-north-1", b"caseworker: cw-north-2")  # type: ignore[union-attr]
+    flagged_and_refused(state, files, trailers, "transition")
