@@ -136,30 +136,42 @@ def two_cases(sealed: Sealed) -> tuple[Sealed, str, str]:
     return sealed, case_id, other
 
 
+EntryFiles = dict[str, bytes | None]
+
+
+def forged_record(state: Sealed, case_id: str, make: Callable[[int], EntryFiles]) -> None:
+    """A `record` of the case forged one version on, with the entry files ``make`` gives
+    for that version: flagged by audit and refused by the hook with rule `sealed`."""
+    version, record = state.bumped(case_id)
+    files = {**record, **make(version)}
+    flagged_and_refused(state, files, record_trailers(case_id, version), "sealed")
+
+
 def test_an_entry_changed_is_flagged_and_refused(two_cases: tuple[Sealed, str, str]) -> None:
     state, case_id, _ = two_cases
-    version, record = state.bumped(case_id)
-    changed = {entries.entry_path(case_id, 1): state.entry(case_id, 2)}
-    flagged_and_refused(state, {**record, **changed}, record_trailers(case_id, version), "sealed")
+    forged_record(
+        state, case_id, lambda _: {entries.entry_path(case_id, 1): state.entry(case_id, 2)}
+    )
 
 
 def test_an_entry_deleted_is_flagged_and_refused(two_cases: tuple[Sealed, str, str]) -> None:
     state, case_id, _ = two_cases
-    version, record = state.bumped(case_id)
-    gone: dict[str, bytes | None] = {entries.entry_path(case_id, 1): None}
-    flagged_and_refused(state, {**record, **gone}, record_trailers(case_id, version), "sealed")
+    forged_record(state, case_id, lambda _: {entries.entry_path(case_id, 1): None})
 
 
 def test_an_entry_renamed_to_another_version_is_flagged_and_refused(
     two_cases: tuple[Sealed, str, str],
 ) -> None:
     state, case_id, _ = two_cases
-    version, record = state.bumped(case_id)
-    moved = {
-        entries.entry_path(case_id, 2): None,
-        entries.entry_path(case_id, version): state.entry(case_id, 2),
-    }
-    flagged_and_refused(state, {**record, **moved}, record_trailers(case_id, version), "sealed")
+    renamed = state.entry(case_id, 2)
+    forged_record(
+        state,
+        case_id,
+        lambda version: {
+            entries.entry_path(case_id, 2): None,
+            entries.entry_path(case_id, version): renamed,
+        },
+    )
 
 
 def test_an_entry_copied_from_another_case_is_flagged_and_refused(
@@ -167,12 +179,11 @@ def test_an_entry_copied_from_another_case_is_flagged_and_refused(
 ) -> None:
     """Nothing but the blob tells a copy: named and versioned as the real thing."""
     state, case_id, other = two_cases
-    version, record = state.bumped(case_id)
-    copied = {entries.entry_path(case_id, version): state.entry(other, 1)}
-    flagged_and_refused(state, {**record, **copied}, record_trailers(case_id, version), "sealed")
+    theirs = state.entry(other, 1)
+    forged_record(state, case_id, lambda version: {entries.entry_path(case_id, version): theirs})
     # From a verified commit on, the entries before it are listed, and still compared.
     assert audit(state.programme)[0] == 0
-    flagged_and_refused(state, {**record, **copied}, record_trailers(case_id, version), "sealed")
+    forged_record(state, case_id, lambda version: {entries.entry_path(case_id, version): theirs})
 
 
 def small(recipient: str) -> bytes:
@@ -192,20 +203,16 @@ def test_an_entry_not_as_cmgit_seals_one_is_flagged_and_refused(
     two_cases: tuple[Sealed, str, str], make: Callable[[str], bytes]
 ) -> None:
     state, case_id, _ = two_cases
-    version, record = state.bumped(case_id)
-    recipient = crypto.generate_identity()[1]
-    added = {entries.entry_path(case_id, version): make(recipient)}
-    flagged_and_refused(state, {**record, **added}, record_trailers(case_id, version), "sealed")
+    sealed = make(crypto.generate_identity()[1])
+    forged_record(state, case_id, lambda version: {entries.entry_path(case_id, version): sealed})
 
 
 def test_a_file_of_another_name_under_sealed_is_flagged_and_refused(
     two_cases: tuple[Sealed, str, str],
 ) -> None:
     state, case_id, _ = two_cases
-    version, record = state.bumped(case_id)
-    folder = entries.entries_dir(case_id)
-    added = {f"{folder}/notes.age": state.entry(case_id, 2)}
-    flagged_and_refused(state, {**record, **added}, record_trailers(case_id, version), "sealed")
+    notes = f"{entries.entries_dir(case_id)}/notes.age"
+    forged_record(state, case_id, lambda _: {notes: state.entry(case_id, 2)})
 
 
 def test_a_second_entry_in_one_commit_is_flagged(two_cases: tuple[Sealed, str, str]) -> None:
