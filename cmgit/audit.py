@@ -688,6 +688,12 @@ class Auditor:
         except GitFailed:
             # A damaged object can stop the walk itself: name what git finds broken.
             damaged = self.git.fsck()
+            if not damaged and self._missing:
+                # git fsck takes what a partial clone's remote promises for no damage.
+                raise RepositoryError(
+                    "this clone lacks files the audit reads, and the audit fetches nothing",
+                    hint="make the auditor's clone again: cmgit clone --auditor URL DIR",
+                ) from None
             if not damaged:
                 raise
             report = Report(head=until)
@@ -1105,6 +1111,9 @@ class Auditor:
                 yield "record", f"{case_id}: not a regular file (link or submodule)"
                 continue
             order = after.schemas.open_fields
+            if change.new in self._missing:  # every open file is below the clone's filter
+                yield "record", f"{case_id}: larger than an open file, and not in this clone"
+                continue
             parsed = self._record_file(case_id, self._read(change.new), after)
             if isinstance(parsed, str):
                 yield "record", parsed
@@ -1636,6 +1645,8 @@ class Auditor:
         case_id, action = str(old.get("case_id")), kind.action
         if actor.role != PROGRAMME_MANAGER:
             yield "scope", f"{case_id}: {action} by a {actor.role}: only a programme manager"
+        if not _sealed_layout(old, before):
+            yield "sealed", f"{case_id}: a {action} of a record not kept as sealed entries"
         if dict(new) != {**old, "version": new.get("version")}:
             yield "transition", f"{case_id}: a {action} changed open fields besides the version"
         if kind == events.KEY_RECOVERY:
