@@ -338,3 +338,30 @@ def test_key_events_by_a_programme_manager_pass_and_others_are_flagged(
     assert b"\ncaseworker: cw-north-1\n" in (files[path] or b"")
     files[path] = files[path].replace(b"caseworker: cw-north-1", b"caseworker: cw-north-2")  # type: ignore[union-attr]
     flagged_and_refused(state, files, trailers, "transition")
+
+
+def test_a_migration_to_sealed_entries_without_an_entry_is_flagged(programme: Programme) -> None:
+    """The migration that brings records to sealed entries adds one entry to each."""
+    case_id = programme.new_case()
+    to_sealed_entries(programme)
+    made = programme.git("show", "--name-only", "--format=", "HEAD").split()
+    message = programme.git("log", "-1", "--format=%B")
+    trailers = [
+        (key, value)
+        for key, _, value in (line.partition(": ") for line in message.splitlines()[2:])
+        if value
+    ]
+    entry = entries.entry_path(case_id, 2)
+    assert entry in made, made
+    files: dict[str, bytes | None] = {
+        path: (programme.root / path).read_bytes() for path in made if path != entry
+    }
+    run_git(programme.root, "reset", "-q", "--hard", "HEAD~1")
+    forge(programme, files, message.splitlines()[0], trailers, "pm-001")
+    code, report = audit(programme)
+    # Judged by the configuration it makes, the change fails: it is not in force, and
+    # audit says why.
+    details = [v["detail"] for v in report["violations"] if v["rule"] == "config"]
+    assert code == 6 and any(
+        "migration: 1 record(s) brought to sealed entries without an entry" in d for d in details
+    ), report["violations"]
