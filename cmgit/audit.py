@@ -688,12 +688,6 @@ class Auditor:
         except GitFailed:
             # A damaged object can stop the walk itself: name what git finds broken.
             damaged = self.git.fsck()
-            if not damaged and self._missing:
-                # git fsck takes what a partial clone's remote promises for no damage.
-                raise RepositoryError(
-                    "this clone lacks files the audit reads, and the audit fetches nothing",
-                    hint="make the auditor's clone again: cmgit clone --auditor URL DIR",
-                ) from None
             if not damaged:
                 raise
             report = Report(head=until)
@@ -723,20 +717,19 @@ class Auditor:
                     )
                 )
                 verified = None
-        if start is None:
-            incomplete = self.git.incomplete_history()
-            if incomplete:
-                # Its oldest commits are missing (or would be fetched while checking):
-                # a walk from the first commit would prove nothing.
-                raise RepositoryError(
-                    f"a {incomplete} clone cannot be audited from the first commit",
-                    hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
-                )
+        incomplete = self.git.incomplete_history()
+        if incomplete == "partial":
+            self._missing = self._only_entries_missing(start, report.head)
+        elif start is None and incomplete:
+            # Its oldest commits are missing: a walk from the first commit would prove
+            # nothing.
+            raise RepositoryError(
+                f"a {incomplete} clone cannot be audited from the first commit",
+                hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
+            )
         report.start = start
         if start is not None:
             self.trust_checkpoint(start)
-        if self.git.is_partial():
-            self._missing = self.git.missing_objects(report.head, *([f"^{start}"] if start else []))
         if self.report_indirection:
             report.violations += [
                 Violation(report.head, "indirection", d) for d in self.indirections()
@@ -775,6 +768,26 @@ class Auditor:
         if report.ok and until is None:
             report.state_saved = state.save(report.head, report.actors_proven)
         return report
+
+    def _only_entries_missing(self, start: str | None, head: str) -> frozenset[str]:
+        """The objects of the history to walk that a partial clone lacks, each of them a
+        sealed entry (an auditor's clone): audit checks what the clone holds and never
+        fetches. A clone that lacks anything else (records, configuration) cannot be
+        audited: a walk reading around the holes would prove nothing."""
+        missing = self.git.missing_objects(head, *([f"^{start}"] if start else []))
+        if not missing:
+            return missing
+        walked = f"{start}..{head}" if start else head
+        others = missing - {
+            oid for oid, path in self.git.blobs_written(walked) if path.startswith(SEALED)
+        }
+        if others:
+            raise RepositoryError(
+                f"this partial clone lacks {len(others)} file(s) of the history besides "
+                "sealed entries, and the audit fetches nothing",
+                hint="audit a full clone or an auditor's clone: cmgit clone --auditor URL DIR",
+            )
+        return missing
 
     def _requires(self, commit: str, parents: Sequence[str] = ()) -> bool:
         """Whether the configuration a commit with these parents is judged by (the

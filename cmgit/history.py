@@ -268,18 +268,10 @@ class Git:
         return Path(self.text("rev-parse", "--absolute-git-dir"))
 
     def incomplete_history(self) -> str | None:
-        """ "shallow" or "partial" for a clone that lacks part of its history, else None.
-        A partial clone that leaves out blobs only (an auditor's clone, whose filter is
-        ``blob:limit=N``) holds every commit and tree: its history is complete."""
+        """ "shallow" or "partial" for a clone that lacks part of its history, else None."""
         if self.text("rev-parse", "--is-shallow-repository") == "true":
             return "shallow"
-        if not self.is_partial():
-            return None
-        filters = self.text(
-            "config", "--get-regexp", r"^remote\..*\.partialclonefilter$", ok=(0, 1)
-        )
-        kinds = [line.split()[-1] for line in filters.splitlines()]
-        return None if kinds and all(kind.startswith("blob:") for kind in kinds) else "partial"
+        return "partial" if self.is_partial() else None
 
     def is_partial(self) -> bool:
         """Whether objects may be missing here, promised by a remote (a partial clone)."""
