@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from cmgit import crypto, entries, ids
+from cmgit.errors import GitFailed
+from cmgit.history import Git
 from cmgit.trail import FORMAT_TRAILER, MESSAGE_FORM
 
 from .conftest import TODAY, Programme
@@ -365,3 +367,26 @@ def test_a_migration_to_sealed_entries_without_an_entry_is_flagged(programme: Pr
     assert code == 6 and any(
         "migration: 1 record(s) brought to sealed entries without an entry" in d for d in details
     ), report["violations"]
+
+
+def test_an_offline_reader_never_fetches_what_a_partial_clone_lacks(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """What audit reads with: git 2.39 would fetch a missing object from the remote as
+    soon as anything read it; offline, the read fails and nothing is fetched."""
+    programme.new_case()  # a record of format 1: larger than the filter
+    programme.git("config", "uploadpack.allowFilter", "true")
+    clone = tmp_path / "partial"
+    url = f"file://{programme.root}"
+    made = run_git(
+        tmp_path, "clone", "-q", "--no-checkout", "--filter=blob:limit=1024", url, str(clone)
+    )
+    assert made.returncode == 0, made.stderr
+    missing = Git(clone).missing_objects("HEAD")
+    assert missing
+    oid = sorted(missing)[0]
+    with pytest.raises(GitFailed):
+        Git(clone, offline=True).read_blob(oid)
+    assert oid in Git(clone).missing_objects("HEAD")
+    Git(clone).read_blob(oid)  # an ordinary reader fetches it
+    assert oid not in Git(clone).missing_objects("HEAD")
