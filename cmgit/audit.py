@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, cast
 from . import (
     caches,
     crypto,
+    entries,
     events,
     exchange,
     ids,
@@ -37,6 +38,7 @@ from . import (
     packages,
     pool,
     records,
+    retention,
     signing,
     trail,
 )
@@ -67,6 +69,7 @@ from .history import (
     split_signature,
     write_atomic,
 )
+from .keyring import wrap
 from .progress import SILENT, Progress
 from .registry import AUDITOR, CASEWORKER, PROGRAMME_MANAGER, Registry
 from .trail import FORMAT_TRAILER, MESSAGE_FORM
@@ -74,6 +77,7 @@ from .workflow import PASS, STATE_HISTORY
 
 CASE_ACTIONS = ("new", "record", "edit", "move", "assign")
 RECORDS = ids.RECORDS_DIR + "/"
+SEALED = entries.SEALED_DIR + "/"
 BATCH = 1000  # commits read from git in one stream
 KEPT_CONFIGS = 8
 IDENTS = "%an <%ae>%x02%cn <%ce>"  # author and committer, compared by the signature check
@@ -186,6 +190,9 @@ class Report:
     verified_at: str | None = None  # when the remembered starting point was verified
     full_run_reason: str | None = None  # why a remembered starting point was not used
     state_saved: bool = False
+    # Sealed entries added in the commits checked that this clone does not hold (an
+    # auditor's clone leaves them out): their form could not be checked.
+    sealed_entries_unchecked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -226,13 +233,26 @@ class Deferred(NamedTuple):
     situation: Situation  # all but the caseloads
 
 
+class AddedEntry(NamedTuple):
+    """A sealed entry a commit added: judged where the walk's results come back in order
+    and every entry added before it is known (`EntryCopies`)."""
+
+    commit: str
+    oid: str
+    case_id: str
+    version: int
+
+
 # What the walk learns of caseloads, commit by commit, in order: the key caseworker of a
 # changed case (None: not in a caseload state), a commit whose configuration counts other
-# states (read again), or a check to judge.
-CaseloadEvent = tuple[str, str | None] | str | Deferred
+# states (read again), or a check to judge; and the sealed entries added.
+CaseloadEvent = tuple[str, str | None] | str | Deferred | AddedEntry
 # Of a batch: commits checked, those whose actor is not proven, what was found, the
-# objects found damaged or missing, the decisions listed, and the caseload events.
-Checked = tuple[int, int, list[Violation], list[str], list[dict[str, Any]], list[CaseloadEvent]]
+# objects found damaged or missing, the decisions listed, the caseload events, and the
+# sealed entries added that the clone does not hold.
+Checked = tuple[
+    int, int, list[Violation], list[str], list[dict[str, Any]], list[CaseloadEvent], int
+]
 
 
 class OpenCases:
@@ -268,6 +288,8 @@ class OpenCases:
                     yield Violation(event.commit, "guard", event.detail)
             elif isinstance(event, str):
                 self.holders = None  # the states that count changed
+            elif isinstance(event, AddedEntry):
+                continue  # judged by EntryCopies
             elif self.holders is not None:
                 self._set(*event)
 
@@ -300,6 +322,39 @@ class OpenCases:
         if held is not None:
             counts[held] -= 1
         return counts
+
+
+class EntryCopies:
+    """Every sealed entry is sealed anew, with a file key of its own: two entries never
+    share a blob. One that does is a copy (of another case's entry, or of one a purge
+    removed), which no keyless reader could otherwise tell from the real thing.
+
+    The blobs of the entries added are kept as the walk's results come back in order; a
+    walk that starts from a verified commit first lists the entries there (one
+    `ls-tree` of blob ids, when it meets its first entry)."""
+
+    def __init__(self, git: Git, start: str | None):
+        self.git = git
+        self.start = start
+        self.seen: set[str] | None = set() if start is None else None  # None: to be read
+
+    def judge(self, events: Sequence[CaseloadEvent]) -> Iterator[Violation]:
+        for event in events:
+            if not isinstance(event, AddedEntry):
+                continue
+            if self.seen is None:
+                assert self.start is not None
+                listed = self.git.text(
+                    "ls-tree", "-r", "--object-only", self.start, "--", entries.SEALED_DIR
+                )
+                self.seen = set(listed.split())
+            if event.oid in self.seen:
+                yield Violation(
+                    event.commit,
+                    "sealed",
+                    f"{event.case_id}: entry {event.version} is a copy of another entry",
+                )
+            self.seen.add(event.oid)
 
 
 _OID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -435,6 +490,9 @@ class Auditor:
         self._newest: tuple[str | None, Registry | None] | None = None
         # What the batch being checked learnt of caseloads, in order (`OpenCases`).
         self._pending: list[CaseloadEvent] = []
+        # The objects of the history walked that a partial clone lacks: never read (a
+        # read would fetch them), sealed entries counted as unchecked.
+        self._missing: frozenset[str] = frozenset()
 
     # -- configuration as of a commit, cached by the objects that make it up ------------
 
@@ -659,15 +717,16 @@ class Auditor:
                     )
                 )
                 verified = None
-        if start is None:
-            incomplete = self.git.incomplete_history()
-            if incomplete:
-                # Its oldest commits are missing (or would be fetched while checking):
-                # a walk from the first commit would prove nothing.
-                raise RepositoryError(
-                    f"a {incomplete} clone cannot be audited from the first commit",
-                    hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
-                )
+        incomplete = self.git.incomplete_history()
+        if incomplete == "partial":
+            self._missing = self._only_entries_missing(start, report.head)
+        elif start is None and incomplete:
+            # Its oldest commits are missing: a walk from the first commit would prove
+            # nothing.
+            raise RepositoryError(
+                f"a {incomplete} clone cannot be audited from the first commit",
+                hint="audit a full clone, or from a commit you trust: cmgit audit --since REV",
+            )
         report.start = start
         if start is not None:
             self.trust_checkpoint(start)
@@ -680,13 +739,16 @@ class Auditor:
         self._until = report.head
         damaged: list[str] = []
         open_cases = OpenCases(self.git, self.config, empty=start is None)
-        for checked, unproven, found, broken, decided, caseloads in self._check_all(
+        copies = EntryCopies(self.git, start)
+        for checked, unproven, found, broken, decided, caseloads, unchecked in self._check_all(
             self.commits(start, report.head, progress)
         ):
             report.checked += checked
+            report.sealed_entries_unchecked += unchecked
             report.unproven += unproven
             report.violations += found
             report.violations += open_cases.judge(caseloads)
+            report.violations += copies.judge(caseloads)
             report.decisions += decided
             damaged += broken
         # Each object the walk brought in was hashed as it was read: what `git fsck` would
@@ -706,6 +768,26 @@ class Auditor:
         if report.ok and until is None:
             report.state_saved = state.save(report.head, report.actors_proven)
         return report
+
+    def _only_entries_missing(self, start: str | None, head: str) -> frozenset[str]:
+        """The objects of the history to walk that a partial clone lacks, each of them a
+        sealed entry (an auditor's clone): audit checks what the clone holds and never
+        fetches. A clone that lacks anything else (records, configuration) cannot be
+        audited: a walk reading around the holes would prove nothing."""
+        missing = self.git.missing_objects(head, *([f"^{start}"] if start else []))
+        if not missing:
+            return missing
+        walked = f"{start}..{head}" if start else head
+        others = missing - {
+            oid for oid, path in self.git.blobs_written(walked) if path.startswith(SEALED)
+        }
+        if others:
+            raise RepositoryError(
+                f"this partial clone lacks {len(others)} file(s) of the history besides "
+                "sealed entries, and the audit fetches nothing",
+                hint="audit a full clone or an auditor's clone: cmgit clone --auditor URL DIR",
+            )
+        return missing
 
     def _requires(self, commit: str, parents: Sequence[str] = ()) -> bool:
         """Whether the configuration a commit with these parents is judged by (the
@@ -740,7 +822,12 @@ class Auditor:
             found += problems
             if trail.records_decisions(commit.trailers):
                 decided.append(_decision_row(commit))
-        return len(batch), unproven, found, damaged, decided, self._pending
+        unchecked = sum(
+            c.old is None and c.new in self._missing and c.path.startswith(SEALED)
+            for entry in batch
+            for c in entry.changes
+        )
+        return len(batch), unproven, found, damaged, decided, self._pending, unchecked
 
     def _holders(self, oid: str, changes: list[Change]) -> list[CaseloadEvent]:
         """The key caseworker of each case ``oid`` changed, where the case is in a
@@ -795,8 +882,14 @@ class Auditor:
         made = [oid for entry in batch for oid in entry.trees]
         # A submodule's commit lives in another repository: not one of this history's.
         made += [c.new for c in changes if c.new is not None and c.new_mode != GITLINK_MODE]
-        record_changes = [c for c in changes if c.path.startswith(RECORDS)]
-        old = [c.old for c in record_changes if c.old and not self._parsed(c.path, c.old)]
+        # A partial clone's missing objects are left alone: reading one would fetch it.
+        made = [oid for oid in made if oid not in self._missing]
+        record_changes = [c for c in changes if c.path.startswith((RECORDS, SEALED))]
+        old = [
+            c.old
+            for c in record_changes
+            if c.old and c.path.startswith(RECORDS) and not self._parsed(c.path, c.old)
+        ]
         keep = {*commits, *old, *(c.new for c in record_changes if c.new)}
         self._objects, damaged = self.git.read_checked(
             [*commits, *made, *old], keep, records.MAX_RECORD_FILE
@@ -873,6 +966,7 @@ class Auditor:
         # Whoever made the commit, what it put under records/ is judged too: a plaintext
         # or a link committed with plain git must be named as such, not only as "actor".
         yield from self._check_records(changes, before, after)
+        yield from self._check_entries(commit, changes, after)
         actor = before.registry.staff.get(actor_id)
         if actor is None or not actor.active:
             yield "actor", f"{actor_id or 'nobody'} was not active staff at the time"
@@ -1030,12 +1124,14 @@ class Auditor:
                 yield "record", f"{case_id}: not a regular file (link or submodule)"
                 continue
             order = after.schemas.open_fields
-            try:
-                fields, armored = records.parse_file(self._read(change.new), order)
-                header = crypto.inspect(armored)
-            except CmgitError:
-                yield "record", f"{case_id}: not a sealed cmgit record"
+            if change.new in self._missing:  # every open file is below the clone's filter
+                yield "record", f"{case_id}: larger than an open file, and not in this clone"
                 continue
+            parsed = self._record_file(case_id, self._read(change.new), after)
+            if isinstance(parsed, str):
+                yield "record", parsed
+                continue
+            fields, header = parsed
             latest = (change.new, tuple(order), tuple(fields.values()))
             self._seen[change.path] = (*self._seen.get(change.path, ())[-1:], latest)
             if fields.get("case_id") != case_id:
@@ -1050,6 +1146,11 @@ class Auditor:
                     f"{case_id}: record format {fmt} where the repository's is "
                     f"{after.record_format}",
                 )
+            if header is None:
+                # Sealed entries are sealed to the case key alone, and who holds that key
+                # is the keyring's to say: the keyring is replaced, not kept in history,
+                # so there is no recipient to count here (cmgit validate counts them).
+                continue
             wanted = after.registry.recipients_for(
                 fields["team"], fields["caseworker"], after.settings
             )
@@ -1061,6 +1162,96 @@ class Auditor:
                         f"the registry called for {len(wanted)}"
                     ),
                 )
+
+    @staticmethod
+    def _record_file(
+        case_id: str, data: bytes, after: Config
+    ) -> tuple[dict[str, Any], crypto.Header | None] | str:
+        """A record file's open fields, and the header of its sealed block (None for an
+        open file, format 2); or what is wrong with it. A record at a format from which
+        the configuration after the commit keeps forms as sealed entries is an open file
+        and nothing else, smaller than an auditor's clone leaves out; one below is a
+        format 1 record with its sealed block."""
+        order = after.schemas.open_fields
+        try:
+            fields: dict[str, Any] | None = records.parse_open_fields(data, order)
+        except CmgitError:
+            fields = None
+        if fields is not None and _sealed_layout(fields, after):
+            try:
+                return entries.parse_open_file(data, order), None
+            except CmgitError:
+                return f"{case_id}: not an open file as cmgit writes one (format 2)"
+        try:
+            fields, armored = records.parse_file(data, order)
+            return fields, crypto.inspect(armored)
+        except CmgitError:
+            return f"{case_id}: not a sealed cmgit record"
+
+    def _check_entries(
+        self, commit: Commit, changes: list[Change], after: Config
+    ) -> Iterator[tuple[str, str]]:
+        """The sealed entries a commit changed (format 2), judged without a key: each at
+        an entry's path, added once and never changed; removed only by a purge of its
+        case; added with the version the same commit gives its case's record, one per
+        case; and, where the clone holds it, a binary age file of one stanza, larger than
+        an auditor's clone keeps."""
+        purging = commit.trailer("Cmgit-Action") == events.PURGE.action
+        purged = commit.trailer("Cmgit-Case") if purging else None
+        records_changed = {c.path: c for c in changes if c.path.startswith(RECORDS)}
+        added: Counter[str] = Counter()
+        for change in changes:
+            if not change.path.startswith(SEALED):
+                continue
+            named = entries.parse_entry_path(change.path)
+            if named is None:
+                yield "sealed", f"{shown_path(change.path)} is not the path of a sealed entry"
+                continue
+            case_id, version = named
+            if change.new is None:
+                if case_id != purged:
+                    yield "sealed", f"{case_id}: entry {version} removed, which only a purge does"
+                continue
+            if change.old is not None:
+                yield "sealed", f"{case_id}: entry {version} changed; an entry is written once"
+                continue
+            added[case_id] += 1
+            self._pending.append(AddedEntry(commit.oid, change.new, case_id, version))
+            if added[case_id] == 2:
+                yield "sealed", f"{case_id}: more than one entry added in one commit"
+            if change.new_mode not in BLOB_MODES:
+                yield "sealed", f"{case_id}: entry {version} is not a regular file"
+                continue
+            record = records_changed.get(ids.record_path(case_id))
+            fields = None if record is None else self._open(record.new, after, record.path)
+            if fields is None or fields.get("version") != version:
+                yield (
+                    "sealed",
+                    f"{case_id}: entry {version} added without the record at that version",
+                )
+            elif not _sealed_layout(fields, after):
+                yield "sealed", f"{case_id}: an entry added to a record of format 1"
+            if change.new not in self._missing:
+                yield from self._check_entry_blob(case_id, version, change.new)
+
+    def _check_entry_blob(self, case_id: str, version: int, oid: str) -> Iterator[tuple[str, str]]:
+        """An entry's bytes: binary age, one stanza (the case key), larger than the
+        auditor's filter keeps, so that no auditor's clone holds it."""
+        try:
+            data = self._objects.get(oid)
+            data = self._read(oid) if data is None else data
+            stanzas = crypto.inspect_binary(data).stanza_count
+        except CmgitError:
+            yield "sealed", f"{case_id}: entry {version} is not a binary age file"
+            return
+        if len(data) <= entries.AUDITOR_BLOB_LIMIT:
+            yield (
+                "sealed",
+                f"{case_id}: entry {version} is not larger than {entries.AUDITOR_BLOB_LIMIT}"
+                " bytes, so an auditor's clone would hold it",
+            )
+        if stanzas != 1:
+            yield "sealed", f"{case_id}: entry {version} is sealed for {stanzas} keys, not one"
 
     def _open(self, oid: str | None, config: Config, path: str) -> dict[str, Any] | None:
         if oid is None:
@@ -1101,9 +1292,12 @@ class Auditor:
             # Judged by the configuration it makes, the change failed (say, settings that
             # do not validate): it is not in force, and the command line names it.
             yield "config", "the change is not in force: {}: {}".format(*rejected)
-        migrated = []
+        migrated, entry_changes = [], []
         for change in changes:
             if (editable_part(change.path) or change.path) in allowed:
+                continue
+            if action == "config" and _entry_case(change.path) is not None:
+                entry_changes.append(change)  # judged below with the records migrated
                 continue
             if ids.case_id_from_path(change.path) is None:
                 yield "paths", f"{action} also changed {shown_path(change.path)}"
@@ -1117,7 +1311,7 @@ class Auditor:
                 yield "paths", f"{action} changed the open fields of a record"
         if action == "config":
             yield from _check_migration_files(changes)
-            yield from self._check_migration(commit, migrated, prior, after)
+            yield from self._check_migration(commit, migrated, entry_changes, prior, after)
         if action == "config" and SCHEMAS_DIR in parts:
             order = after.schemas.open_fields if migrated else prior.schemas.open_fields
             yield from self._check_records_stay_valid(commit.oid, order, after)
@@ -1126,6 +1320,7 @@ class Auditor:
         self,
         commit: Commit,
         migrated: list[Change],
+        entry_changes: list[Change],
         prior: Config,
         after: Config,
     ) -> Iterator[tuple[str, str]]:
@@ -1134,14 +1329,17 @@ class Auditor:
         open fields exactly those the migrations make of the old ones, recomputed here
         without any key. The sealed forms cannot be checked without a key: `cmgit config
         commit` checked them against the new schemas with the programme manager's, who
-        signed the commit (the signature and role checks above)."""
+        signed the commit (the signature and role checks above). It may add an entry to
+        each record it migrates (`_check_entries` judges them); the migration that brings
+        records to sealed entries adds exactly one to each."""
         steps = migrations.pending(after.migrations, prior.record_format)
         names = [m.name for m in steps]
         if commit.trailers.get("Cmgit-Migration", []) != names:
             yield "migration", "the Cmgit-Migration trailers do not name the migrations added"
         if not steps:
-            if migrated:
-                yield "paths", f"config changed {len(migrated)} record(s) and adds no migration"
+            if migrated or entry_changes:
+                count = len(migrated) + len(entry_changes)
+                yield "paths", f"config changed {count} record(s) and adds no migration"
             return
         # The open fields of every record before and after, read (and remembered) a
         # bucket folder at a time, in parallel, rather than one record at a time.
@@ -1155,6 +1353,14 @@ class Auditor:
         ]
         if left:
             yield "migration", f"{len(left)} record(s) were left below format {after.record_format}"
+        with_entry = {_entry_case(c.path) for c in entry_changes if c.old is None}
+        if {_entry_case(c.path) for c in entry_changes} - touched:
+            yield "paths", "config changed sealed entries of records it does not migrate"
+        since = after.sealed_entries_from
+        if since is not None and prior.record_format < since <= after.record_format:
+            bare = len(touched - with_entry)
+            if bare:
+                yield "migration", f"{bare} record(s) brought to sealed entries without an entry"
         order = after.schemas.open_fields
         wrong = 0
         for case_id in touched:
@@ -1215,16 +1421,16 @@ class Auditor:
         committed: int | None,
     ) -> Iterator[tuple[str, str]]:
         case_id = commit.trailer("Cmgit-Case") or ""
-        paths = {c.path for c in changes}
         try:
             expected_path = ids.record_path(case_id)
         except CmgitError:
             yield "message", "malformed case ID"
             return
-        if paths != {expected_path}:
+        # Besides the record, the case's own new entry (judged by `_check_entries`).
+        if _beside_entries(changes, case_id) != {expected_path}:
             yield "paths", f"a {action} must change exactly the record of {case_id}"
             return
-        change = changes[0]
+        change = next(c for c in changes if c.path == expected_path)
         old = self._open(change.old, before, change.path)
         new = self._open(change.new, before, change.path)
         if new is None:
@@ -1404,14 +1610,17 @@ class Auditor:
         case_id = commit.trailer("Cmgit-Case") or ""
         path = ids.record_path(case_id) if ids.CASE_ID_RE.fullmatch(case_id) else None
         old = new = None
-        if kind.per_case and path is not None and [c.path for c in changes] == [path]:
-            old = self._open(changes[0].old, before, path)
-            new = self._open(changes[0].new, before, path)
+        # The case's own entries (judged by `_check_entries`) are no part of the shape.
+        paths = _beside_entries(changes, case_id) if kind.per_case else {c.path for c in changes}
+        if kind.per_case and path is not None and paths == {path}:
+            record = next(c for c in changes if c.path == path)
+            old = self._open(record.old, before, path)
+            new = self._open(record.new, before, path)
         trailer = {key: commit.trailer(key) for key in kind.trailers()}
-        problems = list(
-            events.shape_problems(kind, trailer, {c.path for c in changes}, path, old, new)
-        )
+        problems = list(events.shape_problems(kind, trailer, paths, path, old, new))
         yield from problems
+        if kind.per_case and not kind.seals_details and _added_entries(changes):
+            yield "paths", f"a {kind.action} adds no sealed entry"
         if kind == events.EXPORT:
             reason = commit.trailer("Cmgit-Reason")
             if reason is not None and reason not in exchange.PLAINTEXT_REASONS:
@@ -1420,6 +1629,9 @@ class Auditor:
         if old is None or new is None or any(rule != "message" for rule, _ in problems):
             return
         yield from _check_dates(case_id, commit, old, new, committed)
+        if kind in events.KEY_EVENTS:
+            yield from self._check_key_event(kind, commit, actor, old, new, before)
+            return
         flow = before.workflow
         if kind == events.PACKAGE:
             yield from _check_disclosure(case_id, actor, old, flow)
@@ -1427,6 +1639,79 @@ class Auditor:
         roles = tuple({r for e in flow.events.values() for r in e.by})
         if flow.permission(roles, actor.role, actor.id, actor.team, old, kind.action):
             yield "scope", f"{case_id}: {actor.id} may not disclose this case"
+
+    def _check_key_event(
+        self,
+        kind: events.Kind,
+        commit: Commit,
+        actor: Any,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        before: Config,
+    ) -> Iterator[tuple[str, str]]:
+        """A proposal to erase a case, its erasure, or the recovery of its key: by a
+        programme manager, the record one version on and nothing else of it changed. An
+        erasure is authorised by a second programme manager, right after the first
+        proposed it (the case's previous commit, the same event ID), once the case is past
+        its retention period on the day it names, and removes every entry of the case.
+        A recovery names the custodians who came together, as many as the settings ask."""
+        case_id, action = str(old.get("case_id")), kind.action
+        if actor.role != PROGRAMME_MANAGER:
+            yield "scope", f"{case_id}: {action} by a {actor.role}: only a programme manager"
+        if not _sealed_layout(old, before):
+            yield "sealed", f"{case_id}: a {action} of a record not kept as sealed entries"
+        if dict(new) != {**old, "version": new.get("version")}:
+            yield "transition", f"{case_id}: a {action} changed open fields besides the version"
+        if kind == events.KEY_RECOVERY:
+            people, threshold = wrap.custodians(before.settings)
+            named = (commit.trailer(events.CUSTODIANS_TRAILER) or "").split()
+            if (
+                len(set(named)) != len(named)
+                or len(named) != threshold
+                or not (set(named) <= {person.id for person in people})
+            ):
+                yield (
+                    "message",
+                    f"{case_id}: {events.CUSTODIANS_TRAILER} does not name {threshold} "
+                    "recovery custodians of the settings",
+                )
+        if kind != events.PURGE:
+            return
+        proposer = commit.trailer(events.PROPOSER_TRAILER)
+        if proposer is None or proposer == actor.id:
+            yield "four-eyes", f"{case_id}: the purge was authorised by its own proposer"
+        elif not self._proposed(commit, proposer):
+            yield (
+                "four-eyes",
+                f"{case_id}: the purge follows no proposal of {proposer} with its event ID",
+            )
+        months = before.settings.get("retention_period_months")
+        day = to_date(commit.trailer("Cmgit-Date"))
+        if not (
+            isinstance(months, int)
+            and day is not None
+            and retention.past_retention([(case_id, old.get("closed_on"))], months, day)
+        ):
+            yield "retention", f"{case_id}: purged before its retention period ended"
+        if self.git.ls_tree(commit.oid, entries.entries_dir(case_id)):
+            yield "sealed", f"{case_id}: the purge left entries of the case"
+
+    def _proposed(self, commit: Commit, proposer: str) -> bool:
+        """Whether the case's previous commit is a purge proposal by ``proposer`` of the
+        same event ID as ``commit``, the purge."""
+        path = ids.record_path(commit.trailer("Cmgit-Case") or "")
+        previous = self.git.text(
+            "log", "-1", "--first-parent", "--format=%H", self._parent(commit.oid), "--", path
+        )
+        if not previous:
+            return False
+        message = _split_commit(self._raw(previous))[1].decode("utf-8", "replace")
+        trailers = parse_trailers(message)
+        return (
+            trailers.get("Cmgit-Action") == [events.PURGE_PROPOSED.action]
+            and trailers.get("Cmgit-Actor") == [proposer]
+            and trailers.get(events.EVENT_TRAILER) == [commit.trailer(events.EVENT_TRAILER)]
+        )
 
     def _check_import(
         self,
@@ -1445,6 +1730,12 @@ class Auditor:
             yield "scope", f"import by a {role}: only a programme manager imports"
         if not re.fullmatch(r"[0-9a-f]{64}", commit.trailer("Cmgit-Source") or ""):
             yield "message", "import without the source file's sha256"
+        # The entries of the cases it adds come with them (judged by `_check_entries`).
+        entry_changes = [c for c in changes if c.path.startswith(SEALED)]
+        changes = [c for c in changes if not c.path.startswith(SEALED)]
+        added = {ids.case_id_from_path(c.path) for c in changes if c.old is None}
+        if any(_entry_case(c.path) not in added for c in entry_changes):
+            yield "paths", "import changed sealed entries of cases it does not add"
         if commit.trailer("Cmgit-Count") != str(len(changes)):
             yield "message", "import: Cmgit-Count is not the number of records added"
         for change in changes:
@@ -1490,6 +1781,29 @@ def _keyless_situation(
         authorisers=before.workflow.authorisers,
         reason=commit.trailer("Cmgit-Reason"),
     )
+
+
+def _entry_case(path: str) -> str | None:
+    """The case whose sealed entry ``path`` is, None if it is no entry's path."""
+    named = entries.parse_entry_path(path)
+    return None if named is None else named[0]
+
+
+def _beside_entries(changes: Sequence[Change], case_id: str) -> set[str]:
+    """The paths a commit changed, but for the sealed entries of ``case_id``."""
+    return {c.path for c in changes if _entry_case(c.path) != case_id}
+
+
+def _added_entries(changes: Sequence[Change]) -> list[Change]:
+    """The files a commit added under sealed/."""
+    return [c for c in changes if c.path.startswith(SEALED) and c.old is None]
+
+
+def _sealed_layout(fields: Mapping[str, Any], config: Config) -> bool:
+    """Whether a record of these open fields keeps its forms as sealed entries under
+    ``config``: it is at a format from which a migration said so (format 2)."""
+    since = config.sealed_entries_from
+    return since is not None and migrations.record_format(fields) >= since
 
 
 def _form(commit: Commit) -> str:
@@ -1715,6 +2029,7 @@ def audit_repository(
     """`cmgit audit` of the repository around ``where``: the commits after ``since`` (any
     revision git names), else after the last verified commit if ``remembered``, else all."""
     git = Git.discover(where, bare=True)  # a central repository is audited in place
+    git.offline = True  # an auditor's clone lacks the sealed entries: never fetch them
     start = git.text("rev-parse", "--verify", f"{since}^{{commit}}") if since else None
     return Auditor(git).run(start, remembered=remembered, progress=progress)
 
@@ -1838,4 +2153,5 @@ def summarise(report: Report) -> Mapping[str, Any]:
         "unproven_commits": report.unproven,
         "violations": [v.as_dict() for v in report.violations],
         "decisions": report.decisions,
+        "sealed_entries_unchecked": report.sealed_entries_unchecked,
     }

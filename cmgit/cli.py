@@ -1194,6 +1194,12 @@ def audit(state: State, since: str | None, full: bool, server_checks: bool, as_j
         else:  # never a bare "ok": it would read as "each actor proven"
             verdict = "no violations, actors unproven"
         click.echo(f"audit: {report.checked} commit(s) checked, {verdict}", err=True)
+        if report.sealed_entries_unchecked:
+            click.echo(
+                "audit: sealed entries this clone does not hold (an auditor's clone), "
+                f"their form unchecked: {report.sealed_entries_unchecked}",
+                err=True,
+            )
     if not report.ok:
         raise click.exceptions.Exit(errors.REPOSITORY)
 
@@ -1213,6 +1219,43 @@ def _server_checks(state: State, full: bool, as_json: bool) -> None:
         click.echo(f"audit --server-checks: {verdict}", err=True)
     if problems:
         raise click.exceptions.Exit(errors.REPOSITORY)
+
+
+@cli.command()
+@click.argument("url", metavar="URL")
+@click.argument("directory", metavar="[DIR]", required=False)
+@click.option(
+    "--auditor",
+    is_flag=True,
+    help="Required: the clone an auditor keeps, without sealed entries or the keyring.",
+)
+@click.option(
+    "--branch", default="main", show_default=True, help="The programme's branch to clone."
+)
+@pass_state
+def clone(state: State, url: str, directory: str | None, auditor: bool, branch: str) -> None:
+    """Clone a central repository as an auditor: history and open files, no ciphertext.
+
+    The programme's branch with every commit and open file, and none of the sealed
+    entries (a blob filter of 1,024 bytes leaves them on the server); never the keyring.
+    `cmgit audit` in it checks everything but the form of the entries it lacks, and
+    says how many. Staff clone with git as usual.
+
+    \b
+    Example:
+      cmgit clone --auditor https://git.example.org/cases.git audit-copy
+    """
+    from .store import clone_auditor
+
+    if not auditor:
+        raise UsageError(
+            "cmgit clone makes an auditor's clone only",
+            hint="add --auditor, or clone with git clone to work on cases",
+        )
+    name = directory or url.rstrip("/").rpartition("/")[2].removesuffix(".git") or "cases"
+    base = state.directory or Path.cwd()
+    made = clone_auditor(url, base / name, branch)
+    click.echo(f"auditor's clone made in {made}: cmgit -C {made} audit", err=True)
 
 
 def audit_preamble(report: Report) -> list[str]:
@@ -1513,8 +1556,9 @@ def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
 @hooks.command("pre-commit", hidden=True)
 @pass_state
 def hooks_pre_commit(state: State) -> None:
-    """Refuse a git commit that changes records/ (cmgit never runs git commit), adds a
-    path outside the layout, or adds one that holds a case's name, place or contact."""
+    """Refuse a git commit that changes records/ or sealed/ (cmgit never runs git commit),
+    adds a path outside the layout, or adds one that holds a case's name, place or
+    contact."""
     from . import hooks as hook_module
     from .history import Git
 
@@ -1523,7 +1567,7 @@ def hooks_pre_commit(state: State) -> None:
     if staged:
         click.echo(
             "Error: records change only through cmgit commands; this commit touches "
-            f"{len(staged)} record file(s) (unstage them: git restore --staged records)",
+            f"{len(staged)} record file(s) (unstage them with git restore --staged)",
             err=True,
         )
         raise click.exceptions.Exit(1)

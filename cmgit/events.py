@@ -11,6 +11,10 @@ does. A programme-wide event (an export) changes no file. What the details are
 (recipient, provider, sections) stays sealed: a keyless reader sees the kind, the ID,
 the day and, for an export, the count and the reason for a plaintext.
 
+In record format 2 a case's forms are sealed entries beside its record: an event that
+seals details adds the case's one new entry with the record; the erasure of a case
+removes all of its entries, and the other events about keys change the record alone.
+
 Pure: audit and the store both build and judge event commits from these rules.
 """
 
@@ -42,6 +46,7 @@ class Kind:
     prefix: str  # of its event IDs, before the 8 Crockford characters
     per_case: bool  # about one case (changes its record) or programme-wide (changes none)
     optional: frozenset[str]  # trailers it may carry besides the common ones
+    seals_details: bool = False  # writes sealed details into the case (format 2: an entry)
 
     def trailers(self) -> frozenset[str]:
         """Every trailer an event of this kind may carry (besides actor and role)."""
@@ -64,10 +69,16 @@ class Kind:
 EXPORT = Kind(
     "export", "export-", per_case=False, optional=frozenset({COUNT_TRAILER, REASON_TRAILER})
 )
-DISCLOSE = Kind("disclose", "disclosure-", per_case=True, optional=frozenset({REASON_TRAILER}))
+DISCLOSE = Kind(
+    "disclose",
+    "disclosure-",
+    per_case=True,
+    optional=frozenset({REASON_TRAILER}),
+    seals_details=True,
+)
 # A referral or transfer package: its event ID is the package ID, which the provider
 # holds too (the receipt code is a keyed hash of it).
-PACKAGE = Kind("disclosure", "PKG-", per_case=True, optional=frozenset())
+PACKAGE = Kind("disclosure", "PKG-", per_case=True, optional=frozenset(), seals_details=True)
 # Erasure at the end of retention, four eyes: one programme manager proposes, another
 # erases (the same event ID); the proposal changes the record's version only.
 PURGE_PROPOSED = Kind(
@@ -82,6 +93,9 @@ CUSTODIANS_TRAILER = "Cmgit-Custodians"
 KEY_RECOVERY = Kind(
     "key-recovery", "recovery-", per_case=True, optional=frozenset({CUSTODIANS_TRAILER})
 )
+# The events about a case's key: by a programme manager, the record one version on and
+# its open fields otherwise as they were.
+KEY_EVENTS = (PURGE_PROPOSED, PURGE, KEY_RECOVERY)
 KINDS: dict[str, Kind] = {
     kind.action: kind for kind in (EXPORT, DISCLOSE, PACKAGE, PURGE_PROPOSED, PURGE, KEY_RECOVERY)
 }

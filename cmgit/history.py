@@ -95,11 +95,19 @@ def _rev_parse(start: Path, *questions: str) -> list[str] | None:
 
 
 def clean_env(
-    extra: Mapping[str, str] | None = None, *, windows: tuple[str, str] = PACK_WINDOWS
+    extra: Mapping[str, str] | None = None,
+    *,
+    windows: tuple[str, str] = PACK_WINDOWS,
+    offline: bool = False,
 ) -> dict[str, str]:
     """The caller's environment without GIT_* variables that could redirect git, and with
     git's indirections off: a replace ref or a graft makes git show one commit in place of
-    another, so what cmgit read (and audit passed) would not be what the history holds."""
+    another, so what cmgit read (and audit passed) would not be what the history holds.
+
+    ``offline`` forbids every transport: in a partial clone git fetches an object it
+    lacks from the remote as soon as anything reads it, and git 2.39 has no switch for
+    that but this one, which the fetch it starts inherits (the read then finds the
+    object missing)."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _RECEIVE_VARIABLES
     }
@@ -114,6 +122,14 @@ def clean_env(
             "GIT_CONFIG_VALUE_1": windows[1],
         }
     )
+    if offline:
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "3",
+                "GIT_CONFIG_KEY_2": "protocol.allow",
+                "GIT_CONFIG_VALUE_2": "never",
+            }
+        )
     if extra:
         env.update(extra)
     return env
@@ -172,8 +188,11 @@ GRAPH_EVERY = 64
 
 
 class Git:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, offline: bool = False):
         self.root = root
+        # Never fetch a missing object (see `clean_env`): what audit reads of a partial
+        # clone is what the clone holds.
+        self.offline = offline
 
     # -- running -------------------------------------------------------------------
 
@@ -188,7 +207,7 @@ class Git:
             ["git", "-C", str(self.root), *args],
             input=input,
             capture_output=True,
-            env=clean_env(env),
+            env=clean_env(env, offline=self.offline),
             check=False,
         )
         if proc.returncode not in ok:
@@ -201,7 +220,7 @@ class Git:
         proc = subprocess.run(
             ["git", "-C", str(self.root), "fsck", "--strict", "--no-dangling", "--no-progress"],
             capture_output=True,
-            env=clean_env(),
+            env=clean_env(offline=self.offline),
             check=False,
         )
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace")
@@ -252,12 +271,34 @@ class Git:
         """ "shallow" or "partial" for a clone that lacks part of its history, else None."""
         if self.text("rev-parse", "--is-shallow-repository") == "true":
             return "shallow"
+        return "partial" if self.is_partial() else None
+
+    def is_partial(self) -> bool:
+        """Whether objects may be missing here, promised by a remote (a partial clone)."""
         promisors = self.text("config", "--get-regexp", r"^remote\..*\.promisor$", ok=(0, 1))
-        if self.text("config", "--get", "extensions.partialclone", ok=(0, 1)) or any(
+        return bool(self.text("config", "--get", "extensions.partialclone", ok=(0, 1))) or any(
             line.split()[-1] == "true" for line in promisors.splitlines()
-        ):
-            return "partial"
-        return None
+        )
+
+    def blobs_written(self, rev: str) -> Iterator[tuple[str, str]]:
+        """Every blob the history up to ``rev`` wrote, with its path, commit by commit
+        (a blob written at several paths or times comes once for each)."""
+        pieces = self.stream(
+            "log", "--raw", "-z", "--no-renames", "--no-abbrev", "--format=", rev, separator=b"\0"
+        )
+        for piece in pieces:
+            fields = piece.decode("ascii", "replace").lstrip("\n:").split()
+            if len(fields) < 5:
+                continue
+            path = next(pieces, b"").decode("utf-8", "surrogateescape")
+            if fields[1] in BLOB_MODES and fields[3] != "0" * 40:
+                yield fields[3], path
+
+    def missing_objects(self, *revs: str) -> frozenset[str]:
+        """The objects ``revs`` reach that this clone lacks (a partial clone's promised
+        ones): `rev-list --missing=print` lists them and never fetches one."""
+        out = self.text("rev-list", "--objects", "--no-object-names", "--missing=print", *revs)
+        return frozenset(line[1:] for line in out.splitlines() if line.startswith("?"))
 
     def head(self) -> str | None:
         """HEAD's commit. Read from the loose ref file when there is one, as git stores it
@@ -414,7 +455,7 @@ class Git:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=clean_env(),
+            env=clean_env(offline=self.offline),
         )
         assert proc.stdin is not None and proc.stdout is not None
         stdin, stdout = proc.stdin, proc.stdout
@@ -445,7 +486,7 @@ class Git:
             ["git", "-C", str(self.root), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=clean_env(),
+            env=clean_env(offline=self.offline),
         )
         assert proc.stdout is not None
         rest = b""
@@ -466,7 +507,7 @@ class Git:
             ["git", "-C", str(self.root), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=clean_env(),
+            env=clean_env(offline=self.offline),
         )
 
     def is_ancestor(self, older: str, newer: str) -> bool:
@@ -875,7 +916,7 @@ class Objects:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                env=clean_env(),
+                env=clean_env(offline=self.git.offline),
             )
         return self._reader
 

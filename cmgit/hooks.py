@@ -38,6 +38,7 @@ from .config import (
     STAFF_FILE,
     read_config,
 )
+from .entries import SEALED_DIR
 from .errors import CmgitError, NotACaseRepository, Refused, RepositoryError, UsageError
 from .history import ZERO_OID, Git
 from .progress import SILENT, Progress
@@ -46,6 +47,8 @@ MARK = "# installed by cmgit"
 # What `install_server` sets, which git applies before the hook runs: no rewrite, no
 # deletion, and malformed objects (a tree entry named .git, a bad mode) refused on receipt.
 SERVER_SETTINGS = ("receive.denyNonFastForwards", "receive.denyDeletes", "receive.fsckObjects")
+# What an auditor's clone needs of the central repository (protocol v2 needs neither).
+AUDITOR_SETTINGS = ("uploadpack.allowFilter", "uploadpack.allowReachableSHA1InWant")
 DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
 CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
 SHOWN = 3  # stray objects named in a refusal
@@ -141,6 +144,11 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         )
     for name in SERVER_SETTINGS:
         git.run("config", name, "true")
+    # An auditor's clone filters out the sealed entries, then fetches by id the older
+    # files it needs (`cmgit clone --auditor`): objects the programme's refs reach, none
+    # other. Not among SERVER_SETTINGS: a central repository without them refuses no push.
+    for name in AUDITOR_SETTINGS:
+        git.run("config", name, "true")
     flag = "" if require_signatures else " --allow-unsigned"
     return str(
         _write_hook(
@@ -152,8 +160,9 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
 
 
 def pre_commit(git: Git) -> list[str]:
-    """Paths under records/ staged for a commit that cmgit is not making."""
-    out = git.run("diff", "--cached", "--name-only", "-z", "--", ids.RECORDS_DIR)
+    """Paths under records/ and sealed/ (a case's entries, format 2) staged for a commit
+    that cmgit is not making."""
+    out = git.run("diff", "--cached", "--name-only", "-z", "--", ids.RECORDS_DIR, SEALED_DIR)
     return [p for p in out.decode("utf-8", "replace").split("\0") if p]
 
 

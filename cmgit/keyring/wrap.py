@@ -22,6 +22,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cmgit import crypto
 from cmgit.crypto import Identity
@@ -33,6 +34,7 @@ __all__ = [
     "CaseKey",
     "Custodian",
     "check_shape",
+    "custodians",
     "key_file",
     "new_case_key",
     "parse_key_file",
@@ -286,3 +288,15 @@ def check_shape(
         if count != wanted:
             problems.append(f"{name} has {count} recipient stanzas, not {wanted}")
     return problems
+
+
+def custodians(settings: Mapping[str, Any]) -> tuple[list[Custodian], int]:
+    """The recovery custodians, in settings order, and how many must come together.
+
+    Each recovery recipient of the settings is a custodian; the threshold is
+    ``recovery_threshold``, or two where there are two or more, so that no single
+    recovery identity opens a case."""
+    recipients = list(settings.get("recovery_recipients") or ())
+    people = [Custodian(f"custodian-{n}", r) for n, r in enumerate(recipients, start=1)]
+    threshold = int(settings.get("recovery_threshold") or min(2, len(people)))
+    return people, threshold

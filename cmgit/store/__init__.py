@@ -38,6 +38,7 @@ from .cases import MAX_FORM_BYTES, MoveResult
 from .core import Committed, Core, Loaded
 from .setup import (
     DEFAULT_CRITERIA,
+    clone_auditor,
     init_repository,
     keygen,
     load_identities,
@@ -117,6 +118,7 @@ __all__ = [
     "Loaded",
     "MoveResult",
     "Repository",
+    "clone_auditor",
     "init_repository",
     "keygen",
     "load_identities",

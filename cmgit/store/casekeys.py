@@ -25,6 +25,9 @@ from ..registry import Registry, Staff
 from ..schema import SchemaSet
 from .setup import make_signer, staff_author
 
+# The recovery custodians and their threshold, as audit reads them too.
+custodians = wrap.custodians
+
 if TYPE_CHECKING:  # the core reads format-2 records through this module
     from .core import Core, Loaded
 
@@ -60,18 +63,6 @@ def readers(
 def staff_recipients(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
     """`readers` under the registry and settings in force."""
     return readers(repo.registry, repo.settings, open_fields)
-
-
-def custodians(settings: Mapping[str, Any]) -> tuple[list[wrap.Custodian], int]:
-    """The recovery custodians, in settings order, and how many must come together.
-
-    Each recovery recipient of the settings is a custodian; the threshold is
-    ``recovery_threshold``, or two where there are two or more, so that no single
-    recovery identity opens a case."""
-    recipients = list(settings.get("recovery_recipients") or ())
-    people = [wrap.Custodian(f"custodian-{n}", r) for n, r in enumerate(recipients, start=1)]
-    threshold = int(settings.get("recovery_threshold") or min(2, len(people)))
-    return people, threshold
 
 
 def wrapped(repo: Core, key: wrap.CaseKey, open_fields: Mapping[str, Any]) -> dict[str, bytes]:

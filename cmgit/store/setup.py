@@ -1,5 +1,5 @@
-"""Setting up: a new case repository from the template, identity files and keys, and the
-signer that signs a person's commits.
+"""Setting up: a new case repository from the template, an auditor's clone of a central
+one, identity files and keys, and the signer that signs a person's commits.
 """
 
 from __future__ import annotations
@@ -10,9 +10,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import crypto, ids, signing, yamlio
+from .. import crypto, entries, ids, signing, yamlio
 from ..config import SCHEMAS_DIR, SETTINGS_FILE, STAFF_FILE
-from ..errors import AccessError, CmgitError, NoIdentity, TooLarge, UsageError
+from ..errors import (
+    AccessError,
+    CmgitError,
+    GitFailed,
+    NoIdentity,
+    RepositoryError,
+    TooLarge,
+    UsageError,
+)
 from ..history import Author, Git, actor_author, generated_message
 from ..registry import PROGRAMME_MANAGER, Registry, Staff, settings_defaults
 from ..schema import SETTINGS, STAFF, SchemaSet
@@ -132,6 +140,84 @@ def init_repository(
             made_key.unlink(missing_ok=True)
         raise
     return NewRepository(target, not unsigned, signing_key, made_key, len(recovery))
+
+
+# An auditor's work tree: every file but the sealed entries, which the clone does not hold.
+AUDITOR_SPARSE = ("/*", f"!/{entries.SEALED_DIR}/")
+
+
+def clone_auditor(url: str, directory: Path, branch: str = "main") -> Path:
+    """An auditor's clone of the central repository at ``url``: the programme's one
+    branch, with every commit, tree and open file, and none of the sealed entries (every
+    entry is larger than the blob filter, every open file smaller); never the keyring,
+    whose ref a single-branch clone does not fetch, now or later. The work tree leaves
+    sealed/ out, and nothing fetches what the clone lacks: `cmgit audit` checks what it
+    holds and counts the entries it could not check."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise UsageError(f"{directory} exists and is not an empty folder", hint="name a new folder")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Git(directory.parent).run(
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            f"--filter=blob:limit={entries.AUDITOR_BLOB_LIMIT}",
+            "--single-branch",
+            "--no-tags",
+            "--branch",
+            branch,
+            "--",
+            url,
+            str(directory),
+        )
+    except GitFailed:
+        raise RepositoryError(
+            "the auditor's clone failed",
+            hint="check the address, your access and the branch; the central repository must "
+            "allow filters (cmgit hooks install --server sets uploadpack.allowFilter)",
+        ) from None
+    _fetch_all_but_entries(Git(directory))
+    clone = Git(directory, offline=True)
+    clone.run("sparse-checkout", "set", "--no-cone", *AUDITOR_SPARSE)
+    clone.run("checkout", "--quiet", branch)
+    return directory
+
+
+def _fetch_all_but_entries(clone: Git) -> None:
+    """Fetch, by object id, the files of the history the blob filter left out that are
+    not sealed entries: the configuration audit judges each commit by (schemas and the
+    staff registry are larger than the filter), and the records written before the
+    programme moved to sealed entries. A server lets objects be fetched by id with
+    protocol version 2, or with uploadpack.allowReachableSHA1InWant (which `cmgit hooks
+    install --server` sets)."""
+    missing = clone.missing_objects("HEAD")
+    wanted = {
+        oid
+        for oid, path in clone.blobs_written("HEAD")
+        if oid in missing and not path.startswith(entries.SEALED_DIR + "/")
+    }
+    if not wanted:
+        return
+    try:
+        clone.run(
+            "-c",
+            "fetch.negotiationAlgorithm=noop",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--recurse-submodules=no",
+            "--filter=blob:none",
+            "--stdin",
+            "origin",
+            input="".join(f"{oid}\n" for oid in sorted(wanted)).encode("ascii"),
+        )
+    except GitFailed:
+        raise RepositoryError(
+            "the auditor's clone could not fetch the configuration it audits by",
+            hint="the central repository must let objects be fetched by id: a coordinator runs "
+            "cmgit hooks install --server there again",
+        ) from None
 
 
 def _first_signing_key(public: str | None, identity: Path | None) -> tuple[Path, str]:
