@@ -4,6 +4,7 @@ else. Real repositories, real age keys (docs/design/record-format-2.md)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import pytest
 
 from cmgit import crypto, entries, ids
 from cmgit.errors import CmgitError, NotARecipient
+from cmgit.history import actor_author
 from cmgit.keyring import ref, wrap
 
 from .conftest import CANARY, STAFF, Programme, form
@@ -350,3 +352,26 @@ def test_a_supervisor_leaving_rewraps_keys_and_reseals_no_record(
     with pytest.raises(NotARecipient):
         crypto.open_binary(newest, before.identities())
     assert crypto.open_binary(newest, after.identities())
+
+
+def test_two_offices_notes_on_one_case_merge_into_one_entry_on_the_central_version(
+    before_and_after: tuple[Programme, str, dict[str, object]],
+) -> None:
+    programme, case_id, _ = before_and_after
+    base = programme.git("rev-parse", "HEAD").strip()
+    record_note(programme, case_id, f"{CANARY} office A")
+    ours = programme.git("rev-parse", "HEAD").strip()
+    programme.git("reset", "-q", "--hard", base)
+    record_note(programme, case_id, f"{CANARY} office B")
+    theirs = programme.git("rev-parse", "HEAD").strip()
+    repo = programme.repo()
+    files = repo.merge_entries(
+        case_id, base, ours, theirs, programme.identities("cw-north-1"), dt.date(2026, 4, 1)
+    )
+    version = int(shown(programme, case_id)["version"]) + 1  # type: ignore[call-overload]
+    assert set(files) == {ids.record_path(case_id), entries.entry_path(case_id, version)}
+    author = actor_author("cw-north-1")
+    merged, _ = repo.git.make_commit(dict(files), "merged\n", author, theirs)
+    programme.git("reset", "-q", "--hard", merged)
+    texts = [n["text"] for n in shown(programme, case_id)["note"]]  # type: ignore[index,union-attr]
+    assert sorted(texts) == [f"{CANARY} office A", f"{CANARY} office B"]

@@ -34,9 +34,9 @@ def test_an_auditors_clone_holds_no_sealed_entry_and_audits_clean(
     made = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(repository))
     assert made.returncode == 0, made.stderr
     # The keyring sits beside the branch on the central repository, as sync leaves it.
-    keyring = "refs/cmgit/keyring"
+    keyring = "refs/cmgit/keyring/*"
     assert (
-        run_git(repository, "fetch", "-q", str(programme.root), f"{keyring}:{keyring}").returncode
+        run_git(repository, "fetch", "-q", str(programme.root), f"+{keyring}:{keyring}").returncode
         == 0
     )
     installed = programme.cli("-C", str(repository), "hooks", "install", "--server", as_=None)
@@ -57,7 +57,7 @@ def test_an_auditors_clone_holds_no_sealed_entry_and_audits_clean(
         held = run_git(into, "-c", "protocol.allow=never", "cat-file", "-e", oid)
         assert held.returncode != 0, oid
     assert missing(into) == entry_blobs
-    assert keyring not in git(into, "for-each-ref")
+    assert "refs/cmgit/keyring" not in git(into, "for-each-ref")
     assert not (into / entries.SEALED_DIR).exists()
     assert (into / "records").is_dir()
 
@@ -67,4 +67,4 @@ def test_an_auditors_clone_holds_no_sealed_entry_and_audits_clean(
     assert report["ok"] and report["sealed_entries_unchecked"] == len(entry_blobs)
     assert missing(into) == entry_blobs  # nothing was fetched
     assert Git(into).fsck() == []  # what the central promises is no damage
-    assert keyring not in git(into, "for-each-ref")
+    assert "refs/cmgit/keyring" not in git(into, "for-each-ref")
