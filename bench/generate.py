@@ -57,6 +57,7 @@ TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8
 CASES_PER_TEAM = 3000
+WORKER_NUMBERS = range(1, CASEWORKERS_PER_TEAM + 1)
 CASELOAD_LIMIT = 500  # the settings' maximum: above CASES_PER_TEAM / CASEWORKERS_PER_TEAM
 TEMPLATE_TEAM = "t01"
 # Where the bulk cases stand: mostly early in the procedure, as in a programme that takes
@@ -87,6 +88,7 @@ LAYOUT_2 = "format: 3\nreason: sealed_entries\nlayout: 2\nsteps: []\n"
 SECOND_MANAGER = "pm-002"
 LEAVER = "cw-leaver"
 LEAVER_CASES = 25
+RETENTION_MONTHS = 12
 
 
 def cache_root() -> Path:
@@ -181,6 +183,8 @@ def build(base: Path, cases: int, seed: int, *, layout: int, quiet: bool) -> Non
         say("layout 2: the sealed-entries migration, before any case")
         (root / LAYOUT_MIGRATION).write_text(LAYOUT_2)
         repo.config_commit(admin.identities, "sealed_entries", today=TODAY)
+        # Closed cases past their retention, so that one can be purged.
+        repo.settings_set(admin.identities, "retention_period_months", str(RETENTION_MONTHS))
         repo = Repository.open(root)
         repo.signing_key_path = admin.signing_key
 
@@ -314,15 +318,13 @@ def replay(
             if layout == 2 and number < LEAVER_CASES:  # the leaver's closed cases
                 template = rng.choice(by_destination[rng.choice(closed)])
                 names = {template: case_id}
-                names.update(
-                    {f"cw-{TEMPLATE_TEAM}-{n}": LEAVER for n in range(1, CASEWORKERS_PER_TEAM + 1)}
-                )
+                names.update({f"cw-{TEMPLATE_TEAM}-{n}": LEAVER for n in WORKER_NUMBERS})
                 yield entry_versions(case_id, templates[template], names)
                 continue
             template = rng.choice(by_destination[rng.choices(places, weights)[0]])
             names = {template: case_id, f"sv-{TEMPLATE_TEAM}": f"sv-{team}", TEMPLATE_TEAM: team}
             shift = rng.randint(1, CASEWORKERS_PER_TEAM)
-            for n in range(1, CASEWORKERS_PER_TEAM + 1):
+            for n in WORKER_NUMBERS:
                 names[f"cw-{TEMPLATE_TEAM}-{n}"] = (
                     f"cw-{team}-{1 + (n + shift) % CASEWORKERS_PER_TEAM}"
                 )
