@@ -18,6 +18,7 @@ import argparse
 import compileall
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -473,11 +474,7 @@ def measure_format_2(cases: int, runs: int, work: Path) -> Size:
     _clone_with_keyring(base / "cases", repo)
     moves = _moves(repo, keys, max(3, runs))
     f["cmgit move (format 2)"] = statistics.median(moves)
-    pm = {
-        "CMGIT_IDENTITY": str(keys / "pm-001.txt"),
-        "CMGIT_SIGNING_KEY": str(keys / "pm-001.ssh"),
-        "CMGIT_TODAY": TODAY,
-    }
+    pm = _as(keys, "pm-001")
     f[f"cmgit staff deactivate, {generate.LEAVER_CASES} closed cases"] = run(
         [CMGIT, "staff", "deactivate", generate.LEAVER], cwd=repo, env=pm
     )
@@ -490,21 +487,23 @@ def measure_format_2(cases: int, runs: int, work: Path) -> Size:
             f"limit: 2x one cmgit move (median of {len(moves)}, same programme)",
         )
     )
-    took, unchanged = _purge(repo, keys)
+    took, unchanged, pruned = _purge(repo, keys)
     f["cmgit purge, authorised"] = took
     size.targets.append(
         Target(
             "purge of one case",
-            took,
+            took if unchanged and pruned else float("inf"),
             PURGE_LIMIT,
             "s",
-            "the second programme manager's purge, keyring prune included; record packs "
+            "the second programme manager's purge; its wrapped key "
+            + ("deleted" if pruned else "STILL PRESENT")
+            + ", the records' packs "
             + ("unchanged" if unchanged else "REWRITTEN"),
         )
     )
-    if not unchanged:
-        size.targets[-1].measured = float("inf")
-    first, second = _first_write(base / "cases", keys, work, min(runs, 3))
+    # Cases still registered in the generated programme: not among those moved above.
+    cases_to_note = _registered(repo)[: min(runs, 3)]
+    first, second = _first_write(base / "cases", keys, work, cases_to_note)
     f["cmgit record, first after a clone"] = first
     f["cmgit record, second after a clone"] = second
     size.targets.append(
@@ -519,10 +518,12 @@ def measure_format_2(cases: int, runs: int, work: Path) -> Size:
     return size
 
 
-def _git(*args: str, cwd: Path, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, input=stdin
-    ).stdout
+def _git(*args: str, cwd: Path, stdin: str | None = None, ok: bool = False) -> str:
+    """git's output; with ``ok``, empty where git fails."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, check=not ok, capture_output=True, text=True, input=stdin
+    )
+    return done.stdout if done.returncode == 0 else ""
 
 
 def _pack_bytes(repo: Path) -> int:
@@ -546,13 +547,13 @@ def _auditor_clone(source: Path, work: Path, size: Size) -> None:
     run(["git", "config", "uploadpack.allowFilter", "true"], cwd=source)
     url = source.resolve().as_uri()
     full, auditor = work / "clone-full", work / "clone-auditor"
-    clone = ["git", "clone", "-q", "--no-local", "--single-branch"]
+    # --no-checkout: a checkout of HEAD would fetch every entry the filter left out.
+    clone = ["git", "clone", "-q", "--no-local", "--single-branch", "--no-checkout"]
     run([*clone, url, str(full)])
     run(
         [
             *clone,
             f"--filter=blob:limit={entries.AUDITOR_BLOB_LIMIT}",
-            "--no-checkout",
             url,
             str(auditor),
         ]
@@ -583,7 +584,7 @@ def _auditor_clone(source: Path, work: Path, size: Size) -> None:
             len(present),
             0,
             "entries",
-            f"git clone --filter=blob:limit={entries.AUDITOR_BLOB_LIMIT}; "
+            f"git clone --filter=blob:limit={entries.AUDITOR_BLOB_LIMIT} --no-checkout; "
             f"{len(sealed):,} entries in history",
         )
     )
@@ -619,17 +620,22 @@ def _clone_with_keyring(source: Path, target: Path) -> None:
     )
 
 
-def _registered(repo: Path) -> list[dict[str, str]]:
+def _listed(repo: Path, state: str, today: str = TODAY) -> list[dict[str, str]]:
+    """The cases in ``state``, as `cmgit list --json` gives them."""
     out = subprocess.run(
-        [CMGIT, "list", "--json", "--state", "registered"],
+        [CMGIT, "list", "--json", "--state", state],
         cwd=repo,
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "CMGIT_TODAY": TODAY},
+        env={**os.environ, "CMGIT_TODAY": today},
     ).stdout
     cases: list[dict[str, str]] = json.loads(out)
     return cases
+
+
+def _registered(repo: Path) -> list[dict[str, str]]:
+    return _listed(repo, "registered")
 
 
 def _as(keys: Path, staff_id: str, today: str = TODAY) -> dict[str, str]:
@@ -649,19 +655,18 @@ def _moves(repo: Path, keys: Path, count: int) -> list[float]:
     ]
 
 
-def _purge(repo: Path, keys: Path) -> tuple[float, bool]:
+def _purge(repo: Path, keys: Path) -> tuple[float, bool, bool]:
     """Seconds of the authorising `cmgit purge` of one closed case (proposed by one
-    programme manager, done by the second), and whether the records' packs are the
-    same files after it."""
-    out = subprocess.run(
-        [CMGIT, "list", "--json", "--state", "closed"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CMGIT_TODAY": PURGE_DAY},
-    ).stdout
-    case_id = json.loads(out)[-1]["case_id"]
+    programme manager, done by the second); whether the records' packs are the same
+    files after it, and whether the case's wrapped key is gone from the repository."""
+    from cmgit.history import Git
+    from cmgit.keyring import ref
+
+    case_id = _listed(repo, "closed", PURGE_DAY)[-1]["case_id"]
+    wrapped = [
+        hashlib.sha1(b"blob %d\0%s" % (len(data), data)).hexdigest()  # git's blob id
+        for data in ref.read_case(Git(repo), case_id).values()
+    ]
     packs = repo / ".git" / "objects" / "pack"
 
     def record_packs() -> dict[str, int]:
@@ -671,17 +676,20 @@ def _purge(repo: Path, keys: Path) -> tuple[float, bool]:
     purge = [CMGIT, "purge", case_id, "--reason", "retention_ended"]
     run(purge, cwd=repo, env=_as(keys, "pm-001", PURGE_DAY))
     took = run(purge, cwd=repo, env=_as(keys, generate.SECOND_MANAGER, PURGE_DAY))
-    return took, record_packs() == before
+    left = [oid for oid in wrapped if _git("cat-file", "-t", oid, cwd=repo, ok=True)]
+    return took, record_packs() == before, bool(wrapped) and not left
 
 
-def _first_write(source: Path, keys: Path, work: Path, runs: int) -> tuple[float, float]:
-    """Medians of the first and the second `cmgit record ID note` in a fresh clone."""
+def _first_write(
+    source: Path, keys: Path, work: Path, cases: list[dict[str, str]]
+) -> tuple[float, float]:
+    """Medians of the first and the second `cmgit record ID note`, the first cmgit
+    commands in a fresh clone of ``source``, one clone per case of ``cases``."""
     firsts, seconds = [], []
-    for n in range(runs):
+    for case in cases:
         clone = work / "fresh-clone"
         shutil.rmtree(clone, ignore_errors=True)
         _clone_with_keyring(source, clone)
-        case = _registered(clone)[n]
         env = _as(keys, case["caseworker"])
         note = work / "note.yaml"
         times = []
@@ -877,15 +885,7 @@ def _moves_beside_git(
     record: `git add FILE && git commit`, signed with the same caseworker's SSH key as the
     repository requires. The anchor commits in a clone of the same repository (same index,
     same trees), so its commits never enter the history cmgit reads."""
-    out = subprocess.run(
-        [CMGIT, "list", "--json", "--state", "registered"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CMGIT_TODAY": TODAY},
-    ).stdout
-    cases = json.loads(out)[:count]  # a small programme has fewer: they all move
+    cases = _registered(repo)[:count]  # a small programme has fewer: they all move
     if len(cases) < 2:
         raise SystemExit(f"only {len(cases)} registered cases to move")
     anchor = work / "anchor-clone"
@@ -895,11 +895,7 @@ def _moves_beside_git(
     moves, commits = [], []
     for n, case in enumerate(cases):
         worker = case["caseworker"]
-        env = {
-            "CMGIT_IDENTITY": str(keys / f"{worker}.txt"),
-            "CMGIT_SIGNING_KEY": str(keys / f"{worker}.ssh"),
-            "CMGIT_TODAY": TODAY,
-        }
+        env = _as(keys, worker)
         moves.append(run([CMGIT, "move", case["case_id"], "assessment"], cwd=repo, env=env))
         path = records[n % len(records)]
         with open(path, "a") as handle:
