@@ -40,6 +40,8 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         "auditor clone: size",
         "deactivation (25 closed cases)",
         "purge of one case",
+        "purge: wrapped key left",
+        "purge: record packs rewritten",
         "first write after a clone",
     ):
         assert target in done.stdout
