@@ -12,10 +12,17 @@ A programme is made in two parts:
    The objects go straight into one pack (trees as deltas of their previous version) and
    `git index-pack` indexes it: no git process per commit, no index rewrite per commit.
 
-The result is cached outside the repository, in ``$CMGIT_BENCH_CACHE`` (default
-``~/.cache/cmgit-bench``), one folder per size, and reused until FORMAT changes.
+With ``--layout 2`` the programme keeps its records as sealed entries (record format 2):
+the migration that brings them is committed right after the staff, before any case, so
+every case is made in that layout. The bulk writes per version the open file and one
+entry holding the delta from the template's previous forms, sealed to the replayed
+case's own new key, and at the end the keyring of every case in one keyring commit.
 
-    python bench/generate.py 10000          # prints the folder
+The result is cached outside the repository, in ``$CMGIT_BENCH_CACHE`` (default
+``~/.cache/cmgit-bench``), one folder per size and layout, and reused until FORMAT changes.
+
+    python bench/generate.py 10000             # prints the folder
+    python bench/generate.py 10000 --layout 2  # the same programme in sealed entries
 """
 
 from __future__ import annotations
@@ -38,16 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmgit import crypto, demo, ids, records, signing
+from cmgit import crypto, demo, entries, ids, records, signing
 from cmgit.history import Git, encode_tree, format_message
+from cmgit.keyring import ref, wrap
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
-from cmgit.store import Repository, init_repository
+from cmgit.store import Repository, casekeys, init_repository
+from cmgit.store.setup import make_signer, staff_author
 
-FORMAT = 6  # bump when what is generated changes, so old caches are not reused
+FORMAT = 7  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8
 CASES_PER_TEAM = 3000
+WORKER_NUMBERS = range(1, CASEWORKERS_PER_TEAM + 1)
 CASELOAD_LIMIT = 500  # the settings' maximum: above CASES_PER_TEAM / CASEWORKERS_PER_TEAM
 TEMPLATE_TEAM = "t01"
 # Where the bulk cases stand: mostly early in the procedure, as in a programme that takes
@@ -69,6 +79,16 @@ WEIGHTS = {
     "closed_inaccessible": 0.2,
 }
 MAX_DELTA_DEPTH = 50  # git's own default for --depth
+# Layout 2 (sealed entries): the migration that brings it, committed before any case.
+LAYOUT_MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
+LAYOUT_2 = "format: 3\nreason: sealed_entries\nlayout: 2\nsteps: []\n"
+# Layout 2 programmes hold what the format-2 benchmarks act on: a second programme
+# manager (a purge is authorised by another than who proposed it), and a caseworker
+# holding LEAVER_CASES closed cases and nothing else, to be deactivated.
+SECOND_MANAGER = "pm-002"
+LEAVER = "cw-leaver"
+LEAVER_CASES = 25
+RETENTION_MONTHS = 12
 
 
 def cache_root() -> Path:
@@ -76,17 +96,25 @@ def cache_root() -> Path:
 
 
 def programme(
-    cases: int, *, seed: int = 11, cache: Path | None = None, quiet: bool = False
+    cases: int,
+    *,
+    layout: int = 1,
+    seed: int = 11,
+    cache: Path | None = None,
+    quiet: bool = False,
 ) -> Path:
-    """The folder of a generated programme of ``cases`` cases (``cases/``, ``keys/``)."""
-    base = (cache or cache_root()) / f"programme-{cases}-f{FORMAT}"
+    """The folder of a generated programme of ``cases`` cases (``cases/``, ``keys/``),
+    its records in ``layout`` 1 (one sealed block a file) or 2 (sealed entries)."""
+    if layout not in (1, 2):
+        raise ValueError("the layout is 1 or 2")
+    base = (cache or cache_root()) / f"programme-{cases}-layout{layout}-f{FORMAT}"
     if (base / "ready").exists():
         return base
     partial = base.with_name(base.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.perf_counter()
-    build(partial, cases, seed, quiet=quiet)
+    build(partial, cases, seed, layout=layout, quiet=quiet)
     (partial / "ready").write_text(f"{time.perf_counter() - started:.1f}\n")
     shutil.rmtree(base, ignore_errors=True)
     partial.rename(base)
@@ -96,8 +124,11 @@ def programme(
 # -- staff and templates, through cmgit -------------------------------------------------
 
 
-def staff_plan(teams: list[str]) -> Iterator[tuple[str, str, str]]:
+def staff_plan(teams: list[str], layout: int = 1) -> Iterator[tuple[str, str, str]]:
     yield "pm-001", PROGRAMME_MANAGER, "programme"
+    if layout == 2:
+        yield SECOND_MANAGER, PROGRAMME_MANAGER, "programme"
+        yield LEAVER, CASEWORKER, TEMPLATE_TEAM
     yield "aud-001", "auditor", "programme"
     for team in teams:
         yield f"sv-{team}", SUPERVISOR, team
@@ -116,7 +147,7 @@ class Step:
     actor: str
 
 
-def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
+def build(base: Path, cases: int, seed: int, *, layout: int, quiet: bool) -> None:
     rng = random.Random(seed)
     teams = [f"t{n:02d}" for n in range(1, max(2, -(-cases // CASES_PER_TEAM)) + 1)]
 
@@ -124,8 +155,9 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
         if not quiet:
             print(text, file=sys.stderr)
 
-    say(f"staff: {2 + len(teams) * (1 + CASEWORKERS_PER_TEAM)} people in {len(teams)} teams")
-    people = demo.make_people(base / "keys", staff_plan(teams))
+    plan = list(staff_plan(teams, layout))
+    say(f"staff: {len(plan)} people in {len(teams)} teams")
+    people = demo.make_people(base / "keys", iter(plan))
     admin = people["pm-001"]
     root = base / "cases"
     init_repository(
@@ -147,6 +179,14 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
     # guard results (G03c pass): audit recomputes the caseload limit, so the programme
     # allows the most the settings do, as one with such caseloads would.
     repo.settings_set(admin.identities, "caseload_limit", str(CASELOAD_LIMIT))
+    if layout == 2:
+        say("layout 2: the sealed-entries migration, before any case")
+        (root / LAYOUT_MIGRATION).write_text(LAYOUT_2)
+        repo.config_commit(admin.identities, "sealed_entries", today=TODAY)
+        # Closed cases past their retention, so that one can be purged.
+        repo.settings_set(admin.identities, "retention_period_months", str(RETENTION_MONTHS))
+        repo = Repository.open(root)
+        repo.signing_key_path = admin.signing_key
 
     per_destination = 1 if cases < 1000 else 2
     destinations = [d for d, w in WEIGHTS.items() if w] * per_destination
@@ -163,16 +203,15 @@ def build(base: Path, cases: int, seed: int, *, quiet: bool) -> None:
         )
         demo.walk(journey, destination, TODAY)
         template_ids.append((destination, journey.case_id))
-    templates = {
-        case_id: read_template(repo, case_id, admin.identities) for _, case_id in template_ids
-    }
+    read = read_template if layout == 1 else read_template_entries
+    templates = {case_id: read(repo, case_id, admin.identities) for _, case_id in template_ids}
     by_destination: dict[str, list[str]] = {}
     for destination, case_id in template_ids:
         by_destination.setdefault(destination, []).append(case_id)
 
     bulk = cases - len(template_ids)
     say(f"bulk: {bulk} cases replayed from the templates")
-    replay(repo, people, teams, templates, by_destination, bulk, rng, say)
+    replay(repo, people, teams, templates, by_destination, bulk, rng, say, layout=layout)
 
 
 def read_template(
@@ -189,6 +228,30 @@ def read_template(
         lines = commit.message.rstrip("\n").split("\n")
         trailers = [(k, v) for k, _, v in (line.partition(": ") for line in lines[2:])]
         steps.append(Step(fields, payload.forms, lines[0], trailers, commit.author))
+    return steps
+
+
+def read_template_entries(
+    repo: Repository, case_id: str, identities: tuple[crypto.Identity, ...]
+) -> list[Step]:
+    """A template's steps in layout 2: each version's open file, and its forms folded
+    from the entries written up to it, opened with the case key from the keyring."""
+    path = ids.record_path(case_id)
+    order = repo.schemas.open_fields
+    key = wrap.unwrap(ref.read_case(repo.git, case_id), case_id, identities)
+    forms: dict[str, Any] = {}
+    steps = []
+    for commit in repo.git.log(path):
+        blob = repo.git.blob_id(commit.oid, path)
+        assert blob is not None
+        fields = entries.parse_open_file(repo.git.read_blob(blob), order)
+        sealed = repo.git.blob_id(commit.oid, entries.entry_path(case_id, fields["version"]))
+        if sealed is not None:
+            plaintext = crypto.open_binary(repo.git.read_blob(sealed), key.identities())
+            forms = entries.apply(forms, entries.parse_entry(plaintext).delta)
+        lines = commit.message.rstrip("\n").split("\n")
+        trailers = [(k, v) for k, _, v in (line.partition(": ") for line in lines[2:])]
+        steps.append(Step(fields, forms, lines[0], trailers, commit.author))
     return steps
 
 
@@ -215,6 +278,8 @@ def replay(
     bulk: int,
     rng: random.Random,
     say: Any,
+    *,
+    layout: int = 1,
 ) -> None:
     git = repo.git
     order = repo.schemas.open_fields
@@ -230,6 +295,9 @@ def replay(
     tree = Trees(git, head)
     pack = Pack()
     places, weights = zip(*[(d, w) for d, w in WEIGHTS.items() if w], strict=True)
+    closed = [d for d in by_destination if d.startswith("closed_")]
+    id_fields = casekeys.id_fields(repo.schemas)
+    keyring: dict[str, dict[str, bytes]] = {}
     taken = set(templates)
     # Bulk commits follow the templates but are dated within the half day before them:
     # audit lets committer times go back a day at most and never again after that, and no
@@ -247,14 +315,21 @@ def replay(
                 if case_id not in taken:
                     taken.add(case_id)
                     break
+            if layout == 2 and number < LEAVER_CASES:  # the leaver's closed cases
+                template = rng.choice(by_destination[rng.choice(closed)])
+                names = {template: case_id}
+                names.update({f"cw-{TEMPLATE_TEAM}-{n}": LEAVER for n in WORKER_NUMBERS})
+                yield entry_versions(case_id, templates[template], names)
+                continue
             template = rng.choice(by_destination[rng.choices(places, weights)[0]])
             names = {template: case_id, f"sv-{TEMPLATE_TEAM}": f"sv-{team}", TEMPLATE_TEAM: team}
             shift = rng.randint(1, CASEWORKERS_PER_TEAM)
-            for n in range(1, CASEWORKERS_PER_TEAM + 1):
+            for n in WORKER_NUMBERS:
                 names[f"cw-{TEMPLATE_TEAM}-{n}"] = (
                     f"cw-{team}-{1 + (n + shift) % CASEWORKERS_PER_TEAM}"
                 )
-            yield versions(case_id, templates[template], names)
+            replayed = versions if layout == 1 else entry_versions
+            yield replayed(case_id, templates[template], names)
 
     def versions(
         case_id: str, steps: list[Step], names: dict[str, str]
@@ -272,7 +347,31 @@ def replay(
             actor = names.get(step.actor, step.actor)
             trailers = [(k, names.get(v, v)) for k, v in step.trailers]
             message = format_message(step.subject.replace(step.open["case_id"], case_id), trailers)
-            yield path, commit_body(tree.commit(path, blob, pack), actor, message)
+            yield path, commit_body(tree.commit({path: blob}, pack), actor, message)
+
+    def entry_versions(
+        case_id: str, steps: list[Step], names: dict[str, str]
+    ) -> Iterator[tuple[str, bytes]]:
+        """Layout 2: per version the open file and, where the forms changed, one entry
+        holding the delta from the previous version's, sealed to the case's own key."""
+        path = ids.record_path(case_id)
+        key = wrap.new_case_key(case_id)
+        before: dict[str, Any] = {}
+        for step in steps:
+            fields = renamed(step.open, names)
+            forms = renamed(step.forms, names)
+            files = {path: pack.add("blob", entries.render_open_file(fields, order))}
+            change = entries.delta(before, forms, id_fields)
+            if change is not None:
+                plaintext = entries.entry_plaintext(case_id, fields["version"], change)
+                sealed = crypto.seal_binary(plaintext, [key.recipient])
+                files[entries.entry_path(case_id, fields["version"])] = pack.add("blob", sealed)
+            before = forms
+            actor = names.get(step.actor, step.actor)
+            trailers = [(k, names.get(v, v)) for k, v in step.trailers]
+            message = format_message(step.subject.replace(step.open["case_id"], case_id), trailers)
+            yield path, commit_body(tree.commit(files, pack), actor, message)
+        keyring[case_id] = casekeys.wrapped(repo, key, fields)
 
     # Interleave the cases as a busy programme does: a window of cases in progress.
     window: list[Iterator[tuple[str, bytes]]] = []
@@ -313,28 +412,48 @@ def replay(
         git.run("update-ref", "-m", "bench: generated", "refs/heads/main", parent, head)
         git.run("reset", "-q", "--hard")
     say(f"{made} bulk commits")
+    if keyring:
+        say(f"keyring: {len(keyring)} case keys in one keyring commit")
+        admin = people["pm-001"]
+        sign = make_signer(
+            admin.signing_key, admin.staff, bool(settings.get("require_signed_commits"))
+        )
+        trailers = [("Cmgit-Actor", admin.staff.id), ("Cmgit-Role", admin.staff.role)]
+        ref.update(git, keyring, staff_author(admin.staff), sign=sign, trailers=trailers)
 
 
 class Trees:
-    """The tree of HEAD kept in memory; a commit rewrites root, records/ and one bucket."""
+    """The tree of HEAD kept in memory, folder by folder (read from git when first
+    written to); a commit rewrites the folders on the paths it writes, and the root."""
 
     def __init__(self, git: Git, head: str):
-        root = git.objects.tree(git.objects.commit_tree(head))
-        self.root = dict(root)
-        self.records = dict(git.objects.tree(root["records"][1]))
-        self.buckets = {
-            name: dict(git.objects.tree(oid))
-            for name, (mode, oid) in self.records.items()
-            if mode == "40000"
-        }
+        self.git = git
+        self.folders = {"": dict(git.objects.tree(git.objects.commit_tree(head)))}
 
-    def commit(self, path: str, blob: str, pack: Pack) -> str:
-        _, bucket, name = path.split("/")
-        entries = self.buckets.setdefault(bucket, {})
-        entries[name] = ("100644", blob)
-        self.records[bucket] = ("40000", pack.add("tree", encode_tree(entries), f"b/{bucket}"))
-        self.root["records"] = ("40000", pack.add("tree", encode_tree(self.records), "r"))
-        return pack.add("tree", encode_tree(self.root))
+    def folder(self, path: str) -> dict[str, tuple[str, str]]:
+        found = self.folders.get(path)
+        if found is None:
+            parent, _, name = path.rpartition("/")
+            entry = self.folder(parent).get(name)
+            found = dict(self.git.objects.tree(entry[1])) if entry else {}
+            self.folders[path] = found
+        return found
+
+    def commit(self, files: dict[str, str], pack: Pack) -> str:
+        """The root tree with ``files`` (path to blob id) written. Each folder's tree is
+        stored as a delta of its previous version (the folder's path names the chain)."""
+        dirty = set()
+        for path, blob in files.items():
+            folder, _, name = path.rpartition("/")
+            self.folder(folder)[name] = ("100644", blob)
+            while folder:
+                dirty.add(folder)
+                folder = folder.rpartition("/")[0]
+        for folder in sorted(dirty, key=lambda f: (-f.count("/"), f)):
+            parent, _, name = folder.rpartition("/")
+            oid = pack.add("tree", encode_tree(self.folders[folder]), folder)
+            self.folder(parent)[name] = ("40000", oid)
+        return pack.add("tree", encode_tree(self.folders[""]))
 
 
 class Pack:
@@ -477,10 +596,13 @@ def make_delta(source: bytes, target: bytes) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", type=int)
+    parser.add_argument(
+        "--layout", type=int, choices=(1, 2), default=1, help="2: records as sealed entries"
+    )
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    base = programme(args.cases, cache=args.cache)
+    base = programme(args.cases, layout=args.layout, cache=args.cache)
     print(json.dumps({"folder": str(base), "seconds": round(time.perf_counter() - started, 1)}))
 
 

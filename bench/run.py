@@ -5,6 +5,9 @@
 
 For each size it takes the generated programme (bench/generate.py, cached), clones it,
 and times every target and its anchor: medians of ``--runs`` runs after one warm-up.
+Then the same programme generated in record format 2 (sealed entries) is measured
+against the format-2 targets of #17: growth per commit, the auditor's clone, a
+deactivation, a purge and the first write after a clone (``--no-format-2`` skips them).
 It prints a table with the ratio and PASS or FAIL per target and writes the tables, with
 the machine they came from, to bench/RESULTS.md (``--out``).
 """
@@ -15,6 +18,7 @@ import argparse
 import compileall
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -32,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import generate
 
-from cmgit import ids
+from cmgit import entries, ids
 from cmgit.audit import AuditState, config_in_force
 
 BIN = Path(sys.executable).parent
@@ -54,7 +58,8 @@ class Target:
         return self.measured <= self.limit
 
     def row(self) -> list[str]:
-        ratio = self.measured / self.limit if self.limit else float("inf")
+        over_none = float("inf") if self.measured else 0.0  # a limit of none: a count
+        ratio = self.measured / self.limit if self.limit else over_none
         return [
             self.name,
             f"{self.measured:.3g} {self.unit}",
@@ -69,6 +74,7 @@ class Target:
 class Size:
     cases: int
     commits: int = 0
+    layout: int = 1
     targets: list[Target] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
 
@@ -429,6 +435,300 @@ def measure(cases: int, runs: int, sample: int, work: Path) -> Size:
     return size
 
 
+# -- record format 2 (sealed entries) ---------------------------------------------------
+
+GROWTH_LIMIT = 2048  # packed bytes per commit (#17)
+PURGE_LIMIT = 5.0  # seconds
+PURGE_DAY = "2028-06-01"  # past the layout-2 programme's retention of its closed cases
+NOTE = {"written_on": TODAY, "text": "Visited the family; the child is at school."}
+
+
+def measure_format_2(cases: int, runs: int, work: Path) -> Size:
+    """The format-2 targets of #17 on the programme generated in sealed entries, each
+    beside its anchor; growth beside the format-1 programme of the same size."""
+    base = generate.programme(cases, layout=2)
+    keys = base / "keys"
+    size = Size(cases, layout=2)
+    f = size.figures
+    f["format 1: packed bytes per commit"], _ = _packed_per_commit(
+        generate.programme(cases) / "cases", work / "growth-1"
+    )
+    packed = work / "growth-2"
+    f["format 2: packed bytes per commit"], size.commits = _packed_per_commit(
+        base / "cases", packed
+    )
+    size.targets.append(
+        Target(
+            "growth per commit (format 2)",
+            f["format 2: packed bytes per commit"],
+            GROWTH_LIMIT,
+            "B",
+            "pack size / commits after a default git gc; format 1: "
+            f"{f['format 1: packed bytes per commit']:.0f} B a commit",
+        )
+    )
+    _auditor_clone(packed, work, size)
+    shutil.rmtree(packed)
+
+    repo = work / "cases-format-2"
+    _clone_with_keyring(base / "cases", repo)
+    moves = _moves(repo, keys, max(3, runs))
+    f["cmgit move (format 2)"] = statistics.median(moves)
+    pm = _as(keys, "pm-001")
+    f[f"cmgit staff deactivate, {generate.LEAVER_CASES} closed cases"] = run(
+        [CMGIT, "staff", "deactivate", generate.LEAVER], cwd=repo, env=pm
+    )
+    size.targets.append(
+        Target(
+            f"deactivation ({generate.LEAVER_CASES} closed cases)",
+            f[f"cmgit staff deactivate, {generate.LEAVER_CASES} closed cases"],
+            2 * f["cmgit move (format 2)"],
+            "s",
+            f"limit: 2x one cmgit move (median of {len(moves)}, same programme)",
+        )
+    )
+    took, rewritten, left = _purge(repo, keys)
+    f["cmgit purge, authorised"] = took
+    size.targets += [
+        Target(
+            "purge of one case",
+            took,
+            PURGE_LIMIT,
+            "s",
+            "the second programme manager's purge, the keyring's prune included",
+        ),
+        Target(
+            "purge: wrapped key left",
+            left,
+            0,
+            "files",
+            "the case's keyring files still among the repository's objects after it",
+        ),
+        Target(
+            "purge: record packs rewritten",
+            rewritten,
+            0,
+            "packs",
+            "pack files removed or replaced by it (no repack of the records)",
+        ),
+    ]
+    # Cases still registered in the generated programme: not among those moved above.
+    cases_to_note = _registered(repo)[: min(runs, 3)]
+    first, second = _first_write(base / "cases", keys, work, cases_to_note)
+    f["cmgit record, first after a clone"] = first
+    f["cmgit record, second after a clone"] = second
+    size.targets.append(
+        Target(
+            "first write after a clone",
+            first,
+            2 * second,
+            "s",
+            "limit: 2x the second cmgit record ID note in the same fresh clone",
+        )
+    )
+    return size
+
+
+def _git(*args: str, cwd: Path, stdin: str | None = None, ok: bool = False) -> str:
+    """git's output; with ``ok``, empty where git fails."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, check=not ok, capture_output=True, text=True, input=stdin
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _pack_bytes(repo: Path) -> int:
+    return sum(p.stat().st_size for p in (repo / ".git" / "objects" / "pack").glob("*.pack"))
+
+
+def _packed_per_commit(source: Path, target: Path) -> tuple[float, int]:
+    """Packed bytes per commit of ``source``'s main history after a default `git gc`
+    in a clone of it, and how many commits it has."""
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--single-branch", str(source), str(target)], check=True)
+    run(["git", "gc", "-q"], cwd=target)
+    commits = int(_git("rev-list", "--count", "HEAD", cwd=target))
+    return _pack_bytes(target) / commits, commits
+
+
+def _auditor_clone(source: Path, work: Path, size: Size) -> None:
+    """An auditor's clone (`--filter=blob:limit=1024`) beside a full clone of the same
+    programme: no sealed entry fetched, and the size of the full clone minus its entries."""
+    f = size.figures
+    run(["git", "config", "uploadpack.allowFilter", "true"], cwd=source)
+    url = source.resolve().as_uri()
+    full, auditor = work / "clone-full", work / "clone-auditor"
+    # --no-checkout: a checkout of HEAD would fetch every entry the filter left out.
+    clone = ["git", "clone", "-q", "--no-local", "--single-branch", "--no-checkout"]
+    run([*clone, url, str(full)])
+    run(
+        [
+            *clone,
+            f"--filter=blob:limit={entries.AUDITOR_BLOB_LIMIT}",
+            url,
+            str(auditor),
+        ]
+    )
+    sealed = [
+        line.split(" ", 1)[0]
+        for line in _git("rev-list", "--objects", "HEAD", cwd=full).splitlines()
+        if entries.parse_entry_path(line.partition(" ")[2]) is not None
+    ]
+    sizes = _git(
+        "cat-file", "--batch-check=%(objectsize:disk)", cwd=full, stdin="\n".join(sealed)
+    ).split()
+    sealed_bytes = sum(int(n) for n in sizes)
+    present = [
+        line.split(" ", 1)[0]
+        for line in _git(
+            "rev-list", "--objects", "--missing=print", "HEAD", cwd=auditor
+        ).splitlines()
+        if not line.startswith("?") and entries.parse_entry_path(line.partition(" ")[2])
+    ]
+    f["full clone (MB)"] = _pack_bytes(full) / 1e6
+    f["sealed entries in it (MB)"] = sealed_bytes / 1e6
+    f["auditor clone (MB)"] = _pack_bytes(auditor) / 1e6
+    f["sealed entries in the auditor clone"] = len(present)
+    size.targets.append(
+        Target(
+            "auditor clone: sealed entries fetched",
+            len(present),
+            0,
+            "entries",
+            f"git clone --filter=blob:limit={entries.AUDITOR_BLOB_LIMIT} --no-checkout; "
+            f"{len(sealed):,} entries in history",
+        )
+    )
+    size.targets.append(
+        Target(
+            "auditor clone: size",
+            f["auditor clone (MB)"],
+            1.1 * (f["full clone (MB)"] - f["sealed entries in it (MB)"]),
+            "MB",
+            f"limit: 1.1x (full clone {f['full clone (MB)']:.3g} MB minus its sealed "
+            f"entries {f['sealed entries in it (MB)']:.3g} MB)",
+        )
+    )
+    shutil.rmtree(full)
+    shutil.rmtree(auditor)
+
+
+def _clone_with_keyring(source: Path, target: Path) -> None:
+    """A clone of ``source`` with its keyring: fetched on its own, its objects loose,
+    as a local keyring update leaves them."""
+    subprocess.run(["git", "clone", "-q", str(source), str(target)], check=True)
+    run(
+        [
+            "git",
+            "-c",
+            "fetch.unpackLimit=2000000000",
+            "fetch",
+            "-q",
+            "origin",
+            "+refs/cmgit/keyring:refs/cmgit/keyring",
+        ],
+        cwd=target,
+    )
+
+
+def _listed(repo: Path, state: str, today: str = TODAY) -> list[dict[str, str]]:
+    """The cases in ``state``, as `cmgit list --json` gives them."""
+    out = subprocess.run(
+        [CMGIT, "list", "--json", "--state", state],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CMGIT_TODAY": today},
+    ).stdout
+    cases: list[dict[str, str]] = json.loads(out)
+    return cases
+
+
+def _registered(repo: Path) -> list[dict[str, str]]:
+    return _listed(repo, "registered")
+
+
+def _as(keys: Path, staff_id: str, today: str = TODAY) -> dict[str, str]:
+    return {
+        "CMGIT_IDENTITY": str(keys / f"{staff_id}.txt"),
+        "CMGIT_SIGNING_KEY": str(keys / f"{staff_id}.ssh"),
+        "CMGIT_TODAY": today,
+    }
+
+
+def _moves(repo: Path, keys: Path, count: int) -> list[float]:
+    """Seconds of ``count`` `cmgit move`s of registered cases to assessment."""
+    cases = _registered(repo)[:count]
+    return [
+        run([CMGIT, "move", c["case_id"], "assessment"], cwd=repo, env=_as(keys, c["caseworker"]))
+        for c in cases
+    ]
+
+
+def _purge(repo: Path, keys: Path) -> tuple[float, int, int]:
+    """Seconds of the authorising `cmgit purge` of one closed case (proposed by one
+    programme manager, done by the second); how many pack files it removed or replaced,
+    and how many of the case's keyring files are still in the repository after it."""
+    from cmgit.history import Git
+    from cmgit.keyring import ref
+
+    case_id = _listed(repo, "closed", PURGE_DAY)[-1]["case_id"]
+    wrapped = [
+        hashlib.sha1(b"blob %d\0%s" % (len(data), data)).hexdigest()  # git's blob id
+        for data in ref.read_case(Git(repo), case_id).values()
+    ]
+    packs = repo / ".git" / "objects" / "pack"
+
+    def record_packs() -> dict[str, int]:
+        return {p.name: p.stat().st_ino for p in packs.glob("*.pack")}
+
+    before = record_packs()
+    purge = [CMGIT, "purge", case_id, "--reason", "retention_ended"]
+    run(purge, cwd=repo, env=_as(keys, "pm-001", PURGE_DAY))
+    took = run(purge, cwd=repo, env=_as(keys, generate.SECOND_MANAGER, PURGE_DAY))
+    if not wrapped:
+        raise SystemExit(f"the keyring holds no files for {case_id}")
+    left = [oid for oid in wrapped if _git("cat-file", "-t", oid, cwd=repo, ok=True)]
+    after = record_packs()
+    return took, sum(after.get(name) != inode for name, inode in before.items()), len(left)
+
+
+def _first_write(
+    source: Path, keys: Path, work: Path, cases: list[dict[str, str]]
+) -> tuple[float, float]:
+    """Medians of the first and the second `cmgit record ID note`, the first cmgit
+    commands in a fresh clone of ``source``, one clone per case of ``cases``."""
+    firsts, seconds = [], []
+    for case in cases:
+        clone = work / "fresh-clone"
+        shutil.rmtree(clone, ignore_errors=True)
+        _clone_with_keyring(source, clone)
+        env = _as(keys, case["caseworker"])
+        note = work / "note.yaml"
+        times = []
+        for visit in ("first", "second"):
+            body = {
+                "note": {
+                    **NOTE,
+                    "written_by": case["caseworker"],
+                    "text": f"{NOTE['text']} ({visit})",
+                }
+            }
+            note.write_text(json.dumps(body))
+            times.append(
+                run(
+                    [CMGIT, "record", case["case_id"], "note", "--from", str(note)],
+                    cwd=clone,
+                    env=env,
+                )
+            )
+        firsts.append(times[0])
+        seconds.append(times[1])
+        shutil.rmtree(clone)
+    return statistics.median(firsts), statistics.median(seconds)
+
+
 def _name_check(repo: Path, keys: Path, runs: int) -> tuple[float, str, int]:
     """Median seconds of guard GC over a one-line commit message, repository opened
     included, for the caseworker with the most open cases; who, and how many cases."""
@@ -599,15 +899,7 @@ def _moves_beside_git(
     record: `git add FILE && git commit`, signed with the same caseworker's SSH key as the
     repository requires. The anchor commits in a clone of the same repository (same index,
     same trees), so its commits never enter the history cmgit reads."""
-    out = subprocess.run(
-        [CMGIT, "list", "--json", "--state", "registered"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CMGIT_TODAY": TODAY},
-    ).stdout
-    cases = json.loads(out)[:count]  # a small programme has fewer: they all move
+    cases = _registered(repo)[:count]  # a small programme has fewer: they all move
     if len(cases) < 2:
         raise SystemExit(f"only {len(cases)} registered cases to move")
     anchor = work / "anchor-clone"
@@ -617,11 +909,7 @@ def _moves_beside_git(
     moves, commits = [], []
     for n, case in enumerate(cases):
         worker = case["caseworker"]
-        env = {
-            "CMGIT_IDENTITY": str(keys / f"{worker}.txt"),
-            "CMGIT_SIGNING_KEY": str(keys / f"{worker}.ssh"),
-            "CMGIT_TODAY": TODAY,
-        }
+        env = _as(keys, worker)
         moves.append(run([CMGIT, "move", case["case_id"], "assessment"], cwd=repo, env=env))
         path = records[n % len(records)]
         with open(path, "a") as handle:
@@ -709,8 +997,9 @@ def report(sizes: list[Size], runs: int, *, heading: bool = True) -> str:
         else []
     )
     for size in sizes:
+        layout = ", record format 2 (sealed entries)" if size.layout == 2 else ""
         parts.append(
-            f"## {size.cases:,} cases ({size.commits:,} commits)\n\n"
+            f"## {size.cases:,} cases{layout} ({size.commits:,} commits)\n\n"
             f"{dt.date.today().isoformat()}, `python bench/run.py {size.cases} "
             f"--runs {runs}`: medians of {runs} run(s).\n"
         )
@@ -738,6 +1027,11 @@ def main() -> None:
         help="where to write the report ('-' for nowhere)",
     )
     parser.add_argument(
+        "--no-format-2",
+        action="store_true",
+        help="skip the record format 2 targets (a second programme generated and measured)",
+    )
+    parser.add_argument(
         "--append",
         action="store_true",
         help="add the sizes measured to the report instead of replacing it",
@@ -749,11 +1043,15 @@ def main() -> None:
     sizes = []
     with tempfile.TemporaryDirectory(prefix="cmgit-bench-") as tmp:
         for cases in args.cases:
-            size = measure(cases, args.runs, args.sample, Path(tmp))
-            sizes.append(size)
-            print(f"\n{cases:,} cases, {size.commits:,} commits")
-            for target in size.targets:
-                print("  " + "  ".join(target.row()))
+            measured = [measure(cases, args.runs, args.sample, Path(tmp))]
+            if not args.no_format_2:
+                measured.append(measure_format_2(cases, args.runs, Path(tmp)))
+            for size in measured:
+                layout = ", record format 2" if size.layout == 2 else ""
+                print(f"\n{cases:,} cases{layout}, {size.commits:,} commits")
+                for target in size.targets:
+                    print("  " + "  ".join(target.row()))
+            sizes += measured
     if args.out != "-":
         out = Path(args.out)
         if args.append and out.exists():

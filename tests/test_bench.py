@@ -35,12 +35,24 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         "cmgit import (100 rows)",
         "cmgit site build",
         "peak memory",
+        "growth per commit (format 2)",
+        "auditor clone: sealed entries fetched",
+        "auditor clone: size",
+        "deactivation (25 closed cases)",
+        "purge of one case",
+        "purge: wrapped key left",
+        "purge: record packs rewritten",
+        "first write after a clone",
     ):
         assert target in done.stdout
         assert target in out.read_text()
     assert "PASS" in done.stdout or "FAIL" in done.stdout
     assert "## 100 cases" in out.read_text()
+    assert "## 100 cases, record format 2" in out.read_text()
     # The generated programme is a real one: every record valid, the history audited.
-    programme = next((tmp_path / "cache").glob("programme-100-*"))
-    assert (programme / "ready").exists()
-    assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
+    for layout in (1, 2):
+        (programme,) = (tmp_path / "cache").glob(f"programme-100-layout{layout}-*")
+        assert (programme / "ready").exists()
+        assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
+    # In format 2 every version that changed forms wrote one sealed entry.
+    assert list((programme / "cases" / "sealed").rglob("*.age"))
