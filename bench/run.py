@@ -625,7 +625,7 @@ def _clone_with_keyring(source: Path, target: Path) -> None:
             "fetch",
             "-q",
             "origin",
-            "+refs/cmgit/keyring:refs/cmgit/keyring",
+            "+refs/cmgit/keyring/*:refs/cmgit/keyring/*",
         ],
         cwd=target,
     )

@@ -451,6 +451,7 @@ def staff_update(
     """
     from . import crypto
     from .audit import readable_history
+    from .store.casekeys import format_1_until
 
     repo = state.repo()
     before = repo.git.head()
@@ -464,7 +465,8 @@ def staff_update(
         key_compromised_on=_key_compromised_on(key_compromised_on),
     )
     # What the old key opened: the versions sealed up to the commit the change was made on.
-    history = readable_history(repo.root, staff_id, until=before or "HEAD") if recipient else []
+    until = format_1_until(repo, before or "HEAD") if recipient else None
+    history = readable_history(repo.root, staff_id, until=until) if until else []
     if as_json:
         doc: dict[str, Any] = {"staff": staff_id, "reencrypted": count}
         if recipient:
@@ -506,10 +508,12 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
       cmgit staff deactivate cw-007
     """
     from .audit import readable_history
+    from .store.casekeys import format_1_until
 
     repo = state.repo()
     count = repo.staff_deactivate(state.identities(), ids.check_staff_id(staff_id))
-    history = readable_history(repo.root, staff_id)
+    until = format_1_until(repo)
+    history = readable_history(repo.root, staff_id, until=until) if until else []
     if as_json:
         emit(
             {
@@ -520,7 +524,9 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
             True,
         )
         return
-    click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
+    click.echo(
+        f"Deactivated {staff_id}; re-encrypted or re-wrapped {count} case(s) without their key"
+    )
     _report_readable_history(history, "Their key")
 
 

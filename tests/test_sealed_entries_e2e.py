@@ -336,10 +336,14 @@ def test_a_supervisor_leaving_rewraps_keys_and_reseals_no_record(
     repo = programme.repo()
     before = wrap.unwrap(ref.read_case(repo.git, case_id), case_id, programme.identities("pm-001"))
     head = programme.git("rev-parse", "HEAD").strip()
-    left = programme.cli("staff", "deactivate", "sv-north", as_="pm-001")
+    left = programme.cli("staff", "deactivate", "sv-north", "--json", as_="pm-001")
     assert left.exit_code == 0, left.output
     changed = programme.git("diff", "--name-only", head, "HEAD").split()
     assert changed == ["staff.yaml"]
+    # What their key still opens in the history ends with format 1: the version of the
+    # case made before the migration, nothing after it.
+    exposed = json.loads(left.stdout)["history_readable"]
+    assert [(e["case_id"], e["version"]) for e in exposed] == [(case_id, 1)]
     repo = programme.repo()
     files = ref.read_case(repo.git, case_id)
     after = wrap.unwrap(files, case_id, programme.identities("pm-001"))

@@ -48,6 +48,23 @@ def repository_in_layout(repo: Core) -> bool:
     return start is not None and repo.config.record_format >= start
 
 
+def format_1_until(repo: Core, until: str = "HEAD") -> str | None:
+    """The last commit, up to ``until``, whose records may still be sealed blocks of
+    format 1 to people's keys: the parent of the commit that brought sealed entries, or
+    ``until`` itself while none did; None if the repository never held format 1. What a
+    removed key still opens in the history ends there: from then on it opened only case
+    keys, whose replaced wrappings the keyring destroyed."""
+    start = repo.config.sealed_entries_from
+    path = next((m.path for m in repo.config.migrations if m.format == start), None)
+    if path is None:
+        return until
+    added = repo.git.text("log", "-1", "--diff-filter=A", "--format=%H", until, "--", path)
+    if not added.strip():
+        return until
+    parents = repo.git.objects.parents(added.strip())
+    return parents[0] if parents else None
+
+
 # -- who holds a case key ----------------------------------------------------------
 
 
