@@ -524,9 +524,7 @@ def staff_deactivate(state: State, staff_id: str, as_json: bool) -> None:
             True,
         )
         return
-    click.echo(
-        f"Deactivated {staff_id}; re-encrypted or re-wrapped {count} case(s) without their key"
-    )
+    click.echo(f"Deactivated {staff_id}; re-encrypted {count} case(s) without their key")
     _report_readable_history(history, "Their key")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from .. import crypto, ids, records, signing, yamlio
 from ..config import SETTINGS_FILE, STAFF_FILE, load_yaml
 from ..errors import NotARecipient, Refused, UsageError
+from ..keyring import ref
 from ..registry import CASEWORKER, PROGRAMME_MANAGER, Registry, Staff
 from ..schema import SETTINGS, STAFF
 from . import casekeys, unit
@@ -106,14 +107,16 @@ def staff_deactivate(repo: Core, identities: Sequence[crypto.Identity], staff_id
 
 
 def _held_cases(repo: Core, staff_id: str) -> list[str]:
-    held = []
-    for case_id in repo.case_ids():
-        open_fields = repo.load_open(case_id).record.open
-        if open_fields["caseworker"] == staff_id and open_fields["state"] in (
-            repo.workflow.held_states
-        ):
-            held.append(case_id)
-    return held
+    """The open cases ``staff_id`` holds, from one keyless read of every record's open
+    fields (remembered by object id), not a file read per case."""
+    order = repo.schemas.open_fields
+    case_at, worker_at, state_at = (order.index(f) for f in ("case_id", "caseworker", "state"))
+    held_states = repo.workflow.held_states
+    return [
+        str(row[case_at])
+        for row in repo.open_rows()
+        if row[worker_at] == staff_id and row[state_at] in held_states
+    ]
 
 
 def _change_registry(
@@ -215,8 +218,11 @@ def _reconfigure(
                 repo.schemas.open_fields,
                 repo.cipher.seal(plaintext, after),
             )
+        shards = ref.heads(repo.git) if rewrap else {}
         keyring = {
-            str(fields["case_id"]): casekeys.rewrapped(repo, fields, identities, registry, settings)
+            str(fields["case_id"]): casekeys.rewrapped(
+                repo, fields, identities, registry, settings, shards
+            )
             for fields in rewrap
         }
         if keyring:

@@ -15,7 +15,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import crypto, entries, events, ids, migrations
+from .. import caches, crypto, entries, events, ids, migrations
 from ..config import Config
 from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
 from ..history import BLOB_MODES
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the core reads format-2 records through this module
     from .core import Core, Loaded
 
 MAX_ENTRY_FILE = 8 * 1024 * 1024
+LAYOUT_CACHE = "sealed-entries-since"  # the commit that brought sealed entries
 
 
 def in_layout(config: Config, open_fields: Mapping[str, Any]) -> bool:
@@ -58,10 +59,16 @@ def format_1_until(repo: Core, until: str = "HEAD") -> str | None:
     path = next((m.path for m in repo.config.migrations if m.format == start), None)
     if path is None:
         return until
-    added = repo.git.text("log", "-1", "--diff-filter=A", "--format=%H", until, "--", path)
-    if not added.strip():
-        return until
-    parents = repo.git.objects.parents(added.strip())
+    # Found once by a walk of the history, then remembered: a commit never changes.
+    added = caches.remembered(repo.git, LAYOUT_CACHE, (path,))
+    if not (isinstance(added, str) and repo.git.objects.lookup(added, path)):
+        added = repo.git.text(
+            "log", "-1", "--diff-filter=A", "--format=%H", until, "--", path
+        ).strip()
+        if not added:
+            return until
+        caches.remember(repo.git, LAYOUT_CACHE, (path,), added)
+    parents = repo.git.objects.parents(added)
     return parents[0] if parents else None
 
 
@@ -120,13 +127,14 @@ def rewrapped(
     identities: Sequence[crypto.Identity],
     registry: Registry,
     settings: Mapping[str, Any],
+    shards: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """A case key wrapped for a new registry or settings, by someone who can unwrap it:
     a new generation where a reader goes, so nothing written from now on opens with a
     key they may have kept. Records are not touched."""
     case_id = str(open_fields["case_id"])
     try:
-        key = open_key(repo, case_id, identities)
+        key = open_key(repo, case_id, identities, shards)
     except NotARecipient:
         raise Refused(
             "this change re-wraps the keys of cases you cannot open",
@@ -202,9 +210,17 @@ def erased(repo: Core, case_id: str) -> bool:
     return bool(history) and history[-1].trailer("Cmgit-Action") == events.PURGE.action
 
 
-def open_key(repo: Core, case_id: str, identities: Sequence[crypto.Identity]) -> wrap.CaseKey:
-    """The case key, unwrapped from the keyring with the actor's identity."""
-    return wrap.unwrap(ref.read_case(repo.git, case_id), case_id, identities)
+def open_key(
+    repo: Core,
+    case_id: str,
+    identities: Sequence[crypto.Identity],
+    shards: Mapping[str, str] | None = None,
+) -> wrap.CaseKey:
+    """The case key, unwrapped from the keyring with the actor's identity; ``shards``:
+    the keyring's shard commits, when the caller read them once for many cases."""
+    commit = shards.get(ref.shard_of(case_id)) if shards is not None else None
+    files = ref.read_case(repo.git, case_id, commit) if commit or shards is None else {}
+    return wrap.unwrap(files, case_id, identities)
 
 
 def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]) -> dict[str, Any]:
