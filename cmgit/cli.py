@@ -1236,6 +1236,29 @@ def audit_preamble(report: Report) -> list[str]:
 
 
 @cli.command()
+@click.argument("url")
+@click.argument("directory", metavar="DIR", required=False)
+@pass_state
+def clone(state: State, url: str, directory: str | None) -> None:
+    """Clone the central repository for an office: the programme's branch, the keyring
+    (the wrapped case keys) fetched on its own, the client hooks installed and git's
+    commit-graph written, so the first command works at once.
+
+    \b
+    Example:
+      cmgit clone ssh://git@server/srv/git/cases.git cases
+    """
+    from .sync import clone as clone_office
+
+    name = directory or url.rstrip("/").rpartition("/")[2].removesuffix(".git") or "cases"
+    target = (state.directory or Path.cwd()) / name
+    repo, untrusted = clone_office(url, target.resolve())
+    if untrusted is not None:
+        click.echo(f"warning: {untrusted.message} ({untrusted.hint})", err=True)
+    click.echo(f"clone: {repo.root}")
+
+
+@cli.command()
 @click.option("--remote", default="origin", show_default=True, help="The central repository.")
 @click.option(
     "--abort",
@@ -1567,6 +1590,18 @@ def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
         click.echo(f"cmgit: refused: {line}", err=True)
     if problems:
         raise click.exceptions.Exit(1)
+
+
+@hooks.command("post-receive", hidden=True)
+@pass_state
+def hooks_post_receive(state: State) -> None:
+    """After a push: prune what the keyring shards it replaced alone held (reads "old new
+    ref" lines on standard input)."""
+    from . import hooks as hook_module
+    from .history import Git
+
+    git = Git((state.directory or Path.cwd()).resolve())
+    hook_module.post_receive(git, sys.stdin.read().splitlines())
 
 
 @hooks.command("merge-driver", hidden=True)

@@ -43,9 +43,20 @@ from .history import ZERO_OID, Git
 from .progress import SILENT, Progress
 
 MARK = "# installed by cmgit"
-# What `install_server` sets, which git applies before the hook runs: no rewrite, no
-# deletion, and malformed objects (a tree entry named .git, a bad mode) refused on receipt.
-SERVER_SETTINGS = ("receive.denyNonFastForwards", "receive.denyDeletes", "receive.fsckObjects")
+# What `install_server` sets, which git applies before the hook runs: no deletion, and
+# malformed objects (a tree entry named .git, a bad mode) refused on receipt. A rewrite
+# of the branch is the hook's to refuse: git's receive.denyNonFastForwards would refuse
+# the keyring's shards too, which are replaced on every change (`cmgit.keyring.ref`).
+SERVER_SETTINGS = ("receive.denyDeletes", "receive.fsckObjects")
+# Also set by `install_server`, and why: git's automatic gc would pack the keyring with
+# the records, after which a prune must rewrite the records' pack (`cmgit gc` keeps them
+# apart); an auditor's clone fetches with a blob size filter.
+SERVER_EXTRAS = (
+    ("receive.denyNonFastForwards", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("uploadpack.allowFilter", "true"),
+)
 DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
 CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
 SHOWN = 3  # stray objects named in a refusal
@@ -141,12 +152,14 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         )
     for name in SERVER_SETTINGS:
         git.run("config", name, "true")
+    for name, value in SERVER_EXTRAS:
+        git.run("config", name, value)
     flag = "" if require_signatures else " --allow-unsigned"
+    where = shlex.quote(str(bare))
+    _write_hook(bare / "hooks", "post-receive", f"exec {_command()} -C {where} hooks post-receive")
     return str(
         _write_hook(
-            bare / "hooks",
-            "pre-receive",
-            f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive{flag}",
+            bare / "hooks", "pre-receive", f"exec {_command()} -C {where} hooks pre-receive{flag}"
         )
     )
 
@@ -274,10 +287,10 @@ def pre_receive(
     problems = [
         f"{ref}: {kind}; the central repository accepts only {branch} ({advice})"
         for _, _, ref in updates
-        if ref != branch
+        if ref != branch and not is_keyring_ref(ref)
         for kind, advice in [ref_kind(ref)]
     ]
-    moved = []
+    moved = _keyring_updates(git, updates, settled, require_signatures, problems)
     for old, new, ref in updates:
         if ref != branch:
             continue
@@ -291,6 +304,72 @@ def pre_receive(
     if not problems and quarantine is not None:
         problems += _stray_objects(git, quarantine, moved, branch)
     return problems
+
+
+def is_keyring_ref(ref: str) -> bool:
+    """Whether ``ref`` is one of the keyring's shard refs, the one kind of ref the central
+    repository takes besides the programme's branch."""
+    from .keyring.ref import KEYRING_PREFIX, SHARD_RE
+
+    return ref.startswith(KEYRING_PREFIX) and bool(
+        SHARD_RE.fullmatch(ref.removeprefix(KEYRING_PREFIX))
+    )
+
+
+def _keyring_updates(
+    git: Git,
+    updates: Sequence[list[str]],
+    tip: str | None,
+    require_signatures: bool,
+    problems: list[str],
+) -> list[tuple[str, str]]:
+    """Judge the keyring shards a push moves (adding to ``problems``); returns their moves,
+    whose objects the push may bring along with the branch's."""
+    from .store.keyring_rules import shard_problems
+
+    moved = []
+    for old, new, ref in updates:
+        if is_keyring_ref(ref):
+            problems += shard_problems(
+                git, ref, old, new, tip, require_signatures=require_signatures
+            )
+            moved.append((ZERO_OID, new))  # replaced whole: judged from nothing
+    return moved
+
+
+def _keyring_checks(git: Git, refs: Sequence[str], tip: str) -> list[str]:
+    """`server_checks` of the keyring's shards, each judged whole as the hook judges a
+    new one (signatures as the settings require)."""
+    from .store.keyring_rules import shard_problems
+
+    problems = []
+    for ref in refs:
+        new = git.text("rev-parse", ref)
+        problems += shard_problems(git, ref, ZERO_OID, new, tip, require_signatures=False)
+    return problems
+
+
+def post_receive(git: Git, lines: Iterable[str]) -> int:
+    """After a push: delete at once the objects of the keyring shards it replaced that the
+    new ones no longer hold (an old wrapping must not outlive its replacement on the
+    central either), and list a pack the push brought that holds keyring objects alone,
+    so that later prunes can reach into it. Returns how many objects were destroyed."""
+    from .keyring import ref as keyring
+
+    moves = [
+        (old, new)
+        for old, new, ref in (line.split() for line in lines if len(line.split()) == 3)
+        if is_keyring_ref(ref) and old != new
+    ]
+    if not moves:
+        return 0
+    keyring.keep_out_of_gc(git)
+    keyring.adopt_packs(git, [new for _, new in moves if new != ZERO_OID])
+    return sum(
+        keyring.prune(git, old, None if new == ZERO_OID else new)
+        for old, new in moves
+        if old != ZERO_OID
+    )
 
 
 def server_checks(
@@ -312,16 +391,18 @@ def server_checks(
         )
     now = time.time() if now is None else now
     branch, _ = programme_branch(git)
+    refs = git.text("for-each-ref", "--format=%(refname)").splitlines()
     problems = [
         f"{ref}: {kind} beside {branch}; what it holds could already be fetched "
         f"({advice}, on the hosting service too)"
-        for ref in git.text("for-each-ref", "--format=%(refname)").splitlines()
-        if ref != branch
+        for ref in refs
+        if ref != branch and not is_keyring_ref(ref)
         for kind, advice in [ref_kind(ref)]
     ]
     tip = _commit(git, branch)
     if tip is None:
         return [*problems, f"{branch}: the programme's branch has no commits"]
+    problems += _keyring_checks(git, [r for r in refs if is_keyring_ref(r)], tip)
     # Audit remembers the last commit it verified on HEAD's branch; another branch is
     # walked whole.
     on_head = git.head() == tip

@@ -350,6 +350,25 @@ def _regroup(git: Git, groups: set[str], shards: Mapping[str, str]) -> None:
     _destroy(git, ())
 
 
+def adopt_packs(git: Git, commits: Sequence[str]) -> list[str]:
+    """List as keyring packs the unlisted packs that hold objects of the shard commits
+    ``commits`` and nothing else: what a push of the keyring alone brought to the central
+    repository (git keeps a large push as the pack it came in), so that a prune there can
+    reach into it. A pack holding anything else is never listed. Returns those listed."""
+    if not commits:
+        return []
+    held = set().union(*(_objects(git, commit) for commit in commits))
+    listed = keyring_packs(git)
+    adopted = []
+    for name in sorted(git.pack_names() - set(listed)):
+        inside = git.pack_ids(name)
+        if inside & set(commits) and inside <= held:
+            adopted.append(name)
+    if adopted:
+        _write_pack_list(git, [*listed, *adopted])
+    return adopted
+
+
 def push_refspecs(git: Git) -> list[str]:
     """The refspecs that push every shard of this keyring, replacing the remote's (the
     caller merged them first); git sends only the objects the remote lacks. The sync

@@ -1,0 +1,88 @@
+"""Two offices of a programme in record format 2 share the keyring through the central
+repository: `cmgit sync` carries it, the central hook checks it, a purge travels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cmgit.keyring import ref
+
+from .conftest import CANARY, Programme, form
+from .test_hooks import run_git
+from .test_sealed_entries_e2e import to_sealed_entries
+from .test_sync import in_office
+
+
+def central_of(programme: Programme, tmp_path: Path, *, judged: bool = False) -> Path:
+    """A central repository made from office A's (the programme's own repository) branch,
+    set up by `cmgit hooks install --server`; A's first sync pushes the keyring to it.
+    Unless ``judged``, without the pre-receive hook, as on a host that runs none (audit
+    --server-checks judges such a central): these tests are about what travels, and the
+    hook's judgement of the records' commits is audit's (tested with it)."""
+    central = tmp_path / "central.git"
+    made = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central))
+    assert made.returncode == 0
+    installed = programme.cli(
+        "-C", str(central), "hooks", "install", "--server", "--allow-unsigned", as_=None
+    )
+    assert installed.exit_code == 0, installed.output
+    if not judged:
+        (central / "hooks" / "pre-receive").unlink()
+    run_git(programme.root, "remote", "add", "origin", str(central))
+    first = in_office(programme, programme.root, "sync", as_="pm-001")
+    assert first.exit_code == 0, first.output
+    return central
+
+
+def clone_office(programme: Programme, central: Path, where: Path) -> Path:
+    cloned = programme.cli("clone", str(central), str(where), as_=None)
+    assert cloned.exit_code == 0, cloned.output
+    return where
+
+
+def synced(programme: Programme, office: Path, as_: str = "cw-north-1") -> str:
+    done = in_office(programme, office, "sync", as_=as_)
+    assert done.exit_code == 0, done.output
+    return done.stdout
+
+
+def note(programme: Programme, office: Path, case_id: str, text: str, as_: str) -> None:
+    doc = {"note": {**form("note")["note"], "text": text}}
+    made = in_office(
+        programme,
+        office,
+        "record",
+        case_id,
+        "note",
+        "--from",
+        programme.form_file("note", doc),
+        as_=as_,
+    )
+    assert made.exit_code == 0, made.output
+
+
+def notes(programme: Programme, office: Path, case_id: str, as_: str) -> list[str]:
+    shown = in_office(programme, office, "show", case_id, "--json", as_=as_)
+    assert shown.exit_code == 0, shown.output
+    return [item["text"] for item in json.loads(shown.stdout).get("note", [])]
+
+
+def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_path: Path) -> None:
+    to_sealed_entries(programme)
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    made = in_office(
+        programme, a, "new", "--from", programme.form_file("identification"), as_="cw-north-1"
+    )
+    assert made.exit_code == 0, made.output
+    case_id = made.stdout.split()[-1] if made.stdout.split() else ""
+    case_id = next(c for c in programme.repo().case_ids() if c == case_id) if case_id else ""
+    synced(programme, a)
+    assert run_git(central, "rev-parse", "-q", "--verify", ref.shard_ref(case_id)).returncode == 0
+    synced(programme, b)
+    note(programme, b, case_id, f"{CANARY} from b", as_="cw-north-1")
+    synced(programme, b)
+    synced(programme, a)
+    assert notes(programme, a, case_id, "cw-north-1") == [f"{CANARY} from b"]
