@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crypto, ids
+from . import crypto, entries, ids, records
 from .audit import config_in_force
 from .config import Config, not_in_force, read_parts
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
-from .history import Commit, actor_author, format_message, repository_lock, write_atomic
+from .history import Commit, Git, actor_author, format_message, repository_lock, write_atomic
 from .keyring import ref as keyring_ref
 from .merge import MergeConflict, Renumbering
 from .registry import Staff
@@ -359,7 +359,21 @@ def _replay(
         parent = git.text("rev-parse", f"{oid}^")
         files: dict[str, bytes | None] = {}
         version: str | None = None
-        for path, new in git.changed(parent, oid):
+        changes = git.changed(parent, oid)
+        sealed = _sealed_both(git, changes, parent, tip)
+        for case_id in sealed:
+            renumbered = renumbering.setdefault(case_id, Renumbering(repo.item_ids()))
+            already = len(renumbered.renamed)
+            made = repo.merge_sealed(
+                case_id, parent, oid, tip, identities, today, renumbering=renumbered
+            )
+            files.update(made)
+            version = _version_of(made[ids.record_path(case_id)])
+            result.merged += 1
+            result.renumbered += len(renumbered.renamed) - already
+        for path, new in changes:
+            if _case_of(path) in sealed:
+                continue  # merged above
             at_parent = git.blob_id(parent, path)
             at_tip = git.blob_id(tip, path)
             case_id = ids.case_id_from_path(path)
@@ -392,12 +406,43 @@ def _replay(
                 written_under=written_under,
             )
             files[path] = merged
-            version = merged.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
+            version = _version_of(merged)
             result.merged += 1
             result.renumbered += len(renumbered.renamed) - already
         tip = _recommit(repo, commit, files, tip, version)
         result.replayed += 1
     return tip
+
+
+def _version_of(record_file: bytes) -> str:
+    return record_file.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
+
+
+def _case_of(path: str) -> str | None:
+    """The case a path of the repository belongs to: its record or one of its entries."""
+    entry = entries.parse_entry_path(path)
+    return entry[0] if entry else ids.case_id_from_path(path)
+
+
+def _sealed_both(
+    git: Git, changes: Sequence[tuple[str, str | None]], parent: str, tip: str
+) -> list[str]:
+    """The cases kept as sealed entries that a commit of this clone changes and the
+    central branch changed too since its parent: merged whole, record and entry."""
+    found = set()
+    for path, new in changes:
+        entry = entries.parse_entry_path(path)
+        if entry is not None:
+            found.add(entry[0])
+        elif (case_id := ids.case_id_from_path(path)) and new is not None:
+            if not records.has_sealed_block(git.read_blob(new)):
+                found.add(case_id)
+    cases = {
+        case_id: git.blob_id(parent, ids.record_path(case_id))
+        != git.blob_id(tip, ids.record_path(case_id))
+        for case_id in found
+    }
+    return sorted(case_id for case_id, both in cases.items() if both)
 
 
 def _recommit(

@@ -86,3 +86,34 @@ def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_
     synced(programme, b)
     synced(programme, a)
     assert notes(programme, a, case_id, "cw-north-1") == [f"{CANARY} from b"]
+
+
+def new_case(programme: Programme, office: Path, as_: str = "cw-north-1") -> str:
+    made = in_office(
+        programme, office, "new", "--from", programme.form_file("identification"), as_=as_
+    )
+    assert made.exit_code == 0, made.output
+    return made.stdout.split()[-1]
+
+
+def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
+    programme: Programme, tmp_path: Path
+) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    moved = in_office(
+        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+    note(programme, b, case_id, f"{CANARY} from b", as_="cw-north-1")
+    synced(programme, a, as_="sv-north")
+    synced(programme, b, as_="sv-north")
+    synced(programme, a, as_="sv-north")
+    for office in (a, b):
+        assert notes(programme, office, case_id, "cw-north-2") == [f"{CANARY} from b"]
+        refused = in_office(programme, office, "show", case_id, as_="cw-north-1")
+        assert refused.exit_code == 5

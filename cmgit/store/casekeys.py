@@ -136,10 +136,11 @@ def rewrapped(
 # -- reading -------------------------------------------------------------------------
 
 
-def read_entries(repo: Core, case_id: str) -> dict[int, bytes]:
-    """The sealed entries of a case at HEAD, by version. Entries are never changed
-    once committed, so they are read from git's objects, not the work tree."""
-    head = repo.git.head()
+def read_entries(repo: Core, case_id: str, at: str | None = None) -> dict[int, bytes]:
+    """The sealed entries of a case at HEAD (or the commit ``at``), by version. Entries
+    are never changed once committed, so they are read from git's objects, not the work
+    tree."""
+    head = at or repo.git.head()
     folder = entries.entries_dir(case_id)
     found = repo.git.objects.lookup(head, folder) if head else None
     if found is None:
@@ -218,25 +219,31 @@ def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
         raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
     if not loaded.entries:
         loaded.entries = read_entries(repo, case_id)
+    forms = fold_entries(key, loaded.entries, loaded.record.version)
+    loaded.key = key
+    loaded.forms_opened = copy.deepcopy(forms)
+    return forms
+
+
+def fold_entries(key: wrap.CaseKey, sealed: Mapping[int, bytes], version: int) -> dict[str, Any]:
+    """The forms the entries ``sealed`` (by version) make, each opened with the case key,
+    bound to its case and version and no later than the record's ``version``."""
     keys = key.identities()
     deltas = []
-    for version in sorted(loaded.entries):
+    for number in sorted(sealed):
         try:
-            plaintext = crypto.open_binary(loaded.entries[version], keys)
+            plaintext = crypto.open_binary(sealed[number], keys)
         except NotARecipient:
             raise IntegrityError(
-                f"entry {version} does not open with the case's keys (the keyring was "
+                f"entry {number} does not open with the case's keys (the keyring was "
                 "replaced, or the entry was)",
-                case_id=case_id,
+                case_id=key.case_id,
                 hint="run cmgit audit; restore the keyring with cmgit sync",
             ) from None
         entry = entries.parse_entry(plaintext)
-        entries.check_entry(entry, case_id, version, loaded.record.version)
+        entries.check_entry(entry, key.case_id, number, version)
         deltas.append(entry.delta)
-    loaded.key = key
-    forms = entries.fold(deltas)
-    loaded.forms_opened = copy.deepcopy(forms)
-    return forms
+    return entries.fold(deltas)
 
 
 # -- writing -------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .. import crypto, ids, migrations, records, yamlio
+from .. import crypto, entries, ids, migrations, records, yamlio
 from ..config import Config
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
 from ..merge import Renumbering, merge_cases
+from ..keyring.wrap import CaseKey
 from ..records import Record
-from . import unit
+from . import casekeys, unit
 from .core import Core
 from .setup import read_limited
 
@@ -91,6 +92,61 @@ def merge_record(
     )
     record.open["version"] = int(other["version"]) + 1
     return unit.seal(repo, record, theirs_blob, today)
+
+
+def merge_sealed(
+    repo: Core,
+    case_id: str,
+    base: str,
+    ours: str,
+    theirs: str,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+    renumbering: Renumbering | None = None,
+) -> dict[str, bytes]:
+    """`merge_record` for a case kept as sealed entries (record format 2), as it stands
+    at the commits ``base``, ``ours`` and ``theirs``: merged field by field, its version
+    theirs plus one; the files are the open file and one entry, named by that version,
+    holding what the merge changes of theirs, sealed to the newest generation of the
+    case key (the keyring holds every generation of both sides by now). This clone's own
+    entry is left out: theirs holds one of that name already."""
+    key = casekeys.open_key(repo, case_id, identities)
+    order = repo.schemas.field_order
+    mine = _sealed_record(repo, case_id, ours, key)
+    other = _sealed_record(repo, case_id, theirs, key)
+    if other is None:
+        raise NotARecipient("the central repository has no record of the case", case_id=case_id)
+    old = _sealed_record(repo, case_id, base, key)
+    decisions = [
+        *(f for f in repo.schemas.sealed_fields if repo.schemas.form_mode(f) == "supersede"),
+        "assignment",
+    ]
+    merged = merge_cases(
+        old.document(order) if old else {},
+        mine.document(order) if mine else {},
+        other.document(order),
+        case_id=case_id,
+        decisions=decisions,
+        renumbering=renumbering,
+    )
+    record = Record(
+        {k: merged[k] for k in repo.schemas.open_fields},
+        {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
+    )
+    record.open["version"] = other.version + 1
+    unit.prepare(repo, record, today)
+    repo.check_config_trusted()
+    return casekeys.seal_files(repo.schemas, record, other.forms, key)
+
+
+def _sealed_record(repo: Core, case_id: str, commit: str, key: CaseKey) -> Record | None:
+    """A format-2 case as it stands at ``commit``; None where it has no record there."""
+    blob = repo.git.blob_id(commit, ids.record_path(case_id))
+    if blob is None:
+        return None
+    fields = entries.parse_open_file(repo.git.read_blob(blob), repo.schemas.open_fields)
+    sealed = casekeys.read_entries(repo, case_id, commit)
+    return Record(fields, casekeys.fold_entries(key, sealed, int(fields["version"])))
 
 
 def recover(repo: Core) -> list[str]:
