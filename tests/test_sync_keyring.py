@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cmgit.keyring import ref
+from cmgit import crypto
+from cmgit.history import Git
+from cmgit.keyring import ref, wrap
 
 from .conftest import CANARY, Programme, form
 from .test_hooks import run_git
@@ -117,3 +119,68 @@ def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
         assert notes(programme, office, case_id, "cw-north-2") == [f"{CANARY} from b"]
         refused = in_office(programme, office, "show", case_id, as_="cw-north-1")
         assert refused.exit_code == 5
+
+
+def add_supervisor(programme: Programme, office: Path, staff_id: str) -> None:
+    secret, recipient = crypto.generate_identity()
+    crypto.write_identity_file(programme.key(staff_id), secret, recipient)
+    made = in_office(
+        programme, office, "staff", "add", staff_id, "--role", "supervisor", "--team", "north",
+        "--recipient", recipient, as_="pm-001",
+    )
+    assert made.exit_code == 0, made.output
+
+
+def test_a_key_rewrapped_in_both_offices_keeps_every_generation(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A reassignment in one office, a new reader in the other: the syncing programme
+    manager merges the two wrappings; the new reader and the new caseworker read the case
+    in both offices, the caseworker taken off it in neither."""
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    moved = in_office(
+        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+    add_supervisor(programme, b, "sv-north-2")
+    synced(programme, a, as_="sv-north")
+    before = wrap.unwrap(
+        ref.read_case(Git(a), case_id), case_id, programme.identities("pm-001")
+    ).secrets
+    synced(programme, b, as_="pm-001")
+    synced(programme, a, as_="pm-001")
+    for office in (a, b):
+        key = wrap.unwrap(ref.read_case(Git(office), case_id), case_id, programme.identities("pm-001"))
+        assert key.secrets[: len(before)] == before and len(key.secrets) == len(before) + 1
+        for reader in ("cw-north-2", "sv-north-2"):
+            assert notes(programme, office, case_id, reader) == [f"{CANARY} first"]
+        assert in_office(programme, office, "show", case_id, as_="cw-north-1").exit_code == 5
+    assert run_git(a, "rev-parse", ref.shard_ref(case_id)).stdout == run_git(
+        central, "rev-parse", ref.shard_ref(case_id)
+    ).stdout
+
+
+def test_a_clone_that_cannot_open_a_case_changed_on_both_sides_is_told_who_can(
+    programme: Programme, tmp_path: Path
+) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    moved = in_office(
+        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+    synced(programme, a, as_="sv-north")
+    add_supervisor(programme, b, "sv-north-2")
+    refused = in_office(programme, b, "sync", as_="cw-south-1")
+    assert refused.exit_code != 0
+    assert case_id in refused.output and "cmgit sync" in refused.output
