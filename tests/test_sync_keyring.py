@@ -12,7 +12,7 @@ from cmgit.keyring import ref, wrap
 
 from .conftest import CANARY, Programme, form
 from .test_hooks import run_git
-from .test_sealed_entries_e2e import to_sealed_entries
+from .test_sealed_entries_e2e import closed_long_ago, second_manager, to_sealed_entries
 from .test_sync import in_office
 
 
@@ -184,3 +184,40 @@ def test_a_clone_that_cannot_open_a_case_changed_on_both_sides_is_told_who_can(
     refused = in_office(programme, b, "sync", as_="cw-south-1")
     assert refused.exit_code != 0
     assert case_id in refused.output and "cmgit sync" in refused.output
+
+
+def keyring_objects(office: Path, case_id: str) -> list[str]:
+    """The blobs and the folder of a case in its keyring shard."""
+    shard = ref.shard_ref(case_id)
+    listing = run_git(office, "ls-tree", "-r", "-t", shard, f"{case_id}/").stdout
+    return [line.split()[2] for line in listing.splitlines()]
+
+
+def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
+    programme: Programme, tmp_path: Path
+) -> None:
+    second_manager(programme)
+    to_sealed_entries(programme)
+    case_id = closed_long_ago(programme)
+    kept = programme.new_case()
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    doomed = keyring_objects(a, case_id)
+    assert doomed and doomed == keyring_objects(b, case_id) == keyring_objects(central, case_id)
+    later = "2028-06-01"
+    for manager in ("pm-001", "pm-002"):
+        done = programme.cli(
+            "-C", str(a), "purge", case_id, "--reason", "retention_ended", as_=manager,
+            today=later,
+        )
+        assert done.exit_code == 0, done.output
+    synced(programme, a, as_="pm-001")
+    synced(programme, b, as_="cw-north-1")
+    for office in (a, central, b):
+        for oid in doomed:
+            assert run_git(office, "cat-file", "-e", oid).returncode != 0, (office, oid)
+        assert keyring_objects(office, case_id) == []
+    assert notes(programme, b, kept, "cw-north-1") == []
+    gone = in_office(programme, b, "show", case_id, as_="pm-001")
+    assert gone.exit_code == 5
