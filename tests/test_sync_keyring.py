@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from cmgit import crypto
-from cmgit.history import Git
+from cmgit.history import Git, actor_author, format_message
 from cmgit.keyring import ref, wrap
+from cmgit.store import casekeys
 
 from .conftest import CANARY, Programme, form
 from .test_hooks import run_git
@@ -221,3 +222,56 @@ def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
     assert notes(programme, b, kept, "cw-north-1") == []
     gone = in_office(programme, b, "show", case_id, as_="pm-001")
     assert gone.exit_code == 5
+
+
+def forged_shard(
+    programme: Programme, case_id: str, files: dict[str, bytes | None], *, parented: bool = False
+) -> str:
+    """A keyring shard commit made as cmgit makes one (by sv-north), from the case's
+    shard with ``files`` changed in its folder; not on any ref."""
+    git = Git(programme.root)
+    head = ref.head(git, case_id)
+    assert head is not None
+    message = format_message(
+        ref.SUBJECT,
+        [ref.KEYRING_TRAILER, ("Cmgit-Actor", "sv-north"), ("Cmgit-Role", "supervisor")],
+    )
+    changes = {f"{case_id}/{name}": data for name, data in files.items()}
+    commit, _ = git.make_commit(
+        changes, message, actor_author("sv-north"), head if parented else None, base=head
+    )
+    return commit
+
+
+def test_the_central_hook_judges_every_keyring_shard_pushed(
+    programme: Programme, tmp_path: Path
+) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path, judged=True)  # the keyring went through it
+    shard = ref.shard_ref(case_id)
+    published = run_git(central, "rev-parse", shard).stdout
+    assert published == run_git(programme.root, "rev-parse", shard).stdout
+    repo = programme.repo()
+    key = casekeys.open_key(repo, case_id, programme.identities("pm-001"))
+    fields = repo.load_open(case_id).record.open
+    readers = casekeys.staff_recipients(repo, fields)
+    outsider = programme.identities("cw-south-1")[0].recipient
+    one_too_many = wrap.wrap(key, [*readers, outsider], [], 0)
+    good = wrap.wrap(key, readers, [], 0)
+    attempts = {
+        "stanzas": forged_shard(programme, case_id, dict(one_too_many)),
+        "unexpected file": forged_shard(programme, case_id, {**good, "extra.age": good["staff.age"]}),
+        "without parents": forged_shard(programme, case_id, dict(good), parented=True),
+    }
+    for why, commit in attempts.items():
+        pushed = run_git(programme.root, "push", "origin", f"+{commit}:{shard}")
+        assert pushed.returncode != 0 and why in pushed.stderr, (why, pushed.stderr)
+        assert run_git(central, "rev-parse", shard).stdout == published
+    deleted = run_git(programme.root, "push", "origin", f":{shard}")
+    assert deleted.returncode != 0
+    assert run_git(central, "rev-parse", shard).stdout == published
+    accepted = run_git(
+        programme.root, "push", "origin", f"+{forged_shard(programme, case_id, dict(good))}:{shard}"
+    )
+    assert accepted.returncode == 0, accepted.stderr
