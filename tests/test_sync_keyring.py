@@ -275,3 +275,25 @@ def test_the_central_hook_judges_every_keyring_shard_pushed(
         programme.root, "push", "origin", f"+{forged_shard(programme, case_id, dict(good))}:{shard}"
     )
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_server_checks_judge_the_keyring_of_a_mirror(programme: Programme, tmp_path: Path) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path)
+    mirror = tmp_path / "mirror.git"
+    assert run_git(tmp_path, "clone", "-q", "--mirror", str(central), str(mirror)).returncode == 0
+    shard = ref.shard_ref(case_id)
+    assert run_git(mirror, "rev-parse", shard).stdout == run_git(central, "rev-parse", shard).stdout
+    checked = programme.cli("-C", str(mirror), "audit", "--server-checks", as_=None)
+    assert not [line for line in checked.output.splitlines() if ref.KEYRING_PREFIX in line]
+    repo = programme.repo()
+    key = casekeys.open_key(repo, case_id, programme.identities("pm-001"))
+    extra = wrap.wrap(key, [programme.identities("cw-south-1")[0].recipient], [], 0)
+    forged = forged_shard(programme, case_id, {**extra, "extra.age": extra["staff.age"]})
+    assert run_git(programme.root, "push", "-q", str(mirror), f"+{forged}:{shard}").returncode == 0
+    flagged = programme.cli("-C", str(mirror), "audit", "--server-checks", as_=None)
+    assert flagged.exit_code != 0
+    named = [line for line in flagged.output.splitlines() if shard in line]
+    assert any("unexpected file" in line for line in named), flagged.output
+    assert any("stanzas" in line for line in named), flagged.output
