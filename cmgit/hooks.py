@@ -154,6 +154,11 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         git.run("config", name, "true")
     for name, value in SERVER_EXTRAS:
         git.run("config", name, value)
+    from .keyring import ref as keyring
+
+    # A repository restored from a backup holds the keyring in packs of its own (see the
+    # README): listed, a prune after a push can reach into them.
+    keyring.adopt_packs(git, list(keyring.heads(git).values()))
     flag = "" if require_signatures else " --allow-unsigned"
     where = shlex.quote(str(bare))
     _write_hook(bare / "hooks", "post-receive", f"exec {_command()} -C {where} hooks post-receive")

@@ -361,14 +361,14 @@ def _replay(
         version: str | None = None
         changes = git.changed(parent, oid)
         sealed = _sealed_both(git, changes, parent, tip)
-        for case_id in sealed:
-            renumbered = renumbering.setdefault(case_id, Renumbering(repo.item_ids()))
+        for both in sealed:  # a case kept as sealed entries, changed on both sides
+            renumbered = renumbering.setdefault(both, Renumbering(repo.item_ids()))
             already = len(renumbered.renamed)
             made = repo.merge_sealed(
-                case_id, parent, oid, tip, identities, today, renumbering=renumbered
+                both, parent, oid, tip, identities, today, renumbering=renumbered
             )
             files.update(made)
-            version = _version_of(made[ids.record_path(case_id)])
+            version = _version_of(made[ids.record_path(both)])
             result.merged += 1
             result.renumbered += len(renumbered.renamed) - already
         for path, new in changes:
@@ -434,15 +434,18 @@ def _sealed_both(
         entry = entries.parse_entry_path(path)
         if entry is not None:
             found.add(entry[0])
-        elif (case_id := ids.case_id_from_path(path)) and new is not None:
-            if not records.has_sealed_block(git.read_blob(new)):
-                found.add(case_id)
-    cases = {
-        case_id: git.blob_id(parent, ids.record_path(case_id))
-        != git.blob_id(tip, ids.record_path(case_id))
+        elif (
+            (case_id := ids.case_id_from_path(path))
+            and new is not None
+            and not records.has_sealed_block(git.read_blob(new))
+        ):
+            found.add(case_id)
+    return sorted(
+        case_id
         for case_id in found
-    }
-    return sorted(case_id for case_id, both in cases.items() if both)
+        if git.blob_id(parent, ids.record_path(case_id))
+        != git.blob_id(tip, ids.record_path(case_id))
+    )
 
 
 def _recommit(

@@ -4,6 +4,7 @@ repository: `cmgit sync` carries it, the central hook checks it, a purge travels
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from cmgit import crypto
@@ -108,7 +109,13 @@ def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
     moved = in_office(
-        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        programme,
+        a,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
         as_="sv-north",
     )
     assert moved.exit_code == 0, moved.output
@@ -126,8 +133,18 @@ def add_supervisor(programme: Programme, office: Path, staff_id: str) -> None:
     secret, recipient = crypto.generate_identity()
     crypto.write_identity_file(programme.key(staff_id), secret, recipient)
     made = in_office(
-        programme, office, "staff", "add", staff_id, "--role", "supervisor", "--team", "north",
-        "--recipient", recipient, as_="pm-001",
+        programme,
+        office,
+        "staff",
+        "add",
+        staff_id,
+        "--role",
+        "supervisor",
+        "--team",
+        "north",
+        "--recipient",
+        recipient,
+        as_="pm-001",
     )
     assert made.exit_code == 0, made.output
 
@@ -145,7 +162,13 @@ def test_a_key_rewrapped_in_both_offices_keeps_every_generation(
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
     moved = in_office(
-        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        programme,
+        a,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
         as_="sv-north",
     )
     assert moved.exit_code == 0, moved.output
@@ -157,14 +180,17 @@ def test_a_key_rewrapped_in_both_offices_keeps_every_generation(
     synced(programme, b, as_="pm-001")
     synced(programme, a, as_="pm-001")
     for office in (a, b):
-        key = wrap.unwrap(ref.read_case(Git(office), case_id), case_id, programme.identities("pm-001"))
+        key = wrap.unwrap(
+            ref.read_case(Git(office), case_id), case_id, programme.identities("pm-001")
+        )
         assert key.secrets[: len(before)] == before and len(key.secrets) == len(before) + 1
         for reader in ("cw-north-2", "sv-north-2"):
             assert notes(programme, office, case_id, reader) == [f"{CANARY} first"]
         assert in_office(programme, office, "show", case_id, as_="cw-north-1").exit_code == 5
-    assert run_git(a, "rev-parse", ref.shard_ref(case_id)).stdout == run_git(
-        central, "rev-parse", ref.shard_ref(case_id)
-    ).stdout
+    assert (
+        run_git(a, "rev-parse", ref.shard_ref(case_id)).stdout
+        == run_git(central, "rev-parse", ref.shard_ref(case_id)).stdout
+    )
 
 
 def test_a_clone_that_cannot_open_a_case_changed_on_both_sides_is_told_who_can(
@@ -176,7 +202,13 @@ def test_a_clone_that_cannot_open_a_case_changed_on_both_sides_is_told_who_can(
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
     moved = in_office(
-        programme, a, "assign", case_id, "cw-north-2", "--reason", "caseload_balancing",
+        programme,
+        a,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
         as_="sv-north",
     )
     assert moved.exit_code == 0, moved.output
@@ -209,7 +241,13 @@ def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
     later = "2028-06-01"
     for manager in ("pm-001", "pm-002"):
         done = programme.cli(
-            "-C", str(a), "purge", case_id, "--reason", "retention_ended", as_=manager,
+            "-C",
+            str(a),
+            "purge",
+            case_id,
+            "--reason",
+            "retention_ended",
+            as_=manager,
             today=later,
         )
         assert done.exit_code == 0, done.output
@@ -261,7 +299,9 @@ def test_the_central_hook_judges_every_keyring_shard_pushed(
     good = wrap.wrap(key, readers, [], 0)
     attempts = {
         "stanzas": forged_shard(programme, case_id, dict(one_too_many)),
-        "unexpected file": forged_shard(programme, case_id, {**good, "extra.age": good["staff.age"]}),
+        "unexpected file": forged_shard(
+            programme, case_id, {**good, "extra.age": good["staff.age"]}
+        ),
         "without parents": forged_shard(programme, case_id, dict(good), parented=True),
     }
     for why, commit in attempts.items():
@@ -297,3 +337,32 @@ def test_server_checks_judge_the_keyring_of_a_mirror(programme: Programme, tmp_p
     named = [line for line in flagged.output.splitlines() if shard in line]
     assert any("unexpected file" in line for line in named), flagged.output
     assert any("stanzas" in line for line in named), flagged.output
+
+
+def test_a_central_restored_from_its_backup_serves_a_new_clone(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """The README's backup and restore, step by step: a mirror of the central repository,
+    the central destroyed and made anew from it, and a caseworker's new clone syncs and
+    opens their case."""
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    note(programme, programme.root, case_id, f"{CANARY} kept", as_="cw-north-1")
+    central = central_of(programme, tmp_path)
+    backup = tmp_path / "cases-backup.git"
+    assert run_git(tmp_path, "clone", "-q", "--mirror", str(central), str(backup)).returncode == 0
+    assert run_git(backup, "remote", "update", "--prune").returncode == 0
+    assert run_git(backup, "gc", "--prune=now", "--quiet").returncode == 0
+    shutil.rmtree(central)
+    assert run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(central)).returncode == 0
+    for refspec in ("refs/heads/*:refs/heads/*", "refs/cmgit/keyring/*:refs/cmgit/keyring/*"):
+        fetched = run_git(central, "fetch", "-q", "--no-tags", str(backup), refspec)
+        assert fetched.returncode == 0, fetched.stderr
+    installed = programme.cli(
+        "-C", str(central), "hooks", "install", "--server", "--allow-unsigned", as_=None
+    )
+    assert installed.exit_code == 0, installed.output
+    office = clone_office(programme, central, tmp_path / "office-c")
+    synced(programme, office, as_="cw-north-1")
+    assert notes(programme, office, case_id, "cw-north-1") == [f"{CANARY} kept"]
+    synced(programme, programme.root, as_="cw-north-1")

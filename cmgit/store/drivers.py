@@ -12,8 +12,8 @@ from .. import crypto, entries, ids, migrations, records, yamlio
 from ..config import Config
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
-from ..merge import Renumbering, merge_cases
 from ..keyring.wrap import CaseKey
+from ..merge import Renumbering, merge_cases
 from ..records import Record
 from . import casekeys, unit
 from .core import Core
