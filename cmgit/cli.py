@@ -1461,6 +1461,30 @@ def disclose(state: State, case_id: str, recipient: str, output: str, reason: st
     click.echo(f"{case_id}: {made.event_id} written to {output}")
 
 
+@cli.command("gc")
+@pass_state
+def gc_command(state: State) -> None:
+    """Pack the history of this clone, or of the central repository (use -C DIR), apart
+    from the keyring; use it instead of git gc, which would pack the case keys with the
+    records so that a purge could no longer delete them at once.
+
+    \b
+    Example:
+      cmgit gc
+      cmgit -C /srv/git/cases.git gc
+    """
+    from .history import Git, repository_lock
+    from .keyring.packing import gc
+
+    git = Git.discover(state.directory or Path.cwd(), bare=True)
+    with repository_lock(git.git_dir):
+        done = gc(git)
+    where = f" into {done.pack}" if done.pack else ""
+    click.echo(
+        f"gc: {done.objects} object(s) packed{where}; {done.pruned} keyring object(s) pruned"
+    )
+
+
 @cli.command()
 @pass_state
 def recover(state: State) -> None:

@@ -39,7 +39,7 @@ from .config import (
     read_config,
 )
 from .errors import CmgitError, NotACaseRepository, Refused, RepositoryError, UsageError
-from .history import ZERO_OID, Git
+from .history import ZERO_OID, Git, repository_lock
 from .progress import SILENT, Progress
 
 MARK = "# installed by cmgit"
@@ -368,13 +368,14 @@ def post_receive(git: Git, lines: Iterable[str]) -> int:
     ]
     if not moves:
         return 0
-    keyring.keep_out_of_gc(git)
-    keyring.adopt_packs(git, [new for _, new in moves if new != ZERO_OID])
-    return sum(
-        keyring.prune(git, old, None if new == ZERO_OID else new)
-        for old, new in moves
-        if old != ZERO_OID
-    )
+    with repository_lock(git.git_dir, wait_for_index=False):  # apart from cmgit gc
+        keyring.keep_out_of_gc(git)
+        keyring.adopt_packs(git, [new for _, new in moves if new != ZERO_OID])
+        return sum(
+            keyring.prune(git, old, None if new == ZERO_OID else new)
+            for old, new in moves
+            if old != ZERO_OID
+        )
 
 
 def server_checks(

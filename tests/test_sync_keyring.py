@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from cmgit import crypto
@@ -366,3 +367,40 @@ def test_a_central_restored_from_its_backup_serves_a_new_clone(
     synced(programme, office, as_="cw-north-1")
     assert notes(programme, office, case_id, "cw-north-1") == [f"{CANARY} kept"]
     synced(programme, programme.root, as_="cw-north-1")
+
+
+def packs_holding(office: Path, oids: list[str]) -> set[str]:
+    """The packs of a repository that hold any of ``oids``."""
+    found = set()
+    for index in (office / "objects" / "pack").glob("pack-*.idx"):
+        listed = subprocess_show_index(index)
+        if set(oids) & listed:
+            found.add(index.stem)
+    return found
+
+
+def subprocess_show_index(index: Path) -> set[str]:
+    shown = subprocess.run(
+        ["git", "show-index"], input=index.read_bytes(), capture_output=True, check=True
+    ).stdout.decode()
+    return {line.split()[1] for line in shown.splitlines()}
+
+
+def test_cmgit_gc_packs_the_records_apart_from_the_keyring(
+    programme: Programme, tmp_path: Path
+) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path)
+    for office, git_dir in ((programme.root, programme.root / ".git"), (central, central)):
+        keyring = keyring_objects(office, case_id)
+        records = run_git(
+            office, "rev-list", "--objects", "--no-object-names", "main"
+        ).stdout.split()
+        done = programme.cli("-C", str(office), "gc", as_=None)
+        assert done.exit_code == 0, done.output
+        made = packs_holding(git_dir, records)
+        assert made and not packs_holding(git_dir, keyring), office
+        for oid in keyring:
+            assert (git_dir / "objects" / oid[:2] / oid[2:]).exists()
+        assert run_git(office, "fsck", "--no-dangling").returncode == 0
