@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import crypto, entries, events, ids, migrations
 from ..config import Config
 from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
-from ..history import BLOB_MODES
+from ..history import BLOB_MODES, Git
 from ..keyring import ref, wrap
 from ..records import Record
 from ..registry import Registry, Staff
@@ -190,8 +190,14 @@ def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
 
 def erased(repo: Core, case_id: str) -> bool:
     """Whether the last commit of a case erased it (`cmgit purge`)."""
-    history = repo.git.log(ids.record_path(case_id))  # oldest first
-    return bool(history) and history[-1].trailer("Cmgit-Action") == events.PURGE.action
+    return erased_at(repo.git, case_id, "HEAD")
+
+
+def erased_at(git: Git, case_id: str, at: str) -> bool:
+    """Whether the last commit of a case on the history of ``at`` erased it."""
+    path = ids.record_path(case_id)
+    action = "--format=%(trailers:key=Cmgit-Action,valueonly)"
+    return git.text("log", "-1", action, at, "--", path).strip() == events.PURGE.action
 
 
 def open_key(repo: Core, case_id: str, identities: Sequence[crypto.Identity]) -> wrap.CaseKey:

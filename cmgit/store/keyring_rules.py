@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .. import crypto, entries, events, ids, signing
+from .. import crypto, entries, ids, signing
 from ..config import Config, read_config
 from ..errors import CmgitError
 from ..history import (
@@ -107,7 +107,7 @@ def _tree_problems(git: Git, shard: str, old: str, new: str, tip: str, config: C
         if files is None:
             problems.append(f"{name}: the case's folder holds something other than files")
             continue
-        if _erased(git, name, tip):
+        if casekeys.erased_at(git, name, tip):
             problems.append(f"{name}: the case was erased; its key may not come back")
             continue
         count = _staff_count(git, name, tip, config, files)
@@ -151,10 +151,3 @@ def _files(git: Git, tree: str) -> dict[str, bytes] | None:
 
 def _exists(git: Git, oid: str) -> bool:
     return git.text("cat-file", "-t", oid, ok=(0, 128)) == "commit"
-
-
-def _erased(git: Git, case_id: str, tip: str) -> bool:
-    """Whether the last commit of a case on the branch erased it (`cmgit purge`)."""
-    path = ids.record_path(case_id)
-    last = git.text("log", "-1", "--format=%(trailers:key=Cmgit-Action,valueonly)", tip, "--", path)
-    return last.strip() == events.PURGE.action

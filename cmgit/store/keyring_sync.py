@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .. import crypto, entries, events, ids
+from .. import crypto, entries, ids
 from ..errors import CmgitError, NotARecipient, RepositoryError
 from ..history import TREE_MODE, write_atomic
 from ..keyring import ref, wrap
@@ -62,6 +62,8 @@ def pull(
         for shard, commit in differing.items()
         for case_id, tree in _folders(repo, commit, shard).items()
     }
+    if all(local.get(shard) == commit for shard, commit in central.items()):
+        return result  # nothing new centrally: what differs is this clone's to push
     result.fetched = ref.fetch(git, remote)
     now = ref.heads(git)
     changes: dict[str, Mapping[str, bytes] | None] = {}
@@ -191,11 +193,7 @@ def _folders(repo: Core, commit: str, shard: str) -> dict[str, str]:
 
 
 def _erased(repo: Core, case_id: str, at: str | None) -> bool:
-    """Whether the last commit of a case on the branch at ``at`` erased it."""
-    if at is None:
-        return False
-    history = repo.git.log(ids.record_path(case_id), rev=at)
-    return bool(history) and history[-1].trailer("Cmgit-Action") == events.PURGE.action
+    return at is not None and casekeys.erased_at(repo.git, case_id, at)
 
 
 def _union(
