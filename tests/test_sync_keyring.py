@@ -93,19 +93,16 @@ def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_
     assert notes(programme, a, case_id, "cw-north-1") == [f"{CANARY} from b"]
 
 
-def new_case(programme: Programme, office: Path, as_: str = "cw-north-1") -> str:
-    made = in_office(
-        programme, office, "new", "--from", programme.form_file("identification"), as_=as_
-    )
-    assert made.exit_code == 0, made.output
-    return made.stdout.split()[-1]
-
-
-def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
-    programme: Programme, tmp_path: Path
-) -> None:
+def reassigned_in_a(
+    programme: Programme, tmp_path: Path, *, noted: bool = False
+) -> tuple[str, Path, Path, Path]:
+    """A case (with a note, if ``noted``) in two offices A and B of a programme in record
+    format 2, then reassigned in A from cw-north-1 to cw-north-2 (a new key generation):
+    the case, the central repository, A and B."""
     to_sealed_entries(programme)
     case_id = programme.new_case()
+    if noted:
+        note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
     central = central_of(programme, tmp_path)
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
@@ -120,6 +117,13 @@ def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
         as_="sv-north",
     )
     assert moved.exit_code == 0, moved.output
+    return case_id, central, a, b
+
+
+def test_a_reassignment_in_one_office_and_a_note_in_the_other_both_land(
+    programme: Programme, tmp_path: Path
+) -> None:
+    case_id, _central, a, b = reassigned_in_a(programme, tmp_path)
     note(programme, b, case_id, f"{CANARY} from b", as_="cw-north-1")
     synced(programme, a, as_="sv-north")
     synced(programme, b, as_="sv-north")
@@ -156,23 +160,7 @@ def test_a_key_rewrapped_in_both_offices_keeps_every_generation(
     """A reassignment in one office, a new reader in the other: the syncing programme
     manager merges the two wrappings; the new reader and the new caseworker read the case
     in both offices, the caseworker taken off it in neither."""
-    to_sealed_entries(programme)
-    case_id = programme.new_case()
-    note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
-    central = central_of(programme, tmp_path)
-    a = programme.root
-    b = clone_office(programme, central, tmp_path / "office-b")
-    moved = in_office(
-        programme,
-        a,
-        "assign",
-        case_id,
-        "cw-north-2",
-        "--reason",
-        "caseload_balancing",
-        as_="sv-north",
-    )
-    assert moved.exit_code == 0, moved.output
+    case_id, central, a, b = reassigned_in_a(programme, tmp_path, noted=True)
     add_supervisor(programme, b, "sv-north-2")
     synced(programme, a, as_="sv-north")
     before = wrap.unwrap(
@@ -197,22 +185,7 @@ def test_a_key_rewrapped_in_both_offices_keeps_every_generation(
 def test_a_clone_that_cannot_open_a_case_changed_on_both_sides_is_told_who_can(
     programme: Programme, tmp_path: Path
 ) -> None:
-    to_sealed_entries(programme)
-    case_id = programme.new_case()
-    central = central_of(programme, tmp_path)
-    a = programme.root
-    b = clone_office(programme, central, tmp_path / "office-b")
-    moved = in_office(
-        programme,
-        a,
-        "assign",
-        case_id,
-        "cw-north-2",
-        "--reason",
-        "caseload_balancing",
-        as_="sv-north",
-    )
-    assert moved.exit_code == 0, moved.output
+    case_id, _central, a, b = reassigned_in_a(programme, tmp_path)
     synced(programme, a, as_="sv-north")
     add_supervisor(programme, b, "sv-north-2")
     refused = in_office(programme, b, "sync", as_="cw-south-1")

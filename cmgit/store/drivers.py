@@ -6,11 +6,12 @@ and re-sealed), the diff text conversion (a record as its recipients read it), a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .. import crypto, entries, ids, migrations, records, yamlio
 from ..config import Config
-from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
+from ..errors import CmgitError, NotARecipient, RepositoryBusy, RepositoryError, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
 from ..keyring.wrap import CaseKey
 from ..merge import Renumbering, merge_cases
@@ -77,6 +78,19 @@ def merge_record(
     mine = open_blob(repo, ours, identities, case_id, written_under).document(order)
     other = open_blob(repo, theirs, identities, case_id).document(order)
     old = open_blob(repo, base, identities, case_id, written_under).document(order) if base else {}
+    record = _merged(repo, case_id, old, mine, other, renumbering)
+    return unit.seal(repo, record, theirs_blob, today)
+
+
+def _merged(
+    repo: Core,
+    case_id: str,
+    old: Mapping[str, Any],
+    mine: Mapping[str, Any],
+    other: Mapping[str, Any],
+    renumbering: Renumbering | None,
+) -> Record:
+    """Two offices' documents of one case merged, one version after theirs."""
     # A new plan supersedes the last and a new assignment ends the last: each is a
     # decision for the case, which only one office may make.
     decisions = [
@@ -91,7 +105,7 @@ def merge_record(
         {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
     )
     record.open["version"] = int(other["version"]) + 1
-    return unit.seal(repo, record, theirs_blob, today)
+    return record
 
 
 def merge_sealed(
@@ -115,25 +129,20 @@ def merge_sealed(
     mine = _sealed_record(repo, case_id, ours, key)
     other = _sealed_record(repo, case_id, theirs, key)
     if other is None:
-        raise NotARecipient("the central repository has no record of the case", case_id=case_id)
+        raise RepositoryError(
+            "the central branch no longer has the record this clone changed",
+            case_id=case_id,
+            hint="run cmgit sync --drop " + case_id,
+        )
     old = _sealed_record(repo, case_id, base, key)
-    decisions = [
-        *(f for f in repo.schemas.sealed_fields if repo.schemas.form_mode(f) == "supersede"),
-        "assignment",
-    ]
-    merged = merge_cases(
+    record = _merged(
+        repo,
+        case_id,
         old.document(order) if old else {},
         mine.document(order) if mine else {},
         other.document(order),
-        case_id=case_id,
-        decisions=decisions,
-        renumbering=renumbering,
+        renumbering,
     )
-    record = Record(
-        {k: merged[k] for k in repo.schemas.open_fields},
-        {k: merged[k] for k in repo.schemas.sealed_fields if k in merged},
-    )
-    record.open["version"] = other.version + 1
     unit.prepare(repo, record, today)
     repo.check_config_trusted()
     return casekeys.seal_files(repo.schemas, record, other.forms, key)
