@@ -333,12 +333,21 @@ def _keyring_updates(
     from .store.keyring_rules import shard_problems
 
     moved = []
-    for old, new, ref in updates:
-        if is_keyring_ref(ref):
-            problems += shard_problems(
-                git, ref, old, new, tip, require_signatures=require_signatures
-            )
-            moved.append((ZERO_OID, new))  # replaced whole: judged from nothing
+    keyring = [parts for parts in updates if is_keyring_ref(parts[2])]
+    if (
+        keyring
+        and git.text("config", "--bool", "--get", "receive.denyNonFastForwards", ok=(0, 1))
+        == "true"
+    ):
+        # Set by an earlier cmgit: git would refuse every replaced shard after the hook.
+        problems.append(
+            "the central repository refuses replaced keyring shards (receive."
+            "denyNonFastForwards on): a coordinator runs cmgit hooks install --server there "
+            "again"
+        )
+    for old, new, ref in keyring:
+        problems += shard_problems(git, ref, old, new, tip, require_signatures=require_signatures)
+        moved.append((ZERO_OID, new))  # replaced whole: judged from nothing
     return moved
 
 

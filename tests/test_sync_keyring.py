@@ -41,8 +41,15 @@ def central_of(programme: Programme, tmp_path: Path, *, judged: bool = False) ->
 
 
 def clone_office(programme: Programme, central: Path, where: Path) -> Path:
+    """An office's clone made with `cmgit clone`: the branch, the keyring as the central
+    holds it, the client hooks and git's commit-graph."""
     cloned = programme.cli("clone", str(central), str(where), as_=None)
     assert cloned.exit_code == 0, cloned.output
+    listing = "for-each-ref", "--format=%(refname) %(objectname)", ref.KEYRING_PREFIX
+    assert run_git(where, *listing).stdout == run_git(central, *listing).stdout
+    assert (where / ".git" / "hooks" / "pre-commit").exists()
+    graph = where / ".git" / "objects" / "info"
+    assert (graph / "commit-graph").exists() or (graph / "commit-graphs").exists()
     return where
 
 
@@ -73,17 +80,24 @@ def notes(programme: Programme, office: Path, case_id: str, as_: str) -> list[st
     return [item["text"] for item in json.loads(shown.stdout).get("note", [])]
 
 
+def test_cmgit_clone_of_a_programme_without_case_keys(programme: Programme, tmp_path: Path) -> None:
+    central = tmp_path / "central.git"
+    made = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central))
+    assert made.returncode == 0
+    case_id = programme.new_case()
+    office = clone_office(programme, central, tmp_path / "office")
+    assert run_git(office, "for-each-ref", ref.KEYRING_PREFIX).stdout == ""
+    assert in_office(programme, office, "list", as_=None).exit_code == 0
+    assert case_id  # made after the central copy: not in the clone
+    assert case_id not in in_office(programme, office, "list", as_=None).stdout
+
+
 def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_path: Path) -> None:
     to_sealed_entries(programme)
     central = central_of(programme, tmp_path)
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
-    made = in_office(
-        programme, a, "new", "--from", programme.form_file("identification"), as_="cw-north-1"
-    )
-    assert made.exit_code == 0, made.output
-    case_id = made.stdout.split()[-1] if made.stdout.split() else ""
-    case_id = next(c for c in programme.repo().case_ids() if c == case_id) if case_id else ""
+    case_id = programme.new_case()  # in office A, after B cloned
     synced(programme, a)
     assert run_git(central, "rev-parse", "-q", "--verify", ref.shard_ref(case_id)).returncode == 0
     synced(programme, b)
