@@ -391,3 +391,22 @@ def test_cmgit_gc_packs_the_records_apart_from_the_keyring(
         for oid in keyring:
             assert (git_dir / "objects" / oid[:2] / oid[2:]).exists()
         assert run_git(office, "fsck", "--no-dangling").returncode == 0
+
+
+def test_a_keyring_wrapped_for_staff_the_central_does_not_know_yet_follows_main(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A new supervisor is a reader of their team's cases: the keyring wrapped for them is
+    refused by the central hook until the registry naming them is there, so the sync
+    pushes main first and the keyring again."""
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    central = central_of(programme, tmp_path, judged=True)
+    b = clone_office(programme, central, tmp_path / "office-b")
+    add_supervisor(programme, b, "sv-north-2")
+    synced(programme, b, as_="pm-001")
+    shard = ref.shard_ref(case_id)
+    assert run_git(central, "rev-parse", shard).stdout == run_git(b, "rev-parse", shard).stdout
+    assert run_git(central, "rev-parse", "main").stdout == run_git(b, "rev-parse", "HEAD").stdout
+    synced(programme, programme.root, as_="sv-north")
+    assert in_office(programme, programme.root, "show", case_id, as_="sv-north-2").exit_code == 0
