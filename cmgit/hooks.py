@@ -332,7 +332,6 @@ def _keyring_updates(
     whose objects the push may bring along with the branch's."""
     from .store.keyring_rules import shard_problems
 
-    moved = []
     keyring = [parts for parts in updates if is_keyring_ref(parts[2])]
     if (
         keyring
@@ -345,10 +344,9 @@ def _keyring_updates(
             "denyNonFastForwards on): a coordinator runs cmgit hooks install --server there "
             "again"
         )
-    for old, new, ref in keyring:
-        problems += shard_problems(git, ref, old, new, tip, require_signatures=require_signatures)
-        moved.append((ZERO_OID, new))  # replaced whole: judged from nothing
-    return moved
+    moves = [(ref, old, new) for old, new, ref in keyring]
+    problems += shard_problems(git, moves, tip, require_signatures=require_signatures)
+    return [(ZERO_OID, new) for _, new, _ in keyring]  # replaced whole: judged from nothing
 
 
 def _keyring_checks(git: Git, refs: Sequence[str], tip: str) -> list[str]:
@@ -356,11 +354,9 @@ def _keyring_checks(git: Git, refs: Sequence[str], tip: str) -> list[str]:
     new one (signatures as the settings require)."""
     from .store.keyring_rules import shard_problems
 
-    problems = []
-    for ref in refs:
-        new = git.text("rev-parse", ref)
-        problems += shard_problems(git, ref, ZERO_OID, new, tip, require_signatures=False)
-    return problems
+    heads = git.text("rev-parse", *refs).split() if refs else []
+    moves = [(ref, ZERO_OID, new) for ref, new in zip(refs, heads, strict=True)]
+    return shard_problems(git, moves, tip, require_signatures=False)
 
 
 def post_receive(git: Git, lines: Iterable[str]) -> int:

@@ -248,6 +248,18 @@ def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
     assert notes(programme, b, kept, "cw-north-1") == []
     gone = in_office(programme, b, "show", case_id, as_="pm-001")
     assert gone.exit_code == 5
+    # A key for the erased case never comes back through the central hook.
+    judged = programme.cli(
+        "-C", str(central), "hooks", "install", "--server", "--allow-unsigned", as_=None
+    )
+    assert judged.exit_code == 0, judged.output
+    reader = programme.identities("pm-001")[0].recipient
+    back = wrap.wrap(wrap.new_case_key(case_id), [reader], [], 0)
+    shard = ref.shard_ref(case_id)
+    pushed = run_git(
+        a, "push", "origin", f"+{forged_shard(programme, case_id, dict(back))}:{shard}"
+    )
+    assert pushed.returncode != 0 and "erased" in pushed.stderr, pushed.stderr
 
 
 def forged_shard(

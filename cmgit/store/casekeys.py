@@ -193,6 +193,22 @@ def erased(repo: Core, case_id: str) -> bool:
     return erased_at(repo.git, case_id, "HEAD")
 
 
+def erased_cases(git: Git, at: str) -> set[str]:
+    """Every case erased on the history of ``at``: one walk for the purge commits, then
+    each case they name checked (`erased_at`)."""
+    named = git.text(
+        "log",
+        "--format=%(trailers:key=Cmgit-Case,valueonly)",
+        f"--grep=^Cmgit-Action: {events.PURGE.action}$",
+        at,
+    )
+    return {
+        case_id
+        for case_id in set(named.split())
+        if ids.CASE_ID_RE.fullmatch(case_id) and erased_at(git, case_id, at)
+    }
+
+
 def erased_at(git: Git, case_id: str, at: str) -> bool:
     """Whether the last commit of a case on the history of ``at`` erased it."""
     path = ids.record_path(case_id)

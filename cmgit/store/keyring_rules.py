@@ -15,7 +15,7 @@ judged when they came.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .. import crypto, entries, ids, signing
 from ..config import Config, read_config
@@ -36,22 +36,38 @@ _HEADERS = (b"tree ", b"author ", b"committer ")
 
 
 def shard_problems(
-    git: Git, name: str, old: str, new: str, tip: str | None, *, require_signatures: bool
+    git: Git, moves: Sequence[tuple[str, str, str]], tip: str | None, *, require_signatures: bool
 ) -> list[str]:
-    """What is wrong with moving the keyring shard ref ``name`` from ``old`` to ``new``,
-    the programme's branch being at ``tip``; one line a problem, each naming the ref."""
-    shard = name.removeprefix(ref.KEYRING_PREFIX)
-    if new == ZERO_OID:
-        return [f"{name}: deleting a keyring shard is not allowed (an emptied shard stays)"]
-    kind = git.text("cat-file", "-t", new)
-    if kind != "commit":
-        return [f"{name}: a keyring shard holds a commit, not a {kind} (push with cmgit sync)"]
-    if tip is None:
-        return [f"{name}: the central repository has no programme branch yet to judge it by"]
-    config = read_config(git, tip)
-    problems = _commit_problems(git, new, config, require_signatures)
-    problems += _tree_problems(git, shard, old, new, tip, config)
-    return [f"{name}: {problem}" for problem in problems]
+    """What is wrong with moving each keyring shard ref of ``moves`` (ref, old, new), the
+    programme's branch being at ``tip``; one line a problem, each naming the ref. The
+    configuration and the erased cases at ``tip`` are read once for all."""
+    problems = []
+    judged: tuple[Config, set[str]] | None = None
+    for name, old, new in moves:
+        if new == ZERO_OID:
+            problems.append(
+                f"{name}: deleting a keyring shard is not allowed (an emptied shard stays)"
+            )
+            continue
+        kind = git.text("cat-file", "-t", new)
+        if kind != "commit":
+            problems.append(
+                f"{name}: a keyring shard holds a commit, not a {kind} (push with cmgit sync)"
+            )
+            continue
+        if tip is None:
+            problems.append(
+                f"{name}: the central repository has no programme branch yet to judge it by"
+            )
+            continue
+        if judged is None:
+            judged = read_config(git, tip), casekeys.erased_cases(git, tip)
+        config, erased = judged
+        found = _commit_problems(git, new, config, require_signatures)
+        shard = name.removeprefix(ref.KEYRING_PREFIX)
+        found += _tree_problems(git, shard, old, new, tip, config, erased)
+        problems += [f"{name}: {problem}" for problem in found]
+    return problems
 
 
 def _commit_problems(git: Git, commit: str, config: Config, require_signatures: bool) -> list[str]:
@@ -92,7 +108,9 @@ def _commit_problems(git: Git, commit: str, config: Config, require_signatures: 
     return []
 
 
-def _tree_problems(git: Git, shard: str, old: str, new: str, tip: str, config: Config) -> list[str]:
+def _tree_problems(
+    git: Git, shard: str, old: str, new: str, tip: str, config: Config, erased: set[str]
+) -> list[str]:
     """The shard's case folders that changed since ``old``, each judged (see above)."""
     before = _folders(git, old) if old != ZERO_OID and _exists(git, old) else {}
     problems = []
@@ -107,7 +125,7 @@ def _tree_problems(git: Git, shard: str, old: str, new: str, tip: str, config: C
         if files is None:
             problems.append(f"{name}: the case's folder holds something other than files")
             continue
-        if casekeys.erased_at(git, name, tip):
+        if name in erased:
             problems.append(f"{name}: the case was erased; its key may not come back")
             continue
         count = _staff_count(git, name, tip, config, files)
