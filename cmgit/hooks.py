@@ -12,9 +12,10 @@ so that nobody is locked out of committing work that is not a record; the centra
 repository's pre-receive hook is the trust boundary, not these.
 
 The central repository is a trust boundary: whatever it accepts reaches every clone and
-can never be taken back. It takes commits on the programme's one branch and nothing
-else: no other branch, tag, replace ref or note, and no pushed object that the branch
-does not reach.
+can never be taken back. It takes commits on the programme's one branch and the
+keyring's shard refs (each replaced whole, judged by `cmgit.store.keyring_rules`), and
+nothing else: no other branch, tag, replace ref or note, and no pushed object that
+neither reaches. Its post-receive hook deletes at once what a replaced shard alone held.
 """
 
 from __future__ import annotations

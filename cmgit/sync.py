@@ -9,6 +9,10 @@ A sync never leaves a clone stuck: until it has finished, the commit this clone 
 before it began is kept (`SYNC_START`), so `cmgit sync --abort` goes back there, and a
 true conflict names the case and the command that resolves it, `--drop CASE`, which sets
 this clone's unpushed changes to that case aside and syncs the rest.
+
+The keyring travels beside main, in a fetch and a push of its own
+(`cmgit.store.keyring_sync`): fetched and merged before the replay, so that the central
+entries open with the central keys, and pushed before main.
 """
 
 from __future__ import annotations
