@@ -1252,6 +1252,8 @@ def clone(state: State, url: str, directory: str | None) -> None:
 
     name = directory or url.rstrip("/").rpartition("/")[2].removesuffix(".git") or "cases"
     target = (state.directory or Path.cwd()) / name
+    if Path(url).exists():  # a local path: git runs beside the new folder
+        url = str(Path(url).resolve())
     repo, untrusted = clone_office(url, target.resolve())
     if untrusted is not None:
         click.echo(f"warning: {untrusted.message} ({untrusted.hint})", err=True)
