@@ -422,3 +422,37 @@ def test_a_keyring_wrapped_for_staff_the_central_does_not_know_yet_follows_main(
     assert run_git(central, "rev-parse", "main").stdout == run_git(b, "rev-parse", "HEAD").stdout
     synced(programme, programme.root, as_="sv-north")
     assert in_office(programme, programme.root, "show", case_id, as_="sv-north-2").exit_code == 0
+
+
+def test_a_merged_key_is_wrapped_to_the_readers_of_the_merged_head(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A new supervisor in one office, a reassignment in the other, synced from the
+    reassigning office: the merged key is wrapped for the registry both bring together."""
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
+    central = central_of(programme, tmp_path)
+    a = programme.root
+    b = clone_office(programme, central, tmp_path / "office-b")
+    add_supervisor(programme, a, "sv-north-2")
+    synced(programme, a, as_="pm-001")
+    moved = in_office(
+        programme,
+        b,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+    synced(programme, b, as_="sv-north")
+    synced(programme, a, as_="sv-north")
+    for office in (a, b):
+        for reader in ("cw-north-2", "sv-north-2"):
+            assert notes(programme, office, case_id, reader) == [f"{CANARY} first"]
+        assert in_office(programme, office, "show", case_id, as_="cw-north-1").exit_code == 5
+    checked = in_office(programme, b, "validate", as_="pm-001")
+    assert checked.exit_code == 0, checked.output

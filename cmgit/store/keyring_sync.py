@@ -38,8 +38,6 @@ class KeyringSync:
     fetched: dict[str, str | None] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
     merged: dict[str, wrap.CaseKey] = field(default_factory=dict)
-    # The commit whose open fields the merged keys were wrapped for.
-    wrapped_at: str | None = None
 
 
 def pull(
@@ -50,7 +48,7 @@ def pull(
     open fields decide. Writes the merged keyring (signed by the actor) where it differs
     from the central one."""
     git = repo.git
-    result = KeyringSync(wrapped_at=theirs)
+    result = KeyringSync()
     local = ref.heads(git)
     central = _remote_heads(repo, remote)
     if not local and not central:
@@ -94,18 +92,22 @@ def pull(
     return result
 
 
-def rewrap_merged(repo: Core, identities: Sequence[crypto.Identity], done: KeyringSync) -> None:
-    """Wrap the keys merged from both sides to the readers at HEAD, where this clone's
-    replayed commits changed them since the central head they were wrapped for."""
+def rewrap_merged(
+    repo: Core, identities: Sequence[crypto.Identity], done: KeyringSync
+) -> None:
+    """Wrap the keys merged from both sides again, to the readers at HEAD once this
+    clone's commits are replayed: the merged registry and open fields decide, which
+    neither side's alone may match (a supervisor added on one side, a reassignment on
+    the other)."""
+    if not done.merged:
+        return
+    repo.reload_config()  # HEAD moved: the merged registry decides
     head = repo.git.head()
     changes: dict[str, Mapping[str, bytes] | None] = {}
     for case_id, key in done.merged.items():
-        before = _open_fields(repo, case_id, done.wrapped_at)
-        after = _open_fields(repo, case_id, head)
-        if after is None or before is None:
-            continue
-        if casekeys.staff_recipients(repo, before) != casekeys.staff_recipients(repo, after):
-            changes[case_id] = casekeys.wrapped(repo, key, after)
+        fields = _open_fields(repo, case_id, head)
+        if fields is not None:
+            changes[case_id] = casekeys.wrapped(repo, key, fields)
     if changes:
         casekeys.write_keyring(repo, changes, repo.actor(identities))
 
