@@ -19,12 +19,15 @@ from .test_sealed_entries_e2e import closed_long_ago, second_manager, to_sealed_
 from .test_sync import in_office
 
 
-def central_of(programme: Programme, tmp_path: Path, *, judged: bool = False) -> Path:
+def central_of(
+    programme: Programme, tmp_path: Path, *, judged: bool = False, packed: bool = False
+) -> Path:
     """A central repository made from office A's (the programme's own repository) branch,
     set up by `cmgit hooks install --server`; A's first sync pushes the keyring to it.
     Unless ``judged``, without the pre-receive hook, as on a host that runs none (audit
     --server-checks judges such a central): these tests are about what travels, and the
-    hook's judgement of the records' commits is audit's (tested with it)."""
+    hook's judgement of the records' commits is audit's (tested with it). With ``packed``
+    the central keeps every push as a pack."""
     central = tmp_path / "central.git"
     made = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central))
     assert made.returncode == 0
@@ -34,6 +37,8 @@ def central_of(programme: Programme, tmp_path: Path, *, judged: bool = False) ->
     assert installed.exit_code == 0, installed.output
     if not judged:
         (central / "hooks" / "pre-receive").unlink()
+    if packed:  # every push kept as the pack it came in, as a large push is
+        assert run_git(central, "config", "receive.unpackLimit", "1").returncode == 0
     run_git(programme.root, "remote", "add", "origin", str(central))
     first = in_office(programme, programme.root, "sync", as_="pm-001")
     assert first.exit_code == 0, first.output
@@ -456,3 +461,31 @@ def test_a_merged_key_is_wrapped_to_the_readers_of_the_merged_head(
         assert in_office(programme, office, "show", case_id, as_="cw-north-1").exit_code == 5
     checked = in_office(programme, b, "validate", as_="pm-001")
     assert checked.exit_code == 0, checked.output
+
+
+def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
+    programme: Programme, tmp_path: Path
+) -> None:
+    to_sealed_entries(programme)
+    case_id = programme.new_case()
+    other = programme.new_case()
+    central = central_of(programme, tmp_path, packed=True)
+    listed = (central / "cmgit" / ref.PACK_LIST).read_text().split()
+    assert listed and packs_holding(central, keyring_objects(central, case_id)) <= set(listed)
+    doomed = keyring_objects(central, case_id)
+    moved = in_office(
+        programme,
+        programme.root,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+    synced(programme, programme.root, as_="sv-north")
+    for oid in doomed:
+        assert run_git(central, "cat-file", "-e", oid).returncode != 0
+    assert notes(programme, programme.root, other, "cw-north-1") == []
+    assert run_git(central, "fsck", "--no-dangling").returncode == 0
