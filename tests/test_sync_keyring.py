@@ -15,7 +15,14 @@ from cmgit.store import casekeys
 
 from .conftest import CANARY, Programme, form
 from .test_hooks import run_git
-from .test_sealed_entries_e2e import closed_long_ago, second_manager, to_sealed_entries
+from .test_sealed_entries_e2e import (
+    LAYOUT,
+    MIGRATION,
+    closed_long_ago,
+    second_manager,
+    to_sealed_entries,
+)
+from .test_signing import require_signatures
 from .test_sync import in_office
 
 
@@ -489,3 +496,39 @@ def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
         assert run_git(central, "cat-file", "-e", oid).returncode != 0
     assert notes(programme, programme.root, other, "cw-north-1") == []
     assert run_git(central, "fsck", "--no-dangling").returncode == 0
+
+
+def test_where_signatures_are_required_the_hook_takes_signed_keyring_shards_only(
+    programme: Programme, tmp_path: Path
+) -> None:
+    pm_key, cw_key = require_signatures(programme, tmp_path)
+    (programme.root / MIGRATION).write_text(LAYOUT)
+    made = programme.cli(
+        "config",
+        "commit",
+        "-m",
+        "sealed_entries",
+        as_="pm-001",
+        env={"CMGIT_SIGNING_KEY": str(pm_key)},
+    )
+    assert made.exit_code == 0, made.output
+    created = programme.cli(
+        "new",
+        "--from",
+        programme.form_file("identification"),
+        env={"CMGIT_SIGNING_KEY": str(cw_key)},
+    )
+    assert created.exit_code == 0, created.output
+    case_id = created.stdout.strip()
+    central = central_of(programme, tmp_path, judged=True)  # signed shards went through
+    shard = ref.shard_ref(case_id)
+    assert (
+        run_git(central, "rev-parse", shard).stdout
+        == run_git(programme.root, "rev-parse", shard).stdout
+    )
+    repo = programme.repo()
+    key = casekeys.open_key(repo, case_id, programme.identities("pm-001"))
+    readers = casekeys.staff_recipients(repo, repo.load_open(case_id).record.open)
+    unsigned = forged_shard(programme, case_id, dict(wrap.wrap(key, readers, [], 0)))
+    pushed = run_git(programme.root, "push", "origin", f"+{unsigned}:{shard}")
+    assert pushed.returncode != 0 and "unsigned" in pushed.stderr, pushed.stderr
