@@ -1530,8 +1530,8 @@ def hooks() -> None:
 @click.option(
     "--server",
     is_flag=True,
-    help="Install the pre-receive hook into this bare central repository (use -C DIR): "
-    "it accepts the programme's one branch and nothing else.",
+    help="Install the pre-receive and post-receive hooks into this bare central repository "
+    "(use -C DIR): it accepts the programme's one branch and the keyring, nothing else.",
 )
 @click.option(
     "--allow-unsigned",
@@ -1554,6 +1554,10 @@ def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
         where = (state.directory or Path.cwd()).resolve()
         path = hook_module.install_server(where, require_signatures=not allow_unsigned)
         click.echo(f"Installed {path}")
+        click.echo(
+            "Pack this repository with cmgit gc, never git gc: git's would pack the keyring "
+            "with the records, and a purge could no longer delete a case's keys at once"
+        )
         return
     for item in hook_module.install_client(Git.discover(state.directory or Path.cwd())):
         click.echo(f"Installed {item}")
