@@ -42,6 +42,9 @@ def central_of(
         "-C", str(central), "hooks", "install", "--server", "--allow-unsigned", as_=None
     )
     assert installed.exit_code == 0, installed.output
+    for key, value in (("gc.auto", "0"), ("uploadpack.allowFilter", "true")):
+        assert run_git(central, "config", "--get", key).stdout.strip() == value
+    assert (central / "hooks" / "post-receive").exists()
     if not judged:
         (central / "hooks" / "pre-receive").unlink()
     if packed:  # every push kept as the pack it came in, as a large push is
