@@ -122,6 +122,33 @@ def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_
     assert notes(programme, a, case_id, "cw-north-1") == [f"{CANARY} from b"]
 
 
+def reassign(programme: Programme, office: Path, case_id: str) -> None:
+    """The case moved from cw-north-1 to cw-north-2 by their supervisor: a new key
+    generation, wrapped without cw-north-1."""
+    moved = in_office(
+        programme,
+        office,
+        "assign",
+        case_id,
+        "cw-north-2",
+        "--reason",
+        "caseload_balancing",
+        as_="sv-north",
+    )
+    assert moved.exit_code == 0, moved.output
+
+
+def signed_sealed_entries(programme: Programme, folder: Path) -> tuple[Path, Path]:
+    """Signed commits required (`require_signatures`), then the programme brought to
+    sealed entries by its signed manager; the two signing keys (manager, caseworker)."""
+    pm_key, cw_key = require_signatures(programme, folder)
+    (programme.root / MIGRATION).write_text(LAYOUT)
+    manager = {"CMGIT_SIGNING_KEY": str(pm_key)}
+    made = programme.cli("config", "commit", "-m", "sealed_entries", as_="pm-001", env=manager)
+    assert made.exit_code == 0, made.output
+    return pm_key, cw_key
+
+
 def reassigned_in_a(
     programme: Programme, tmp_path: Path, *, noted: bool = False
 ) -> tuple[str, Path, Path, Path]:
@@ -135,17 +162,7 @@ def reassigned_in_a(
     central = central_of(programme, tmp_path)
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
-    moved = in_office(
-        programme,
-        a,
-        "assign",
-        case_id,
-        "cw-north-2",
-        "--reason",
-        "caseload_balancing",
-        as_="sv-north",
-    )
-    assert moved.exit_code == 0, moved.output
+    reassign(programme, a, case_id)
     return case_id, central, a, b
 
 
@@ -452,17 +469,7 @@ def test_a_merged_key_is_wrapped_to_the_readers_of_the_merged_head(
     b = clone_office(programme, central, tmp_path / "office-b")
     add_supervisor(programme, a, "sv-north-2")
     synced(programme, a, as_="pm-001")
-    moved = in_office(
-        programme,
-        b,
-        "assign",
-        case_id,
-        "cw-north-2",
-        "--reason",
-        "caseload_balancing",
-        as_="sv-north",
-    )
-    assert moved.exit_code == 0, moved.output
+    reassign(programme, b, case_id)
     synced(programme, b, as_="sv-north")
     synced(programme, a, as_="sv-north")
     for office in (a, b):
@@ -483,17 +490,7 @@ def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
     listed = (central / "cmgit" / ref.PACK_LIST).read_text().split()
     assert listed and packs_holding(central, keyring_objects(central, case_id)) <= set(listed)
     doomed = keyring_objects(central, case_id)
-    moved = in_office(
-        programme,
-        programme.root,
-        "assign",
-        case_id,
-        "cw-north-2",
-        "--reason",
-        "caseload_balancing",
-        as_="sv-north",
-    )
-    assert moved.exit_code == 0, moved.output
+    reassign(programme, programme.root, case_id)
     synced(programme, programme.root, as_="sv-north")
     for oid in doomed:
         assert run_git(central, "cat-file", "-e", oid).returncode != 0
@@ -504,17 +501,7 @@ def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
 def test_where_signatures_are_required_the_hook_takes_signed_keyring_shards_only(
     programme: Programme, tmp_path: Path
 ) -> None:
-    pm_key, cw_key = require_signatures(programme, tmp_path)
-    (programme.root / MIGRATION).write_text(LAYOUT)
-    made = programme.cli(
-        "config",
-        "commit",
-        "-m",
-        "sealed_entries",
-        as_="pm-001",
-        env={"CMGIT_SIGNING_KEY": str(pm_key)},
-    )
-    assert made.exit_code == 0, made.output
+    _, cw_key = signed_sealed_entries(programme, tmp_path)
     created = programme.cli(
         "new",
         "--from",

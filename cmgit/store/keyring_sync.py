@@ -92,9 +92,7 @@ def pull(
     return result
 
 
-def rewrap_merged(
-    repo: Core, identities: Sequence[crypto.Identity], done: KeyringSync
-) -> None:
+def rewrap_merged(repo: Core, identities: Sequence[crypto.Identity], done: KeyringSync) -> None:
     """Wrap the keys merged from both sides again, to the readers at HEAD once this
     clone's commits are replayed: the merged registry and open fields decide, which
     neither side's alone may match (a supervisor added on one side, a reassignment on
