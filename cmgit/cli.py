@@ -1225,43 +1225,6 @@ def _server_checks(state: State, full: bool, as_json: bool) -> None:
         raise click.exceptions.Exit(errors.REPOSITORY)
 
 
-@cli.command()
-@click.argument("url", metavar="URL")
-@click.argument("directory", metavar="[DIR]", required=False)
-@click.option(
-    "--auditor",
-    is_flag=True,
-    help="Required: the clone an auditor keeps, without sealed entries or the keyring.",
-)
-@click.option(
-    "--branch", default="main", show_default=True, help="The programme's branch to clone."
-)
-@pass_state
-def clone(state: State, url: str, directory: str | None, auditor: bool, branch: str) -> None:
-    """Clone a central repository as an auditor: history and open files, no ciphertext.
-
-    The programme's branch with every commit and open file, and none of the sealed
-    entries (a blob filter of 1,024 bytes leaves them on the server); never the keyring.
-    `cmgit audit` in it checks everything but the form of the entries it lacks, and
-    says how many. Staff clone with git as usual.
-
-    \b
-    Example:
-      cmgit clone --auditor https://git.example.org/cases.git audit-copy
-    """
-    from .store import clone_auditor
-
-    if not auditor:
-        raise UsageError(
-            "cmgit clone makes an auditor's clone only",
-            hint="add --auditor, or clone with git clone to work on cases",
-        )
-    name = directory or url.rstrip("/").rpartition("/")[2].removesuffix(".git") or "cases"
-    base = state.directory or Path.cwd()
-    made = clone_auditor(url, base / name, branch)
-    click.echo(f"auditor's clone made in {made}: cmgit -C {made} audit", err=True)
-
-
 def audit_preamble(report: Report) -> list[str]:
     """What an audit says before its findings: first whether the actors it names are
     proven, then where it started from and why."""
@@ -1280,6 +1243,50 @@ def audit_preamble(report: Report) -> list[str]:
     if report.ok and not report.state_saved:
         lines.append("could not remember this audit (git folder not writable)")
     return lines
+
+
+@cli.command()
+@click.argument("url", metavar="URL")
+@click.argument("directory", metavar="[DIR]", required=False)
+@click.option(
+    "--auditor",
+    is_flag=True,
+    help="The clone an auditor keeps: history and open files, no sealed entry, no keyring.",
+)
+@click.option(
+    "--branch", default="main", show_default=True, help="The programme's branch (--auditor)."
+)
+@pass_state
+def clone(state: State, url: str, directory: str | None, auditor: bool, branch: str) -> None:
+    """Clone the central repository for an office: the programme's branch, the keyring
+    (the wrapped case keys) fetched on its own, the client hooks installed and git's
+    commit-graph written, so the first command works at once.
+
+    With --auditor: every commit and open file and none of the sealed entries (a blob
+    filter of 1,024 bytes leaves them on the server), never the keyring. `cmgit audit` in
+    it checks everything but the form of the entries it lacks, and says how many.
+
+    \b
+    Example:
+      cmgit clone ssh://git@server/srv/git/cases.git cases
+      cmgit clone --auditor https://git.example.org/cases.git audit-copy
+    """
+    name = directory or url.rstrip("/").rpartition("/")[2].removesuffix(".git") or "cases"
+    target = (state.directory or Path.cwd()) / name
+    if auditor:
+        from .store import clone_auditor
+
+        made = clone_auditor(url, target, branch)
+        click.echo(f"auditor's clone made in {made}: cmgit -C {made} audit", err=True)
+        return
+    from .sync import clone as clone_office
+
+    if Path(url).exists():  # a local path: git runs beside the new folder
+        url = str(Path(url).resolve())
+    repo, untrusted = clone_office(url, target.resolve())
+    if untrusted is not None:
+        click.echo(f"warning: {untrusted.message} ({untrusted.hint})", err=True)
+    click.echo(f"clone: {repo.root}")
 
 
 @cli.command()
@@ -1485,6 +1492,30 @@ def disclose(state: State, case_id: str, recipient: str, output: str, reason: st
     click.echo(f"{case_id}: {made.event_id} written to {output}")
 
 
+@cli.command("gc")
+@pass_state
+def gc_command(state: State) -> None:
+    """Pack the history of this clone, or of the central repository (use -C DIR), apart
+    from the keyring; use it instead of git gc, which would pack the case keys with the
+    records so that a purge could no longer delete them at once.
+
+    \b
+    Example:
+      cmgit gc
+      cmgit -C /srv/git/cases.git gc
+    """
+    from .history import Git, repository_lock
+    from .keyring.packing import gc
+
+    git = Git.discover(state.directory or Path.cwd(), bare=True)
+    with repository_lock(git.git_dir):
+        done = gc(git)
+    where = f" into {done.pack}" if done.pack else ""
+    click.echo(
+        f"gc: {done.objects} object(s) packed{where}; {done.pruned} keyring object(s) pruned"
+    )
+
+
 @cli.command()
 @pass_state
 def recover(state: State) -> None:
@@ -1528,8 +1559,8 @@ def hooks() -> None:
 @click.option(
     "--server",
     is_flag=True,
-    help="Install the pre-receive hook into this bare central repository (use -C DIR): "
-    "it accepts the programme's one branch and nothing else.",
+    help="Install the pre-receive and post-receive hooks into this bare central repository "
+    "(use -C DIR): it accepts the programme's one branch and the keyring, nothing else.",
 )
 @click.option(
     "--allow-unsigned",
@@ -1552,6 +1583,10 @@ def hooks_install(state: State, server: bool, allow_unsigned: bool) -> None:
         where = (state.directory or Path.cwd()).resolve()
         path = hook_module.install_server(where, require_signatures=not allow_unsigned)
         click.echo(f"Installed {path}")
+        click.echo(
+            "Pack this repository with cmgit gc, never git gc: git's would pack the keyring "
+            "with the records, and a purge could no longer delete a case's keys at once"
+        )
         return
     for item in hook_module.install_client(Git.discover(state.directory or Path.cwd())):
         click.echo(f"Installed {item}")
@@ -1615,6 +1650,18 @@ def hooks_pre_receive(state: State, allow_unsigned: bool) -> None:
         click.echo(f"cmgit: refused: {line}", err=True)
     if problems:
         raise click.exceptions.Exit(1)
+
+
+@hooks.command("post-receive", hidden=True)
+@pass_state
+def hooks_post_receive(state: State) -> None:
+    """After a push: prune what the keyring shards it replaced alone held (reads "old new
+    ref" lines on standard input)."""
+    from . import hooks as hook_module
+    from .history import Git
+
+    git = Git((state.directory or Path.cwd()).resolve())
+    hook_module.post_receive(git, sys.stdin.read().splitlines())
 
 
 @hooks.command("merge-driver", hidden=True)

@@ -12,9 +12,10 @@ so that nobody is locked out of committing work that is not a record; the centra
 repository's pre-receive hook is the trust boundary, not these.
 
 The central repository is a trust boundary: whatever it accepts reaches every clone and
-can never be taken back. It takes commits on the programme's one branch and nothing
-else: no other branch, tag, replace ref or note, and no pushed object that the branch
-does not reach.
+can never be taken back. It takes commits on the programme's one branch and the
+keyring's shard refs (each replaced whole, judged by `cmgit.store.keyring_rules`), and
+nothing else: no other branch, tag, replace ref or note, and no pushed object that
+neither reaches. Its post-receive hook deletes at once what a replaced shard alone held.
 """
 
 from __future__ import annotations
@@ -40,15 +41,28 @@ from .config import (
 )
 from .entries import SEALED_DIR
 from .errors import CmgitError, NotACaseRepository, Refused, RepositoryError, UsageError
-from .history import ZERO_OID, Git
+from .history import ZERO_OID, Git, repository_lock
 from .progress import SILENT, Progress
 
 MARK = "# installed by cmgit"
-# What `install_server` sets, which git applies before the hook runs: no rewrite, no
-# deletion, and malformed objects (a tree entry named .git, a bad mode) refused on receipt.
-SERVER_SETTINGS = ("receive.denyNonFastForwards", "receive.denyDeletes", "receive.fsckObjects")
-# What an auditor's clone needs of the central repository (protocol v2 needs neither).
-AUDITOR_SETTINGS = ("uploadpack.allowFilter", "uploadpack.allowReachableSHA1InWant")
+# What `install_server` sets, which git applies before the hook runs: no deletion, and
+# malformed objects (a tree entry named .git, a bad mode) refused on receipt. A rewrite
+# of the branch is the hook's to refuse: git's receive.denyNonFastForwards would refuse
+# the keyring's shards too, which are replaced on every change (`cmgit.keyring.ref`).
+SERVER_SETTINGS = ("receive.denyDeletes", "receive.fsckObjects")
+# Also set by `install_server`, and why: git's automatic gc would pack the keyring with
+# the records, after which a prune must rewrite the records' pack (`cmgit gc` keeps them
+# apart); an auditor's clone filters out the sealed entries, then fetches by id the
+# older files it needs (`cmgit clone --auditor`): objects the programme's refs reach,
+# none other (protocol v2 needs neither of the last two). A central repository without
+# them refuses no push.
+SERVER_EXTRAS = (
+    ("receive.denyNonFastForwards", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowReachableSHA1InWant", "true"),
+)
 DEFAULT_BRANCH = "main"  # the `branch` setting's default (schemas/settings.schema.json)
 CLOCK_TOLERANCE = 86_400  # seconds a commit may be dated ahead of the server's clock
 SHOWN = 3  # stray objects named in a refusal
@@ -144,17 +158,19 @@ def install_server(bare: Path, *, require_signatures: bool = True) -> str:
         )
     for name in SERVER_SETTINGS:
         git.run("config", name, "true")
-    # An auditor's clone filters out the sealed entries, then fetches by id the older
-    # files it needs (`cmgit clone --auditor`): objects the programme's refs reach, none
-    # other. Not among SERVER_SETTINGS: a central repository without them refuses no push.
-    for name in AUDITOR_SETTINGS:
-        git.run("config", name, "true")
+    for name, value in SERVER_EXTRAS:
+        git.run("config", name, value)
+    from .keyring import ref as keyring
+
+    # A repository restored from a backup holds the keyring in packs of its own (see the
+    # README): listed, a prune after a push can reach into them.
+    keyring.adopt_packs(git, list(keyring.heads(git).values()))
     flag = "" if require_signatures else " --allow-unsigned"
+    where = shlex.quote(str(bare))
+    _write_hook(bare / "hooks", "post-receive", f"exec {_command()} -C {where} hooks post-receive")
     return str(
         _write_hook(
-            bare / "hooks",
-            "pre-receive",
-            f"exec {_command()} -C {shlex.quote(str(bare))} hooks pre-receive{flag}",
+            bare / "hooks", "pre-receive", f"exec {_command()} -C {where} hooks pre-receive{flag}"
         )
     )
 
@@ -283,10 +299,10 @@ def pre_receive(
     problems = [
         f"{ref}: {kind}; the central repository accepts only {branch} ({advice})"
         for _, _, ref in updates
-        if ref != branch
+        if ref != branch and not is_keyring_ref(ref)
         for kind, advice in [ref_kind(ref)]
     ]
-    moved = []
+    moved = _keyring_updates(git, updates, settled, require_signatures, problems)
     for old, new, ref in updates:
         if ref != branch:
             continue
@@ -300,6 +316,78 @@ def pre_receive(
     if not problems and quarantine is not None:
         problems += _stray_objects(git, quarantine, moved, branch)
     return problems
+
+
+def is_keyring_ref(ref: str) -> bool:
+    """Whether ``ref`` is one of the keyring's shard refs, the one kind of ref the central
+    repository takes besides the programme's branch."""
+    from .keyring.ref import KEYRING_PREFIX, SHARD_RE
+
+    return ref.startswith(KEYRING_PREFIX) and bool(
+        SHARD_RE.fullmatch(ref.removeprefix(KEYRING_PREFIX))
+    )
+
+
+def _keyring_updates(
+    git: Git,
+    updates: Sequence[list[str]],
+    tip: str | None,
+    require_signatures: bool,
+    problems: list[str],
+) -> list[tuple[str, str]]:
+    """Judge the keyring shards a push moves (adding to ``problems``); returns their moves,
+    whose objects the push may bring along with the branch's."""
+    from .store.keyring_rules import shard_problems
+
+    keyring = [parts for parts in updates if is_keyring_ref(parts[2])]
+    if (
+        keyring
+        and git.text("config", "--bool", "--get", "receive.denyNonFastForwards", ok=(0, 1))
+        == "true"
+    ):
+        # Set by an earlier cmgit: git would refuse every replaced shard after the hook.
+        problems.append(
+            "the central repository refuses replaced keyring shards (receive."
+            "denyNonFastForwards on): a coordinator runs cmgit hooks install --server there "
+            "again"
+        )
+    moves = [(ref, old, new) for old, new, ref in keyring]
+    problems += shard_problems(git, moves, tip, require_signatures=require_signatures)
+    return [(ZERO_OID, new) for _, new, _ in keyring]  # replaced whole: judged from nothing
+
+
+def _keyring_checks(git: Git, refs: Sequence[str], tip: str) -> list[str]:
+    """`server_checks` of the keyring's shards, each judged whole as the hook judges a
+    new one (signatures as the settings require)."""
+    from .store.keyring_rules import shard_problems
+
+    heads = git.text("rev-parse", *refs).split() if refs else []
+    moves = [(ref, ZERO_OID, new) for ref, new in zip(refs, heads, strict=True)]
+    return shard_problems(git, moves, tip, require_signatures=False)
+
+
+def post_receive(git: Git, lines: Iterable[str]) -> int:
+    """After a push: delete at once the objects of the keyring shards it replaced that the
+    new ones no longer hold (an old wrapping must not outlive its replacement on the
+    central either), and list a pack the push brought that holds keyring objects alone,
+    so that later prunes can reach into it. Returns how many objects were destroyed."""
+    from .keyring import ref as keyring
+
+    moves = [
+        (old, new)
+        for old, new, ref in (line.split() for line in lines if len(line.split()) == 3)
+        if is_keyring_ref(ref) and old != new
+    ]
+    if not moves:
+        return 0
+    with repository_lock(git.git_dir, wait_for_index=False):  # apart from cmgit gc
+        keyring.keep_out_of_gc(git)
+        keyring.adopt_packs(git, [new for _, new in moves if new != ZERO_OID])
+        return sum(
+            keyring.prune(git, old, None if new == ZERO_OID else new)
+            for old, new in moves
+            if old != ZERO_OID
+        )
 
 
 def server_checks(
@@ -321,16 +409,18 @@ def server_checks(
         )
     now = time.time() if now is None else now
     branch, _ = programme_branch(git)
+    refs = git.text("for-each-ref", "--format=%(refname)").splitlines()
     problems = [
         f"{ref}: {kind} beside {branch}; what it holds could already be fetched "
         f"({advice}, on the hosting service too)"
-        for ref in git.text("for-each-ref", "--format=%(refname)").splitlines()
-        if ref != branch
+        for ref in refs
+        if ref != branch and not is_keyring_ref(ref)
         for kind, advice in [ref_kind(ref)]
     ]
     tip = _commit(git, branch)
     if tip is None:
         return [*problems, f"{branch}: the programme's branch has no commits"]
+    problems += _keyring_checks(git, [r for r in refs if is_keyring_ref(r)], tip)
     # Audit remembers the last commit it verified on HEAD's branch; another branch is
     # walked whole.
     on_head = git.head() == tip

@@ -9,6 +9,10 @@ A sync never leaves a clone stuck: until it has finished, the commit this clone 
 before it began is kept (`SYNC_START`), so `cmgit sync --abort` goes back there, and a
 true conflict names the case and the command that resolves it, `--drop CASE`, which sets
 this clone's unpushed changes to that case aside and syncs the rest.
+
+The keyring travels beside main, in a fetch and a push of its own
+(`cmgit.store.keyring_sync`): fetched and merged before the replay, so that the central
+entries open with the central keys, and pushed before main.
 """
 
 from __future__ import annotations
@@ -19,15 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crypto, ids
+from . import crypto, entries, ids, records
 from .audit import config_in_force
 from .config import Config, not_in_force, read_parts
 from .errors import CmgitError, RepositoryError
 from .faults import crash_point
-from .history import Commit, actor_author, format_message, repository_lock, write_atomic
+from .history import Commit, Git, actor_author, format_message, repository_lock, write_atomic
+from .keyring import ref as keyring_ref
 from .merge import MergeConflict, Renumbering
 from .registry import Staff
-from .store import Repository, make_signer, staff_author
+from .store import Repository, keyring_sync, make_signer, staff_author
 
 SYNC_STATE = "sync-remote"
 # The commit this clone was at when a sync that has not finished began.
@@ -155,6 +160,8 @@ def _exchange(
     for _ in range(ATTEMPTS):
         git.run("fetch", "-q", "--no-tags", remote, f"+{ref}:{tracking}", ok=(0,))
         theirs = git.text("rev-parse", "-q", "--verify", tracking, ok=(0, 1)) or None
+        # The keyring before the replay: the central entries open with the central keys.
+        keyring = keyring_sync.pull(repo, identities, remote, theirs)
         if refused is not None and refused[0] == theirs:
             raise RepositoryError(
                 "the central repository refused this clone's commits",
@@ -186,12 +193,14 @@ def _exchange(
                 git.run("update-ref", result.kept_as, before_drop)
             _mark(start, _marked(start)[0], ours)
             git.run("reset", "-q", "--keep", ours)
+        keyring_sync.rewrap_merged(repo, identities, keyring)
         if theirs == ours:
+            _push(repo, remote, ref, None)
             _remember(state, ours)
             return result
         crash_point("sync-before-push")
         try:
-            git.run("push", "-q", remote, f"{ours}:{ref}")
+            _push(repo, remote, ref, ours)
         except CmgitError as exc:
             refused = (theirs or "", exc)
             continue  # someone pushed meanwhile: fetch and replay again
@@ -202,6 +211,25 @@ def _exchange(
     raise RepositoryError(
         "the central repository kept moving; nothing was lost", hint="run cmgit sync again"
     )
+
+
+def _push(repo: Repository, remote: str, ref: str, ours: str | None) -> None:
+    """Push the keyring in a push of its own, then main (``ours``, where there is work to
+    push), not atomic with it: the central receives the keyring's objects in a pack of
+    their own. A keyring the central refuses before main (wrapped for readers that only
+    this clone's unpushed staff changes bring, judged against the central registry) is
+    pushed again once main is there."""
+    try:
+        keyring_sync.push(repo, remote)
+    except CmgitError:
+        if ours is None:
+            raise
+        repo.git.run("push", "-q", remote, f"{ours}:{ref}")
+        keyring_sync.push(repo, remote)
+    else:
+        if ours is not None:
+            repo.git.run("push", "-q", remote, f"{ours}:{ref}")
+    keyring_sync.remember(repo)
 
 
 def _remember(state: Path, seen: str) -> None:
@@ -335,7 +363,21 @@ def _replay(
         parent = git.text("rev-parse", f"{oid}^")
         files: dict[str, bytes | None] = {}
         version: str | None = None
-        for path, new in git.changed(parent, oid):
+        changes = git.changed(parent, oid)
+        sealed = _sealed_both(git, changes, parent, tip)
+        for both in sealed:  # a case kept as sealed entries, changed on both sides
+            renumbered = renumbering.setdefault(both, Renumbering(repo.item_ids()))
+            already = len(renumbered.renamed)
+            made = repo.merge_sealed(
+                both, parent, oid, tip, identities, today, renumbering=renumbered
+            )
+            files.update(made)
+            version = _version_of(made[ids.record_path(both)])
+            result.merged += 1
+            result.renumbered += len(renumbered.renamed) - already
+        for path, new in changes:
+            if _case_of(path) in sealed:
+                continue  # merged above
             at_parent = git.blob_id(parent, path)
             at_tip = git.blob_id(tip, path)
             case_id = ids.case_id_from_path(path)
@@ -368,12 +410,46 @@ def _replay(
                 written_under=written_under,
             )
             files[path] = merged
-            version = merged.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
+            version = _version_of(merged)
             result.merged += 1
             result.renumbered += len(renumbered.renamed) - already
         tip = _recommit(repo, commit, files, tip, version)
         result.replayed += 1
     return tip
+
+
+def _version_of(record_file: bytes) -> str:
+    return record_file.split(b"version: ", 1)[1].split(b"\n", 1)[0].decode()
+
+
+def _case_of(path: str) -> str | None:
+    """The case a path of the repository belongs to: its record or one of its entries."""
+    entry = entries.parse_entry_path(path)
+    return entry[0] if entry else ids.case_id_from_path(path)
+
+
+def _sealed_both(
+    git: Git, changes: Sequence[tuple[str, str | None]], parent: str, tip: str
+) -> list[str]:
+    """The cases kept as sealed entries that a commit of this clone changes and the
+    central branch changed too since its parent: merged whole, record and entry."""
+    found = set()
+    for path, new in changes:
+        entry = entries.parse_entry_path(path)
+        if entry is not None:
+            found.add(entry[0])
+        elif (
+            (case_id := ids.case_id_from_path(path))
+            and new is not None
+            and not records.has_sealed_block(git.read_blob(new))
+        ):
+            found.add(case_id)
+    return sorted(
+        case_id
+        for case_id in found
+        if git.blob_id(parent, ids.record_path(case_id))
+        != git.blob_id(tip, ids.record_path(case_id))
+    )
 
 
 def _recommit(
@@ -412,3 +488,29 @@ def _with_version(commit: Commit, version: str | None) -> str:
     if version is not None:
         trailers = [(k, version if k == "Cmgit-Version" else v) for k, v in trailers]
     return format_message(lines[0], [(k, v) for k, v in trailers])
+
+
+def clone(url: str, target: Path) -> tuple[Repository, CmgitError | None]:
+    """An office's clone of the central repository, ready for work: the programme's branch
+    (``git clone`` of the branch the central's HEAD names, no tags), then the keyring
+    fetched on its own (its objects in a pack of their own) and remembered as the base of
+    the first sync, the client hooks installed, git's commit-graph written with changed
+    paths, and the configuration's trust check made once, so that the first command
+    after the clone does not pay for a walk of the history. Returns the repository and
+    what makes its configuration untrusted, if anything does (as audit would say)."""
+    from .history import Git
+    from .hooks import install_client
+
+    if target.exists() and any(target.iterdir()):
+        raise RepositoryError(
+            "the folder to clone into exists and is not empty", hint="name a new folder"
+        )
+    Git(target.parent).run("clone", "--quiet", "--single-branch", "--no-tags", url, str(target))
+    git = Git(target)
+    with repository_lock(git.git_dir):
+        keyring_ref.fetch(git, "origin")
+    install_client(git)
+    git.refresh_commit_graph()
+    repo = Repository.open(target)
+    keyring_sync.remember(repo)
+    return repo, repo.untrusted_config()

@@ -369,7 +369,7 @@ def test_two_offices_notes_on_one_case_merge_into_one_entry_on_the_central_versi
     record_note(programme, case_id, f"{CANARY} office B")
     theirs = programme.git("rev-parse", "HEAD").strip()
     repo = programme.repo()
-    files = repo.merge_entries(
+    files = repo.merge_sealed(
         case_id, base, ours, theirs, programme.identities("cw-north-1"), dt.date(2026, 4, 1)
     )
     version = int(shown(programme, case_id)["version"]) + 1  # type: ignore[call-overload]

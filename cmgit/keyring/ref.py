@@ -64,6 +64,7 @@ PACK_LIST = "keyring-packs"  # in the git folder's cmgit/, one pack name a line
 # The shard commits being replaced ("<shard> <commit>" a line), while their objects wait
 # to be pruned.
 PRUNE_PENDING = "keyring-prune"
+_IDX_FIXED, _IDX_PER_OBJECT = 8 + 256 * 4 + 2 * 20, 20 + 4 + 4  # git's pack index, version 2
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # every repository may hold it
 FILE_LIMIT = 1 << 20  # bytes of one wrapped key file read at most
 # A file of a case folder: staff.age, recovery.<custodian>.<custodian>.age.
@@ -378,6 +379,30 @@ def _regroup(git: Git, groups: set[str], shards: Mapping[str, str]) -> None:
             written.append(git.write_pack(sorted(wanted)))
     _write_pack_list(git, [*listed, *written])  # a kill before this leaves them unlisted
     _destroy(git, ())
+
+
+def adopt_packs(git: Git, commits: Sequence[str]) -> list[str]:
+    """List as keyring packs the unlisted packs that hold objects of the shard commits
+    ``commits`` and nothing else: what a push of the keyring alone brought to the central
+    repository (git keeps a large push as the pack it came in), so that a prune there can
+    reach into it. A pack holding anything else is never listed. Returns those listed."""
+    if not commits:
+        return []
+    held = set().union(*(_objects(git, commit) for commit in commits))
+    listed = keyring_packs(git)
+    folder = git.objects.folder / "pack"
+    adopted = []
+    for name in sorted(git.pack_names() - set(listed)):
+        # An index of version 2 takes 1,072 bytes and 28 a object: a pack of more objects
+        # than the keyring commits hold (the records') is passed over unread.
+        if ((folder / f"{name}.idx").stat().st_size - _IDX_FIXED) // _IDX_PER_OBJECT > len(held):
+            continue
+        inside = git.pack_ids(name)
+        if inside & set(commits) and inside <= held:
+            adopted.append(name)
+    if adopted:
+        _write_pack_list(git, [*listed, *adopted])
+    return adopted
 
 
 def push_refspecs(git: Git) -> list[str]:

@@ -101,7 +101,7 @@ class Repository(Core):
     # git's drivers and repair
     open_blob = drivers.open_blob
     merge_record = drivers.merge_record
-    merge_entries = drivers.merge_entries
+    merge_sealed = drivers.merge_sealed
     bring_forward = drivers.bring_forward
     recover = drivers.recover
     textconv = drivers.textconv

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import caches, crypto, entries, events, ids, migrations
 from ..config import Config
 from ..errors import IntegrityError, NotARecipient, Refused, SealedWithoutYou
-from ..history import BLOB_MODES
+from ..history import BLOB_MODES, Git
 from ..keyring import ref, wrap
 from ..records import Record
 from ..registry import Registry, Staff
@@ -152,11 +152,11 @@ def rewrapped(
 # -- reading -------------------------------------------------------------------------
 
 
-def read_entries(repo: Core, case_id: str, commit: str | None = None) -> dict[int, bytes]:
-    """The sealed entries of a case at HEAD (or ``commit``), by version. Entries are
-    never changed once committed, so they are read from git's objects, not the work
+def read_entries(repo: Core, case_id: str, at: str | None = None) -> dict[int, bytes]:
+    """The sealed entries of a case at HEAD (or the commit ``at``), by version. Entries
+    are never changed once committed, so they are read from git's objects, not the work
     tree."""
-    head = commit or repo.git.head()
+    head = at or repo.git.head()
     folder = entries.entries_dir(case_id)
     found = repo.git.objects.lookup(head, folder) if head else None
     if found is None:
@@ -206,8 +206,30 @@ def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
 
 def erased(repo: Core, case_id: str) -> bool:
     """Whether the last commit of a case erased it (`cmgit purge`)."""
-    history = repo.git.log(ids.record_path(case_id))  # oldest first
-    return bool(history) and history[-1].trailer("Cmgit-Action") == events.PURGE.action
+    return erased_at(repo.git, case_id, "HEAD")
+
+
+def erased_cases(git: Git, at: str) -> set[str]:
+    """Every case erased on the history of ``at``: one walk for the purge commits, then
+    each case they name checked (`erased_at`)."""
+    named = git.text(
+        "log",
+        "--format=%(trailers:key=Cmgit-Case,valueonly)",
+        f"--grep=^Cmgit-Action: {events.PURGE.action}$",
+        at,
+    )
+    return {
+        case_id
+        for case_id in set(named.split())
+        if ids.CASE_ID_RE.fullmatch(case_id) and erased_at(git, case_id, at)
+    }
+
+
+def erased_at(git: Git, case_id: str, at: str) -> bool:
+    """Whether the last commit of a case on the history of ``at`` erased it."""
+    path = ids.record_path(case_id)
+    action = "--format=%(trailers:key=Cmgit-Action,valueonly)"
+    return git.text("log", "-1", action, at, "--", path).strip() == events.PURGE.action
 
 
 def open_key(
@@ -243,50 +265,31 @@ def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
         raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
     if not loaded.entries:
         loaded.entries = read_entries(repo, case_id)
-    forms = fold_entries(case_id, loaded.entries, key, loaded.record.version)
+    forms = fold_entries(key, loaded.entries, loaded.record.version)
     loaded.key = key
     loaded.forms_opened = copy.deepcopy(forms)
     return forms
 
 
-def fold_entries(
-    case_id: str, found: Mapping[int, bytes], key: wrap.CaseKey, open_version: int
-) -> dict[str, Any]:
-    """The forms a case's entries hold, each opened with the case key and checked
-    against its name and the record's version, folded in version order."""
+def fold_entries(key: wrap.CaseKey, sealed: Mapping[int, bytes], version: int) -> dict[str, Any]:
+    """The forms the entries ``sealed`` (by version) make, each opened with the case key,
+    bound to its case and version and no later than the record's ``version``."""
     keys = key.identities()
     deltas = []
-    for version in sorted(found):
+    for number in sorted(sealed):
         try:
-            plaintext = crypto.open_binary(found[version], keys)
+            plaintext = crypto.open_binary(sealed[number], keys)
         except NotARecipient:
             raise IntegrityError(
-                f"entry {version} does not open with the case's keys (the keyring was "
+                f"entry {number} does not open with the case's keys (the keyring was "
                 "replaced, or the entry was)",
-                case_id=case_id,
+                case_id=key.case_id,
                 hint="run cmgit audit; restore the keyring with cmgit sync",
             ) from None
         entry = entries.parse_entry(plaintext)
-        entries.check_entry(entry, case_id, version, open_version)
+        entries.check_entry(entry, key.case_id, number, version)
         deltas.append(entry.delta)
-    try:
-        return entries.fold(deltas)
-    except IntegrityError as exc:
-        exc.case_id = case_id
-        raise
-
-
-def record_at(repo: Core, case_id: str, commit: str, key: wrap.CaseKey) -> Record:
-    """A format-2 case as ``commit`` holds it: its open file and its entries there."""
-    found = repo.git.objects.lookup(commit, ids.record_path(case_id))
-    if found is None:
-        raise IntegrityError(f"no record of the case in commit {commit[:12]}", case_id=case_id)
-    data = repo.git.objects.read(found[1], limit=entries.AUDITOR_BLOB_LIMIT)[1]
-    open_fields = entries.parse_open_file(data, repo.schemas.open_fields)
-    found_entries = read_entries(repo, case_id, commit)
-    return Record(
-        open_fields, fold_entries(case_id, found_entries, key, int(open_fields["version"]))
-    )
+    return entries.fold(deltas)
 
 
 # -- writing -------------------------------------------------------------------------

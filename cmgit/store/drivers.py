@@ -6,13 +6,14 @@ and re-sealed), the diff text conversion (a record as its recipients read it), a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import crypto, ids, migrations, records, yamlio
+from .. import crypto, entries, ids, migrations, records, yamlio
 from ..config import Config
-from ..errors import CmgitError, NotARecipient, RepositoryBusy, TooLarge
+from ..errors import CmgitError, NotARecipient, RepositoryBusy, RepositoryError, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
+from ..keyring.wrap import CaseKey
 from ..merge import Renumbering, merge_cases
 from ..records import Record
 from . import casekeys, unit
@@ -81,40 +82,15 @@ def merge_record(
     return unit.seal(repo, record, theirs_blob, today)
 
 
-def merge_entries(
-    repo: Core,
-    case_id: str,
-    base: str | None,
-    ours: str,
-    theirs: str,
-    identities: Sequence[crypto.Identity],
-    today: dt.date,
-    renumbering: Renumbering | None = None,
-) -> dict[str, bytes]:
-    """`merge_record` for a case kept as sealed entries, from the commits that hold its
-    three versions: the merged record's files, one entry on theirs holding what the
-    merge changes there, sealed to the newest key the keyring holds."""
-    key = casekeys.open_key(repo, case_id, identities)
-    order = repo.schemas.field_order
-    other_record = casekeys.record_at(repo, case_id, theirs, key)
-    mine = casekeys.record_at(repo, case_id, ours, key).document(order)
-    old: dict[str, Any] = {}
-    if base is not None and repo.git.objects.lookup(base, ids.record_path(case_id)):
-        old = casekeys.record_at(repo, case_id, base, key).document(order)
-    record = _merged(repo, case_id, old, mine, other_record.document(order), renumbering)
-    unit.prepare(repo, record, today)
-    return casekeys.seal_files(repo.schemas, record, other_record.forms, key)
-
-
 def _merged(
     repo: Core,
     case_id: str,
-    old: dict[str, Any],
-    mine: dict[str, Any],
-    other: dict[str, Any],
+    old: Mapping[str, Any],
+    mine: Mapping[str, Any],
+    other: Mapping[str, Any],
     renumbering: Renumbering | None,
 ) -> Record:
-    """Two offices' versions of a case merged field by field, one version on theirs."""
+    """Two offices' documents of one case merged, one version after theirs."""
     # A new plan supersedes the last and a new assignment ends the last: each is a
     # decision for the case, which only one office may make.
     decisions = [
@@ -130,6 +106,56 @@ def _merged(
     )
     record.open["version"] = int(other["version"]) + 1
     return record
+
+
+def merge_sealed(
+    repo: Core,
+    case_id: str,
+    base: str,
+    ours: str,
+    theirs: str,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+    renumbering: Renumbering | None = None,
+) -> dict[str, bytes]:
+    """`merge_record` for a case kept as sealed entries (record format 2), as it stands
+    at the commits ``base``, ``ours`` and ``theirs``: merged field by field, its version
+    theirs plus one; the files are the open file and one entry, named by that version,
+    holding what the merge changes of theirs, sealed to the newest generation of the
+    case key (the keyring holds every generation of both sides by now). This clone's own
+    entry is left out: theirs holds one of that name already."""
+    key = casekeys.open_key(repo, case_id, identities)
+    order = repo.schemas.field_order
+    mine = _sealed_record(repo, case_id, ours, key)
+    other = _sealed_record(repo, case_id, theirs, key)
+    if other is None:
+        raise RepositoryError(
+            "the central branch no longer has the record this clone changed",
+            case_id=case_id,
+            hint="run cmgit sync --drop " + case_id,
+        )
+    old = _sealed_record(repo, case_id, base, key)
+    record = _merged(
+        repo,
+        case_id,
+        old.document(order) if old else {},
+        mine.document(order) if mine else {},
+        other.document(order),
+        renumbering,
+    )
+    unit.prepare(repo, record, today)
+    repo.check_config_trusted()
+    return casekeys.seal_files(repo.schemas, record, other.forms, key)
+
+
+def _sealed_record(repo: Core, case_id: str, commit: str, key: CaseKey) -> Record | None:
+    """A format-2 case as it stands at ``commit``; None where it has no record there."""
+    blob = repo.git.blob_id(commit, ids.record_path(case_id))
+    if blob is None:
+        return None
+    fields = entries.parse_open_file(repo.git.read_blob(blob), repo.schemas.open_fields)
+    sealed = casekeys.read_entries(repo, case_id, commit)
+    return Record(fields, casekeys.fold_entries(key, sealed, int(fields["version"])))
 
 
 def recover(repo: Core) -> list[str]:

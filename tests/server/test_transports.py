@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmgit import ids
+from cmgit.keyring import ref
 
 from ..conftest import CANARY, Programme, git
 from ..hostile.refusal import git_objects
 from ..test_hooks import run_git
 from ..test_signing import require_signatures
+from ..test_sync_keyring import signed_sealed_entries
 from .conftest import Central
 
 REFUSED = "cmgit: refused: "
@@ -137,3 +139,27 @@ def test_a_force_push_and_a_branch_deletion_are_refused(
     assert contents(repository) == before
     fresh = clone(central, repository, tmp_path / "fresh")
     assert run_git(fresh, "rev-parse", "main").stdout.strip() == landed
+
+
+def test_the_keyring_travels_to_the_central_and_to_a_new_office(
+    central: Central, programme: Programme, tmp_path: Path
+) -> None:
+    """Record format 2 over the transport: the first sync sends the keyring, judged by the
+    hook, in a push of its own; a new office's first sync fetches it and opens a case."""
+    _, cw_key = signed_sealed_entries(programme, tmp_path)
+    writer = Office(programme, programme.root, {"CMGIT_SIGNING_KEY": str(cw_key)})
+    case_id = writer.cli("new", "--from", programme.form_file("identification"))
+    repository = central.new_repository()
+    made_bare = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(repository))
+    assert made_bare.returncode == 0, made_bare.stderr
+    installed = programme.cli("-C", str(repository), "hooks", "install", "--server", as_=None)
+    assert installed.exit_code == 0, installed.output
+    for setting in central.client_config:
+        run_git(programme.root, "config", *setting.split("=", 1))
+    run_git(programme.root, "remote", "add", "origin", central.url(repository))
+    writer.cli("sync")
+    shard = ref.shard_ref(case_id)
+    assert git(repository, "rev-parse", shard) == git(programme.root, "rev-parse", shard)
+    office = Office(programme, clone(central, repository, tmp_path / "office"), writer.signing)
+    office.cli("sync")
+    assert case_id in office.cli("show", case_id)
