@@ -7,7 +7,7 @@ For each size it takes the generated programme (bench/generate.py, cached), clon
 and times every target and its anchor: medians of ``--runs`` runs after one warm-up.
 Then the same programme generated in record format 2 (sealed entries) is measured
 against the format-2 targets of #17: growth per commit, the auditor's clone, a
-deactivation, a purge and the first write after a clone (``--no-format-2`` skips them).
+deactivation, a purge and the first write after a clone (``--formats 1`` skips them).
 It prints a table with the ratio and PASS or FAIL per target and writes the tables, with
 the machine they came from, to bench/RESULTS.md (``--out``).
 """
@@ -1027,9 +1027,11 @@ def main() -> None:
         help="where to write the report ('-' for nowhere)",
     )
     parser.add_argument(
-        "--no-format-2",
-        action="store_true",
-        help="skip the record format 2 targets (a second programme generated and measured)",
+        "--formats",
+        choices=("1", "2", "1,2"),
+        default="1,2",
+        help="which record formats to measure (format 2: a second programme, generated "
+        "in it, measured against its own targets)",
     )
     parser.add_argument(
         "--append",
@@ -1043,8 +1045,10 @@ def main() -> None:
     sizes = []
     with tempfile.TemporaryDirectory(prefix="cmgit-bench-") as tmp:
         for cases in args.cases:
-            measured = [measure(cases, args.runs, args.sample, Path(tmp))]
-            if not args.no_format_2:
+            measured = []
+            if "1" in args.formats:
+                measured.append(measure(cases, args.runs, args.sample, Path(tmp)))
+            if "2" in args.formats:
                 measured.append(measure_format_2(cases, args.runs, Path(tmp)))
             for size in measured:
                 layout = ", record format 2" if size.layout == 2 else ""
