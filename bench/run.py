@@ -614,20 +614,13 @@ def _auditor_clone(source: Path, work: Path, size: Size) -> None:
 
 
 def _clone_with_keyring(source: Path, target: Path) -> None:
-    """A clone of ``source`` with its keyring: fetched on its own, its objects loose,
-    as a local keyring update leaves them."""
-    subprocess.run(["git", "clone", "-q", str(source), str(target)], check=True)
-    run(
-        [
-            "git",
-            "-c",
-            "fetch.unpackLimit=2000000000",
-            "fetch",
-            "-q",
-            "origin",
-            "+refs/cmgit/keyring/*:refs/cmgit/keyring/*",
-        ],
-        cwd=target,
+    """A clone of ``source`` as an office makes one: `cmgit clone`, the keyring fetched on
+    its own."""
+    subprocess.run(
+        [CMGIT, "clone", str(source), target.name],
+        cwd=target.parent,
+        check=True,
+        capture_output=True,
     )
 
 
