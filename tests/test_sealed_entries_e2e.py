@@ -18,7 +18,7 @@ from cmgit.errors import CmgitError, NotARecipient
 from cmgit.history import actor_author
 from cmgit.keyring import ref, wrap
 
-from .conftest import CANARY, STAFF, Programme, form
+from .conftest import CANARY, STAFF, Programme, form, git
 from .test_exchange import PRIMERO, write_sample
 
 MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
@@ -187,11 +187,11 @@ def test_stock_age_opens_an_entry_in_two_steps(
     assert f"{CANARY} for age".encode() in plain
 
 
-def every_age_plaintext(programme: Programme, identities: list[crypto.Identity]) -> list[bytes]:
+def every_age_plaintext(root: Path, identities: list[crypto.Identity]) -> list[bytes]:
     """Whatever any of ``identities`` opens, one or two layers deep, among every object
     of the repository, reachable or not."""
-    listing = programme.git(
-        "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)"
+    listing = git(
+        root, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)"
     )
     found = []
     for line in listing.splitlines():
@@ -199,7 +199,7 @@ def every_age_plaintext(programme: Programme, identities: list[crypto.Identity])
         if kind != "blob":
             continue
         data = subprocess.run(
-            ["git", "-C", str(programme.root), "cat-file", "blob", oid],
+            ["git", "-C", str(root), "cat-file", "blob", oid],
             capture_output=True,
             check=True,
         ).stdout
@@ -272,14 +272,14 @@ def test_a_purge_needs_two_programme_managers_and_leaves_nothing_that_opens(
     everyone += [crypto.parse_identity(secret) for secret, _ in custodians]
     marker = f"# cmgit case key {case_id}".encode()
     # Before the erasure, staff and two custodians together open the case key.
-    assert [p for p in every_age_plaintext(programme, everyone) if p.startswith(marker)]
+    assert [p for p in every_age_plaintext(programme.root, everyone) if p.startswith(marker)]
     done = programme.cli("purge", case_id, "--reason", "retention_ended", as_="pm-002", today=later)
     assert done.exit_code == 0, done.output
     assert programme.git("ls-tree", "HEAD", entries.entries_dir(case_id) + "/") == ""
     assert programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}") != record_before
     gone = programme.cli("show", case_id, as_="pm-001")
     assert gone.exit_code == 5 and "erased" in gone.output
-    assert not [p for p in every_age_plaintext(programme, everyone) if p.startswith(marker)]
+    assert not [p for p in every_age_plaintext(programme.root, everyone) if p.startswith(marker)]
 
 
 def test_two_of_three_custodians_recover_a_case_key_and_one_does_not(

@@ -13,12 +13,13 @@ from cmgit.history import Git, actor_author, format_message
 from cmgit.keyring import ref, wrap
 from cmgit.store import casekeys
 
-from .conftest import CANARY, Programme, form
+from .conftest import CANARY, STAFF, Programme, form
 from .test_hooks import run_git
 from .test_sealed_entries_e2e import (
     LAYOUT,
     MIGRATION,
     closed_long_ago,
+    every_age_plaintext,
     second_manager,
     to_sealed_entries,
 )
@@ -277,6 +278,14 @@ def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
         for oid in doomed:
             assert run_git(office, "cat-file", "-e", oid).returncode != 0, (office, oid)
         assert keyring_objects(office, case_id) == []
+    # Every staff identity tried on every object left, reachable or not, in the central
+    # repository and the other office: none opens the case's key.
+    staff = [staff_id for staff_id, *_ in STAFF] + ["pm-002"]
+    everyone = [i for staff_id in staff for i in programme.identities(staff_id)]
+    marker = f"# cmgit case key {case_id}".encode()
+    for office in (central, b):
+        opened = every_age_plaintext(office, everyone)
+        assert not [p for p in opened if p.startswith(marker)], office
     assert notes(programme, b, kept, "cw-north-1") == []
     gone = in_office(programme, b, "show", case_id, as_="pm-001")
     assert gone.exit_code == 5

@@ -225,11 +225,18 @@ def erased_cases(git: Git, at: str) -> set[str]:
     }
 
 
+def last_trailers(git: Git, case_id: str, at: str, *keys: str) -> list[str]:
+    """The values of ``keys`` in the last commit of a case on the history of ``at`` (""
+    where it has none), read without walking the rest of its history."""
+    fields = "%x1f".join(f"%(trailers:key={key},valueonly)" for key in keys)
+    out = git.text("log", "-1", f"--format={fields}", at, "--", ids.record_path(case_id))
+    values = [value.strip() for value in out.strip("\n").split("\x1f")]
+    return values if len(values) == len(keys) else [""] * len(keys)
+
+
 def erased_at(git: Git, case_id: str, at: str) -> bool:
     """Whether the last commit of a case on the history of ``at`` erased it."""
-    path = ids.record_path(case_id)
-    action = "--format=%(trailers:key=Cmgit-Action,valueonly)"
-    return git.text("log", "-1", action, at, "--", path).strip() == events.PURGE.action
+    return last_trailers(git, case_id, at, "Cmgit-Action") == [events.PURGE.action]
 
 
 def open_key(

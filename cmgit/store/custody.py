@@ -44,11 +44,11 @@ class Purged:
 def pending_proposal(repo: Core, case_id: str) -> tuple[str, str] | None:
     """The open purge proposal of a case, as (event ID, proposer), if its last commit is
     one: any later change of the case withdraws it."""
-    history = repo.git.log(ids.record_path(case_id))  # oldest first
-    last = history[-1] if history else None
-    if last is None or last.trailer("Cmgit-Action") != events.PURGE_PROPOSED.action:
+    action, event_id, proposer = casekeys.last_trailers(
+        repo.git, case_id, "HEAD", "Cmgit-Action", events.EVENT_TRAILER, "Cmgit-Actor"
+    )
+    if action != events.PURGE_PROPOSED.action:
         return None
-    event_id, proposer = last.trailer(events.EVENT_TRAILER), last.trailer("Cmgit-Actor")
     return (event_id, proposer) if event_id and proposer else None
 
 
