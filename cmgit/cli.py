@@ -1709,12 +1709,13 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
 @click.argument("path")
 @pass_state
 def hooks_textconv(state: State, path: str) -> None:
-    """git diff driver: a record decrypted for a recipient, to the terminal only."""
-    from .records import MAX_RECORD_FILE
+    """git diff driver: a record or sealed entry decrypted for a recipient, to the
+    terminal only."""
+    from .records import MAX_RECORD_FILE  # larger than any sealed entry
     from .store import read_limited
 
-    data = read_limited(path, MAX_RECORD_FILE, "record file")
-    text = state.repo().textconv(data, state.optional_identities())
+    data = read_limited(path, MAX_RECORD_FILE, "record file or sealed entry")
+    text = state.repo().textconv(data, state.optional_identities(), Path(path).name)
     sys.stdout.write(text)
 
 

@@ -1,7 +1,7 @@
 """Record format 2 as values: the open file, and a case's sealed entries (design #17).
 
 A case is an open file (the open fields, one a line, as the record file writes them, and
-nothing else) and a folder of sealed entries, one per version that changed forms. An
+nothing else) and sealed entries, one per version that changed forms. An
 entry's plaintext is compact JSON: the case ID and version it binds, and the delta of
 forms that version made, padded with spaces to a size bucket. Every open file is smaller
 than the auditor clone's blob filter and every entry larger, so an auditor's clone holds
@@ -31,7 +31,7 @@ ENTRY_SUFFIX = ".age"
 AUDITOR_BLOB_LIMIT = 1024
 ENTRY_FORMAT = 1
 MAX_PLAINTEXT = records.MAX_PAYLOAD
-_RESTORE = "restore the case's sealed folder with git or run cmgit audit"
+_RESTORE = "restore the case's sealed entries with git or run cmgit audit"
 # A version in an entry's name: as many digits as an open field's integer may have.
 _VERSION_DIGITS = 18
 
@@ -93,28 +93,29 @@ def parse_open_file(data: bytes, order: Sequence[str]) -> dict[str, Any]:
 
 
 def entries_dir(case_id: str) -> str:
-    """The folder of a case's sealed entries, fanned out as its record file is."""
+    """The folder that holds a case's sealed entries, fanned out as its record file is,
+    beside the entries of the other cases of its bucket. One folder per bucket, not per
+    case: a commit then writes one tree fewer, and an entry's file name alone (all git
+    gives a diff driver) names its case and version."""
     ids.check_case_id(case_id)
-    return f"{SEALED_DIR}/{ids.bucket(case_id)}/{case_id}"
+    return f"{SEALED_DIR}/{ids.bucket(case_id)}"
 
 
 def entry_path(case_id: str, version: int) -> str:
-    """The path of the entry a case version wrote: its folder and the version."""
+    """The path of the entry a case version wrote: ``sealed/XX/CASE-ID.VERSION.age``."""
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError("an entry's version is an integer")
     if not 1 <= version < 10**_VERSION_DIGITS:
         raise ValueError(f"an entry's version is positive, of at most {_VERSION_DIGITS} digits")
-    return f"{entries_dir(case_id)}/{version}{ENTRY_SUFFIX}"
+    return f"{entries_dir(case_id)}/{case_id}.{version}{ENTRY_SUFFIX}"
 
 
-def parse_entry_path(path: str) -> tuple[str, int] | None:
-    """The case ID and version an entry's path names, or None for any other path: the
-    grammar is entry_path's exactly, so no other file name passes for an entry."""
-    parts = path.split("/")
-    if len(parts) != 4 or parts[0] != SEALED_DIR or not parts[3].endswith(ENTRY_SUFFIX):
+def parse_entry_name(name: str) -> tuple[str, int] | None:
+    """The case ID and version an entry's file name names, or None for any other name."""
+    if not name.endswith(ENTRY_SUFFIX):
         return None
-    case_id, number = parts[2], parts[3][: -len(ENTRY_SUFFIX)]
-    if not ids.CASE_ID_RE.fullmatch(case_id) or ids.bucket(case_id) != parts[1]:
+    case_id, dot, number = name[: -len(ENTRY_SUFFIX)].rpartition(".")
+    if not dot or not ids.CASE_ID_RE.fullmatch(case_id):
         return None
     if not (number.isascii() and number.isdigit()) or number[0] == "0":
         return None
@@ -123,20 +124,22 @@ def parse_entry_path(path: str) -> tuple[str, int] | None:
     return case_id, int(number)
 
 
-def entry_versions(paths: Iterable[str], case_id: str) -> list[int]:
-    """The versions of a case's entries, in order, from the paths in its folder; a file
-    there that is not one of its entries is refused."""
-    versions = []
-    for path in paths:
-        named = parse_entry_path(path)
-        if named is None or named[0] != case_id:
-            raise IntegrityError(
-                "a file in the case's sealed folder is not one of its entries",
-                case_id=case_id,
-                hint=_RESTORE,
-            )
-        versions.append(named[1])
-    return sorted(versions)
+def parse_entry_path(path: str) -> tuple[str, int] | None:
+    """The case ID and version an entry's path names, or None for any other path: the
+    grammar is entry_path's exactly, so no other file name passes for an entry."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != SEALED_DIR:
+        return None
+    named = parse_entry_name(parts[2])
+    if named is None or ids.bucket(named[0]) != parts[1]:
+        return None
+    return named
+
+
+def is_entry_of(name: str, case_id: str) -> bool:
+    """Whether ``name``, a file name in the case's entries folder, is one of its entries
+    (or claims to be: the folder is shared with the other cases of its bucket)."""
+    return name.startswith(case_id + ".")
 
 
 # -- padding -----------------------------------------------------------------------

@@ -139,13 +139,13 @@ def install_client(git: Git) -> list[str]:
     info = git.git_dir / "info"
     info.mkdir(exist_ok=True)
     attributes = info / "attributes"
-    line = f"{ids.RECORDS_DIR}/** diff=cmgit merge=cmgit"
     existing = attributes.read_text() if attributes.exists() else ""
-    if line not in existing.splitlines():
-        attributes.write_text(
-            existing + ("" if existing.endswith("\n") or not existing else "\n") + line + "\n"
-        )
-    done.append("diff and merge drivers for records/ (local: .git/info/attributes)")
+    lines = existing.splitlines()
+    for line in (f"{ids.RECORDS_DIR}/** diff=cmgit merge=cmgit", f"{SEALED_DIR}/** diff=cmgit"):
+        if line not in lines:
+            lines.append(line)
+    attributes.write_text("".join(f"{line}\n" for line in lines))
+    done.append("diff and merge drivers for records/ and sealed/ (local: .git/info/attributes)")
     return done
 
 

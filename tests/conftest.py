@@ -20,7 +20,9 @@ from click.testing import CliRunner, Result
 from cmgit import crypto, demo
 from cmgit.cli import cli
 from cmgit.registry import Staff
-from cmgit.store import Repository, init_repository
+from cmgit.store import Repository, init_repository, setup
+from cmgit.store.setup import TEMPLATE_ITEMS
+from cmgit.template import template_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CANARY = "CANARY"
@@ -212,9 +214,47 @@ def programme_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pro
         yield build_programme(base)
 
 
+def copy_programme(template: Programme, base: Path) -> Programme:
+    shutil.copytree(template.root.parent, base, symlinks=True)
+    return Programme(base / "cases", base / "keys", base / "work")
+
+
 @pytest.fixture
 def programme(programme_template: Programme, tmp_path: Path) -> Programme:
     """A fresh copy of the test programme for one test."""
-    base = tmp_path / "prog"
-    shutil.copytree(programme_template.root.parent, base, symlinks=True)
-    return Programme(base / "cases", base / "keys", base / "work")
+    return copy_programme(programme_template, tmp_path / "prog")
+
+
+# The migration that brings records to format 2 (sealed entries under a key per case).
+SEALED_ENTRIES_MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
+
+
+def format_1_template(folder: Path) -> Path:
+    """The case-repository template as a cmgit from before record format 2 shipped it:
+    this one's, without the migration to sealed entries."""
+    for item in TEMPLATE_ITEMS:
+        source = template_root() / item
+        if source.is_dir():
+            shutil.copytree(source, folder / item)
+        else:
+            shutil.copy2(source, folder / item)
+    (folder / SEALED_ENTRIES_MIGRATION).unlink()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def format_1_programme_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Programme]:
+    base = tmp_path_factory.mktemp("format-1")
+    old = format_1_template(base / "template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(base))
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        mp.setattr(setup, "template_root", lambda: old)
+        yield build_programme(base / "programme")
+
+
+@pytest.fixture
+def format_1_programme(format_1_programme_template: Programme, tmp_path: Path) -> Programme:
+    """A fresh copy of a programme made before record format 2: its records keep their
+    forms in one sealed block, until `cmgit migrate` brings them to sealed entries."""
+    return copy_programme(format_1_programme_template, tmp_path / "prog")

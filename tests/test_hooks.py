@@ -49,7 +49,8 @@ def test_client_hooks(programme: Programme) -> None:
     sealed = run_git(
         programme.root, "log", "-p", "-1", env={"CMGIT_IDENTITY": str(programme.key("cw-south-1"))}
     )
-    assert CANARY not in sealed.stdout and "BEGIN AGE ENCRYPTED FILE" in sealed.stdout
+    # Someone else sees which entry changed, and nothing of it.
+    assert CANARY not in sealed.stdout and f" of {case_id} (" in sealed.stdout
     assert run_git(programme.root, "status", "--porcelain").stdout == ""
 
 

@@ -44,7 +44,8 @@ def shown(programme: Programme, case_id: str, as_: str = "pm-001") -> dict[str, 
 
 def entry_files(programme: Programme, case_id: str) -> list[str]:
     listing = programme.git("ls-tree", "--name-only", "HEAD", entries.entries_dir(case_id) + "/")
-    return sorted(listing.split(), key=lambda p: int(p.rpartition("/")[2].split(".")[0]))
+    found = [p for p in listing.split() if entries.is_entry_of(p.rpartition("/")[2], case_id)]
+    return sorted(found, key=lambda p: entries.parse_entry_path(p) or (case_id, 0))
 
 
 def record_note(programme: Programme, case_id: str, text: str, as_: str = "cw-north-1") -> None:
@@ -275,7 +276,7 @@ def test_a_purge_needs_two_programme_managers_and_leaves_nothing_that_opens(
     assert [p for p in every_age_plaintext(programme.root, everyone) if p.startswith(marker)]
     done = programme.cli("purge", case_id, "--reason", "retention_ended", as_="pm-002", today=later)
     assert done.exit_code == 0, done.output
-    assert programme.git("ls-tree", "HEAD", entries.entries_dir(case_id) + "/") == ""
+    assert entry_files(programme, case_id) == []
     assert programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}") != record_before
     gone = programme.cli("show", case_id, as_="pm-001")
     assert gone.exit_code == 5 and "erased" in gone.output

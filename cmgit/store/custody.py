@@ -147,8 +147,11 @@ def _erase(
 
 
 def _entry_paths(repo: Core, case_id: str) -> list[str]:
-    folder = entries.entries_dir(case_id)
-    return [entry.path for entry in repo.git.ls_tree("HEAD", folder)]
+    return [
+        entry.path
+        for entry in repo.git.ls_tree("HEAD", entries.entries_dir(case_id))
+        if entries.is_entry_of(entry.path.rpartition("/")[2], case_id)
+    ]
 
 
 # -- recovery by custodians ------------------------------------------------------------

@@ -215,9 +215,15 @@ def recover(repo: Core) -> list[str]:
     return done
 
 
-def textconv(repo: Core, data: bytes, identities: Sequence[crypto.Identity] | None) -> str:
+def textconv(
+    repo: Core, data: bytes, identities: Sequence[crypto.Identity] | None, name: str = ""
+) -> str:
     """A record file as a recipient should see it in `git diff`: open fields and
-    decrypted forms; anyone else, and anything unreadable, sees the file as it is."""
+    decrypted forms; anyone else, and anything unreadable, sees the file as it is. A
+    sealed entry (``name``, the file's name, says which) shows what its version changed."""
+    entry = entries.parse_entry_name(_name_in_git_temp_file(name))
+    if entry is not None:
+        return _entry_text(repo, data, identities, *entry)
     try:
         open_fields, armored = records.parse_file(data, repo.schemas.open_fields)
         if not identities:
@@ -226,3 +232,38 @@ def textconv(repo: Core, data: bytes, identities: Sequence[crypto.Identity] | No
     except CmgitError:
         return data.decode("utf-8", "replace")
     return yamlio.dump(Record(open_fields, payload.forms).document(repo.schemas.field_order))
+
+
+def _name_in_git_temp_file(name: str) -> str:
+    """The file name git diffs: a version that is not in the work tree reaches the diff
+    driver as a temporary file named ``XXXXXX_NAME``, and a case ID holds no ``_``."""
+    return name.rpartition("/")[2].rpartition("_")[2]
+
+
+def _entry_text(
+    repo: Core,
+    data: bytes,
+    identities: Sequence[crypto.Identity] | None,
+    case_id: str,
+    version: int,
+) -> str:
+    """A sealed entry as a reader of its case sees it: the forms its version set, the
+    items it added or changed, and what it removed; anyone else sees one line."""
+    try:
+        if not identities:
+            raise NotARecipient("no identity")
+        key = casekeys.open_key(repo, case_id, identities)
+        entry = entries.parse_entry(crypto.open_binary(data, key.identities()))
+        entries.check_entry(entry, case_id, version, version)
+    except CmgitError:
+        return f"sealed entry {version} of {case_id} ({len(data)} bytes)\n"
+    change = entry.delta
+    shown = {
+        "case_id": case_id,
+        "version": version,
+        "set": change.set,
+        "items": change.items,
+        "unset": list(change.unset),
+        "removed": {form: list(ids_) for form, ids_ in change.removed.items()},
+    }
+    return yamlio.dump({key_: value for key_, value in shown.items() if value})
