@@ -52,7 +52,7 @@ from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, casekeys, init_repository
 from cmgit.store.setup import make_signer, staff_author
 
-FORMAT = 8  # bump when what is generated changes, so old caches are not reused
+FORMAT = 9  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8

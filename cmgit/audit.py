@@ -1249,10 +1249,10 @@ class Auditor:
         except CmgitError:
             yield "sealed", f"{case_id}: entry {version} is not a binary age file"
             return
-        if len(data) <= entries.AUDITOR_BLOB_LIMIT:
+        if len(data) < entries.AUDITOR_BLOB_LIMIT:
             yield (
                 "sealed",
-                f"{case_id}: entry {version} is not larger than {entries.AUDITOR_BLOB_LIMIT}"
+                f"{case_id}: entry {version} is smaller than {entries.AUDITOR_BLOB_LIMIT}"
                 " bytes, so an auditor's clone would hold it",
             )
         if stanzas != 1:

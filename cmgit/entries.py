@@ -29,6 +29,10 @@ ENTRY_SUFFIX = ".age"
 # git's `--filter=blob:limit=N` leaves out every blob of N bytes or more: open files are
 # kept below it and entries padded to at least it.
 AUDITOR_BLOB_LIMIT = 1024
+# The least age adds to a plaintext of up to 64 KiB sealed to one X25519 key, in binary:
+# the header (version line, one stanza of 43 + 43 characters, the MAC line: 168 bytes),
+# the payload's nonce (16) and its one chunk's tag (16).
+SEAL_OVERHEAD = 200
 ENTRY_FORMAT = 1
 MAX_PLAINTEXT = records.MAX_PAYLOAD
 _RESTORE = "restore the case's sealed entries with git or run cmgit audit"
@@ -146,15 +150,17 @@ def is_entry_of(name: str, case_id: str) -> bool:
 
 
 def bucket(length: int) -> int:
-    """The padded size of an entry's plaintext: the smallest of 1, 1.5, 2, 3, 4, 6, 8 KiB
-    ... (powers of two from 1 KiB and 1.5 times them) that holds ``length``. Steps of at
-    most 1.5 keep padding cheap while a length tells little about what was written."""
+    """The padded size of an entry's plaintext: what makes the sealed file the smallest
+    of 1, 1.5, 2, 3, 4, 6, 8 KiB ... (powers of two from 1 KiB and 1.5 times them) that
+    holds ``length``. Steps of at most 1.5 keep padding cheap while a length tells little
+    about what was written. Sizing the sealed file, not the plaintext, makes the
+    smallest entry as large as an auditor's clone leaves out, and hardly larger (age adds
+    a random "grease" stanza of a few dozen bytes on top)."""
     size = AUDITOR_BLOB_LIMIT
     while True:
-        if length <= size:
-            return size
-        if length <= size + size // 2:
-            return size + size // 2
+        for sealed in (size, size + size // 2):
+            if length + SEAL_OVERHEAD <= sealed:
+                return sealed - SEAL_OVERHEAD
         size *= 2
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmgit import entries, records
+from cmgit import crypto, entries, records
 from cmgit.entries import AUDITOR_BLOB_LIMIT, Delta
 from cmgit.errors import IntegrityError, ParseError, TooLarge
 
@@ -142,15 +142,23 @@ def test_an_entry_is_known_among_its_buckets_other_cases_by_its_name() -> None:
 # -- padding -----------------------------------------------------------------------
 
 
-def test_buckets_are_powers_of_two_and_one_and_a_half_times_them() -> None:
+def test_sealed_sizes_are_powers_of_two_and_one_and_a_half_times_them() -> None:
     sizes = [1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384]
-    for smaller, size in zip([0, *sizes], sizes, strict=False):
-        assert entries.bucket(smaller + 1) == size
-        assert entries.bucket(size) == size
-    # Never less than the auditor filter: git leaves out blobs of the limit or more, and
-    # sealing adds to the plaintext's length.
-    assert all(entries.bucket(n) >= AUDITOR_BLOB_LIMIT for n in range(0, 20000, 7))
-    assert entries.bucket(records.MAX_PAYLOAD) == records.MAX_PAYLOAD
+    room = [size - entries.SEAL_OVERHEAD for size in sizes]
+    for smaller, most in zip([0, *room], room, strict=False):
+        assert entries.bucket(smaller + 1) == most
+        assert entries.bucket(most) == most
+    assert entries.bucket(records.MAX_PAYLOAD) >= records.MAX_PAYLOAD
+
+
+@pytest.mark.parametrize("length", [0, 1, 823, 824, 825, 1336, 1337, 5000, 60000])
+def test_a_sealed_entry_is_never_below_the_auditor_filter(length: int) -> None:
+    # Real age: git leaves out blobs of the limit or more, so no entry may be smaller;
+    # age adds its overhead and a random "grease" stanza on top of the padded plaintext.
+    recipient = crypto.generate_identity()[1]
+    padded = entries.bucket(length)
+    sealed = crypto.seal_binary(b" " * padded, [recipient])
+    assert len(sealed) >= padded + entries.SEAL_OVERHEAD >= AUDITOR_BLOB_LIMIT
 
 
 # -- the delta ---------------------------------------------------------------------
@@ -261,7 +269,8 @@ CHANGE = Delta(
 
 def test_entry_round_trips_padded_to_its_bucket() -> None:
     data = entries.entry_plaintext(CASE, 9, CHANGE)
-    assert len(data) == entries.bucket(len(data.rstrip(b" "))) >= AUDITOR_BLOB_LIMIT
+    padded = entries.bucket(len(data.rstrip(b" ")))
+    assert len(data) == padded and padded + entries.SEAL_OVERHEAD >= AUDITOR_BLOB_LIMIT
     doc = json.loads(data)
     assert ",".join(doc) == "cmgit_entry,case_id,version,set,items,unset,removed,id_fields"
     assert (doc["cmgit_entry"], doc["case_id"], doc["version"]) == (1, CASE, 9)
@@ -294,7 +303,7 @@ def test_an_entry_above_the_largest_plaintext_is_refused() -> None:
     with pytest.raises(TooLarge):
         entries.entry_plaintext(CASE, 1, big)
     with pytest.raises(TooLarge):
-        entries.parse_entry(b" " * (records.MAX_PAYLOAD + 1))
+        entries.parse_entry(b" " * (entries.bucket(records.MAX_PAYLOAD) + 1))
 
 
 def _document(**changes: Any) -> bytes:
