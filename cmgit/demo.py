@@ -872,6 +872,6 @@ A short tour:
   cmgit whoami                      # who you are: {owner}
   cmgit show {example}            # the case, decrypted for you
   git log --format='%h %an %s' -5   # the history: IDs and codes only, nothing personal
-  git show HEAD -- records          # what anyone without a key sees: open fields, sealed text
+  git show --no-textconv HEAD       # what anyone without a key sees: open fields, sealed entries
   cmgit audit                       # every commit signed by its actor, by the rules: ok
 """
