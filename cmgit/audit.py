@@ -1698,10 +1698,7 @@ class Auditor:
             and retention.past_retention([(case_id, old.get("closed_on"))], months, day)
         ):
             yield "retention", f"{case_id}: purged before its retention period ended"
-        if any(
-            entries.is_entry_of(entry.path.rpartition("/")[2], case_id)
-            for entry in self.git.ls_tree(commit.oid, entries.entries_dir(case_id))
-        ):
+        if self.git.ls_tree(commit.oid, entries.entries_dir(case_id)):
             yield "sealed", f"{case_id}: the purge left entries of the case"
 
     def _proposed(self, commit: Commit, proposer: str) -> bool:

@@ -1,7 +1,7 @@
 """Record format 2 as values: the open file, and a case's sealed entries (design #17).
 
 A case is an open file (the open fields, one a line, as the record file writes them, and
-nothing else) and sealed entries, one per version that changed forms. An
+nothing else) and a folder of sealed entries, one per version that changed forms. An
 entry's plaintext is compact JSON: the case ID and version it binds, and the delta of
 forms that version made, padded with spaces to a size bucket. Every open file is smaller
 than the auditor clone's blob filter and every entry larger, so an auditor's clone holds
@@ -35,7 +35,7 @@ AUDITOR_BLOB_LIMIT = 1024
 SEAL_OVERHEAD = 200
 ENTRY_FORMAT = 1
 MAX_PLAINTEXT = records.MAX_PAYLOAD
-_RESTORE = "restore the case's sealed entries with git or run cmgit audit"
+_RESTORE = "restore the case's sealed folder with git or run cmgit audit"
 # A version in an entry's name: as many digits as an open field's integer may have.
 _VERSION_DIGITS = 18
 
@@ -97,16 +97,16 @@ def parse_open_file(data: bytes, order: Sequence[str]) -> dict[str, Any]:
 
 
 def entries_dir(case_id: str) -> str:
-    """The folder that holds a case's sealed entries, fanned out as its record file is,
-    beside the entries of the other cases of its bucket. One folder per bucket, not per
-    case: a commit then writes one tree fewer, and an entry's file name alone (all git
-    gives a diff driver) names its case and version."""
+    """The folder of a case's sealed entries, fanned out as its record file is. A folder
+    per case keeps every tree a commit writes small however long cases live, so history
+    grows with what is written, not with the entries already there."""
     ids.check_case_id(case_id)
-    return f"{SEALED_DIR}/{ids.bucket(case_id)}"
+    return f"{SEALED_DIR}/{ids.bucket(case_id)}/{case_id}"
 
 
 def entry_path(case_id: str, version: int) -> str:
-    """The path of the entry a case version wrote: ``sealed/XX/CASE-ID.VERSION.age``."""
+    """The path of the entry a case version wrote: ``sealed/XX/CP-ID/CP-ID.VERSION.age``.
+    The file name repeats the case ID, for it is all git gives a diff driver."""
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError("an entry's version is an integer")
     if not 1 <= version < 10**_VERSION_DIGITS:
@@ -132,18 +132,12 @@ def parse_entry_path(path: str) -> tuple[str, int] | None:
     """The case ID and version an entry's path names, or None for any other path: the
     grammar is entry_path's exactly, so no other file name passes for an entry."""
     parts = path.split("/")
-    if len(parts) != 3 or parts[0] != SEALED_DIR:
+    if len(parts) != 4 or parts[0] != SEALED_DIR:
         return None
-    named = parse_entry_name(parts[2])
-    if named is None or ids.bucket(named[0]) != parts[1]:
+    named = parse_entry_name(parts[3])
+    if named is None or named[0] != parts[2] or ids.bucket(named[0]) != parts[1]:
         return None
     return named
-
-
-def is_entry_of(name: str, case_id: str) -> bool:
-    """Whether ``name``, a file name in the case's entries folder, is one of its entries
-    (or claims to be: the folder is shared with the other cases of its bucket)."""
-    return name.startswith(case_id + ".")
 
 
 # -- padding -----------------------------------------------------------------------

@@ -77,11 +77,12 @@ def test_a_format_1_record_file_is_not_an_open_file() -> None:
 
 
 def test_entry_paths_fan_out_as_record_paths_and_parse_back() -> None:
-    assert entries.entries_dir(CASE) == "sealed/7K"
-    assert entries.entry_path(CASE, 9) == "sealed/7K/CP-7K2M9QX4.9.age"
-    assert entries.entry_path(CASE, 120) == "sealed/7K/CP-7K2M9QX4.120.age"
+    assert entries.entries_dir(CASE) == "sealed/7K/CP-7K2M9QX4"
+    assert entries.entry_path(CASE, 9) == "sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.9.age"
+    assert entries.entry_path(CASE, 120) == "sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.120.age"
     for version in (1, 9, 10, 120, 10**18 - 1):
         assert entries.parse_entry_path(entries.entry_path(CASE, version)) == (CASE, version)
+        assert entries.parse_entry_name(f"{CASE}.{version}.age") == (CASE, version)
 
 
 @pytest.mark.parametrize("version", [0, -1, 10**18, True, 1.0, "1"])
@@ -90,41 +91,51 @@ def test_an_entry_version_is_a_positive_integer(version: Any) -> None:
         entries.entry_path(CASE, version)
 
 
+_DIR = "sealed/7K/CP-7K2M9QX4/"
+
+
 @pytest.mark.parametrize(
     "path",
     [
-        "sealed/7K/CP-7K2M9QX4.0.age",
-        "sealed/7K/CP-7K2M9QX4.01.age",
-        "sealed/7K/CP-7K2M9QX4.-1.age",
-        "sealed/7K/CP-7K2M9QX4.+1.age",
-        "sealed/7K/CP-7K2M9QX4.1.5.age",
-        "sealed/7K/CP-7K2M9QX4. 1.age",
-        "sealed/7K/CP-7K2M9QX4.1 .age",
-        "sealed/7K/CP-7K2M9QX4.\u0661.age",  # an Arabic-Indic one
-        "sealed/7K/CP-7K2M9QX4.\uff11.age",  # a full-width one
-        "sealed/7K/CP-7K2M9QX4.1e3.age",
-        "sealed/7K/CP-7K2M9QX4..age",
-        "sealed/7K/CP-7K2M9QX4.1",
-        "sealed/7K/CP-7K2M9QX4.1.AGE",
-        "sealed/7K/CP-7K2M9QX4.1.age.tmp",
-        "sealed/7K/CP-7K2M9QX4.1.age/",
-        "sealed/7K/CP-7K2M9QX4.9999999999999999999.age",
-        "sealed/7K/CP-7K2M9QX4/1.age",
+        *(
+            _DIR + f"CP-7K2M9QX4.{number}"
+            for number in (
+                "0.age",
+                "01.age",
+                "-1.age",
+                "+1.age",
+                "1.5.age",
+                " 1.age",
+                "1 .age",
+                "\u0661.age",  # an Arabic-Indic one
+                "\uff11.age",  # a full-width one
+                "1e3.age",
+                ".age",
+                "age",
+                "1",
+                "1.AGE",
+                "1.age.tmp",
+                "1.age/",
+                "9999999999999999999.age",
+                "1.age\n",
+            )
+        ),
+        _DIR + "1.age",
+        _DIR + "CP-7K2M9QX5.1.age",  # another case's name in this case's folder
+        _DIR + "CP-7K2M9QX4-1.age",
+        _DIR + "x/CP-7K2M9QX4.1.age",
+        "sealed/7K/CP-7K2M9QX4.1.age",
         "sealed/7K/CP-7K2M9QX4",
-        "sealed/7K/x/CP-7K2M9QX4.1.age",
-        "sealed/7k/CP-7K2M9QX4.1.age",
-        "sealed/7M/CP-7K2M9QX4.1.age",
-        "sealed/7K/CP-7K2M9QX.1.age",
-        "sealed/7K/CP-7K2M9QX4..1.age",
-        "sealed/7K/CP-7K2M9QX4-1.age",
-        "sealed/7K/cp-7K2M9QX4.1.age",
-        "sealed/IL/CP-IL2M9QX4.1.age",
-        "Sealed/7K/CP-7K2M9QX4.1.age",
-        "/sealed/7K/CP-7K2M9QX4.1.age",
-        "sealed//CP-7K2M9QX4.1.age",
+        "sealed/7k/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed/7M/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed/7K/CP-7K2M9QX/CP-7K2M9QX.1.age",
+        "sealed/7K/cp-7K2M9QX4/cp-7K2M9QX4.1.age",
+        "sealed/IL/CP-IL2M9QX4/CP-IL2M9QX4.1.age",
+        "Sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "/sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed//CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "records/7K/CP-7K2M9QX4.yaml",
-        "records/7K/CP-7K2M9QX4/1.age",
-        "sealed/7K/CP-7K2M9QX4.1.age\n",
+        "records/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "",
     ],
 )
@@ -132,10 +143,9 @@ def test_no_other_name_is_an_entry(path: str) -> None:
     assert entries.parse_entry_path(path) is None
 
 
-def test_an_entry_is_known_among_its_buckets_other_cases_by_its_name() -> None:
-    assert entries.is_entry_of("CP-7K2M9QX4.3.age", CASE)
-    assert not entries.is_entry_of("CP-7K2M9QX5.3.age", CASE)
+def test_a_name_git_gives_a_diff_driver_is_known_only_as_cmgit_writes_it() -> None:
     assert entries.parse_entry_name("CP-7K2M9QX4.3.age") == (CASE, 3)
+    assert entries.parse_entry_name("3.age") is None
     assert entries.parse_entry_name("Xa1b2c_CP-7K2M9QX4.3.age") is None
 
 

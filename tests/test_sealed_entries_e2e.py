@@ -44,8 +44,7 @@ def shown(programme: Programme, case_id: str, as_: str = "pm-001") -> dict[str, 
 
 def entry_files(programme: Programme, case_id: str) -> list[str]:
     listing = programme.git("ls-tree", "--name-only", "HEAD", entries.entries_dir(case_id) + "/")
-    found = [p for p in listing.split() if entries.is_entry_of(p.rpartition("/")[2], case_id)]
-    return sorted(found, key=lambda p: entries.parse_entry_path(p) or (case_id, 0))
+    return sorted(listing.split(), key=lambda p: entries.parse_entry_path(p) or (case_id, 0))
 
 
 def record_note(programme: Programme, case_id: str, text: str, as_: str = "cw-north-1") -> None:

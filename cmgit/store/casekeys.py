@@ -163,12 +163,10 @@ def read_entries(repo: Core, case_id: str, at: str | None = None) -> dict[int, b
         return {}
     out: dict[int, bytes] = {}
     for name, (mode, oid) in repo.git.objects.tree(found[1]).items():
-        if not entries.is_entry_of(name, case_id):
-            continue  # another case's
         parsed = entries.parse_entry_path(f"{folder}/{name}")
         if parsed is None or parsed[0] != case_id or mode not in BLOB_MODES:
             raise IntegrityError(
-                "a file named for the case among the sealed entries is not one of them",
+                "the case's sealed folder holds a file that is not one of its entries",
                 case_id=case_id,
                 hint="run cmgit audit; it names the commit that added it",
             )

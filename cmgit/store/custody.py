@@ -147,11 +147,8 @@ def _erase(
 
 
 def _entry_paths(repo: Core, case_id: str) -> list[str]:
-    return [
-        entry.path
-        for entry in repo.git.ls_tree("HEAD", entries.entries_dir(case_id))
-        if entries.is_entry_of(entry.path.rpartition("/")[2], case_id)
-    ]
+    folder = entries.entries_dir(case_id)
+    return [entry.path for entry in repo.git.ls_tree("HEAD", folder)]
 
 
 # -- recovery by custodians ------------------------------------------------------------
