@@ -97,15 +97,22 @@ def parse_open_file(data: bytes, order: Sequence[str]) -> dict[str, Any]:
 
 
 def entries_dir(case_id: str) -> str:
-    """The folder of a case's sealed entries, fanned out as its record file is. A folder
+    """The folder of a case's sealed entries, fanned out by its record file's bucket. A folder
     per case keeps every tree a commit writes small however long cases live, so history
     grows with what is written, not with the entries already there."""
     ids.check_case_id(case_id)
-    return f"{SEALED_DIR}/{ids.bucket(case_id)}/{case_id}"
+    return f"{SEALED_DIR}/{_fan_out(ids.bucket(case_id))}/{case_id}"
+
+
+def _fan_out(bucket: str) -> str:
+    """A bucket's folder under sealed/, one character a level: every commit writes the
+    folders above its case's, and a folder of 32 is far cheaper to keep in history than
+    one of 1,024 (git stores a whole copy of a changed tree every so many versions)."""
+    return "/".join(bucket)
 
 
 def entry_path(case_id: str, version: int) -> str:
-    """The path of the entry a case version wrote: ``sealed/XX/CP-ID/CP-ID.VERSION.age``.
+    """The path of the entry a case version wrote: ``sealed/X/X/CP-ID/CP-ID.VERSION.age``.
     The file name repeats the case ID, for it is all git gives a diff driver."""
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError("an entry's version is an integer")
@@ -131,11 +138,9 @@ def parse_entry_name(name: str) -> tuple[str, int] | None:
 def parse_entry_path(path: str) -> tuple[str, int] | None:
     """The case ID and version an entry's path names, or None for any other path: the
     grammar is entry_path's exactly, so no other file name passes for an entry."""
-    parts = path.split("/")
-    if len(parts) != 4 or parts[0] != SEALED_DIR:
-        return None
-    named = parse_entry_name(parts[3])
-    if named is None or named[0] != parts[2] or ids.bucket(named[0]) != parts[1]:
+    folder, _, name = path.rpartition("/")
+    named = parse_entry_name(name)
+    if named is None or folder != f"{SEALED_DIR}/{_fan_out(ids.bucket(named[0]))}/{named[0]}":
         return None
     return named
 

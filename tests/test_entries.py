@@ -77,9 +77,9 @@ def test_a_format_1_record_file_is_not_an_open_file() -> None:
 
 
 def test_entry_paths_fan_out_as_record_paths_and_parse_back() -> None:
-    assert entries.entries_dir(CASE) == "sealed/7K/CP-7K2M9QX4"
-    assert entries.entry_path(CASE, 9) == "sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.9.age"
-    assert entries.entry_path(CASE, 120) == "sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.120.age"
+    assert entries.entries_dir(CASE) == "sealed/7/K/CP-7K2M9QX4"
+    assert entries.entry_path(CASE, 9) == "sealed/7/K/CP-7K2M9QX4/CP-7K2M9QX4.9.age"
+    assert entries.entry_path(CASE, 120) == "sealed/7/K/CP-7K2M9QX4/CP-7K2M9QX4.120.age"
     for version in (1, 9, 10, 120, 10**18 - 1):
         assert entries.parse_entry_path(entries.entry_path(CASE, version)) == (CASE, version)
         assert entries.parse_entry_name(f"{CASE}.{version}.age") == (CASE, version)
@@ -91,7 +91,7 @@ def test_an_entry_version_is_a_positive_integer(version: Any) -> None:
         entries.entry_path(CASE, version)
 
 
-_DIR = "sealed/7K/CP-7K2M9QX4/"
+_DIR = "sealed/7/K/CP-7K2M9QX4/"
 
 
 @pytest.mark.parametrize(
@@ -124,16 +124,18 @@ _DIR = "sealed/7K/CP-7K2M9QX4/"
         _DIR + "CP-7K2M9QX5.1.age",  # another case's name in this case's folder
         _DIR + "CP-7K2M9QX4-1.age",
         _DIR + "x/CP-7K2M9QX4.1.age",
-        "sealed/7K/CP-7K2M9QX4.1.age",
-        "sealed/7K/CP-7K2M9QX4",
-        "sealed/7k/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
-        "sealed/7M/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
-        "sealed/7K/CP-7K2M9QX/CP-7K2M9QX.1.age",
-        "sealed/7K/cp-7K2M9QX4/cp-7K2M9QX4.1.age",
-        "sealed/IL/CP-IL2M9QX4/CP-IL2M9QX4.1.age",
+        "sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",  # a folder of 1,024
+        "sealed/7/K/CP-7K2M9QX4.1.age",
+        "sealed/7/K/CP-7K2M9QX4",
+        "sealed/7/k/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed/7/M/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed/7/K/CP-7K2M9QX/CP-7K2M9QX.1.age",
+        "sealed/7/K/cp-7K2M9QX4/cp-7K2M9QX4.1.age",
+        "sealed/I/L/CP-IL2M9QX4/CP-IL2M9QX4.1.age",
         "Sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "/sealed/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "sealed//CP-7K2M9QX4/CP-7K2M9QX4.1.age",
+        "sealed/7//K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "records/7K/CP-7K2M9QX4.yaml",
         "records/7K/CP-7K2M9QX4/CP-7K2M9QX4.1.age",
         "",
