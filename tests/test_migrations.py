@@ -221,3 +221,14 @@ def test_a_migration_is_remembered_as_plain_data() -> None:
     found = migration()
     stored = marshal.loads(marshal.dumps(found.data()))
     assert Migration.from_data(stored) == found
+
+
+def test_the_version_a_write_is_checked_against_is_the_installed_one() -> None:
+    # cmgit reads its version from cmgit/__init__.py (the build takes it from there too),
+    # never from the installed metadata, which costs more than a command's start.
+    import importlib.metadata
+
+    from cmgit import __version__
+    from cmgit.store.core import running_version
+
+    assert running_version() == __version__ == importlib.metadata.version("cmgit")

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
-from .. import caches, crypto, entries, ids, migrations, records
+from .. import __version__, caches, crypto, entries, ids, migrations, records
 from ..audit import Sources, config_in_force, remember_own_config_commit
 from ..config import PARTS, Config, not_in_force, read_parts
 from ..errors import (
@@ -49,13 +49,8 @@ LOOK_UP: Committed = ("look", "up")
 
 
 def running_version() -> str:
-    """The version of the cmgit running, as installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cmgit")
-    except PackageNotFoundError:  # run from a source checkout that was never installed
-        return "0.0.0"
+    """The version of the cmgit running."""
+    return __version__
 
 
 @dataclass
