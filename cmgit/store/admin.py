@@ -189,12 +189,13 @@ def _reconfigure(
     todo = []
     rewrap = []  # format 2: the keyring changes, the records do not
     order = repo.schemas.open_fields
+    key_wrapping_changes = casekeys.wrapping_changes(repo, registry, settings)
     # Chosen from the open fields of every record as one keyless read, remembered by
     # object id: a change that touches 25 cases of 100,000 opens those 25 files only.
     for row in repo.open_rows():
         open_fields = dict(zip(order, row, strict=True))
         if casekeys.in_layout(repo.config, open_fields):
-            if casekeys.wrapping_changes(repo, registry, settings, open_fields):
+            if key_wrapping_changes(open_fields):
                 rewrap.append(open_fields)
             continue
         before = repo.expected_recipients(open_fields)
