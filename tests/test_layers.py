@@ -103,8 +103,8 @@ def imported_names(path: Path) -> Iterator[tuple[str, bool]]:
                 parts = base + (node.module.split(".") if node.module else [])
                 if parts:
                     yield parts[0], True
-                else:  # `from . import x` at the top of cmgit
-                    yield from ((alias.name, True) for alias in node.names)
+                else:  # `from . import x` at the top of cmgit (its __version__ is no unit)
+                    yield from ((a.name, True) for a in node.names if a.name != "__version__")
             elif node.module:
                 parts = node.module.split(".")
                 if parts[0] == "cmgit":
