@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import errors, ids
-from .errors import CmgitError, UsageError
+from .errors import CmgitError, RepositoryError, UsageError
 from .registry import ROLES, Staff
 
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
@@ -1677,7 +1677,7 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
     if case_id is None:
         raise click.exceptions.Exit(1)
     from .history import object_id
-    from .records import MAX_RECORD_FILE
+    from .records import MAX_RECORD_FILE, has_sealed_block
     from .store import read_limited
 
     try:
@@ -1689,6 +1689,16 @@ def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: st
         click.echo(f"cmgit: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
     theirs_blob = object_id("blob", data["theirs"])  # the git blob id of their version
+    if not all(has_sealed_block(data[side]) for side in ("ours", "theirs")):
+        # A case kept as sealed entries is more than this file: one merge of it writes
+        # the open file and an entry of the next version, which a file's driver cannot.
+        refused = RepositoryError(
+            "a case kept as sealed entries is merged by cmgit sync, not by git merge",
+            case_id=case_id,
+            hint="run git merge --abort, then cmgit sync",
+        )
+        click.echo(f"cmgit: {refused}", err=True)
+        raise click.exceptions.Exit(1)
     try:
         merged = state.repo().merge_record(
             case_id,
