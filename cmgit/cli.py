@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import errors, ids
-from .errors import CmgitError, UsageError
+from .errors import CmgitError, RepositoryError, UsageError
 from .registry import ROLES, Staff
 
 if TYPE_CHECKING:  # imported late below: a command loads only what it runs
@@ -1672,23 +1672,35 @@ def hooks_post_receive(state: State) -> None:
 @pass_state
 def hooks_merge_driver(state: State, base: str, ours: str, theirs: str, path: str) -> None:
     """git merge driver: merge a record field by field and re-seal it; exit 1 on a true
-    conflict, leaving our sealed version in place (never plaintext)."""
-    case_id = ids.case_id_from_path(path)
-    if case_id is None:
-        raise click.exceptions.Exit(1)
+    conflict, leaving our sealed version in place (never plaintext). A case kept as
+    sealed entries is more than one file (a merge of it writes the open file and an entry
+    of the next version, which a file's driver cannot): left to `cmgit sync`."""
+    from .entries import parse_entry_path
     from .history import object_id
-    from .records import MAX_RECORD_FILE
+    from .records import MAX_RECORD_FILE, has_sealed_block
     from .store import read_limited
 
+    entry = parse_entry_path(path)
+    case_id = entry[0] if entry else ids.case_id_from_path(path)
+    if case_id is None:
+        raise click.exceptions.Exit(1)
     try:
         data = {
-            name: read_limited(p, MAX_RECORD_FILE, "record file")
+            name: read_limited(p, MAX_RECORD_FILE, "record file or sealed entry")
             for name, p in (("base", base), ("ours", ours), ("theirs", theirs))
         }
     except CmgitError as exc:
         click.echo(f"cmgit: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
     theirs_blob = object_id("blob", data["theirs"])  # the git blob id of their version
+    if entry or not all(has_sealed_block(data[side]) for side in ("ours", "theirs")):
+        refused = RepositoryError(
+            "a case kept as sealed entries is merged by cmgit sync, not by git merge",
+            case_id=case_id,
+            hint="run git merge --abort, then cmgit sync",
+        )
+        click.echo(f"cmgit: {refused}", err=True)
+        raise click.exceptions.Exit(1)
     try:
         merged = state.repo().merge_record(
             case_id,

@@ -141,7 +141,7 @@ def install_client(git: Git) -> list[str]:
     attributes = info / "attributes"
     existing = attributes.read_text() if attributes.exists() else ""
     lines = existing.splitlines()
-    for line in (f"{ids.RECORDS_DIR}/** diff=cmgit merge=cmgit", f"{SEALED_DIR}/** diff=cmgit"):
+    for line in (f"{folder}/** diff=cmgit merge=cmgit" for folder in (ids.RECORDS_DIR, SEALED_DIR)):
         if line not in lines:
             lines.append(line)
     attributes.write_text("".join(f"{line}\n" for line in lines))

@@ -119,9 +119,18 @@ def abort(repo: Repository, *, remote: str) -> str | None:
                     "would lose them",
                     hint="run cmgit sync to finish the sync instead",
                 )
-            git.run("reset", "-q", "--keep", begun)
+            _move_branch(git, begun)
         start.unlink()
         return begun
+
+
+def _move_branch(git: Git, oid: str) -> None:
+    """Move the branch, index and work tree to ``oid``, keeping local changes to files it
+    leaves alone. The index's notes of file times are brought up to date first: a file
+    touched, or a clone copied or restored, is otherwise taken for changed and the move
+    refused."""
+    git.run("update-index", "-q", "--refresh", ok=(0, 1))
+    git.run("reset", "-q", "--keep", oid)
 
 
 def _mark(path: Path, begun: str, left: str | None = None) -> None:
@@ -192,7 +201,7 @@ def _exchange(
                 # only now are the commits set aside left behind by the branch
                 git.run("update-ref", result.kept_as, before_drop)
             _mark(start, _marked(start)[0], ours)
-            git.run("reset", "-q", "--keep", ours)
+            _move_branch(git, ours)
         keyring_sync.rewrap_merged(repo, identities, keyring)
         if theirs == ours:
             _push(repo, remote, ref, None)

@@ -249,8 +249,12 @@ def format_1_programme_template(tmp_path_factory: pytest.TempPathFactory) -> Ite
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(base))
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        mp.setattr(setup, "template_root", lambda: old)
-        yield build_programme(base / "programme")
+        # the older template for making the programme only: `cmgit migrate` (and every
+        # programme made later in the session) takes this cmgit's own
+        with pytest.MonkeyPatch.context() as older:
+            older.setattr(setup, "template_root", lambda: old)
+            made = build_programme(base / "programme")
+        yield made
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from .test_hooks import run_git
 
 
 def offices(programme: Programme, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A central repository made from office A's (the programme's own repository), with
+    the server hooks; A and B, an office made with `cmgit clone`: the central, A and B."""
     central = tmp_path / "central.git"
     assert (
         run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central)).returncode
@@ -24,9 +26,12 @@ def offices(programme: Programme, tmp_path: Path) -> tuple[Path, Path, Path]:
         == 0
     )
     run_git(programme.root, "remote", "add", "origin", str(central))
-    run_git(programme.root, "fetch", "-q", "origin")
+    # A's first sync brings the keyring to the central repository, B's clone takes it
+    first = in_office(programme, programme.root, "sync", as_="pm-001")
+    assert first.exit_code == 0, first.output
     other = tmp_path / "office-b"
-    assert run_git(tmp_path, "clone", "-q", str(central), str(other)).returncode == 0
+    cloned = programme.cli("clone", str(central), str(other), as_=None)
+    assert cloned.exit_code == 0, cloned.output
     return central, programme.root, other
 
 
@@ -122,7 +127,9 @@ def test_a_rewritten_central_history_is_refused(programme: Programme, tmp_path: 
     assert refused.exit_code == 6 and "rewritten" in refused.stderr
 
 
-def test_git_merge_uses_the_record_merge_driver(programme: Programme, tmp_path: Path) -> None:
+def consent_in_a_note_in_b(programme: Programme, tmp_path: Path) -> tuple[str, Path]:
+    """One case, a consent recorded and synced in office A, a note recorded in office B,
+    whose client hooks (the merge driver) are installed: the case and B."""
     case_id = programme.new_case()
     _, a, b = offices(programme, tmp_path)
     assert (
@@ -139,7 +146,19 @@ def test_git_merge_uses_the_record_merge_driver(programme: Programme, tmp_path: 
         == 0
     )
     assert in_office(programme, b, "hooks", "install", as_=None).exit_code == 0
-    env = {"CMGIT_IDENTITY": str(programme.key("cw-north-1")), "CMGIT_TODAY": "2026-04-01"}
+    return case_id, b
+
+
+MERGE_ENV = {"CMGIT_TODAY": "2026-04-01"}
+
+
+def test_git_merge_uses_the_record_merge_driver(
+    format_1_programme: Programme, tmp_path: Path
+) -> None:
+    """A record of format 1 is one file: git's merge of it is the field-by-field merge."""
+    programme = format_1_programme
+    case_id, b = consent_in_a_note_in_b(programme, tmp_path)
+    env = {"CMGIT_IDENTITY": str(programme.key("cw-north-1")), **MERGE_ENV}
     run_git(b, "fetch", "-q", "origin")
     merged = run_git(b, "merge", "-q", "--no-edit", "origin/main", env=env)
     assert merged.returncode == 0, merged.stderr
@@ -147,6 +166,28 @@ def test_git_merge_uses_the_record_merge_driver(programme: Programme, tmp_path: 
     assert doc["consent"] and doc["note"]
     text = next((b / "records").rglob(f"{case_id}.yaml")).read_text()
     assert CANARY not in text and "BEGIN AGE ENCRYPTED FILE" in text
+
+
+def test_git_merge_of_a_case_kept_as_sealed_entries_is_left_to_sync(
+    programme: Programme, tmp_path: Path
+) -> None:
+    """A case of record format 2 is its open file and its entries: git's merge stops, the
+    driver naming cmgit sync, with no plaintext written; cmgit sync then merges it."""
+    case_id, b = consent_in_a_note_in_b(programme, tmp_path)
+    env = {"CMGIT_IDENTITY": str(programme.key("cw-north-1")), **MERGE_ENV}
+    run_git(b, "fetch", "-q", "origin")
+    merged = run_git(b, "merge", "-q", "--no-edit", "origin/main", env=env)
+    assert merged.returncode != 0
+    said = merged.stdout + merged.stderr
+    assert f"{case_id}: a case kept as sealed entries is merged by cmgit sync" in said
+    assert "run git merge --abort, then cmgit sync" in said and CANARY not in said
+    for folder in ("records", "sealed"):
+        for path in (b / folder).rglob("*"):
+            assert not path.is_file() or CANARY.encode() not in path.read_bytes(), path
+    assert run_git(b, "merge", "--abort").returncode == 0
+    assert in_office(programme, b, "sync").exit_code == 0
+    doc = json.loads(in_office(programme, b, "show", case_id, "--json").stdout)
+    assert doc["consent"] and doc["note"]
 
 
 def test_an_auditor_with_no_key_reviews_a_clone(programme: Programme, tmp_path: Path) -> None:

@@ -16,12 +16,9 @@ from cmgit.store import casekeys
 from .conftest import CANARY, STAFF, Programme, form
 from .test_hooks import run_git
 from .test_sealed_entries_e2e import (
-    LAYOUT,
-    MIGRATION,
     closed_long_ago,
     every_age_plaintext,
     second_manager,
-    to_sealed_entries,
 )
 from .test_signing import require_signatures
 from .test_sync import in_office
@@ -109,7 +106,6 @@ def test_cmgit_clone_of_a_programme_without_case_keys(programme: Programme, tmp_
 
 
 def test_a_case_made_in_one_office_opens_in_the_other(programme: Programme, tmp_path: Path) -> None:
-    to_sealed_entries(programme)
     central = central_of(programme, tmp_path)
     a = programme.root
     b = clone_office(programme, central, tmp_path / "office-b")
@@ -139,24 +135,12 @@ def reassign(programme: Programme, office: Path, case_id: str) -> None:
     assert moved.exit_code == 0, moved.output
 
 
-def signed_sealed_entries(programme: Programme, folder: Path) -> tuple[Path, Path]:
-    """Signed commits required (`require_signatures`), then the programme brought to
-    sealed entries by its signed manager; the two signing keys (manager, caseworker)."""
-    pm_key, cw_key = require_signatures(programme, folder)
-    (programme.root / MIGRATION).write_text(LAYOUT)
-    manager = {"CMGIT_SIGNING_KEY": str(pm_key)}
-    made = programme.cli("config", "commit", "-m", "sealed_entries", as_="pm-001", env=manager)
-    assert made.exit_code == 0, made.output
-    return pm_key, cw_key
-
-
 def reassigned_in_a(
     programme: Programme, tmp_path: Path, *, noted: bool = False
 ) -> tuple[str, Path, Path, Path]:
     """A case (with a note, if ``noted``) in two offices A and B of a programme in record
     format 2, then reassigned in A from cw-north-1 to cw-north-2 (a new key generation):
     the case, the central repository, A and B."""
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     if noted:
         note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
@@ -251,7 +235,6 @@ def test_a_purge_in_one_office_destroys_the_keys_centrally_and_in_the_other(
     programme: Programme, tmp_path: Path
 ) -> None:
     second_manager(programme)
-    to_sealed_entries(programme)
     case_id = closed_long_ago(programme)
     kept = programme.new_case()
     central = central_of(programme, tmp_path)
@@ -325,7 +308,6 @@ def forged_shard(
 def test_the_central_hook_judges_every_keyring_shard_pushed(
     programme: Programme, tmp_path: Path
 ) -> None:
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     central = central_of(programme, tmp_path, judged=True)  # the keyring went through it
     shard = ref.shard_ref(case_id)
@@ -359,7 +341,6 @@ def test_the_central_hook_judges_every_keyring_shard_pushed(
 
 
 def test_server_checks_judge_the_keyring_of_a_mirror(programme: Programme, tmp_path: Path) -> None:
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     central = central_of(programme, tmp_path)
     mirror = tmp_path / "mirror.git"
@@ -386,7 +367,6 @@ def test_a_central_restored_from_its_backup_serves_a_new_clone(
     """The README's backup and restore, step by step: a mirror of the central repository,
     the central destroyed and made anew from it, and a caseworker's new clone syncs and
     opens their case."""
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     note(programme, programme.root, case_id, f"{CANARY} kept", as_="cw-north-1")
     central = central_of(programme, tmp_path)
@@ -429,7 +409,6 @@ def subprocess_show_index(index: Path) -> set[str]:
 def test_cmgit_gc_packs_the_records_apart_from_the_keyring(
     programme: Programme, tmp_path: Path
 ) -> None:
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     central = central_of(programme, tmp_path)
     for office, git_dir in ((programme.root, programme.root / ".git"), (central, central)):
@@ -452,7 +431,6 @@ def test_a_keyring_wrapped_for_staff_the_central_does_not_know_yet_follows_main(
     """A new supervisor is a reader of their team's cases: the keyring wrapped for them is
     refused by the central hook until the registry naming them is there, so the sync
     pushes main first and the keyring again."""
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     central = central_of(programme, tmp_path, judged=True)
     b = clone_office(programme, central, tmp_path / "office-b")
@@ -470,7 +448,6 @@ def test_a_merged_key_is_wrapped_to_the_readers_of_the_merged_head(
 ) -> None:
     """A new supervisor in one office, a reassignment in the other, synced from the
     reassigning office: the merged key is wrapped for the registry both bring together."""
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     note(programme, programme.root, case_id, f"{CANARY} first", as_="cw-north-1")
     central = central_of(programme, tmp_path)
@@ -492,7 +469,6 @@ def test_a_merged_key_is_wrapped_to_the_readers_of_the_merged_head(
 def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
     programme: Programme, tmp_path: Path
 ) -> None:
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     other = programme.new_case()
     central = central_of(programme, tmp_path, packed=True)
@@ -510,7 +486,7 @@ def test_a_keyring_pushed_as_a_pack_is_pruned_from_it_centrally(
 def test_where_signatures_are_required_the_hook_takes_signed_keyring_shards_only(
     programme: Programme, tmp_path: Path
 ) -> None:
-    _, cw_key = signed_sealed_entries(programme, tmp_path)
+    _, cw_key = require_signatures(programme, tmp_path)
     created = programme.cli(
         "new",
         "--from",

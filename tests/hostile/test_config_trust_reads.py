@@ -32,14 +32,17 @@ def by_hand(office: Path, path: str, old: str, new: str) -> str:
 
 def hookless_offices(programme: Programme, tmp_path: Path) -> tuple[Path, Programme]:
     """A central repository on a host that runs no hook, office A (the programme's own
-    clone, with it as origin) and office B, a clone of it."""
+    clone, with it as origin) and office B, made by `cmgit clone` of it."""
     central = tmp_path / "central.git"
     cloned = run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central))
     assert cloned.returncode == 0, cloned.stderr
     run_git(programme.root, "remote", "add", "origin", str(central))
-    run_git(programme.root, "fetch", "-q", "origin")
+    # A's first sync brings the keyring to the central repository, B's clone takes it
+    first = programme.cli("sync", as_="pm-001")
+    assert first.exit_code == 0, first.output
     office_b = tmp_path / "office-b"
-    assert run_git(tmp_path, "clone", "-q", str(central), str(office_b)).returncode == 0
+    cloned = programme.cli("clone", str(central), str(office_b), as_=None)
+    assert cloned.exit_code == 0, cloned.output
     return central, dataclasses.replace(programme, root=office_b)
 
 

@@ -22,6 +22,7 @@ from cmgit import ids
 from cmgit.merge import MergeConflict, Renumbering, merge_cases
 from cmgit.schema import SchemaSet
 from cmgit.store import cases
+from cmgit.sync import SET_ASIDE
 
 from ..conftest import CANARY, TODAY, Programme, form
 from ..test_signing import require_signatures
@@ -226,7 +227,7 @@ def test_a_true_conflict_names_the_case_and_the_way_out(
     assert f"sync: the changes set aside are kept as {kept_as}, not pushed;" in dropped.stdout
     assert head(b) == git_ok(central, "rev-parse", "main").stdout.strip()
     assert git_ok(b, "rev-parse", kept_as).stdout.strip() == mine  # nothing lost
-    assert git_ok(central, "for-each-ref", "refs/cmgit").stdout == ""
+    assert git_ok(central, "for-each-ref", SET_ASIDE).stdout == ""  # never pushed
     rows = {r["case_id"]: r for r in json.loads(in_office(programme, b, "list", "--json").stdout)}
     assert rows[case_id]["state"] == "assessment"
     assert texts(programme, b, other, "note") == [f"unrelated note of B {CANARY}"]
@@ -420,10 +421,13 @@ def test_signed_offices_renumber_and_re_sign(programme: Programme, tmp_path: Pat
     """With signed commits required, the replayed commits, renumbered ids and all, are
     re-signed with the actor's registered SSH key, and the central hook and audit accept
     them."""
-    case_id = programme.new_case()
     _, cw_key = require_signatures(programme, tmp_path)
-    central, a, b = offices(programme, tmp_path)
     signed = {"CMGIT_SIGNING_KEY": str(cw_key)}
+    # made signed: the central hook takes the case's keyring shard signed only
+    created = programme.cli("new", "--from", programme.form_file("identification"), env=signed)
+    assert created.exit_code == 0, created.output
+    case_id = created.stdout.strip()
+    central, a, b = offices(programme, tmp_path)
     for office, text in ((a, "signed note of A"), (b, "signed note of B")):
         editor = legacy_editor(tmp_path, "note-1", f"{text} {CANARY}")
         edited = programme.cli("-C", str(office), "edit", case_id, env={**editor, **signed})
@@ -455,12 +459,13 @@ def test_conflicts_on_two_cases_are_resolved_in_one_run(
         )
         assert moved.exit_code == 0, moved.output
     sync(programme, a)
+    keyring = git_ok(b, "for-each-ref", "refs/cmgit").stdout
     refused = in_office(programme, b, "sync")
     assert refused.exit_code == 4 and f"run cmgit sync --drop {first}:" in refused.stderr
     refused = in_office(programme, b, "sync", "--drop", first)
     assert refused.exit_code == 4, refused.output
     assert f"run cmgit sync --drop {first} --drop {second}:" in refused.stderr
-    assert git_ok(b, "for-each-ref", "refs/cmgit").stdout == ""  # a refusal leaves nothing
+    assert git_ok(b, "for-each-ref", "refs/cmgit").stdout == keyring  # a refusal leaves nothing
     done = sync(programme, b, "--drop", first, "--drop", second)
     assert done.count("set aside: ") == 2
     assert in_office(programme, b, "audit", as_=None).exit_code == 0

@@ -13,7 +13,7 @@ from cmgit.history import Git
 
 from ..conftest import Programme, git
 from ..test_hooks import run_git
-from ..test_sealed_entries_e2e import record_note, to_sealed_entries
+from ..test_sealed_entries_e2e import record_note
 from .conftest import Central
 
 
@@ -24,10 +24,12 @@ def missing(clone: Path) -> set[str]:
 
 
 def test_an_auditors_clone_holds_no_sealed_entry_and_audits_clean(
-    central: Central, programme: Programme, tmp_path: Path
+    central: Central, format_1_programme: Programme, tmp_path: Path
 ) -> None:
+    programme = format_1_programme
     programme.new_case()  # a record of format 1 first, brought to an entry by the migration
-    to_sealed_entries(programme)
+    migrated = programme.cli("migrate", as_="pm-001")
+    assert migrated.exit_code == 0, migrated.output
     case_id = programme.new_case()
     record_note(programme, case_id, "a visit")
     repository = central.new_repository()

@@ -17,7 +17,6 @@ from ..conftest import CANARY, Programme, git
 from ..hostile.refusal import git_objects
 from ..test_hooks import run_git
 from ..test_signing import require_signatures
-from ..test_sync_keyring import signed_sealed_entries
 from .conftest import Central
 
 REFUSED = "cmgit: refused: "
@@ -146,7 +145,7 @@ def test_the_keyring_travels_to_the_central_and_to_a_new_office(
 ) -> None:
     """Record format 2 over the transport: the first sync sends the keyring, judged by the
     hook, in a push of its own; a new office's first sync fetches it and opens a case."""
-    _, cw_key = signed_sealed_entries(programme, tmp_path)
+    _, cw_key = require_signatures(programme, tmp_path)
     writer = Office(programme, programme.root, {"CMGIT_SIGNING_KEY": str(cw_key)})
     case_id = writer.cli("new", "--from", programme.form_file("identification"))
     repository = central.new_repository()
