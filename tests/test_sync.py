@@ -12,6 +12,8 @@ from .test_hooks import run_git
 
 
 def offices(programme: Programme, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A central repository made from office A's (the programme's own repository), with
+    the server hooks; A and B, an office made with `cmgit clone`: the central, A and B."""
     central = tmp_path / "central.git"
     assert (
         run_git(tmp_path, "clone", "-q", "--bare", str(programme.root), str(central)).returncode
@@ -24,9 +26,12 @@ def offices(programme: Programme, tmp_path: Path) -> tuple[Path, Path, Path]:
         == 0
     )
     run_git(programme.root, "remote", "add", "origin", str(central))
-    run_git(programme.root, "fetch", "-q", "origin")
+    # A's first sync brings the keyring to the central repository, B's clone takes it
+    first = in_office(programme, programme.root, "sync", as_="pm-001")
+    assert first.exit_code == 0, first.output
     other = tmp_path / "office-b"
-    assert run_git(tmp_path, "clone", "-q", str(central), str(other)).returncode == 0
+    cloned = programme.cli("clone", str(central), str(other), as_=None)
+    assert cloned.exit_code == 0, cloned.output
     return central, programme.root, other
 
 
