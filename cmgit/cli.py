@@ -63,6 +63,9 @@ class CmgitGroup(click.Group):
                 err=True,
             )
             ctx.exit(errors.OTHER)
+        finally:
+            if isinstance(ctx.obj, State):
+                ctx.obj.close()
 
 
 def fail(exc: CmgitError) -> NoReturn:
@@ -89,6 +92,7 @@ class State:
         self.directory = Path(directory) if directory else None
         self.identity_path = identity
         self.opened: Repository | None = None
+        self._all_opened: list[Repository] = []
 
     def repo(self) -> Repository:
         from .store import Repository
@@ -96,7 +100,16 @@ class State:
         repo = Repository.open(self.directory)
         repo.signing_key_path = signing_key_path()
         self.opened = repo
+        self._all_opened.append(repo)
         return repo
+
+    def close(self) -> None:
+        """End the git readers of the repositories the command opened: a command run in
+        a longer-lived process (a test, a script calling the CLI) must not leave one
+        `git cat-file` behind per run until a garbage collection finds it."""
+        for repo in self._all_opened:
+            repo.git.close()
+        self._all_opened.clear()
 
     def identities(self) -> tuple[Identity, ...]:
         from .store import load_identities

@@ -319,6 +319,14 @@ class Git:
     def objects(self) -> Objects:
         return Objects(self)
 
+    def close(self) -> None:
+        """End the object reader, if one was started (the next read starts another): the
+        reader and this object refer to each other, so without it the `git cat-file`
+        process lives until a garbage collection."""
+        objects = self.__dict__.get("objects")
+        if objects is not None:
+            objects.close()
+
     def forget_reader(self) -> None:
         """Start a new object reader on next use: a forked worker must not share its
         parent's `git cat-file` pipe."""

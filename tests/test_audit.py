@@ -52,9 +52,9 @@ def forge(
 
 def corrupt_newest_record(programme: Programme) -> str:
     """Flip a byte in the loose object of the record the last commit wrote; its id."""
-    head_blob = programme.git(
-        "rev-parse", "HEAD:" + programme.git("show", "--name-only", "--format=", "HEAD").strip()
-    ).strip()
+    written = programme.git("show", "--name-only", "--format=", "HEAD").split()
+    (record,) = (path for path in written if ids.case_id_from_path(path))
+    head_blob = programme.git("rev-parse", f"HEAD:{record}").strip()
     obj = programme.root / ".git" / "objects" / head_blob[:2] / head_blob[2:]
     os.chmod(obj, 0o644)
     data = bytearray(obj.read_bytes())

@@ -14,15 +14,18 @@ Trailers = list[tuple[str, str]]
 
 
 def take_back(programme: Programme) -> tuple[dict[str, bytes | None], str, Trailers, str]:
-    """The last commit's record, subject, trailers and actor; the commit itself undone,
-    and with it any audit that verified it."""
-    path = programme.git("show", "--name-only", "--format=", "HEAD").strip()
-    data = (programme.root / path).read_bytes()
+    """The last commit's files (its record and any sealed entry), subject, trailers and
+    actor; the commit itself undone, and with it any audit that verified it."""
+    paths = programme.git("show", "--name-only", "--format=", "HEAD").split()
+    files = {
+        path: (programme.root / path).read_bytes() if (programme.root / path).exists() else None
+        for path in paths
+    }
     subject = programme.git("log", "-1", "--format=%s").strip()
     trailers = trailers_of(programme)
     programme.git("reset", "-q", "--hard", "HEAD~1")
     (programme.root / ".git" / "cmgit" / "audit-verified").unlink(missing_ok=True)
-    return {path: data}, subject, trailers, dict(trailers)["Cmgit-Actor"]
+    return files, subject, trailers, dict(trailers)["Cmgit-Actor"]
 
 
 def test_a_caseload_listed_within_the_limit_that_was_over_it_is_flagged(

@@ -5,6 +5,7 @@ makes it fail without publishing anything."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import json
@@ -12,11 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
 
-from cmgit import ids
+from cmgit import entries, ids
 from cmgit.audit import config_in_force
 from cmgit.reports import Month
 from cmgit.site import markup
@@ -166,11 +168,17 @@ def test_stray_record_fails_the_build_and_publishes_nothing(
     assert build(programme, out)[0] == 0
     before = {p.relative_to(out).as_posix(): p.read_bytes() for p in files(out)}
     start = programme.git("rev-parse", "HEAD").strip()
+    # The files of the case: its open file, and a sealed entry (binary age).
     record = programme.root / ids.record_path(case_id)
-    for planted in ("site/sop/notes.yaml", "site/attachments/copy.md"):
+    entry = programme.root / entries.entry_path(case_id, 1)
+    for planted, copied in (
+        ("site/sop/notes.yaml", record),
+        ("site/attachments/copy.md", record),
+        ("site/attachments/copy.pdf", entry),
+    ):
         target = programme.root / planted
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(record, target)
+        shutil.copyfile(copied, target)
         commit_pages(programme)
         code, stdout, stderr = build(programme, out)
         assert code == 3, stdout + stderr
@@ -180,8 +188,12 @@ def test_stray_record_fails_the_build_and_publishes_nothing(
         assert build(programme, fresh)[0] == 3
         assert not fresh.exists()
         programme.git("reset", "-q", "--hard", start)
-    # An age message pasted into a page is caught too, whatever the file.
-    armored = record.read_text().split("sealed: |\n", 1)[1]
+    # An age message pasted into a page (the entry, armored as `age -a` writes it) is
+    # caught too, whatever the file.
+    lines = textwrap.wrap(base64.b64encode(entry.read_bytes()).decode("ascii"), 64)
+    armored = "\n".join(
+        ["-----BEGIN AGE ENCRYPTED FILE-----", *lines, "-----END AGE ENCRYPTED FILE-----\n"]
+    )
     page = programme.root / "site" / "sop" / "glossary.md"
     page.write_text(page.read_text() + "\n```\n" + armored + "```\n")
     commit_pages(programme)

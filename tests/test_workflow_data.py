@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import Result
 
-from cmgit import demo, ids, workflow
+from cmgit import demo, entries, ids, workflow
 
 from .conftest import CANARY, Programme
 
@@ -395,16 +395,16 @@ def test_workflow_naming_an_undefined_guard_is_refused(programme: Programme) -> 
 
 
 def open_fields_at_head(programme: Programme) -> dict[str, dict[str, Any]]:
-    """The open fields of every record committed at HEAD, parsed here with plain YAML."""
+    """The open fields of every record committed at HEAD, parsed here with plain YAML: the
+    open file holds nothing else, the forms are in the case's sealed entries."""
     found = {}
+    sealed = set(programme.git("ls-tree", "-r", "--name-only", "HEAD", entries.SEALED_DIR).split())
     for path in programme.git("ls-tree", "-r", "--name-only", "HEAD", "records").split():
         if not path.endswith(".yaml"):
             continue
-        text = programme.git("show", f"HEAD:{path}")
-        head, _, sealed = text.partition("\nsealed: |\n")
-        assert "BEGIN AGE ENCRYPTED FILE" in sealed
-        fields = yaml.safe_load(head)
+        fields = yaml.safe_load(programme.git("show", f"HEAD:{path}"))
         assert path == ids.record_path(fields["case_id"])
+        assert "sealed" not in fields and entries.entry_path(fields["case_id"], 1) in sealed
         found[fields["case_id"]] = fields
     return found
 

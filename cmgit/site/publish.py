@@ -28,7 +28,7 @@ from .monthly import PAGE as MONTHLY_PAGE
 from .monthly import monthly_page, monthly_report, site_month
 from .provenance import last_changes, page_notes
 from .reference import reference_pages
-from .scan import check_output, printable_path
+from .scan import check_front_matter, check_output, printable_path
 from .source import (
     MAX_SITE_FILE,
     MKDOCS_FILE,
@@ -148,6 +148,7 @@ def build(
                 hint="a case repository made by cmgit init has both",
             )
         check_mkdocs_config(mkdocs_yml.read_bytes())
+        check_front_matter(docs, set(source.column("case_id")))
         with progress.task("Reading cases", 2) as advance:
             rep = report(source, today)
             advance(1)

@@ -105,15 +105,7 @@ def check_output(site_dir: Path, case_ids: set[str]) -> int:
         elif suffix in ("html", "css") and fetches_from_the_web(data.decode("utf-8", "replace")):
             findings.append(Finding(rel, "loads a script, style, font or image from the web"))
     if findings:
-        shown = [f"{printable_path(f.path)}: {f.problem}" for f in findings[:10]]
-        if len(findings) > 10:
-            shown.append(f"... and {len(findings) - 10} more")
-        raise UnsafeOutput(
-            "the built site holds what must never be published; nothing was published",
-            problems=shown,
-            hint="remove the files named from site/ (a copy of a record or of an encrypted "
-            "block has no place there) and build again",
-        )
+        raise _unsafe("the built site holds", findings)
     for path in drop:
         path.unlink()
     for folder in sorted((p for p in site_dir.rglob("*") if p.is_dir()), reverse=True):
@@ -126,3 +118,44 @@ def printable_path(rel: str) -> str:
     """A path as messages show it: a file name could be anything, so only plain
     characters are kept, and only so many."""
     return re.sub(r"[^A-Za-z0-9._/-]", "?", rel)[:120]
+
+
+def check_front_matter(docs: Path, case_ids: set[str]) -> None:
+    """Refuse pages whose meta-data holds what must never be published. MkDocs reads the
+    lines at the top of a page (a block between ``---`` lines, or ``key: value`` lines up
+    to the first blank one) as the page's meta-data and leaves them out of the output, so
+    a record pasted at the top of a page would pass the output scan unseen."""
+    findings = []
+    for path in sorted(docs.rglob("*")):
+        if path.suffix.lower() in (".md", ".markdown") and path.is_file():
+            rel = path.relative_to(docs).as_posix()
+            head = front_matter(path.read_bytes())
+            findings += [Finding(rel, p) for p in scan_file(rel, head, case_ids)]
+    if findings:
+        raise _unsafe("the site's page meta-data holds", findings)
+
+
+def front_matter(page: bytes) -> bytes:
+    """The lines at the top of a page that MkDocs may read as its meta-data."""
+    lines = page.splitlines(keepends=True)
+    if lines and lines[0].rstrip() == b"---":
+        ends = [n for n, line in enumerate(lines[1:], 1) if line.rstrip() in (b"---", b"...")]
+        return b"".join(lines[1 : ends[0]]) if ends else b""
+    head = []
+    for line in lines:
+        if not line.strip():
+            break
+        head.append(line)
+    return b"".join(head)
+
+
+def _unsafe(where: str, findings: list[Finding]) -> UnsafeOutput:
+    shown = [f"{printable_path(f.path)}: {f.problem}" for f in findings[:10]]
+    if len(findings) > 10:
+        shown.append(f"... and {len(findings) - 10} more")
+    return UnsafeOutput(
+        f"{where} what must never be published; nothing was published",
+        problems=shown,
+        hint="remove the files named from site/ (a copy of a record or of an encrypted "
+        "block has no place there) and build again",
+    )

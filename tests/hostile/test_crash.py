@@ -16,8 +16,9 @@ from subprocess import Popen
 
 import pytest
 
-from cmgit import ids
+from cmgit import entries, ids
 from cmgit.history import PENDING_FILE, git_locks
+from cmgit.keyring import ref
 
 from ..conftest import CANARY, Programme
 from ..test_sync import offices
@@ -44,6 +45,11 @@ STAGES = {
 def crash(programme: Programme, stage: str, *args: str, as_: str = "cw-north-1") -> None:
     killed = run(programme, *args, as_=as_, env={"CMGIT_CRASH_AT": stage})
     assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
+
+
+def staff_wrapping(programme: Programme, case_id: str) -> str:
+    """The object id of a case's key as wrapped to its staff in the keyring."""
+    return programme.git("rev-parse", f"{ref.shard_ref(case_id)}:{case_id}/staff.age").strip()
 
 
 def notes(programme: Programme, case_id: str) -> list[object]:
@@ -76,15 +82,18 @@ def test_G4_kill_at_each_stage_of_a_change(programme: Programme, stage: str) -> 
 @pytest.mark.parametrize(
     "stage", ["ref-updated", pytest.param("file-written", marks=pytest.mark.slow)]
 )
-def test_G4_kill_a_staff_change_that_reencrypts_many_records(
+def test_G4_kill_a_staff_change_that_rewraps_many_case_keys(
     programme: Programme, stage: str
 ) -> None:
-    """G4: a staff change killed after its branch moved, with the registry and several
-    re-encrypted records in one commit: the next command finishes every file of it."""
+    """G4: a staff change killed after its branch moved, with the registry in one commit
+    and the keys of several cases wrapped anew in the keyring: the next command finishes
+    every file of it."""
     cases = [programme.new_case() for _ in range(3)]
+    wrapped = {case_id: staff_wrapping(programme, case_id) for case_id in cases}
     crash(programme, stage, "staff", "update", "co-north", "--team", "south", as_="pm-001")
     changed = programme.git("show", "--name-only", "--format=", "HEAD").split()
-    assert "staff.yaml" in changed and len(changed) > len(cases)
+    assert changed == ["staff.yaml"]
+    assert all(staff_wrapping(programme, case_id) != wrapped[case_id] for case_id in cases)
     assert programme.cli("validate", as_=None).exit_code == 0
     assert_consistent(programme)
     for case_id in cases:
@@ -92,6 +101,27 @@ def test_G4_kill_a_staff_change_that_reencrypts_many_records(
         assert programme.cli("show", case_id).exit_code == 0
     assert programme.cli("audit", as_=None).exit_code == 0
     assert_no_plaintext(programme)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: a change moves the keyring before its branch, and neither the next "
+    "command nor recover finishes or undoes it; the cases it re-wrapped stay unreadable "
+    "until the change is made again",
+)
+def test_G4_kill_a_staff_change_after_its_keyring_moved(programme: Programme) -> None:
+    """G4: a staff change killed after the keyring moved, before its branch did: after
+    recover every case opens for its readers, in the old state or the new one."""
+    cases = [programme.new_case() for _ in range(3)]
+    crash(
+        programme, "keyring-moved", "staff", "update", "co-north", "--team", "south", as_="pm-001"
+    )
+    done = run(programme, "recover", as_=None)
+    assert done.returncode == 0, done.stderr
+    assert programme.cli("validate", as_=None).exit_code == 0
+    for case_id in cases:
+        assert programme.cli("show", case_id).exit_code == 0
+    assert_consistent(programme)
 
 
 @pytest.mark.parametrize(
@@ -109,10 +139,10 @@ def test_G4_recover_finishes_a_killed_new_case_and_says_so(
     assert "finished the interrupted change of records/" in done.stdout
     assert CANARY not in done.stdout + done.stderr
     assert_consistent(programme)
-    case_id = ids.case_id_from_path(
-        programme.git("show", "--name-only", "--format=", "HEAD").strip()
-    )
-    assert case_id is not None and notes(programme, case_id) == []
+    record, entry = programme.git("show", "--name-only", "--format=", "HEAD").split()
+    case_id = ids.case_id_from_path(record)
+    assert case_id is not None and entry == entries.entry_path(case_id, 1)
+    assert notes(programme, case_id) == []
     assert_no_plaintext(programme)
     again = run(programme, "recover", as_=None)
     assert again.returncode == 0 and again.stdout == ""
