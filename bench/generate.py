@@ -12,11 +12,12 @@ A programme is made in two parts:
    The objects go straight into one pack (trees as deltas of their previous version) and
    `git index-pack` indexes it: no git process per commit, no index rewrite per commit.
 
-With ``--layout 2`` the programme keeps its records as sealed entries (record format 2):
-the migration that brings them is committed right after the staff, before any case, so
-every case is made in that layout. The bulk writes per version the open file and one
-entry holding the delta from the template's previous forms, sealed to the replayed
-case's own new key, and at the end the keyring of every case in one keyring commit.
+With ``--layout 2`` the programme keeps its records as sealed entries (record format 2),
+as `cmgit init` makes it; ``--layout 1`` makes it from the template without the migration
+that brings them (a programme made before record format 2). The bulk writes per version
+the open file and one entry holding the delta from the template's previous forms, sealed
+to the replayed case's own new key, and at the end the keyring of every case in one
+keyring commit.
 
 The result is cached outside the repository, in ``$CMGIT_BENCH_CACHE`` (default
 ``~/.cache/cmgit-bench``), one folder per size and layout, and reused until FORMAT changes.
@@ -28,6 +29,7 @@ The result is cached outside the repository, in ``$CMGIT_BENCH_CACHE`` (default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -49,10 +51,10 @@ from cmgit import crypto, demo, entries, ids, records, signing
 from cmgit.history import Git, encode_tree, format_message
 from cmgit.keyring import ref, wrap
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
-from cmgit.store import Repository, casekeys, init_repository
-from cmgit.store.setup import make_signer, staff_author
+from cmgit.store import Repository, casekeys, init_repository, setup
+from cmgit.store.setup import TEMPLATE_ITEMS, make_signer, staff_author
 
-FORMAT = 8  # bump when what is generated changes, so old caches are not reused
+FORMAT = 9  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
 HALF_DAY = 43_200
 CASEWORKERS_PER_TEAM = 8
@@ -79,9 +81,8 @@ WEIGHTS = {
     "closed_inaccessible": 0.2,
 }
 MAX_DELTA_DEPTH = 50  # git's own default for --depth
-# Layout 2 (sealed entries): the migration that brings it, committed before any case.
+# Layout 2 (sealed entries): the migration that brings it, in the template `init` copies.
 LAYOUT_MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
-LAYOUT_2 = "format: 3\nreason: sealed_entries\nlayout: 2\nsteps: []\n"
 # Layout 2 programmes hold what the format-2 benchmarks act on: a second programme
 # manager (a purge is authorised by another than who proposed it), and a caseworker
 # holding LEAVER_CASES closed cases and nothing else, to be deactivated.
@@ -160,16 +161,17 @@ def build(base: Path, cases: int, seed: int, *, layout: int, quiet: bool) -> Non
     people = demo.make_people(base / "keys", iter(plan))
     admin = people["pm-001"]
     root = base / "cases"
-    init_repository(
-        root,
-        admin=admin.staff.id,
-        recipient=admin.staff.recipient,
-        team=admin.staff.team,
-        signing_key=admin.staff.signing_key,
-        prefix="CP",
-        programme="Benchmark programme",
-        signing_key_path=admin.signing_key,
-    )
+    with template_of_layout(layout, base):
+        init_repository(
+            root,
+            admin=admin.staff.id,
+            recipient=admin.staff.recipient,
+            team=admin.staff.team,
+            signing_key=admin.staff.signing_key,
+            prefix="CP",
+            programme="Benchmark programme",
+            signing_key_path=admin.signing_key,
+        )
     repo = Repository.open(root)
     repo.signing_key_path = admin.signing_key
     for person in people.values():
@@ -180,9 +182,6 @@ def build(base: Path, cases: int, seed: int, *, layout: int, quiet: bool) -> Non
     # allows the most the settings do, as one with such caseloads would.
     repo.settings_set(admin.identities, "caseload_limit", str(CASELOAD_LIMIT))
     if layout == 2:
-        say("layout 2: the sealed-entries migration, before any case")
-        (root / LAYOUT_MIGRATION).write_text(LAYOUT_2)
-        repo.config_commit(admin.identities, "sealed_entries", today=TODAY)
         # Closed cases past their retention, so that one can be purged.
         repo.settings_set(admin.identities, "retention_period_months", str(RETENTION_MONTHS))
         repo = Repository.open(root)
@@ -212,6 +211,31 @@ def build(base: Path, cases: int, seed: int, *, layout: int, quiet: bool) -> Non
     bulk = cases - len(template_ids)
     say(f"bulk: {bulk} cases replayed from the templates")
     replay(repo, people, teams, templates, by_destination, bulk, rng, say, layout=layout)
+
+
+@contextlib.contextmanager
+def template_of_layout(layout: int, base: Path) -> Iterator[None]:
+    """`init` copies the template this cmgit ships (layout 2), or for layout 1 that
+    template without the migration to sealed entries, as a cmgit before it shipped it."""
+    if layout == 2:
+        yield
+        return
+    old = base / "template-layout1"
+    old.mkdir()
+    for item in TEMPLATE_ITEMS:
+        source = setup.template_root() / item
+        if source.is_dir():
+            shutil.copytree(source, old / item)
+        else:
+            shutil.copy2(source, old / item)
+    (old / LAYOUT_MIGRATION).unlink()
+    shipped = setup.template_root
+    setup.template_root = lambda: old
+    try:
+        yield
+    finally:
+        setup.template_root = shipped
+        shutil.rmtree(old)
 
 
 def read_template(
