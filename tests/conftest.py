@@ -246,11 +246,14 @@ def format_1_template(folder: Path) -> Path:
 def format_1_programme_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Programme]:
     base = tmp_path_factory.mktemp("format-1")
     old = format_1_template(base / "template")
+    # The old template only while it is built: the session's other programmes, and
+    # `cmgit migrate` in the tests, use this cmgit's.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(base))
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
         mp.setattr(setup, "template_root", lambda: old)
-        yield build_programme(base / "programme")
+        built = build_programme(base / "programme")
+    yield built
 
 
 @pytest.fixture
