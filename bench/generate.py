@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from cmgit import crypto, demo, entries, ids, records, signing
 from cmgit.history import Git, encode_tree, format_message
@@ -53,6 +54,7 @@ from cmgit.keyring import ref, wrap
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, casekeys, init_repository, setup
 from cmgit.store.setup import TEMPLATE_ITEMS, make_signer, staff_author
+from cmgit.template import template_root
 
 FORMAT = 9  # bump when what is generated changes, so old caches are not reused
 TODAY = dt.date(2026, 10, 1)
@@ -223,19 +225,15 @@ def template_of_layout(layout: int, base: Path) -> Iterator[None]:
     old = base / "template-layout1"
     old.mkdir()
     for item in TEMPLATE_ITEMS:
-        source = setup.template_root() / item
+        source = template_root() / item
         if source.is_dir():
             shutil.copytree(source, old / item)
         else:
             shutil.copy2(source, old / item)
     (old / LAYOUT_MIGRATION).unlink()
-    shipped = setup.template_root
-    setup.template_root = lambda: old
-    try:
+    with mock.patch.object(setup, "template_root", lambda: old):
         yield
-    finally:
-        setup.template_root = shipped
-        shutil.rmtree(old)
+    shutil.rmtree(old)
 
 
 def read_template(

@@ -385,10 +385,10 @@ def _replay(
             result.renumbered += len(renumbered.renamed) - already
         brought: list[str] = []
         if written_under is not None:  # cases this clone made: brought to the central format
-            brought = [case_id for case_id in changed if case_id not in sealed]
-            for case_id in brought:
+            brought = [made_here for made_here in changed if made_here not in sealed]
+            for made_here in brought:
                 files.update(
-                    repo.bring_forward_sealed(case_id, oid, tip, identities, today, written_under)
+                    repo.bring_forward_sealed(made_here, oid, tip, identities, today, written_under)
                 )
         for path, new in changes:
             if _case_of(path) in (*sealed, *brought):
