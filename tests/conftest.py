@@ -21,7 +21,6 @@ from cmgit import crypto, demo
 from cmgit.cli import cli
 from cmgit.registry import Staff
 from cmgit.store import Repository, init_repository, setup
-from cmgit.store.setup import TEMPLATE_ITEMS
 from cmgit.template import template_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -232,12 +231,8 @@ SEALED_ENTRIES_MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
 def format_1_template(folder: Path) -> Path:
     """The case-repository template as a cmgit from before record format 2 shipped it:
     this one's, without the migration to sealed entries."""
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, folder / item)
-        else:
-            shutil.copy2(source, folder / item)
+    folder.mkdir(parents=True)
+    setup.copy_template(template_root(), folder)
     (folder / SEALED_ENTRIES_MIGRATION).unlink()
     return folder
 

@@ -18,7 +18,6 @@ import pytest
 from cmgit import entries, ids
 from cmgit.history import Git
 from cmgit.store import forward, setup
-from cmgit.store.setup import TEMPLATE_ITEMS
 from cmgit.template import template_root
 
 from .conftest import CANARY, Programme, build_programme
@@ -396,13 +395,8 @@ def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Pro
 
 def template_copy(folder: Path) -> Path:
     """The case-repository template as this cmgit ships it, copied to ``folder``."""
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, folder / item)
-        else:
-            shutil.copy2(source, folder / item)
-    return folder
+    folder.mkdir(parents=True)
+    return setup.copy_template(template_root(), folder)
 
 
 @pytest.fixture
