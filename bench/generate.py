@@ -53,7 +53,7 @@ from cmgit.history import Git, encode_tree, format_message
 from cmgit.keyring import ref, wrap
 from cmgit.registry import CASEWORKER, PROGRAMME_MANAGER, SUPERVISOR
 from cmgit.store import Repository, casekeys, init_repository, setup
-from cmgit.store.setup import TEMPLATE_ITEMS, make_signer, staff_author
+from cmgit.store.setup import make_signer, staff_author
 from cmgit.template import template_root
 
 FORMAT = 9  # bump when what is generated changes, so old caches are not reused
@@ -224,12 +224,7 @@ def template_of_layout(layout: int, base: Path) -> Iterator[None]:
         return
     old = base / "template-layout1"
     old.mkdir()
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, old / item)
-        else:
-            shutil.copy2(source, old / item)
+    setup.copy_template(template_root(), old)
     (old / LAYOUT_MIGRATION).unlink()
     try:
         with mock.patch.object(setup, "template_root", lambda: old):

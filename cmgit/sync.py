@@ -373,20 +373,35 @@ def _replay(
         files: dict[str, bytes | None] = {}
         version: str | None = None
         changes = git.changed(parent, oid)
-        sealed = _sealed_both(git, changes, parent, tip)
+        changed = _sealed_changed(git, changes)
+        sealed = _sealed_both(git, changed, parent, tip)
         for both in sealed:  # a case kept as sealed entries, changed on both sides
             renumbered = renumbering.setdefault(both, Renumbering(repo.item_ids()))
             already = len(renumbered.renamed)
             made = repo.merge_sealed(
-                both, parent, oid, tip, identities, today, renumbering=renumbered
+                both,
+                parent,
+                oid,
+                tip,
+                identities,
+                today,
+                renumbering=renumbered,
+                written_under=written_under,
             )
             files.update(made)
             version = _version_of(made[ids.record_path(both)])
             result.merged += 1
             result.renumbered += len(renumbered.renamed) - already
+        brought: list[str] = []
+        if written_under is not None:  # cases this clone made: brought to the central format
+            brought = [made_here for made_here in changed if made_here not in sealed]
+            for made_here in brought:
+                files.update(
+                    repo.bring_forward_sealed(made_here, oid, tip, identities, today, written_under)
+                )
         for path, new in changes:
-            if _case_of(path) in sealed:
-                continue  # merged above
+            if _case_of(path) in (*sealed, *brought):
+                continue  # merged or brought forward above
             at_parent = git.blob_id(parent, path)
             at_tip = git.blob_id(tip, path)
             case_id = ids.case_id_from_path(path)
@@ -437,11 +452,8 @@ def _case_of(path: str) -> str | None:
     return entry[0] if entry else ids.case_id_from_path(path)
 
 
-def _sealed_both(
-    git: Git, changes: Sequence[tuple[str, str | None]], parent: str, tip: str
-) -> list[str]:
-    """The cases kept as sealed entries that a commit of this clone changes and the
-    central branch changed too since its parent: merged whole, record and entry."""
+def _sealed_changed(git: Git, changes: Sequence[tuple[str, str | None]]) -> list[str]:
+    """The cases kept as sealed entries that a commit of this clone changes."""
     found = set()
     for path, new in changes:
         entry = entries.parse_entry_path(path)
@@ -453,12 +465,18 @@ def _sealed_both(
             and not records.has_sealed_block(git.read_blob(new))
         ):
             found.add(case_id)
-    return sorted(
+    return sorted(found)
+
+
+def _sealed_both(git: Git, changed: Sequence[str], parent: str, tip: str) -> list[str]:
+    """Of the ``changed`` cases kept as sealed entries, those the central branch changed
+    too since the commit's parent: merged whole, record and entry."""
+    return [
         case_id
-        for case_id in found
+        for case_id in changed
         if git.blob_id(parent, ids.record_path(case_id))
         != git.blob_id(tip, ids.record_path(case_id))
-    )
+    ]
 
 
 def _recommit(

@@ -21,7 +21,6 @@ from cmgit import crypto, demo
 from cmgit.cli import cli
 from cmgit.registry import Staff
 from cmgit.store import Repository, init_repository, setup
-from cmgit.store.setup import TEMPLATE_ITEMS
 from cmgit.template import template_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -232,12 +231,8 @@ SEALED_ENTRIES_MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
 def format_1_template(folder: Path) -> Path:
     """The case-repository template as a cmgit from before record format 2 shipped it:
     this one's, without the migration to sealed entries."""
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, folder / item)
-        else:
-            shutil.copy2(source, folder / item)
+    folder.mkdir(parents=True)
+    setup.copy_template(template_root(), folder)
     (folder / SEALED_ENTRIES_MIGRATION).unlink()
     return folder
 
@@ -246,11 +241,11 @@ def format_1_template(folder: Path) -> Path:
 def format_1_programme_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Programme]:
     base = tmp_path_factory.mktemp("format-1")
     old = format_1_template(base / "template")
+    # The old template only while it is built: the session's other programmes, and
+    # `cmgit migrate` in the tests, use this cmgit's.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(base))
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        # the older template for making the programme only: `cmgit migrate` (and every
-        # programme made later in the session) takes this cmgit's own
         with pytest.MonkeyPatch.context() as older:
             older.setattr(setup, "template_root", lambda: old)
             made = build_programme(base / "programme")

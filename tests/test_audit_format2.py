@@ -77,7 +77,6 @@ def sealed(programme: Programme, tmp_path: Path) -> Sealed:
     state.cli("settings", "set", "recovery_recipients", f"[{recipients}]")
     state.cli("settings", "set", "retention_period_months", "1")
     second_manager(programme)
-    to_sealed_entries(programme)
     return state
 
 
@@ -342,8 +341,11 @@ def test_key_events_by_a_programme_manager_pass_and_others_are_flagged(
     flagged_and_refused(state, files, trailers, "transition")
 
 
-def test_a_migration_to_sealed_entries_without_an_entry_is_flagged(programme: Programme) -> None:
+def test_a_migration_to_sealed_entries_without_an_entry_is_flagged(
+    format_1_programme: Programme,
+) -> None:
     """The migration that brings records to sealed entries adds one entry to each."""
+    programme = format_1_programme
     case_id = programme.new_case()
     to_sealed_entries(programme)
     made = programme.git("show", "--name-only", "--format=", "HEAD").split()
@@ -374,7 +376,7 @@ def test_an_offline_reader_never_fetches_what_a_partial_clone_lacks(
 ) -> None:
     """What audit reads with: git 2.39 would fetch a missing object from the remote as
     soon as anything read it; offline, the read fails and nothing is fetched."""
-    programme.new_case()  # a record of format 1: larger than the filter
+    programme.new_case()  # its sealed entry: larger than the filter
     programme.git("config", "uploadpack.allowFilter", "true")
     clone = tmp_path / "partial"
     url = f"file://{programme.root}"

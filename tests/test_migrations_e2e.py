@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cmgit import ids
+from cmgit import entries, ids
+from cmgit.history import Git
 from cmgit.store import forward, setup
-from cmgit.store.setup import TEMPLATE_ITEMS
 from cmgit.template import template_root
 
 from .conftest import CANARY, Programme, build_programme
@@ -31,8 +31,8 @@ import generate
 
 COMMON = "schemas/common.schema.json"
 OLD, NEW = "with_primary_caregiver", "with_caregiver"
-MIGRATION = "schemas/migrations/0003-with-caregiver.yaml"
-STEPS = f"""format: 3
+MIGRATION = "schemas/migrations/0004-with-caregiver.yaml"
+STEPS = f"""format: 4
 reason: caregiver_status_renamed
 steps:
   - map_values: {{field: separation_status, values: {{{OLD}: {NEW}}}}}
@@ -47,12 +47,13 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(cache))
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        yield generate.programme(CASES, cache=cache, quiet=True)
+        yield generate.programme(CASES, layout=2, cache=cache, quiet=True)
 
 
 @pytest.fixture
 def big(generated: Path, tmp_path: Path) -> Programme:
-    """A copy of a programme of 300 cases with signed histories, for one test."""
+    """A copy of a programme of 300 cases in sealed entries with signed histories, for one
+    test."""
     base = tmp_path / "big"
     shutil.copytree(generated, base, symlinks=True)
     work = base / "work"
@@ -86,7 +87,7 @@ def test_a_renamed_enum_value_with_a_migration_brings_300_cases_along(
 ) -> None:
     server = central(big, tmp_path)
     holding = open_values(big, "separation_status")[OLD]
-    assert holding > 0 and open_values(big, "record_format") == {"2": CASES}
+    assert holding > 0 and open_values(big, "record_format") == {"3": CASES}
     rename_the_value(big)
 
     # Without the migration: refused, with the count and the cases, and nothing changed.
@@ -104,7 +105,7 @@ def test_a_renamed_enum_value_with_a_migration_brings_300_cases_along(
     dry = big.cli("config", "commit", "--dry-run", "--json", as_="pm-001")
     assert dry.exit_code == 0, dry.output
     shown = json.loads(dry.stdout)
-    assert shown["migrations"] == ["0003-with-caregiver"]
+    assert shown["migrations"] == ["0004-with-caregiver"]
     assert shown["records"] == {
         "checked": CASES,
         "invalid": 0,
@@ -122,12 +123,20 @@ def test_a_renamed_enum_value_with_a_migration_brings_300_cases_along(
     message = big.git("log", "-1", "--format=%B")
     assert message == (
         "config: caregiver_status_renamed\n\nCmgit-Action: config\n"
-        "Cmgit-Reason: caregiver_status_renamed\nCmgit-Migration: 0003-with-caregiver\n"
+        "Cmgit-Reason: caregiver_status_renamed\nCmgit-Migration: 0004-with-caregiver\n"
         "Cmgit-Actor: pm-001\nCmgit-Role: programme_manager\nCmgit-Format: 2\n\n"
     )
     changed = big.git("show", "--name-only", "--format=", "HEAD").split()
-    assert len(changed) == CASES + 2  # every record, the schema and the migration: one commit
-    assert open_values(big, "record_format") == {"3": CASES}
+    # One commit: every record, an entry for each case whose sealed forms held the value
+    # (named by the version the migration gives it), the schema and the migration.
+    assert Counter(path.partition("/")[0] for path in changed) == {
+        "records": CASES,
+        "sealed": holding,
+        "schemas": 2,
+    }
+    for case_id, version in filter(None, map(entries.parse_entry_path, changed)):
+        assert f"\nversion: {version}\n" in (big.root / ids.record_path(case_id)).read_text()
+    assert open_values(big, "record_format") == {"4": CASES}
     values = open_values(big, "separation_status")
     assert values[NEW] == holding and OLD not in values
 
@@ -181,10 +190,8 @@ def test_a_migration_made_any_other_way_fails_audit_and_the_server(
     # In cmgit's form and signed by the programme manager, but one record's open fields
     # are not what the migration makes of them.
     run_git(big.root, "reset", "-q", "--hard", f"{migration}~1")
-    files = {
-        path: big.git("show", f"{migration}:{path}").encode()
-        for path in big.git("show", "--name-only", "--format=", migration).split()
-    }
+    made = big.git("show", "--name-only", "--format=", migration).split()
+    files = {p: d for p, d in Git(big.root).read_paths(migration, made).items() if d}
     holder = next(p for p, data in files.items() if f"separation_status: {NEW}".encode() in data)
     files[holder] = files[holder].replace(
         f"separation_status: {NEW}".encode(), b"separation_status: separated"
@@ -192,13 +199,13 @@ def test_a_migration_made_any_other_way_fails_audit_and_the_server(
     trailers = [
         ("Cmgit-Action", "config"),
         ("Cmgit-Reason", "caregiver_status_renamed"),
-        ("Cmgit-Migration", "0003-with-caregiver"),
+        ("Cmgit-Migration", "0004-with-caregiver"),
         ("Cmgit-Actor", "pm-001"),
         ("Cmgit-Role", "programme_manager"),
     ]
     forge(
         big,
-        files,
+        dict(files),
         "config: caregiver_status_renamed",
         trailers,
         "pm-001",
@@ -212,11 +219,17 @@ def test_a_migration_made_any_other_way_fails_audit_and_the_server(
     refused = run_git(big.root, "push", "-q", "origin", "main")
     assert refused.returncode != 0 and "migration" in refused.stderr
 
-    # Records left out of the migration: flagged too.
+    # Records (and their entries) left out of the migration: flagged too.
     run_git(big.root, "reset", "-q", "--hard", f"{migration}~1")
-    kept = {p: d for p, d in files.items() if not p.startswith(ids.RECORDS_DIR + "/")}
+    cases = (ids.RECORDS_DIR + "/", entries.SEALED_DIR + "/")
+    kept = {p: d for p, d in files.items() if not p.startswith(cases)}
     forge(
-        big, kept, "config: caregiver_status_renamed", trailers, "pm-001", big.keys / "pm-001.ssh"
+        big,
+        dict(kept),
+        "config: caregiver_status_renamed",
+        trailers,
+        "pm-001",
+        big.keys / "pm-001.ssh",
     )
     code, report = audit(big, "--full")
     assert code == 6 and "config" in rules(report), report
@@ -227,12 +240,12 @@ def test_the_server_refuses_a_record_older_than_the_format_at_its_head(
 ) -> None:
     migrate_on_a_central(big, tmp_path)
     assert run_git(big.root, "push", "-q", "origin", "main").returncode == 0
-    # A caseworker's cmgit from before the migration writes a record of format 2: here,
+    # A caseworker's cmgit from before the migration writes a record of format 3: here,
     # the case's record as it was, one version on, in a commit of cmgit's form.
     path = next(p for p in big.git("ls-files", "records").split() if p.endswith(".yaml"))
     case_id = Path(path).stem
     old = big.git("show", f"HEAD~1:{path}")
-    assert "record_format: 2\n" in old
+    assert "record_format: 3\n" in old
     worker = next(
         line.partition(": ")[2] for line in old.splitlines() if line.startswith("caseworker: ")
     )
@@ -253,7 +266,7 @@ def test_the_server_refuses_a_record_older_than_the_format_at_its_head(
     )
     refused = run_git(big.root, "push", "-q", "origin", "main")
     assert refused.returncode != 0
-    assert f"format: {case_id}: record format 2 where the repository's is 3" in refused.stderr
+    assert f"format: {case_id}: record format 3 where the repository's is 4" in refused.stderr
     code, report = audit(big)
     assert code == 6 and "format" in rules(report)
 
@@ -283,17 +296,17 @@ def test_a_committed_migration_is_never_changed_and_formats_have_no_gap(
     assert big.state() == before
     big.git("checkout", "--", MIGRATION)
 
-    (big.root / "schemas/migrations/0005-later.yaml").write_text(
-        "format: 5\nreason: later\nsteps: []\n"
+    (big.root / "schemas/migrations/0006-later.yaml").write_text(
+        "format: 6\nreason: later\nsteps: []\n"
     )
     before = big.state()
     refused = big.cli("config", "commit", "-m", "later", as_="pm-001")
     assert refused.exit_code == 4
-    assert "a migration added brings records to format 5, where the next is 4" in refused.stderr
+    assert "a migration added brings records to format 6, where the next is 5" in refused.stderr
     assert big.state() == before
 
     # Changed with plain git all the same: audit flags it.
-    (big.root / "schemas/migrations/0005-later.yaml").unlink()
+    (big.root / "schemas/migrations/0006-later.yaml").unlink()
     (big.root / MIGRATION).write_text(STEPS.replace("reason: caregiver", "reason: carer"))
     forge(
         big,
@@ -320,7 +333,7 @@ def test_a_renamed_form_field_is_brought_along_in_the_sealed_forms(programme: Pr
     assert recorded.exit_code == 0, recorded.output
     without = programme.new_case()
     rename_consent_language(programme.root)
-    (programme.root / "schemas/migrations/0003-consent-language.yaml").unlink()
+    (programme.root / "schemas/migrations/0004-consent-language.yaml").unlink()
     refused = programme.cli("config", "commit", "-m", "consent_language", as_="pm-001")
     assert refused.exit_code == 4 and "leave 1 of 2 record(s) invalid" in refused.stderr
     assert with_consent in refused.stderr and without not in refused.stderr
@@ -337,23 +350,23 @@ def test_a_renamed_form_field_is_brought_along_in_the_sealed_forms(programme: Pr
     }
     made = programme.cli("config", "commit", "-m", "consent_language", as_="pm-001")
     assert made.exit_code == 0, made.output
-    assert "Migrated 2 record(s) to format 3 (0003-consent-language)" in made.stdout
+    assert "Migrated 2 record(s) to format 4 (0004-consent-language)" in made.stdout
     assert audit(programme)[0] == 0
     shown = json.loads(programme.cli("show", "--json", with_consent).stdout)
-    assert shown["version"] == 3 and shown["record_format"] == 3
+    assert shown["version"] == 3 and shown["record_format"] == 4
     assert shown["consent"][0]["language_of_consent"].endswith("CANARY-LANG-2d4e")
     assert "language_used" not in shown["consent"][0]
     # the next case written carries the repository's format
     assert (
         json.loads(programme.cli("show", "--json", programme.new_case()).stdout)["record_format"]
-        == 3
+        == 4
     )
 
 
 def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Programme) -> None:
     case_id = programme.new_case()
-    (programme.root / "schemas/migrations/0003-newer-writer.yaml").write_text(
-        'format: 3\nreason: newer_writer\nrequires_cmgit: "99.0.0"\nsteps: []\n'
+    (programme.root / "schemas/migrations/0004-newer-writer.yaml").write_text(
+        'format: 4\nreason: newer_writer\nrequires_cmgit: "99.0.0"\nsteps: []\n'
     )
     made = programme.cli("config", "commit", "-m", "newer_writer", as_="pm-001")
     assert made.exit_code == 0, made.output
@@ -382,13 +395,8 @@ def test_a_cmgit_older_than_the_repository_names_refuses_to_write(programme: Pro
 
 def template_copy(folder: Path) -> Path:
     """The case-repository template as this cmgit ships it, copied to ``folder``."""
-    for item in TEMPLATE_ITEMS:
-        source = template_root() / item
-        if source.is_dir():
-            shutil.copytree(source, folder / item)
-        else:
-            shutil.copy2(source, folder / item)
-    return folder
+    folder.mkdir(parents=True)
+    return setup.copy_template(template_root(), folder)
 
 
 @pytest.fixture
@@ -421,8 +429,10 @@ def test_cmgit_migrate_brings_the_record_format_to_a_repository_made_before_it(
     assert shown["files"] == {
         "schemas/case.schema.json": "modified",
         "schemas/migrations/0002-record-format.yaml": "added",
+        "schemas/migrations/0003-sealed-entries.yaml": "added",
     }
-    assert shown["migrations"] == ["0002-record-format"] and shown["record_format"] == 2
+    assert shown["migrations"] == ["0002-record-format", "0003-sealed-entries"]
+    assert shown["record_format"] == 3
     assert shown["fields"] == {"urn:cmgit:schema:case": {"added": ["record_format"], "removed": []}}
     assert shown["records"]["migrated"] == 2 and shown["records"]["invalid"] == 0
     assert earlier.state() == before
@@ -431,17 +441,20 @@ def test_cmgit_migrate_brings_the_record_format_to_a_repository_made_before_it(
 
     made = earlier.cli("migrate", as_="pm-001")
     assert made.exit_code == 0, made.output
-    assert "Migrated 2 record(s) to format 2 (0002-record-format)" in made.stdout
+    assert (
+        "Migrated 2 record(s) to format 3 (0002-record-format, 0003-sealed-entries)" in made.stdout
+    )
     assert earlier.git("status", "--porcelain") == ""
-    assert "Cmgit-Migration: 0002-record-format" in earlier.git("log", "-1", "--format=%B")
+    message = earlier.git("log", "-1", "--format=%B")
+    assert "Cmgit-Migration: 0002-record-format\nCmgit-Migration: 0003-sealed-entries" in message
     for case_id in (plain, consented):
-        assert "\nrecord_format: 2\n" in (earlier.root / ids.record_path(case_id)).read_text()
+        assert "\nrecord_format: 3\n" in (earlier.root / ids.record_path(case_id)).read_text()
     code, report = audit(earlier)
     assert code == 0 and report["ok"], report
     shown_case = json.loads(earlier.cli("show", "--json", consented).stdout)
     assert shown_case["consent"][0]["given_by_name"].endswith("CANARY-NAME-7f3a")
     newer = earlier.new_case()
-    assert "\nrecord_format: 2\n" in (earlier.root / ids.record_path(newer)).read_text()
+    assert "\nrecord_format: 3\n" in (earlier.root / ids.record_path(newer)).read_text()
     again = earlier.cli("migrate", as_="pm-001")
     assert again.exit_code == 0
     assert again.stdout.startswith("The records are at the format this cmgit ships, and the")
@@ -458,8 +471,8 @@ def rename_consent_language(office: Path) -> None:
         "language_of_consent" if k == "language_used" else k for k in schema["required"]
     ]
     target.write_text(json.dumps(schema, indent=2) + "\n")
-    (office / "schemas/migrations/0003-consent-language.yaml").write_text(
-        "format: 3\nreason: consent_language\nsteps:\n"
+    (office / "schemas/migrations/0004-consent-language.yaml").write_text(
+        "format: 4\nreason: consent_language\nsteps:\n"
         "  - rename_field: {field: consent.language_used, to: language_of_consent}\n"
     )
 
@@ -471,6 +484,11 @@ def test_an_office_with_an_unsynced_note_syncs_cleanly_over_a_migration(
     recorded = programme.cli("record", case_id, "consent", "--from", programme.form_file("consent"))
     assert recorded.exit_code == 0, recorded.output
     central, a, b = offices(programme, tmp_path)
+    # The keyring goes to the central with a first sync, and comes to office B (a plain
+    # clone) with its own.
+    for office in (a, b):
+        synced = in_office(programme, office, "sync")
+        assert synced.exit_code == 0, synced.output
     # office B works offline: a note on the case, and a new case
     note = in_office(programme, b, "record", case_id, "note", "--from", programme.form_file("note"))
     assert note.exit_code == 0, note.output
@@ -488,7 +506,7 @@ def test_an_office_with_an_unsynced_note_syncs_cleanly_over_a_migration(
     assert run_git(b, "rev-parse", "HEAD").stdout == run_git(central, "rev-parse", "main").stdout
     assert run_git(b, "status", "--porcelain").stdout == ""
     for each in (case_id, new_case):
-        assert "\nrecord_format: 3\n" in (b / ids.record_path(each)).read_text()
+        assert "\nrecord_format: 4\n" in (b / ids.record_path(each)).read_text()
     doc = json.loads(in_office(programme, b, "show", case_id, "--json").stdout)
     assert doc["note"] and doc["consent"][0]["language_of_consent"].endswith("CANARY-LANG-2d4e")
     assert "language_used" not in doc["consent"][0]
@@ -501,15 +519,15 @@ def test_a_malformed_migration_is_refused_with_cmgits_message_and_changes_nothin
     programme: Programme,
 ) -> None:
     programme.new_case()
-    target = programme.root / "schemas/migrations/0003-bad.yaml"
+    target = programme.root / "schemas/migrations/0004-bad.yaml"
     for text, message in (
-        ("format: 4\nreason: r\nsteps: []\n", "format must be 3, the number its file name"),
+        ("format: 5\nreason: r\nsteps: []\n", "format must be 4, the number its file name"),
         (
-            "format: 3\nreason: r\nsteps:\n  - rename: {field: a.b}\n",
+            "format: 4\nreason: r\nsteps:\n  - rename: {field: a.b}\n",
             "step 1: unknown kind of step",
         ),
         (
-            "format: 3\nreason: r\nsteps:\n  - move_field: {field: registration.x, to: team}\n",
+            "format: 4\nreason: r\nsteps:\n  - move_field: {field: registration.x, to: team}\n",
             "step 1 (move_field) moves a field between the open fields and the sealed forms",
         ),
     ):
@@ -517,7 +535,7 @@ def test_a_malformed_migration_is_refused_with_cmgits_message_and_changes_nothin
         before = programme.state()
         refused = programme.cli("config", "commit", "-m", "bad", as_="pm-001")
         assert refused.exit_code == 3, refused.output
-        assert refused.stderr.startswith(f"Error: schemas/migrations/0003-bad: {message}")
+        assert refused.stderr.startswith(f"Error: schemas/migrations/0004-bad: {message}")
         assert programme.state() == before
 
 

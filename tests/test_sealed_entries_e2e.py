@@ -21,18 +21,13 @@ from cmgit.keyring import ref, wrap
 from .conftest import CANARY, STAFF, Programme, form, git
 from .test_exchange import PRIMERO, write_sample
 
-MIGRATION = "schemas/migrations/0003-sealed-entries.yaml"
-LAYOUT = """format: 3
-reason: sealed_entries
-layout: 2
-steps: []
-"""
-
 
 def to_sealed_entries(programme: Programme) -> None:
-    (programme.root / MIGRATION).write_text(LAYOUT)
-    made = programme.cli("config", "commit", "-m", "sealed_entries", as_="pm-001")
+    """A programme made before record format 2 brought to it, as its programme manager
+    does: `cmgit migrate` with this cmgit's template."""
+    made = programme.cli("migrate", as_="pm-001")
     assert made.exit_code == 0, made.output
+    assert "(0003-sealed-entries)" in made.stdout
 
 
 def shown(programme: Programme, case_id: str, as_: str = "pm-001") -> dict[str, object]:
@@ -56,12 +51,14 @@ def record_note(programme: Programme, case_id: str, text: str, as_: str = "cw-no
 
 
 @pytest.fixture
-def before_and_after(programme: Programme) -> tuple[Programme, str, dict[str, object]]:
+def before_and_after(
+    format_1_programme: Programme,
+) -> tuple[Programme, str, dict[str, object]]:
     """A case made in format 1, and what `show` printed of it before the migration."""
-    case_id = programme.new_case()
-    before = shown(programme, case_id)
-    to_sealed_entries(programme)
-    return programme, case_id, before
+    case_id = format_1_programme.new_case()
+    before = shown(format_1_programme, case_id)
+    to_sealed_entries(format_1_programme)
+    return format_1_programme, case_id, before
 
 
 def test_the_migration_brings_a_case_to_sealed_entries_with_the_same_content(
@@ -251,7 +248,6 @@ def test_a_purge_needs_two_programme_managers_and_leaves_nothing_that_opens(
     made = programme.cli("settings", "set", "recovery_recipients", f"[{recipients}]", as_="pm-001")
     assert made.exit_code == 0, made.output
     second_manager(programme)
-    to_sealed_entries(programme)
     case_id = closed_long_ago(programme)
     record_before = programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}")
     assert (
@@ -294,7 +290,6 @@ def test_two_of_three_custodians_recover_a_case_key_and_one_does_not(
     recipients = ",".join(r for _, r in custodians)
     made = programme.cli("settings", "set", "recovery_recipients", f"[{recipients}]", as_="pm-001")
     assert made.exit_code == 0, made.output
-    to_sealed_entries(programme)
     case_id = programme.new_case()
     alone = programme.cli("recover-key", case_id, "--custodian", files[0], as_="pm-001")
     assert alone.exit_code == 5
@@ -311,7 +306,6 @@ def test_two_of_three_custodians_recover_a_case_key_and_one_does_not(
 def test_an_import_in_format_2_gives_each_case_a_key_and_one_entry(
     programme: Programme,
 ) -> None:
-    to_sealed_entries(programme)
     source = programme.work / "primero.csv"
     write_sample(source, 12, 50)
     done = programme.cli("import", str(source), "--map", str(PRIMERO), "--json", as_="pm-001")
@@ -322,7 +316,7 @@ def test_an_import_in_format_2_gives_each_case_a_key_and_one_entry(
     assert "Cmgit-Count: 12" in programme.git("log", "-1", "--format=%B")
     repo = programme.repo()
     for case_id in imported:
-        assert [p.rpartition("/")[2] for p in entry_files(programme, case_id)] == ["1.age"]
+        assert entry_files(programme, case_id) == [entries.entry_path(case_id, 1)]
         assert set(ref.read_case(repo.git, case_id)) == {"staff.age"}
     doc = shown(programme, imported[0])
     assert CANARY in json.dumps(doc)

@@ -103,6 +103,7 @@ class Repository(Core):
     merge_record = drivers.merge_record
     merge_sealed = drivers.merge_sealed
     bring_forward = drivers.bring_forward
+    bring_forward_sealed = drivers.bring_forward_sealed
     recover = drivers.recover
     textconv = drivers.textconv
 

@@ -117,16 +117,18 @@ def merge_sealed(
     identities: Sequence[crypto.Identity],
     today: dt.date,
     renumbering: Renumbering | None = None,
+    written_under: Config | None = None,
 ) -> dict[str, bytes]:
     """`merge_record` for a case kept as sealed entries (record format 2), as it stands
     at the commits ``base``, ``ours`` and ``theirs``: merged field by field, its version
     theirs plus one; the files are the open file and one entry, named by that version,
     holding what the merge changes of theirs, sealed to the newest generation of the
     case key (the keyring holds every generation of both sides by now). This clone's own
-    entry is left out: theirs holds one of that name already."""
+    entry is left out: theirs holds one of that name already. Ours and the base
+    ``written_under`` an older configuration are brought through the migrations first."""
     key = casekeys.open_key(repo, case_id, identities)
     order = repo.schemas.field_order
-    mine = _sealed_record(repo, case_id, ours, key)
+    mine = _sealed_record(repo, case_id, ours, key, written_under)
     other = _sealed_record(repo, case_id, theirs, key)
     if other is None:
         raise RepositoryError(
@@ -134,7 +136,7 @@ def merge_sealed(
             case_id=case_id,
             hint="run cmgit sync --drop " + case_id,
         )
-    old = _sealed_record(repo, case_id, base, key)
+    old = _sealed_record(repo, case_id, base, key, written_under)
     record = _merged(
         repo,
         case_id,
@@ -148,14 +150,50 @@ def merge_sealed(
     return casekeys.seal_files(repo.schemas, record, other.forms, key)
 
 
-def _sealed_record(repo: Core, case_id: str, commit: str, key: CaseKey) -> Record | None:
-    """A format-2 case as it stands at ``commit``; None where it has no record there."""
+def bring_forward_sealed(
+    repo: Core,
+    case_id: str,
+    ours: str,
+    theirs: str,
+    identities: Sequence[crypto.Identity],
+    today: dt.date,
+    written_under: Config,
+) -> dict[str, bytes]:
+    """`bring_forward` for a case kept as sealed entries that this clone changed in
+    ``ours`` (not yet pushed) and the central branch did not (a case made here): brought
+    through the migrations made since, the same version; its open file and one entry
+    holding what changed from ``theirs`` replace what this clone wrote."""
+    key = casekeys.open_key(repo, case_id, identities)
+    record = _sealed_record(repo, case_id, ours, key, written_under)
+    if record is None:
+        raise RepositoryError(
+            "a change of this clone holds an entry of a case it has no record of",
+            case_id=case_id,
+            hint="run cmgit sync --drop " + case_id,
+        )
+    before = _sealed_record(repo, case_id, theirs, key)
+    unit.prepare(repo, record, today)
+    repo.check_config_trusted()
+    return casekeys.seal_files(repo.schemas, record, before.forms if before else {}, key)
+
+
+def _sealed_record(
+    repo: Core, case_id: str, commit: str, key: CaseKey, written_under: Config | None = None
+) -> Record | None:
+    """A format-2 case as it stands at ``commit``; None where it has no record there.
+    One ``written_under`` an older configuration is read with it and brought through
+    the migrations of the configuration the repository acts under since."""
     blob = repo.git.blob_id(commit, ids.record_path(case_id))
     if blob is None:
         return None
-    fields = entries.parse_open_file(repo.git.read_blob(blob), repo.schemas.open_fields)
+    older = written_under or repo.config
+    fields = entries.parse_open_file(repo.git.read_blob(blob), older.schemas.open_fields)
     sealed = casekeys.read_entries(repo, case_id, commit)
-    return Record(fields, casekeys.fold_entries(key, sealed, int(fields["version"])))
+    forms = casekeys.fold_entries(key, sealed, int(fields["version"]))
+    steps = migrations.pending(repo.config.migrations, migrations.record_format(fields))
+    if not steps:
+        return Record(fields, forms)
+    return Record(*migrations.apply(steps, fields, forms, repo.schemas.open_fields))
 
 
 def recover(repo: Core) -> list[str]:

@@ -40,6 +40,18 @@ DEFAULT_CRITERIA = [
 TEMPLATE_ITEMS = ("schemas", "site", "mkdocs.yml", "providers.yaml")
 
 
+def copy_template(source: Path, target: Path) -> Path:
+    """The items of the case-repository template in ``source`` copied to ``target``:
+    what `init` starts a repository with (and a test or benchmark a template of its own)."""
+    for item in TEMPLATE_ITEMS:
+        src = source / item
+        if src.is_dir():
+            shutil.copytree(src, target / item)
+        elif src.is_file():
+            shutil.copy2(src, target / item)
+    return target
+
+
 def staff_author(actor: Staff) -> Author:
     return actor_author(actor.id)
 
@@ -94,12 +106,7 @@ def init_repository(
     try:
         git = Git(target)
         git.init()
-        for item in TEMPLATE_ITEMS:
-            src = source / item
-            if src.is_dir():
-                shutil.copytree(src, target / item)
-            elif src.is_file():
-                shutil.copy2(src, target / item)
+        copy_template(source, target)
         (target / ids.RECORDS_DIR).mkdir(exist_ok=True)
         schemas = SchemaSet.load(target / SCHEMAS_DIR)
         settings = settings_defaults(schemas.schemas[SETTINGS])
