@@ -43,6 +43,9 @@ TREES_KEPT = 64  # decoded trees an object reader remembers
 LOCK_TIMEOUT = float(os.environ.get("CMGIT_LOCK_TIMEOUT", "10"))
 # The paths of a change whose branch may have moved before its index and work tree did.
 PENDING_FILE = "pending-change"
+# Refs a change moved ahead of its branch (the keyring), with the branch's commit then: a
+# change killed before its branch followed has them put back (see `hold_refs`).
+HELD_FILE = "held-refs"
 SYNC_EACH_UP_TO = 64  # files a commit writes to the work tree flushed one by one
 
 
@@ -669,6 +672,7 @@ class Git:
         except GitFailed:
             pending.unlink()  # the branch did not move: nothing to finish
             raise
+        self._held_file().unlink(missing_ok=True)  # the branch followed: they stand
         crash_point("ref-updated")
         self._sync_worktree(blobs, files)
         crash_point("staged")
@@ -701,10 +705,48 @@ class Git:
                 input=tips,
             )
 
+    def hold_refs(self, moves: Mapping[str, tuple[str | None, str]]) -> None:
+        """Note refs about to move (ref: (old, new)) ahead of a commit of the branch, with
+        the branch's commit now. The next `commit` that moves the branch lets them stand;
+        if the change is killed or fails before that, `restore_held` puts them back, so
+        they never tell of a change the branch does not hold."""
+        head = self.head() or ZERO_OID
+        lines = [f"branch {head}"]
+        lines += [f"{ref} {old or ZERO_OID} {new}" for ref, (old, new) in sorted(moves.items())]
+        target = self._held_file()
+        target.parent.mkdir(exist_ok=True)
+        write_atomic(target, "".join(f"{line}\n" for line in lines).encode("ascii"))
+
+    def restore_held(self) -> list[str]:
+        """Put back the refs a change moved ahead of its branch, if the branch never moved
+        after them (a ref moved again since is left alone); the caller holds the
+        repository lock. Returns the refs put back."""
+        target = self._held_file()
+        try:
+            lines = target.read_text(encoding="ascii").splitlines()
+        except FileNotFoundError:
+            return []
+        back: dict[str, tuple[str | None, str]] = {}
+        if lines and lines[0] == f"branch {self.head() or ZERO_OID}":
+            for line in lines[1:]:
+                ref, old, new = line.split(" ")
+                if self.ref(ref) == new:
+                    back[ref] = (new, old)
+        if back:
+            self.update_refs(back, reflog=False)
+        target.unlink()
+        return sorted(back)
+
+    def _held_file(self) -> Path:
+        return self.git_dir / "cmgit" / HELD_FILE
+
     def finish_pending(self) -> list[str]:
         """Bring index and work tree to HEAD for the paths of a change that was killed
-        after (or just before) moving the branch; the caller holds the repository lock.
-        A file changed by hand since is left alone for git. Returns the paths put right."""
+        after (or just before) moving the branch, and put back the refs a change killed
+        before it moved its branch had moved ahead of it; the caller holds the repository
+        lock. A file changed by hand since is left alone for git. Returns the paths put
+        right."""
+        self.restore_held()
         pending = self.git_dir / "cmgit" / PENDING_FILE
         try:
             listing = pending.read_bytes()

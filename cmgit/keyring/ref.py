@@ -132,13 +132,18 @@ def update(
     sign: Callable[[bytes], str] | None = None,
     *,
     trailers: Sequence[tuple[str, str]] = (),
+    ahead_of_branch: bool = False,
 ) -> dict[str, str]:
     """Replace the folders of the cases in ``changes`` with exactly the files given (None
     or no files: the folder goes), in one new parentless commit per changed shard; move
     all their refs in one transaction from the commits read here (RepositoryBusy, and no
     ref moved, if any moved meanwhile), then prune what each old shard commit alone held.
     Only the trees on the changed paths are written. ``trailers`` name the actor, as on
-    every commit cmgit makes. Returns the new commit of each changed shard."""
+    every commit cmgit makes. Returns the new commit of each changed shard.
+
+    ``ahead_of_branch``: a commit of the branch follows, which the keys are for. The refs
+    moved are held until it is made (`Git.hold_refs`: put back if it never is), and the
+    old commits are pruned only once it is (`finish_prune`)."""
     keep_out_of_gc(git)
     finish_prune(git)
     old = heads(git)
@@ -160,6 +165,8 @@ def update(
             new[shard], _ = git.make_commit(files, message, author, None, sign, base=base)
         _note_pending(git, replaced)
         moves = {KEYRING_PREFIX + shard: (old.get(shard), commit) for shard, commit in new.items()}
+        if ahead_of_branch:
+            git.hold_refs(moves)
         git.update_refs(moves, reflog=False)
     except (CmgitError, GitFailed):
         _clear_pending(git)
@@ -170,8 +177,9 @@ def update(
         _abandon(git, new, fresh, old)
         raise
     crash_point("keyring-moved")
-    prune_all(git, {commit: new[shard] for shard, commit in replaced.items()})
-    _clear_pending(git)
+    if not ahead_of_branch:
+        prune_all(git, {commit: new[shard] for shard, commit in replaced.items()})
+        _clear_pending(git)
     return new
 
 

@@ -97,10 +97,16 @@ def wrapped(repo: Core, key: wrap.CaseKey, open_fields: Mapping[str, Any]) -> di
 
 
 def write_keyring(
-    repo: Core, changes: Mapping[str, Mapping[str, bytes] | None], actor: Staff
+    repo: Core,
+    changes: Mapping[str, Mapping[str, bytes] | None],
+    actor: Staff,
+    *,
+    ahead_of_branch: bool = True,
 ) -> dict[str, str]:
     """Replace the keyring's shards with ``changes`` made, signed as every cmgit commit
-    is; the new commit of each shard changed."""
+    is; the new commit of each shard changed. As a rule a commit of the branch follows
+    (`unit.commit`), and until it does the shards are held, to be put back if it never
+    comes; ``ahead_of_branch`` False for a keyring change of its own (a sync's merge)."""
     signer = make_signer(
         repo.signing_key_path, actor, bool(repo.settings.get("require_signed_commits"))
     )
@@ -110,6 +116,7 @@ def write_keyring(
         staff_author(actor),
         sign=signer,
         trailers=[("Cmgit-Actor", actor.id), ("Cmgit-Role", actor.role)],
+        ahead_of_branch=ahead_of_branch,
     )
 
 

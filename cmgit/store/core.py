@@ -33,7 +33,7 @@ from ..errors import (
     SealedWithoutYou,
     TooLarge,
 )
-from ..history import BLOB_MODES, PENDING_FILE, Git, object_id, repository_lock
+from ..history import BLOB_MODES, HELD_FILE, PENDING_FILE, Git, object_id, repository_lock
 from ..keyring.wrap import CaseKey
 from ..progress import SILENT, Progress
 from ..records import Record
@@ -91,15 +91,18 @@ class Core:
     _loaded_key: str = field(default="", init=False, repr=False)
     # Paths of a killed command's change that opening the repository finished.
     finished: list[str] = field(default_factory=list, init=False, repr=False)
+    # Refs of a change killed before its branch moved that opening the repository put back.
+    put_back: list[str] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def open(cls, where: Path | None = None, cipher: crypto.Cipher | None = None) -> Self:
         git = Git.discover(where or Path.cwd())
         repo = cls(git, cipher or crypto.AgeCipher())
-        if (git.git_dir / "cmgit" / PENDING_FILE).exists():
+        if any((git.git_dir / "cmgit" / name).exists() for name in (PENDING_FILE, HELD_FILE)):
             # A change was killed half-way: finish it. If git's index.lock was left too,
             # or a writer holds the repository, leave it to recover or to that writer.
             with contextlib.suppress(RepositoryError), repository_lock(git.git_dir):
+                repo.put_back = git.restore_held()
                 repo.finished = git.finish_pending()
         if git.head() is None or git.blob_id("HEAD", "schemas/case.schema.json") is None:
             raise NotACaseRepository(

@@ -13,6 +13,7 @@ from .. import crypto, entries, ids, migrations, records, yamlio
 from ..config import Config
 from ..errors import CmgitError, NotARecipient, RepositoryBusy, RepositoryError, TooLarge
 from ..history import git_locks, object_id, remove_stale_git_locks, repository_lock
+from ..keyring import ref
 from ..keyring.wrap import CaseKey
 from ..merge import Renumbering, merge_cases
 from ..records import Record
@@ -207,8 +208,13 @@ def recover(repo: Core) -> list[str]:
             f"removed git's {name} left by a git command that stopped"
             for name in remove_stale_git_locks(git_dir)
         ]
+        if repo.put_back + repo.git.restore_held():
+            done.append("put the keyring back as it was before a change that was interrupted")
+        repo.put_back = []
         repo.finished += repo.git.finish_pending()
         done += [f"finished the interrupted change of {path}" for path in repo.finished]
+        if ref.finish_prune(repo.git):
+            done.append("destroyed the keyring's replaced keys a change left behind")
         repo.finished = []
         for lock in git_locks(git_dir):
             raise RepositoryBusy(

@@ -87,7 +87,7 @@ def pull(
             if base.get(case_id) == tree and _erased(repo, case_id, theirs):
                 changes[case_id] = None
     if changes:
-        casekeys.write_keyring(repo, changes, repo.actor(identities))
+        casekeys.write_keyring(repo, changes, repo.actor(identities), ahead_of_branch=False)
     result.written = sorted(changes)
     return result
 
@@ -107,7 +107,7 @@ def rewrap_merged(repo: Core, identities: Sequence[crypto.Identity], done: Keyri
         if fields is not None:
             changes[case_id] = casekeys.wrapped(repo, key, fields)
     if changes:
-        casekeys.write_keyring(repo, changes, repo.actor(identities))
+        casekeys.write_keyring(repo, changes, repo.actor(identities), ahead_of_branch=False)
 
 
 def push(repo: Core, remote: str) -> bool:

@@ -20,6 +20,7 @@ from .. import ids, privacy, records, workflow
 from ..errors import DirtyWorkTree, GitFailed, RepositoryBusy, SchemaError
 from ..faults import crash_point
 from ..history import generated_message, object_id, repository_lock
+from ..keyring import ref
 from ..keyring.wrap import new_case_key
 from ..migrations import FIRST_FORMAT, FORMAT_FIELD
 from ..records import Record
@@ -75,7 +76,7 @@ def matches_head(repo: Core, path: str) -> bool:
 def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
     """Hold the repository lock, refuse if ``paths`` have uncommitted changes or a git
     operation is under way, and yield the parent commit for the new one."""
-    with repository_lock(repo.git.git_dir):
+    with repository_lock(repo.git.git_dir), _keyring_put_back_on_failure(repo):
         repo.git.finish_pending()
         head = repo.git.head()
         if len(paths) == 1 and head is not None:
@@ -92,6 +93,17 @@ def change(repo: Core, paths: Sequence[str]) -> Iterator[str | None]:
         repo.reload_config()
         repo.check_writer()
         yield head
+
+
+@contextlib.contextmanager
+def _keyring_put_back_on_failure(repo: Core) -> Iterator[None]:
+    """A change refused or failing after it moved the keyring, before its commit, puts
+    the keyring back at once (see `Git.hold_refs`)."""
+    try:
+        yield
+    except BaseException:
+        repo.git.restore_held()
+        raise
 
 
 def prepare(repo: Core, record: Record, today: dt.date) -> None:
@@ -193,11 +205,14 @@ def commit(
             files, message, staff_author(actor), parent, sign=_signer(repo, actor)
         )
     except GitFailed:
+        repo.git.restore_held()  # the keys moved for this commit go back with it
         # The branch moves only from ``parent`` (compare and swap): a git command that
         # does not take cmgit's lock moved it first.
         if repo.git.head() != parent:
             raise written_meanwhile(None) from None
         raise
+    # The keyring it moved stands now: what its old shards alone held goes.
+    ref.finish_prune(repo.git)
     if any(not path.startswith(ids.RECORDS_DIR + "/") for path in files):
         repo.forget_config()
     return commit

@@ -103,21 +103,18 @@ def test_G4_kill_a_staff_change_that_rewraps_many_case_keys(
     assert_no_plaintext(programme)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a change moves the keyring before its branch, and neither the next "
-    "command nor recover finishes or undoes it; the cases it re-wrapped stay unreadable "
-    "until the change is made again",
-)
-def test_G4_kill_a_staff_change_after_its_keyring_moved(programme: Programme) -> None:
-    """G4: a staff change killed after the keyring moved, before its branch did: after
-    recover every case opens for its readers, in the old state or the new one."""
+@pytest.mark.parametrize("stage", ["keyring-moved", "objects-written"])
+def test_G4_kill_a_staff_change_after_its_keyring_moved(programme: Programme, stage: str) -> None:
+    """G4: a staff change killed after the keyring moved, before its branch did: recover
+    puts the keyring back, and every case opens for its readers as before."""
     cases = [programme.new_case() for _ in range(3)]
-    crash(
-        programme, "keyring-moved", "staff", "update", "co-north", "--team", "south", as_="pm-001"
-    )
+    keyring_before = programme.git("for-each-ref", "refs/cmgit/keyring/")
+    crash(programme, stage, "staff", "update", "co-north", "--team", "south", as_="pm-001")
+    assert programme.git("for-each-ref", "refs/cmgit/keyring/") != keyring_before
     done = run(programme, "recover", as_=None)
     assert done.returncode == 0, done.stderr
+    assert "put the keyring back" in done.stdout
+    assert programme.git("for-each-ref", "refs/cmgit/keyring/") == keyring_before
     assert programme.cli("validate", as_=None).exit_code == 0
     for case_id in cases:
         assert programme.cli("show", case_id).exit_code == 0
