@@ -235,7 +235,10 @@ def big_case(programme: Programme, size: int = 200_000) -> str:
         f'    text: "{text}"\n'
         for i in range(size // len(text) + 1)
     )
-    assert programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code == 0
+    assert (
+        programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code
+        == 0
+    )
     assert programme.repo().edit(
         programme.identities("cw-north-1"),
         case_id,

@@ -274,9 +274,10 @@ def seal_to_outsider_instead_of(programme: Programme, case_id: str, staff_id: st
         for r in casekeys.staff_recipients(repo, loaded.record.open)
     ]
     assert outsider in recipients
-    files = {**keyring_files(programme, case_id), STAFF_FILE: crypto.seal_binary(
-        wrap.key_file(key), recipients
-    )}
+    files = {
+        **keyring_files(programme, case_id),
+        STAFF_FILE: crypto.seal_binary(wrap.key_file(key), recipients),
+    }
     plant_keyring(programme, case_id, files, Author("cw-north-1", "cw-north-1@cmgit.invalid"))
     return programme.git("log", "-1", "--format=%h", ref.shard_ref(case_id)).strip()
 
