@@ -38,14 +38,6 @@ def latest_entry(programme: Programme, case_id: str) -> tuple[str, bytes]:
     return path, (programme.root / path).read_bytes()
 
 
-def entry_bytes(programme: Programme, case_id: str) -> bytes:
-    """The bytes of all of a case's sealed entries at HEAD, newest first."""
-    return b"".join(
-        (programme.root / entries.entry_path(case_id, v)).read_bytes()
-        for v in reversed(entry_versions(programme, case_id))
-    )
-
-
 def plant_file(programme: Programme, path: str, data: bytes, message: str = "plant") -> None:
     """Commit DATA at PATH with plain git, as an intruder would."""
     target = programme.root / path
@@ -70,3 +62,9 @@ def plant_keyring(
 def plant_staff_file(programme: Programme, case_id: str, data: bytes) -> None:
     """Replace a case's staff.age, keeping its recovery files."""
     plant_keyring(programme, case_id, {**keyring_files(programme, case_id), STAFF_FILE: data})
+
+
+def migrated(programme: Programme) -> None:
+    """Bring a programme of record format 1 to format 2 with `cmgit migrate`."""
+    result = programme.cli("migrate", as_="pm-001")
+    assert result.exit_code == 0, result.output

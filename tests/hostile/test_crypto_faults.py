@@ -35,6 +35,7 @@ from .sealed_files import (
     header_end,
     keyring_files,
     latest_entry,
+    migrated,
     plant_file,
     plant_staff_file,
 )
@@ -591,12 +592,6 @@ def sealed_files_open_with(programme: Programme, keys: tuple[crypto.Identity, ..
                 continue
             opened += 1
     return opened
-
-
-def migrated(programme: Programme) -> None:
-    """Bring a programme of record format 1 to format 2 with `cmgit migrate`."""
-    result = programme.cli("migrate", as_="pm-001")
-    assert result.exit_code == 0, result.output
 
 
 def test_C10_C16_deactivation_reencrypts_and_reports_history(

@@ -26,7 +26,7 @@ from cmgit.store import casekeys, unit
 
 from ..conftest import CANARY, Programme
 from .faults_support import assert_consistent, assert_refused, spawn
-from .sealed_files import STAFF_FILE, keyring_files, plant_keyring
+from .sealed_files import STAFF_FILE, keyring_files, migrated, plant_keyring
 
 # -- a held lock exits 6 on every path ---------------------------------------------------
 
@@ -176,12 +176,6 @@ def test_a_command_that_reads_a_case_mid_change_waits_for_its_writer(
 
 
 # -- a lost laptop: the history the old key still opens ------------------------------------
-
-
-def migrated(programme: Programme) -> None:
-    """Bring a programme of record format 1 to format 2 with `cmgit migrate`."""
-    result = programme.cli("migrate", as_="pm-001")
-    assert result.exit_code == 0, result.output
 
 
 def test_a_new_recipient_reports_the_history_the_old_key_still_opens(
