@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cmgit import editing, ids
+from cmgit import editing, entries, ids
+from cmgit.keyring import ref, wrap
 
 from .conftest import CANARY, Programme, form
 
@@ -72,12 +73,12 @@ def test_new_show_record_and_history(programme: Programme) -> None:
     ]
 
 
-def test_one_command_one_commit_and_one_file(programme: Programme) -> None:
+def test_one_command_one_commit_one_open_file_and_one_entry(programme: Programme) -> None:
     before = programme.git("rev-parse", "HEAD").strip()
     case_id = programme.new_case()
     assert programme.git("rev-list", "--count", f"{before}..HEAD").strip() == "1"
     changed = programme.git("show", "--name-only", "--format=", "HEAD").split()
-    assert changed == [ids.record_path(case_id)]
+    assert changed == [ids.record_path(case_id), entries.entry_path(case_id, 1)]
 
 
 def test_upsert_update_append_only_and_supersede(programme: Programme) -> None:
@@ -264,12 +265,24 @@ def test_copied_record_restored_older_and_hand_edit_are_exit_3(programme: Progra
 
 
 def test_hand_edit_committed_with_plain_git_is_still_refused(programme: Programme) -> None:
+    """In record format 2 the seal binds each entry to its case and version: an open
+    file taken back below its entries is refused on reading. The other open fields are
+    bound by the commit that wrote them: audit names a plain-git commit of them."""
     case_id = programme.new_case()
+    added = programme.cli("record", case_id, "note", "--from", programme.form_file("note"))
+    assert added.exit_code == 0, added.output
     path = record_file(programme, case_id)
-    path.write_text(path.read_text().replace("state: identified", "state: closed"))
+    path.write_text(path.read_text().replace("version: 2", "version: 1"))
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "x")
     result = programme.cli("show", case_id)
-    assert result.exit_code == 3 and "digest" in result.stderr
+    assert result.exit_code == 3 and "newer than the record" in result.stderr
+    programme.git("reset", "-q", "--hard", "HEAD~1")
+    path.write_text(path.read_text().replace("state: identified", "state: closed"))
+    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "x")
+    edit = programme.git("rev-parse", "HEAD").strip()
+    result = programme.cli("audit", "--json", as_=None)
+    assert result.exit_code == 6
+    assert edit in {v["commit"] for v in json.loads(result.stdout)["violations"]}
 
 
 def test_dirty_record_blocks_the_command_that_touches_it(programme: Programme) -> None:
@@ -374,26 +387,29 @@ def test_staff_deactivate_reencrypts_and_removes_access(programme: Programme) ->
     case_id = programme.new_case(as_="cw-north-2")
     refused = programme.cli("staff", "deactivate", "cw-north-2", as_="pm-001")
     assert refused.exit_code == 4 and "holds" in refused.stderr
-    # the supervisor leaves: every north case is re-encrypted without their key
-    before_blob = programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}")
+    # the supervisor leaves: every north case key is wrapped again without their key
+    before_key = ref.read_case(programme.repo().git, case_id)[wrap.STAFF_FILE]
     assert programme.cli("show", case_id, as_="sv-north").exit_code == 0
     result = programme.cli("staff", "deactivate", "sv-north", as_="pm-001")
     assert result.exit_code == 0, result.output
     assert "re-encrypted 1 case" in result.stdout
-    assert programme.git("rev-parse", f"HEAD:{ids.record_path(case_id)}") != before_blob
+    assert ref.read_case(programme.repo().git, case_id)[wrap.STAFF_FILE] != before_key
     assert programme.git("status", "--porcelain") == ""
-    # their identity opens no record at HEAD, whatever tool is used
+    # their identity opens no wrapped key and no entry at HEAD, whatever tool is used
     from cmgit import crypto
     from cmgit.errors import NotARecipient
 
     keys = programme.identities("sv-north")
-    for entry in programme.git("ls-tree", "-r", "--name-only", "HEAD", "records").split():
-        if not entry.endswith(".yaml"):
-            continue
-        armored = programme.git("show", f"HEAD:{entry}").split("sealed: |\n", 1)[1]
-        armored = "".join(line[2:] + "\n" for line in armored.splitlines())
+    git = programme.repo().git
+    sealed = [
+        (programme.root / name).read_bytes()
+        for name in programme.git("ls-tree", "-r", "--name-only", "HEAD", "sealed").split()
+    ]
+    wrapped = [data for other in ref.case_ids(git) for data in ref.read_case(git, other).values()]
+    assert sealed and wrapped
+    for data in [*wrapped, *sealed]:
         with pytest.raises(NotARecipient):
-            crypto.open_sealed(armored, keys)
+            crypto.open_binary(data, keys)
     assert programme.cli("show", case_id, as_="sv-north").exit_code == 5
     assert programme.cli("validate", case_id).exit_code == 0
     changed = programme.git("show", "--name-only", "--format=%s", "HEAD").split("\n")
@@ -458,30 +474,32 @@ def test_interop_with_the_age_command(programme: Programme) -> None:
         if os.environ.get("CMGIT_REQUIRE_AGE") == "1":
             pytest.fail("the age command is required here but not installed")
         pytest.skip("the age command is not installed")
+    # stock age opens a case in two steps: the wrapped key, then the entry
     case_id = programme.new_case()
-    path = record_file(programme, case_id)
-    armored = "".join(
-        line[2:] + "\n" for line in path.read_text().split("sealed: |\n", 1)[1].splitlines()
+    repo = programme.repo()
+    key_file = programme.work / "case-key.txt"
+    key_file.write_bytes(
+        subprocess.run(
+            [age, "-d", "-i", str(programme.key("cw-north-1"))],
+            input=ref.read_case(repo.git, case_id)[wrap.STAFF_FILE],
+            capture_output=True,
+            check=True,
+        ).stdout
     )
+    key_file.chmod(0o600)
+    path = programme.root / entries.entry_path(case_id, 1)
     plain = subprocess.run(
-        [age, "-d", "-i", str(programme.key("cw-north-1"))],
-        input=armored.encode(),
-        capture_output=True,
-        check=True,
+        [age, "-d", "-i", str(key_file)], input=path.read_bytes(), capture_output=True, check=True
     ).stdout
     payload = json.loads(plain)
     assert payload["case_id"] == case_id and payload["version"] == 1
 
-    # a block made by the age command to the case's recipients is accepted
-    repo = programme.repo()
-    open_fields = repo.load_open(case_id).record.open
-    argv = [age, "-a"]
-    for recipient in repo.expected_recipients(open_fields):
-        argv += ["-r", recipient]
-    remade = subprocess.run(argv, input=plain, capture_output=True, check=True).stdout.decode()
-    from cmgit import records
-
-    path.write_bytes(records.render_file(open_fields, repo.schemas.open_fields, remade))
+    # an entry made by the age command to the case key is accepted
+    recipient = subprocess.run(
+        [age + "-keygen", "-y", str(key_file)], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    remade = subprocess.run([age, "-r", recipient], input=plain, capture_output=True, check=True)
+    path.write_bytes(remade.stdout)
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "age")
     result = programme.cli("validate", case_id, "--json")
     assert result.exit_code == 0, result.output
@@ -509,8 +527,13 @@ def test_leaks_nowhere_after_a_scenario(programme: Programme, tmp_path: Path) ->
     ]
     for out in outputs:
         assert CANARY not in out
-    history = programme.git("log", "-p", "--all", "--format=%an%ae%cn%ce%s%b")
-    assert CANARY not in history
+    history = subprocess.run(
+        ["git", "-C", str(programme.root), "log", "-p", "--all", "--format=%an%ae%cn%ce%s%b"],
+        capture_output=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    ).stdout
+    assert CANARY.encode() not in history
     names = programme.git("ls-tree", "-r", "--name-only", "HEAD")
     assert CANARY not in names
     temp = Path(os.environ["TMPDIR"])
@@ -531,41 +554,28 @@ def test_recovery_recipients_can_open_every_case(programme: Programme, tmp_path:
     crypto.write_identity_file(recovery, secret, recipient)
     result = programme.cli("settings", "set", "recovery_recipients", f"[{recipient}]", as_="pm-001")
     assert result.exit_code == 0, result.output
-    armored = "".join(
-        line[2:] + "\n"
-        for line in record_file(programme, case_id)
-        .read_text()
-        .split("sealed: |\n", 1)[1]
-        .splitlines()
-    )
-    payload = json.loads(crypto.open_sealed(armored, crypto.load_identities(recovery)))
+    repo = programme.repo()
+    custodians, k = wrap.custodians(repo.settings)
+    files = ref.read_case(repo.git, case_id)
+    key = wrap.recover(files, case_id, custodians, k, crypto.load_identities(recovery))
+    entry = (programme.root / entries.entry_path(case_id, 1)).read_bytes()
+    payload = json.loads(crypto.open_binary(entry, key.identities()))
     assert payload["case_id"] == case_id
 
 
 def test_a_passphrase_stanza_is_refused_before_decrypting(programme: Programme) -> None:
     import base64
 
-    from cmgit import records
-
     case_id = programme.new_case()
-    repo = programme.repo()
-    loaded = repo.load_open(case_id)
-    # A real message whose first stanza is relabelled as a passphrase (scrypt) stanza:
+    path = programme.root / entries.entry_path(case_id, 1)
+    # A real entry whose first stanza is relabelled as a passphrase (scrypt) stanza:
     # it must be refused from the header alone, before any key is tried.
-    binary = base64.b64decode("".join(loaded.armored.splitlines()[1:-1]))
+    binary = path.read_bytes()
     head, sep, rest = binary.partition(b"\n-> X25519 ")
     _, _, body = rest.partition(b"\n")
+    assert sep, "the sealed entry has an X25519 stanza to relabel"
     binary = head + b"\n-> scrypt " + base64.b64encode(b"s" * 16).rstrip(b"=") + b" 18\n" + body
-    body64 = base64.b64encode(binary).decode()
-    armored = (
-        "-----BEGIN AGE ENCRYPTED FILE-----\n"
-        + "".join(body64[i : i + 64] + "\n" for i in range(0, len(body64), 64))
-        + "-----END AGE ENCRYPTED FILE-----\n"
-    )
-    assert sep, "the sealed block has an X25519 stanza to relabel"
-    record_file(programme, case_id).write_bytes(
-        records.render_file(loaded.record.open, repo.schemas.open_fields, armored)
-    )
+    path.write_bytes(binary)
     programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "forged")
     result = programme.cli("show", case_id)
     assert result.exit_code == 3 and "scrypt" in result.stderr

@@ -221,6 +221,30 @@ def check_keyring(repo: Core, open_fields: Mapping[str, Any]) -> list[str]:
     return expected
 
 
+def check_sealed(repo: Core, loaded: Loaded) -> list[str]:
+    """`check_keyring`, and every entry of the case checked as `check_entry_files` does:
+    keyless, before any key is used. The entries are read into ``loaded``."""
+    expected = check_keyring(repo, loaded.record.open)
+    if not loaded.entries:
+        loaded.entries = read_entries(repo, loaded.record.case_id)
+    check_entry_files(loaded.record.case_id, loaded.entries)
+    return expected
+
+
+def check_entry_files(case_id: str, sealed: Mapping[int, bytes]) -> None:
+    """Each entry (by version) a binary age file sealed to one X25519 key, the case
+    key's: another kind of stanza, or a key slipped in, is refused before any key
+    touches it."""
+    for number in sorted(sealed):
+        stanzas = crypto.inspect_binary(sealed[number]).stanza_count
+        if stanzas != 1:
+            raise IntegrityError(
+                f"entry {number} is sealed for {stanzas} recipients, not the case key alone",
+                case_id=case_id,
+                hint="run cmgit audit; it names the commit that wrote the entry",
+            )
+
+
 def erased(repo: Core, case_id: str) -> bool:
     """Whether the last commit of a case erased it (`cmgit purge`)."""
     return erased_at(repo.git, case_id, "HEAD")
@@ -275,20 +299,18 @@ def open_forms(repo: Core, loaded: Loaded, identities: Sequence[crypto.Identity]
     this case and carry the version its name says: a swapped, renamed or rolled-back
     entry, or a keyring replaced by someone who never held the case key, is refused."""
     case_id = loaded.record.case_id
-    expected = check_keyring(repo, loaded.record.open)
+    expected = check_sealed(repo, loaded)
     try:
         key = open_key(repo, case_id, identities)
     except NotARecipient:
         if {i.recipient for i in identities} & set(expected):
             raise SealedWithoutYou(
-                "the case key is wrapped without your key although you are one of its "
+                "the case key is sealed without your key although you are one of its "
                 "readers (tampered, or not re-wrapped after a staff change)",
                 case_id=case_id,
                 hint="run cmgit validate and cmgit audit",
             ) from None
         raise NotARecipient("you are not a recipient of this case", case_id=case_id) from None
-    if not loaded.entries:
-        loaded.entries = read_entries(repo, case_id)
     forms = fold_entries(key, loaded.entries, loaded.record.version)
     loaded.key = key
     loaded.forms_opened = copy.deepcopy(forms)
@@ -300,6 +322,7 @@ def fold_entries(key: wrap.CaseKey, sealed: Mapping[int, bytes], version: int) -
     bound to its case and version and no later than the record's ``version``."""
     keys = key.identities()
     deltas = []
+    check_entry_files(key.case_id, sealed)
     for number in sorted(sealed):
         try:
             plaintext = crypto.open_binary(sealed[number], keys)

@@ -422,7 +422,7 @@ class Core:
         out) is a change made outside cmgit, and the block must not be re-sealed as if it
         were fine."""
         if loaded.header is None:
-            return casekeys.check_keyring(self, loaded.record.open)
+            return casekeys.check_sealed(self, loaded)
         expected = self.expected_recipients(loaded.record.open)
         if loaded.header.stanza_count != len(expected):
             raise IntegrityError(

@@ -24,6 +24,7 @@ from ..errors import (
     nearest_hint,
 )
 from ..history import Commit
+from ..keyring import ref as keyring_ref
 from ..progress import SILENT, Progress
 from ..workflow import WARN
 from . import bulk
@@ -317,13 +318,18 @@ def check_record(
             exc.case_id = case_id
         result = CheckResult(case_id, False, False, str(exc), exc.exit_code)
         if isinstance(exc, SealedWithoutYou):
-            result.sealed_without_you_by = sealing_commit(repo, ids.record_path(case_id))
+            result.sealed_without_you_by = sealing_commit(repo, case_id)
         return result
 
 
-def sealing_commit(repo: Core, path: str) -> str:
-    """The short id of the commit that wrote the record at ``path`` as it is at HEAD."""
-    return repo.git.text("log", "-1", "--format=%h", "HEAD", "--", path)
+def sealing_commit(repo: Core, case_id: str) -> str:
+    """The short id of the commit that sealed the case as it is: the keyring shard
+    commit that wrapped its key in record format 2, else the commit that wrote its
+    record file as it is at HEAD."""
+    shard = keyring_ref.head(repo.git, case_id)
+    if shard is not None and keyring_ref.read_case(repo.git, case_id, shard):
+        return repo.git.text("log", "-1", "--format=%h", shard)
+    return repo.git.text("log", "-1", "--format=%h", "HEAD", "--", ids.record_path(case_id))
 
 
 def _is_overdue(due_dates: Sequence[Any], today: dt.date) -> bool:

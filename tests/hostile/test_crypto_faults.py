@@ -10,6 +10,7 @@ run under the slow marker through the store's own opening code on the same repos
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -18,47 +19,38 @@ from typing import Any
 import pyrage
 import pytest
 
-from cmgit import crypto, editing, ids, records
+from cmgit import crypto, editing, entries, ids, records
 from cmgit.errors import ACCESS, INVALID_RECORD, REPOSITORY, CmgitError, NotARecipient
-from cmgit.store import Repository
+from cmgit.keyring import wrap
+from cmgit.store import Repository, casekeys
 
-from ..conftest import CANARY, Programme
+from ..conftest import CANARY, TODAY, Programme
 from ..test_audit import audit, forge, rules
 from ..test_cctv import NAMES, load_vector
 from ..test_hooks import run_git
 from ..test_signing import require_signatures, ssh_key
-from .refusal import assert_refused, assert_reported, no_canary_on_disk, snapshot
+from .refusal import assert_refused, assert_reported, git_objects, no_canary_on_disk, snapshot
+from .sealed_files import (
+    STAFF_FILE,
+    header_end,
+    keyring_files,
+    latest_entry,
+    migrated,
+    plant_file,
+    plant_staff_file,
+)
 
 CHUNK, TAG, NONCE = 64 * 1024, 16, 16
 
 
-def dearmor(armored: str) -> bytes:
-    return base64.b64decode("".join(armored.splitlines()[1:-1]))
+def sealed(programme: Programme, case_id: str) -> tuple[str, bytes]:
+    """The path and bytes of the case's newest sealed entry."""
+    return latest_entry(programme, case_id)
 
 
-def sealed(programme: Programme, case_id: str) -> tuple[dict[str, Any], bytes]:
-    loaded = programme.repo().load_open(case_id)
-    return loaded.record.open, dearmor(loaded.armored)
-
-
-def header_end(binary: bytes) -> int:
-    mac = binary.index(b"\n--- ")
-    return binary.index(b"\n", mac + 1) + 1
-
-
-ORDER: dict[Path, tuple[str, ...]] = {}
-
-
-def record_bytes(programme: Programme, open_fields: dict[str, Any], binary: bytes) -> bytes:
-    if programme.root not in ORDER:
-        ORDER[programme.root] = programme.repo().schemas.open_fields
-    return records.render_file(open_fields, ORDER[programme.root], crypto._armor(binary))
-
-
-def plant(programme: Programme, case_id: str, data: bytes, message: str = "plant") -> None:
-    """Commit DATA as the case's record with plain git, as an intruder would."""
-    (programme.root / ids.record_path(case_id)).write_bytes(data)
-    programme.git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", message)
+def plant(programme: Programme, path: str, data: bytes, message: str = "plant") -> None:
+    """Commit DATA at PATH (a sealed entry, a record file) with plain git."""
+    plant_file(programme, path, data, message)
 
 
 def show_refused(programme: Programme, as_: str, codes: tuple[int, ...]) -> int:
@@ -87,11 +79,28 @@ def flip(binary: bytes, offset: int, bit: int = 0) -> bytes:
     return bytes(out)
 
 
+def case_key(programme: Programme, case_id: str, as_: str = "cw-north-1") -> wrap.CaseKey:
+    return casekeys.open_key(programme.repo(), case_id, programme.identities(as_))
+
+
 def open_with_store(
-    repo: Repository, case_id: str, data: bytes, identities: tuple[crypto.Identity, ...]
+    repo: Repository,
+    case_id: str,
+    path: str,
+    data: bytes,
+    identities: tuple[crypto.Identity, ...],
+    keyring: dict[str, bytes] | None = None,
 ) -> type[CmgitError] | None:
+    """The store's own opening code on the case with DATA as its entry at PATH (and
+    KEYRING as its wrapped key files, if given): the error it raises, if any."""
+    named = entries.parse_entry_path(path)
+    assert named is not None and named[0] == case_id
     try:
-        repo.open_blob(data, identities, case_id)
+        if keyring is None:
+            key = casekeys.open_key(repo, case_id, identities)
+        else:
+            key = wrap.unwrap(keyring, case_id, identities)
+        casekeys.fold_entries(key, {named[1]: data}, named[1])
     except CmgitError as exc:
         return type(exc)
     return None
@@ -102,10 +111,10 @@ def open_with_store(
 
 def test_C1_cctv_vectors_as_records_are_refused(programme: Programme) -> None:
     """C1: CCTV vectors through the adapter are tests/test_cctv.py; here each runnable
-    vector (post-quantum ones skipped) is put in a record and refused by the store's
-    opening code, and one goes through the command line."""
+    vector (post-quantum ones skipped) is put in a case as its sealed entry and refused
+    by the store's opening code, and one goes through the command line."""
     case_id = new_case(programme)
-    open_fields, _ = sealed(programme, case_id)
+    path, _ = sealed(programme, case_id)
     repo = programme.repo()
     me = programme.identities("cw-north-1")
     checked = 0
@@ -117,12 +126,10 @@ def test_C1_cctv_vectors_as_records_are_refused(programme: Programme) -> None:
             binary = crypto._dearmor_lenient(vector.body) if vector.armored else vector.body
         except crypto.ArmorFailure:
             continue
-        armored = crypto._armor(binary)
         # Some header failures (an all-zero X25519 share) show only when a key is used;
         # the policy passes those on, and decryption must refuse them.
-        data = records.render_file(open_fields, repo.schemas.open_fields, armored)
-        outcome = open_with_store(repo, case_id, data, me)
-        assert outcome is not None, name  # no vector is a cmgit record of this case
+        outcome = open_with_store(repo, case_id, path, binary, me)
+        assert outcome is not None, name  # no vector is a sealed entry of this case
         checked += 1
     assert checked > 100
     # one vector all the way through the command line
@@ -135,7 +142,7 @@ def test_C1_cctv_vectors_as_records_are_refused(programme: Programme) -> None:
     )
     vector = load_vector(success)
     body = crypto._dearmor_lenient(vector.body) if vector.armored else vector.body
-    plant(programme, case_id, record_bytes(programme, open_fields, body))
+    plant(programme, path, body)
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
 
 
@@ -172,14 +179,23 @@ def header_offsets(binary: bytes) -> list[int]:
 
 
 def test_C3_header_bit_flips_sampled(programme: Programme) -> None:
-    """C3: bit flip in the header: refused every time: exit 3 for a recipient the
-    registry expects (tampered), 3 or 5 for a non-recipient (the key looks absent)."""
+    """C3: bit flip in the header of a sealed entry and of the case's wrapped key
+    (staff.age): refused every time: exit 3 for a recipient the registry expects
+    (tampered), 3 or 5 for a non-recipient (the key looks absent)."""
     case_id = new_case(programme)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     offsets = header_offsets(binary)
+    assert len(offsets) >= 8
+    for offset in offsets[:: max(1, len(offsets) // 6)]:
+        plant(programme, path, flip(binary, offset))
+        show_refused(programme, "cw-north-1", (INVALID_RECORD,))
+        show_refused(programme, "cw-south-1", (INVALID_RECORD, ACCESS))
+    plant(programme, path, binary, "restore")
+    staff = keyring_files(programme, case_id)[STAFF_FILE]
+    offsets = header_offsets(staff)
     assert len(offsets) >= 10
     for offset in offsets[:: max(1, len(offsets) // 6)]:
-        plant(programme, case_id, record_bytes(programme, open_fields, flip(binary, offset)))
+        plant_staff_file(programme, case_id, flip(staff, offset))
         show_refused(programme, "cw-north-1", (INVALID_RECORD,))
         show_refused(programme, "cw-south-1", (INVALID_RECORD, ACCESS))
     no_canary_on_disk(programme)
@@ -187,57 +203,72 @@ def test_C3_header_bit_flips_sampled(programme: Programme) -> None:
 
 @pytest.mark.slow
 def test_C3_header_bit_flips_every_byte(programme: Programme) -> None:
-    """C3 (full sweep): every bit of every header byte, through the store's opening code."""
+    """C3 (full sweep): every bit of every header byte of a sealed entry and of the
+    wrapped key, through the store's opening code."""
     case_id = new_case(programme)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     repo = programme.repo()
     me, outsider = programme.identities("cw-north-1"), programme.identities("cw-south-1")
     for offset in range(header_end(binary)):
         for bit in range(8):
-            data = record_bytes(programme, open_fields, flip(binary, offset, bit))
-            assert open_with_store(repo, case_id, data, me) is not None, (offset, bit)
-            assert open_with_store(repo, case_id, data, outsider) is not None, (offset, bit)
+            data = flip(binary, offset, bit)
+            assert open_with_store(repo, case_id, path, data, me) is not None, (offset, bit)
+            assert open_with_store(repo, case_id, path, data, outsider) is not None
+    files = keyring_files(programme, case_id)
+    staff = files[STAFF_FILE]
+    for offset in range(header_end(staff)):
+        for bit in range(8):
+            keyring = {**files, STAFF_FILE: flip(staff, offset, bit)}
+            for who in (me, outsider):
+                assert open_with_store(repo, case_id, path, binary, who, keyring) is not None
 
 
 # -- C4 ---------------------------------------------------------------------------------
 
 
 def big_case(programme: Programme, size: int = 200_000) -> str:
+    """A case whose newest sealed entry holds at least SIZE bytes: one edit that adds
+    notes enough (an entry holds what one version changed)."""
     case_id = new_case(programme)
-    note = {
-        "note": {
-            "written_on": "2026-03-12",
-            "written_by": "cw-001",
-            "text": "CANARY-NOTE " + "n" * 19_000,
-        }
-    }
-    path = programme.form_file("note", note)
-    while len(sealed(programme, case_id)[1]) < size:
-        assert programme.cli("record", case_id, "note", "--from", path).exit_code == 0
+    text = "CANARY-NOTE " + "n" * 19_000
+    notes = "".join(
+        f'  - note_id: note-{i:08d}\n    written_on: "2026-03-12"\n    written_by: cw-001\n'
+        f'    text: "{text}"\n'
+        for i in range(size // len(text) + 1)
+    )
+    assert (
+        programme.cli("record", case_id, "note", "--from", programme.form_file("note")).exit_code
+        == 0
+    )
+    assert programme.repo().edit(
+        programme.identities("cw-north-1"),
+        case_id,
+        lambda current: current + notes,
+        lambda _: False,
+        today=dt.date.fromisoformat(TODAY),
+    )
+    assert len(sealed(programme, case_id)[1]) >= size
     return case_id
 
 
 def test_C4_payload_chunk_bit_flips(programme: Programme) -> None:
-    """C4: bit flip in each payload chunk of a 200 KB record: "tampered"; nothing
+    """C4: bit flip in each payload chunk of a 200 KB sealed entry: "tampered"; nothing
     released to the caller."""
     case_id = big_case(programme)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     start = header_end(binary) + NONCE
     chunks = (len(binary) - start + CHUNK + TAG - 1) // (CHUNK + TAG)
     assert chunks >= 3
     for index in range(chunks):
         offset = min(start + index * (CHUNK + TAG) + 1000, len(binary) - 1)
-        plant(programme, case_id, record_bytes(programme, open_fields, flip(binary, offset)))
+        plant(programme, path, flip(binary, offset))
         before = snapshot(programme)
         result = programme.cli("show", case_id, as_=("cw-north-1", "sv-north")[index % 2])
         assert_refused(programme, result, INVALID_RECORD, before, says="tampered")
     # the last chunk's tag
-    plant(programme, case_id, record_bytes(programme, open_fields, flip(binary, len(binary) - 1)))
+    plant(programme, path, flip(binary, len(binary) - 1))
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     no_canary_on_disk(programme)
-
-
-# -- C5 ---------------------------------------------------------------------------------
 
 
 def truncation_lengths(binary: bytes) -> list[int]:
@@ -260,53 +291,64 @@ def truncation_lengths(binary: bytes) -> list[int]:
 
 
 def test_C5_truncation_and_trailing_garbage_sampled(programme: Programme) -> None:
-    """C5: truncation at lengths around the header and chunk boundaries, and trailing
-    garbage appended: always an error."""
+    """C5: truncation of a sealed entry at lengths around the header and chunk
+    boundaries, and trailing garbage appended; the same for the wrapped key: always an
+    error."""
     case_id = big_case(programme, 70_000)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     cuts = [binary[:n] for n in truncation_lengths(binary)]
     garbage = [binary + extra for extra in (b"\0", os.urandom(TAG), os.urandom(CHUNK + TAG))]
     for data in cuts + garbage:
-        plant(programme, case_id, record_bytes(programme, open_fields, data))
+        plant(programme, path, data)
         show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    # a truncated record file (not only its sealed block)
-    whole = record_bytes(programme, open_fields, binary)
-    for cut in (0, len(whole) // 2, len(whole) - 1):
-        plant(programme, case_id, whole[:cut])
+    plant(programme, path, binary, "restore")
+    # a truncated wrapped key, or one with garbage after it
+    staff = keyring_files(programme, case_id)[STAFF_FILE]
+    for data in (staff[:0], staff[: len(staff) // 2], staff[:-1], staff + b"\0"):
+        plant_staff_file(programme, case_id, data)
         show_refused(programme, "cw-north-1", (INVALID_RECORD,))
 
 
 @pytest.mark.slow
 def test_C5_truncation_every_length(programme: Programme) -> None:
-    """C5 (full sweep): every truncation length of a one-chunk record and of its file,
-    and of a two-chunk record."""
+    """C5 (full sweep): every truncation length of a one-chunk entry and of a two-chunk
+    one, and of the wrapped key."""
     repo = programme.repo()
     me = programme.identities("cw-north-1")
     small = new_case(programme)
-    open_fields, binary = sealed(programme, small)
+    path, binary = sealed(programme, small)
     for length in range(len(binary)):
-        data = record_bytes(programme, open_fields, binary[:length])
-        assert open_with_store(repo, small, data, me) is not None, length
-    whole = record_bytes(programme, open_fields, binary)
-    for length in range(len(whole)):
-        assert open_with_store(repo, small, whole[:length], me) is not None, length
+        assert open_with_store(repo, small, path, binary[:length], me) is not None, length
+    files = keyring_files(programme, small)
+    staff = files[STAFF_FILE]
+    for length in range(len(staff)):
+        keyring = {**files, STAFF_FILE: staff[:length]}
+        assert open_with_store(repo, small, path, binary, me, keyring) is not None, length
     case_id = big_case(programme, 70_000)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     for length in range(len(binary)):
-        data = record_bytes(programme, open_fields, binary[:length])
-        assert open_with_store(repo, case_id, data, me) is not None, length
+        assert open_with_store(repo, case_id, path, binary[:length], me) is not None, length
 
 
 # -- C6, C7 -------------------------------------------------------------------------------
 
 
-def test_C6_sealed_block_swapped_between_cases(programme: Programme) -> None:
-    """C6: valid ciphertext swapped between two cases: decrypts, then refused by the
-    case_id/path check; validate names the case, audit the commit."""
+def test_C6_sealed_entry_swapped_between_cases(programme: Programme) -> None:
+    """C6: a valid sealed entry swapped between two cases: as it is, it does not open
+    with the other case's key; sealed again to that key by someone who reads both, it
+    decrypts, then is refused by the case_id/path check; validate names the case, audit
+    the commit."""
     first, second = programme.new_case(), new_case(programme)
     _, first_binary = sealed(programme, first)
-    second_open, _ = sealed(programme, second)
-    plant(programme, second, record_bytes(programme, second_open, first_binary), "swap")
+    second_path, _ = sealed(programme, second)
+    plant(programme, second_path, first_binary, "swap")
+    before = snapshot(programme)
+    assert_refused(
+        programme, programme.cli("show", second), INVALID_RECORD, before, says="does not open"
+    )
+    plaintext = crypto.open_binary(first_binary, case_key(programme, first).identities())
+    resealed = crypto.seal_binary(plaintext, [case_key(programme, second).recipient])
+    plant(programme, second_path, resealed, "swap")
     swap = programme.git("rev-parse", "HEAD").strip()
     before = snapshot(programme)
     assert_refused(
@@ -538,25 +580,50 @@ def test_C11_recipients_changed_without_an_admin(programme: Programme, tmp_path:
 # -- C10, C16 ------------------------------------------------------------------------------
 
 
-def test_C10_C16_deactivation_reencrypts_and_reports_history(programme: Programme) -> None:
-    """C10/C16: after `staff deactivate`, no HEAD record opens with the removed key, and a
-    report lists the historical versions that key can still open."""
+def sealed_files_open_with(programme: Programme, keys: tuple[crypto.Identity, ...]) -> int:
+    """How many binary age files among all the repository's objects (reachable or not:
+    the keyring's wrapped keys, the sealed entries) open with KEYS."""
+    opened = 0
+    for kind, data in git_objects(programme.root):
+        if kind == "blob" and data.startswith(b"age-encryption.org/v1\n"):
+            try:
+                crypto.open_binary(data, keys)
+            except CmgitError:
+                continue
+            opened += 1
+    return opened
+
+
+def test_C10_C16_deactivation_reencrypts_and_reports_history(
+    format_1_programme: Programme,
+) -> None:
+    """C10/C16: after `staff deactivate`, no case opens with the removed key: their
+    wrapping of each case key is replaced and destroyed, so no object of the repository
+    opens with it; the report lists the historical versions that key can still open,
+    those sealed to people's keys before record format 2."""
+    programme = format_1_programme
     north = new_case(programme)
     assert (
         programme.cli("record", north, "note", "--from", programme.form_file("note")).exit_code == 0
     )
     south = programme.new_case(as_="cw-south-1")
+    migrated(programme)
+    assert (
+        programme.cli("record", north, "note", "--from", programme.form_file("note")).exit_code == 0
+    )
+    keys = programme.identities("sv-north")
+    assert sealed_files_open_with(programme, keys) >= 1  # the north case's wrapped key
     result = programme.cli("staff", "deactivate", "sv-north", "--json", as_="pm-001")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["reencrypted"] == 1
     listed = {(e["case_id"], e["version"]) for e in report["history_readable"]}
-    assert listed == {(north, 1), (north, 2)}  # never the south case, never HEAD's
-    keys = programme.identities("sv-north")
+    assert listed == {(north, 1), (north, 2)}  # never the south case, never format 2's
     repo = programme.repo()
     for case_id in (north, south):
         with pytest.raises(NotARecipient):
-            crypto.open_sealed(repo.load_open(case_id).armored, keys)
+            casekeys.open_key(repo, case_id, keys)
+    assert sealed_files_open_with(programme, keys) == 0
     # what the report says is true: each listed version opens with the removed key
     for entry in report["history_readable"]:
         path = ids.record_path(entry["case_id"])
@@ -571,9 +638,30 @@ def test_C10_C16_deactivation_reencrypts_and_reports_history(programme: Programm
     assert "which earlier versions" in sop.read_text()
 
 
-def test_C10_text_report_lists_cases(programme: Programme) -> None:
+def test_C16_deactivation_in_format_2_leaves_nothing_the_key_opens(
+    programme: Programme,
+) -> None:
+    """C16 in record format 2 from the start: every version was sealed to a case key, so
+    after `staff deactivate` the report lists nothing and no object opens with the key."""
+    north = new_case(programme)
+    assert (
+        programme.cli("record", north, "note", "--from", programme.form_file("note")).exit_code == 0
+    )
+    keys = programme.identities("sv-north")
+    assert sealed_files_open_with(programme, keys) == 1
+    result = programme.cli("staff", "deactivate", "sv-north", "--json", as_="pm-001")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["reencrypted"] == 1 and report["history_readable"] == []
+    assert sealed_files_open_with(programme, keys) == 0
+    assert programme.cli("show", north).exit_code == 0
+
+
+def test_C10_text_report_lists_cases(format_1_programme: Programme) -> None:
     """C10: the plain report names each case and version the removed key still opens."""
+    programme = format_1_programme
     case_id = new_case(programme, as_="cw-north-2")
+    migrated(programme)
     assert (
         programme.cli(
             "assign", case_id, "cw-north-1", "--reason", "staff_departure", as_="sv-north"
@@ -609,11 +697,11 @@ def restanza(binary: bytes, first: bytes) -> bytes:
 def test_C12_non_x25519_stanza_refused_before_pyrage(
     programme: Programme, stanza: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """C12: a scrypt or plugin stanza in a record header: refused before pyrage is
-    called (it is watched here, not replaced)."""
+    """C12: a scrypt or plugin stanza in the header of a sealed entry or of the wrapped
+    key: refused before pyrage sees the file (it is watched here, not replaced)."""
     case_id = new_case(programme)
-    open_fields, binary = sealed(programme, case_id)
-    plant(programme, case_id, record_bytes(programme, open_fields, restanza(binary, stanza)))
+    path, binary = sealed(programme, case_id)
+    plant(programme, path, restanza(binary, stanza))
     calls: list[int] = []
     real = pyrage.decrypt
 
@@ -632,23 +720,33 @@ def test_C12_non_x25519_stanza_refused_before_pyrage(
         before,
         says="only X25519",
     )
+    plant(programme, path, binary, "restore")
+    staff = keyring_files(programme, case_id)[STAFF_FILE]
+    plant_staff_file(programme, case_id, restanza(staff, stanza))
+    calls.clear()
+    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
+    assert calls == []
+    before = snapshot(programme)
+    assert_reported(
+        programme,
+        programme.cli("validate", case_id, as_=None),
+        INVALID_RECORD,
+        before,
+        says="X25519",
+    )
 
 
 def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
-    """C12: a record sealed for more recipients than the registry calls for (an extra
-    key slipped in): refused before decrypting; validate and audit flag it."""
+    """C12: a sealed entry, or a wrapped key, sealed for more recipients than the policy
+    calls for (an extra key slipped in): refused before decrypting; validate and audit
+    flag it."""
     case_id = new_case(programme)
     repo = programme.repo()
-    loaded = repo.load_open(case_id)
-    plaintext = crypto.open_sealed(loaded.armored, programme.identities("cw-north-1"))
+    path, binary = sealed(programme, case_id)
+    key = case_key(programme, case_id)
+    plaintext = crypto.open_binary(binary, key.identities())
     _, stranger = crypto.generate_identity()
-    recipients = [*repo.expected_recipients(loaded.record.open), stranger]
-    armored = crypto.seal(plaintext, recipients)
-    plant(
-        programme,
-        case_id,
-        records.render_file(loaded.record.open, repo.schemas.open_fields, armored),
-    )
+    plant(programme, path, crypto.seal_binary(plaintext, [key.recipient, stranger]))
     show_refused(programme, "cw-north-1", (INVALID_RECORD,))
     before = snapshot(programme)
     assert_reported(
@@ -659,7 +757,24 @@ def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
         says="recipients",
     )
     code, report = audit(programme)
-    assert code == 6 and "record" in rules(report)
+    assert code == 6 and "sealed" in rules(report)
+    plant(programme, path, binary, "restore")
+    # the wrapped key, sealed to one more than the registry's readers
+    expected = casekeys.staff_recipients(repo, repo.load_open(case_id).record.open)
+    files = keyring_files(programme, case_id)
+    plant_staff_file(
+        programme, case_id, crypto.seal_binary(wrap.key_file(key), [*expected, stranger])
+    )
+    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
+    before = snapshot(programme)
+    assert_reported(
+        programme,
+        programme.cli("validate", case_id, as_=None),
+        INVALID_RECORD,
+        before,
+        says="recipient stanzas",
+    )
+    assert files[STAFF_FILE] != keyring_files(programme, case_id)[STAFF_FILE]
 
 
 @pytest.mark.parametrize(
@@ -675,10 +790,11 @@ def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
     ],
 )
 def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
-    """C13: sealed block re-wrapped (CRLF, line length, whitespace, comments): refused
-    as not canonical; integrity uses blob ids, not work-tree bytes."""
+    """C13: a sealed entry stored armored, canonically or re-wrapped (CRLF, line length,
+    whitespace, comments): refused, a sealed entry has one encoding (binary age);
+    integrity uses blob ids, not work-tree bytes."""
     case_id = new_case(programme)
-    open_fields, binary = sealed(programme, case_id)
+    path, binary = sealed(programme, case_id)
     armored = crypto._armor(binary)
     lines = armored.rstrip("\n").split("\n")
     body64 = "".join(lines[1:-1])
@@ -707,17 +823,17 @@ def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
     else:
         text = "\n".join([lines[0].lower(), *lines[1:]]) + "\n"
     # the age tool would still decrypt some of these; cmgit must not accept any
-    order = programme.repo().schemas.open_fields
-    try:
-        data = records.render_file(open_fields, order, text)
-    except UnicodeEncodeError:  # pragma: no cover - all ASCII
-        raise
-    plant(programme, case_id, data)
-    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    before = snapshot(programme)
-    assert_reported(
-        programme, programme.cli("validate", case_id, as_=None), INVALID_RECORD, before, says=""
-    )
+    for data in (armored.encode(), text.encode()):
+        plant(programme, path, data)
+        show_refused(programme, "cw-north-1", (INVALID_RECORD,))
+        before = snapshot(programme)
+        assert_reported(
+            programme,
+            programme.cli("validate", case_id, as_=None),
+            INVALID_RECORD,
+            before,
+            says="sealed file",
+        )
 
 
 # -- C14, C15 ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cmgit import crypto, editing, ids, records
+from cmgit import crypto, editing, entries, ids
 
 from ..conftest import CANARY, Programme, form
 from ..test_site_build import ALLOWED, build, commit_pages, files, text_of
@@ -32,6 +32,7 @@ from .refusal import (
     shm_entries,
     snapshot,
 )
+from .sealed_files import entry_versions, header_end
 
 
 def scenario(programme: Programme, tmp_path: Path) -> list[str]:
@@ -52,36 +53,60 @@ def scenario(programme: Programme, tmp_path: Path) -> list[str]:
     return cases
 
 
-def record_blobs(programme: Programme) -> dict[str, str]:
-    """Every blob ever committed under records/ (any commit, any ref): oid -> path."""
-    out = programme.git("log", "--all", "--raw", "--no-abbrev", "--format=", "--", ids.RECORDS_DIR)
-    blobs = {}
+def blobs(programme: Programme, pathspec: str) -> dict[str, str]:
+    """Every blob ever committed at PATHSPEC (any commit, any ref, the keyring's shards
+    too): oid -> path."""
+    out = programme.git("log", "--all", "--raw", "--no-abbrev", "--format=", "--", pathspec)
+    found = {}
     for line in out.splitlines():
         meta, _, path = line.partition("\t")
         new = meta.split()[3]
-        if set(new) != {"0"} and path != f"{ids.RECORDS_DIR}/.gitkeep":
-            blobs[new] = path
-    return blobs
+        if set(new) != {"0"} and not path.endswith("/.gitkeep"):
+            found[new] = path
+    return found
+
+
+def blob(programme: Programme, oid: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(programme.root), "cat-file", "blob", oid],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+def x25519_only(data: bytes) -> None:
+    header = crypto.inspect_binary(data)
+    assert set(header.stanza_types) == {"X25519"} and header.grease_stanzas <= 1
 
 
 def test_L1_every_record_blob_is_sealed_x25519_only(programme: Programme, tmp_path: Path) -> None:
-    """L1: every blob of every commit under records/ is a record of SPEC section 2 whose
-    sealed block is age with X25519 stanzas only; the canary is in no blob at all."""
+    """L1: every blob of every commit under records/ is an open file of SPEC section 9
+    (open fields only); every sealed entry under sealed/ and every wrapped key of the
+    keyring is a binary age file with X25519 stanzas only; the canary is in no blob at
+    all."""
     cases = scenario(programme, tmp_path)
     order = programme.repo().schemas.open_fields
-    blobs = record_blobs(programme)
-    assert len(blobs) > 10
-    for oid, path in blobs.items():
-        data = subprocess.run(
-            ["git", "-C", str(programme.root), "cat-file", "blob", oid],
-            capture_output=True,
-            check=True,
-        ).stdout
-        open_fields, armored = records.parse_file(data, order)
+    opened = blobs(programme, ids.RECORDS_DIR)
+    assert len(opened) > 10
+    for oid, path in opened.items():
+        open_fields = entries.parse_open_file(blob(programme, oid), order)
         assert ids.record_path(open_fields["case_id"]) == path
-        header = crypto.inspect(armored)
-        assert set(header.stanza_types) == {"X25519"} and header.grease_stanzas <= 1
-    assert {ids.case_id_from_path(p) for p in blobs.values()} == set(cases)
+    assert {ids.case_id_from_path(p) for p in opened.values()} == set(cases)
+    sealed = blobs(programme, entries.SEALED_DIR)
+    assert len(sealed) > 10
+    for oid, path in sealed.items():
+        named = entries.parse_entry_path(path)
+        assert named is not None and named[0] in cases, path
+        x25519_only(blob(programme, oid))
+    wrapped = {
+        oid: path
+        for oid, path in blobs(programme, "*.age").items()
+        if not path.startswith(f"{entries.SEALED_DIR}/")
+    }
+    assert {path.split("/")[0] for path in wrapped.values()} == set(cases)
+    for oid, path in wrapped.items():
+        assert path.split("/")[1] == "staff.age" or path.split("/")[1].startswith("recovery.")
+        x25519_only(blob(programme, oid))
     kinds = set()
     for kind, data in git_objects(programme.root):
         kinds.add(kind)
@@ -184,19 +209,21 @@ def test_L3_metadata_carries_no_personal_data(programme: Programme, tmp_path: Pa
 
 
 def test_L4_narrative_length_is_hidden_by_buckets(programme: Programme) -> None:
-    """L4: records with 10-byte and 3,000-byte narratives in the same bucket: identical
-    ciphertext length."""
+    """L4: sealed entries with narratives of different lengths in the same bucket:
+    identical ciphertext length. (Entries are padded to buckets of 1, 1.5, 2, 3, 4 KiB
+    ...: 10 and 100 bytes share the first here, 2,500 and 3,000 bytes the 4 KiB one.)"""
     lengths = {}
-    for size in (10, 1000, 3000):
+    for size in (10, 100, 2500, 3000):
         doc = form("identification")
         doc["identification"]["initial_concern_summary"] = ("CANARY " + "x" * size)[:size]
         case_id = programme.cli("new", "--from", programme.form_file("f", doc)).stdout.strip()
-        binary = crypto._dearmor_canonical(programme.repo().load_open(case_id).armored)
+        [version] = entry_versions(programme, case_id)
+        binary = (programme.root / entries.entry_path(case_id, version)).read_bytes()
         # The header differs only by the random filler stanza age adds to every
         # message; what follows it (nonce and payload) is what the narrative could show.
-        header = binary.index(b"\n", binary.index(b"\n--- ") + 1) + 1
-        lengths[size] = len(binary) - header
-    assert len(set(lengths.values())) == 1, lengths
+        lengths[size] = len(binary) - header_end(binary)
+    assert lengths[10] == lengths[100] and lengths[2500] == lengths[3000], lengths
+    assert lengths[10] < lengths[3000]
 
 
 def test_L5_site_build_publishes_no_canary(programme: Programme, tmp_path: Path) -> None:
@@ -343,6 +370,6 @@ def test_L9_diff_decrypts_to_the_terminal_only(programme: Programme) -> None:
         if who == "cw-north-1":
             assert CANARY in shown, args
         else:
-            assert CANARY not in shown and "BEGIN AGE ENCRYPTED FILE" in shown, args
+            assert CANARY not in shown and f"sealed entry 2 of {case_id}" in shown, args
     assert programme.git("for-each-ref", "refs/notes") == ""
     no_canary_on_disk(programme, shm_before=shm)

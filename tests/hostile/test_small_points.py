@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from cmgit import crypto, editing, ids, records, store
+from cmgit import crypto, editing, ids, store
 from cmgit.errors import INVALID_RECORD, REPOSITORY, RepositoryBusy
-from cmgit.store import unit
+from cmgit.history import Author
+from cmgit.keyring import ref, wrap
+from cmgit.store import casekeys, unit
 
 from ..conftest import CANARY, Programme
 from .faults_support import assert_consistent, assert_refused, spawn
+from .sealed_files import STAFF_FILE, keyring_files, migrated, plant_keyring
 
 # -- a held lock exits 6 on every path ---------------------------------------------------
 
@@ -176,16 +179,18 @@ def test_a_command_that_reads_a_case_mid_change_waits_for_its_writer(
 
 
 def test_a_new_recipient_reports_the_history_the_old_key_still_opens(
-    programme: Programme, tmp_path: Path
+    format_1_programme: Programme, tmp_path: Path
 ) -> None:
-    """The lost-laptop case: `staff update --recipient` re-encrypts the caseworker's
-    cases for the new key and, as `staff deactivate` does, lists each version in the
-    history that the old key still opens."""
+    """The lost-laptop case: `staff update --recipient` wraps the caseworker's case keys
+    for the new key and, as `staff deactivate` does, lists each version in the history
+    that the old key still opens: those sealed to people's keys before record format 2."""
+    programme = format_1_programme
     first = programme.new_case()
     added = programme.cli("record", first, "note", "--from", programme.form_file("note"))
     assert added.exit_code == 0, added.output
     second = programme.new_case()
     south = programme.new_case(as_="cw-south-1")
+    migrated(programme)
     secret, recipient = crypto.generate_identity()
     new_key = tmp_path / "new-laptop.txt"
     crypto.write_identity_file(new_key, secret, recipient)
@@ -207,15 +212,19 @@ def test_a_new_recipient_reports_the_history_the_old_key_still_opens(
     assert found.exit_code == 0, found.output
 
 
-def test_a_new_recipient_lists_each_readable_version_as_json(programme: Programme) -> None:
+def test_a_new_recipient_lists_each_readable_version_as_json(
+    format_1_programme: Programme,
+) -> None:
+    programme = format_1_programme
     case_id = programme.new_case()
+    sealed = programme.git("log", "--format=%H", "-1").strip()
+    migrated(programme)
     _, recipient = crypto.generate_identity()
     updated = programme.cli(
         "staff", "update", "cw-north-1", "--recipient", recipient, "--json", as_="pm-001"
     )
     assert updated.exit_code == 0, updated.output
     doc = json.loads(updated.stdout)
-    sealed = programme.git("log", "--format=%H", "-1", "HEAD~1").strip()
     assert doc == {
         "staff": "cw-north-1",
         "reencrypted": 1,
@@ -225,30 +234,46 @@ def test_a_new_recipient_lists_each_readable_version_as_json(programme: Programm
     assert moved.exit_code == 0 and "still opens" not in moved.stdout
 
 
+def test_a_new_recipient_in_format_2_leaves_no_history_to_list(programme: Programme) -> None:
+    """In record format 2 from the start every version was sealed to a case key, and
+    the old key's wrapping of it is destroyed: nothing in the history to list."""
+    case_id = programme.new_case()
+    _, recipient = crypto.generate_identity()
+    updated = programme.cli(
+        "staff", "update", "cw-north-1", "--recipient", recipient, "--json", as_="pm-001"
+    )
+    assert updated.exit_code == 0, updated.output
+    assert json.loads(updated.stdout) == {
+        "staff": "cw-north-1",
+        "reencrypted": 1,
+        "history_readable": [],
+    }
+    assert programme.cli("show", case_id).exit_code != 0
+
+
 # -- a record sealed to an outsider in place of the programme manager ----------------------
 
 
 def seal_to_outsider_instead_of(programme: Programme, case_id: str, staff_id: str) -> str:
-    """What a hostile caseworker can do with their own key and plain git: open the record
-    and seal the same content again, to an outsider in place of ``staff_id``, keeping the
-    number of recipients. The short id of the commit."""
+    """What a hostile caseworker can do with their own key and plain git: unwrap the
+    case key and wrap it again, to an outsider in place of ``staff_id``, keeping the
+    number of recipients, in a keyring commit of their own. The short id of the commit."""
     repo = programme.repo()
     loaded = repo.load_open(case_id)
-    plaintext = repo.cipher.open(loaded.armored, programme.identities("cw-north-1"))
+    key = casekeys.open_key(repo, case_id, programme.identities("cw-north-1"))
     replaced = repo.registry.get(staff_id).recipient
     _, outsider = crypto.generate_identity()
     recipients = [
-        outsider if r == replaced else r for r in repo.expected_recipients(loaded.record.open)
+        outsider if r == replaced else r
+        for r in casekeys.staff_recipients(repo, loaded.record.open)
     ]
     assert outsider in recipients
-    armored = repo.cipher.seal(plaintext, recipients)
-    data = records.render_file(loaded.record.open, repo.schemas.open_fields, armored)
-    (programme.root / loaded.path).write_bytes(data)
-    programme.git(
-        "-c", "user.name=cw-north-1", "-c", "user.email=cw-north-1@cmgit.invalid",
-        "commit", "-q", "-am", f"{case_id}: edit",
-    )  # fmt: skip
-    return programme.git("log", "-1", "--format=%h").strip()
+    files = {
+        **keyring_files(programme, case_id),
+        STAFF_FILE: crypto.seal_binary(wrap.key_file(key), recipients),
+    }
+    plant_keyring(programme, case_id, files, Author("cw-north-1", "cw-north-1@cmgit.invalid"))
+    return programme.git("log", "-1", "--format=%h", ref.shard_ref(case_id)).strip()
 
 
 @pytest.mark.parametrize("pool_from", [200, 1], ids=["in-process", "forked-workers"])
