@@ -78,6 +78,6 @@ def test_a_format_1_demo_migrated_audits_clean_and_every_case_shows_the_same(
         listing = programme.git(
             "ls-tree", "--name-only", "HEAD", entries.entries_dir(case_id) + "/"
         )
-        names = [p.rpartition("/")[2] for p in listing.split()]
-        assert [n for n in names if entries.is_entry_of(n, case_id)], case_id
+        named = [entries.parse_entry_path(p) for p in listing.split()]
+        assert named and all(n is not None and n[0] == case_id for n in named), case_id
         assert "staff.age" in ref.read_case(repo.git, case_id), case_id
