@@ -685,6 +685,15 @@ def restanza(binary: bytes, first: bytes) -> bytes:
     return head + b"\n" + first + after
 
 
+def refused_by_show_and_validate(programme: Programme, case_id: str, *, says: str) -> None:
+    """The case's reader is refused (exit 3), and `validate` without a key reports it,
+    saying ``says`` and changing nothing."""
+    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
+    before = snapshot(programme)
+    validated = programme.cli("validate", case_id, as_=None)
+    assert_reported(programme, validated, INVALID_RECORD, before, says=says)
+
+
 @pytest.mark.parametrize(
     "stanza",
     [
@@ -710,30 +719,17 @@ def test_C12_non_x25519_stanza_refused_before_pyrage(
         return real(*args, **kw)
 
     monkeypatch.setattr(pyrage, "decrypt", watched)
-    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    assert calls == []
-    before = snapshot(programme)
-    assert_reported(
-        programme,
-        programme.cli("validate", case_id, as_=None),
-        INVALID_RECORD,
-        before,
-        says="only X25519",
-    )
+
+    def refused_unopened(says: str) -> None:
+        calls.clear()
+        refused_by_show_and_validate(programme, case_id, says=says)
+        assert calls == []
+
+    refused_unopened("only X25519")
     plant(programme, path, binary, "restore")
     staff = keyring_files(programme, case_id)[STAFF_FILE]
     plant_staff_file(programme, case_id, restanza(staff, stanza))
-    calls.clear()
-    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    assert calls == []
-    before = snapshot(programme)
-    assert_reported(
-        programme,
-        programme.cli("validate", case_id, as_=None),
-        INVALID_RECORD,
-        before,
-        says="X25519",
-    )
+    refused_unopened("X25519")
 
 
 def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
@@ -747,15 +743,7 @@ def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
     plaintext = crypto.open_binary(binary, key.identities())
     _, stranger = crypto.generate_identity()
     plant(programme, path, crypto.seal_binary(plaintext, [key.recipient, stranger]))
-    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    before = snapshot(programme)
-    assert_reported(
-        programme,
-        programme.cli("validate", case_id, as_=None),
-        INVALID_RECORD,
-        before,
-        says="recipients",
-    )
+    refused_by_show_and_validate(programme, case_id, says="recipients")
     code, report = audit(programme)
     assert code == 6 and "sealed" in rules(report)
     plant(programme, path, binary, "restore")
@@ -765,15 +753,7 @@ def test_C12_stanza_count_differs_from_policy(programme: Programme) -> None:
     plant_staff_file(
         programme, case_id, crypto.seal_binary(wrap.key_file(key), [*expected, stranger])
     )
-    show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-    before = snapshot(programme)
-    assert_reported(
-        programme,
-        programme.cli("validate", case_id, as_=None),
-        INVALID_RECORD,
-        before,
-        says="recipient stanzas",
-    )
+    refused_by_show_and_validate(programme, case_id, says="recipient stanzas")
     assert files[STAFF_FILE] != keyring_files(programme, case_id)[STAFF_FILE]
 
 
@@ -825,15 +805,7 @@ def test_C13_rewrapped_armor_refused(programme: Programme, rewrap: str) -> None:
     # the age tool would still decrypt some of these; cmgit must not accept any
     for data in (armored.encode(), text.encode()):
         plant(programme, path, data)
-        show_refused(programme, "cw-north-1", (INVALID_RECORD,))
-        before = snapshot(programme)
-        assert_reported(
-            programme,
-            programme.cli("validate", case_id, as_=None),
-            INVALID_RECORD,
-            before,
-            says="sealed file",
-        )
+        refused_by_show_and_validate(programme, case_id, says="sealed file")
 
 
 # -- C14, C15 ------------------------------------------------------------------------------
