@@ -657,20 +657,25 @@ class Git:
         an armored signature, stored in a ``gpgsig`` header as git does. Returns the new
         commit id.
         """
-        commit, blobs = self.make_commit(files, message, author, parent, sign)
-        crash_point("objects-written")
-        ref = self.branch_ref()
-        if ref is None:
-            raise OperationInProgress("HEAD is detached", hint="check out a branch first")
-        # Written before the branch moves and removed once index and work tree follow:
-        # a command killed in between leaves it, and the next one finishes the change.
-        pending = self.git_dir / "cmgit" / PENDING_FILE
-        pending.parent.mkdir(exist_ok=True)
-        write_atomic(pending, "".join(f"{path}\0" for path in files).encode("utf-8"), sync=False)
         try:
-            self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
-        except GitFailed:
-            pending.unlink()  # the branch did not move: nothing to finish
+            commit, blobs = self.make_commit(files, message, author, parent, sign)
+            crash_point("objects-written")
+            ref = self.branch_ref()
+            if ref is None:
+                raise OperationInProgress("HEAD is detached", hint="check out a branch first")
+            # Written before the branch moves and removed once index and work tree follow:
+            # a command killed in between leaves it, and the next one finishes the change.
+            pending = self.git_dir / "cmgit" / PENDING_FILE
+            pending.parent.mkdir(exist_ok=True)
+            listing = "".join(f"{path}\0" for path in files).encode("utf-8")
+            write_atomic(pending, listing, sync=False)
+            try:
+                self.run("update-ref", "-m", "cmgit", ref, commit, parent or ZERO_OID)
+            except GitFailed:
+                pending.unlink()  # the branch did not move: nothing to finish
+                raise
+        except BaseException:
+            self.restore_held()  # refs moved ahead for this commit go back with it
             raise
         self._held_file().unlink(missing_ok=True)  # the branch followed: they stand
         crash_point("ref-updated")

@@ -58,9 +58,7 @@ def test_generator_and_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
         assert target in printed and target in report
     assert "## 100 cases" in report
     # The generated programme is a real one: every record valid, the history audited.
-    (programme,) = (tmp_path / "cache").glob("programme-100-layout1-*")
-    assert (programme / "ready").exists()
-    assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
+    assert_generated(tmp_path, layout=1)
 
 
 # A second programme generated and measured: kept out of the default run for the suite's
@@ -80,8 +78,15 @@ def test_the_format_2_benchmarks_run_at_100_cases(tmp_path: Path) -> None:
     ):
         assert target in printed and target in report
     assert "## 100 cases, record format 2" in report
-    (programme,) = (tmp_path / "cache").glob("programme-100-layout2-*")
-    assert (programme / "ready").exists()
-    assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
+    programme = assert_generated(tmp_path, layout=2)
     # In format 2 every version that changed forms wrote one sealed entry.
     assert list((programme / "cases" / "sealed").rglob("*.age"))
+
+
+def assert_generated(tmp_path: Path, *, layout: int) -> Path:
+    """The bench's cache holds one finished programme of 100 cases in ``layout``: its
+    folder."""
+    (programme,) = (tmp_path / "cache").glob(f"programme-100-layout{layout}-*")
+    assert (programme / "ready").exists()
+    assert len(list((programme / "cases" / "records").rglob("*.yaml"))) == 100
+    return programme

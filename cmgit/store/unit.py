@@ -205,7 +205,6 @@ def commit(
             files, message, staff_author(actor), parent, sign=_signer(repo, actor)
         )
     except GitFailed:
-        repo.git.restore_held()  # the keys moved for this commit go back with it
         # The branch moves only from ``parent`` (compare and swap): a git command that
         # does not take cmgit's lock moved it first.
         if repo.git.head() != parent:
